@@ -1,0 +1,62 @@
+// voxcast: one binary for every user path (see DESIGN.md, "Contracts").
+#include <cstdio>
+#include <map>
+
+#include "commands.hpp"
+#include "core/log.hpp"
+#include "core/memory.hpp"
+
+namespace vx::app {
+
+std::uint64_t GlobalOptions::cache_bytes() const {
+  return cache_mb > 0 ? std::uint64_t(cache_mb) << 20 : default_cache_bytes();
+}
+
+int report(const std::string& message) {
+  std::fprintf(stderr, "voxcast: error: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace vx::app
+
+int main(int argc, char** argv) {
+  using namespace vx::app;
+  CLI::App app{
+      "voxcast: open terabyte image volumes where they live and stream views of them.\n"
+      "DATA is a path (OME-Zarr v0.4/v0.5 directory, .npy, TIFF stack, NIfTI .nii/.nii.gz; the\n"
+      "format is detected from content and name) or synthetic:cells[?shape=ZxYxX&chunk=N&...].",
+      "voxcast"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "voxcast 0.1.0");
+  app.footer("Run 'voxcast COMMAND --help' for the options of a command.\n"
+             "Example: voxcast info synthetic:cells");
+  GlobalOptions g;
+  app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--cache-mb", g.cache_mb, "Chunk cache budget in MiB (default: a quarter of RAM)")
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 30));
+
+  std::map<CLI::App*, Runner> runners;
+  auto reg = [&](Runner (*add)(CLI::App&, const GlobalOptions&)) {
+    const auto before = app.get_subcommands({}).size();
+    Runner r = add(app, g);
+    runners[app.get_subcommands({})[before]] = std::move(r);
+  };
+  reg(add_info);
+  reg(add_convert);
+  reg(add_export);
+  reg(add_demo);
+  // Global options may also follow the subcommand.
+  for (auto& [sub, _] : runners) sub->fallthrough();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  vx::LoggingGuard logging(vx::LogOptions{g.log_level});
+  for (auto& [sub, run] : runners)
+    if (sub->parsed()) return run();
+  return 2;
+}

@@ -1,0 +1,472 @@
+#include "data/chunk_cache.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <list>
+#include <thread>
+#include <unordered_map>
+
+#include "core/thread_pool.hpp"
+
+namespace vx::data {
+
+namespace detail {
+
+struct RequestState {
+  std::atomic<bool> cancelled{false};
+  ChunkCallback callback;
+};
+
+struct Key {
+  SourceId source = 0;
+  int level = 0;
+  Index index{};
+  bool operator==(const Key&) const = default;
+};
+
+struct CacheEntry {
+  Key key;
+  std::size_t hash = 0;
+  // Ready: the decoded bytes (owned, or the shared fill buffer of a missing chunk).
+  std::shared_ptr<const std::byte[]> data;
+  std::size_t size = 0;
+  bool fill = false;
+  std::size_t charge = 0;      // bytes counted against the budget
+  std::atomic<int> pins{0};   // incremented only under the shard mutex
+  // Guarded by the shard mutex:
+  bool ready = false;
+  bool started = false;
+  int priority = 0;
+  std::vector<std::shared_ptr<RequestState>> waiters;
+  std::list<CacheEntry*>::iterator lru;
+};
+
+}  // namespace detail
+
+using detail::CacheEntry;
+using detail::Key;
+using detail::RequestState;
+
+namespace {
+
+constexpr std::size_t kEntryOverhead = 256;  // map node, list node, entry: counted too
+
+std::size_t hash_key(const Key& k) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (std::uint64_t(k.source) << 40) ^ std::uint64_t(k.level);
+  for (auto v : k.index) {
+    h ^= std::uint64_t(v) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return std::size_t(h);
+}
+
+struct KeyHash {
+  std::size_t operator()(const Key& k) const { return hash_key(k); }
+};
+
+}  // namespace
+
+struct ChunkCache::Shard {
+  std::mutex mutex;
+  std::unordered_map<Key, std::shared_ptr<CacheEntry>, KeyHash> map;
+  std::list<CacheEntry*> lru;  // ready entries, most recent first
+};
+
+struct ChunkCache::SourceSlot {
+  std::shared_ptr<const VolumeSource> source;
+  std::mutex mutex;
+  std::vector<std::shared_ptr<const std::byte[]>> fill;  // per level, made on first need
+};
+
+struct ChunkCache::Atomics {
+  std::atomic<std::uint64_t> hits{0}, misses{0}, joined{0}, bytes_read{0}, bytes_decoded{0},
+      evictions{0}, cancelled{0}, errors{0}, missing{0};
+};
+
+// --- ChunkPin, ChunkRequest --------------------------------------------------------------
+
+// Adopts a pin already counted (under the shard mutex) by the cache.
+ChunkPin::ChunkPin(std::shared_ptr<CacheEntry> entry) : entry_(std::move(entry)) {}
+
+ChunkPin::~ChunkPin() {
+  if (entry_) entry_->pins.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+ChunkPin& ChunkPin::operator=(ChunkPin&& other) noexcept {
+  if (this != &other) {
+    if (entry_) entry_->pins.fetch_sub(1, std::memory_order_acq_rel);
+    entry_ = std::move(other.entry_);
+  }
+  return *this;
+}
+
+std::span<const std::byte> ChunkPin::bytes() const {
+  return entry_ ? std::span<const std::byte>(entry_->data.get(), entry_->size)
+                : std::span<const std::byte>();
+}
+
+bool ChunkPin::is_fill() const { return entry_ && entry_->fill; }
+
+void ChunkRequest::cancel() {
+  if (state_) state_->cancelled.store(true, std::memory_order_release);
+}
+
+bool ChunkRequest::cancelled() const { return state_ && state_->cancelled.load(); }
+
+// --- ChunkCache ----------------------------------------------------------------------------
+
+ChunkCache::ChunkCache(CacheOptions options)
+    : options_(options), stats_(std::make_unique<Atomics>()) {
+  if (options_.shards == 0) options_.shards = 1;
+  for (unsigned i = 0; i < options_.shards; ++i) shards_.push_back(std::make_unique<Shard>());
+  unsigned threads = options_.io_threads;
+  if (threads == 0) threads = std::max(4u, 2 * std::max(1u, std::thread::hardware_concurrency()));
+  pool_ = std::make_unique<PriorityPool>(threads);
+}
+
+ChunkCache::~ChunkCache() {
+  pool_.reset();  // running reads finish; queued ones are dropped
+  for (auto& shard : shards_) {
+    std::vector<std::shared_ptr<RequestState>> orphans;
+    {
+      std::lock_guard lock(shard->mutex);
+      for (auto& [key, entry] : shard->map)
+        if (!entry->ready) orphans.insert(orphans.end(), entry->waiters.begin(), entry->waiters.end());
+    }
+    for (auto& w : orphans)
+      if (!w->cancelled.load() && w->callback)
+        w->callback(make_error(ErrorCode::kCancelled, "the chunk cache is shutting down"));
+  }
+}
+
+SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
+  std::lock_guard lock(sources_mutex_);
+  auto slot = std::make_unique<SourceSlot>();
+  slot->source = std::move(source);
+  slot->fill.resize(slot->source->info().levels.size());
+  sources_.push_back(std::move(slot));
+  return SourceId(sources_.size() - 1);
+}
+
+const VolumeSource& ChunkCache::source(SourceId id) const {
+  std::lock_guard lock(sources_mutex_);
+  return *sources_.at(id)->source;
+}
+
+ChunkCache::Shard& ChunkCache::shard_for(std::size_t hash) {
+  return *shards_[(hash >> 7) % shards_.size()];
+}
+
+CacheCounters ChunkCache::counters() const {
+  CacheCounters c;
+  c.hits = stats_->hits;
+  c.misses = stats_->misses;
+  c.joined = stats_->joined;
+  c.bytes_read = stats_->bytes_read;
+  c.bytes_decoded = stats_->bytes_decoded;
+  c.evictions = stats_->evictions;
+  c.cancelled = stats_->cancelled;
+  c.errors = stats_->errors;
+  c.missing = stats_->missing;
+  c.bytes_cached = bytes_cached_;
+  c.entries = entries_;
+  return c;
+}
+
+namespace {
+
+Status check_key(const VolumeInfo& info, int level, const Index& index) {
+  if (level < 0 || level >= int(info.levels.size()))
+    return fail(ErrorCode::kInvalidArgument, "{}: level {} does not exist ({} levels)",
+                info.location, level, info.levels.size());
+  const auto grid = info.levels[std::size_t(level)].grid();
+  for (std::size_t d = 0; d < grid.size(); ++d)
+    if (index[d] < 0 || index[d] >= grid[d])
+      return fail(ErrorCode::kInvalidArgument, "{}: chunk index {} on axis '{}' is outside 0..{}",
+                  info.location, index[d], info.axes[d].name, grid[d] - 1);
+  for (std::size_t d = grid.size(); d < index.size(); ++d)
+    if (index[d] != 0) return fail(ErrorCode::kInvalidArgument, "{}: chunk index has too many axes", info.location);
+  return {};
+}
+
+}  // namespace
+
+std::optional<ChunkPin> ChunkCache::try_get(SourceId id, int level, const Index& index) {
+  const Key key{id, level, index};
+  const auto h = hash_key(key);
+  auto& shard = shard_for(h);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.map.find(key);
+  if (it == shard.map.end() || !it->second->ready) return std::nullopt;
+  auto& e = it->second;
+  e->pins.fetch_add(1, std::memory_order_acq_rel);
+  shard.lru.splice(shard.lru.begin(), shard.lru, e->lru);
+  stats_->hits++;
+  return ChunkPin(e);
+}
+
+ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int priority,
+                                 ChunkCallback callback) {
+  SourceSlot* slot = nullptr;
+  {
+    std::lock_guard lock(sources_mutex_);
+    if (id >= sources_.size()) {
+      callback(fail(ErrorCode::kInvalidArgument, "unknown source id {}", id));
+      return {};
+    }
+    slot = sources_[id].get();
+  }
+  if (auto ok = check_key(slot->source->info(), level, index); !ok) {
+    callback(tl::unexpected(ok.error()));
+    return {};
+  }
+  const Key key{id, level, index};
+  const auto h = hash_key(key);
+  auto& shard = shard_for(h);
+  std::unique_lock lock(shard.mutex);
+  auto it = shard.map.find(key);
+  if (it != shard.map.end() && it->second->ready) {
+    auto e = it->second;
+    e->pins.fetch_add(1, std::memory_order_acq_rel);
+    shard.lru.splice(shard.lru.begin(), shard.lru, e->lru);
+    lock.unlock();
+    stats_->hits++;
+    callback(ChunkPin(std::move(e)));
+    return {};
+  }
+  auto state = std::make_shared<RequestState>();
+  state->callback = std::move(callback);
+  if (it != shard.map.end()) {
+    auto& e = it->second;
+    e->waiters.push_back(state);
+    stats_->joined++;
+    if (priority > e->priority && !e->started) {
+      e->priority = priority;
+      pool_->submit(priority, [this, e] { run_read(e); });  // the first to start wins
+    }
+    return ChunkRequest(std::move(state));
+  }
+  auto e = std::make_shared<CacheEntry>();
+  e->key = key;
+  e->hash = h;
+  e->priority = priority;
+  e->waiters.push_back(state);
+  shard.map.emplace(key, e);
+  lock.unlock();
+  stats_->misses++;
+  pool_->submit(priority, [this, e] { run_read(e); });
+  return ChunkRequest(std::move(state));
+}
+
+void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
+  auto& shard = shard_for(e->hash);
+  {
+    std::lock_guard lock(shard.mutex);
+    if (e->started) return;
+    e->started = true;
+    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                    [](const auto& w) { return !w->cancelled.load(); });
+    if (!wanted) {
+      shard.map.erase(e->key);
+      stats_->cancelled++;
+      return;
+    }
+  }
+  SourceSlot* slot;
+  {
+    std::lock_guard lock(sources_mutex_);
+    slot = sources_[e->key.source].get();
+  }
+  const auto& info = slot->source->info();
+  const std::size_t bytes = info.chunk_bytes(e->key.level);
+  std::shared_ptr<std::byte[]> buffer(new std::byte[bytes]);
+  auto result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+
+  std::shared_ptr<const std::byte[]> fill;
+  if (result && result->missing) {
+    std::lock_guard lock(slot->mutex);
+    auto& f = slot->fill[std::size_t(e->key.level)];
+    if (!f) {
+      std::shared_ptr<std::byte[]> nf(new std::byte[bytes]);
+      fill_with(std::span(nf.get(), bytes), info.dtype, info.fill_value);
+      f = std::move(nf);
+    }
+    fill = f;
+  }
+
+  std::vector<std::shared_ptr<RequestState>> waiters;
+  std::vector<bool> pinned;
+  {
+    std::lock_guard lock(shard.mutex);
+    waiters = std::move(e->waiters);
+    e->waiters.clear();
+    if (!result) {
+      shard.map.erase(e->key);
+    } else {
+      if (result->missing) {
+        e->data = std::move(fill);
+        e->fill = true;
+        e->charge = kEntryOverhead;
+      } else {
+        e->data = std::move(buffer);
+        e->charge = bytes + kEntryOverhead;
+      }
+      e->size = bytes;
+      e->ready = true;
+      shard.lru.push_front(e.get());
+      e->lru = shard.lru.begin();
+      for (const auto& w : waiters) {
+        const bool live = !w->cancelled.load();
+        pinned.push_back(live);
+        if (live) e->pins.fetch_add(1, std::memory_order_acq_rel);
+      }
+      bytes_cached_ += e->charge;
+      entries_++;
+    }
+  }
+  if (!result) {
+    stats_->errors++;
+    for (auto& w : waiters)
+      if (!w->cancelled.load()) w->callback(tl::unexpected(result.error()));
+    return;
+  }
+  if (result->missing) {
+    stats_->missing++;
+  } else {
+    stats_->bytes_read += result->bytes_read;
+    stats_->bytes_decoded += bytes;
+  }
+  for (std::size_t i = 0; i < waiters.size(); ++i)
+    if (pinned[i]) waiters[i]->callback(ChunkPin(e));
+  evict_over_budget((e->hash >> 7) % shards_.size());
+}
+
+void ChunkCache::evict_over_budget(std::size_t start) {
+  for (std::size_t i = 0; i < shards_.size() && bytes_cached_.load() > options_.budget_bytes; ++i) {
+    auto& shard = *shards_[(start + i) % shards_.size()];
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.lru.end();
+    while (it != shard.lru.begin() && bytes_cached_.load() > options_.budget_bytes) {
+      --it;
+      CacheEntry* e = *it;
+      if (e->pins.load(std::memory_order_acquire) != 0) continue;
+      bytes_cached_ -= e->charge;
+      entries_--;
+      stats_->evictions++;
+      it = shard.lru.erase(it);
+      const Key key = e->key;  // erase() frees e: do not pass a reference into it
+      shard.map.erase(key);
+    }
+  }
+}
+
+Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int priority) {
+  std::promise<Result<ChunkPin>> promise;
+  auto future = promise.get_future();
+  request(id, level, index, priority, [&promise](Result<ChunkPin> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// --- read_region ----------------------------------------------------------------------------
+
+Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const std::int64_t> start,
+                   std::span<const std::int64_t> shape, std::span<std::byte> out, int priority) {
+  const auto& info = cache.source(id).info();
+  if (level < 0 || level >= int(info.levels.size()))
+    return fail(ErrorCode::kInvalidArgument, "{}: level {} does not exist ({} levels)", info.location,
+                level, info.levels.size());
+  const auto& lv = info.levels[std::size_t(level)];
+  const int nd = lv.ndim();
+  if (int(start.size()) != nd || int(shape.size()) != nd)
+    return fail(ErrorCode::kInvalidArgument, "{}: a box needs {} axes, got {}", info.location, nd, start.size());
+  const std::size_t item = dtype_size(info.dtype);
+  std::size_t total = item;
+  bool inside = true;
+  for (int d = 0; d < nd; ++d) {
+    if (shape[std::size_t(d)] < 0)
+      return fail(ErrorCode::kInvalidArgument, "{}: box size on axis '{}' is negative", info.location, info.axes[std::size_t(d)].name);
+    total *= std::size_t(shape[std::size_t(d)]);
+    inside &= start[std::size_t(d)] >= 0 && start[std::size_t(d)] + shape[std::size_t(d)] <= lv.shape[std::size_t(d)];
+  }
+  if (out.size() != total)
+    return fail(ErrorCode::kInvalidArgument, "region buffer has {} bytes, the box needs {}", out.size(), total);
+  if (total == 0) return {};
+  if (!inside) fill_with(out, info.dtype, info.fill_value);
+
+  // Chunk range clipped to the array.
+  Index c0{}, c1{};
+  for (int d = 0; d < nd; ++d) {
+    const auto lo = std::max<std::int64_t>(start[std::size_t(d)], 0);
+    const auto hi = std::min(start[std::size_t(d)] + shape[std::size_t(d)], lv.shape[std::size_t(d)]);
+    if (hi <= lo) return {};
+    c0[d] = lo / lv.chunks[std::size_t(d)];
+    c1[d] = (hi - 1) / lv.chunks[std::size_t(d)] + 1;
+  }
+
+  struct Shared {
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t pending = 0;
+    std::optional<Error> error;
+  } sh;
+  std::vector<ChunkRequest> tickets;
+
+  auto copy = [&, nd, item](const Index& ci, const ChunkPin& pin) {
+    // Overlap of chunk ci with the box, in array coordinates.
+    Index lo{}, cnt{};
+    for (int d = 0; d < nd; ++d) {
+      const auto cs = lv.chunks[std::size_t(d)];
+      const auto a = std::max(ci[d] * cs, start[std::size_t(d)]);
+      const auto b = std::min({(ci[d] + 1) * cs, start[std::size_t(d)] + shape[std::size_t(d)], lv.shape[std::size_t(d)]});
+      lo[d] = a;
+      cnt[d] = b - a;
+    }
+    const std::byte* src = pin.bytes().data();
+    Index pos{};
+    const int last = nd - 1;
+    for (;;) {
+      std::int64_t so = 0, dof = 0;
+      for (int d = 0; d < nd; ++d) {
+        const auto p = lo[d] + (d == last ? 0 : pos[d]);
+        so = so * lv.chunks[std::size_t(d)] + (p - ci[d] * lv.chunks[std::size_t(d)]);
+        dof = dof * shape[std::size_t(d)] + (p - start[std::size_t(d)]);
+      }
+      std::memcpy(out.data() + std::size_t(dof) * item, src + std::size_t(so) * item, std::size_t(cnt[last]) * item);
+      int d = last - 1;
+      for (; d >= 0; --d) {
+        if (++pos[d] < cnt[d]) break;
+        pos[d] = 0;
+      }
+      if (d < 0) break;
+    }
+  };
+
+  Index ci = c0;
+  std::size_t n = 1;
+  for (int d = 0; d < nd; ++d) n *= std::size_t(c1[d] - c0[d]);
+  sh.pending = n;
+  for (std::size_t k = 0; k < n; ++k) {
+    tickets.push_back(cache.request(id, level, ci, priority, [&, ci](Result<ChunkPin> r) {
+      if (r) copy(ci, *r);
+      std::lock_guard lock(sh.m);
+      if (!r && !sh.error) sh.error = r.error();
+      if (--sh.pending == 0) sh.cv.notify_all();
+    }));
+    for (int d = nd - 1; d >= 0; --d) {
+      if (++ci[d] < c1[d]) break;
+      ci[d] = c0[d];
+    }
+  }
+  std::unique_lock lock(sh.m);
+  sh.cv.wait(lock, [&] { return sh.pending == 0; });
+  if (sh.error) return tl::unexpected(*sh.error);
+  return {};
+}
+
+}  // namespace vx::data

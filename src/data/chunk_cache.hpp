@@ -1,0 +1,152 @@
+// ChunkCache: decoded chunks of any number of sources under one byte budget.
+//
+// - Sharded LRU (a mutex per shard); the budget is global and eviction walks the shards'
+//   tails starting with the inserting shard. Pinned chunks are never evicted; if pins alone
+//   exceed the budget the cache runs over it until they are released (counters show it).
+// - ChunkPin is a move-only handle that keeps a chunk resident and unpins on destruction.
+//   A pin does not refer to the cache, so it may outlive it.
+// - Concurrent requests for one chunk share one read ("joined" in the counters).
+// - Reads and decompression run on an I/O pool in priority order (kVisible before
+//   kPrefetch); a queued read whose requests were all cancelled is skipped.
+// - Callbacks run on an I/O thread, or inline in request() on a hit; they must not block.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "core/error.hpp"
+#include "data/data.hpp"
+
+namespace vx {
+class PriorityPool;
+}
+
+namespace vx::data {
+
+inline constexpr int kPriorityPrefetch = 0;
+inline constexpr int kPriorityVisible = 10;
+
+using SourceId = std::uint32_t;
+
+namespace detail {
+struct CacheEntry;
+struct RequestState;
+}  // namespace detail
+
+class ChunkPin {
+ public:
+  ChunkPin() = default;
+  explicit ChunkPin(std::shared_ptr<detail::CacheEntry> entry);
+  ~ChunkPin();
+  ChunkPin(ChunkPin&& other) noexcept : entry_(std::move(other.entry_)) {}
+  ChunkPin& operator=(ChunkPin&& other) noexcept;
+  ChunkPin(const ChunkPin&) = delete;
+  ChunkPin& operator=(const ChunkPin&) = delete;
+
+  explicit operator bool() const { return entry_ != nullptr; }
+  // Decoded bytes (VolumeSource::read_chunk layout). A missing chunk points at a shared
+  // buffer of the fill value.
+  std::span<const std::byte> bytes() const;
+  bool is_fill() const;
+  template <class T>
+  std::span<const T> as() const {
+    auto b = bytes();
+    return {reinterpret_cast<const T*>(b.data()), b.size() / sizeof(T)};
+  }
+
+ private:
+  std::shared_ptr<detail::CacheEntry> entry_;
+};
+
+// A ticket for an asynchronous request. Destroying it does not cancel; cancel() does.
+class ChunkRequest {
+ public:
+  ChunkRequest() = default;
+  explicit ChunkRequest(std::shared_ptr<detail::RequestState> state) : state_(std::move(state)) {}
+  // The callback will not run after cancel() returns, unless it is already running.
+  void cancel();
+  bool cancelled() const;
+
+ private:
+  std::shared_ptr<detail::RequestState> state_;
+};
+
+struct CacheOptions {
+  std::uint64_t budget_bytes = 256ull << 20;
+  unsigned io_threads = 0;  // 0: max(4, 2 x hardware threads), reads may block on storage
+  unsigned shards = 16;
+};
+
+struct CacheCounters {
+  std::uint64_t hits = 0;           // served from memory
+  std::uint64_t misses = 0;         // started a read
+  std::uint64_t joined = 0;         // joined a read already in flight
+  std::uint64_t bytes_read = 0;     // compressed bytes taken from storage
+  std::uint64_t bytes_decoded = 0;  // decoded bytes produced
+  std::uint64_t evictions = 0;
+  std::uint64_t cancelled = 0;      // reads skipped because nobody wanted them any more
+  std::uint64_t errors = 0;         // reads that failed
+  std::uint64_t missing = 0;        // chunks absent from storage (fill value)
+  std::uint64_t bytes_cached = 0;   // resident now
+  std::uint64_t entries = 0;        // resident now
+};
+
+using ChunkCallback = std::function<void(Result<ChunkPin>)>;
+
+class ChunkCache {
+ public:
+  explicit ChunkCache(CacheOptions options = {});
+  // Cancels queued reads (their callbacks get ErrorCode::kCancelled), waits for running ones.
+  ~ChunkCache();
+  ChunkCache(const ChunkCache&) = delete;
+  ChunkCache& operator=(const ChunkCache&) = delete;
+
+  // Registers a source; ids are never reused, so keys of a dropped source never match.
+  SourceId add_source(std::shared_ptr<const VolumeSource> source);
+  const VolumeSource& source(SourceId id) const;
+
+  // Returns the chunk if resident (a hit), without reading.
+  std::optional<ChunkPin> try_get(SourceId id, int level, const Index& index);
+  // Asynchronous read. A hit calls `callback` inline before returning.
+  ChunkRequest request(SourceId id, int level, const Index& index, int priority,
+                       ChunkCallback callback);
+  // Blocking read.
+  Result<ChunkPin> get(SourceId id, int level, const Index& index,
+                       int priority = kPriorityVisible);
+
+  CacheCounters counters() const;
+  std::uint64_t budget_bytes() const { return options_.budget_bytes; }
+
+  struct Shard;
+  struct SourceSlot;
+
+ private:
+  void run_read(std::shared_ptr<detail::CacheEntry> entry);
+  void evict_over_budget(std::size_t start_shard);
+  Shard& shard_for(std::size_t hash);
+
+  CacheOptions options_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  mutable std::mutex sources_mutex_;
+  std::vector<std::unique_ptr<SourceSlot>> sources_;
+  std::atomic<std::uint64_t> bytes_cached_{0};
+  std::atomic<std::uint64_t> entries_{0};
+  struct Atomics;
+  std::unique_ptr<Atomics> stats_;
+  std::unique_ptr<PriorityPool> pool_;
+};
+
+// Copies the box [start, start + shape) of `level` into `out` (C order, dtype of the
+// source, shape.size() == ndim), reading the chunks it touches concurrently through the
+// cache. Voxels of missing chunks and outside the array get the fill value.
+Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const std::int64_t> start,
+                   std::span<const std::int64_t> shape, std::span<std::byte> out,
+                   int priority = kPriorityVisible);
+
+}  // namespace vx::data

@@ -1,0 +1,204 @@
+// Multi-page TIFF stacks through libtiff: pages are z, strips or tiles are the chunks.
+#include <fmt/format.h>
+#include <tiffio.h>
+
+#include <cstdarg>
+#include <cstring>
+#include <mutex>
+
+#include "data/file_io.hpp"
+#include "data/formats.hpp"
+
+namespace vx::data {
+namespace {
+
+// libtiff reports through a process-wide handler; keep the last message per thread so
+// errors can name it. (libtiff's handler is its own global, not ours.)
+thread_local std::string g_tiff_message;
+
+void tiff_handler(const char* module, const char* fmt_str, va_list ap) {
+  char buf[512];
+  std::vsnprintf(buf, sizeof buf, fmt_str, ap);
+  g_tiff_message = module ? fmt::format("{}: {}", module, buf) : std::string(buf);
+}
+
+void install_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    TIFFSetErrorHandler(tiff_handler);
+    TIFFSetWarningHandler(nullptr);
+  });
+}
+
+struct TiffCloser {
+  void operator()(TIFF* t) const {
+    if (t) TIFFClose(t);
+  }
+};
+using TiffPtr = std::unique_ptr<TIFF, TiffCloser>;
+
+struct PageFormat {
+  std::uint32_t width = 0, height = 0;
+  std::uint16_t bps = 0, spp = 1, sample_format = SAMPLEFORMAT_UINT, planar = PLANARCONFIG_CONTIG;
+  bool tiled = false;
+  std::uint32_t tile_w = 0, tile_h = 0, rows_per_strip = 0;
+  std::uint16_t compression = COMPRESSION_NONE;
+  bool operator==(const PageFormat&) const = default;
+};
+
+PageFormat read_format(TIFF* t) {
+  PageFormat f;
+  TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &f.width);
+  TIFFGetField(t, TIFFTAG_IMAGELENGTH, &f.height);
+  TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &f.bps);
+  TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &f.spp);
+  TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &f.sample_format);
+  TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &f.planar);
+  TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &f.compression);
+  f.tiled = TIFFIsTiled(t) != 0;
+  if (f.tiled) {
+    TIFFGetField(t, TIFFTAG_TILEWIDTH, &f.tile_w);
+    TIFFGetField(t, TIFFTAG_TILELENGTH, &f.tile_h);
+  } else {
+    TIFFGetFieldDefaulted(t, TIFFTAG_ROWSPERSTRIP, &f.rows_per_strip);
+    if (f.rows_per_strip == 0 || f.rows_per_strip > f.height) f.rows_per_strip = f.height;
+  }
+  return f;
+}
+
+class TiffSource final : public VolumeSource {
+ public:
+  TiffSource(VolumeInfo info, std::string path, std::vector<toff_t> pages, PageFormat fmt_)
+      : info_(std::move(info)), path_(std::move(path)), pages_(std::move(pages)), fmt_(fmt_) {}
+
+  const VolumeInfo& info() const override { return info_; }
+
+  Result<ReadResult> read_chunk(int level, const Index& index,
+                                std::span<std::byte> out) const override {
+    if (level != 0) return fail(ErrorCode::kInvalidArgument, "{}: has one level, asked for {}", path_, level);
+    const auto& lv = info_.levels[0];
+    if (index[0] < 0 || index[0] >= std::int64_t(pages_.size()) || index[1] < 0 || index[2] < 0 ||
+        index[1] >= lv.grid()[1] || index[2] >= lv.grid()[2])
+      return fail(ErrorCode::kInvalidArgument, "{}: chunk index out of range", path_);
+    VX_ASSIGN(auto handle, acquire());
+    TIFF* t = handle.get();
+    const std::string where = fmt::format("{} page {}", path_, index[0]);
+    if (!TIFFSetSubDirectory(t, pages_[std::size_t(index[0])]))
+      return fail(ErrorCode::kCorrupt, "{}: cannot read the page directory: {}", where, g_tiff_message);
+    const std::size_t item = dtype_size(info_.dtype);
+    std::uint64_t read = 0;
+    if (fmt_.tiled) {
+      const auto tile = TIFFComputeTile(t, std::uint32_t(index[2] * fmt_.tile_w),
+                                        std::uint32_t(index[1] * fmt_.tile_h), 0, 0);
+      const auto n = TIFFReadEncodedTile(t, tile, out.data(), tmsize_t(out.size()));
+      if (n < 0) return fail(ErrorCode::kCorrupt, "{} tile {}: {}", where, tile, g_tiff_message);
+      read = std::uint64_t(n);
+    } else {
+      // A chunk is a run of whole strips: rows [y0, y1) of the full width.
+      const auto chunk_rows = std::uint32_t(lv.chunks[1]);
+      const auto y0 = std::uint32_t(index[1]) * chunk_rows;
+      const auto y1 = std::min<std::uint32_t>(y0 + chunk_rows, fmt_.height);
+      const std::size_t row_bytes = std::size_t(fmt_.width) * item;
+      for (std::uint32_t y = y0; y < y1; y += fmt_.rows_per_strip) {
+        const auto strip = TIFFComputeStrip(t, y, 0);
+        const auto rows = std::min(fmt_.rows_per_strip, fmt_.height - y);
+        auto dst = out.subspan(std::size_t(y - y0) * row_bytes, std::size_t(rows) * row_bytes);
+        const auto n = TIFFReadEncodedStrip(t, strip, dst.data(), tmsize_t(dst.size()));
+        if (n < 0 || std::size_t(n) < dst.size())
+          return fail(ErrorCode::kCorrupt, "{} strip {}: {}", where, strip,
+                      n < 0 ? g_tiff_message : "short strip");
+        read += std::uint64_t(n);
+      }
+      if (y1 - y0 < chunk_rows)
+        fill_with(out.subspan(std::size_t(y1 - y0) * row_bytes), info_.dtype, 0);
+    }
+    release(std::move(handle));
+    return ReadResult{false, read};
+  }
+
+ private:
+  // libtiff handles are not thread-safe: keep a free list, one handle per concurrent read.
+  Result<TiffPtr> acquire() const {
+    {
+      std::lock_guard lock(mutex_);
+      if (!free_.empty()) {
+        auto h = std::move(free_.back());
+        free_.pop_back();
+        return h;
+      }
+    }
+    TiffPtr h(TIFFOpen(path_.c_str(), "rm"));
+    if (!h) return fail(ErrorCode::kIo, "{}: cannot open: {}", path_, g_tiff_message);
+    return h;
+  }
+  void release(TiffPtr h) const {
+    std::lock_guard lock(mutex_);
+    if (free_.size() < 64) free_.push_back(std::move(h));
+  }
+
+  VolumeInfo info_;
+  std::string path_;
+  std::vector<toff_t> pages_;
+  PageFormat fmt_;
+  mutable std::mutex mutex_;
+  mutable std::vector<TiffPtr> free_;
+};
+
+}  // namespace
+
+Result<SourcePtr> open_tiff(const std::string& path) {
+  install_handlers();
+  g_tiff_message.clear();
+  TiffPtr t(TIFFOpen(path.c_str(), "rm"));
+  if (!t) return fail(ErrorCode::kFormat, "{}: not a readable TIFF ({})", path, g_tiff_message);
+  const PageFormat first = read_format(t.get());
+  std::vector<toff_t> pages;
+  do {
+    const PageFormat f = read_format(t.get());
+    if (!(f == first))
+      return fail(ErrorCode::kUnsupported,
+                  "{}: page {} differs from page 0 in size, type or layout; only uniform stacks are supported",
+                  path, pages.size());
+    pages.push_back(TIFFCurrentDirOffset(t.get()));
+  } while (TIFFReadDirectory(t.get()));
+  if (first.spp != 1 || first.planar != PLANARCONFIG_CONTIG)
+    return fail(ErrorCode::kUnsupported, "{}: {} samples per pixel; only single-channel pages are supported",
+                path, first.spp);
+  if (first.width == 0 || first.height == 0)
+    return fail(ErrorCode::kFormat, "{}: page 0 has no pixels", path);
+  std::string kind = first.sample_format == SAMPLEFORMAT_IEEEFP ? "float"
+                     : first.sample_format == SAMPLEFORMAT_INT  ? "int"
+                                                                : "uint";
+  auto dt = parse_dtype_name(kind + std::to_string(first.bps));
+  if (!dt) return fail(ErrorCode::kUnsupported, "{}: {} (BitsPerSample={}, SampleFormat={})", path,
+                       dt.error().message, first.bps, first.sample_format);
+  VolumeInfo info;
+  info.location = path;
+  info.format = "tiff";
+  info.dtype = *dt;
+  info.axes = default_axes(3);
+  Level lv;
+  lv.shape = {std::int64_t(pages.size()), first.height, first.width};
+  if (first.tiled) {
+    lv.chunks = {1, first.tile_h, first.tile_w};
+  } else {
+    // Whole strips, about 256 rows per chunk.
+    const std::uint32_t k = std::max<std::uint32_t>(1, 256 / first.rows_per_strip);
+    lv.chunks = {1, std::min<std::int64_t>(std::int64_t(k) * first.rows_per_strip, first.height), first.width};
+  }
+  lv.scale = {1, 1, 1};
+  lv.translation = {0, 0, 0};
+  const char* comp = first.compression == COMPRESSION_NONE            ? "none"
+                     : first.compression == COMPRESSION_ADOBE_DEFLATE ? "deflate"
+                     : first.compression == COMPRESSION_DEFLATE       ? "deflate"
+                     : first.compression == COMPRESSION_LZW           ? "lzw"
+                     : first.compression == COMPRESSION_PACKBITS      ? "packbits"
+                     : first.compression == COMPRESSION_ZSTD          ? "zstd"
+                                                                      : "other";
+  lv.codec = fmt::format("tiff {} ({})", first.tiled ? "tiles" : "strips", comp);
+  info.levels.push_back(std::move(lv));
+  info.channels = default_channels(info.axes, info.levels[0].shape);
+  return SourcePtr(std::make_shared<TiffSource>(std::move(info), path, std::move(pages), first));
+}
+
+}  // namespace vx::data
