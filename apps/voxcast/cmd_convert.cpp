@@ -11,8 +11,10 @@ namespace vx::app {
 Runner add_convert(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand(
       "convert",
-      "Write a multiscale OME-Zarr pyramid (2x mean downsampling over spatial axes) from any readable\n"
-      "dataset, streaming chunk by chunk: inputs larger than RAM work, memory stays within --cache-mb\n"
+      "Write a multiscale OME-Zarr pyramid (2x mean downsampling over spatial axes) from any "
+      "readable\n"
+      "dataset, streaming chunk by chunk: inputs larger than RAM work, memory stays within "
+      "--cache-mb\n"
       "plus a few chunks per thread. Zarr v2 gives OME-Zarr 0.4, Zarr v3 gives OME-Zarr 0.5.");
   struct Opts {
     std::string in, out, codec = "zstd";
@@ -23,18 +25,23 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("IN", o->in, "Input dataset path or synthetic:NAME[?k=v&...]")->required();
   cmd->add_option("OUT", o->out, "Output directory, e.g. brain.ome.zarr")->required();
   cmd->add_option("--zarr-version", o->c.zarr_version, "2 (OME-Zarr 0.4) or 3 (OME-Zarr 0.5)")
-      ->capture_default_str()->check(CLI::IsMember({2, 3}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({2, 3}));
   cmd->add_option("--chunk", o->c.chunk, "Chunk edge along spatial axes (1 along c and t)")
-      ->capture_default_str()->check(CLI::Range(8, 4096));
+      ->capture_default_str()
+      ->check(CLI::Range(8, 4096));
   cmd->add_option("--codec", o->codec, "zstd, lz4 (blosc-lz4 with byte shuffle) or none")
-      ->capture_default_str()->check(CLI::IsMember({"zstd", "lz4", "none"}));
-  cmd->add_option("--levels", o->c.levels, "Number of levels (default: until one chunk holds a level)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"zstd", "lz4", "none"}));
+  cmd->add_option("--levels", o->c.levels,
+                  "Number of levels (default: until one chunk holds a level)")
       ->check(CLI::Range(1, 30));
   cmd->add_flag("--overwrite", o->c.overwrite, "Replace an existing Zarr store at OUT");
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
-  cmd->footer("Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --codec lz4 --chunk 128");
+  cmd->footer(
+      "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --codec lz4 --chunk 128");
   return [o, &g]() {
-    o->c.codec = o->codec == "lz4" ? data::OutputCodec::kLz4
+    o->c.codec = o->codec == "lz4"    ? data::OutputCodec::kLz4
                  : o->codec == "none" ? data::OutputCodec::kNone
                                       : data::OutputCodec::kZstd;
     o->c.cache_bytes = g.cache_bytes();
@@ -50,7 +57,8 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
            stats->levels, stats->chunks_written, stats->chunks_empty,
            log_quote(format_bytes(double(stats->bytes_decoded))),
            log_quote(format_bytes(double(stats->bytes_written))), stats->seconds,
-           log_quote(format_bytes(double(stats->bytes_decoded) / std::max(stats->seconds, 1e-9)) + "/s"),
+           log_quote(format_bytes(double(stats->bytes_decoded) / std::max(stats->seconds, 1e-9)) +
+                     "/s"),
            log_quote(format_bytes(double(peak_rss_bytes()))));
     return 0;
   };

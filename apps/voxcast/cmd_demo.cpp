@@ -12,7 +12,8 @@ namespace vx::app {
 Runner add_demo(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand(
       "demo",
-      "Show the built-in procedural dataset (1 TiB virtual, computed on demand), convert a crop of it\n"
+      "Show the built-in procedural dataset (1 TiB virtual, computed on demand), convert a crop of "
+      "it\n"
       "to a multiscale OME-Zarr and describe the result. (Live streaming of it will follow.)");
   auto out = std::make_shared<std::string>("voxcast-demo.ome.zarr");
   auto shape = std::make_shared<std::string>("128x512x512");
@@ -32,8 +33,9 @@ Runner add_demo(CLI::App& app, const GlobalOptions& g) {
     c.codec = data::OutputCodec::kZstd;
     auto stats = data::convert_to_ome_zarr(crop, *out, c);
     if (!stats) return report(stats.error().what());
-    fmt::print("wrote {} chunks ({} empty) in {:.1f} s: {} decoded, {} on disk\n", stats->chunks_written,
-               stats->chunks_empty, stats->seconds, format_bytes(double(stats->bytes_decoded)),
+    fmt::print("wrote {} chunks ({} empty) in {:.1f} s: {} decoded, {} on disk\n",
+               stats->chunks_written, stats->chunks_empty, stats->seconds,
+               format_bytes(double(stats->bytes_decoded)),
                format_bytes(double(stats->bytes_written)));
     auto result = data::open_volume(*out);
     if (!result) return report(result.error().what());

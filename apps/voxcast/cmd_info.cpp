@@ -12,29 +12,50 @@ namespace {
 using json = nlohmann::json;
 using namespace vx::data;
 
-std::string join_dims(const std::vector<std::int64_t>& v) { return fmt::format("{}", fmt::join(v, " x ")); }
-std::string join_num(const std::vector<double>& v) { return fmt::format("{:g}", fmt::join(v, ", ")); }
+std::string join_dims(const std::vector<std::int64_t>& v) {
+  return fmt::format("{}", fmt::join(v, " x "));
+}
+std::string join_num(const std::vector<double>& v) {
+  return fmt::format("{:g}", fmt::join(v, ", "));
+}
 
-std::string hex(const std::array<std::uint8_t, 3>& c) { return fmt::format("{:02X}{:02X}{:02X}", c[0], c[1], c[2]); }
+std::string hex(const std::array<std::uint8_t, 3>& c) {
+  return fmt::format("{:02X}{:02X}{:02X}", c[0], c[1], c[2]);
+}
 
 json to_json(const VolumeInfo& info) {
   json axes = json::array(), levels = json::array(), channels = json::array();
   for (const auto& a : info.axes)
-    axes.push_back({{"name", a.name}, {"type", std::string(axis_type_name(a.type))}, {"unit", a.unit}});
+    axes.push_back(
+        {{"name", a.name}, {"type", std::string(axis_type_name(a.type))}, {"unit", a.unit}});
   for (const auto& l : info.levels)
-    levels.push_back({{"path", l.path}, {"shape", l.shape}, {"chunks", l.chunks}, {"scale", l.scale},
-                      {"translation", l.translation}, {"codec", l.codec}});
+    levels.push_back({{"path", l.path},
+                      {"shape", l.shape},
+                      {"chunks", l.chunks},
+                      {"scale", l.scale},
+                      {"translation", l.translation},
+                      {"codec", l.codec}});
   for (const auto& c : info.channels) {
     json j = {{"name", c.name}, {"color", nullptr}, {"window", nullptr}, {"visible", c.visible}};
     if (c.color) j["color"] = hex(*c.color);
-    if (c.window) j["window"] = {{"start", c.window->start}, {"end", c.window->end}, {"min", c.window->min}, {"max", c.window->max}};
+    if (c.window)
+      j["window"] = {{"start", c.window->start},
+                     {"end", c.window->end},
+                     {"min", c.window->min},
+                     {"max", c.window->max}};
     channels.push_back(j);
   }
   json fill = info.fill_value;
   if (std::isnan(info.fill_value)) fill = "NaN";
-  return {{"location", info.location}, {"format", info.format}, {"format_version", info.format_version},
-          {"zarr_format", info.zarr_format}, {"dtype", std::string(dtype_name(info.dtype))},
-          {"fill_value", fill}, {"axes", axes}, {"levels", levels}, {"channels", channels}};
+  return {{"location", info.location},
+          {"format", info.format},
+          {"format_version", info.format_version},
+          {"zarr_format", info.zarr_format},
+          {"dtype", std::string(dtype_name(info.dtype))},
+          {"fill_value", fill},
+          {"axes", axes},
+          {"levels", levels},
+          {"channels", channels}};
 }
 
 }  // namespace
@@ -45,36 +66,46 @@ void print_info(const VolumeInfo& info) {
   if (info.zarr_format) fmt_name += fmt::format(" (Zarr v{})", info.zarr_format);
   std::vector<std::string> axes;
   for (const auto& a : info.axes)
-    axes.push_back(fmt::format("{} ({}{}{})", a.name, axis_type_name(a.type), a.unit.empty() ? "" : ", ", a.unit));
+    axes.push_back(fmt::format("{} ({}{}{})", a.name, axis_type_name(a.type),
+                               a.unit.empty() ? "" : ", ", a.unit));
   double bytes = double(dtype_size(info.dtype));
-  for (auto s : info.levels[0].shape) bytes *= double(s);
+  for (auto s : info.levels[0].shape)
+    bytes *= double(s);
   fmt::print("{}\n", info.location);
   fmt::print("  format    {}\n", fmt_name);
   fmt::print("  dtype     {}    fill value {:g}\n", dtype_name(info.dtype), info.fill_value);
   fmt::print("  axes      {}\n", fmt::join(axes, ", "));
-  fmt::print("  size      {} at level 0 ({})\n", format_bytes(bytes), join_dims(info.levels[0].shape));
+  fmt::print("  size      {} at level 0 ({})\n", format_bytes(bytes),
+             join_dims(info.levels[0].shape));
   fmt::print("  channels\n");
   for (std::size_t i = 0; i < info.channels.size(); ++i) {
     const auto& c = info.channels[i];
-    fmt::print("    {:<3} {:<20} colour {:<7} window {}{}\n", i, c.name, c.color ? "#" + hex(*c.color) : "-",
-               c.window ? fmt::format("{:g}..{:g} (range {:g}..{:g})", c.window->start, c.window->end, c.window->min, c.window->max) : "-",
+    fmt::print("    {:<3} {:<20} colour {:<7} window {}{}\n", i, c.name,
+               c.color ? "#" + hex(*c.color) : "-",
+               c.window ? fmt::format("{:g}..{:g} (range {:g}..{:g})", c.window->start,
+                                      c.window->end, c.window->min, c.window->max)
+                        : "-",
                c.visible ? "" : "  (hidden)");
   }
   fmt::print("  levels\n");
-  fmt::print("    {:<5} {:<6} {:<26} {:<18} {:<24} {}\n", "level", "path", "shape", "chunks", "scale", "codec");
+  fmt::print("    {:<5} {:<6} {:<26} {:<18} {:<24} {}\n", "level", "path", "shape", "chunks",
+             "scale", "codec");
   for (std::size_t i = 0; i < info.levels.size(); ++i) {
     const auto& l = info.levels[i];
     fmt::print("    {:<5} {:<6} {:<26} {:<18} {:<24} {}\n", i, l.path.empty() ? "-" : l.path,
-               fmt::format("{}", fmt::join(l.shape, "x")), fmt::format("{}", fmt::join(l.chunks, "x")),
-               join_num(l.scale), l.codec);
+               fmt::format("{}", fmt::join(l.shape, "x")),
+               fmt::format("{}", fmt::join(l.chunks, "x")), join_num(l.scale), l.codec);
   }
 }
 
-std::string info_json(const VolumeInfo& info) { return to_json(info).dump(2); }
+std::string info_json(const VolumeInfo& info) {
+  return to_json(info).dump(2);
+}
 
 Runner add_info(CLI::App& app, const GlobalOptions&) {
-  auto* cmd = app.add_subcommand("info", "Describe a dataset: format, axes and units, levels with shape, "
-                                         "chunks, scale and codecs, dtype, channels");
+  auto* cmd = app.add_subcommand("info",
+                                 "Describe a dataset: format, axes and units, levels with shape, "
+                                 "chunks, scale and codecs, dtype, channels");
   auto data = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("DATA", *data, "Dataset path or synthetic:NAME[?k=v&...]")->required();
@@ -83,8 +114,10 @@ Runner add_info(CLI::App& app, const GlobalOptions&) {
   return [data, as_json]() {
     auto src = open_volume(*data);
     if (!src) return report(src.error().what());
-    if (*as_json) fmt::print("{}\n", info_json((*src)->info()));
-    else print_info((*src)->info());
+    if (*as_json)
+      fmt::print("{}\n", info_json((*src)->info()));
+    else
+      print_info((*src)->info());
     return 0;
   };
 }

@@ -28,8 +28,9 @@ int main(int argc, char** argv) {
       "voxcast"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "voxcast 0.1.0");
-  app.footer("Run 'voxcast COMMAND --help' for the options of a command.\n"
-             "Example: voxcast info synthetic:cells");
+  app.footer(
+      "Run 'voxcast COMMAND --help' for the options of a command.\n"
+      "Example: voxcast info synthetic:cells");
   GlobalOptions g;
   app.add_option("--log-level", g.log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str()
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
   reg(add_export);
   reg(add_demo);
   // Global options may also follow the subcommand.
-  for (auto& [sub, _] : runners) sub->fallthrough();
+  for (auto& [sub, _] : runners)
+    sub->fallthrough();
 
   try {
     app.parse(argc, argv);

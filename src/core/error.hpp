@@ -54,17 +54,17 @@ inline Error with_context(Error e, std::string_view context) {
 }  // namespace vx
 
 // Propagates an error out of a function returning Result/Status.
-#define VX_TRY(expr)                                                   \
-  do {                                                                 \
-    auto&& vx_try_result_ = (expr);                                    \
+#define VX_TRY(expr)                                                    \
+  do {                                                                  \
+    auto&& vx_try_result_ = (expr);                                     \
     if (!vx_try_result_) return tl::unexpected(vx_try_result_.error()); \
   } while (0)
 
 #define VX_CONCAT_INNER_(a, b) a##b
 #define VX_CONCAT_(a, b) VX_CONCAT_INNER_(a, b)
-#define VX_ASSIGN_IMPL_(tmp, lhs, expr)             \
-  auto tmp = (expr);                                \
-  if (!tmp) return tl::unexpected(tmp.error());     \
+#define VX_ASSIGN_IMPL_(tmp, lhs, expr)         \
+  auto tmp = (expr);                            \
+  if (!tmp) return tl::unexpected(tmp.error()); \
   lhs = std::move(*tmp)
 // VX_ASSIGN(auto x, compute()); declares x from a Result or returns its error.
 #define VX_ASSIGN(lhs, expr) VX_ASSIGN_IMPL_(VX_CONCAT_(vx_assign_, __COUNTER__), lhs, expr)

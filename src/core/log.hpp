@@ -28,5 +28,4 @@ std::string log_quote(std::string_view value);
 }  // namespace vx
 
 // VX_LOG(info, "convert.level", "level={} chunks={}", 1, 42) -> event=convert.level level=1 ...
-#define VX_LOG(lvl, event, ...) \
-  ::spdlog::lvl("event=" event " " __VA_ARGS__)
+#define VX_LOG(lvl, event, ...) ::spdlog::lvl("event=" event " " __VA_ARGS__)

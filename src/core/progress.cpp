@@ -27,8 +27,7 @@ std::string format_duration(double seconds) {
   return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
 }
 
-ProgressBar::ProgressBar(std::string title, std::uint64_t total, std::string label,
-                         bool enabled)
+ProgressBar::ProgressBar(std::string title, std::uint64_t total, std::string label, bool enabled)
     : title_(std::move(title)),
       total_(std::max<std::uint64_t>(total, 1)),
       label_(std::move(label)),
@@ -57,8 +56,8 @@ void ProgressBar::set_title(std::string title) {
 
 void ProgressBar::loop() {
   std::unique_lock lock(mutex_);
-  while (!cv_.wait_for(lock, std::chrono::milliseconds(tty_ ? 200 : 1000),
-                       [this] { return stop_; })) {
+  while (
+      !cv_.wait_for(lock, std::chrono::milliseconds(tty_ ? 200 : 1000), [this] { return stop_; })) {
     lock.unlock();
     draw(false);
     lock.lock();
@@ -78,15 +77,15 @@ void ProgressBar::draw(bool final) {
     std::lock_guard lock(mutex_);
     title = title_;
   }
-  const std::string rates =
-      byte_rate > 0 ? fmt::format("{}/s", format_bytes(byte_rate)) : fmt::format("{:.1f} {}/s", rate, label_);
+  const std::string rates = byte_rate > 0 ? fmt::format("{}/s", format_bytes(byte_rate))
+                                          : fmt::format("{:.1f} {}/s", rate, label_);
   if (tty_) {
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(frac * kWidth);
     std::string bar(filled, '#');
     bar.resize(kWidth, '.');
-    std::fprintf(stderr, "\r%-24s [%s] %5.1f%% %llu/%llu %s  %s  %s %s", title.c_str(),
-                 bar.c_str(), frac * 100.0, static_cast<unsigned long long>(done),
+    std::fprintf(stderr, "\r%-24s [%s] %5.1f%% %llu/%llu %s  %s  %s %s", title.c_str(), bar.c_str(),
+                 frac * 100.0, static_cast<unsigned long long>(done),
                  static_cast<unsigned long long>(total_), label_.c_str(), rates.c_str(),
                  final ? "elapsed" : "ETA", format_duration(final ? elapsed : eta).c_str());
     if (final) std::fputc('\n', stderr);
@@ -96,8 +95,8 @@ void ProgressBar::draw(bool final) {
   if (!final && now - last_log_ < std::chrono::seconds(5)) return;
   last_log_ = now;
   VX_LOG(info, "progress", "task={} done={} total={} percent={:.1f} rate={} {}={}",
-         log_quote(title), done, total_, frac * 100.0, log_quote(rates),
-         final ? "elapsed" : "eta", format_duration(final ? elapsed : eta));
+         log_quote(title), done, total_, frac * 100.0, log_quote(rates), final ? "elapsed" : "eta",
+         format_duration(final ? elapsed : eta));
 }
 
 }  // namespace vx

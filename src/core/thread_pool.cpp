@@ -4,7 +4,8 @@ namespace vx {
 
 PriorityPool::PriorityPool(unsigned threads) {
   workers_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
+  for (unsigned i = 0; i < threads; ++i)
+    workers_.emplace_back([this] { run(); });
 }
 
 PriorityPool::~PriorityPool() {
@@ -13,7 +14,8 @@ PriorityPool::~PriorityPool() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (auto& w : workers_) w.join();
+  for (auto& w : workers_)
+    w.join();
   // Queued tasks are destroyed here, outside the workers, without running.
 }
 

@@ -35,8 +35,8 @@ struct CacheEntry {
   std::shared_ptr<const std::byte[]> data;
   std::size_t size = 0;
   bool fill = false;
-  std::size_t charge = 0;      // bytes counted against the budget
-  std::atomic<int> pins{0};   // incremented only under the shard mutex
+  std::size_t charge = 0;    // bytes counted against the budget
+  std::atomic<int> pins{0};  // incremented only under the shard mutex
   // Guarded by the shard mutex:
   bool ready = false;
   bool started = false;
@@ -56,7 +56,8 @@ namespace {
 constexpr std::size_t kEntryOverhead = 256;  // map node, list node, entry: counted too
 
 std::size_t hash_key(const Key& k) {
-  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ (std::uint64_t(k.source) << 40) ^ std::uint64_t(k.level);
+  std::uint64_t h =
+      0x9E3779B97F4A7C15ull ^ (std::uint64_t(k.source) << 40) ^ std::uint64_t(k.level);
   for (auto v : k.index) {
     h ^= std::uint64_t(v) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
   }
@@ -111,20 +112,25 @@ std::span<const std::byte> ChunkPin::bytes() const {
                 : std::span<const std::byte>();
 }
 
-bool ChunkPin::is_fill() const { return entry_ && entry_->fill; }
+bool ChunkPin::is_fill() const {
+  return entry_ && entry_->fill;
+}
 
 void ChunkRequest::cancel() {
   if (state_) state_->cancelled.store(true, std::memory_order_release);
 }
 
-bool ChunkRequest::cancelled() const { return state_ && state_->cancelled.load(); }
+bool ChunkRequest::cancelled() const {
+  return state_ && state_->cancelled.load();
+}
 
 // --- ChunkCache ----------------------------------------------------------------------------
 
 ChunkCache::ChunkCache(CacheOptions options)
     : options_(options), stats_(std::make_unique<Atomics>()) {
   if (options_.shards == 0) options_.shards = 1;
-  for (unsigned i = 0; i < options_.shards; ++i) shards_.push_back(std::make_unique<Shard>());
+  for (unsigned i = 0; i < options_.shards; ++i)
+    shards_.push_back(std::make_unique<Shard>());
   unsigned threads = options_.io_threads;
   if (threads == 0) threads = std::max(4u, 2 * std::max(1u, std::thread::hardware_concurrency()));
   pool_ = std::make_unique<PriorityPool>(threads);
@@ -137,7 +143,8 @@ ChunkCache::~ChunkCache() {
     {
       std::lock_guard lock(shard->mutex);
       for (auto& [key, entry] : shard->map)
-        if (!entry->ready) orphans.insert(orphans.end(), entry->waiters.begin(), entry->waiters.end());
+        if (!entry->ready)
+          orphans.insert(orphans.end(), entry->waiters.begin(), entry->waiters.end());
     }
     for (auto& w : orphans)
       if (!w->cancelled.load() && w->callback)
@@ -191,7 +198,8 @@ Status check_key(const VolumeInfo& info, int level, const Index& index) {
       return fail(ErrorCode::kInvalidArgument, "{}: chunk index {} on axis '{}' is outside 0..{}",
                   info.location, index[d], info.axes[d].name, grid[d] - 1);
   for (std::size_t d = grid.size(); d < index.size(); ++d)
-    if (index[d] != 0) return fail(ErrorCode::kInvalidArgument, "{}: chunk index has too many axes", info.location);
+    if (index[d] != 0)
+      return fail(ErrorCode::kInvalidArgument, "{}: chunk index has too many axes", info.location);
   return {};
 }
 
@@ -286,7 +294,8 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
   const auto& info = slot->source->info();
   const std::size_t bytes = info.chunk_bytes(e->key.level);
   std::shared_ptr<std::byte[]> buffer(new std::byte[bytes]);
-  auto result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+  auto result =
+      slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
 
   std::shared_ptr<const std::byte[]> fill;
   if (result && result->missing) {
@@ -369,7 +378,8 @@ void ChunkCache::evict_over_budget(std::size_t start) {
 Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int priority) {
   std::promise<Result<ChunkPin>> promise;
   auto future = promise.get_future();
-  request(id, level, index, priority, [&promise](Result<ChunkPin> r) { promise.set_value(std::move(r)); });
+  request(id, level, index, priority,
+          [&promise](Result<ChunkPin> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 
@@ -379,23 +389,27 @@ Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const st
                    std::span<const std::int64_t> shape, std::span<std::byte> out, int priority) {
   const auto& info = cache.source(id).info();
   if (level < 0 || level >= int(info.levels.size()))
-    return fail(ErrorCode::kInvalidArgument, "{}: level {} does not exist ({} levels)", info.location,
-                level, info.levels.size());
+    return fail(ErrorCode::kInvalidArgument, "{}: level {} does not exist ({} levels)",
+                info.location, level, info.levels.size());
   const auto& lv = info.levels[std::size_t(level)];
   const int nd = lv.ndim();
   if (int(start.size()) != nd || int(shape.size()) != nd)
-    return fail(ErrorCode::kInvalidArgument, "{}: a box needs {} axes, got {}", info.location, nd, start.size());
+    return fail(ErrorCode::kInvalidArgument, "{}: a box needs {} axes, got {}", info.location, nd,
+                start.size());
   const std::size_t item = dtype_size(info.dtype);
   std::size_t total = item;
   bool inside = true;
   for (int d = 0; d < nd; ++d) {
     if (shape[std::size_t(d)] < 0)
-      return fail(ErrorCode::kInvalidArgument, "{}: box size on axis '{}' is negative", info.location, info.axes[std::size_t(d)].name);
+      return fail(ErrorCode::kInvalidArgument, "{}: box size on axis '{}' is negative",
+                  info.location, info.axes[std::size_t(d)].name);
     total *= std::size_t(shape[std::size_t(d)]);
-    inside &= start[std::size_t(d)] >= 0 && start[std::size_t(d)] + shape[std::size_t(d)] <= lv.shape[std::size_t(d)];
+    inside &= start[std::size_t(d)] >= 0 &&
+              start[std::size_t(d)] + shape[std::size_t(d)] <= lv.shape[std::size_t(d)];
   }
   if (out.size() != total)
-    return fail(ErrorCode::kInvalidArgument, "region buffer has {} bytes, the box needs {}", out.size(), total);
+    return fail(ErrorCode::kInvalidArgument, "region buffer has {} bytes, the box needs {}",
+                out.size(), total);
   if (total == 0) return {};
   if (!inside) fill_with(out, info.dtype, info.fill_value);
 
@@ -403,7 +417,8 @@ Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const st
   Index c0{}, c1{};
   for (int d = 0; d < nd; ++d) {
     const auto lo = std::max<std::int64_t>(start[std::size_t(d)], 0);
-    const auto hi = std::min(start[std::size_t(d)] + shape[std::size_t(d)], lv.shape[std::size_t(d)]);
+    const auto hi =
+        std::min(start[std::size_t(d)] + shape[std::size_t(d)], lv.shape[std::size_t(d)]);
     if (hi <= lo) return {};
     c0[d] = lo / lv.chunks[std::size_t(d)];
     c1[d] = (hi - 1) / lv.chunks[std::size_t(d)] + 1;
@@ -423,7 +438,8 @@ Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const st
     for (int d = 0; d < nd; ++d) {
       const auto cs = lv.chunks[std::size_t(d)];
       const auto a = std::max(ci[d] * cs, start[std::size_t(d)]);
-      const auto b = std::min({(ci[d] + 1) * cs, start[std::size_t(d)] + shape[std::size_t(d)], lv.shape[std::size_t(d)]});
+      const auto b = std::min({(ci[d] + 1) * cs, start[std::size_t(d)] + shape[std::size_t(d)],
+                               lv.shape[std::size_t(d)]});
       lo[d] = a;
       cnt[d] = b - a;
     }
@@ -437,7 +453,8 @@ Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const st
         so = so * lv.chunks[std::size_t(d)] + (p - ci[d] * lv.chunks[std::size_t(d)]);
         dof = dof * shape[std::size_t(d)] + (p - start[std::size_t(d)]);
       }
-      std::memcpy(out.data() + std::size_t(dof) * item, src + std::size_t(so) * item, std::size_t(cnt[last]) * item);
+      std::memcpy(out.data() + std::size_t(dof) * item, src + std::size_t(so) * item,
+                  std::size_t(cnt[last]) * item);
       int d = last - 1;
       for (; d >= 0; --d) {
         if (++pos[d] < cnt[d]) break;
@@ -449,7 +466,8 @@ Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const st
 
   Index ci = c0;
   std::size_t n = 1;
-  for (int d = 0; d < nd; ++d) n *= std::size_t(c1[d] - c0[d]);
+  for (int d = 0; d < nd; ++d)
+    n *= std::size_t(c1[d] - c0[d]);
   sh.pending = n;
   for (std::size_t k = 0; k < n; ++k) {
     tickets.push_back(cache.request(id, level, ci, priority, [&, ci](Result<ChunkPin> r) {

@@ -90,11 +90,11 @@ struct CacheCounters {
   std::uint64_t bytes_read = 0;     // compressed bytes taken from storage
   std::uint64_t bytes_decoded = 0;  // decoded bytes produced
   std::uint64_t evictions = 0;
-  std::uint64_t cancelled = 0;      // reads skipped because nobody wanted them any more
-  std::uint64_t errors = 0;         // reads that failed
-  std::uint64_t missing = 0;        // chunks absent from storage (fill value)
-  std::uint64_t bytes_cached = 0;   // resident now
-  std::uint64_t entries = 0;        // resident now
+  std::uint64_t cancelled = 0;     // reads skipped because nobody wanted them any more
+  std::uint64_t errors = 0;        // reads that failed
+  std::uint64_t missing = 0;       // chunks absent from storage (fill value)
+  std::uint64_t bytes_cached = 0;  // resident now
+  std::uint64_t entries = 0;       // resident now
 };
 
 using ChunkCallback = std::function<void(Result<ChunkPin>)>;
@@ -117,8 +117,7 @@ class ChunkCache {
   ChunkRequest request(SourceId id, int level, const Index& index, int priority,
                        ChunkCallback callback);
   // Blocking read.
-  Result<ChunkPin> get(SourceId id, int level, const Index& index,
-                       int priority = kPriorityVisible);
+  Result<ChunkPin> get(SourceId id, int level, const Index& index, int priority = kPriorityVisible);
 
   CacheCounters counters() const;
   std::uint64_t budget_bytes() const { return options_.budget_bytes; }

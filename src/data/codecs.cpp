@@ -12,8 +12,6 @@
 namespace vx::data {
 namespace {
 
-constexpr std::size_t kMaxDecoded = std::size_t(1) << 34;  // 16 GiB: refuse absurd headers
-
 const unsigned char* u8(std::span<const std::byte> s) {
   return reinterpret_cast<const unsigned char*>(s.data());
 }
@@ -58,20 +56,22 @@ Result<std::size_t> zstd_decode(std::span<const std::byte> in, std::span<std::by
   return size;
 }
 
-Result<Bytes> zstd_decode_any(std::span<const std::byte> in, const std::string& where) {
+Result<Bytes> zstd_decode_any(std::span<const std::byte> in, std::size_t max_size,
+                              const std::string& where) {
   const auto known = ZSTD_getFrameContentSize(in.data(), in.size());
   if (known == ZSTD_CONTENTSIZE_ERROR)
     return fail(ErrorCode::kCorrupt, "{}: not a zstd frame", where);
   if (known != ZSTD_CONTENTSIZE_UNKNOWN) {
-    if (known > kMaxDecoded)
-      return fail(ErrorCode::kCorrupt, "{}: zstd frame claims {} bytes", where, known);
+    if (known > max_size)
+      return fail(ErrorCode::kCorrupt, "{}: zstd frame claims {} bytes, more than the {} expected",
+                  where, known, max_size);
     Bytes out(known);
     VX_TRY(zstd_decode(in, out, where));
     return out;
   }
   // Streaming decode for frames written without a content size.
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> ds(ZSTD_createDStream(),
-                                                                 ZSTD_freeDStream);
+                                                                ZSTD_freeDStream);
   Bytes out;
   ZSTD_inBuffer input{in.data(), in.size(), 0};
   std::array<std::byte, 1 << 16> block{};
@@ -81,7 +81,9 @@ Result<Bytes> zstd_decode_any(std::span<const std::byte> in, const std::string& 
     if (ZSTD_isError(rc))
       return fail(ErrorCode::kCorrupt, "{}: zstd: {}", where, ZSTD_getErrorName(rc));
     out.insert(out.end(), block.begin(), block.begin() + output.pos);
-    if (out.size() > kMaxDecoded) return fail(ErrorCode::kCorrupt, "{}: zstd output too large", where);
+    if (out.size() > max_size)
+      return fail(ErrorCode::kCorrupt, "{}: zstd output exceeds the {} bytes expected", where,
+                  max_size);
     if (rc == 0) break;
     if (input.pos == input.size && output.pos == 0)
       return fail(ErrorCode::kCorrupt, "{}: zstd stream is truncated", where);
@@ -93,7 +95,8 @@ namespace {
 
 // Runs inflate over `in`, calling sink(bytes) for each produced block.
 template <class Sink>
-Status inflate_all(std::span<const std::byte> in, bool gzip, const std::string& where, Sink&& sink) {
+Status inflate_all(std::span<const std::byte> in, bool gzip, const std::string& where,
+                   Sink&& sink) {
   z_stream zs{};
   // 15 + 16: gzip only; 15: zlib only.
   if (inflateInit2(&zs, gzip ? 15 + 16 : 15) != Z_OK)
@@ -113,8 +116,8 @@ Status inflate_all(std::span<const std::byte> in, bool gzip, const std::string& 
       return fail(ErrorCode::kCorrupt, "{}: {} stream is corrupt ({})", where,
                   gzip ? "gzip" : "zlib", zs.msg ? zs.msg : "inflate error");
     const std::size_t produced = block.size() - zs.avail_out;
-    VX_TRY(sink(std::span<const std::byte>(reinterpret_cast<const std::byte*>(block.data()),
-                                           produced)));
+    VX_TRY(sink(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(block.data()), produced)));
     if (rc == Z_STREAM_END) return {};
     if (rc == Z_BUF_ERROR && produced == 0)
       return fail(ErrorCode::kCorrupt, "{}: {} stream is truncated", where, gzip ? "gzip" : "zlib");
@@ -123,8 +126,8 @@ Status inflate_all(std::span<const std::byte> in, bool gzip, const std::string& 
 
 }  // namespace
 
-Result<std::size_t> zlib_decode(std::span<const std::byte> in, std::span<std::byte> out,
-                                bool gzip, const std::string& where) {
+Result<std::size_t> zlib_decode(std::span<const std::byte> in, std::span<std::byte> out, bool gzip,
+                                const std::string& where) {
   std::size_t pos = 0;
   VX_TRY(inflate_all(in, gzip, where, [&](std::span<const std::byte> b) -> Status {
     if (pos + b.size() > out.size())
@@ -140,11 +143,13 @@ Result<std::size_t> zlib_decode(std::span<const std::byte> in, std::span<std::by
   return pos;
 }
 
-Result<Bytes> zlib_decode_any(std::span<const std::byte> in, bool gzip, const std::string& where) {
+Result<Bytes> zlib_decode_any(std::span<const std::byte> in, bool gzip, std::size_t max_size,
+                              const std::string& where) {
   Bytes out;
   VX_TRY(inflate_all(in, gzip, where, [&](std::span<const std::byte> b) -> Status {
     out.insert(out.end(), b.begin(), b.end());
-    if (out.size() > kMaxDecoded) return fail(ErrorCode::kCorrupt, "{}: output too large", where);
+    if (out.size() > max_size)
+      return fail(ErrorCode::kCorrupt, "{}: output exceeds the {} bytes expected", where, max_size);
     return {};
   }));
   return out;
@@ -191,7 +196,8 @@ struct Crc32cTable {
   constexpr Crc32cTable() {
     for (std::uint32_t i = 0; i < 256; ++i) {
       std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+      for (int k = 0; k < 8; ++k)
+        c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
       t[i] = c;
     }
   }
@@ -209,7 +215,8 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_hw(const unsigned char* p
     n -= 8;
   }
   c = static_cast<std::uint32_t>(c64);
-  while (n--) c = _mm_crc32_u8(c, *p++);
+  while (n--)
+    c = _mm_crc32_u8(c, *p++);
   return c;
 }
 
@@ -219,7 +226,8 @@ std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc) {
   std::uint32_t c = ~crc;
   const auto* p = u8(data);
   if (__builtin_cpu_supports("sse4.2")) return ~crc32c_hw(p, data.size(), c);
-  for (std::size_t i = 0; i < data.size(); ++i) c = kCrcTable.t[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  for (std::size_t i = 0; i < data.size(); ++i)
+    c = kCrcTable.t[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return ~c;
 }
 
@@ -227,7 +235,8 @@ void byteswap_inplace(std::span<std::byte> data, std::size_t itemsize) {
   auto* p = reinterpret_cast<unsigned char*>(data.data());
   const std::size_t n = data.size() / itemsize;
   switch (itemsize) {
-    case 1: return;
+    case 1:
+      return;
     case 2:
       for (std::size_t i = 0; i < n; ++i) {
         std::uint16_t v;
@@ -253,7 +262,8 @@ void byteswap_inplace(std::span<std::byte> data, std::size_t itemsize) {
       }
       return;
     default:
-      for (std::size_t i = 0; i < n; ++i) std::reverse(p + i * itemsize, p + (i + 1) * itemsize);
+      for (std::size_t i = 0; i < n; ++i)
+        std::reverse(p + i * itemsize, p + (i + 1) * itemsize);
   }
 }
 

@@ -21,14 +21,17 @@ Result<std::size_t> blosc_decode(std::span<const std::byte> in, std::span<std::b
 Result<std::size_t> zstd_decode(std::span<const std::byte> in, std::span<std::byte> out,
                                 const std::string& where);
 // gzip=true accepts gzip framing (RFC 1952), otherwise zlib (RFC 1950).
-Result<std::size_t> zlib_decode(std::span<const std::byte> in, std::span<std::byte> out,
-                                bool gzip, const std::string& where);
+Result<std::size_t> zlib_decode(std::span<const std::byte> in, std::span<std::byte> out, bool gzip,
+                                const std::string& where);
 
 // Decoded size announced by the stream header when the format has one.
 Result<std::size_t> blosc_decoded_size(std::span<const std::byte> in, const std::string& where);
-// For decoders whose output size is not known in advance (chains of compressors).
-Result<Bytes> zstd_decode_any(std::span<const std::byte> in, const std::string& where);
-Result<Bytes> zlib_decode_any(std::span<const std::byte> in, bool gzip, const std::string& where);
+// For decoders whose output size is not known in advance (chains of compressors, .nii.gz).
+// Output beyond max_size is refused as corrupt, so a hostile header cannot exhaust memory.
+Result<Bytes> zstd_decode_any(std::span<const std::byte> in, std::size_t max_size,
+                              const std::string& where);
+Result<Bytes> zlib_decode_any(std::span<const std::byte> in, bool gzip, std::size_t max_size,
+                              const std::string& where);
 
 enum class Shuffle { kNone = 0, kByte = 1, kBit = 2 };
 Result<Bytes> blosc_encode(std::span<const std::byte> in, std::size_t typesize,

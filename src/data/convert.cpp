@@ -28,7 +28,8 @@ struct LevelPlan {
   std::vector<double> scale, translation;
   std::int64_t chunk_count() const {
     std::int64_t n = 1;
-    for (std::size_t d = 0; d < shape.size(); ++d) n *= (shape[d] + chunks[d] - 1) / chunks[d];
+    for (std::size_t d = 0; d < shape.size(); ++d)
+      n *= (shape[d] + chunks[d] - 1) / chunks[d];
     return n;
   }
 };
@@ -42,14 +43,22 @@ json fill_json(double v) {
 
 std::string v2_typestr(DType t) {
   switch (t) {
-    case DType::kUInt8: return "|u1";
-    case DType::kInt8: return "|i1";
-    case DType::kUInt16: return "<u2";
-    case DType::kInt16: return "<i2";
-    case DType::kUInt32: return "<u4";
-    case DType::kInt32: return "<i4";
-    case DType::kFloat32: return "<f4";
-    case DType::kFloat64: return "<f8";
+    case DType::kUInt8:
+      return "|u1";
+    case DType::kInt8:
+      return "|i1";
+    case DType::kUInt16:
+      return "<u2";
+    case DType::kInt16:
+      return "<i2";
+    case DType::kUInt32:
+      return "<u4";
+    case DType::kInt32:
+      return "<i4";
+    case DType::kFloat32:
+      return "<f4";
+    case DType::kFloat64:
+      return "<f8";
   }
   return "|u1";
 }
@@ -78,24 +87,39 @@ json array_metadata(const LevelPlan& p, DType dtype, double fill, const ConvertO
     if (o.codec == OutputCodec::kZstd) comp = {{"id", "zstd"}, {"level", 3}};
     if (o.codec == OutputCodec::kLz4)
       comp = {{"id", "blosc"}, {"cname", "lz4"}, {"clevel", 5}, {"shuffle", 1}, {"blocksize", 0}};
-    return {{"zarr_format", 2}, {"shape", p.shape}, {"chunks", p.chunks}, {"dtype", v2_typestr(dtype)},
-            {"compressor", comp}, {"fill_value", fill_json(fill)}, {"order", "C"},
-            {"filters", nullptr}, {"dimension_separator", "/"}};
+    return {{"zarr_format", 2},
+            {"shape", p.shape},
+            {"chunks", p.chunks},
+            {"dtype", v2_typestr(dtype)},
+            {"compressor", comp},
+            {"fill_value", fill_json(fill)},
+            {"order", "C"},
+            {"filters", nullptr},
+            {"dimension_separator", "/"}};
   }
   json codecs = json::array({{{"name", "bytes"}, {"configuration", {{"endian", "little"}}}}});
   if (o.codec == OutputCodec::kZstd)
     codecs.push_back({{"name", "zstd"}, {"configuration", {{"level", 3}, {"checksum", false}}}});
   if (o.codec == OutputCodec::kLz4)
     codecs.push_back({{"name", "blosc"},
-                      {"configuration", {{"cname", "lz4"}, {"clevel", 5}, {"shuffle", "shuffle"},
-                                         {"typesize", dtype_size(dtype)}, {"blocksize", 0}}}});
+                      {"configuration",
+                       {{"cname", "lz4"},
+                        {"clevel", 5},
+                        {"shuffle", "shuffle"},
+                        {"typesize", dtype_size(dtype)},
+                        {"blocksize", 0}}}});
   json names = json::array();
-  for (const auto& a : axes) names.push_back(a.name);
-  return {{"zarr_format", 3}, {"node_type", "array"}, {"shape", p.shape},
+  for (const auto& a : axes)
+    names.push_back(a.name);
+  return {{"zarr_format", 3},
+          {"node_type", "array"},
+          {"shape", p.shape},
           {"data_type", std::string(dtype_name(dtype))},
           {"chunk_grid", {{"name", "regular"}, {"configuration", {{"chunk_shape", p.chunks}}}}},
           {"chunk_key_encoding", {{"name", "default"}, {"configuration", {{"separator", "/"}}}}},
-          {"fill_value", fill_json(fill)}, {"codecs", codecs}, {"attributes", json::object()},
+          {"fill_value", fill_json(fill)},
+          {"codecs", codecs},
+          {"attributes", json::object()},
           {"dimension_names", names}};
 }
 
@@ -112,16 +136,22 @@ json ome_metadata(const VolumeInfo& in, const std::vector<LevelPlan>& plans, int
                         {"coordinateTransformations",
                          {{{"type", "scale"}, {"scale", plans[l].scale}},
                           {{"type", "translation"}, {"translation", plans[l].translation}}}}});
-  json ms = {{"name", fs::path(in.location).filename().string()}, {"axes", axes},
-             {"datasets", datasets}, {"type", "mean"},
+  json ms = {{"name", fs::path(in.location).filename().string()},
+             {"axes", axes},
+             {"datasets", datasets},
+             {"type", "mean"},
              {"metadata", {{"method", "voxcast convert: 2x mean over spatial axes"}}}};
   if (zarr_version == 2) ms["version"] = "0.4";
   json channels = json::array();
   for (const auto& c : in.channels) {
     json j = {{"label", c.name}, {"active", c.visible}};
-    if (c.color) j["color"] = fmt::format("{:02X}{:02X}{:02X}", (*c.color)[0], (*c.color)[1], (*c.color)[2]);
+    if (c.color)
+      j["color"] = fmt::format("{:02X}{:02X}{:02X}", (*c.color)[0], (*c.color)[1], (*c.color)[2]);
     if (c.window)
-      j["window"] = {{"start", c.window->start}, {"end", c.window->end}, {"min", c.window->min}, {"max", c.window->max}};
+      j["window"] = {{"start", c.window->start},
+                     {"end", c.window->end},
+                     {"min", c.window->min},
+                     {"max", c.window->max}};
     channels.push_back(j);
   }
   json attrs = {{"multiscales", json::array({ms})}};
@@ -136,10 +166,13 @@ Status write_json(const fs::path& path, const json& j) {
 
 // Mean of pairs along axis d of a float array of `shape` (in place into `out`).
 template <class F>
-void halve_axis(const std::vector<F>& in, std::vector<F>& out, std::vector<std::int64_t>& shape, int d) {
+void halve_axis(const std::vector<F>& in, std::vector<F>& out, std::vector<std::int64_t>& shape,
+                int d) {
   std::int64_t outer = 1, inner = 1;
-  for (int i = 0; i < d; ++i) outer *= shape[std::size_t(i)];
-  for (std::size_t i = std::size_t(d) + 1; i < shape.size(); ++i) inner *= shape[i];
+  for (int i = 0; i < d; ++i)
+    outer *= shape[std::size_t(i)];
+  for (std::size_t i = std::size_t(d) + 1; i < shape.size(); ++i)
+    inner *= shape[i];
   const std::int64_t n = shape[std::size_t(d)], m = (n + 1) / 2;
   out.resize(std::size_t(outer * m * inner));
   for (std::int64_t o = 0; o < outer; ++o)
@@ -148,7 +181,8 @@ void halve_axis(const std::vector<F>& in, std::vector<F>& out, std::vector<std::
       F* dst = out.data() + (o * m + i) * inner;
       if (2 * i + 1 < n) {
         const F* b = a + inner;
-        for (std::int64_t k = 0; k < inner; ++k) dst[k] = (a[k] + b[k]) * F(0.5);
+        for (std::int64_t k = 0; k < inner; ++k)
+          dst[k] = (a[k] + b[k]) * F(0.5);
       } else {
         std::memcpy(dst, a, std::size_t(inner) * sizeof(F));
       }
@@ -162,7 +196,8 @@ void downsample_typed(std::span<const std::byte> region, std::vector<std::int64_
                       const std::vector<std::int64_t>& cshape) {
   const T* src = reinterpret_cast<const T*>(region.data());
   std::vector<F> a(region.size() / sizeof(T)), b;
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = F(src[i]);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    a[i] = F(src[i]);
   for (int d = 0; d < int(rshape.size()); ++d) {
     if (!spatial[std::size_t(d)]) continue;
     halve_axis(a, b, rshape, d);
@@ -175,11 +210,14 @@ void downsample_typed(std::span<const std::byte> region, std::vector<std::int64_
   const std::int64_t row = rshape.back();
   for (std::size_t k = 0; k < a.size(); k += std::size_t(row)) {
     std::int64_t off = 0;
-    for (int d = 0; d < nd; ++d) off = off * cshape[std::size_t(d)] + (d == nd - 1 ? 0 : pos[std::size_t(d)]);
+    for (int d = 0; d < nd; ++d)
+      off = off * cshape[std::size_t(d)] + (d == nd - 1 ? 0 : pos[std::size_t(d)]);
     for (std::int64_t x = 0; x < row; ++x) {
       const F v = a[k + std::size_t(x)];
-      if constexpr (std::is_integral_v<T>) dst[off + x] = T(std::floor(v + F(0.5)));
-      else dst[off + x] = T(v);
+      if constexpr (std::is_integral_v<T>)
+        dst[off + x] = T(std::floor(v + F(0.5)));
+      else
+        dst[off + x] = T(v);
     }
     for (int d = nd - 2; d >= 0; --d) {
       if (++pos[std::size_t(d)] < rshape[std::size_t(d)]) break;
@@ -192,14 +230,22 @@ void downsample(DType t, std::span<const std::byte> region, const std::vector<st
                 const std::vector<bool>& spatial, std::span<std::byte> chunk,
                 const std::vector<std::int64_t>& cshape) {
   switch (t) {  // float accumulation is exact for 8/16-bit data; wider types use double
-    case DType::kUInt8: return downsample_typed<std::uint8_t, float>(region, rshape, spatial, chunk, cshape);
-    case DType::kInt8: return downsample_typed<std::int8_t, float>(region, rshape, spatial, chunk, cshape);
-    case DType::kUInt16: return downsample_typed<std::uint16_t, float>(region, rshape, spatial, chunk, cshape);
-    case DType::kInt16: return downsample_typed<std::int16_t, float>(region, rshape, spatial, chunk, cshape);
-    case DType::kUInt32: return downsample_typed<std::uint32_t, double>(region, rshape, spatial, chunk, cshape);
-    case DType::kInt32: return downsample_typed<std::int32_t, double>(region, rshape, spatial, chunk, cshape);
-    case DType::kFloat32: return downsample_typed<float, float>(region, rshape, spatial, chunk, cshape);
-    case DType::kFloat64: return downsample_typed<double, double>(region, rshape, spatial, chunk, cshape);
+    case DType::kUInt8:
+      return downsample_typed<std::uint8_t, float>(region, rshape, spatial, chunk, cshape);
+    case DType::kInt8:
+      return downsample_typed<std::int8_t, float>(region, rshape, spatial, chunk, cshape);
+    case DType::kUInt16:
+      return downsample_typed<std::uint16_t, float>(region, rshape, spatial, chunk, cshape);
+    case DType::kInt16:
+      return downsample_typed<std::int16_t, float>(region, rshape, spatial, chunk, cshape);
+    case DType::kUInt32:
+      return downsample_typed<std::uint32_t, double>(region, rshape, spatial, chunk, cshape);
+    case DType::kInt32:
+      return downsample_typed<std::int32_t, double>(region, rshape, spatial, chunk, cshape);
+    case DType::kFloat32:
+      return downsample_typed<float, float>(region, rshape, spatial, chunk, cshape);
+    case DType::kFloat64:
+      return downsample_typed<double, double>(region, rshape, spatial, chunk, cshape);
   }
 }
 
@@ -211,9 +257,11 @@ Status prepare_output(const fs::path& out, bool overwrite) {
     const bool empty = fs::is_directory(out, ec) && fs::is_empty(out, ec);
     if (!empty) {
       if (!overwrite)
-        return fail(ErrorCode::kInvalidArgument, "{}: already exists (pass --overwrite to replace it)", out.string());
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: already exists (pass --overwrite to replace it)", out.string());
       if (!is_store)
-        return fail(ErrorCode::kInvalidArgument, "{}: exists and is not a Zarr store; refusing to replace it", out.string());
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: exists and is not a Zarr store; refusing to replace it", out.string());
       fs::remove_all(out, ec);
       if (ec) return fail(ErrorCode::kIo, "{}: cannot remove: {}", out.string(), ec.message());
     }
@@ -229,14 +277,16 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
                                          const ConvertOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   if (o.zarr_version != 2 && o.zarr_version != 3)
-    return fail(ErrorCode::kInvalidArgument, "--zarr-version must be 2 or 3, got {}", o.zarr_version);
+    return fail(ErrorCode::kInvalidArgument, "--zarr-version must be 2 or 3, got {}",
+                o.zarr_version);
   if (o.chunk < 8 || o.chunk > 4096)
     return fail(ErrorCode::kInvalidArgument, "--chunk must be in 8..4096, got {}", o.chunk);
   VX_ASSIGN(auto src, open_volume(input));
   const VolumeInfo in = src->info();
   const int nd = in.ndim();
   std::vector<bool> spatial(static_cast<std::size_t>(nd));
-  for (int d = 0; d < nd; ++d) spatial[std::size_t(d)] = in.axes[std::size_t(d)].type == AxisType::kSpace;
+  for (int d = 0; d < nd; ++d)
+    spatial[std::size_t(d)] = in.axes[std::size_t(d)].type == AxisType::kSpace;
 
   std::vector<LevelPlan> plans;
   {
@@ -245,7 +295,9 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     p.scale = in.levels[0].scale;
     p.translation = in.levels[0].translation;
     for (int d = 0; d < nd; ++d)
-      p.chunks.push_back(spatial[std::size_t(d)] ? std::max<std::int64_t>(1, std::min(o.chunk, p.shape[std::size_t(d)])) : 1);
+      p.chunks.push_back(spatial[std::size_t(d)]
+                             ? std::max<std::int64_t>(1, std::min(o.chunk, p.shape[std::size_t(d)]))
+                             : 1);
     plans.push_back(p);
   }
   auto fits = [&](const LevelPlan& p) {
@@ -285,13 +337,15 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
   const std::size_t item = dtype_size(in.dtype);
 
   std::uint64_t total_chunks = 0;
-  for (const auto& p : plans) total_chunks += std::uint64_t(p.chunk_count());
+  for (const auto& p : plans)
+    total_chunks += std::uint64_t(p.chunk_count());
   ConvertStats stats;
   stats.levels = int(plans.size());
   std::atomic<std::uint64_t> written{0}, empty{0}, bytes_out{0}, bytes_in{0};
   std::mutex err_mutex;
   std::optional<Error> first_error;
-  ProgressBar bar(fmt::format("{} level 0", fs::path(output).filename().string()), total_chunks, "chunks", o.progress);
+  ProgressBar bar(fmt::format("{} level 0", fs::path(output).filename().string()), total_chunks,
+                  "chunks", o.progress);
 
   for (std::size_t l = 0; l < plans.size() && !first_error; ++l) {
     bar.set_title(fmt::format("level {}/{}", l, plans.size() - 1));
@@ -305,7 +359,8 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     std::vector<std::int64_t> grid(static_cast<std::size_t>(nd));
     std::int64_t chunk_voxels = 1;
     for (int d = 0; d < nd; ++d) {
-      grid[std::size_t(d)] = (p.shape[std::size_t(d)] + p.chunks[std::size_t(d)] - 1) / p.chunks[std::size_t(d)];
+      grid[std::size_t(d)] =
+          (p.shape[std::size_t(d)] + p.chunks[std::size_t(d)] - 1) / p.chunks[std::size_t(d)];
       chunk_voxels *= p.chunks[std::size_t(d)];
     }
     std::vector<std::byte> fill_chunk(std::size_t(chunk_voxels) * item);
@@ -314,68 +369,72 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     key_meta.default_key_encoding = o.zarr_version == 3;
     key_meta.separator = '/';
 
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, 4), [&](const tbb::blocked_range<std::int64_t>& r) {
-      std::vector<std::byte> chunk(std::size_t(chunk_voxels) * item), region;
-      for (std::int64_t k = r.begin(); k < r.end(); ++k) {
-        {
-          std::lock_guard lock(err_mutex);
-          if (first_error) return;
-        }
-        std::vector<std::int64_t> ci(static_cast<std::size_t>(nd));
-        std::int64_t rem = k;
-        for (int d = nd - 1; d >= 0; --d) {
-          ci[std::size_t(d)] = rem % grid[std::size_t(d)];
-          rem /= grid[std::size_t(d)];
-        }
-        std::vector<std::int64_t> start(static_cast<std::size_t>(nd)), shape(static_cast<std::size_t>(nd));
-        Status st;
-        if (l == 0) {
-          for (int d = 0; d < nd; ++d) {
-            start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)];
-            shape[std::size_t(d)] = p.chunks[std::size_t(d)];
+    tbb::parallel_for(
+        tbb::blocked_range<std::int64_t>(0, n, 4), [&](const tbb::blocked_range<std::int64_t>& r) {
+          std::vector<std::byte> chunk(std::size_t(chunk_voxels) * item), region;
+          for (std::int64_t k = r.begin(); k < r.end(); ++k) {
+            {
+              std::lock_guard lock(err_mutex);
+              if (first_error) return;
+            }
+            std::vector<std::int64_t> ci(static_cast<std::size_t>(nd));
+            std::int64_t rem = k;
+            for (int d = nd - 1; d >= 0; --d) {
+              ci[std::size_t(d)] = rem % grid[std::size_t(d)];
+              rem /= grid[std::size_t(d)];
+            }
+            std::vector<std::int64_t> start(static_cast<std::size_t>(nd)),
+                shape(static_cast<std::size_t>(nd));
+            Status st;
+            if (l == 0) {
+              for (int d = 0; d < nd; ++d) {
+                start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)];
+                shape[std::size_t(d)] = p.chunks[std::size_t(d)];
+              }
+              st = read_region(cache, read_id, 0, start, shape, chunk);
+            } else {
+              // The 2x box of the finer level, clipped to it (edges average what exists).
+              const auto& prev = plans[l - 1];
+              std::size_t rbytes = item;
+              for (int d = 0; d < nd; ++d) {
+                const auto f = spatial[std::size_t(d)] ? 2 : 1;
+                start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)] * f;
+                shape[std::size_t(d)] =
+                    std::min(p.chunks[std::size_t(d)] * f,
+                             prev.shape[std::size_t(d)] - start[std::size_t(d)]);
+                rbytes *= std::size_t(shape[std::size_t(d)]);
+              }
+              region.resize(rbytes);
+              st = read_region(cache, read_id, 0, start, shape, region);
+              if (st) {
+                std::memcpy(chunk.data(), fill_chunk.data(), chunk.size());
+                downsample(in.dtype, region, shape, spatial, chunk, p.chunks);
+              }
+            }
+            if (st && std::memcmp(chunk.data(), fill_chunk.data(), chunk.size()) == 0) {
+              empty++;
+            } else if (st) {
+              auto enc = encode_chain(chain, chunk, item);
+              if (!enc) {
+                st = tl::unexpected(enc.error());
+              } else {
+                const auto path = out / std::to_string(l) / key_meta.chunk_key(ci);
+                std::error_code ec;
+                fs::create_directories(path.parent_path(), ec);
+                st = write_file_atomic(path.string(), *enc);
+                bytes_out += enc->size();
+                written++;
+              }
+            }
+            if (!st) {
+              std::lock_guard lock(err_mutex);
+              if (!first_error) first_error = st.error();
+              return;
+            }
+            bytes_in += chunk.size();
+            bar.add(1, chunk.size());
           }
-          st = read_region(cache, read_id, 0, start, shape, chunk);
-        } else {
-          // The 2x box of the finer level, clipped to it (edges average what exists).
-          const auto& prev = plans[l - 1];
-          std::size_t rbytes = item;
-          for (int d = 0; d < nd; ++d) {
-            const auto f = spatial[std::size_t(d)] ? 2 : 1;
-            start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)] * f;
-            shape[std::size_t(d)] = std::min(p.chunks[std::size_t(d)] * f, prev.shape[std::size_t(d)] - start[std::size_t(d)]);
-            rbytes *= std::size_t(shape[std::size_t(d)]);
-          }
-          region.resize(rbytes);
-          st = read_region(cache, read_id, 0, start, shape, region);
-          if (st) {
-            std::memcpy(chunk.data(), fill_chunk.data(), chunk.size());
-            downsample(in.dtype, region, shape, spatial, chunk, p.chunks);
-          }
-        }
-        if (st && std::memcmp(chunk.data(), fill_chunk.data(), chunk.size()) == 0) {
-          empty++;
-        } else if (st) {
-          auto enc = encode_chain(chain, chunk, item);
-          if (!enc) {
-            st = tl::unexpected(enc.error());
-          } else {
-            const auto path = out / std::to_string(l) / key_meta.chunk_key(ci);
-            std::error_code ec;
-            fs::create_directories(path.parent_path(), ec);
-            st = write_file_atomic(path.string(), *enc);
-            bytes_out += enc->size();
-            written++;
-          }
-        }
-        if (!st) {
-          std::lock_guard lock(err_mutex);
-          if (!first_error) first_error = st.error();
-          return;
-        }
-        bytes_in += chunk.size();
-        bar.add(1, chunk.size());
-      }
-    });
+        });
   }
   if (first_error) return tl::unexpected(*first_error);
 
@@ -385,13 +444,13 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     VX_TRY(write_json(out / ".zgroup", json{{"zarr_format", 2}}));
     VX_TRY(write_json(out / ".zattrs", attrs));
   } else {
-    VX_TRY(write_json(out / "zarr.json",
-                      json{{"zarr_format", 3}, {"node_type", "group"},
-                           {"attributes", {{"ome", [&] {
-                              json ome = attrs;
-                              ome["version"] = "0.5";
-                              return ome;
-                            }()}}}}));
+    VX_TRY(write_json(
+        out / "zarr.json",
+        json{{"zarr_format", 3}, {"node_type", "group"}, {"attributes", {{"ome", [&] {
+                                                                            json ome = attrs;
+                                                                            ome["version"] = "0.5";
+                                                                            return ome;
+                                                                          }()}}}}));
   }
   stats.chunks_written = written;
   stats.chunks_empty = empty;

@@ -15,21 +15,21 @@ namespace vx::data {
 enum class OutputCodec { kZstd, kLz4, kNone };
 
 struct ConvertOptions {
-  int zarr_version = 2;       // 2: OME-Zarr 0.4; 3: OME-Zarr 0.5
-  std::int64_t chunk = 64;    // chunk edge along spatial axes (1 along c and t)
+  int zarr_version = 2;     // 2: OME-Zarr 0.4; 3: OME-Zarr 0.5
+  std::int64_t chunk = 64;  // chunk edge along spatial axes (1 along c and t)
   OutputCodec codec = OutputCodec::kZstd;
-  int levels = 0;             // 0: until every spatial axis fits in one chunk
+  int levels = 0;  // 0: until every spatial axis fits in one chunk
   std::uint64_t cache_bytes = 256ull << 20;
   bool progress = true;
-  bool overwrite = false;     // replace an existing Zarr store at the output path
+  bool overwrite = false;  // replace an existing Zarr store at the output path
 };
 
 struct ConvertStats {
   int levels = 0;
   std::uint64_t chunks_written = 0;
-  std::uint64_t chunks_empty = 0;  // all fill value: not written (readers see the fill value)
-  std::uint64_t bytes_decoded = 0; // uncompressed bytes of all levels
-  std::uint64_t bytes_written = 0; // compressed bytes on disk
+  std::uint64_t chunks_empty = 0;   // all fill value: not written (readers see the fill value)
+  std::uint64_t bytes_decoded = 0;  // uncompressed bytes of all levels
+  std::uint64_t bytes_written = 0;  // compressed bytes on disk
   double seconds = 0;
 };
 

@@ -25,7 +25,16 @@ inline constexpr int kMaxDims = 5;
 // Chunk grid coordinates (or voxel coordinates), first `ndim` entries used.
 using Index = std::array<std::int64_t, kMaxDims>;
 
-enum class DType : std::uint8_t { kUInt8, kInt8, kUInt16, kInt16, kUInt32, kInt32, kFloat32, kFloat64 };
+enum class DType : std::uint8_t {
+  kUInt8,
+  kInt8,
+  kUInt16,
+  kInt16,
+  kUInt32,
+  kInt32,
+  kFloat32,
+  kFloat64
+};
 std::size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);  // numpy names: "uint16", "float32"
 Result<DType> parse_dtype_name(std::string_view name);

@@ -10,7 +10,9 @@
 
 namespace vx::data {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 File::~File() {
   if (fd_ >= 0) ::close(fd_);
@@ -31,7 +33,7 @@ Result<std::optional<File>> File::open_if_exists(const std::string& path) {
     if (errno == ENOENT) return std::optional<File>{};
     return fail(ErrorCode::kIo, "{}: cannot open: {}", path, errno_text(errno));
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
     ::close(fd);
     return fail(ErrorCode::kFormat, "{}: is a directory, expected a file", path);
@@ -46,7 +48,7 @@ Result<File> File::open(const std::string& path) {
 }
 
 Result<std::uint64_t> File::size(const std::string& path) const {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd_, &st) != 0) return fail(ErrorCode::kIo, "{}: stat: {}", path, errno_text(errno));
   return std::uint64_t(st.st_size);
 }

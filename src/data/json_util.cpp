@@ -10,7 +10,7 @@ namespace vx::data {
 Result<json> parse_json(std::string_view text, const std::string& file) {
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for huge numbers
     return fail(ErrorCode::kFormat, "{}: not valid JSON ({})", file, e.what());
   }
 }
@@ -21,10 +21,13 @@ Result<json> read_json_file(const std::string& path) {
                     path);
 }
 
-const char* json_type(const json& j) { return j.type_name(); }
+const char* json_type(const json& j) {
+  return j.type_name();
+}
 
 Result<const json*> require(const json& obj, std::string_view key, const Where& w) {
-  if (!obj.is_object()) return fail(ErrorCode::kFormat, "{}: expected an object, got {}", w.str(), json_type(obj));
+  if (!obj.is_object())
+    return fail(ErrorCode::kFormat, "{}: expected an object, got {}", w.str(), json_type(obj));
   auto it = obj.find(key);
   if (it == obj.end())
     return fail(ErrorCode::kFormat, "{}: required field is missing", (w / key).str());
@@ -32,7 +35,8 @@ Result<const json*> require(const json& obj, std::string_view key, const Where& 
 }
 
 Result<const json*> optional_field(const json& obj, std::string_view key, const Where& w) {
-  if (!obj.is_object()) return fail(ErrorCode::kFormat, "{}: expected an object, got {}", w.str(), json_type(obj));
+  if (!obj.is_object())
+    return fail(ErrorCode::kFormat, "{}: expected an object, got {}", w.str(), json_type(obj));
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return nullptr;
   return &*it;
@@ -74,7 +78,8 @@ Result<std::vector<std::int64_t>> as_int_array(const json& j, const Where& w) {
 
 Result<std::vector<double>> as_number_array(const json& j, const Where& w) {
   if (!j.is_array())
-    return fail(ErrorCode::kFormat, "{}: expected an array of numbers, got {}", w.str(), json_type(j));
+    return fail(ErrorCode::kFormat, "{}: expected an array of numbers, got {}", w.str(),
+                json_type(j));
   std::vector<double> out;
   for (std::size_t i = 0; i < j.size(); ++i) {
     VX_ASSIGN(auto v, as_number(j[i], w.at(i)));

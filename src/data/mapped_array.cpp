@@ -21,7 +21,8 @@ std::vector<std::int64_t> default_chunks(const std::vector<Axis>& axes,
   for (int d = 0; d < nd; ++d) {
     if (axes[std::size_t(d)].type != AxisType::kSpace) continue;
     const bool inplane = d >= nd - 2;
-    c[std::size_t(d)] = std::max<std::int64_t>(1, std::min<std::int64_t>(shape[std::size_t(d)], inplane ? 256 : 32));
+    c[std::size_t(d)] = std::max<std::int64_t>(
+        1, std::min<std::int64_t>(shape[std::size_t(d)], inplane ? 256 : 32));
   }
   return c;
 }
@@ -38,7 +39,9 @@ class MappedSource final : public VolumeSource {
 
   Result<ReadResult> read_chunk(int level, const Index& index,
                                 std::span<std::byte> out) const override {
-    if (level != 0) return fail(ErrorCode::kInvalidArgument, "{}: has one level, asked for {}", info_.location, level);
+    if (level != 0)
+      return fail(ErrorCode::kInvalidArgument, "{}: has one level, asked for {}", info_.location,
+                  level);
     const auto& lv = info_.levels[0];
     const int nd = lv.ndim();
     const std::size_t item = dtype_size(info_.dtype);
@@ -70,7 +73,8 @@ class MappedSource final : public VolumeSource {
         std::memcpy(o, s, row_bytes);
       } else {
         const auto step = layout_.strides[std::size_t(last)];
-        for (std::int64_t k = 0; k < count[last]; ++k) std::memcpy(o + k * std::int64_t(item), s + k * step, item);
+        for (std::int64_t k = 0; k < count[last]; ++k)
+          std::memcpy(o + k * std::int64_t(item), s + k * step, item);
       }
       if (layout_.big_endian) byteswap_inplace(std::span(o, row_bytes), item);
       copied += row_bytes;

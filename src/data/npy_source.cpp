@@ -19,7 +19,8 @@ std::string_view value_after(std::string_view dict, std::string_view key) {
     p = dict.find(':', p + k.size());
     if (p == std::string_view::npos) return {};
     auto v = dict.substr(p + 1);
-    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+    while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front())))
+      v.remove_prefix(1);
     return v;
   }
   return {};
@@ -42,7 +43,8 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
            (std::uint64_t(p[11]) << 24);
     pre = 12;
   } else {
-    return fail(ErrorCode::kUnsupported, "{}: .npy format version {} is not supported", file, major);
+    return fail(ErrorCode::kUnsupported, "{}: .npy format version {} is not supported", file,
+                major);
   }
   if (pre + hlen > bytes.size())
     return fail(ErrorCode::kCorrupt, "{}: .npy header of {} bytes is truncated", file, hlen);
@@ -60,8 +62,8 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
     return fail(ErrorCode::kFormat, "{}: header field 'descr' is not terminated", file);
   const std::string typestr(descr.substr(1, end - 1));
   if (typestr.size() < 3 || std::string("<>|=").find(typestr[0]) == std::string::npos)
-    return fail(ErrorCode::kUnsupported, "{}: header field 'descr': '{}' is not a simple numeric type",
-                file, typestr);
+    return fail(ErrorCode::kUnsupported,
+                "{}: header field 'descr': '{}' is not a simple numeric type", file, typestr);
   const char kind = typestr[1];
   const std::string size = typestr.substr(2);
   std::string name = kind == 'u' ? "uint" : kind == 'i' ? "int" : kind == 'f' ? "float" : "";
@@ -69,15 +71,18 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
     return fail(ErrorCode::kUnsupported, "{}: header field 'descr': type '{}' is not supported",
                 file, typestr);
   auto dt = parse_dtype_name(name + std::to_string((size[0] - '0') * 8));
-  if (!dt) return fail(ErrorCode::kUnsupported, "{}: header field 'descr': {}", file, dt.error().message);
+  if (!dt)
+    return fail(ErrorCode::kUnsupported, "{}: header field 'descr': {}", file, dt.error().message);
   L.dtype = *dt;
   L.big_endian = typestr[0] == '>';
 
   const auto fo = value_after(dict, "fortran_order");
   bool fortran = false;
-  if (fo.starts_with("True")) fortran = true;
+  if (fo.starts_with("True"))
+    fortran = true;
   else if (!fo.starts_with("False"))
-    return fail(ErrorCode::kFormat, "{}: header field 'fortran_order' is missing or not True/False", file);
+    return fail(ErrorCode::kFormat, "{}: header field 'fortran_order' is missing or not True/False",
+                file);
 
   auto shape = value_after(dict, "shape");
   if (shape.empty() || shape[0] != '(')
@@ -87,7 +92,8 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
     return fail(ErrorCode::kFormat, "{}: header field 'shape' is not terminated", file);
   std::string_view inner = shape.substr(1, close - 1);
   while (!inner.empty()) {
-    while (!inner.empty() && (std::isspace(static_cast<unsigned char>(inner.front())) || inner.front() == ','))
+    while (!inner.empty() &&
+           (std::isspace(static_cast<unsigned char>(inner.front())) || inner.front() == ','))
       inner.remove_prefix(1);
     if (inner.empty()) break;
     std::int64_t v = 0;
@@ -97,20 +103,25 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
         return fail(ErrorCode::kFormat, "{}: header field 'shape': dimension too large", file);
       v = v * 10 + (inner[i++] - '0');
     }
-    if (i == 0) return fail(ErrorCode::kFormat, "{}: header field 'shape': '{}' is not a tuple of integers", file, shape.substr(0, close + 1));
+    if (i == 0)
+      return fail(ErrorCode::kFormat, "{}: header field 'shape': '{}' is not a tuple of integers",
+                  file, shape.substr(0, close + 1));
     L.shape.push_back(v);
     inner.remove_prefix(i);
   }
   if (L.shape.empty() || L.shape.size() > std::size_t(kMaxDims))
-    return fail(ErrorCode::kUnsupported, "{}: header field 'shape': {} dimensions, supported are 1 to {}",
-                file, L.shape.size(), kMaxDims);
+    return fail(ErrorCode::kUnsupported,
+                "{}: header field 'shape': {} dimensions, supported are 1 to {}", file,
+                L.shape.size(), kMaxDims);
   const std::int64_t item = std::int64_t(dtype_size(L.dtype));
   L.strides.resize(L.shape.size());
   std::int64_t s = item;
   if (fortran) {
-    for (std::size_t d = 0; d < L.shape.size(); ++d) L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
+    for (std::size_t d = 0; d < L.shape.size(); ++d)
+      L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
   } else {
-    for (std::size_t d = L.shape.size(); d-- > 0;) L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
+    for (std::size_t d = L.shape.size(); d-- > 0;)
+      L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
   }
   return h;
 }
@@ -118,19 +129,36 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
 std::string make_npy_header(DType dtype, std::span<const std::int64_t> shape) {
   const char* descr = "";
   switch (dtype) {
-    case DType::kUInt8: descr = "|u1"; break;
-    case DType::kInt8: descr = "|i1"; break;
-    case DType::kUInt16: descr = "<u2"; break;
-    case DType::kInt16: descr = "<i2"; break;
-    case DType::kUInt32: descr = "<u4"; break;
-    case DType::kInt32: descr = "<i4"; break;
-    case DType::kFloat32: descr = "<f4"; break;
-    case DType::kFloat64: descr = "<f8"; break;
+    case DType::kUInt8:
+      descr = "|u1";
+      break;
+    case DType::kInt8:
+      descr = "|i1";
+      break;
+    case DType::kUInt16:
+      descr = "<u2";
+      break;
+    case DType::kInt16:
+      descr = "<i2";
+      break;
+    case DType::kUInt32:
+      descr = "<u4";
+      break;
+    case DType::kInt32:
+      descr = "<i4";
+      break;
+    case DType::kFloat32:
+      descr = "<f4";
+      break;
+    case DType::kFloat64:
+      descr = "<f8";
+      break;
   }
   // "(3,)" for 1-d, "(3, 4)" otherwise, as numpy writes it.
   std::string shp = fmt::format("{}", fmt::join(shape, ", "));
   if (shape.size() == 1) shp += ",";
-  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}", descr, shp);
+  std::string dict =
+      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}", descr, shp);
   std::size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
   dict += '\n';

@@ -25,7 +25,8 @@ std::vector<Channel> default_channels(const std::vector<Axis>& axes,
   for (std::size_t i = 0; i < axes.size(); ++i)
     if (axes[i].type == AxisType::kChannel) n = shape[i];
   std::vector<Channel> out;
-  for (std::int64_t c = 0; c < n; ++c) out.push_back(Channel{fmt::format("channel {}", c), {}, {}, true});
+  for (std::int64_t c = 0; c < n; ++c)
+    out.push_back(Channel{fmt::format("channel {}", c), {}, {}, true});
   return out;
 }
 
@@ -41,7 +42,8 @@ Result<std::array<std::uint8_t, 3>> parse_color(const std::string& hex, const Wh
   if (hex.size() != 6 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
     return fail(ErrorCode::kFormat, "{}: \"{}\" is not an RRGGBB hex colour", w.str(), hex);
   std::array<std::uint8_t, 3> c{};
-  for (int i = 0; i < 3; ++i) c[std::size_t(i)] = std::uint8_t(std::stoi(hex.substr(std::size_t(i) * 2, 2), nullptr, 16));
+  for (int i = 0; i < 3; ++i)
+    c[std::size_t(i)] = std::uint8_t(std::stoi(hex.substr(std::size_t(i) * 2, 2), nullptr, 16));
   return c;
 }
 
@@ -55,16 +57,19 @@ Status read_transforms(const json& list, const Where& w, std::size_t ndim,
     VX_ASSIGN(auto type, as_string(*t, wi / "type"));
     if (type == "identity") continue;
     if (type != "scale" && type != "translation")
-      return fail(ErrorCode::kUnsupported, "{}: transformation '{}' is not supported (scale, translation)",
+      return fail(ErrorCode::kUnsupported,
+                  "{}: transformation '{}' is not supported (scale, translation)",
                   (wi / "type").str(), type);
     VX_ASSIGN(auto v, require(list[i], type, wi));
     VX_ASSIGN(auto values, as_number_array(*v, wi / type));
     if (values.size() != ndim)
-      return fail(ErrorCode::kFormat, "{}: has {} values for {} axes", (wi / type).str(), values.size(), ndim);
+      return fail(ErrorCode::kFormat, "{}: has {} values for {} axes", (wi / type).str(),
+                  values.size(), ndim);
     for (std::size_t d = 0; d < ndim; ++d) {
       if (type == "scale") {
         if (!(values[d] > 0))
-          return fail(ErrorCode::kFormat, "{}: scale must be positive, got {}", (wi / type).str(), values[d]);
+          return fail(ErrorCode::kFormat, "{}: scale must be positive, got {}", (wi / type).str(),
+                      values[d]);
         scale[d] *= values[d];
         translation[d] *= values[d];
       } else {
@@ -82,10 +87,15 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
   const json* ms = multiscale0(attrs);
   const Where w{file, "multiscales[0]"};
   if (!ms) return fail(ErrorCode::kFormat, "{}: no 'multiscales' metadata", file);
-  if (auto v = ms->find("version"); v != ms->end() && v->is_string()) info.format_version = *v;
+  // v0.4 keeps the version in multiscales[0]; v0.5 in attributes.ome (passed in as attrs).
+  if (auto v = ms->find("version"); v != ms->end() && v->is_string())
+    info.format_version = *v;
+  else if (auto t = attrs.find("version"); t != attrs.end() && t->is_string())
+    info.format_version = *t;
   VX_ASSIGN(auto axes, optional_field(*ms, "axes", w));
   if (axes) {
-    if (!axes->is_array()) return fail(ErrorCode::kFormat, "{}: expected an array", (w / "axes").str());
+    if (!axes->is_array())
+      return fail(ErrorCode::kFormat, "{}: expected an array", (w / "axes").str());
     for (std::size_t i = 0; i < axes->size(); ++i) {
       const auto& a = (*axes)[i];
       Axis axis;
@@ -95,17 +105,17 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
         VX_ASSIGN(auto n, require(a, "name", (w / "axes").at(i)));
         VX_ASSIGN(axis.name, as_string(*n, (w / "axes").at(i) / "name"));
         if (auto u = a.find("unit"); u != a.end() && u->is_string()) axis.unit = *u;
-        if (auto t = a.find("type"); t != a.end() && t->is_string()) {
-          const std::string type = *t;
-          axis.type = type == "space" ? AxisType::kSpace
-                      : type == "time" ? AxisType::kTime
+        if (auto t = a.find("type"); t != a.end() && !t->is_null()) {
+          VX_ASSIGN(const std::string type, as_string(*t, (w / "axes").at(i) / "type"));
+          axis.type = type == "space"     ? AxisType::kSpace
+                      : type == "time"    ? AxisType::kTime
                       : type == "channel" ? AxisType::kChannel
                                           : AxisType::kOther;
           info.axes.push_back(std::move(axis));
           continue;
         }
       }
-      axis.type = axis.name == "t" ? AxisType::kTime
+      axis.type = axis.name == "t"   ? AxisType::kTime
                   : axis.name == "c" ? AxisType::kChannel
                                      : AxisType::kSpace;
       info.axes.push_back(std::move(axis));
@@ -130,7 +140,8 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
       for (std::size_t i = 0; i < chs->size(); ++i) {
         const auto& c = (*chs)[i];
         Channel ch{fmt::format("channel {}", i), {}, {}, true};
-        if (!c.is_object()) return fail(ErrorCode::kFormat, "{}: expected an object", wc.at(i).str());
+        if (!c.is_object())
+          return fail(ErrorCode::kFormat, "{}: expected an object", wc.at(i).str());
         if (auto l = c.find("label"); l != c.end() && l->is_string()) ch.name = *l;
         if (auto col = c.find("color"); col != c.end() && !col->is_null()) {
           VX_ASSIGN(auto hex, as_string(*col, wc.at(i) / "color"));
@@ -140,12 +151,14 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
         if (auto win = c.find("window"); win != c.end() && win->is_object()) {
           Window wd;
           const Where ww = wc.at(i) / "window";
-          for (auto [key, dst] : {std::pair{"start", &wd.start}, {"end", &wd.end}, {"min", &wd.min},
+          for (auto [key, dst] : {std::pair{"start", &wd.start},
+                                  {"end", &wd.end},
+                                  {"min", &wd.min},
                                   {"max", &wd.max}}) {
             VX_ASSIGN(auto f, optional_field(*win, key, ww));
             if (f) {
- VX_ASSIGN(*dst, as_number(*f, ww / key));
-}
+              VX_ASSIGN(*dst, as_number(*f, ww / key));
+            }
           }
           if (wd.max == 0 && wd.min == 0) wd.max = wd.end, wd.min = wd.start;
           ch.window = wd;

@@ -11,7 +11,7 @@ namespace vx::data {
 Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec, const OpenOptions&) {
   if (spec.starts_with("synthetic:")) return open_synthetic(spec);
   const std::string path(spec);
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     return fail(ErrorCode::kNotFound, "{}: no such file or directory", path);
   if (S_ISDIR(st.st_mode)) return open_zarr(path);
@@ -37,10 +37,12 @@ Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec, const O
   if (ends_with(".tif") || ends_with(".tiff")) return open_tiff(path);
   if (ends_with(".nii") || ends_with(".nii.gz")) return open_nifti(path);
   if (ends_with("zarr.json") || ends_with(".zarray") || ends_with(".zattrs"))
-    return fail(ErrorCode::kInvalidArgument, "{}: pass the Zarr store's directory, not its metadata file", path);
-  return fail(ErrorCode::kFormat,
-              "{}: not a recognized dataset (OME-Zarr directory, .npy, TIFF, NIfTI, or synthetic:NAME)",
-              path);
+    return fail(ErrorCode::kInvalidArgument,
+                "{}: pass the Zarr store's directory, not its metadata file", path);
+  return fail(
+      ErrorCode::kFormat,
+      "{}: not a recognized dataset (OME-Zarr directory, .npy, TIFF, NIfTI, or synthetic:NAME)",
+      path);
 }
 
 }  // namespace vx::data

@@ -28,14 +28,17 @@ struct SynthParams {
 constexpr double kCell = 24.0;  // cell spacing in level-0 voxels
 
 inline std::uint32_t hash3(std::int64_t x, std::int64_t y, std::int64_t z, std::uint32_t seed) {
-  std::uint64_t h = std::uint64_t(x) * 0x9E3779B97F4A7C15ull ^ std::uint64_t(y) * 0xC2B2AE3D27D4EB4Full ^
+  std::uint64_t h = std::uint64_t(x) * 0x9E3779B97F4A7C15ull ^
+                    std::uint64_t(y) * 0xC2B2AE3D27D4EB4Full ^
                     std::uint64_t(z) * 0x165667B19E3779F9ull ^ (std::uint64_t(seed) << 32);
   h ^= h >> 31;
   h *= 0xD6E8FEB86659FD93ull;
   h ^= h >> 32;
   return std::uint32_t(h);
 }
-inline double unit(std::uint32_t h) { return double(h) * (1.0 / 4294967296.0); }
+inline double unit(std::uint32_t h) {
+  return double(h) * (1.0 / 4294967296.0);
+}
 
 // Smooth value noise for low-frequency structure.
 double value_noise(double x, double y, double z, std::uint32_t seed) {
@@ -79,7 +82,8 @@ class SyntheticSource final : public VolumeSource {
     }
     // Feature points of the cells around the chunk, computed once per chunk.
     const double lo[3] = {start[0] * s, start[1] * s, start[2] * s};
-    const double hi[3] = {(start[0] + count[0]) * s, (start[1] + count[1]) * s, (start[2] + count[2]) * s};
+    const double hi[3] = {(start[0] + count[0]) * s, (start[1] + count[1]) * s,
+                          (start[2] + count[2]) * s};
     std::int64_t c0[3], cn[3];
     for (int d = 0; d < 3; ++d) {
       c0[d] = std::int64_t(std::floor(lo[d] / kCell)) - 1;
@@ -121,7 +125,8 @@ class SyntheticSource final : public VolumeSource {
       for (std::int64_t y = 0; y < cs[1]; ++y) {
         const std::size_t off = std::size_t(z) * plane + std::size_t(y * cs[2]);
         if (z >= count[0] || y >= count[1]) {
-          fill_with(out.subspan(off * dtype_size(info_.dtype), std::size_t(cs[2]) * dtype_size(info_.dtype)),
+          fill_with(out.subspan(off * dtype_size(info_.dtype),
+                                std::size_t(cs[2]) * dtype_size(info_.dtype)),
                     info_.dtype, 0);
           continue;
         }
@@ -131,8 +136,10 @@ class SyntheticSource final : public VolumeSource {
           // Tissue: a lobed ellipsoid with slowly varying brightness.
           const double u = (pz / full[0] - 0.5) / 0.46, v = (py / full[1] - 0.5) / 0.44,
                        w = (px / full[2] - 0.5) / 0.47;
-          const double lobes = 0.22 * value_noise(pz / full[0] * 4, py / full[1] * 4, px / full[2] * 4, p_.seed) +
-                               0.08 * value_noise(pz / full[0] * 11, py / full[1] * 11, px / full[2] * 11, p_.seed + 1);
+          const double lobes =
+              0.22 * value_noise(pz / full[0] * 4, py / full[1] * 4, px / full[2] * 4, p_.seed) +
+              0.08 *
+                  value_noise(pz / full[0] * 11, py / full[1] * 11, px / full[2] * 11, p_.seed + 1);
           const double radial = std::sqrt(u * u + v * v + w * w) + lobes - 0.15;
           const double mask = std::clamp((1.0 - radial) * 12.0, 0.0, 1.0);
           double signal = 0;
@@ -166,14 +173,19 @@ class SyntheticSource final : public VolumeSource {
               } else {
                 detail = nearest->b * std::clamp((nearest->r - d1) / edge + 0.5, 0.0, 1.0);
                 // Chromatin texture.
-                detail *= 0.8 + 0.2 * unit(hash3(std::int64_t(pz / 2), std::int64_t(py / 2), std::int64_t(px / 2), p_.seed + 11));
+                detail *= 0.8 + 0.2 * unit(hash3(std::int64_t(pz / 2), std::int64_t(py / 2),
+                                                 std::int64_t(px / 2), p_.seed + 11));
               }
             }
-            const double region = 0.6 + 0.4 * value_noise(pz / 300, py / 300, px / 300, p_.seed + 5);
+            const double region =
+                0.6 + 0.4 * value_noise(pz / 300, py / 300, px / 300, p_.seed + 5);
             signal = mask * region * ((1 - blend) * detail + blend * mean_level);
           }
-          const double noise = noise_amp * (unit(hash3(start[2] + x, start[1] + y, start[0] + z,
-                                                        p_.seed * 31u + std::uint32_t(level) * 101u + std::uint32_t(channel))) - 0.5);
+          const double noise =
+              noise_amp *
+              (unit(hash3(start[2] + x, start[1] + y, start[0] + z,
+                          p_.seed * 31u + std::uint32_t(level) * 101u + std::uint32_t(channel))) -
+               0.5);
           row[std::size_t(x)] = float(100.0 + 40.0 * mask + peak * signal + noise);
         }
         store_row(row, out, off, std::size_t(count[2]), std::size_t(cs[2]));
@@ -189,23 +201,31 @@ class SyntheticSource final : public VolumeSource {
       for (std::size_t i = 0; i < n; ++i)
         dst[off + i] = static_cast<std::remove_reference_t<decltype(dst[0])>>(
             std::clamp(double(row[i]) + 0.5, lo, hi));
-      for (std::size_t i = n; i < width; ++i) dst[off + i] = 0;
+      for (std::size_t i = n; i < width; ++i)
+        dst[off + i] = 0;
     };
     switch (info_.dtype) {
       case DType::kUInt8: {
         auto* d = reinterpret_cast<std::uint8_t*>(out.data());
-        for (std::size_t i = 0; i < n; ++i) d[off + i] = std::uint8_t(std::clamp(row[i] / 16.0f, 0.0f, 255.0f));
-        for (std::size_t i = n; i < width; ++i) d[off + i] = 0;
+        for (std::size_t i = 0; i < n; ++i)
+          d[off + i] = std::uint8_t(std::clamp(row[i] / 16.0f, 0.0f, 255.0f));
+        for (std::size_t i = n; i < width; ++i)
+          d[off + i] = 0;
         break;
       }
-      case DType::kUInt16: put(reinterpret_cast<std::uint16_t*>(out.data()), 0, 65535); break;
+      case DType::kUInt16:
+        put(reinterpret_cast<std::uint16_t*>(out.data()), 0, 65535);
+        break;
       case DType::kFloat32: {
         auto* d = reinterpret_cast<float*>(out.data());
-        for (std::size_t i = 0; i < n; ++i) d[off + i] = row[i];
-        for (std::size_t i = n; i < width; ++i) d[off + i] = 0;
+        for (std::size_t i = 0; i < n; ++i)
+          d[off + i] = row[i];
+        for (std::size_t i = n; i < width; ++i)
+          d[off + i] = 0;
         break;
       }
-      default: break;
+      default:
+        break;
     }
   }
 
@@ -217,7 +237,8 @@ Result<std::int64_t> parse_int(std::string_view v, std::string_view key, std::st
   std::int64_t out = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || p != v.data() + v.size())
-    return fail(ErrorCode::kInvalidArgument, "{}: option '{}': '{}' is not an integer", spec, key, v);
+    return fail(ErrorCode::kInvalidArgument, "{}: option '{}': '{}' is not an integer", spec, key,
+                v);
   return out;
 }
 
@@ -228,7 +249,8 @@ Result<SourcePtr> open_synthetic(std::string_view spec) {
   const auto q = body.find('?');
   const std::string name(body.substr(0, q));
   if (name != "cells" && !name.empty())
-    return fail(ErrorCode::kNotFound, "{}: unknown synthetic dataset '{}' (available: cells)", spec, name);
+    return fail(ErrorCode::kNotFound, "{}: unknown synthetic dataset '{}' (available: cells)", spec,
+                name);
   SynthParams p;
   std::string_view opts = q == std::string_view::npos ? std::string_view{} : body.substr(q + 1);
   while (!opts.empty()) {
@@ -250,20 +272,28 @@ Result<SourcePtr> open_synthetic(std::string_view spec) {
         if (x == std::string_view::npos) break;
         rest = rest.substr(x + 1);
       }
-      if (dims.size() != 3 || std::any_of(dims.begin(), dims.end(), [](auto d) { return d < 1 || d > (std::int64_t(1) << 40); }))
-        return fail(ErrorCode::kInvalidArgument, "{}: option 'shape': '{}' must be ZxYxX with positive sizes", spec, val);
+      if (dims.size() != 3 || std::any_of(dims.begin(), dims.end(), [](auto d) {
+            return d < 1 || d > (std::int64_t(1) << 40);
+          }))
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: option 'shape': '{}' must be ZxYxX with positive sizes", spec, val);
       std::copy(dims.begin(), dims.end(), p.shape);
     } else if (key == "chunk") {
       VX_ASSIGN(p.chunk, parse_int(val, key, spec));
       if (p.chunk < 8 || p.chunk > 1024)
-        return fail(ErrorCode::kInvalidArgument, "{}: option 'chunk': {} is outside 8..1024", spec, p.chunk);
+        return fail(ErrorCode::kInvalidArgument, "{}: option 'chunk': {} is outside 8..1024", spec,
+                    p.chunk);
     } else if (key == "channels") {
       VX_ASSIGN(auto c, parse_int(val, key, spec));
-      if (c < 1 || c > 16) return fail(ErrorCode::kInvalidArgument, "{}: option 'channels': {} is outside 1..16", spec, c);
+      if (c < 1 || c > 16)
+        return fail(ErrorCode::kInvalidArgument, "{}: option 'channels': {} is outside 1..16", spec,
+                    c);
       p.channels = int(c);
     } else if (key == "levels") {
       VX_ASSIGN(auto l, parse_int(val, key, spec));
-      if (l < 1 || l > 30) return fail(ErrorCode::kInvalidArgument, "{}: option 'levels': {} is outside 1..30", spec, l);
+      if (l < 1 || l > 30)
+        return fail(ErrorCode::kInvalidArgument, "{}: option 'levels': {} is outside 1..30", spec,
+                    l);
       p.levels = int(l);
     } else if (key == "seed") {
       VX_ASSIGN(auto sd, parse_int(val, key, spec));
@@ -272,16 +302,24 @@ Result<SourcePtr> open_synthetic(std::string_view spec) {
       double ms = 0;
       auto [ptr, ec] = std::from_chars(val.data(), val.data() + val.size(), ms);
       if (ec != std::errc() || ptr != val.data() + val.size() || ms < 0 || ms > 10000)
-        return fail(ErrorCode::kInvalidArgument, "{}: option 'latency_ms': '{}' is not a number in 0..10000", spec, val);
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: option 'latency_ms': '{}' is not a number in 0..10000", spec, val);
       p.latency_ms = ms;
     } else if (key == "dtype") {
-      if (val == "uint8") p.dtype = DType::kUInt8;
-      else if (val == "uint16") p.dtype = DType::kUInt16;
-      else if (val == "float32") p.dtype = DType::kFloat32;
-      else return fail(ErrorCode::kInvalidArgument, "{}: option 'dtype': '{}' is not uint8, uint16 or float32", spec, val);
+      if (val == "uint8")
+        p.dtype = DType::kUInt8;
+      else if (val == "uint16")
+        p.dtype = DType::kUInt16;
+      else if (val == "float32")
+        p.dtype = DType::kFloat32;
+      else
+        return fail(ErrorCode::kInvalidArgument,
+                    "{}: option 'dtype': '{}' is not uint8, uint16 or float32", spec, val);
     } else {
-      return fail(ErrorCode::kInvalidArgument,
-                  "{}: unknown option '{}' (shape, chunk, channels, levels, dtype, latency_ms, seed)", spec, key);
+      return fail(
+          ErrorCode::kInvalidArgument,
+          "{}: unknown option '{}' (shape, chunk, channels, levels, dtype, latency_ms, seed)", spec,
+          key);
     }
   }
   VolumeInfo info;
@@ -293,7 +331,9 @@ Result<SourcePtr> open_synthetic(std::string_view spec) {
                {"y", AxisType::kSpace, "micrometer"},
                {"x", AxisType::kSpace, "micrometer"}};
   int max_levels = 1;
-  while (std::max({p.shape[0], p.shape[1], p.shape[2]}) > (p.chunk << (max_levels - 1)) && max_levels < 30) ++max_levels;
+  while (std::max({p.shape[0], p.shape[1], p.shape[2]}) > (p.chunk << (max_levels - 1)) &&
+         max_levels < 30)
+    ++max_levels;
   const int levels = p.levels ? std::min(p.levels, max_levels + 4) : max_levels;
   for (int l = 0; l < levels; ++l) {
     Level lv;
@@ -313,10 +353,12 @@ Result<SourcePtr> open_synthetic(std::string_view spec) {
     lv.codec = "procedural";
     info.levels.push_back(std::move(lv));
   }
-  static const std::array<std::uint8_t, 3> colors[] = {{0, 255, 255}, {255, 0, 255}, {255, 255, 0}, {0, 255, 0}};
+  static const std::array<std::uint8_t, 3> colors[] = {
+      {0, 255, 255}, {255, 0, 255}, {255, 255, 0}, {0, 255, 0}};
   for (int c = 0; c < p.channels; ++c) {
     Channel ch;
-    ch.name = c % 2 == 0 ? (c == 0 ? "nuclei" : fmt::format("nuclei {}", c / 2)) : (c == 1 ? "membranes" : fmt::format("membranes {}", c / 2));
+    ch.name = c % 2 == 0 ? (c == 0 ? "nuclei" : fmt::format("nuclei {}", c / 2))
+                         : (c == 1 ? "membranes" : fmt::format("membranes {}", c / 2));
     ch.color = colors[c % 4];
     const double hi = p.dtype == DType::kUInt8 ? 220 : p.dtype == DType::kFloat32 ? 3500 : 3500;
     ch.window = Window{p.dtype == DType::kUInt8 ? 6.0 : 100.0, c % 2 ? hi * 0.7 : hi, 0,

@@ -75,7 +75,8 @@ class TiffSource final : public VolumeSource {
 
   Result<ReadResult> read_chunk(int level, const Index& index,
                                 std::span<std::byte> out) const override {
-    if (level != 0) return fail(ErrorCode::kInvalidArgument, "{}: has one level, asked for {}", path_, level);
+    if (level != 0)
+      return fail(ErrorCode::kInvalidArgument, "{}: has one level, asked for {}", path_, level);
     const auto& lv = info_.levels[0];
     if (index[0] < 0 || index[0] >= std::int64_t(pages_.size()) || index[1] < 0 || index[2] < 0 ||
         index[1] >= lv.grid()[1] || index[2] >= lv.grid()[2])
@@ -84,7 +85,8 @@ class TiffSource final : public VolumeSource {
     TIFF* t = handle.get();
     const std::string where = fmt::format("{} page {}", path_, index[0]);
     if (!TIFFSetSubDirectory(t, pages_[std::size_t(index[0])]))
-      return fail(ErrorCode::kCorrupt, "{}: cannot read the page directory: {}", where, g_tiff_message);
+      return fail(ErrorCode::kCorrupt, "{}: cannot read the page directory: {}", where,
+                  g_tiff_message);
     const std::size_t item = dtype_size(info_.dtype);
     std::uint64_t read = 0;
     if (fmt_.tiled) {
@@ -157,21 +159,24 @@ Result<SourcePtr> open_tiff(const std::string& path) {
     const PageFormat f = read_format(t.get());
     if (!(f == first))
       return fail(ErrorCode::kUnsupported,
-                  "{}: page {} differs from page 0 in size, type or layout; only uniform stacks are supported",
+                  "{}: page {} differs from page 0 in size, type or layout; only uniform stacks "
+                  "are supported",
                   path, pages.size());
     pages.push_back(TIFFCurrentDirOffset(t.get()));
   } while (TIFFReadDirectory(t.get()));
   if (first.spp != 1 || first.planar != PLANARCONFIG_CONTIG)
-    return fail(ErrorCode::kUnsupported, "{}: {} samples per pixel; only single-channel pages are supported",
-                path, first.spp);
+    return fail(ErrorCode::kUnsupported,
+                "{}: {} samples per pixel; only single-channel pages are supported", path,
+                first.spp);
   if (first.width == 0 || first.height == 0)
     return fail(ErrorCode::kFormat, "{}: page 0 has no pixels", path);
   std::string kind = first.sample_format == SAMPLEFORMAT_IEEEFP ? "float"
                      : first.sample_format == SAMPLEFORMAT_INT  ? "int"
                                                                 : "uint";
   auto dt = parse_dtype_name(kind + std::to_string(first.bps));
-  if (!dt) return fail(ErrorCode::kUnsupported, "{}: {} (BitsPerSample={}, SampleFormat={})", path,
-                       dt.error().message, first.bps, first.sample_format);
+  if (!dt)
+    return fail(ErrorCode::kUnsupported, "{}: {} (BitsPerSample={}, SampleFormat={})", path,
+                dt.error().message, first.bps, first.sample_format);
   VolumeInfo info;
   info.location = path;
   info.format = "tiff";
@@ -184,7 +189,8 @@ Result<SourcePtr> open_tiff(const std::string& path) {
   } else {
     // Whole strips, about 256 rows per chunk.
     const std::uint32_t k = std::max<std::uint32_t>(1, 256 / first.rows_per_strip);
-    lv.chunks = {1, std::min<std::int64_t>(std::int64_t(k) * first.rows_per_strip, first.height), first.width};
+    lv.chunks = {1, std::min<std::int64_t>(std::int64_t(k) * first.rows_per_strip, first.height),
+                 first.width};
   }
   lv.scale = {1, 1, 1};
   lv.translation = {0, 0, 0};

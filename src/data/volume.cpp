@@ -8,27 +8,39 @@ namespace vx::data {
 std::size_t dtype_size(DType t) {
   switch (t) {
     case DType::kUInt8:
-    case DType::kInt8: return 1;
+    case DType::kInt8:
+      return 1;
     case DType::kUInt16:
-    case DType::kInt16: return 2;
+    case DType::kInt16:
+      return 2;
     case DType::kUInt32:
     case DType::kInt32:
-    case DType::kFloat32: return 4;
-    case DType::kFloat64: return 8;
+    case DType::kFloat32:
+      return 4;
+    case DType::kFloat64:
+      return 8;
   }
   return 1;
 }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::kUInt8: return "uint8";
-    case DType::kInt8: return "int8";
-    case DType::kUInt16: return "uint16";
-    case DType::kInt16: return "int16";
-    case DType::kUInt32: return "uint32";
-    case DType::kInt32: return "int32";
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kInt8:
+      return "int8";
+    case DType::kUInt16:
+      return "uint16";
+    case DType::kInt16:
+      return "int16";
+    case DType::kUInt32:
+      return "uint32";
+    case DType::kInt32:
+      return "int32";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat64:
+      return "float64";
   }
   return "?";
 }
@@ -46,29 +58,36 @@ Result<DType> parse_dtype_name(std::string_view name) {
 
 std::string_view axis_type_name(AxisType t) {
   switch (t) {
-    case AxisType::kSpace: return "space";
-    case AxisType::kTime: return "time";
-    case AxisType::kChannel: return "channel";
-    case AxisType::kOther: return "other";
+    case AxisType::kSpace:
+      return "space";
+    case AxisType::kTime:
+      return "time";
+    case AxisType::kChannel:
+      return "channel";
+    case AxisType::kOther:
+      return "other";
   }
   return "other";
 }
 
 std::vector<std::int64_t> Level::grid() const {
   std::vector<std::int64_t> g(shape.size());
-  for (std::size_t i = 0; i < shape.size(); ++i) g[i] = (shape[i] + chunks[i] - 1) / chunks[i];
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    g[i] = (shape[i] + chunks[i] - 1) / chunks[i];
   return g;
 }
 
 std::int64_t Level::chunk_count() const {
   std::int64_t n = 1;
-  for (auto g : grid()) n *= g;
+  for (auto g : grid())
+    n *= g;
   return n;
 }
 
 std::int64_t Level::chunk_voxels() const {
   std::int64_t n = 1;
-  for (auto c : chunks) n *= c;
+  for (auto c : chunks)
+    n *= c;
   return n;
 }
 
@@ -79,8 +98,7 @@ int VolumeInfo::axis_index(std::string_view name) const {
 }
 
 std::size_t VolumeInfo::chunk_bytes(int level) const {
-  return static_cast<std::size_t>(levels.at(std::size_t(level)).chunk_voxels()) *
-         dtype_size(dtype);
+  return static_cast<std::size_t>(levels.at(std::size_t(level)).chunk_voxels()) * dtype_size(dtype);
 }
 
 namespace {
@@ -105,14 +123,22 @@ void fill_with(std::span<std::byte> out, DType dtype, double value) {
     return;
   }
   switch (dtype) {
-    case DType::kUInt8: return fill_typed<std::uint8_t>(out, value);
-    case DType::kInt8: return fill_typed<std::int8_t>(out, value);
-    case DType::kUInt16: return fill_typed<std::uint16_t>(out, value);
-    case DType::kInt16: return fill_typed<std::int16_t>(out, value);
-    case DType::kUInt32: return fill_typed<std::uint32_t>(out, value);
-    case DType::kInt32: return fill_typed<std::int32_t>(out, value);
-    case DType::kFloat32: return fill_typed<float>(out, value);
-    case DType::kFloat64: return fill_typed<double>(out, value);
+    case DType::kUInt8:
+      return fill_typed<std::uint8_t>(out, value);
+    case DType::kInt8:
+      return fill_typed<std::int8_t>(out, value);
+    case DType::kUInt16:
+      return fill_typed<std::uint16_t>(out, value);
+    case DType::kInt16:
+      return fill_typed<std::int16_t>(out, value);
+    case DType::kUInt32:
+      return fill_typed<std::uint32_t>(out, value);
+    case DType::kInt32:
+      return fill_typed<std::int32_t>(out, value);
+    case DType::kFloat32:
+      return fill_typed<float>(out, value);
+    case DType::kFloat64:
+      return fill_typed<double>(out, value);
   }
 }
 

@@ -21,7 +21,8 @@ Status check_shape(ArrayMeta& m, const Where& ws, const Where& wc) {
     return fail(ErrorCode::kFormat, "{}: has {} entries but shape has {}", wc.str(),
                 m.chunks.size(), m.shape.size());
   for (auto c : m.chunks)
-    if (c <= 0) return fail(ErrorCode::kFormat, "{}: chunk sizes must be positive, got {}", wc.str(), c);
+    if (c <= 0)
+      return fail(ErrorCode::kFormat, "{}: chunk sizes must be positive, got {}", wc.str(), c);
   return {};
 }
 
@@ -33,9 +34,12 @@ Status parse_typestr(const std::string& s, ArrayMeta& m, const Where& w) {
   const char kind = s[1];
   const std::string size = s.substr(2);
   std::string name;
-  if (kind == 'u' || kind == 'i') name = std::string(kind == 'u' ? "uint" : "int");
-  else if (kind == 'f') name = "float";
-  else if (kind == 'b' && size == "1") name = "uint";
+  if (kind == 'u' || kind == 'i')
+    name = std::string(kind == 'u' ? "uint" : "int");
+  else if (kind == 'f')
+    name = "float";
+  else if (kind == 'b' && size == "1")
+    name = "uint";
   else
     return fail(ErrorCode::kUnsupported,
                 "{}: data type '{}' is not supported (unsigned/signed integers and floats)",
@@ -55,20 +59,23 @@ Status parse_typestr(const std::string& s, ArrayMeta& m, const Where& w) {
   return {};
 }
 
-const char* shuffle_name(int s) { return s == 2 ? "bitshuffle" : s == 1 ? "shuffle" : "noshuffle"; }
+const char* shuffle_name(int s) {
+  return s == 2 ? "bitshuffle" : s == 1 ? "shuffle" : "noshuffle";
+}
 
 Result<CodecSpec> blosc_spec(const std::string& cname, int shuffle, const Where& w) {
   static const char* known[] = {"lz4", "lz4hc", "zstd", "zlib", "blosclz", "snappy"};
   if (std::find(std::begin(known), std::end(known), cname) == std::end(known))
     return fail(ErrorCode::kUnsupported, "{}: blosc compressor '{}' is unknown", w.str(), cname);
-  CodecSpec s{Kind::kBlosc, {}, false, nullptr, fmt::format("blosc({},{})", cname, shuffle_name(shuffle))};
+  CodecSpec s{
+      Kind::kBlosc, {}, false, nullptr, fmt::format("blosc({},{})", cname, shuffle_name(shuffle))};
   s.cname = cname;
   s.shuffle = static_cast<Shuffle>(std::clamp(shuffle, 0, 2));
   return s;
 }
 
-Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t ndim,
-                                   DType dtype, bool inner);
+Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t ndim, DType dtype,
+                                   bool inner);
 
 Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim, DType dtype,
                                  bool inner) {
@@ -95,7 +102,8 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
                     (wc / "endian").str(), endian);
       s.big_endian = endian == "big";
     } else if (dtype_size(dtype) > 1) {
-      return fail(ErrorCode::kFormat, "{}: required for multi-byte data types", (wc / "endian").str());
+      return fail(ErrorCode::kFormat, "{}: required for multi-byte data types",
+                  (wc / "endian").str());
     }
     s.desc = s.big_endian ? "bytes(big)" : "bytes";
   } else if (name == "transpose") {
@@ -105,9 +113,11 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
       const auto v = o->get<std::string>();
       s.order.resize(ndim);
       std::iota(s.order.begin(), s.order.end(), 0);
-      if (v == "F") std::reverse(s.order.begin(), s.order.end());
+      if (v == "F")
+        std::reverse(s.order.begin(), s.order.end());
       else if (v != "C")
-        return fail(ErrorCode::kFormat, "{}: \"{}\" is not C, F or a permutation", (wc / "order").str(), v);
+        return fail(ErrorCode::kFormat, "{}: \"{}\" is not C, F or a permutation",
+                    (wc / "order").str(), v);
     } else {
       VX_ASSIGN(auto ord, as_int_array(*o, wc / "order"));
       std::vector<int> seen(ndim, 0);
@@ -116,7 +126,8 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
                     (wc / "order").str(), ord.size(), ndim);
       for (auto v : ord) {
         if (v < 0 || std::size_t(v) >= ndim || seen[std::size_t(v)]++)
-          return fail(ErrorCode::kFormat, "{}: is not a permutation of 0..{}", (wc / "order").str(), ndim - 1);
+          return fail(ErrorCode::kFormat, "{}: is not a permutation of 0..{}", (wc / "order").str(),
+                      ndim - 1);
         s.order.push_back(int(v));
       }
     }
@@ -139,7 +150,8 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
     }
     for (const auto& b : shard->index.bytes_to_bytes)
       if (b.kind != Kind::kCrc32c)
-        return fail(ErrorCode::kUnsupported, "{}: only bytes and crc32c are supported for the shard index",
+        return fail(ErrorCode::kUnsupported,
+                    "{}: only bytes and crc32c are supported for the shard index",
                     (wc / "index_codecs").str());
     if (!shard->index.array_to_array.empty())
       return fail(ErrorCode::kUnsupported, "{}: array codecs on the shard index are not supported",
@@ -162,8 +174,10 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
     VX_ASSIGN(auto sh, optional_field(cf, "shuffle", wc));
     if (sh) {
       VX_ASSIGN(auto v, as_string(*sh, wc / "shuffle"));
-      if (v == "shuffle") shuffle = 1;
-      else if (v == "bitshuffle") shuffle = 2;
+      if (v == "shuffle")
+        shuffle = 1;
+      else if (v == "bitshuffle")
+        shuffle = 2;
       else if (v != "noshuffle")
         return fail(ErrorCode::kFormat, "{}: \"{}\" is not noshuffle, shuffle or bitshuffle",
                     (wc / "shuffle").str(), v);
@@ -184,8 +198,8 @@ Result<CodecSpec> parse_v3_codec(const json& c, const Where& w, std::size_t ndim
   return s;
 }
 
-Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t ndim,
-                                   DType dtype, bool inner) {
+Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t ndim, DType dtype,
+                                   bool inner) {
   if (!list.is_array() || list.empty())
     return fail(ErrorCode::kFormat, "{}: expected a non-empty array of codecs", w.str());
   CodecChain chain;
@@ -212,9 +226,11 @@ Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t
     }
   }
   if (!have_a2b)
-    return fail(ErrorCode::kFormat, "{}: no array-to-bytes codec (bytes or sharding_indexed)", w.str());
+    return fail(ErrorCode::kFormat, "{}: no array-to-bytes codec (bytes or sharding_indexed)",
+                w.str());
   if (chain.array_to_bytes.kind == Kind::kSharding && !chain.array_to_array.empty())
-    return fail(ErrorCode::kUnsupported, "{}: transpose before sharding_indexed is not supported", w.str());
+    return fail(ErrorCode::kUnsupported, "{}: transpose before sharding_indexed is not supported",
+                w.str());
   return chain;
 }
 
@@ -222,9 +238,11 @@ Result<CodecChain> parse_v3_codecs(const json& list, const Where& w, std::size_t
 
 std::string CodecChain::describe() const {
   std::vector<std::string> parts;
-  for (const auto& c : array_to_array) parts.push_back(c.desc);
+  for (const auto& c : array_to_array)
+    parts.push_back(c.desc);
   parts.push_back(array_to_bytes.desc);
-  for (const auto& c : bytes_to_bytes) parts.push_back(c.desc);
+  for (const auto& c : bytes_to_bytes)
+    parts.push_back(c.desc);
   return fmt::format("{}", fmt::join(parts, " | "));
 }
 
@@ -257,17 +275,19 @@ Result<ArrayMeta> parse_zarray_v2(const json& j, const std::string& file) {
   VX_TRY(parse_typestr(dts, m, w / "dtype"));
   VX_ASSIGN(auto fill, optional_field(j, "fill_value", w));
   if (fill) {
- VX_ASSIGN(m.fill_value, as_fill_value(*fill, w / "fill_value"));
-}
+    VX_ASSIGN(m.fill_value, as_fill_value(*fill, w / "fill_value"));
+  }
   VX_ASSIGN(auto order, optional_field(j, "order", w));
   if (order) {
     VX_ASSIGN(auto o, as_string(*order, w / "order"));
     if (o == "F") {
       CodecSpec t{Kind::kTranspose, {}, false, nullptr, "order=F"};
-      for (int i = int(m.shape.size()) - 1; i >= 0; --i) t.order.push_back(i);
+      for (int i = int(m.shape.size()) - 1; i >= 0; --i)
+        t.order.push_back(i);
       m.codecs.array_to_array.push_back(std::move(t));
     } else if (o != "C") {
-      return fail(ErrorCode::kFormat, "{}: must be \"C\" or \"F\", got \"{}\"", (w / "order").str(), o);
+      return fail(ErrorCode::kFormat, "{}: must be \"C\" or \"F\", got \"{}\"", (w / "order").str(),
+                  o);
     }
   }
   VX_ASSIGN(auto filters, optional_field(j, "filters", w));
@@ -297,8 +317,8 @@ Result<ArrayMeta> parse_zarray_v2(const json& j, const std::string& file) {
       std::int64_t shuffle = 1;
       VX_ASSIGN(auto sh, optional_field(*comp, "shuffle", wc));
       if (sh) {
- VX_ASSIGN(shuffle, as_int(*sh, wc / "shuffle"));
-}
+        VX_ASSIGN(shuffle, as_int(*sh, wc / "shuffle"));
+      }
       if (shuffle == -1) shuffle = dtype_size(m.dtype) == 1 ? 2 : 1;  // AUTOSHUFFLE
       VX_ASSIGN(auto spec, blosc_spec(cname, int(shuffle), wc / "cname"));
       m.codecs.bytes_to_bytes.push_back(std::move(spec));
@@ -324,13 +344,15 @@ Result<ArrayMeta> parse_zarr_json_v3(const json& j, const std::string& file) {
   VX_ASSIGN(auto nt, require(j, "node_type", w));
   VX_ASSIGN(auto node_type, as_string(*nt, w / "node_type"));
   if (node_type != "array")
-    return fail(ErrorCode::kFormat, "{}: is \"{}\", expected \"array\"", (w / "node_type").str(), node_type);
+    return fail(ErrorCode::kFormat, "{}: is \"{}\", expected \"array\"", (w / "node_type").str(),
+                node_type);
   VX_ASSIGN(auto shape, require(j, "shape", w));
   VX_ASSIGN(m.shape, as_int_array(*shape, w / "shape"));
   VX_ASSIGN(auto dt, require(j, "data_type", w));
   VX_ASSIGN(auto dts, as_string(*dt, w / "data_type"));
   auto dtype = parse_dtype_name(dts);
-  if (!dtype) return fail(ErrorCode::kUnsupported, "{}: {}", (w / "data_type").str(), dtype.error().message);
+  if (!dtype)
+    return fail(ErrorCode::kUnsupported, "{}: {}", (w / "data_type").str(), dtype.error().message);
   m.dtype = *dtype;
   VX_ASSIGN(auto grid, require(j, "chunk_grid", w));
   VX_ASSIGN(auto gname, require(*grid, "name", w / "chunk_grid"));
@@ -389,7 +411,8 @@ Result<ArrayMeta> parse_zarr_json_v3(const json& j, const std::string& file) {
                 (w / "storage_transformers").str());
   VX_ASSIGN(auto dn, optional_field(j, "dimension_names", w));
   if (dn && dn->is_array()) {
-    for (const auto& n : *dn) m.dimension_names.push_back(n.is_string() ? n.get<std::string>() : "");
+    for (const auto& n : *dn)
+      m.dimension_names.push_back(n.is_string() ? n.get<std::string>() : "");
   }
   VX_ASSIGN(auto attrs, optional_field(j, "attributes", w));
   if (attrs) m.attributes = *attrs;
@@ -404,6 +427,9 @@ Status decode_chain(const CodecChain& chain, std::span<const std::byte> stored,
   const bool transposed = !chain.array_to_array.empty();
   if (transposed) tbuf.resize(out.size());
   std::span<std::byte> target = transposed ? std::span<std::byte>(tbuf) : out;
+  // Intermediate streams of a chain are compressed forms of the array: none of the codecs
+  // expands its input by more than a few percent, so this bounds hostile size headers.
+  const std::size_t max_intermediate = out.size() + out.size() / 4 + 65536;
 
   // bytes -> bytes, last codec first. Only the final decoder writes into target.
   int last_compressor = -1;
@@ -419,14 +445,16 @@ Status decode_chain(const CodecChain& chain, std::span<const std::byte> stored,
     switch (c.kind) {
       case Kind::kCrc32c: {
         if (cur.size() < 4)
-          return fail(ErrorCode::kCorrupt, "{}: {} bytes cannot hold a crc32c checksum", where, cur.size());
+          return fail(ErrorCode::kCorrupt, "{}: {} bytes cannot hold a crc32c checksum", where,
+                      cur.size());
         const auto body = cur.first(cur.size() - 4);
         std::uint32_t stored_crc;
         std::memcpy(&stored_crc, cur.data() + body.size(), 4);
         const auto actual = crc32c(body);
         if (stored_crc != actual)
-          return fail(ErrorCode::kCorrupt, "{}: crc32c checksum mismatch (stored {:08x}, computed {:08x})",
-                      where, stored_crc, actual);
+          return fail(ErrorCode::kCorrupt,
+                      "{}: crc32c checksum mismatch (stored {:08x}, computed {:08x})", where,
+                      stored_crc, actual);
         cur = body;
         continue;
       }
@@ -435,28 +463,34 @@ Status decode_chain(const CodecChain& chain, std::span<const std::byte> stored,
           VX_TRY(blosc_decode(cur, target, where));
         } else {
           VX_ASSIGN(auto n, blosc_decoded_size(cur, where));
+          if (n > max_intermediate)
+            return fail(ErrorCode::kCorrupt, "{}: blosc stream claims {} bytes", where, n);
           scratch.resize(n);
           VX_TRY(blosc_decode(cur, scratch, where));
         }
         break;
       case Kind::kZstd:
-        if (final) VX_TRY(zstd_decode(cur, target, where));
+        if (final)
+          VX_TRY(zstd_decode(cur, target, where));
         else {
- VX_ASSIGN(scratch, zstd_decode_any(cur, where));
-}
+          VX_ASSIGN(scratch, zstd_decode_any(cur, max_intermediate, where));
+        }
         break;
       case Kind::kGzip:
       case Kind::kZlib:
-        if (final) VX_TRY(zlib_decode(cur, target, c.kind == Kind::kGzip, where));
+        if (final)
+          VX_TRY(zlib_decode(cur, target, c.kind == Kind::kGzip, where));
         else {
- VX_ASSIGN(scratch, zlib_decode_any(cur, c.kind == Kind::kGzip, where));
-}
+          VX_ASSIGN(scratch, zlib_decode_any(cur, c.kind == Kind::kGzip, max_intermediate, where));
+        }
         break;
       default:
         return fail(ErrorCode::kInternal, "{}: bad codec order", where);
     }
-    if (final) cur = {};
-    else cur = scratch;
+    if (final)
+      cur = {};
+    else
+      cur = scratch;
   }
   if (last_compressor < 0) {  // no compressor: stored bytes are the array
     if (cur.size() != target.size())
@@ -472,14 +506,16 @@ Status decode_chain(const CodecChain& chain, std::span<const std::byte> stored,
     std::vector<std::vector<std::int64_t>> shapes{{shape.begin(), shape.end()}};
     for (const auto& t : chain.array_to_array) {
       std::vector<std::int64_t> s(shape.size());
-      for (std::size_t d = 0; d < s.size(); ++d) s[d] = shapes.back()[std::size_t(t.order[d])];
+      for (std::size_t d = 0; d < s.size(); ++d)
+        s[d] = shapes.back()[std::size_t(t.order[d])];
       shapes.push_back(std::move(s));
     }
     Bytes other(out.size());
     for (int i = int(chain.array_to_array.size()) - 1; i >= 0; --i) {
       const auto& t = chain.array_to_array[std::size_t(i)];
       std::vector<int> inv(t.order.size());
-      for (std::size_t d = 0; d < inv.size(); ++d) inv[std::size_t(t.order[d])] = int(d);
+      for (std::size_t d = 0; d < inv.size(); ++d)
+        inv[std::size_t(t.order[d])] = int(d);
       std::span<std::byte> dst = i == 0 ? out : std::span<std::byte>(other);
       transpose(tbuf, dst, shapes[std::size_t(i) + 1], inv, itemsize);
       if (i > 0) std::swap(tbuf, other);
@@ -514,7 +550,8 @@ Result<Bytes> encode_chain(const CodecChain& chain, std::span<const std::byte> d
         cur.insert(cur.end(), p, p + 4);
         break;
       }
-      default: return fail(ErrorCode::kInternal, "encode_chain: codec {} cannot encode", c.desc);
+      default:
+        return fail(ErrorCode::kInternal, "encode_chain: codec {} cannot encode", c.desc);
     }
   }
   return cur;

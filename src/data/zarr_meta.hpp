@@ -22,10 +22,10 @@ struct CodecSpec {
   std::vector<int> order;   // transpose: encoded = decoded.transpose(order)
   bool big_endian = false;  // bytes
   std::shared_ptr<const ShardSpec> shard;
-  std::string desc;         // "blosc(lz4,shuffle)"
-  std::string cname;        // blosc
+  std::string desc;                  // "blosc(lz4,shuffle)"
+  std::string cname;                 // blosc
   Shuffle shuffle = Shuffle::kNone;  // blosc
-  int level = 5;            // compression level (blosc clevel, zstd, gzip)
+  int level = 5;                     // compression level (blosc clevel, zstd, gzip)
 };
 
 // The Zarr v3 codec pipeline: array->array, one array->bytes, bytes->bytes.

@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 bool exists(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(p.c_str(), &st) == 0;
 }
 
@@ -76,8 +76,8 @@ class ZarrSource final : public VolumeSource {
     const bool crc = !sh.index.bytes_to_bytes.empty();
     const std::uint64_t index_bytes = std::uint64_t(n_inner) * 16 + (crc ? 4 : 0);
     if (size < index_bytes)
-      return fail(ErrorCode::kCorrupt, "shard {}: {} bytes cannot hold its index of {} bytes",
-                  path, size, index_bytes);
+      return fail(ErrorCode::kCorrupt, "shard {}: {} bytes cannot hold its index of {} bytes", path,
+                  size, index_bytes);
     Bytes idx(index_bytes);
     const std::uint64_t index_off = sh.index_at_end ? size - index_bytes : 0;
     VX_TRY(file->pread_exact(idx, index_off, path));
@@ -145,7 +145,7 @@ Result<SourcePtr> open_plain_array(const std::string& path, int zarr_format) {
       const auto& n = a.meta.dimension_names[std::size_t(i)];
       if (n.empty()) continue;
       info.axes[std::size_t(i)].name = n;
-      info.axes[std::size_t(i)].type = n == "t" ? AxisType::kTime
+      info.axes[std::size_t(i)].type = n == "t"   ? AxisType::kTime
                                        : n == "c" ? AxisType::kChannel
                                                   : AxisType::kSpace;
     }
@@ -172,7 +172,9 @@ Result<SourcePtr> open_ome_group(const std::string& path, const json& attrs, int
   std::vector<LevelArray> arrays;
   for (std::size_t i = 0; i < paths.size(); ++i) {
     auto a = open_array(join(path, paths[i]), zarr_format);
-    if (!a) return tl::unexpected(with_context(a.error(), fmt::format("multiscales dataset '{}'", paths[i])));
+    if (!a)
+      return tl::unexpected(
+          with_context(a.error(), fmt::format("multiscales dataset '{}'", paths[i])));
     const Where w{meta_file, fmt::format("multiscales[0].datasets[{}]", i)};
     if (info.axes.empty()) info.axes = default_axes(int(a->meta.shape.size()));
     if (a->meta.shape.size() != info.axes.size())
@@ -206,7 +208,8 @@ Result<SourcePtr> open_ome_group(const std::string& path, const json& attrs, int
 
 Result<SourcePtr> open_zarr(const std::string& path_in) {
   std::string path = path_in;
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  while (path.size() > 1 && path.back() == '/')
+    path.pop_back();
   if (exists(join(path, "zarr.json"))) {
     const auto file = join(path, "zarr.json");
     VX_ASSIGN(auto j, read_json_file(file));
@@ -214,7 +217,8 @@ Result<SourcePtr> open_zarr(const std::string& path_in) {
     VX_ASSIGN(auto zf, require(j, "zarr_format", w));
     VX_ASSIGN(auto zfv, as_int(*zf, w / "zarr_format"));
     if (zfv != 3)
-      return fail(ErrorCode::kUnsupported, "{}: zarr_format {} (expected 3)", (w / "zarr_format").str(), zfv);
+      return fail(ErrorCode::kUnsupported, "{}: zarr_format {} (expected 3)",
+                  (w / "zarr_format").str(), zfv);
     VX_ASSIGN(auto nt, require(j, "node_type", w));
     VX_ASSIGN(auto node_type, as_string(*nt, w / "node_type"));
     if (node_type == "array") return open_plain_array(path, 3);
@@ -224,7 +228,8 @@ Result<SourcePtr> open_zarr(const std::string& path_in) {
     json attrs = j.value("attributes", json::object());
     if (attrs.contains("ome") && attrs["ome"].is_object()) attrs = attrs["ome"];
     if (!attrs.contains("multiscales"))
-      return fail(ErrorCode::kFormat, "{}: a Zarr v3 group without OME 'multiscales' metadata", file);
+      return fail(ErrorCode::kFormat, "{}: a Zarr v3 group without OME 'multiscales' metadata",
+                  file);
     return open_ome_group(path, attrs, 3, file);
   }
   if (exists(join(path, ".zarray"))) return open_plain_array(path, 2);
@@ -238,7 +243,8 @@ Result<SourcePtr> open_zarr(const std::string& path_in) {
     return fail(ErrorCode::kFormat, "{}: a Zarr group without OME 'multiscales' metadata", zattrs);
   }
   if (exists(join(path, ".zgroup")))
-    return fail(ErrorCode::kFormat, "{}: a Zarr group without .zattrs (no OME 'multiscales')", path);
+    return fail(ErrorCode::kFormat, "{}: a Zarr group without .zattrs (no OME 'multiscales')",
+                path);
   return fail(ErrorCode::kFormat, "{}: not a Zarr store (no zarr.json, .zarray or .zattrs)", path);
 }
 

@@ -19,11 +19,23 @@ TEST(PriorityPool, RunsHigherPriorityFirstAndFifoAmongEquals) {
   std::vector<int> order;
   std::promise<void> done;
   pool.submit(0, [gate_f] { gate_f.wait(); });  // occupies the only worker
-  pool.submit(1, [&] { std::lock_guard l(m); order.push_back(1); });
-  pool.submit(5, [&] { std::lock_guard l(m); order.push_back(5); });
-  pool.submit(1, [&] { std::lock_guard l(m); order.push_back(2); });
+  pool.submit(1, [&] {
+    std::lock_guard l(m);
+    order.push_back(1);
+  });
+  pool.submit(5, [&] {
+    std::lock_guard l(m);
+    order.push_back(5);
+  });
+  pool.submit(1, [&] {
+    std::lock_guard l(m);
+    order.push_back(2);
+  });
   pool.submit(-3, [&] {
-    { std::lock_guard l(m); order.push_back(-3); }
+    {
+      std::lock_guard l(m);
+      order.push_back(-3);
+    }
     done.set_value();
   });
   gate.set_value();

@@ -21,7 +21,8 @@ class TestSource : public VolumeSource {
     info_.format = "test";
     info_.dtype = DType::kUInt16;
     info_.fill_value = 9;
-    info_.axes = {{"z", AxisType::kSpace, ""}, {"y", AxisType::kSpace, ""}, {"x", AxisType::kSpace, ""}};
+    info_.axes = {
+        {"z", AxisType::kSpace, ""}, {"y", AxisType::kSpace, ""}, {"x", AxisType::kSpace, ""}};
     Level lv;
     lv.shape = std::move(shape);
     lv.chunks = std::move(chunks);
@@ -40,14 +41,16 @@ class TestSource : public VolumeSource {
       order.push_back(idx);
       cv.wait(lock, [&] { return !blocked; });
     }
-    if (idx[0] == fail_z) return fail(ErrorCode::kCorrupt, "chunk {}.{}.{}: broken", idx[0], idx[1], idx[2]);
+    if (idx[0] == fail_z)
+      return fail(ErrorCode::kCorrupt, "chunk {}.{}.{}: broken", idx[0], idx[1], idx[2]);
     if (idx[0] == missing_z) return ReadResult{true, 0};
     const auto& lv = info_.levels[0];
     auto* o = reinterpret_cast<std::uint16_t*>(out.data());
     for (std::int64_t z = 0; z < lv.chunks[0]; ++z)
       for (std::int64_t y = 0; y < lv.chunks[1]; ++y)
         for (std::int64_t x = 0; x < lv.chunks[2]; ++x)
-          *o++ = value(idx[0] * lv.chunks[0] + z, idx[1] * lv.chunks[1] + y, idx[2] * lv.chunks[2] + x);
+          *o++ = value(idx[0] * lv.chunks[0] + z, idx[1] * lv.chunks[1] + y,
+                       idx[2] * lv.chunks[2] + x);
     return ReadResult{false, out.size() / 2};
   }
   void block() {
@@ -76,7 +79,8 @@ class TestSource : public VolumeSource {
 constexpr std::size_t kChunkBytes = 8 * 8 * 8 * 2;
 
 TEST(ChunkCache, HitAfterMissAndCounters) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 16, 16}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 16, 16},
+                                          std::vector<std::int64_t>{8, 8, 8});
   ChunkCache cache(CacheOptions{1 << 20, 2, 4});
   const auto id = cache.add_source(src);
   auto a = cache.get(id, 0, Index{1, 0, 1});
@@ -96,7 +100,8 @@ TEST(ChunkCache, HitAfterMissAndCounters) {
 }
 
 TEST(ChunkCache, ConcurrentRequestsForOneChunkShareOneRead) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{8, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{8, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   src->block();
   ChunkCache cache(CacheOptions{1 << 20, 4, 4});
   const auto id = cache.add_source(src);
@@ -111,30 +116,36 @@ TEST(ChunkCache, ConcurrentRequestsForOneChunkShareOneRead) {
       delivered++;
     });
   src->unblock();
-  while (delivered.load() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (delivered.load() < 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(src->reads.load(), 1);
   EXPECT_EQ(cache.counters().joined, 9u);
-  for (auto& p : pins) EXPECT_EQ(p.bytes().data(), pins[0].bytes().data());
+  for (auto& p : pins)
+    EXPECT_EQ(p.bytes().data(), pins[0].bytes().data());
 }
 
 TEST(ChunkCache, StaysWithinBudgetEvictingLeastRecentlyUsed) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   // Room for about 4 chunks (each is charged its bytes plus a small overhead).
   ChunkCache cache(CacheOptions{4 * (kChunkBytes + 256), 2, 1});
   const auto id = cache.add_source(src);
-  for (int z = 0; z < 4; ++z) ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+  for (int z = 0; z < 4; ++z)
+    ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
   ASSERT_TRUE(cache.try_get(id, 0, Index{0, 0, 0}));  // touch 0: now 1 is the oldest
   ASSERT_TRUE(cache.get(id, 0, Index{4, 0, 0}));
   EXPECT_TRUE(cache.try_get(id, 0, Index{0, 0, 0}).has_value());
   EXPECT_FALSE(cache.try_get(id, 0, Index{1, 0, 0}).has_value());
-  for (int z = 0; z < 8; ++z) ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+  for (int z = 0; z < 8; ++z)
+    ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
   const auto c = cache.counters();
   EXPECT_LE(c.bytes_cached, cache.budget_bytes());
   EXPECT_GE(c.evictions, 4u);
 }
 
 TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   ChunkPin keep;
   {
     ChunkCache cache(CacheOptions{2 * (kChunkBytes + 256), 2, 1});
@@ -142,7 +153,8 @@ TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
     auto p = cache.get(id, 0, Index{0, 0, 0});
     ASSERT_TRUE(p);
     keep = std::move(*p);
-    for (int z = 1; z < 8; ++z) ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+    for (int z = 1; z < 8; ++z)
+      ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
     EXPECT_TRUE(cache.try_get(id, 0, Index{0, 0, 0}).has_value());
     EXPECT_EQ(src->reads.load(), 8);
   }
@@ -150,18 +162,22 @@ TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
 }
 
 TEST(ChunkCache, VisibleRequestsAreReadBeforePrefetch) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   ChunkCache cache(CacheOptions{1 << 20, 1, 4});
   const auto id = cache.add_source(src);
   src->block();
   std::atomic<int> done{0};
   auto cb = [&](Result<ChunkPin>) { done++; };
   cache.request(id, 0, Index{0, 0, 0}, kPriorityPrefetch, cb);  // occupies the only thread
-  while (src->reads.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  for (int z = 1; z <= 3; ++z) cache.request(id, 0, Index{z, 0, 0}, kPriorityPrefetch, cb);
+  while (src->reads.load() == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int z = 1; z <= 3; ++z)
+    cache.request(id, 0, Index{z, 0, 0}, kPriorityPrefetch, cb);
   cache.request(id, 0, Index{7, 0, 0}, kPriorityVisible, cb);
   src->unblock();
-  while (done.load() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (done.load() < 5)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::lock_guard l(src->m);
   ASSERT_EQ(src->order.size(), 5u);
   EXPECT_EQ(src->order[1][0], 7);  // first after the blocked one
@@ -169,20 +185,24 @@ TEST(ChunkCache, VisibleRequestsAreReadBeforePrefetch) {
 }
 
 TEST(ChunkCache, CancelledRequestsAreNotRead) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   ChunkCache cache(CacheOptions{1 << 20, 1, 4});
   const auto id = cache.add_source(src);
   src->block();
   std::atomic<int> done{0};
   cache.request(id, 0, Index{0, 0, 0}, kPriorityVisible, [&](Result<ChunkPin>) { done++; });
-  while (src->reads.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (src->reads.load() == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::atomic<int> cancelled_calls{0};
-  auto t = cache.request(id, 0, Index{1, 0, 0}, kPriorityVisible, [&](Result<ChunkPin>) { cancelled_calls++; });
+  auto t = cache.request(id, 0, Index{1, 0, 0}, kPriorityVisible,
+                         [&](Result<ChunkPin>) { cancelled_calls++; });
   t.cancel();
   EXPECT_TRUE(t.cancelled());
   cache.request(id, 0, Index{2, 0, 0}, kPriorityPrefetch, [&](Result<ChunkPin>) { done++; });
   src->unblock();
-  while (done.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (done.load() < 2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(src->reads.load(), 2);
   EXPECT_EQ(cancelled_calls.load(), 0);
   EXPECT_EQ(cache.counters().cancelled, 1u);
@@ -191,7 +211,8 @@ TEST(ChunkCache, CancelledRequestsAreNotRead) {
 }
 
 TEST(ChunkCache, ErrorsReachEveryWaiterAndAreNotCached) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   src->fail_z = 1;
   ChunkCache cache(CacheOptions{1 << 20, 2, 4});
   const auto id = cache.add_source(src);
@@ -208,20 +229,23 @@ TEST(ChunkCache, ErrorsReachEveryWaiterAndAreNotCached) {
 }
 
 TEST(ChunkCache, MissingChunksReadAsTheFillValue) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8}, std::vector<std::int64_t>{8, 8, 8});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
   src->missing_z = 0;
   ChunkCache cache(CacheOptions{1 << 20, 2, 4});
   const auto id = cache.add_source(src);
   auto p = cache.get(id, 0, Index{0, 0, 0});
   ASSERT_TRUE(p);
   EXPECT_TRUE(p->is_fill());
-  for (auto v : p->as<std::uint16_t>()) ASSERT_EQ(v, 9);
+  for (auto v : p->as<std::uint16_t>())
+    ASSERT_EQ(v, 9);
   EXPECT_EQ(cache.counters().missing, 1u);
   EXPECT_LT(cache.counters().bytes_cached, kChunkBytes);  // shared fill buffer, not a copy
 }
 
 TEST(ReadRegion, CopiesAcrossChunkBoundariesAndFillsOutside) {
-  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{20, 13, 11}, std::vector<std::int64_t>{8, 5, 4});
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{20, 13, 11},
+                                          std::vector<std::int64_t>{8, 5, 4});
   ChunkCache cache(CacheOptions{1 << 20, 3, 4});
   const auto id = cache.add_source(src);
   const std::int64_t start[3] = {5, -2, 3}, shape[3] = {16, 9, 10};
@@ -233,7 +257,8 @@ TEST(ReadRegion, CopiesAcrossChunkBoundariesAndFillsOutside) {
       for (std::int64_t x = 0; x < 10; ++x) {
         const auto gz = start[0] + z, gy = start[1] + y, gx = start[2] + x;
         const bool inside = gz < 20 && gy >= 0 && gy < 13 && gx < 11;
-        ASSERT_EQ(out[std::size_t((z * 9 + y) * 10 + x)], inside ? TestSource::value(gz, gy, gx) : 9)
+        ASSERT_EQ(out[std::size_t((z * 9 + y) * 10 + x)],
+                  inside ? TestSource::value(gz, gy, gx) : 9)
             << z << "," << y << "," << x;
       }
   std::vector<std::uint16_t> small(3);

@@ -121,7 +121,8 @@ TEST(ZarrV3Sharding, ReadsInnerChunksAndMissingOnes) {
   for (int i = 0; i < 4; ++i) {
     if (i == 2) continue;
     std::vector<std::uint16_t> v(32);
-    for (int k = 0; k < 32; ++k) v[std::size_t(k)] = std::uint16_t(i * 100 + k);
+    for (int k = 0; k < 32; ++k)
+      v[std::size_t(k)] = std::uint16_t(i * 100 + k);
     auto z = *zstd_encode(std::as_bytes(std::span(v)), 1);
     index[std::size_t(i) * 2] = shard.size();
     index[std::size_t(i) * 2 + 1] = z.size();
@@ -188,11 +189,17 @@ TEST(NpyHeader, ParsesAndRejectsMalformedHeaders) {
     return s + dict;
   };
   EXPECT_NE(bad("PK\3\4junk").find("magic"), std::string::npos);
-  EXPECT_NE(bad(with("{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }")).find("descr"), std::string::npos);
-  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': Maybe, 'shape': (3,), }")).find("fortran_order"), std::string::npos);
-  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (a,), }")).find("shape"), std::string::npos);
-  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (3,")).find("shape"), std::string::npos);
-  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (), }")).find("dimensions"), std::string::npos);
+  EXPECT_NE(bad(with("{'descr': '<c8', 'fortran_order': False, 'shape': (3,), }")).find("descr"),
+            std::string::npos);
+  EXPECT_NE(
+      bad(with("{'descr': '<u2', 'fortran_order': Maybe, 'shape': (3,), }")).find("fortran_order"),
+      std::string::npos);
+  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (a,), }")).find("shape"),
+            std::string::npos);
+  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (3,")).find("shape"),
+            std::string::npos);
+  EXPECT_NE(bad(with("{'descr': '<u2', 'fortran_order': False, 'shape': (), }")).find("dimensions"),
+            std::string::npos);
   std::string truncated = with("{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }");
   EXPECT_NE(bad(truncated.substr(0, 20)).find("truncated"), std::string::npos);
 }
@@ -231,8 +238,9 @@ TEST(Synthetic, IsDeterministicMultiscaleAndValidatesOptions) {
   EXPECT_LT(*lo, 300);
   EXPECT_GT(*hi, 1000);
 
-  for (const char* bad : {"synthetic:nope", "synthetic:cells?shape=abc", "synthetic:cells?shape=1x2",
-                          "synthetic:cells?chunk=3", "synthetic:cells?colour=red", "synthetic:cells?latency_ms=x"}) {
+  for (const char* bad :
+       {"synthetic:nope", "synthetic:cells?shape=abc", "synthetic:cells?shape=1x2",
+        "synthetic:cells?chunk=3", "synthetic:cells?colour=red", "synthetic:cells?latency_ms=x"}) {
     auto r = open_volume(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) EXPECT_NE(r.error().message.find("synthetic:"), std::string::npos) << r.error().message;

@@ -1,0 +1,37 @@
+// libFuzzer target: every metadata parser of the data layer on arbitrary bytes.
+// Whatever the input, a parser returns a value or an Error; it never crashes or leaks.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "data/formats.hpp"
+#include "data/mapped_array.hpp"
+#include "data/zarr_meta.hpp"
+
+using namespace vx::data;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto bytes = std::as_bytes(std::span(data, size));
+  (void)parse_npy_header(bytes, "fuzz.npy");
+  (void)parse_nifti_header(bytes, "fuzz.nii");
+  auto j = parse_json(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json");
+  if (!j) return 0;
+  if (auto m = parse_zarray_v2(*j, ".zarray"); m) {
+    std::vector<std::int64_t> idx(m->shape.size(), 1);
+    (void)m->chunk_key(idx);
+  }
+  (void)parse_zarr_json_v3(*j, "zarr.json");
+  VolumeInfo info;
+  std::vector<std::string> paths;
+  if (parse_ome(*j, ".zattrs", info, paths)) {
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      Level lv;
+      lv.shape.assign(info.axes.empty() ? 3 : info.axes.size(), 4);
+      info.levels.push_back(lv);
+    }
+    if (info.axes.empty()) info.axes = default_axes(3);
+    (void)apply_ome_transforms(*j, ".zattrs", info);
+  }
+  return 0;
+}

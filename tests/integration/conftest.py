@@ -1,0 +1,158 @@
+"""pytest fixtures for the voxcast integration tests.
+
+Run from the repository root with Debian's Python (it has numpy, zarr, numcodecs,
+tifffile, nibabel):
+
+    /usr/bin/python3 -m pytest tests/integration -q
+
+The binary under test is $VOXCAST_BIN, by default build/asan/apps/voxcast/voxcast. A
+missing binary fails every test (CI must not pass vacuously); set
+VOXCAST_ALLOW_MISSING_BIN=1 to skip instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import fixtures  # noqa: E402
+from vxhelpers import describe, load_npy_strict  # noqa: E402
+
+DEFAULT_BIN = REPO_ROOT / "build" / "asan" / "apps" / "voxcast" / "voxcast"
+TIMEOUT_S = 120
+
+# What a sanitizer (ASan, LSan, UBSan) prints when it finds a bug. ASan exits with 1 by
+# default, like a runtime error, so the exit code alone cannot tell.
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "SUMMARY: UndefinedBehaviorSanitizer",
+    "WARNING: ThreadSanitizer",
+)
+
+
+def voxcast_path() -> Path:
+    p = Path(os.environ.get("VOXCAST_BIN", str(DEFAULT_BIN)))
+    if not p.is_absolute():
+        p = REPO_ROOT / p
+    return p
+
+
+@pytest.fixture(scope="session")
+def voxcast_bin() -> Path:
+    p = voxcast_path()
+    if not (p.is_file() and os.access(p, os.X_OK)):
+        msg = (f"voxcast binary not found at {p} (set VOXCAST_BIN, or build the asan preset: "
+               f"cmake --preset asan && cmake --build --preset asan)")
+        if os.environ.get("VOXCAST_ALLOW_MISSING_BIN") == "1":
+            pytest.skip(msg)
+        pytest.fail(msg, pytrace=False)
+    return p
+
+
+def _run(binary: Path, args, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
+    cmd = [str(binary)] + [str(a) for a in args]
+    env = dict(os.environ)
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                             timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"voxcast hung (> {timeout} s): {' '.join(cmd)}\n"
+                    f"stderr: {(e.stderr or b'')[-2000:]!r}", pytrace=False)
+    # Never a crash: no signal, no exit code >= 128, no sanitizer report.
+    assert 0 <= res.returncode < 128, "voxcast crashed\n" + describe(res)
+    for marker in SANITIZER_MARKERS:
+        assert marker not in res.stderr, f"sanitizer report ({marker})\n" + describe(res)
+    return res
+
+
+@pytest.fixture(scope="session")
+def run(voxcast_bin):
+    """run(*args, timeout=120) -> CompletedProcess; fails the test on a crash or hang."""
+
+    def runner(*args, timeout=TIMEOUT_S):
+        return _run(voxcast_bin, args, timeout)
+
+    return runner
+
+
+@pytest.fixture(scope="session")
+def run_ok(run):
+    """Like run, but asserts exit code 0."""
+
+    def runner(*args, timeout=TIMEOUT_S):
+        res = run(*args, timeout=timeout)
+        assert res.returncode == 0, describe(res)
+        return res
+
+    return runner
+
+
+@pytest.fixture(scope="session")
+def info(run_ok):
+    """info(DATA) -> the parsed `voxcast info DATA --json` object."""
+
+    def get(data):
+        res = run_ok("info", data, "--json")
+        try:
+            return json.loads(res.stdout)
+        except json.JSONDecodeError as e:
+            pytest.fail(f"info --json is not one JSON object: {e}\n{describe(res)}", pytrace=False)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def export(run_ok, tmp_path_factory):
+    """export(DATA, level=None, box=None) -> the array `voxcast export` writes."""
+    outdir = tmp_path_factory.mktemp("export")
+    counter = [0]
+
+    def get(data, level=None, box=None):
+        counter[0] += 1
+        out = outdir / f"out{counter[0]}.npy"
+        args = ["export", data, "-o", out]
+        if level is not None:
+            args += ["--level", str(level)]
+        if box is not None:
+            args += ["--box", box]
+        run_ok(*args)
+        arr = load_npy_strict(out)
+        out.unlink()
+        return arr
+
+    return get
+
+
+class DatasetCache:
+    """Builds each fixture dataset once per session, in its own directory."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.built = {}
+
+    def get(self, case_id: str) -> "fixtures.Dataset":
+        reason = fixtures.skip_reason(case_id)
+        if reason:
+            pytest.skip(reason)
+        if case_id not in self.built:
+            root = self.factory.mktemp(case_id.replace("/", "_"))
+            self.built[case_id] = fixtures.ALL_CASES[case_id](root)
+        return self.built[case_id]
+
+
+@pytest.fixture(scope="session")
+def datasets(tmp_path_factory) -> DatasetCache:
+    return DatasetCache(tmp_path_factory)

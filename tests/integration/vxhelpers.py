@@ -1,0 +1,75 @@
+"""Assertion helpers shared by the integration tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def describe(res: subprocess.CompletedProcess) -> str:
+    def tail(s, n=3000):
+        return s if len(s) <= n else "..." + s[-n:]
+
+    return (f"$ {' '.join(map(str, res.args))}\nexit code {res.returncode}\n"
+            f"--- stdout ---\n{tail(res.stdout)}\n--- stderr ---\n{tail(res.stderr)}")
+
+
+def load_npy_strict(path: Path) -> np.ndarray:
+    """Loads an exported .npy, asserting it is C order and little-endian (or 1-byte)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read(f)
+    assert not fortran_order, f"{path}: exported in Fortran order"
+    assert dtype.byteorder in ("<", "|") or (dtype.byteorder == "=" and sys.byteorder == "little"), (
+        f"{path}: exported dtype {dtype.str} is not little-endian")
+    arr = np.load(path)
+    assert arr.shape == tuple(shape)
+    return arr
+
+
+def assert_equal_arrays(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    assert got.dtype.newbyteorder("=") == want.dtype.newbyteorder("="), (
+        f"{what}: dtype {got.dtype}, expected {want.dtype}")
+    if not np.array_equal(got, want, equal_nan=want.dtype.kind == "f"):
+        bad = np.argwhere(got != want)
+        first = tuple(int(i) for i in bad[0])
+        pytest.fail(f"{what}: {len(bad)} voxels differ, first at {first}: "
+                    f"got {got[first]}, expected {want[first]}", pytrace=False)
+
+
+def error_line(res: subprocess.CompletedProcess, *needles, scrub=()) -> str:
+    """Asserts exit code 1 and that ONE stderr line names every needle (case-insensitive).
+
+    A needle is a string or a tuple of alternatives. ``scrub`` lists strings (the test's
+    temporary directory, a synthetic spec) that do not count as naming a field: a needle
+    that is not itself a path under them must appear in the line outside them, so that a
+    field name that happens to be part of a directory name does not match. Returns the
+    line."""
+    assert res.returncode == 1, "expected exit code 1 (runtime error)\n" + describe(res)
+    if isinstance(scrub, (str, Path)):
+        scrub = (scrub,)
+    scrub = [str(s).lower() for s in scrub]
+
+    def names(low: str, scrubbed: str, alt: str) -> bool:
+        alt = alt.lower()
+        if any(s in alt for s in scrub):
+            return alt in low
+        return alt in scrubbed
+
+    for line in res.stderr.splitlines():
+        low = line.lower()
+        scrubbed = low
+        for s in sorted(scrub, key=len, reverse=True):
+            scrubbed = scrubbed.replace(s, "<scrubbed>")
+        if all(any(names(low, scrubbed, alt) for alt in (n if isinstance(n, tuple) else (n,)))
+               for n in needles):
+            return line
+    pytest.fail(f"no stderr line names all of {needles} (outside {scrub})\n" + describe(res),
+                pytrace=False)
