@@ -351,9 +351,11 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     stats_->bytes_read += result->bytes_read;
     stats_->bytes_decoded += bytes;
   }
+  // Evict before delivering, so a caller that continues after its callback sees a cache
+  // within budget. The new entry is already pinned for its waiters and stays.
+  evict_over_budget((e->hash >> 7) % shards_.size());
   for (std::size_t i = 0; i < waiters.size(); ++i)
     if (pinned[i]) waiters[i]->callback(ChunkPin(e));
-  evict_over_budget((e->hash >> 7) % shards_.size());
 }
 
 void ChunkCache::evict_over_budget(std::size_t start) {
