@@ -1,8 +1,10 @@
 // ChunkCache: decoded chunks of any number of sources under one byte budget.
 //
 // - Sharded LRU (a mutex per shard); the budget is global and eviction walks the shards'
-//   tails starting with the inserting shard. Pinned chunks are never evicted; if pins alone
-//   exceed the budget the cache runs over it until they are released (counters show it).
+//   tails starting with the inserting shard. Buffers of evicted chunks are recycled for the
+//   next reads (at most an eighth of the budget, 256 MiB, is held for that). Pinned chunks are
+//   never evicted; if pins alone exceed the budget the cache runs over it until they are released
+//   (counters show it).
 // - ChunkPin is a move-only handle that keeps a chunk resident and unpins on destruction.
 //   A pin does not refer to the cache, so it may outlive it.
 // - Concurrent requests for one chunk share one read ("joined" in the counters).
@@ -95,6 +97,7 @@ struct CacheCounters {
   std::uint64_t missing = 0;       // chunks absent from storage (fill value)
   std::uint64_t bytes_cached = 0;  // resident now
   std::uint64_t entries = 0;       // resident now
+  std::uint64_t bytes_pooled = 0;  // buffers of evicted chunks kept for reuse
 };
 
 using ChunkCallback = std::function<void(Result<ChunkPin>)>;
@@ -124,6 +127,7 @@ class ChunkCache {
 
   struct Shard;
   struct SourceSlot;
+  struct BufferPool;
 
  private:
   void run_read(std::shared_ptr<detail::CacheEntry> entry);
@@ -138,6 +142,7 @@ class ChunkCache {
   std::atomic<std::uint64_t> entries_{0};
   struct Atomics;
   std::unique_ptr<Atomics> stats_;
+  std::unique_ptr<BufferPool> pool_buffers_;
   std::unique_ptr<PriorityPool> pool_;
 };
 

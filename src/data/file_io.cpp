@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace vx::data {
 
@@ -120,16 +121,24 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
   return *this;
 }
 
-Result<Mapping> Mapping::map_file(const std::string& path) {
-  VX_ASSIGN(auto f, File::open(path));
-  VX_ASSIGN(auto size, f.size(path));
+Result<std::optional<Mapping>> Mapping::map_if_exists(const std::string& path, bool populate) {
+  VX_ASSIGN(auto f, File::open_if_exists(path));
+  if (!f) return std::optional<Mapping>{};
+  VX_ASSIGN(auto size, f->size(path));
   Mapping m;
-  if (size == 0) return m;
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, f.fd(), 0);
+  if (size == 0) return std::optional<Mapping>(std::move(m));
+  const int flags = MAP_SHARED | (populate ? MAP_POPULATE : 0);
+  void* p = ::mmap(nullptr, size, PROT_READ, flags, f->fd(), 0);
   if (p == MAP_FAILED) return fail(ErrorCode::kIo, "{}: mmap: {}", path, errno_text(errno));
   m.data_ = static_cast<std::byte*>(p);
   m.size_ = size;
-  return m;
+  return std::optional<Mapping>(std::move(m));
+}
+
+Result<Mapping> Mapping::map_file(const std::string& path, bool populate) {
+  VX_ASSIGN(auto m, map_if_exists(path, populate));
+  if (!m) return fail(ErrorCode::kNotFound, "{}: no such file", path);
+  return std::move(*m);
 }
 
 Result<Mapping> Mapping::anonymous(std::size_t size) {

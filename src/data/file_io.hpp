@@ -54,7 +54,11 @@ class Mapping {
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
 
-  static Result<Mapping> map_file(const std::string& path);
+  // populate: fault every page in now (MAP_POPULATE), for small files read whole at once,
+  // such as chunks; large arrays (.npy, .nii) are mapped lazily.
+  static Result<Mapping> map_file(const std::string& path, bool populate = false);
+  // nullopt when the file does not exist (a missing chunk).
+  static Result<std::optional<Mapping>> map_if_exists(const std::string& path, bool populate);
   // Anonymous, private, writable while being filled (e.g. an inflated .nii.gz).
   static Result<Mapping> anonymous(std::size_t size);
 

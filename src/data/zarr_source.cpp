@@ -50,11 +50,13 @@ class ZarrSource final : public VolumeSource {
     if (const auto* sh = a.meta.sharding()) return read_sharded(a, *sh, index, out, itemsize);
     const std::string key = a.meta.chunk_key(std::span(index.data(), nd));
     const std::string path = join(a.dir, key);
-    VX_ASSIGN(auto bytes, read_file_if_exists(path));
-    if (!bytes) return ReadResult{true, 0};
-    VX_TRY(decode_chain(a.meta.codecs, *bytes, out, std::span(a.read_chunks.data(), nd), itemsize,
-                        "chunk " + path));
-    return ReadResult{false, bytes->size()};
+    // Mapped with MAP_POPULATE: one fault-in instead of a copy out of the page cache
+    // (measured 15-20% faster than pread on blosc-lz4 chunks, docs/benchmarks.md).
+    VX_ASSIGN(auto map, Mapping::map_if_exists(path, true));
+    if (!map) return ReadResult{true, 0};
+    VX_TRY(decode_chain(a.meta.codecs, map->bytes(), out, std::span(a.read_chunks.data(), nd),
+                        itemsize, "chunk " + path));
+    return ReadResult{false, map->bytes().size()};
   }
 
  private:
