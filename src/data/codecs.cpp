@@ -47,7 +47,13 @@ Result<std::size_t> blosc_decode(std::span<const std::byte> in, std::span<std::b
 
 Result<std::size_t> zstd_decode(std::span<const std::byte> in, std::span<std::byte> out,
                                 const std::string& where) {
-  const auto size = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
+  // One decompression context per thread, reused: ZSTD_decompress would build one per call.
+  struct DCtx {
+    ZSTD_DCtx* ctx = ZSTD_createDCtx();
+    ~DCtx() { ZSTD_freeDCtx(ctx); }
+  };
+  thread_local DCtx dctx;
+  const auto size = ZSTD_decompressDCtx(dctx.ctx, out.data(), out.size(), in.data(), in.size());
   if (ZSTD_isError(size))
     return fail(ErrorCode::kCorrupt, "{}: zstd: {}", where, ZSTD_getErrorName(size));
   if (size != out.size())

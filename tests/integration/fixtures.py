@@ -532,7 +532,8 @@ NPY_CASES = {
 # TIFF (tifffile).
 
 
-def build_tiff(root: Path, *, shape, dtype, compression=None, separate_pages=False, seed=0):
+def build_tiff(root: Path, *, shape, dtype, compression=None, separate_pages=False, seed=0,
+               **layout):
     import tifffile
 
     data = make_data(shape, dtype, seed)
@@ -544,8 +545,11 @@ def build_tiff(root: Path, *, shape, dtype, compression=None, separate_pages=Fal
                 tif.write(page, photometric="minisblack", contiguous=False, metadata=None,
                           compression=compression)
     else:
-        tifffile.imwrite(path, data, photometric="minisblack", compression=compression)
+        # layout: tile=(h, w) for a tiled TIFF, rowsperstrip=N for many strips per chunk.
+        tifffile.imwrite(path, data, photometric="minisblack", compression=compression, **layout)
     with tifffile.TiffFile(path) as tif:
+        if "tile" in layout:
+            assert tif.pages[0].is_tiled
         assert len(tif.pages) == shape[0]
         back = np.stack([p.asarray() for p in tif.pages])
         assert np.array_equal(back, data)
@@ -579,6 +583,10 @@ TIFF_CASES = {
     "tiff-u16-separate-pages": _tiff(shape=(13, 40, 33), dtype="uint16", separate_pages=True,
                                      seed=63),
     "tiff-u16-zlib": _tiff(shape=(23, 40, 33), dtype="uint16", compression="zlib", seed=64),
+    # Partial edge tiles on both axes.
+    "tiff-u16-tiled": _tiff(shape=(5, 40, 33), dtype="uint16", tile=(16, 16), seed=65),
+    # 7-row strips: a chunk spans many strips and the last strip is short.
+    "tiff-u16-strips7": _tiff(shape=(3, 300, 20), dtype="uint16", rowsperstrip=7, seed=66),
 }
 TIFF_ZLIB_SKIP = None if _tiff_zlib_supported() else "tifffile cannot write zlib here (needs imagecodecs)"
 
