@@ -19,10 +19,6 @@ std::string join_num(const std::vector<double>& v) {
   return fmt::format("{:g}", fmt::join(v, ", "));
 }
 
-std::string hex(const std::array<std::uint8_t, 3>& c) {
-  return fmt::format("{:02X}{:02X}{:02X}", c[0], c[1], c[2]);
-}
-
 json to_json(const VolumeInfo& info) {
   json axes = json::array(), levels = json::array(), channels = json::array();
   for (const auto& a : info.axes)
@@ -37,7 +33,7 @@ json to_json(const VolumeInfo& info) {
                       {"codec", l.codec}});
   for (const auto& c : info.channels) {
     json j = {{"name", c.name}, {"color", nullptr}, {"window", nullptr}, {"visible", c.visible}};
-    if (c.color) j["color"] = hex(*c.color);
+    if (c.color) j["color"] = color_hex(*c.color);
     if (c.window)
       j["window"] = {{"start", c.window->start},
                      {"end", c.window->end},
@@ -81,7 +77,7 @@ void print_info(const VolumeInfo& info) {
   for (std::size_t i = 0; i < info.channels.size(); ++i) {
     const auto& c = info.channels[i];
     fmt::print("    {:<3} {:<20} colour {:<7} window {}{}\n", i, c.name,
-               c.color ? "#" + hex(*c.color) : "-",
+               c.color ? "#" + color_hex(*c.color) : "-",
                c.window ? fmt::format("{:g}..{:g} (range {:g}..{:g})", c.window->start,
                                       c.window->end, c.window->min, c.window->max)
                         : "-",

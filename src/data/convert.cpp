@@ -145,8 +145,7 @@ json ome_metadata(const VolumeInfo& in, const std::vector<LevelPlan>& plans, int
   json channels = json::array();
   for (const auto& c : in.channels) {
     json j = {{"label", c.name}, {"active", c.visible}};
-    if (c.color)
-      j["color"] = fmt::format("{:02X}{:02X}{:02X}", (*c.color)[0], (*c.color)[1], (*c.color)[2]);
+    if (c.color) j["color"] = color_hex(*c.color);
     if (c.window)
       j["window"] = {{"start", c.window->start},
                      {"end", c.window->end},

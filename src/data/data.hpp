@@ -66,6 +66,9 @@ struct Window {
   double start = 0, end = 0, min = 0, max = 0;
 };
 
+// "FF00FF", as OME "omero" writes colours.
+std::string color_hex(const std::array<std::uint8_t, 3>& rgb);
+
 struct Channel {
   std::string name;
   std::optional<std::array<std::uint8_t, 3>> color;  // RGB

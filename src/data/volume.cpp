@@ -70,6 +70,16 @@ std::string_view axis_type_name(AxisType t) {
   return "other";
 }
 
+std::string color_hex(const std::array<std::uint8_t, 3>& rgb) {
+  static const char* digits = "0123456789ABCDEF";
+  std::string s;
+  for (auto v : rgb) {
+    s += digits[v >> 4];
+    s += digits[v & 15];
+  }
+  return s;
+}
+
 std::vector<std::int64_t> Level::grid() const {
   std::vector<std::int64_t> g(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i)

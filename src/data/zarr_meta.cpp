@@ -256,15 +256,21 @@ std::string ArrayMeta::chunk_key(std::span<const std::int64_t> index) const {
   return key;
 }
 
+Status require_zarr_format(const json& j, const std::string& file, int expected) {
+  const Where w{file, ""};
+  VX_ASSIGN(auto zf, require(j, "zarr_format", w));
+  VX_ASSIGN(auto v, as_int(*zf, w / "zarr_format"));
+  if (v != expected)
+    return fail(ErrorCode::kUnsupported, "{}: is {}, expected {} for this file",
+                (w / "zarr_format").str(), v, expected);
+  return {};
+}
+
 Result<ArrayMeta> parse_zarray_v2(const json& j, const std::string& file) {
   const Where w{file, ""};
   ArrayMeta m;
   m.zarr_format = 2;
-  VX_ASSIGN(auto zf, require(j, "zarr_format", w));
-  VX_ASSIGN(auto zfv, as_int(*zf, w / "zarr_format"));
-  if (zfv != 2)
-    return fail(ErrorCode::kUnsupported, "{}: zarr_format {} in a .zarray (expected 2)",
-                (w / "zarr_format").str(), zfv);
+  VX_TRY(require_zarr_format(j, file, 2));
   VX_ASSIGN(auto shape, require(j, "shape", w));
   VX_ASSIGN(m.shape, as_int_array(*shape, w / "shape"));
   VX_ASSIGN(auto chunks, require(j, "chunks", w));
@@ -341,6 +347,7 @@ Result<ArrayMeta> parse_zarr_json_v3(const json& j, const std::string& file) {
   const Where w{file, ""};
   ArrayMeta m;
   m.zarr_format = 3;
+  VX_TRY(require_zarr_format(j, file, 3));
   VX_ASSIGN(auto nt, require(j, "node_type", w));
   VX_ASSIGN(auto node_type, as_string(*nt, w / "node_type"));
   if (node_type != "array")

@@ -63,6 +63,8 @@ struct ArrayMeta {
   std::string chunk_key(std::span<const std::int64_t> index) const;
 };
 
+// Checks the metadata's "zarr_format" field equals `expected`.
+Status require_zarr_format(const json& j, const std::string& file, int expected);
 Result<ArrayMeta> parse_zarray_v2(const json& j, const std::string& file);
 Result<ArrayMeta> parse_zarr_json_v3(const json& j, const std::string& file);
 

@@ -216,11 +216,7 @@ Result<SourcePtr> open_zarr(const std::string& path_in) {
     const auto file = join(path, "zarr.json");
     VX_ASSIGN(auto j, read_json_file(file));
     const Where w{file, ""};
-    VX_ASSIGN(auto zf, require(j, "zarr_format", w));
-    VX_ASSIGN(auto zfv, as_int(*zf, w / "zarr_format"));
-    if (zfv != 3)
-      return fail(ErrorCode::kUnsupported, "{}: zarr_format {} (expected 3)",
-                  (w / "zarr_format").str(), zfv);
+    VX_TRY(require_zarr_format(j, file, 3));
     VX_ASSIGN(auto nt, require(j, "node_type", w));
     VX_ASSIGN(auto node_type, as_string(*nt, w / "node_type"));
     if (node_type == "array") return open_plain_array(path, 3);
