@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <mutex>
@@ -75,19 +76,14 @@ class ZarrSource final : public VolumeSource {
     VX_ASSIGN(auto file, File::open_if_exists(path));
     if (!file) return ReadResult{true, 0};
     VX_ASSIGN(auto size, file->size(path));
-    const bool crc = !sh.index.bytes_to_bytes.empty();
-    const std::uint64_t index_bytes = std::uint64_t(n_inner) * 16 + (crc ? 4 : 0);
-    if (size < index_bytes)
-      return fail(ErrorCode::kCorrupt, "shard {}: {} bytes cannot hold its index of {} bytes", path,
-                  size, index_bytes);
-    Bytes idx(index_bytes);
-    const std::uint64_t index_off = sh.index_at_end ? size - index_bytes : 0;
-    VX_TRY(file->pread_exact(idx, index_off, path));
-    std::vector<std::uint64_t> entries(std::size_t(n_inner) * 2);
-    const std::int64_t two = 2;
-    VX_TRY(decode_chain(sh.index, idx,
-                        std::span(reinterpret_cast<std::byte*>(entries.data()), entries.size() * 8),
-                        std::span(&two, 1), 8, "shard index of " + path));
+    std::uint64_t index_bytes = 0;  // read from storage for this chunk
+    auto cached = cached_index(path);
+    if (!cached) {
+      VX_ASSIGN(cached, read_index(*file, size, path, sh, n_inner));
+      index_bytes = cached->bytes;
+      remember_index(path, cached);
+    }
+    const auto& entries = cached->entries;
     const auto off = entries[std::size_t(linear) * 2];
     const auto len = entries[std::size_t(linear) * 2 + 1];
     constexpr auto kMissing = std::numeric_limits<std::uint64_t>::max();
@@ -102,8 +98,56 @@ class ZarrSource final : public VolumeSource {
     return ReadResult{false, len + index_bytes};
   }
 
+  // Shard indexes are small and read for every inner chunk: keep the recent ones.
+  struct ShardIndex {
+    std::vector<std::uint64_t> entries;  // (offset, nbytes) per inner chunk
+    std::uint64_t bytes = 0;             // size of the index in the file
+  };
+  using IndexPtr = std::shared_ptr<const ShardIndex>;
+  static constexpr std::size_t kIndexCacheBytes = std::size_t(32) << 20;
+
+  static Result<IndexPtr> read_index(const File& file, std::uint64_t size, const std::string& path,
+                                     const ShardSpec& sh, std::int64_t n_inner) {
+    const bool crc = !sh.index.bytes_to_bytes.empty();
+    auto index = std::make_shared<ShardIndex>();
+    index->bytes = std::uint64_t(n_inner) * 16 + (crc ? 4 : 0);
+    if (size < index->bytes)
+      return fail(ErrorCode::kCorrupt, "shard {}: {} bytes cannot hold its index of {} bytes", path,
+                  size, index->bytes);
+    Bytes raw(index->bytes);
+    VX_TRY(file.pread_exact(raw, sh.index_at_end ? size - index->bytes : 0, path));
+    index->entries.resize(std::size_t(n_inner) * 2);
+    const std::int64_t shape[1] = {n_inner * 2};
+    VX_TRY(decode_chain(sh.index, raw, std::as_writable_bytes(std::span(index->entries)), shape, 8,
+                        "shard index of " + path));
+    return IndexPtr(std::move(index));
+  }
+
+  IndexPtr cached_index(const std::string& path) const {
+    std::lock_guard lock(index_mutex_);
+    auto it = index_cache_.find(path);
+    return it == index_cache_.end() ? nullptr : it->second;
+  }
+
+  void remember_index(const std::string& path, IndexPtr index) const {
+    std::lock_guard lock(index_mutex_);
+    if (!index_cache_.emplace(path, index).second) return;
+    index_order_.push_back(path);
+    index_cache_bytes_ += index->entries.size() * 8;
+    while (index_cache_bytes_ > kIndexCacheBytes && !index_order_.empty()) {  // oldest first
+      auto old = index_cache_.find(index_order_.front());
+      index_cache_bytes_ -= old->second->entries.size() * 8;
+      index_cache_.erase(old);
+      index_order_.pop_front();
+    }
+  }
+
   VolumeInfo info_;
   std::vector<LevelArray> arrays_;
+  mutable std::mutex index_mutex_;
+  mutable std::unordered_map<std::string, IndexPtr> index_cache_;
+  mutable std::deque<std::string> index_order_;
+  mutable std::size_t index_cache_bytes_ = 0;
 };
 
 Result<LevelArray> open_array(const std::string& dir, int zarr_format) {

@@ -145,6 +145,10 @@ TEST(ZarrV3Sharding, ReadsInnerChunksAndMissingOnes) {
   auto c3 = cache.get(id, 0, Index{1, 1, 0});
   ASSERT_TRUE(c3) << c3.error().what();
   EXPECT_EQ(c3->as<std::uint16_t>()[7], 307);
+  const auto read_once = cache.counters().bytes_read;
+  auto c1 = cache.get(id, 0, Index{0, 0, 0});  // same shard: its index is not read again
+  ASSERT_TRUE(c1);
+  EXPECT_EQ(cache.counters().bytes_read - read_once, index[1]);
   auto c2 = cache.get(id, 0, Index{1, 0, 0});
   ASSERT_TRUE(c2);
   EXPECT_TRUE(c2->is_fill());
@@ -157,12 +161,17 @@ TEST(ZarrV3Sharding, ReadsInnerChunksAndMissingOnes) {
   // A flipped index byte fails the index checksum, naming the shard.
   shard[shard.size() - 10] ^= std::byte{1};
   ASSERT_TRUE(write_file_atomic((dir / "c" / "0" / "0").string(), shard));
+  // Shard indexes are cached per source (data is read-only while open): reopen.
+  src = open_volume(dir.string());
+  ASSERT_TRUE(src);
   auto bad = (*src)->read_chunk(0, Index{0, 0, 0}, scratch);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("crc32c"), std::string::npos) << bad.error().message;
   EXPECT_NE(bad.error().message.find("c/0/0"), std::string::npos) << bad.error().message;
   // A truncated shard cannot hold its index.
   ASSERT_TRUE(write_file_atomic((dir / "c" / "0" / "0").string(), std::span(shard).first(20)));
+  src = open_volume(dir.string());
+  ASSERT_TRUE(src);
   auto trunc = (*src)->read_chunk(0, Index{0, 0, 0}, scratch);
   ASSERT_FALSE(trunc);
   EXPECT_NE(trunc.error().message.find("index"), std::string::npos);
