@@ -60,11 +60,22 @@ double read_all(ChunkCache& cache, SourceId id, const Level& lv) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fmt::print(stderr, "usage: voxcast_bench_read STORE.ome.zarr [cache-mb]\n");
+    fmt::print(
+        stderr,
+        "usage: voxcast_bench_read STORE.ome.zarr [cache-mb [io-threads]] [--chunks-only]\n");
     return 2;
   }
   const std::string path = argv[1];
-  const std::uint64_t cache_mb = argc > 2 ? std::stoull(argv[2]) : 4096;
+  std::vector<std::string> pos;
+  bool chunks_only = false;
+  for (int i = 2; i < argc; ++i) {
+    if (std::string(argv[i]) == "--chunks-only")
+      chunks_only = true;  // for profiling
+    else
+      pos.push_back(argv[i]);
+  }
+  const std::uint64_t cache_mb = pos.size() > 0 ? std::stoull(pos[0]) : 256;
+  const unsigned io_threads = pos.size() > 1 ? unsigned(std::stoul(pos[1])) : 0;
   auto src = open_volume(path);
   if (!src) {
     fmt::print(stderr, "{}\n", src.error().what());
@@ -75,15 +86,15 @@ int main(int argc, char** argv) {
   const double bytes = double(lv.chunk_count()) * double(info.chunk_bytes(0));
 
   // Chunks as the renderer takes them: pins, no copy. Cold with a budget of cache_mb.
-  ChunkCache cache(CacheOptions{cache_mb << 20, 0, 16});
+  ChunkCache cache(CacheOptions{cache_mb << 20, io_threads, 16});
   const auto id = cache.add_source(*src);
   const double cold = read_all(cache, id, lv);
   const auto after_cold = cache.counters();
   const double warm = read_all(cache, id, lv);
   const auto after_warm = cache.counters();
-  if (argc > 3 && std::string(argv[3]) == "--chunks-only") {  // for profiling the cold path
+  if (chunks_only) {
     for (int i = 0; i < 5; ++i) {
-      ChunkCache again(CacheOptions{cache_mb << 20, 0, 16});
+      ChunkCache again(CacheOptions{cache_mb << 20, io_threads, 16});
       read_all(again, again.add_source(*src), lv);
     }
     return 0;
@@ -96,12 +107,12 @@ int main(int argc, char** argv) {
   std::memset(whole.get(), 0, std::size_t(bytes));  // fault the destination in first
   const std::vector<std::int64_t> origin(lv.shape.size(), 0);
   const std::span<std::byte> dst(whole.get(), std::size_t(bytes));
-  ChunkCache small(CacheOptions{cache_mb << 20, 0, 16});
+  ChunkCache small(CacheOptions{cache_mb << 20, io_threads, 16});
   const auto sid = small.add_source(*src);
   auto t_region = Clock::now();
   if (!read_region(small, sid, 0, origin, lv.shape, dst)) return 1;
   const double region_cold = seconds_since(t_region);
-  ChunkCache big(CacheOptions{std::uint64_t(bytes * 1.1) + (64u << 20), 0, 16});
+  ChunkCache big(CacheOptions{std::uint64_t(bytes * 1.1) + (64u << 20), io_threads, 16});
   const auto bid = big.add_source(*src);
   if (!read_region(big, bid, 0, origin, lv.shape, dst)) return 1;
   t_region = Clock::now();
@@ -146,6 +157,7 @@ int main(int argc, char** argv) {
                       {"cold_s", cold},
                       {"warm_s", warm},
                       {"cache_mb", cache_mb},
+                      {"io_threads", io_threads},
                       {"cold_mb_s", bytes / cold / 1e6},
                       {"warm_s_per_chunk", warm / double(lv.chunk_count())},
                       {"warm_hits", after_warm.hits - after_cold.hits},

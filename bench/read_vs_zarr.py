@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--shape", default="256x1024x1024", help="ZxYxX of the 2-channel uint16 input")
     ap.add_argument("--cache-mb", type=int, default=256, help="chunk cache budget for the cold read")
     ap.add_argument("--repeat", type=int, default=5, help="runs of each reader (medians are reported)")
+    ap.add_argument("--io-threads", type=int, default=0, help="voxcast I/O threads (0: default)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
@@ -41,7 +42,7 @@ def main():
         vx_runs, zarr_runs = [], []
         arr = zarr.open(store, mode="r")["0"]
         for _ in range(args.repeat):
-            vx_runs.append(json.loads(sh(BENCH, store, str(args.cache_mb)).stdout))
+            vx_runs.append(json.loads(sh(BENCH, store, str(args.cache_mb), str(args.io_threads)).stdout))
             t = time.perf_counter()
             data = arr[...]  # python3-zarr: the same level-0 chunks into one NumPy array
             zarr_runs.append(data.nbytes / (time.perf_counter() - t) / 1e6)
@@ -61,7 +62,7 @@ def main():
                          limit=vx["codec_limit_mb_s"], frac=vx["cold_fraction_of_limit"],
                          convert=vx["decoded_bytes"] / conv_s / 1e6))
     print(f"cache budget for the cold reads: {args.cache_mb} MiB; cores: {os.cpu_count()}; "
-          f"medians of {args.repeat} alternating runs")
+          f"io threads: {args.io_threads or 'default'}; medians of {args.repeat} alternating runs")
     print()
     print("| store | decoded GiB | on disk MB | chunks cold MB/s | array cold MB/s | array warm MB/s "
           "| python3-zarr MB/s | chunks cold / zarr | array cold / zarr | codec 1 core MB/s "

@@ -45,6 +45,7 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
                  : o->codec == "none" ? data::OutputCodec::kNone
                                       : data::OutputCodec::kZstd;
     o->c.cache_bytes = g.cache_bytes();
+    o->c.io_threads = g.io_threads;
     o->c.progress = !o->quiet;
     VX_LOG(info, "convert.start", "input={} output={} zarr_version={} chunk={} codec={} cache={}",
            log_quote(o->in), log_quote(o->out), o->c.zarr_version, o->c.chunk, o->codec,

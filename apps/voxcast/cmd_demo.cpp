@@ -29,6 +29,7 @@ Runner add_demo(CLI::App& app, const GlobalOptions& g) {
     fmt::print("\n== Converting {} to {} ==\n", crop, *out);
     data::ConvertOptions c;
     c.cache_bytes = g.cache_bytes();
+    c.io_threads = g.io_threads;
     c.overwrite = true;
     c.codec = data::OutputCodec::kZstd;
     auto stats = data::convert_to_ome_zarr(crop, *out, c);

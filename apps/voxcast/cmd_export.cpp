@@ -100,7 +100,7 @@ Runner add_export(CLI::App& app, const GlobalOptions& g) {
       bytes *= std::size_t(s);
     if (bytes > g.cache_bytes() * 4 && bytes > (std::size_t(1) << 32))
       return report(fmt::format("the box holds {} bytes; export a smaller --box", bytes));
-    ChunkCache cache(CacheOptions{g.cache_bytes(), 0, 16});
+    ChunkCache cache(CacheOptions{g.cache_bytes(), g.io_threads, 16});
     const auto id = cache.add_source(*src);
     const std::string header = make_npy_header(info.dtype, size);
     std::vector<std::byte> buf(header.size() + bytes);

@@ -12,6 +12,7 @@ namespace vx::app {
 struct GlobalOptions {
   std::string log_level = "info";
   std::int64_t cache_mb = 0;  // 0: a quarter of RAM
+  unsigned io_threads = 0;    // 0: the cache's default
   std::uint64_t cache_bytes() const;
 };
 

@@ -166,7 +166,7 @@ ChunkCache::ChunkCache(CacheOptions options)
   for (unsigned i = 0; i < options_.shards; ++i)
     shards_.push_back(std::make_unique<Shard>());
   unsigned threads = options_.io_threads;
-  if (threads == 0) threads = std::max(4u, 2 * std::max(1u, std::thread::hardware_concurrency()));
+  if (threads == 0) threads = std::max(16u, 4 * std::max(1u, std::thread::hardware_concurrency()));
   pool_ = std::make_unique<PriorityPool>(threads);
 }
 

@@ -81,7 +81,9 @@ class ChunkRequest {
 
 struct CacheOptions {
   std::uint64_t budget_bytes = 256ull << 20;
-  unsigned io_threads = 0;  // 0: max(4, 2 x hardware threads), reads may block on storage
+  // 0: max(16, 4 x hardware threads). Reads wait on storage (network file systems: ms per
+  // read), so many run at once; sources hold a CpuSlots slot only while decoding.
+  unsigned io_threads = 0;
   unsigned shards = 16;
 };
 

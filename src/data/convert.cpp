@@ -330,7 +330,7 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
                       array_metadata(plans[l], in.dtype, in.fill_value, o, in.axes)));
   }
 
-  ChunkCache cache(CacheOptions{o.cache_bytes, 0, 16});
+  ChunkCache cache(CacheOptions{o.cache_bytes, o.io_threads, 16});
   const SourceId input_id = cache.add_source(src);
   const CodecChain chain = output_chain(o.codec);
   const std::size_t item = dtype_size(in.dtype);

@@ -20,6 +20,7 @@ struct ConvertOptions {
   OutputCodec codec = OutputCodec::kZstd;
   int levels = 0;  // 0: until every spatial axis fits in one chunk
   std::uint64_t cache_bytes = 256ull << 20;
+  unsigned io_threads = 0;  // 0: the cache's default
   bool progress = true;
   bool overwrite = false;  // replace an existing Zarr store at the output path
 };

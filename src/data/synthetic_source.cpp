@@ -10,6 +10,7 @@
 #include <cmath>
 #include <thread>
 
+#include "core/cpu_slots.hpp"
 #include "data/formats.hpp"
 
 namespace vx::data {
@@ -72,6 +73,7 @@ class SyntheticSource final : public VolumeSource {
                     info_.location, info_.axes[std::size_t(d)].name);
     if (p_.latency_ms > 0)  // behaves like network storage: reads overlap, each waits
       std::this_thread::sleep_for(std::chrono::microseconds(std::int64_t(p_.latency_ms * 1000)));
+    const auto slot = cpu_.acquire();  // the latency overlaps; the computing does not oversubscribe
     const int channel = int(index[0]);
     const double s = std::ldexp(1.0, level);  // level-0 voxels per voxel
     std::int64_t start[3], count[3], cs[3];
@@ -231,6 +233,7 @@ class SyntheticSource final : public VolumeSource {
 
   VolumeInfo info_;
   SynthParams p_;
+  mutable CpuSlots cpu_;
 };
 
 Result<std::int64_t> parse_int(std::string_view v, std::string_view key, std::string_view spec) {
