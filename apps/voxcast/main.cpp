@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--cache-mb", g.cache_mb, "Chunk cache budget in MiB (default: a quarter of RAM)")
       ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 30));
   app.add_option("--io-threads", g.io_threads,
-                 "Concurrent chunk reads (default max(16, 4 x cores): storage latency overlaps; "
-                 "decoding never uses more threads than cores)")
+                 "Concurrent chunk reads (default: 2 per core on local storage, 32 per core on "
+                 "network file systems; decoding never uses more threads than cores)")
       ->check(CLI::Range(1u, 1024u));
 
   std::map<CLI::App*, Runner> runners;

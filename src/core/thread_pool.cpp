@@ -2,21 +2,28 @@
 
 namespace vx {
 
-PriorityPool::PriorityPool(unsigned threads) {
-  workers_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i)
-    workers_.emplace_back([this] { run(); });
-}
+PriorityPool::PriorityPool(unsigned threads) { ensure_threads(threads); }
 
 PriorityPool::~PriorityPool() {
+  std::vector<std::thread> workers;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    workers.swap(workers_);
   }
   cv_.notify_all();
-  for (auto& w : workers_)
-    w.join();
+  for (auto& w : workers) w.join();
   // Queued tasks are destroyed here, outside the workers, without running.
+}
+
+void PriorityPool::ensure_threads(unsigned n) {
+  std::lock_guard lock(mutex_);
+  while (workers_.size() < n && !stopping_) workers_.emplace_back([this] { run(); });
+}
+
+unsigned PriorityPool::threads() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<unsigned>(workers_.size());
 }
 
 void PriorityPool::submit(int priority, Task task) {
@@ -39,8 +46,7 @@ void PriorityPool::run() {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
-      // priority_queue::top is const; the task is moved out through a const_cast-free copy
-      // of the handle, then popped.
+      // top() is const; the task is moved out of it and then popped.
       task = std::move(const_cast<Item&>(queue_.top()).task);
       queue_.pop();
     }

@@ -27,7 +27,9 @@ class PriorityPool {
   PriorityPool& operator=(const PriorityPool&) = delete;
 
   void submit(int priority, Task task);
-  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+  // Adds workers until there are at least n (never removes any).
+  void ensure_threads(unsigned n);
+  unsigned threads() const;
   std::size_t queued() const;
 
  private:
@@ -46,7 +48,7 @@ class PriorityPool {
   std::priority_queue<Item> queue_;
   std::uint64_t next_seq_ = 0;
   bool stopping_ = false;
-  std::vector<std::thread> workers_;
+  std::vector<std::thread> workers_;  // guarded by mutex_ for growth
 };
 
 }  // namespace vx

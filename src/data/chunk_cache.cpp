@@ -165,8 +165,10 @@ ChunkCache::ChunkCache(CacheOptions options)
   if (options_.shards == 0) options_.shards = 1;
   for (unsigned i = 0; i < options_.shards; ++i)
     shards_.push_back(std::make_unique<Shard>());
-  unsigned threads = options_.io_threads;
-  if (threads == 0) threads = std::max(16u, 4 * std::max(1u, std::thread::hardware_concurrency()));
+  // Automatic sizing starts at 2 per core and grows as sources are added (add_source).
+  const unsigned threads = options_.io_threads
+                               ? options_.io_threads
+                               : 2 * std::max(1u, std::thread::hardware_concurrency());
   pool_ = std::make_unique<PriorityPool>(threads);
 }
 
@@ -191,6 +193,8 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   auto slot = std::make_unique<SourceSlot>();
   slot->source = std::move(source);
   slot->fill.resize(slot->source->info().levels.size());
+  if (options_.io_threads == 0)
+    pool_->ensure_threads(std::min(slot->source->io_concurrency(), 256u));
   sources_.push_back(std::move(slot));
   return SourceId(sources_.size() - 1);
 }

@@ -81,8 +81,9 @@ class ChunkRequest {
 
 struct CacheOptions {
   std::uint64_t budget_bytes = 256ull << 20;
-  // 0: max(16, 4 x hardware threads). Reads wait on storage (network file systems: ms per
-  // read), so many run at once; sources hold a CpuSlots slot only while decoding.
+  // 0: automatic, the largest VolumeSource::io_concurrency() of the sources added (2 per
+  // core on local storage, many more on network file systems, where reads wait ms each).
+  // Sources hold a CpuSlots slot while decoding, so decoding never oversubscribes the cores.
   unsigned io_threads = 0;
   unsigned shards = 16;
 };

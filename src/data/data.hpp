@@ -111,7 +111,16 @@ class VolumeSource {
   // `out` untouched. Thread-safe. Errors name the file and the reason.
   virtual Result<ReadResult> read_chunk(int level, const Index& index,
                                         std::span<std::byte> out) const = 0;
+
+  // How many reads should be in flight at once to hide this source's storage latency. Local
+  // disks and the page cache want about 2 per core (more threads only contend); network file
+  // systems and object stores want many. The chunk cache sizes its I/O pool from this.
+  virtual unsigned io_concurrency() const;
 };
+
+// 2 x cores, or 16 x that on a network file system (NFS, Lustre, GPFS, BeeGFS, CephFS,
+// CIFS/SMB, FUSE), judged by statfs() of `path`.
+unsigned io_concurrency_for_path(const std::string& path);
 
 struct OpenOptions {
   // Nothing yet; reserved for storage credentials and per-format knobs.

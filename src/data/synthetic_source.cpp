@@ -61,6 +61,11 @@ class SyntheticSource final : public VolumeSource {
  public:
   SyntheticSource(VolumeInfo info, SynthParams p) : info_(std::move(info)), p_(p) {}
   const VolumeInfo& info() const override { return info_; }
+  // With a simulated latency it behaves like network storage, and wants as many reads.
+  unsigned io_concurrency() const override {
+    const unsigned local = io_concurrency_for_path("");
+    return p_.latency_ms > 0 ? 16 * local : local;
+  }
 
   Result<ReadResult> read_chunk(int level, const Index& index,
                                 std::span<std::byte> out) const override {

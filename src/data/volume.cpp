@@ -1,5 +1,8 @@
+#include <sys/vfs.h>
+
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "data/data.hpp"
 
@@ -68,6 +71,29 @@ std::string_view axis_type_name(AxisType t) {
       return "other";
   }
   return "other";
+}
+
+unsigned VolumeSource::io_concurrency() const {
+  return io_concurrency_for_path("");
+}
+
+unsigned io_concurrency_for_path(const std::string& path) {
+  const unsigned local = 2 * std::max(1u, std::thread::hardware_concurrency());
+  struct statfs fs {};
+  if (path.empty() || ::statfs(path.c_str(), &fs) != 0) return local;
+  switch (static_cast<std::uint64_t>(fs.f_type)) {
+    case 0x6969:      // NFS
+    case 0x0BD00BD0:  // Lustre
+    case 0x47504653:  // GPFS
+    case 0x19830326:  // BeeGFS
+    case 0x00C36400:  // CephFS
+    case 0xFF534D42:  // CIFS
+    case 0xFE534D42:  // SMB2
+    case 0x65735546:  // FUSE (s3fs, gcsfuse, sshfs, ...)
+      return 16 * local;
+    default:
+      return local;
+  }
 }
 
 std::string color_hex(const std::array<std::uint8_t, 3>& rgb) {

@@ -38,9 +38,12 @@ struct LevelArray {
 class ZarrSource final : public VolumeSource {
  public:
   ZarrSource(VolumeInfo info, std::vector<LevelArray> arrays)
-      : info_(std::move(info)), arrays_(std::move(arrays)) {}
+      : info_(std::move(info)),
+        arrays_(std::move(arrays)),
+        io_concurrency_(io_concurrency_for_path(info_.location)) {}
 
   const VolumeInfo& info() const override { return info_; }
+  unsigned io_concurrency() const override { return io_concurrency_; }
 
   Result<ReadResult> read_chunk(int level, const Index& index,
                                 std::span<std::byte> out) const override {
@@ -147,6 +150,7 @@ class ZarrSource final : public VolumeSource {
 
   VolumeInfo info_;
   std::vector<LevelArray> arrays_;
+  unsigned io_concurrency_;
   mutable CpuSlots cpu_;  // decoding holds a slot; waiting on storage does not
   mutable std::mutex index_mutex_;
   mutable std::unordered_map<std::string, IndexPtr> index_cache_;

@@ -71,3 +71,34 @@ TEST(Error, ContextKeepsCodeAndNamesBoth) {
 
 }  // namespace
 }  // namespace vx
+
+namespace vx {
+namespace {
+
+TEST(PriorityPool, GrowsOnDemandAndNeverShrinks) {
+  PriorityPool pool(2);
+  EXPECT_EQ(pool.threads(), 2u);
+  pool.ensure_threads(5);
+  EXPECT_EQ(pool.threads(), 5u);
+  pool.ensure_threads(3);
+  EXPECT_EQ(pool.threads(), 5u);
+  // All five run at once: each waits until all have started.
+  std::atomic<int> started{0};
+  std::promise<void> all;
+  auto all_f = all.get_future().share();
+  std::vector<std::future<void>> done;
+  for (int i = 0; i < 5; ++i) {
+    auto p = std::make_shared<std::promise<void>>();
+    done.push_back(p->get_future());
+    pool.submit(0, [&, p, all_f] {
+      if (++started == 5) all.set_value();
+      all_f.wait();
+      p->set_value();
+    });
+  }
+  for (auto& f : done)
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+}
+
+}  // namespace
+}  // namespace vx

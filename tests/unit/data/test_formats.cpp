@@ -256,6 +256,16 @@ TEST(Synthetic, IsDeterministicMultiscaleAndValidatesOptions) {
   }
 }
 
+TEST(Synthetic, AsksForMoreConcurrentReadsWhenItSimulatesLatency) {
+  auto local = open_volume("synthetic:cells?shape=64x64x64");
+  auto remote = open_volume("synthetic:cells?shape=64x64x64&latency_ms=5");
+  ASSERT_TRUE(local && remote);
+  EXPECT_EQ((*local)->io_concurrency(), io_concurrency_for_path(""));
+  EXPECT_GT((*remote)->io_concurrency(), (*local)->io_concurrency());
+  EXPECT_EQ(io_concurrency_for_path(fs::temp_directory_path().string()),
+            io_concurrency_for_path(""));
+}
+
 TEST(OpenVolume, NamesThePathThatIsNotADataset) {
   auto r = open_volume("/definitely/not/here.zarr");
   ASSERT_FALSE(r);
