@@ -30,14 +30,15 @@ def main():
     ap.add_argument("--cache-mb", type=int, default=256, help="chunk cache budget for the cold read")
     ap.add_argument("--repeat", type=int, default=5, help="runs of each reader (medians are reported)")
     ap.add_argument("--io-threads", type=int, default=0, help="voxcast I/O threads (0: default)")
+    ap.add_argument("--chunk", type=int, default=128, help="chunk edge of the stores")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = []
     for codec in ("lz4", "zstd"):
-        store = os.path.join(args.workdir, f"bench_{codec}.ome.zarr")
+        store = os.path.join(args.workdir, f"bench_{codec}_{args.chunk}.ome.zarr")
         if not os.path.exists(os.path.join(store, ".zattrs")):
             sh(VOXCAST, "--log-level", "warn", "convert", f"synthetic:cells?shape={args.shape}&chunk=64",
-               store, "--codec", codec, "--chunk", "128", "--levels", "1", "--overwrite", "-q")
+               store, "--codec", codec, "--chunk", str(args.chunk), "--levels", "1", "--overwrite", "-q")
         # Alternate voxcast and python3-zarr runs and keep medians: these machines are noisy.
         vx_runs, zarr_runs = [], []
         arr = zarr.open(store, mode="r")["0"]
@@ -61,7 +62,8 @@ def main():
                          rwarm=vx["region_warm_mb_s"], zarr=zarr_mb_s, one=vx["codec_one_core_mb_s"],
                          limit=vx["codec_limit_mb_s"], frac=vx["cold_fraction_of_limit"],
                          convert=vx["decoded_bytes"] / conv_s / 1e6))
-    print(f"cache budget for the cold reads: {args.cache_mb} MiB; cores: {os.cpu_count()}; "
+    print(f"chunks: 1x{args.chunk}x{args.chunk}x{args.chunk}; "
+          f"cache budget for the cold reads: {args.cache_mb} MiB; cores: {os.cpu_count()}; "
           f"io threads: {args.io_threads or 'default'}; medians of {args.repeat} alternating runs")
     print()
     print("| store | decoded GiB | on disk MB | chunks cold MB/s | array cold MB/s | array warm MB/s "

@@ -2,7 +2,9 @@
 
 namespace vx {
 
-PriorityPool::PriorityPool(unsigned threads) { ensure_threads(threads); }
+PriorityPool::PriorityPool(unsigned threads) {
+  ensure_threads(threads);
+}
 
 PriorityPool::~PriorityPool() {
   std::vector<std::thread> workers;
@@ -12,13 +14,15 @@ PriorityPool::~PriorityPool() {
     workers.swap(workers_);
   }
   cv_.notify_all();
-  for (auto& w : workers) w.join();
+  for (auto& w : workers)
+    w.join();
   // Queued tasks are destroyed here, outside the workers, without running.
 }
 
 void PriorityPool::ensure_threads(unsigned n) {
   std::lock_guard lock(mutex_);
-  while (workers_.size() < n && !stopping_) workers_.emplace_back([this] { run(); });
+  while (workers_.size() < n && !stopping_)
+    workers_.emplace_back([this] { run(); });
 }
 
 unsigned PriorityPool::threads() const {
