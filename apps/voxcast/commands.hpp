@@ -22,6 +22,7 @@ Runner add_info(CLI::App& app, const GlobalOptions& g);
 Runner add_convert(CLI::App& app, const GlobalOptions& g);
 Runner add_export(CLI::App& app, const GlobalOptions& g);
 Runner add_demo(CLI::App& app, const GlobalOptions& g);
+Runner add_render(CLI::App& app, const GlobalOptions& g);
 
 }  // namespace vx::app
 namespace vx::data {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "data/json_util.hpp"
 #include "render/colormap.hpp"
 
 namespace vx::render {
@@ -374,6 +375,10 @@ json to_json(const Scene& s) {
         {"perspective", s.camera.perspective}}},
       {"dims", {{"ndisplay", s.dims.ndisplay}, {"order", s.dims.order}, {"point", s.dims.point}}},
       {"layers", layers}};
+}
+
+Result<json> read_scene_file(const std::string& path) {
+  return data::read_json_file(path);
 }
 
 Result<Scene> apply_patch(const Scene& base, const json& patch, const SceneData& data) {

@@ -81,6 +81,9 @@ Scene default_scene(const SceneData& data, int width = 1280, int height = 720);
 
 json to_json(const Scene& scene);
 
+// Reads a view file (scene JSON); a syntax error names the file and the position.
+Result<json> read_scene_file(const std::string& path);
+
 // Applies `patch` to `base` and validates the result against `data`. Objects merge as in
 // JSON Merge Patch (RFC 7396; null deletes, i.e. restores the default). One extension:
 // "layers" merges element by element, patch[i] into base layer i, so a client can change

@@ -1,0 +1,16 @@
+// PNG output (libpng) for `voxcast render` and golden images.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/error.hpp"
+
+namespace vx::codec {
+
+// Writes 8-bit RGBA pixels (width * height * 4, top row first) to `path`, atomically.
+Status write_png(const std::string& path, int width, int height,
+                 std::span<const std::uint8_t> rgba);
+
+}  // namespace vx::codec

@@ -1,0 +1,94 @@
+"""`voxcast render`: a 2D slice of data written by python3-zarr, read back from the PNG with
+python3-pil and compared with the stored plane through the contrast and colormap mapping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from vxhelpers import error_line
+
+SHAPE = (5, 40, 60)  # z, y, x
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("render") / "r.ome.zarr"
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 4000, size=SHAPE, dtype=np.uint16)
+    g = zarr.open_group(str(path), mode="w")
+    g.create_dataset("0", data=data, chunks=(2, 16, 16), dimension_separator="/")
+    g.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
+    }]
+    return path, data
+
+
+def view(tmp_path, scene) -> str:
+    p = tmp_path / "view.json"
+    p.write_text(json.dumps(scene))
+    return str(p)
+
+
+@pytest.mark.parametrize("z", [0, 3])
+def test_slice_equals_the_stored_plane_through_contrast(run_ok, store, tmp_path, z):
+    path, data = store
+    lo, hi = 500.0, 3500.0
+    v = view(tmp_path, {
+        "canvas": {"width": SHAPE[2], "height": SHAPE[1]},
+        "camera": {"zoom": 1.0},
+        "dims": {"point": [z, 19.5, 29.5]},
+        "layers": [{"colormap": "gray", "contrast_limits": [lo, hi], "interpolation": "nearest"}],
+    })
+    out = tmp_path / "out.png"
+    run_ok("render", path, "--view", v, "-o", out)
+    img = np.asarray(Image.open(out).convert("RGBA"))
+    assert img.shape == (SHAPE[1], SHAPE[2], 4)
+    want = np.rint(np.clip((data[z].astype(float) - lo) / (hi - lo), 0, 1) * 255)
+    # Tolerance 1: the value is quantized to 4096 steps before the 256-entry colormap.
+    assert np.abs(img[..., 0].astype(int) - want).max() <= 1
+    assert (img[..., 0] == img[..., 2]).all() and (img[..., 3] == 255).all()
+
+
+def test_size_overrides_the_canvas_and_default_view_frames_the_data(run_ok, store, tmp_path):
+    path, _ = store
+    out = tmp_path / "out.png"
+    run_ok("render", path, "--size", "120x80", "-o", out)
+    img = np.asarray(Image.open(out).convert("RGB"))
+    assert img.shape == (80, 120, 3)
+    assert img.max() > 0  # the data is framed, not off screen
+
+
+@pytest.mark.parametrize("scene,field", [
+    ({"camera": {"zoom": -1}}, "camera.zoom"),
+    ({"layers": [{"colormap": "nope"}]}, "layers[0].colormap"),
+    ({"layers": [{"rendering": "dvr"}]}, "layers[0].rendering"),
+    ({"dims": {"point": [1, 2]}}, "dims.point"),
+    ({"camera": {"zoom": 1}, "extra": 1}, "extra"),
+    ([1, 2], "object"),
+], ids=["negative-zoom", "bad-colormap", "bad-rendering", "short-point", "unknown-key", "not-object"])
+def test_malformed_view_files_name_the_field(run, store, tmp_path, scene, field):
+    path, _ = store
+    res = run("render", path, "--view", view(tmp_path, scene), "-o", tmp_path / "x.png")
+    error_line(res, field, scrub=tmp_path)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_view_that_is_not_json(run, store, tmp_path):
+    path, _ = store
+    p = tmp_path / "broken.json"
+    p.write_text('{"camera": ')
+    res = run("render", path, "--view", p, "-o", tmp_path / "x.png")
+    error_line(res, "broken.json", "json")
+
+
+def test_bad_size(run, store, tmp_path):
+    path, _ = store
+    res = run("render", path, "--size", "wide", "-o", tmp_path / "x.png")
+    error_line(res, "--size")

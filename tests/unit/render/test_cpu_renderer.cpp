@@ -1,0 +1,96 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "codec/png.hpp"
+#include "render/renderer.hpp"
+
+namespace vx::render {
+namespace {
+
+struct Fixture {
+  std::shared_ptr<data::VolumeSource> src;
+  data::ChunkCache cache{data::CacheOptions{64u << 20, 2, 4}};
+  RenderInputs inputs;
+  explicit Fixture(const std::string& spec) {
+    src = *data::open_volume(spec);
+    inputs = RenderInputs{&cache, {cache.add_source(src)}, SceneData{{src->info()}}};
+  }
+};
+
+TEST(CpuRenderer, SliceAtAnIntegerPointIsTheStoredPlaneThroughContrastAndColormap) {
+  Fixture f("synthetic:cells?shape=40x64x96&chunk=32");
+  Scene s = default_scene(f.inputs.data, 96, 64);
+  s.camera.zoom = 1;  // one pixel per voxel, centred: pixel (x, y) is voxel (x, y)
+  s.dims.point[0] = 17;
+  s.layers.resize(1);
+  s.layers[0].colormap = "gray";
+  s.layers[0].contrast_limits = {100, 3000};
+  s.layers[0].interpolation = Interpolation::kNearest;
+  s.layers[0].blending = Blending::kTranslucent;
+  auto frame = make_cpu_renderer()->render(s, f.inputs);
+  ASSERT_TRUE(frame) << frame.error().what();
+  ASSERT_EQ(frame->levels, std::vector<int>{0});
+  std::vector<std::uint16_t> plane(64 * 96);
+  const std::int64_t start[4] = {0, 17, 0, 0}, shape[4] = {1, 1, 64, 96};
+  ASSERT_TRUE(
+      data::read_region(f.cache, 0, 0, start, shape, std::as_writable_bytes(std::span(plane))));
+  int worst = 0;
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 96; ++x) {
+      const double t = std::clamp((plane[std::size_t(y * 96 + x)] - 100.0) / 2900.0, 0.0, 1.0);
+      const int expect = int(std::lround(t * 255));
+      const std::uint8_t* px = &frame->rgba[std::size_t(y * 96 + x) * 4];
+      EXPECT_EQ(px[0], px[1]);
+      EXPECT_EQ(px[3], 255);
+      worst = std::max(worst, std::abs(int(px[0]) - expect));
+    }
+  // Tolerance 1: the value is quantized to a 4096-entry table before the 256-entry colormap.
+  EXPECT_LE(worst, 1);
+}
+
+TEST(CpuRenderer, ZoomedOutViewsDrawFromACoarseLevelOnly) {
+  Fixture f("synthetic:cells?shape=64x512x512&chunk=32");
+  Scene s = default_scene(f.inputs.data, 64, 64);  // 512 voxels in 64 pixels: 8 per pixel
+  auto frame = make_cpu_renderer()->render(s, f.inputs);
+  ASSERT_TRUE(frame) << frame.error().what();
+  EXPECT_EQ(frame->levels, (std::vector<int>{3, 3}));
+  // Level 3 is 8x64x64: one z plane is 2 x 2 chunks of 32 per channel.
+  EXPECT_EQ(f.cache.counters().misses, 8u);
+  // Something was drawn: the tissue in the middle is brighter than the empty corner.
+  auto mean_green = [&](int x0, int y0, int n) {
+    double sum = 0;
+    for (int y = y0; y < y0 + n; ++y)
+      for (int x = x0; x < x0 + n; ++x)
+        sum += frame->rgba[std::size_t(y * 64 + x) * 4 + 1];
+    return sum / (n * n);
+  };
+  EXPECT_GT(mean_green(24, 24, 16), mean_green(0, 0, 6) + 5);
+}
+
+TEST(CpuRenderer, ThreeDimensionalViewsAreRefusedClearlyForNow) {
+  Fixture f("synthetic:cells?shape=32x32x32");
+  Scene s = default_scene(f.inputs.data, 32, 32);
+  s.dims.ndisplay = 3;
+  auto frame = make_cpu_renderer()->render(s, f.inputs);
+  ASSERT_FALSE(frame);
+  EXPECT_NE(frame.error().message.find("dims.ndisplay"), std::string::npos);
+}
+
+TEST(Png, WritesAReadablePngAndRefusesBadSizes) {
+  const auto path = (std::filesystem::temp_directory_path() / "vx_test.png").string();
+  std::vector<std::uint8_t> rgba(4 * 3 * 4, 200);
+  ASSERT_TRUE(codec::write_png(path, 4, 3, rgba));
+  std::ifstream in(path, std::ios::binary);
+  char sig[8];
+  in.read(sig, 8);
+  EXPECT_EQ(std::string(sig, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_FALSE(codec::write_png(path, 5, 3, rgba));
+  EXPECT_FALSE(codec::write_png("/nonexistent-dir/x.png", 4, 3, rgba));
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace vx::render
