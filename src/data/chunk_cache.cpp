@@ -430,6 +430,28 @@ Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int
   return future.get();
 }
 
+Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
+                                         std::span<const Index> indices, int priority) {
+  std::vector<ChunkPin> pins(indices.size());
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t pending = indices.size();
+  std::optional<Error> error;
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    cache.request(id, level, indices[i], priority, [&, i](Result<ChunkPin> r) {
+      std::lock_guard lock(m);
+      if (r)
+        pins[i] = std::move(*r);
+      else if (!error)
+        error = r.error();
+      if (--pending == 0) cv.notify_all();
+    });
+  std::unique_lock lock(m);
+  cv.wait(lock, [&] { return pending == 0; });
+  if (error) return tl::unexpected(*error);
+  return pins;
+}
+
 // --- read_region ----------------------------------------------------------------------------
 
 Status read_region(ChunkCache& cache, SourceId id, int level, std::span<const std::int64_t> start,

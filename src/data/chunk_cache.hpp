@@ -149,6 +149,12 @@ class ChunkCache {
   std::unique_ptr<PriorityPool> pool_;
 };
 
+// Pins every chunk in `indices` (reads the missing ones concurrently) and returns them in
+// the same order, or the first error. Blocking: never call it from a cache callback.
+Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
+                                         std::span<const Index> indices,
+                                         int priority = kPriorityVisible);
+
 // Copies the box [start, start + shape) of `level` into `out` (C order, dtype of the
 // source, shape.size() == ndim), reading the chunks it touches concurrently through the
 // cache. Voxels of missing chunks and outside the array get the fill value.

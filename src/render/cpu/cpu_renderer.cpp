@@ -1,7 +1,8 @@
 // The CPU backend. 2D: the slice at dims.point through the two displayed axes, sampled per
-// pixel (separable index maps, nearest or bilinear) from the level that matches the zoom,
-// mapped through contrast, gamma and colormap by one lookup table per layer, composited in
-// float, parallel over rows with oneTBB.
+// pixel straight from the pinned chunks of the level that matches the zoom (no copy of the
+// data), through separable index maps (nearest or bilinear), mapped through contrast, gamma
+// and colormap by one lookup table per layer, composited in float one row at a time for all
+// layers, parallel over rows with oneTBB.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -49,68 +50,172 @@ Result<AxisMap> map_axes(const data::VolumeInfo& info, const std::vector<std::st
   return m;
 }
 
-template <class T>
-void to_float(const std::byte* src, float* dst, std::size_t n) {
-  const T* s = reinterpret_cast<const T*>(src);
-  for (std::size_t i = 0; i < n; ++i)
-    dst[i] = float(s[i]);
-}
-
-void plane_to_float(data::DType t, const std::byte* src, float* dst, std::size_t n) {
-  using data::DType;
-  switch (t) {
-    case DType::kUInt8:
-      return to_float<std::uint8_t>(src, dst, n);
-    case DType::kInt8:
-      return to_float<std::int8_t>(src, dst, n);
-    case DType::kUInt16:
-      return to_float<std::uint16_t>(src, dst, n);
-    case DType::kInt16:
-      return to_float<std::int16_t>(src, dst, n);
-    case DType::kUInt32:
-      return to_float<std::uint32_t>(src, dst, n);
-    case DType::kInt32:
-      return to_float<std::int32_t>(src, dst, n);
-    case DType::kFloat32:
-      return to_float<float>(src, dst, n);
-    case DType::kFloat64:
-      return to_float<double>(src, dst, n);
-  }
-}
-
-// One sampled axis: for each screen position, the plane index (and weight of the next one).
-struct Samples {
-  std::vector<std::int32_t> i0;
-  std::vector<float> f;  // bilinear weight of i0 + 1
+// One sampled screen axis: per pixel, the chunk (column or row of the chunk grid) and the
+// element offset inside it of the sample and of its linear neighbour, and the weight.
+struct AxisSamples {
+  std::vector<std::int32_t> c0, c1;  // chunk index in the box's grid
+  std::vector<std::int64_t> o0, o1;  // element offset inside the chunk
+  std::vector<float> f;              // weight of the second sample (linear)
+  std::vector<std::int32_t> rel;     // first sample's index relative to the box's first voxel
   std::vector<std::uint8_t> inside;
 };
 
-Samples sample_axis(int pixels, double center, double zoom, double t, double s, std::int64_t box0,
-                    std::int64_t box_n, std::int64_t full_n, bool linear) {
-  Samples out;
-  out.i0.resize(std::size_t(pixels));
-  out.f.resize(std::size_t(pixels));
-  out.inside.resize(std::size_t(pixels));
+AxisSamples sample_axis(int pixels, double center, double zoom, double t, double s, std::int64_t n,
+                        std::int64_t chunk, std::int64_t stride, std::int64_t first_chunk,
+                        bool linear) {
+  AxisSamples a;
+  for (auto* v : {&a.c0, &a.c1})
+    v->resize(std::size_t(pixels));
+  for (auto* v : {&a.o0, &a.o1})
+    v->resize(std::size_t(pixels));
+  a.f.resize(std::size_t(pixels));
+  a.rel.resize(std::size_t(pixels));
+  a.inside.resize(std::size_t(pixels));
   for (int p = 0; p < pixels; ++p) {
-    const double w = center + (p + 0.5 - pixels / 2.0) / zoom;
-    const double u = (w - t) / s;  // voxel centres at integers
-    const bool in = u > -0.5 && u < double(full_n) - 0.5;
-    double local = u - double(box0);
-    std::int32_t i;
+    const double u =
+        (center + (p + 0.5 - pixels / 2.0) / zoom - t) / s;  // voxel centres at integers
+    const bool in = u > -0.5 && u < double(n) - 0.5;
+    std::int64_t i0, i1;
     float f = 0;
     if (linear) {
-      local = std::clamp(local, 0.0, double(box_n - 1));
-      i = std::int32_t(std::floor(local));
-      if (i >= box_n - 1) i = std::int32_t(std::max<std::int64_t>(box_n - 2, 0));
-      f = box_n > 1 ? float(local - i) : 0.f;
+      const double uc = std::clamp(u, 0.0, double(n - 1));
+      i0 = std::int64_t(std::floor(uc));
+      i1 = std::min<std::int64_t>(i0 + 1, n - 1);
+      f = float(uc - double(i0));
     } else {
-      i = std::int32_t(std::clamp<double>(std::floor(local + 0.5), 0, double(box_n - 1)));
+      i0 = i1 = std::clamp<std::int64_t>(std::int64_t(std::floor(u + 0.5)), 0, n - 1);
     }
-    out.i0[std::size_t(p)] = i;
-    out.f[std::size_t(p)] = f;
-    out.inside[std::size_t(p)] = in;
+    const auto idx = std::size_t(p);
+    a.inside[idx] = in;
+    a.f[idx] = f;
+    a.c0[idx] = std::int32_t(i0 / chunk - first_chunk);
+    a.c1[idx] = std::int32_t(i1 / chunk - first_chunk);
+    a.o0[idx] = (i0 % chunk) * stride;
+    a.o1[idx] = (i1 % chunk) * stride;
+    a.rel[idx] = std::int32_t(i0 - first_chunk * chunk);
   }
-  return out;
+  return a;
+}
+
+// Everything a row pass needs to draw one layer: pinned chunks and per-axis sample maps.
+struct LayerPlan {
+  data::DType dtype = data::DType::kUInt8;
+  std::vector<data::ChunkPin> pins;      // keeps the chunks resident while drawing
+  std::vector<const std::byte*> chunks;  // grid gy x gx over the visible box
+  int gx = 0;
+  std::int64_t chunk_x = 1, stride_x = 1;  // chunk size and element stride along x
+  std::int64_t base = 0;                   // element offset of the slice (and channel)
+  AxisSamples ys, xs;
+  bool linear = true;
+  bool any_fraction = true;  // some sample falls between voxel centres
+  std::vector<float> lut;    // kLut x RGB, contrast/gamma/colormap folded in
+  float lo = 0, scale = 1, alpha = 1;
+  Blending blend = Blending::kTranslucent;
+};
+
+// Composites one layer into one row of the float RGB accumulator, in two steps. First the
+// voxel line under the row: the (one or two, for bilinear) source rows across the box,
+// interpolated along y, read chunk by chunk in contiguous runs (vectorizable). Then per
+// pixel: at most two loads from that line, the lookup table, the blend.
+template <class T, Blending kBlend, bool kLinear>
+void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<float>& line) {
+  const auto y = std::size_t(py);
+  const float fy = p.ys.f[y];
+  line.resize(std::size_t(p.gx) * std::size_t(p.chunk_x) + 1);
+  for (int cx = 0; cx < p.gx; ++cx) {
+    const T* a = reinterpret_cast<const T*>(p.chunks[std::size_t(p.ys.c0[y] * p.gx + cx)]) +
+                 p.base + p.ys.o0[y];
+    const T* b = reinterpret_cast<const T*>(p.chunks[std::size_t(p.ys.c1[y] * p.gx + cx)]) +
+                 p.base + p.ys.o1[y];
+    float* dst = line.data() + std::size_t(cx) * std::size_t(p.chunk_x);
+    const std::int64_t n = p.chunk_x, s = p.stride_x;
+    if (s == 1) {
+      if (kLinear && fy != 0) {
+        for (std::int64_t k = 0; k < n; ++k)
+          dst[k] = float(a[k]) + fy * (float(b[k]) - float(a[k]));
+      } else {
+        for (std::int64_t k = 0; k < n; ++k)
+          dst[k] = float(a[k]);
+      }
+    } else {
+      for (std::int64_t k = 0; k < n; ++k)
+        dst[k] =
+            kLinear ? float(a[k * s]) + fy * (float(b[k * s]) - float(a[k * s])) : float(a[k * s]);
+    }
+  }
+  line[std::size_t(p.gx) * std::size_t(p.chunk_x)] =
+      line[std::size_t(p.gx) * std::size_t(p.chunk_x) - 1];
+  const float top_q = float(kLut - 1), lo = p.lo, scale = p.scale, alpha = p.alpha;
+  const std::int32_t* rel = p.xs.rel.data();
+  const float* fx = p.xs.f.data();
+  const std::uint8_t* inside = p.xs.inside.data();
+  const float* lut = p.lut.data();
+  const float* l = line.data();
+  for (int px = 0; px < width; ++px) {
+    if (!inside[px]) continue;
+    float v = l[rel[px]];
+    if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+    if constexpr (!std::is_integral_v<T>)
+      if (v != v) continue;  // NaN: nothing to draw
+    const int q = int(std::clamp((v - lo) * scale, 0.f, top_q) + 0.5f);
+    const float* col = lut + q * 3;
+    float* o = acc + px * 3;
+    for (int k = 0; k < 3; ++k) {
+      if constexpr (kBlend == Blending::kAdditive)
+        o[k] += alpha * col[k];
+      else if constexpr (kBlend == Blending::kTranslucent)
+        o[k] += alpha * (col[k] - o[k]);
+      else if constexpr (kBlend == Blending::kOpaque)
+        o[k] = col[k];
+      else
+        o[k] = std::min(o[k], 1 - alpha * (1 - col[k]));
+    }
+  }
+}
+
+template <class T>
+void draw_row_typed(const LayerPlan& p, int py, int width, float* acc) {
+  thread_local std::vector<float> line;  // per worker thread, reused across rows
+  // Bilinear only where it changes anything: pixels on voxel centres need one sample.
+  const bool linear = p.linear && p.any_fraction;
+  auto go = [&]<Blending B>() {
+    if (linear)
+      draw_row<T, B, true>(p, py, width, acc, line);
+    else
+      draw_row<T, B, false>(p, py, width, acc, line);
+  };
+  switch (p.blend) {
+    case Blending::kAdditive:
+      return go.template operator()<Blending::kAdditive>();
+    case Blending::kTranslucent:
+      return go.template operator()<Blending::kTranslucent>();
+    case Blending::kOpaque:
+      return go.template operator()<Blending::kOpaque>();
+    case Blending::kMinimum:
+      return go.template operator()<Blending::kMinimum>();
+  }
+}
+
+void draw_row_any(const LayerPlan& p, int py, int width, float* acc) {
+  using data::DType;
+  switch (p.dtype) {
+    case DType::kUInt8:
+      return draw_row_typed<std::uint8_t>(p, py, width, acc);
+    case DType::kInt8:
+      return draw_row_typed<std::int8_t>(p, py, width, acc);
+    case DType::kUInt16:
+      return draw_row_typed<std::uint16_t>(p, py, width, acc);
+    case DType::kInt16:
+      return draw_row_typed<std::int16_t>(p, py, width, acc);
+    case DType::kUInt32:
+      return draw_row_typed<std::uint32_t>(p, py, width, acc);
+    case DType::kInt32:
+      return draw_row_typed<std::int32_t>(p, py, width, acc);
+    case DType::kFloat32:
+      return draw_row_typed<float>(p, py, width, acc);
+    case DType::kFloat64:
+      return draw_row_typed<double>(p, py, width, acc);
+  }
 }
 
 class CpuRenderer final : public Renderer {
@@ -125,137 +230,134 @@ class CpuRenderer final : public Renderer {
     Frame frame;
     frame.width = W;
     frame.height = H;
-    std::vector<float> acc(std::size_t(W) * std::size_t(H) * 3);
-    for (std::size_t i = 0; i < acc.size(); i += 3)
-      for (int k = 0; k < 3; ++k)
-        acc[i + std::size_t(k)] = float(scene.canvas.background[std::size_t(k)]);
+    std::vector<LayerPlan> plans;
+    for (const auto& layer : scene.layers) {
+      auto plan = plan_layer(scene, in, layer, frame);
+      if (!plan) return tl::unexpected(plan.error());
+      if (*plan) plans.push_back(std::move(**plan));
+    }
+    // One pass over the rows for all layers: accumulate a row in float, then store RGBA8.
+    frame.rgba.resize(std::size_t(W) * std::size_t(H) * 4);
+    const auto& bg = scene.canvas.background;
+    tbb::parallel_for(tbb::blocked_range<int>(0, H, 8), [&](const tbb::blocked_range<int>& rows) {
+      std::vector<float> acc(std::size_t(W) * 3);
+      for (int py = rows.begin(); py < rows.end(); ++py) {
+        for (std::size_t i = 0; i < acc.size(); i += 3)
+          for (int k = 0; k < 3; ++k)
+            acc[i + std::size_t(k)] = float(bg[std::size_t(k)]);
+        for (const auto& p : plans)
+          if (p.ys.inside[std::size_t(py)]) draw_row_any(p, py, W, acc.data());
+        std::uint8_t* out = frame.rgba.data() + std::size_t(py) * std::size_t(W) * 4;
+        for (int px = 0; px < W; ++px)
+          for (int k = 0; k < 4; ++k)
+            out[px * 4 + k] =
+                k == 3
+                    ? 255
+                    : std::uint8_t(std::clamp(acc[std::size_t(px) * 3 + std::size_t(k)], 0.f, 1.f) *
+                                       255.f +
+                                   0.5f);
+      }
+    });
+    return frame;
+  }
 
+ private:
+  // Plans one layer, or nullopt when it draws nothing (hidden, or the slice misses the data).
+  static Result<std::optional<LayerPlan>> plan_layer(const Scene& scene, const RenderInputs& in,
+                                                     const Layer& layer, Frame& frame) {
+    if (!layer.visible) {
+      frame.levels.push_back(-1);
+      return std::optional<LayerPlan>{};
+    }
+    const int W = scene.canvas.width, H = scene.canvas.height;
     const auto world = in.data.axis_names();
     const int n = int(world.size());
     const int wy = scene.dims.order[std::size_t(n - 2)], wx = scene.dims.order[std::size_t(n - 1)];
     const double zoom = scene.camera.zoom;
-    for (const auto& layer : scene.layers) {
-      if (!layer.visible) {
-        frame.levels.push_back(-1);
-        continue;
-      }
-      const auto& info = in.data.sources.at(std::size_t(layer.source));
-      VX_ASSIGN(auto axes, map_axes(info, world));
-      const int ay = axes.world_to_source[std::size_t(wy)],
-                ax = axes.world_to_source[std::size_t(wx)];
-      const int level = choose_level(info, {ay, ax}, 1.0 / zoom);
-      frame.levels.push_back(level);
-      const auto& lv = info.levels[std::size_t(level)];
-      // The box of the level this view touches: one index on slice axes, a range on y and x.
-      std::vector<std::int64_t> start(lv.shape.size(), 0), count(lv.shape.size(), 1);
-      bool empty = false;
-      for (int k = 0; k < n; ++k) {
-        const int a = axes.world_to_source[std::size_t(k)];
-        const double t = lv.translation[std::size_t(a)], s = lv.scale[std::size_t(a)];
-        if (k == wy || k == wx) {
-          const int pixels = k == wy ? H : W;
-          const double c = scene.camera.center[k == wy ? 1 : 2];
-          const double u0 = (c + (0.5 - pixels / 2.0) / zoom - t) / s;
-          const double u1 = (c + (pixels - 0.5 - pixels / 2.0) / zoom - t) / s;
-          const auto lo = std::max<std::int64_t>(0, std::int64_t(std::floor(std::min(u0, u1))) - 1);
-          const auto hi = std::min<std::int64_t>(lv.shape[std::size_t(a)],
-                                                 std::int64_t(std::ceil(std::max(u0, u1))) + 2);
-          if (hi <= lo) empty = true;
-          start[std::size_t(a)] = lo;
-          count[std::size_t(a)] = std::max<std::int64_t>(hi - lo, 1);
-        } else {
-          const auto idx = std::int64_t(std::llround((scene.dims.point[std::size_t(k)] - t) / s));
-          if (idx < 0 || idx >= lv.shape[std::size_t(a)])
-            empty = true;  // the slice misses the data
-          start[std::size_t(a)] = idx;
-        }
-      }
-      if (axes.channel_axis >= 0) start[std::size_t(axes.channel_axis)] = layer.channel;
-      if (empty) continue;
-      const std::size_t voxels = std::size_t(count[std::size_t(ay)] * count[std::size_t(ax)]);
-      std::vector<std::byte> raw(voxels * data::dtype_size(info.dtype));
-      VX_TRY(data::read_region(*in.cache, in.sources.at(std::size_t(layer.source)), level, start,
-                               count, raw));
-      std::vector<float> plane(voxels);
-      plane_to_float(info.dtype, raw.data(), plane.data(), voxels);
-      // Row/column strides of the plane in the region's C order (y may follow x in memory).
-      const std::int64_t sy = ay < ax ? count[std::size_t(ax)] : 1;
-      const std::int64_t sx = ay < ax ? 1 : count[std::size_t(ay)];
+    const auto& info = in.data.sources.at(std::size_t(layer.source));
+    VX_ASSIGN(auto axes, map_axes(info, world));
+    const int ay = axes.world_to_source[std::size_t(wy)],
+              ax = axes.world_to_source[std::size_t(wx)];
+    const int level = choose_level(info, {ay, ax}, 1.0 / zoom);
+    frame.levels.push_back(level);
+    const auto& lv = info.levels[std::size_t(level)];
+    const auto nd = lv.shape.size();
+    std::vector<std::int64_t> stride(nd, 1);  // element strides inside a chunk
+    for (int d = int(nd) - 2; d >= 0; --d)
+      stride[std::size_t(d)] = stride[std::size_t(d) + 1] * lv.chunks[std::size_t(d) + 1];
 
-      const bool linear = layer.interpolation == Interpolation::kLinear;
-      const auto ys = sample_axis(H, scene.camera.center[1], zoom, lv.translation[std::size_t(ay)],
-                                  lv.scale[std::size_t(ay)], start[std::size_t(ay)],
-                                  count[std::size_t(ay)], lv.shape[std::size_t(ay)], linear);
-      const auto xs = sample_axis(W, scene.camera.center[2], zoom, lv.translation[std::size_t(ax)],
-                                  lv.scale[std::size_t(ax)], start[std::size_t(ax)],
-                                  count[std::size_t(ax)], lv.shape[std::size_t(ax)], linear);
-      // value -> colour, with contrast, gamma and opacity folded in.
-      VX_ASSIGN(auto cmap, colormap_by_name(layer.colormap));
-      std::vector<float> lut(std::size_t(kLut) * 3);
-      for (int q = 0; q < kLut; ++q) {
-        const double v = std::pow(double(q) / (kLut - 1), layer.gamma);
-        const auto& c = cmap.rgb[std::size_t(std::lround(v * 255))];
-        for (int k = 0; k < 3; ++k)
-          lut[std::size_t(q) * 3 + std::size_t(k)] = float(c[std::size_t(k)]) / 255.f;
+    LayerPlan p;
+    p.dtype = info.dtype;
+    p.linear = layer.interpolation == Interpolation::kLinear;
+    data::Index lo_chunk{}, hi_chunk{};  // the chunk box the view touches
+    for (int k = 0; k < n; ++k) {
+      const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
+      const double t = lv.translation[a], s = lv.scale[a];
+      if (k == wy || k == wx) {
+        const int pixels = k == wy ? H : W;
+        const double c = scene.camera.center[k == wy ? 1 : 2];
+        const double u0 = (c + (0.5 - pixels / 2.0) / zoom - t) / s;
+        const double u1 = (c + (pixels - 0.5 - pixels / 2.0) / zoom - t) / s;
+        const auto lo = std::clamp<std::int64_t>(std::int64_t(std::floor(std::min(u0, u1))) - 1, 0,
+                                                 lv.shape[a] - 1);
+        const auto hi = std::clamp<std::int64_t>(std::int64_t(std::ceil(std::max(u0, u1))) + 1, 0,
+                                                 lv.shape[a] - 1);
+        lo_chunk[a] = lo / lv.chunks[a];
+        hi_chunk[a] = hi / lv.chunks[a];
+      } else {
+        const auto idx = std::int64_t(std::llround((scene.dims.point[std::size_t(k)] - t) / s));
+        if (idx < 0 || idx >= lv.shape[a])
+          return std::optional<LayerPlan>{};  // the slice misses the data
+        lo_chunk[a] = hi_chunk[a] = idx / lv.chunks[a];
+        p.base += (idx % lv.chunks[a]) * stride[a];
       }
-      const float lo = float(layer.contrast_limits[0]);
-      const float scale =
-          float(kLut - 1) / float(layer.contrast_limits[1] - layer.contrast_limits[0]);
-      const float a = float(layer.opacity);
-      const Blending blend = layer.blending;
-      const std::int64_t ny = count[std::size_t(ay)], nx = count[std::size_t(ax)];
-      tbb::parallel_for(
-          tbb::blocked_range<int>(0, H, 16), [&](const tbb::blocked_range<int>& rows) {
-            for (int py = rows.begin(); py < rows.end(); ++py) {
-              if (!ys.inside[std::size_t(py)]) continue;
-              const std::int64_t y0 = ys.i0[std::size_t(py)];
-              const std::int64_t y1 = std::min<std::int64_t>(y0 + 1, ny - 1);
-              const float fy = ys.f[std::size_t(py)];
-              float* out = acc.data() + std::size_t(py) * std::size_t(W) * 3;
-              for (int px = 0; px < W; ++px) {
-                if (!xs.inside[std::size_t(px)]) continue;
-                const std::int64_t x0 = xs.i0[std::size_t(px)];
-                float v = plane[std::size_t(y0 * sy + x0 * sx)];
-                if (linear) {
-                  const std::int64_t x1 = std::min<std::int64_t>(x0 + 1, nx - 1);
-                  const float fx = xs.f[std::size_t(px)];
-                  const float top = v + fx * (plane[std::size_t(y0 * sy + x1 * sx)] - v);
-                  const float y1v = plane[std::size_t(y1 * sy + x0 * sx)];
-                  const float bot = y1v + fx * (plane[std::size_t(y1 * sy + x1 * sx)] - y1v);
-                  v = top + fy * (bot - top);
-                }
-                if (std::isnan(v)) continue;
-                const int q = int(std::clamp((v - lo) * scale, 0.f, float(kLut - 1)) + 0.5f);
-                const float* c = lut.data() + std::size_t(q) * 3;
-                float* o = out + std::size_t(px) * 3;
-                for (int k = 0; k < 3; ++k) {
-                  switch (blend) {
-                    case Blending::kAdditive:
-                      o[k] += a * c[k];
-                      break;
-                    case Blending::kTranslucent:
-                      o[k] = o[k] * (1 - a) + a * c[k];
-                      break;
-                    case Blending::kOpaque:
-                      o[k] = c[k];
-                      break;
-                    case Blending::kMinimum:
-                      o[k] = std::min(o[k], 1 - a * (1 - c[k]));
-                      break;
-                  }
-                }
-              }
-            }
-          });
     }
-    frame.rgba.resize(std::size_t(W) * std::size_t(H) * 4);
-    for (std::size_t i = 0, j = 0; i < acc.size(); i += 3, j += 4) {
+    if (axes.channel_axis >= 0) {
+      const auto a = std::size_t(axes.channel_axis);
+      lo_chunk[a] = hi_chunk[a] = layer.channel / lv.chunks[a];
+      p.base += (layer.channel % lv.chunks[a]) * stride[a];
+    }
+    const auto gy = hi_chunk[std::size_t(ay)] - lo_chunk[std::size_t(ay)] + 1;
+    p.gx = int(hi_chunk[std::size_t(ax)] - lo_chunk[std::size_t(ax)] + 1);
+    p.chunk_x = lv.chunks[std::size_t(ax)];
+    p.stride_x = stride[std::size_t(ax)];
+    std::vector<data::Index> indices;
+    for (std::int64_t cy = 0; cy < gy; ++cy)
+      for (int cx = 0; cx < p.gx; ++cx) {
+        data::Index idx = lo_chunk;
+        idx[std::size_t(ay)] += cy;
+        idx[std::size_t(ax)] += cx;
+        indices.push_back(idx);
+      }
+    VX_ASSIGN(p.pins, data::get_chunks(*in.cache, in.sources.at(std::size_t(layer.source)), level,
+                                       indices));
+    for (const auto& pin : p.pins)
+      p.chunks.push_back(pin.bytes().data());
+    p.ys = sample_axis(H, scene.camera.center[1], zoom, lv.translation[std::size_t(ay)],
+                       lv.scale[std::size_t(ay)], lv.shape[std::size_t(ay)],
+                       lv.chunks[std::size_t(ay)], stride[std::size_t(ay)],
+                       lo_chunk[std::size_t(ay)], p.linear);
+    p.xs = sample_axis(W, scene.camera.center[2], zoom, lv.translation[std::size_t(ax)],
+                       lv.scale[std::size_t(ax)], lv.shape[std::size_t(ax)],
+                       lv.chunks[std::size_t(ax)], stride[std::size_t(ax)],
+                       lo_chunk[std::size_t(ax)], p.linear);
+    auto fractional = [](const std::vector<float>& f) {
+      return std::any_of(f.begin(), f.end(), [](float v) { return v > 1e-4f && v < 1 - 1e-4f; });
+    };
+    p.any_fraction = fractional(p.ys.f) || fractional(p.xs.f);
+    VX_ASSIGN(auto cmap, colormap_by_name(layer.colormap));
+    p.lut.resize(std::size_t(kLut) * 3);
+    for (int q = 0; q < kLut; ++q) {
+      const double v = std::pow(double(q) / (kLut - 1), layer.gamma);
+      const auto& c = cmap.rgb[std::size_t(std::lround(v * 255))];
       for (int k = 0; k < 3; ++k)
-        frame.rgba[j + std::size_t(k)] =
-            std::uint8_t(std::clamp(acc[i + std::size_t(k)] * 255.f + 0.5f, 0.f, 255.f));
-      frame.rgba[j + 3] = 255;
+        p.lut[std::size_t(q) * 3 + std::size_t(k)] = float(c[std::size_t(k)]) / 255.f;
     }
-    return frame;
+    p.lo = float(layer.contrast_limits[0]);
+    p.scale = float(kLut - 1) / float(layer.contrast_limits[1] - layer.contrast_limits[0]);
+    p.alpha = float(layer.opacity);
+    p.blend = layer.blending;
+    return std::optional<LayerPlan>(std::move(p));
   }
 };
 

@@ -51,6 +51,46 @@ TEST(CpuRenderer, SliceAtAnIntegerPointIsTheStoredPlaneThroughContrastAndColorma
   EXPECT_LE(worst, 1);
 }
 
+TEST(CpuRenderer, BilinearSamplingMatchesAReferenceAtAnyZoom) {
+  Fixture f("synthetic:cells?shape=16x64x96&chunk=32");
+  Scene s = default_scene(f.inputs.data, 120, 70);
+  s.camera.zoom = 1.7;
+  s.camera.center = {0, 30.3, 41.9};
+  s.dims.point[0] = 5;
+  s.layers.resize(1);
+  s.layers[0].colormap = "gray";
+  s.layers[0].contrast_limits = {100, 3000};
+  s.layers[0].interpolation = Interpolation::kLinear;
+  auto frame = make_cpu_renderer()->render(s, f.inputs);
+  ASSERT_TRUE(frame) << frame.error().what();
+  std::vector<std::uint16_t> plane(64 * 96);
+  const std::int64_t start[4] = {0, 5, 0, 0}, shape[4] = {1, 1, 64, 96};
+  ASSERT_TRUE(
+      data::read_region(f.cache, 0, 0, start, shape, std::as_writable_bytes(std::span(plane))));
+  auto at = [&](std::int64_t y, std::int64_t x) { return double(plane[std::size_t(y * 96 + x)]); };
+  int worst = 0, drawn = 0;
+  for (int py = 0; py < 70; ++py)
+    for (int px = 0; px < 120; ++px) {
+      const double u = 30.3 + (py + 0.5 - 35) / 1.7, w = 41.9 + (px + 0.5 - 60) / 1.7;
+      const std::uint8_t* pix = &frame->rgba[std::size_t(py * 120 + px) * 4];
+      if (u <= -0.5 || u >= 63.5 || w <= -0.5 || w >= 95.5) {
+        EXPECT_EQ(pix[0], 0) << "outside the data is background";
+        continue;
+      }
+      const double uc = std::clamp(u, 0.0, 63.0), wc = std::clamp(w, 0.0, 95.0);
+      const auto y0 = std::int64_t(uc), x0 = std::int64_t(wc);
+      const auto y1 = std::min<std::int64_t>(y0 + 1, 63), x1 = std::min<std::int64_t>(x0 + 1, 95);
+      const double fy = uc - double(y0), fx = wc - double(x0);
+      const double v = (at(y0, x0) * (1 - fx) + at(y0, x1) * fx) * (1 - fy) +
+                       (at(y1, x0) * (1 - fx) + at(y1, x1) * fx) * fy;
+      const int expect = int(std::lround(std::clamp((v - 100) / 2900, 0.0, 1.0) * 255));
+      worst = std::max(worst, std::abs(int(pix[0]) - expect));
+      ++drawn;
+    }
+  EXPECT_GT(drawn, 5000);
+  EXPECT_LE(worst, 1);
+}
+
 TEST(CpuRenderer, ZoomedOutViewsDrawFromACoarseLevelOnly) {
   Fixture f("synthetic:cells?shape=64x512x512&chunk=32");
   Scene s = default_scene(f.inputs.data, 64, 64);  // 512 voxels in 64 pixels: 8 per pixel
