@@ -66,7 +66,7 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     auto renderer = render::make_cpu_renderer();
     auto frame = renderer->render(*scene, inputs);
     if (!frame) return report(frame.error().what());
-    auto st = codec::write_png(o->out, frame->width, frame->height, frame->rgba);
+    auto st = codec::write_png(o->out, frame->width, frame->height, frame->pixels);
     if (!st) return report(st.error().what());
     const auto c = cache.counters();
     VX_LOG(info, "render.done",

@@ -12,12 +12,23 @@
 
 namespace vx::render {
 
+// kRgba8 for images and the JPEG path; I420 and NV12 (BT.709, limited range, as H.264
+// encoders take them) are written by the renderer's own row pass, not converted afterwards.
+enum class PixelFormat { kRgba8, kI420, kNV12 };
+
+struct RenderOptions {
+  PixelFormat format = PixelFormat::kRgba8;
+};
+
 struct Frame {
   int width = 0;
   int height = 0;
-  std::vector<std::uint8_t> rgba;  // width * height * 4, row-major, top row first
-  std::vector<int> levels;         // the resolution level drawn for each layer
-  bool refining = false;           // drawn from coarser data than the view asks for
+  PixelFormat format = PixelFormat::kRgba8;
+  // kRgba8: width * height * 4, top row first. kI420: the Y plane, then U, then V (each
+  // (width/2) * (height/2)). kNV12: the Y plane, then interleaved UV.
+  std::vector<std::uint8_t> pixels;
+  std::vector<int> levels;  // the resolution level drawn for each layer
+  bool refining = false;    // drawn from coarser data than the view asks for
 };
 
 // The data behind a scene: the cache and the ids of the scene's sources in it.
@@ -32,8 +43,12 @@ class Renderer {
   virtual ~Renderer() = default;
   virtual const char* name() const = 0;
   // Renders at final quality: waits for every chunk the view needs.
-  virtual Result<Frame> render(const Scene& scene, const RenderInputs& inputs) = 0;
+  virtual Result<Frame> render(const Scene& scene, const RenderInputs& inputs,
+                               const RenderOptions& options = {}) = 0;
 };
+
+// BT.709 limited-range Y'CbCr of an RGB colour in [0, 1] (the one the renderer writes).
+void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr);
 
 // The CPU backend (always available): 2D slices now; 3D views follow.
 std::unique_ptr<Renderer> make_cpu_renderer();

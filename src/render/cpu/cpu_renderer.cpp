@@ -14,6 +14,13 @@
 
 namespace vx::render {
 
+void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr) {
+  const float luma = 0.2126f * r + 0.7152f * g + 0.0722f * b;
+  y = 16.f + 219.f * luma;
+  cb = 128.f + 224.f * (b - luma) / 1.8556f;
+  cr = 128.f + 224.f * (r - luma) / 1.5748f;
+}
+
 int choose_level(const data::VolumeInfo& info, const std::vector<int>& display_axes,
                  double world_per_pixel) {
   int best = 0;
@@ -218,11 +225,42 @@ void draw_row_any(const LayerPlan& p, int py, int width, float* acc) {
   }
 }
 
+// Writes rows 2*pair and 2*pair+1 (float RGB in [0, 1], one after the other in `rows`) as
+// Y, and their 2x2-averaged chroma, into an I420 or NV12 image.
+void store_420(const float* rows, int W, int H, int pair, PixelFormat format, std::uint8_t* out) {
+  const std::size_t luma = std::size_t(W) * std::size_t(H);
+  std::uint8_t* y0 = out + std::size_t(2 * pair) * std::size_t(W);
+  std::uint8_t* y1 = y0 + W;
+  const float* a = rows;
+  const float* b = rows + std::size_t(W) * 3;
+  for (int px = 0; px < W; px += 2) {
+    float cb_sum = 0, cr_sum = 0;
+    for (int k = 0; k < 4; ++k) {
+      const float* p = (k < 2 ? a : b) + std::size_t(px + (k & 1)) * 3;
+      float y, cb, cr;
+      rgb_to_ycbcr709(p[0], p[1], p[2], y, cb, cr);
+      (k < 2 ? y0 : y1)[px + (k & 1)] = std::uint8_t(y + 0.5f);
+      cb_sum += cb;
+      cr_sum += cr;
+    }
+    const auto cb = std::uint8_t(cb_sum * 0.25f + 0.5f), cr = std::uint8_t(cr_sum * 0.25f + 0.5f);
+    const std::size_t c = std::size_t(pair) * std::size_t(W / 2) + std::size_t(px / 2);
+    if (format == PixelFormat::kI420) {
+      out[luma + c] = cb;
+      out[luma + luma / 4 + c] = cr;
+    } else {
+      out[luma + 2 * c] = cb;
+      out[luma + 2 * c + 1] = cr;
+    }
+  }
+}
+
 class CpuRenderer final : public Renderer {
  public:
   const char* name() const override { return "cpu"; }
 
-  Result<Frame> render(const Scene& scene, const RenderInputs& in) override {
+  Result<Frame> render(const Scene& scene, const RenderInputs& in,
+                       const RenderOptions& opt) override {
     if (scene.dims.ndisplay != 2)
       return fail(ErrorCode::kUnsupported,
                   "field 'dims.ndisplay': 3D views are not in the CPU renderer yet (use 2)");
@@ -236,28 +274,44 @@ class CpuRenderer final : public Renderer {
       if (!plan) return tl::unexpected(plan.error());
       if (*plan) plans.push_back(std::move(**plan));
     }
-    // One pass over the rows for all layers: accumulate a row in float, then store RGBA8.
-    frame.rgba.resize(std::size_t(W) * std::size_t(H) * 4);
+    // One pass over the rows for all layers: accumulate rows in float, then store them in
+    // the requested format. Rows go in pairs, so that 4:2:0 chroma averages 2x2 pixels.
+    frame.format = opt.format;
+    const bool yuv = opt.format != PixelFormat::kRgba8;
+    if (yuv && (W % 2 || H % 2))
+      return fail(ErrorCode::kInvalidArgument,
+                  "field 'canvas': {}x{} is odd; 4:2:0 video needs even sizes", W, H);
+    const std::size_t luma = std::size_t(W) * std::size_t(H);
+    frame.pixels.resize(yuv ? luma + luma / 2 : luma * 4);
     const auto& bg = scene.canvas.background;
-    tbb::parallel_for(tbb::blocked_range<int>(0, H, 8), [&](const tbb::blocked_range<int>& rows) {
-      std::vector<float> acc(std::size_t(W) * 3);
-      for (int py = rows.begin(); py < rows.end(); ++py) {
-        for (std::size_t i = 0; i < acc.size(); i += 3)
-          for (int k = 0; k < 3; ++k)
-            acc[i + std::size_t(k)] = float(bg[std::size_t(k)]);
-        for (const auto& p : plans)
-          if (p.ys.inside[std::size_t(py)]) draw_row_any(p, py, W, acc.data());
-        std::uint8_t* out = frame.rgba.data() + std::size_t(py) * std::size_t(W) * 4;
-        for (int px = 0; px < W; ++px)
-          for (int k = 0; k < 4; ++k)
-            out[px * 4 + k] =
-                k == 3
-                    ? 255
-                    : std::uint8_t(std::clamp(acc[std::size_t(px) * 3 + std::size_t(k)], 0.f, 1.f) *
-                                       255.f +
-                                   0.5f);
-      }
-    });
+    const int step = yuv ? 2 : 1;
+    tbb::parallel_for(
+        tbb::blocked_range<int>(0, H / step, 4), [&](const tbb::blocked_range<int>& pairs) {
+          std::vector<float> acc(std::size_t(W) * 3 * std::size_t(step));
+          for (int pr = pairs.begin(); pr < pairs.end(); ++pr) {
+            for (int r = 0; r < step; ++r) {
+              const int py = pr * step + r;
+              float* row = acc.data() + std::size_t(r) * std::size_t(W) * 3;
+              for (std::size_t i = 0; i < std::size_t(W) * 3; i += 3)
+                for (int k = 0; k < 3; ++k)
+                  row[i + std::size_t(k)] = float(bg[std::size_t(k)]);
+              for (const auto& p : plans)
+                if (p.ys.inside[std::size_t(py)]) draw_row_any(p, py, W, row);
+              for (std::size_t i = 0; i < std::size_t(W) * 3; ++i)
+                row[i] = std::clamp(row[i], 0.f, 1.f);
+              if (!yuv) {
+                std::uint8_t* out = frame.pixels.data() + std::size_t(py) * std::size_t(W) * 4;
+                for (int px = 0; px < W; ++px) {
+                  for (int k = 0; k < 3; ++k)
+                    out[px * 4 + k] =
+                        std::uint8_t(row[std::size_t(px) * 3 + std::size_t(k)] * 255.f + 0.5f);
+                  out[px * 4 + 3] = 255;
+                }
+              }
+            }
+            if (yuv) store_420(acc.data(), W, H, pr, opt.format, frame.pixels.data());
+          }
+        });
     return frame;
   }
 

@@ -42,7 +42,7 @@ TEST(CpuRenderer, SliceAtAnIntegerPointIsTheStoredPlaneThroughContrastAndColorma
     for (int x = 0; x < 96; ++x) {
       const double t = std::clamp((plane[std::size_t(y * 96 + x)] - 100.0) / 2900.0, 0.0, 1.0);
       const int expect = int(std::lround(t * 255));
-      const std::uint8_t* px = &frame->rgba[std::size_t(y * 96 + x) * 4];
+      const std::uint8_t* px = &frame->pixels[std::size_t(y * 96 + x) * 4];
       EXPECT_EQ(px[0], px[1]);
       EXPECT_EQ(px[3], 255);
       worst = std::max(worst, std::abs(int(px[0]) - expect));
@@ -72,7 +72,7 @@ TEST(CpuRenderer, BilinearSamplingMatchesAReferenceAtAnyZoom) {
   for (int py = 0; py < 70; ++py)
     for (int px = 0; px < 120; ++px) {
       const double u = 30.3 + (py + 0.5 - 35) / 1.7, w = 41.9 + (px + 0.5 - 60) / 1.7;
-      const std::uint8_t* pix = &frame->rgba[std::size_t(py * 120 + px) * 4];
+      const std::uint8_t* pix = &frame->pixels[std::size_t(py * 120 + px) * 4];
       if (u <= -0.5 || u >= 63.5 || w <= -0.5 || w >= 95.5) {
         EXPECT_EQ(pix[0], 0) << "outside the data is background";
         continue;
@@ -104,10 +104,57 @@ TEST(CpuRenderer, ZoomedOutViewsDrawFromACoarseLevelOnly) {
     double sum = 0;
     for (int y = y0; y < y0 + n; ++y)
       for (int x = x0; x < x0 + n; ++x)
-        sum += frame->rgba[std::size_t(y * 64 + x) * 4 + 1];
+        sum += frame->pixels[std::size_t(y * 64 + x) * 4 + 1];
     return sum / (n * n);
   };
   EXPECT_GT(mean_green(24, 24, 16), mean_green(0, 0, 6) + 5);
+}
+
+TEST(CpuRenderer, WritesI420AndNV12InItsOwnPassMatchingTheRgbaFrame) {
+  Fixture f("synthetic:cells?shape=16x64x96&chunk=32");
+  Scene s = default_scene(f.inputs.data, 96, 64);
+  auto renderer = make_cpu_renderer();
+  auto rgba = renderer->render(s, f.inputs);
+  auto i420 = renderer->render(s, f.inputs, RenderOptions{PixelFormat::kI420});
+  auto nv12 = renderer->render(s, f.inputs, RenderOptions{PixelFormat::kNV12});
+  ASSERT_TRUE(rgba && i420 && nv12);
+  const int W = 96, H = 64;
+  ASSERT_EQ(i420->pixels.size(), std::size_t(W * H * 3 / 2));
+  ASSERT_EQ(nv12->pixels.size(), std::size_t(W * H * 3 / 2));
+  int worst = 0, chroma_seen = 0;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const std::uint8_t* p = &rgba->pixels[std::size_t(y * W + x) * 4];
+      float Y, cb, cr;
+      rgb_to_ycbcr709(p[0] / 255.f, p[1] / 255.f, p[2] / 255.f, Y, cb, cr);
+      worst = std::max(worst,
+                       std::abs(int(i420->pixels[std::size_t(y * W + x)]) - int(std::lround(Y))));
+      EXPECT_EQ(i420->pixels[std::size_t(y * W + x)], nv12->pixels[std::size_t(y * W + x)]);
+    }
+  EXPECT_LE(worst, 1);
+  const std::size_t luma = std::size_t(W * H);
+  for (std::size_t c = 0; c < luma / 4; ++c) {
+    EXPECT_EQ(i420->pixels[luma + c], nv12->pixels[luma + 2 * c]);
+    EXPECT_EQ(i420->pixels[luma + luma / 4 + c], nv12->pixels[luma + 2 * c + 1]);
+    chroma_seen += i420->pixels[luma + c] != 128;
+    // Chroma is the mean of the 2x2 block's chroma.
+    const int cx = int(c % std::size_t(W / 2)), cy = int(c / std::size_t(W / 2));
+    float cb_sum = 0, cr_sum = 0;
+    for (int k = 0; k < 4; ++k) {
+      const std::uint8_t* p = &rgba->pixels[std::size_t((2 * cy + k / 2) * W + 2 * cx + k % 2) * 4];
+      float Y, cb, cr;
+      rgb_to_ycbcr709(p[0] / 255.f, p[1] / 255.f, p[2] / 255.f, Y, cb, cr);
+      cb_sum += cb;
+      cr_sum += cr;
+    }
+    EXPECT_LE(std::abs(int(i420->pixels[luma + c]) - int(std::lround(cb_sum / 4))), 1);
+    EXPECT_LE(std::abs(int(i420->pixels[luma + luma / 4 + c]) - int(std::lround(cr_sum / 4))), 1);
+  }
+  EXPECT_GT(chroma_seen, 100);  // cyan and magenta layers: chroma is not neutral
+  s.canvas.width = 95;
+  auto odd = renderer->render(s, f.inputs, RenderOptions{PixelFormat::kI420});
+  ASSERT_FALSE(odd);
+  EXPECT_NE(odd.error().message.find("even"), std::string::npos);
 }
 
 TEST(CpuRenderer, ThreeDimensionalViewsAreRefusedClearlyForNow) {
