@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,13 @@ enum class PixelFormat { kRgba8, kI420, kNV12 };
 
 struct RenderOptions {
   PixelFormat format = PixelFormat::kRgba8;
+  // true: wait for every chunk the view needs (final quality). false: never wait; draw what
+  // is cached, fall back to the finest coarser level that is cached for the rest, request
+  // the missing chunks (on-screen priority) and mark the frame refining.
+  bool wait = true;
+  // Progressive mode: called (on an I/O thread, must not block) each time a requested chunk
+  // arrives, so the caller can render again.
+  std::function<void()> on_chunk;
 };
 
 struct Frame {

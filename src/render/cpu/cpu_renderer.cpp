@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "render/colormap.hpp"
 #include "render/renderer.hpp"
@@ -118,24 +119,35 @@ struct LayerPlan {
   std::vector<float> lut;    // kLut x RGB, contrast/gamma/colormap folded in
   float lo = 0, scale = 1, alpha = 1;
   Blending blend = Blending::kTranslucent;
+  bool complete = true;                 // every chunk of the view is pinned
+  std::unique_ptr<LayerPlan> fallback;  // coarser, complete: drawn where chunks are missing
 };
+
+// How draw_row uses the per-row mask of drawn pixels: record them (a plan with a fallback),
+// skip them (the fallback), or ignore it.
+enum class Mask { kIgnore, kRecord, kSkip };
 
 // Composites one layer into one row of the float RGB accumulator, in two steps. First the
 // voxel line under the row: the (one or two, for bilinear) source rows across the box,
 // interpolated along y, read chunk by chunk in contiguous runs (vectorizable). Then per
 // pixel: at most two loads from that line, the lookup table, the blend.
 template <class T, Blending kBlend, bool kLinear>
-void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<float>& line) {
+void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<float>& line,
+              Mask mask, std::uint8_t* drawn) {
   const auto y = std::size_t(py);
   const float fy = p.ys.f[y];
   line.resize(std::size_t(p.gx) * std::size_t(p.chunk_x) + 1);
   for (int cx = 0; cx < p.gx; ++cx) {
-    const T* a = reinterpret_cast<const T*>(p.chunks[std::size_t(p.ys.c0[y] * p.gx + cx)]) +
-                 p.base + p.ys.o0[y];
-    const T* b = reinterpret_cast<const T*>(p.chunks[std::size_t(p.ys.c1[y] * p.gx + cx)]) +
-                 p.base + p.ys.o1[y];
+    const std::byte* ca = p.chunks[std::size_t(p.ys.c0[y] * p.gx + cx)];
+    const std::byte* cb = p.chunks[std::size_t(p.ys.c1[y] * p.gx + cx)];
     float* dst = line.data() + std::size_t(cx) * std::size_t(p.chunk_x);
     const std::int64_t n = p.chunk_x, s = p.stride_x;
+    if (!ca || !cb) {  // not cached yet (progressive): nothing to draw from here
+      std::fill(dst, dst + n, std::numeric_limits<float>::quiet_NaN());
+      continue;
+    }
+    const T* a = reinterpret_cast<const T*>(ca) + p.base + p.ys.o0[y];
+    const T* b = reinterpret_cast<const T*>(cb) + p.base + p.ys.o1[y];
     if (s == 1) {
       if (kLinear && fy != 0) {
         for (std::int64_t k = 0; k < n; ++k)
@@ -159,11 +171,11 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
   const float* lut = p.lut.data();
   const float* l = line.data();
   for (int px = 0; px < width; ++px) {
-    if (!inside[px]) continue;
+    if (!inside[px] || (mask == Mask::kSkip && drawn[px])) continue;
     float v = l[rel[px]];
     if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
-    if constexpr (!std::is_integral_v<T>)
-      if (v != v) continue;  // NaN: nothing to draw
+    if (v != v) continue;  // NaN: no data here (or a chunk still on its way)
+    if (mask == Mask::kRecord) drawn[px] = 1;
     const int q = int(std::clamp((v - lo) * scale, 0.f, top_q) + 0.5f);
     const float* col = lut + q * 3;
     float* o = acc + px * 3;
@@ -181,15 +193,16 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
 }
 
 template <class T>
-void draw_row_typed(const LayerPlan& p, int py, int width, float* acc) {
+void draw_row_typed(const LayerPlan& p, int py, int width, float* acc, Mask mask,
+                    std::uint8_t* drawn) {
   thread_local std::vector<float> line;  // per worker thread, reused across rows
   // Bilinear only where it changes anything: pixels on voxel centres need one sample.
   const bool linear = p.linear && p.any_fraction;
   auto go = [&]<Blending B>() {
     if (linear)
-      draw_row<T, B, true>(p, py, width, acc, line);
+      draw_row<T, B, true>(p, py, width, acc, line, mask, drawn);
     else
-      draw_row<T, B, false>(p, py, width, acc, line);
+      draw_row<T, B, false>(p, py, width, acc, line, mask, drawn);
   };
   switch (p.blend) {
     case Blending::kAdditive:
@@ -203,26 +216,41 @@ void draw_row_typed(const LayerPlan& p, int py, int width, float* acc) {
   }
 }
 
-void draw_row_any(const LayerPlan& p, int py, int width, float* acc) {
+void draw_row_one(const LayerPlan& p, int py, int width, float* acc, Mask mask,
+                  std::uint8_t* drawn) {
   using data::DType;
   switch (p.dtype) {
     case DType::kUInt8:
-      return draw_row_typed<std::uint8_t>(p, py, width, acc);
+      return draw_row_typed<std::uint8_t>(p, py, width, acc, mask, drawn);
     case DType::kInt8:
-      return draw_row_typed<std::int8_t>(p, py, width, acc);
+      return draw_row_typed<std::int8_t>(p, py, width, acc, mask, drawn);
     case DType::kUInt16:
-      return draw_row_typed<std::uint16_t>(p, py, width, acc);
+      return draw_row_typed<std::uint16_t>(p, py, width, acc, mask, drawn);
     case DType::kInt16:
-      return draw_row_typed<std::int16_t>(p, py, width, acc);
+      return draw_row_typed<std::int16_t>(p, py, width, acc, mask, drawn);
     case DType::kUInt32:
-      return draw_row_typed<std::uint32_t>(p, py, width, acc);
+      return draw_row_typed<std::uint32_t>(p, py, width, acc, mask, drawn);
     case DType::kInt32:
-      return draw_row_typed<std::int32_t>(p, py, width, acc);
+      return draw_row_typed<std::int32_t>(p, py, width, acc, mask, drawn);
     case DType::kFloat32:
-      return draw_row_typed<float>(p, py, width, acc);
+      return draw_row_typed<float>(p, py, width, acc, mask, drawn);
     case DType::kFloat64:
-      return draw_row_typed<double>(p, py, width, acc);
+      return draw_row_typed<double>(p, py, width, acc, mask, drawn);
   }
+}
+
+// Draws a layer into a row: where its chunks are missing, its fallback (coarser) plan.
+void draw_row_any(const LayerPlan& p, int py, int width, float* acc,
+                  std::vector<std::uint8_t>& drawn) {
+  const bool fine = p.ys.inside[std::size_t(py)] != 0;
+  if (!p.fallback) {
+    if (fine) draw_row_one(p, py, width, acc, Mask::kIgnore, nullptr);
+    return;
+  }
+  drawn.assign(std::size_t(width), 0);
+  if (fine) draw_row_one(p, py, width, acc, Mask::kRecord, drawn.data());
+  if (p.fallback->ys.inside[std::size_t(py)])
+    draw_row_one(*p.fallback, py, width, acc, Mask::kSkip, drawn.data());
 }
 
 // Writes rows 2*pair and 2*pair+1 (float RGB in [0, 1], one after the other in `rows`) as
@@ -270,9 +298,29 @@ class CpuRenderer final : public Renderer {
     frame.height = H;
     std::vector<LayerPlan> plans;
     for (const auto& layer : scene.layers) {
-      auto plan = plan_layer(scene, in, layer, frame);
-      if (!plan) return tl::unexpected(plan.error());
-      if (*plan) plans.push_back(std::move(**plan));
+      if (!layer.visible) {
+        frame.levels.push_back(-1);
+        continue;
+      }
+      VX_ASSIGN(const int level, layer_level(scene, in, layer));
+      frame.levels.push_back(level);
+      VX_ASSIGN(auto plan, plan_layer(scene, in, layer, level,
+                                      opt.wait ? Fetch::kWait : Fetch::kRequest, opt));
+      if (!plan) continue;  // the slice misses the data
+      if (!plan->complete) {
+        frame.refining = true;
+        // The finest coarser level that is all in memory stands in for the missing chunks;
+        // failing that, the coarsest level, requested now (it is small).
+        const int levels = int(in.data.sources[std::size_t(layer.source)].levels.size());
+        for (int l = level + 1; l < levels && !plan->fallback; ++l) {
+          const bool last = l == levels - 1;
+          VX_ASSIGN(auto fb, plan_layer(scene, in, layer, l,
+                                        last ? Fetch::kRequest : Fetch::kCachedOnly, opt));
+          if (fb && (fb->complete || last))
+            plan->fallback = std::make_unique<LayerPlan>(std::move(*fb));
+        }
+      }
+      plans.push_back(std::move(*plan));
     }
     // One pass over the rows for all layers: accumulate rows in float, then store them in
     // the requested format. Rows go in pairs, so that 4:2:0 chroma averages 2x2 pixels.
@@ -288,6 +336,7 @@ class CpuRenderer final : public Renderer {
     tbb::parallel_for(
         tbb::blocked_range<int>(0, H / step, 4), [&](const tbb::blocked_range<int>& pairs) {
           std::vector<float> acc(std::size_t(W) * 3 * std::size_t(step));
+          std::vector<std::uint8_t> drawn;
           for (int pr = pairs.begin(); pr < pairs.end(); ++pr) {
             for (int r = 0; r < step; ++r) {
               const int py = pr * step + r;
@@ -296,7 +345,7 @@ class CpuRenderer final : public Renderer {
                 for (int k = 0; k < 3; ++k)
                   row[i + std::size_t(k)] = float(bg[std::size_t(k)]);
               for (const auto& p : plans)
-                if (p.ys.inside[std::size_t(py)]) draw_row_any(p, py, W, row);
+                draw_row_any(p, py, W, row, drawn);
               for (std::size_t i = 0; i < std::size_t(W) * 3; ++i)
                 row[i] = std::clamp(row[i], 0.f, 1.f);
               if (!yuv) {
@@ -317,12 +366,26 @@ class CpuRenderer final : public Renderer {
 
  private:
   // Plans one layer, or nullopt when it draws nothing (hidden, or the slice misses the data).
+  // The level whose voxels match the zoom on the displayed axes.
+  static Result<int> layer_level(const Scene& scene, const RenderInputs& in, const Layer& layer) {
+    const auto world = in.data.axis_names();
+    const int n = int(world.size());
+    const auto& info = in.data.sources.at(std::size_t(layer.source));
+    VX_ASSIGN(auto axes, map_axes(info, world));
+    return choose_level(info,
+                        {axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 2)])],
+                         axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 1)])]},
+                        1.0 / scene.camera.zoom);
+  }
+
+  // kWait: pin every chunk (reading what is missing). kRequest: pin what is cached, request
+  // the rest. kCachedOnly: pin what is cached.
+  enum class Fetch { kWait, kRequest, kCachedOnly };
+
+  // Plans one layer at `level`, or nullopt when the slice misses the data.
   static Result<std::optional<LayerPlan>> plan_layer(const Scene& scene, const RenderInputs& in,
-                                                     const Layer& layer, Frame& frame) {
-    if (!layer.visible) {
-      frame.levels.push_back(-1);
-      return std::optional<LayerPlan>{};
-    }
+                                                     const Layer& layer, int level, Fetch fetch,
+                                                     const RenderOptions& opt) {
     const int W = scene.canvas.width, H = scene.canvas.height;
     const auto world = in.data.axis_names();
     const int n = int(world.size());
@@ -332,8 +395,7 @@ class CpuRenderer final : public Renderer {
     VX_ASSIGN(auto axes, map_axes(info, world));
     const int ay = axes.world_to_source[std::size_t(wy)],
               ax = axes.world_to_source[std::size_t(wx)];
-    const int level = choose_level(info, {ay, ax}, 1.0 / zoom);
-    frame.levels.push_back(level);
+
     const auto& lv = info.levels[std::size_t(level)];
     const auto nd = lv.shape.size();
     std::vector<std::int64_t> stride(nd, 1);  // element strides inside a chunk
@@ -383,10 +445,25 @@ class CpuRenderer final : public Renderer {
         idx[std::size_t(ax)] += cx;
         indices.push_back(idx);
       }
-    VX_ASSIGN(p.pins, data::get_chunks(*in.cache, in.sources.at(std::size_t(layer.source)), level,
-                                       indices));
+    const auto id = in.sources.at(std::size_t(layer.source));
+    if (fetch == Fetch::kWait) {
+      VX_ASSIGN(p.pins, data::get_chunks(*in.cache, id, level, indices));
+    } else {
+      for (const auto& idx : indices) {
+        auto pin = in.cache->try_get(id, level, idx);
+        if (!pin) {
+          p.complete = false;
+          if (fetch == Fetch::kRequest)
+            in.cache->request(id, level, idx, data::kPriorityVisible,
+                              [cb = opt.on_chunk](Result<data::ChunkPin>) {
+                                if (cb) cb();
+                              });
+        }
+        p.pins.push_back(pin ? std::move(*pin) : data::ChunkPin{});
+      }
+    }
     for (const auto& pin : p.pins)
-      p.chunks.push_back(pin.bytes().data());
+      p.chunks.push_back(pin ? pin.bytes().data() : nullptr);
     p.ys = sample_axis(H, scene.camera.center[1], zoom, lv.translation[std::size_t(ay)],
                        lv.scale[std::size_t(ay)], lv.shape[std::size_t(ay)],
                        lv.chunks[std::size_t(ay)], stride[std::size_t(ay)],

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "codec/png.hpp"
 #include "render/renderer.hpp"
@@ -155,6 +158,56 @@ TEST(CpuRenderer, WritesI420AndNV12InItsOwnPassMatchingTheRgbaFrame) {
   auto odd = renderer->render(s, f.inputs, RenderOptions{PixelFormat::kI420});
   ASSERT_FALSE(odd);
   EXPECT_NE(odd.error().message.find("even"), std::string::npos);
+}
+
+TEST(CpuRenderer, RefiningFramesDrawCoarseDataThenConvergeToTheColdRender) {
+  const std::string spec = "synthetic:cells?shape=32x256x256&chunk=32";
+  Fixture f(spec);
+  Scene s = default_scene(f.inputs.data, 128, 96);
+  s.camera.zoom = 2;  // level 0, a quarter of the plane on screen
+  // The overview (coarse levels) is in memory, the zoomed view is not.
+  Scene overview = default_scene(f.inputs.data, 32, 32);
+  auto renderer = make_cpu_renderer();
+  ASSERT_TRUE(renderer->render(overview, f.inputs));
+  std::mutex m;
+  std::condition_variable cv;
+  int arrivals = 0;
+  RenderOptions progressive;
+  progressive.wait = false;
+  progressive.on_chunk = [&] {
+    std::lock_guard lock(m);
+    ++arrivals;
+    cv.notify_all();
+  };
+  auto first = renderer->render(s, f.inputs, progressive);
+  ASSERT_TRUE(first) << first.error().what();
+  EXPECT_TRUE(first->refining);
+
+  Result<Frame> frame = first;
+  for (int i = 0; i < 200 && frame && frame->refining; ++i) {
+    {
+      std::unique_lock lock(m);
+      cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return arrivals > 0; });
+      arrivals = 0;
+    }
+    frame = renderer->render(s, f.inputs, progressive);
+  }
+  ASSERT_TRUE(frame);
+  ASSERT_FALSE(frame->refining) << "the view never became final";
+  Fixture cold(spec);
+  auto reference = renderer->render(s, cold.inputs);
+  ASSERT_TRUE(reference);
+  EXPECT_EQ(frame->pixels, reference->pixels);
+  EXPECT_NE(first->pixels, reference->pixels);
+  // The first frame was drawn from the coarse level: it covers (nearly) every pixel the
+  // final frame covers, instead of leaving them to the background.
+  int covered_first = 0, covered_final = 0;
+  for (std::size_t i = 0; i < reference->pixels.size(); i += 4) {
+    covered_first += first->pixels[i] + first->pixels[i + 1] + first->pixels[i + 2] > 0;
+    covered_final += reference->pixels[i] + reference->pixels[i + 1] + reference->pixels[i + 2] > 0;
+  }
+  EXPECT_GT(covered_final, 1000);
+  EXPECT_GT(covered_first, covered_final * 8 / 10);
 }
 
 TEST(CpuRenderer, ThreeDimensionalViewsAreRefusedClearlyForNow) {
