@@ -1,20 +1,24 @@
 #include <fmt/format.h>
 
+#include "codec/png.hpp"
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "core/memory.hpp"
 #include "core/progress.hpp"
+#include "data/chunk_cache.hpp"
 #include "data/convert.hpp"
 #include "data/data.hpp"
+#include "render/renderer.hpp"
 
 namespace vx::app {
 
 Runner add_demo(CLI::App& app, const GlobalOptions& g) {
-  auto* cmd = app.add_subcommand(
-      "demo",
-      "Show the built-in procedural dataset (1 TiB virtual, computed on demand), convert a crop of "
-      "it\n"
-      "to a multiscale OME-Zarr and describe the result. (Live streaming of it will follow.)");
+  auto* cmd = app.add_subcommand("demo",
+                                 "Show the built-in procedural dataset (1 TiB virtual, computed on "
+                                 "demand), convert a crop of\n"
+                                 "it to a multiscale OME-Zarr, describe the result, and render a "
+                                 "slice of it to a PNG beside it.\n"
+                                 "(Live streaming of it will follow.)");
   auto out = std::make_shared<std::string>("voxcast-demo.ome.zarr");
   auto shape = std::make_shared<std::string>("128x512x512");
   cmd->add_option("-o,--output", *out, "Where to write the converted crop")->capture_default_str();
@@ -42,6 +46,22 @@ Runner add_demo(CLI::App& app, const GlobalOptions& g) {
     if (!result) return report(result.error().what());
     fmt::print("\n== The result ==\n");
     print_info((*result)->info());
+
+    // A picture of it: the middle slice, both channels, as a client would see it.
+    std::string png = *out;
+    while (!png.empty() && png.back() == '/')
+      png.pop_back();
+    for (const char* ext : {".ome.zarr", ".zarr"})
+      if (png.ends_with(ext)) png.resize(png.size() - std::string_view(ext).size());
+    png += ".png";
+    render::SceneData sd{{(*result)->info()}};
+    data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+    render::RenderInputs inputs{&cache, {cache.add_source(*result)}, sd};
+    auto frame = render::make_cpu_renderer()->render(render::default_scene(sd, 1280, 720), inputs);
+    if (!frame) return report(frame.error().what());
+    if (auto st = codec::write_png(png, frame->width, frame->height, frame->pixels); !st)
+      return report(st.error().what());
+    fmt::print("\n== Rendered the middle slice to {} (1280x720) ==\n", png);
     return 0;
   };
 }

@@ -92,3 +92,14 @@ def test_bad_size(run, store, tmp_path):
     path, _ = store
     res = run("render", path, "--size", "wide", "-o", tmp_path / "x.png")
     error_line(res, "--size")
+
+
+def test_demo_converts_describes_and_renders(run_ok, tmp_path):
+    out = tmp_path / "demo.ome.zarr"
+    res = run_ok("demo", "-o", out, "--shape", "32x128x128")
+    assert "1.0 TiB" in res.stdout  # the built-in dataset, described
+    z = zarr.open(str(out), mode="r")
+    assert z["0"].shape == (2, 32, 128, 128)
+    assert np.asarray(z["0"][0, 16]).max() > 1000  # bright nuclei in the middle slice
+    img = np.asarray(Image.open(tmp_path / "demo.png").convert("RGB"))
+    assert img.shape == (720, 1280, 3) and img.max() > 100
