@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     auto f = renderer->render(scene, in);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     if (!f) return 1;
+    renderer->recycle(std::move(*f));  // as a streaming session does once a frame is encoded
   }
   std::sort(ms.begin(), ms.end());
   fmt::print(

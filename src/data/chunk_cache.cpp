@@ -81,6 +81,7 @@ struct ChunkCache::Shard {
 
 struct ChunkCache::SourceSlot {
   std::shared_ptr<const VolumeSource> source;
+  std::vector<std::vector<std::int64_t>> grids;  // chunks per axis, per level
   std::mutex mutex;
   std::vector<std::shared_ptr<const std::byte[]>> fill;  // per level, made on first need
 };
@@ -193,6 +194,8 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   auto slot = std::make_unique<SourceSlot>();
   slot->source = std::move(source);
   slot->fill.resize(slot->source->info().levels.size());
+  for (const auto& lv : slot->source->info().levels)
+    slot->grids.push_back(lv.grid());
   if (options_.io_threads == 0)
     pool_->ensure_threads(std::min(slot->source->io_concurrency(), 256u));
   sources_.push_back(std::move(slot));
@@ -230,11 +233,13 @@ CacheCounters ChunkCache::counters() const {
 
 namespace {
 
-Status check_key(const VolumeInfo& info, int level, const Index& index) {
-  if (level < 0 || level >= int(info.levels.size()))
+// grids: chunks per axis of every level, computed once per source (this runs per request).
+Status check_key(const VolumeInfo& info, const std::vector<std::vector<std::int64_t>>& grids,
+                 int level, const Index& index) {
+  if (level < 0 || level >= int(grids.size()))
     return fail(ErrorCode::kInvalidArgument, "{}: level {} does not exist ({} levels)",
-                info.location, level, info.levels.size());
-  const auto grid = info.levels[std::size_t(level)].grid();
+                info.location, level, grids.size());
+  const auto& grid = grids[std::size_t(level)];
   for (std::size_t d = 0; d < grid.size(); ++d)
     if (index[d] < 0 || index[d] >= grid[d])
       return fail(ErrorCode::kInvalidArgument, "{}: chunk index {} on axis '{}' is outside 0..{}",
@@ -272,7 +277,7 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     }
     slot = sources_[id].get();
   }
-  if (auto ok = check_key(slot->source->info(), level, index); !ok) {
+  if (auto ok = check_key(slot->source->info(), slot->grids, level, index); !ok) {
     callback(tl::unexpected(ok.error()));
     return {};
   }
@@ -433,11 +438,19 @@ Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int
 Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
                                          std::span<const Index> indices, int priority) {
   std::vector<ChunkPin> pins(indices.size());
+  // Hits first, without callbacks: a warm view (every frame of an interaction) ends here.
+  std::vector<std::size_t> missing;
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (auto pin = cache.try_get(id, level, indices[i]))
+      pins[i] = std::move(*pin);
+    else
+      missing.push_back(i);
+  }
   std::mutex m;
   std::condition_variable cv;
-  std::size_t pending = indices.size();
+  std::size_t pending = missing.size();
   std::optional<Error> error;
-  for (std::size_t i = 0; i < indices.size(); ++i)
+  for (const std::size_t i : missing)
     cache.request(id, level, indices[i], priority, [&, i](Result<ChunkPin> r) {
       std::lock_guard lock(m);
       if (r)

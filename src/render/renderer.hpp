@@ -53,6 +53,9 @@ class Renderer {
   // Renders at final quality: waits for every chunk the view needs.
   virtual Result<Frame> render(const Scene& scene, const RenderInputs& inputs,
                                const RenderOptions& options = {}) = 0;
+  // Hands a frame the caller is done with back, so the next render writes into its memory
+  // instead of faulting in fresh pages (a 1080p RGBA frame is 8 MiB). Optional.
+  virtual void recycle(Frame&& frame) = 0;
 };
 
 // BT.709 limited-range Y'CbCr of an RGB colour in [0, 1] (the one the renderer writes).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 #include "render/colormap.hpp"
 #include "render/renderer.hpp"
@@ -287,6 +288,11 @@ class CpuRenderer final : public Renderer {
  public:
   const char* name() const override { return "cpu"; }
 
+  void recycle(Frame&& frame) override {
+    std::lock_guard lock(spare_mutex_);
+    if (spare_.size() < 2) spare_.push_back(std::move(frame.pixels));
+  }
+
   Result<Frame> render(const Scene& scene, const RenderInputs& in,
                        const RenderOptions& opt) override {
     if (scene.dims.ndisplay != 2)
@@ -330,30 +336,47 @@ class CpuRenderer final : public Renderer {
       return fail(ErrorCode::kInvalidArgument,
                   "field 'canvas': {}x{} is odd; 4:2:0 video needs even sizes", W, H);
     const std::size_t luma = std::size_t(W) * std::size_t(H);
-    frame.pixels.resize(yuv ? luma + luma / 2 : luma * 4);
+    {
+      std::lock_guard lock(spare_mutex_);
+      if (!spare_.empty()) {
+        frame.pixels = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    frame.pixels.resize(yuv ? luma + luma / 2 : luma * 4);  // every byte is written below
     const auto& bg = scene.canvas.background;
     const int step = yuv ? 2 : 1;
     tbb::parallel_for(
         tbb::blocked_range<int>(0, H / step, 4), [&](const tbb::blocked_range<int>& pairs) {
           std::vector<float> acc(std::size_t(W) * 3 * std::size_t(step));
-          std::vector<std::uint8_t> drawn;
+          std::vector<std::uint8_t> drawn, rgb8;
           for (int pr = pairs.begin(); pr < pairs.end(); ++pr) {
             for (int r = 0; r < step; ++r) {
               const int py = pr * step + r;
               float* row = acc.data() + std::size_t(r) * std::size_t(W) * 3;
-              for (std::size_t i = 0; i < std::size_t(W) * 3; i += 3)
-                for (int k = 0; k < 3; ++k)
-                  row[i + std::size_t(k)] = float(bg[std::size_t(k)]);
+              const std::size_t n3 = std::size_t(W) * 3;
+              if (bg[0] == 0 && bg[1] == 0 && bg[2] == 0) {
+                std::fill(row, row + n3, 0.f);
+              } else {
+                for (std::size_t i = 0; i < n3; i += 3)
+                  for (int k = 0; k < 3; ++k)
+                    row[i + std::size_t(k)] = float(bg[std::size_t(k)]);
+              }
               for (const auto& p : plans)
                 draw_row_any(p, py, W, row, drawn);
-              for (std::size_t i = 0; i < std::size_t(W) * 3; ++i)
-                row[i] = std::clamp(row[i], 0.f, 1.f);
-              if (!yuv) {
+              if (yuv) {
+                for (std::size_t i = 0; i < n3; ++i)
+                  row[i] = std::clamp(row[i], 0.f, 1.f);
+              } else {
+                // Two simple loops the compiler vectorizes: float -> byte, then RGB -> RGBA.
+                rgb8.resize(n3);
+                for (std::size_t i = 0; i < n3; ++i)
+                  rgb8[i] = std::uint8_t(std::min(std::max(row[i], 0.f), 1.f) * 255.f + 0.5f);
                 std::uint8_t* out = frame.pixels.data() + std::size_t(py) * std::size_t(W) * 4;
                 for (int px = 0; px < W; ++px) {
-                  for (int k = 0; k < 3; ++k)
-                    out[px * 4 + k] =
-                        std::uint8_t(row[std::size_t(px) * 3 + std::size_t(k)] * 255.f + 0.5f);
+                  out[px * 4 + 0] = rgb8[std::size_t(px) * 3 + 0];
+                  out[px * 4 + 1] = rgb8[std::size_t(px) * 3 + 1];
+                  out[px * 4 + 2] = rgb8[std::size_t(px) * 3 + 2];
                   out[px * 4 + 3] = 255;
                 }
               }
@@ -479,7 +502,8 @@ class CpuRenderer final : public Renderer {
     VX_ASSIGN(auto cmap, colormap_by_name(layer.colormap));
     p.lut.resize(std::size_t(kLut) * 3);
     for (int q = 0; q < kLut; ++q) {
-      const double v = std::pow(double(q) / (kLut - 1), layer.gamma);
+      const double t = double(q) / (kLut - 1);
+      const double v = layer.gamma == 1 ? t : std::pow(t, layer.gamma);
       const auto& c = cmap.rgb[std::size_t(std::lround(v * 255))];
       for (int k = 0; k < 3; ++k)
         p.lut[std::size_t(q) * 3 + std::size_t(k)] = float(c[std::size_t(k)]) / 255.f;
@@ -490,6 +514,9 @@ class CpuRenderer final : public Renderer {
     p.blend = layer.blending;
     return std::optional<LayerPlan>(std::move(p));
   }
+
+  std::mutex spare_mutex_;
+  std::vector<std::vector<std::uint8_t>> spare_;  // pixel buffers of recycled frames
 };
 
 }  // namespace
