@@ -25,7 +25,6 @@ class ProgressBar {
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
   void set_title(std::string title);
-  std::uint64_t done() const { return done_.load(); }
 
  private:
   void draw(bool final);

@@ -38,11 +38,6 @@ void PriorityPool::submit(int priority, Task task) {
   cv_.notify_one();
 }
 
-std::size_t PriorityPool::queued() const {
-  std::lock_guard lock(mutex_);
-  return queue_.size();
-}
-
 void PriorityPool::run() {
   for (;;) {
     Task task;

@@ -30,7 +30,6 @@ class PriorityPool {
   // Adds workers until there are at least n (never removes any).
   void ensure_threads(unsigned n);
   unsigned threads() const;
-  std::size_t queued() const;
 
  private:
   struct Item {

@@ -141,15 +141,4 @@ Result<Mapping> Mapping::map_file(const std::string& path, bool populate) {
   return std::move(*m);
 }
 
-Result<Mapping> Mapping::anonymous(std::size_t size) {
-  Mapping m;
-  if (size == 0) return m;
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    return fail(ErrorCode::kOutOfMemory, "cannot map {} bytes: {}", size, errno_text(errno));
-  m.data_ = static_cast<std::byte*>(p);
-  m.size_ = size;
-  return m;
-}
-
 }  // namespace vx::data

@@ -41,7 +41,7 @@ Result<std::optional<Bytes>> read_file_if_exists(const std::string& path);
 Result<Bytes> read_file(const std::string& path);
 Status write_file_atomic(const std::string& path, std::span<const std::byte> data);
 
-// A read-only mapping of a whole file, or of an anonymous region filled by the caller.
+// A read-only mapping of a whole file.
 class Mapping {
  public:
   Mapping() = default;
@@ -59,11 +59,8 @@ class Mapping {
   static Result<Mapping> map_file(const std::string& path, bool populate = false);
   // nullopt when the file does not exist (a missing chunk).
   static Result<std::optional<Mapping>> map_if_exists(const std::string& path, bool populate);
-  // Anonymous, private, writable while being filled (e.g. an inflated .nii.gz).
-  static Result<Mapping> anonymous(std::size_t size);
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
-  std::span<std::byte> writable() { return {data_, size_}; }
 
  private:
   std::byte* data_ = nullptr;
