@@ -36,10 +36,15 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--levels", o->c.levels,
                   "Number of levels (default: until one chunk holds a level)")
       ->check(CLI::Range(1, 30));
+  cmd->add_option("--shard", o->c.shard,
+                  "Zarr v3 only: group N^3 chunks (N along each spatial axis) into one shard file, "
+                  "index at the end with a crc32c (0: no sharding)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
   cmd->add_flag("--overwrite", o->c.overwrite, "Replace an existing Zarr store at OUT");
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
   cmd->footer(
-      "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --codec lz4 --chunk 128");
+      "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --shard 4 --codec lz4");
   return [o, &g]() {
     o->c.codec = o->codec == "lz4"    ? data::OutputCodec::kLz4
                  : o->codec == "none" ? data::OutputCodec::kNone

@@ -112,11 +112,27 @@ json array_metadata(const LevelPlan& p, DType dtype, double fill, const ConvertO
   json names = json::array();
   for (const auto& a : axes)
     names.push_back(a.name);
+  std::vector<std::int64_t> grid_shape = p.chunks;
+  if (o.shard > 0) {
+    // Shards of shard^n chunks on the spatial axes; inside, the chunks with the same codecs;
+    // the index at the end, checksummed.
+    for (std::size_t d = 0; d < axes.size(); ++d)
+      if (axes[d].type == AxisType::kSpace) grid_shape[d] *= o.shard;
+    codecs = json::array(
+        {{{"name", "sharding_indexed"},
+          {"configuration",
+           {{"chunk_shape", p.chunks},
+            {"codecs", codecs},
+            {"index_codecs",
+             json::array({{{"name", "bytes"}, {"configuration", {{"endian", "little"}}}},
+                          {{"name", "crc32c"}}})},
+            {"index_location", "end"}}}}});
+  }
   return {{"zarr_format", 3},
           {"node_type", "array"},
           {"shape", p.shape},
           {"data_type", std::string(dtype_name(dtype))},
-          {"chunk_grid", {{"name", "regular"}, {"configuration", {{"chunk_shape", p.chunks}}}}},
+          {"chunk_grid", {{"name", "regular"}, {"configuration", {{"chunk_shape", grid_shape}}}}},
           {"chunk_key_encoding", {{"name", "default"}, {"configuration", {{"separator", "/"}}}}},
           {"fill_value", fill_json(fill)},
           {"codecs", codecs},
@@ -231,6 +247,11 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
                 o.zarr_version);
   if (o.chunk < 8 || o.chunk > 4096)
     return fail(ErrorCode::kInvalidArgument, "--chunk must be in 8..4096, got {}", o.chunk);
+  if (o.shard < 0 || o.shard > 64)
+    return fail(ErrorCode::kInvalidArgument, "--shard must be in 0..64, got {}", o.shard);
+  if (o.shard > 0 && o.zarr_version != 3)
+    return fail(ErrorCode::kInvalidArgument,
+                "--shard needs --zarr-version 3 (Zarr v2 has no sharding)");
   VX_ASSIGN(auto src, open_volume(input));
   const VolumeInfo in = src->info();
   const int nd = in.ndim();
@@ -275,7 +296,7 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
       VX_ASSIGN(auto prev, open_zarr((out / std::to_string(l - 1)).string()));
       read_id = cache.add_source(prev);
     }
-    const std::int64_t n = p.chunk_count();
+
     std::vector<std::int64_t> grid(static_cast<std::size_t>(nd));
     std::int64_t chunk_voxels = 1;
     for (int d = 0; d < nd; ++d) {
@@ -289,72 +310,117 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     key_meta.default_key_encoding = o.zarr_version == 3;
     key_meta.separator = '/';
 
-    tbb::parallel_for(
-        tbb::blocked_range<std::int64_t>(0, n, 4), [&](const tbb::blocked_range<std::int64_t>& r) {
-          std::vector<std::byte> chunk(std::size_t(chunk_voxels) * item), region;
-          for (std::int64_t k = r.begin(); k < r.end(); ++k) {
-            {
-              std::lock_guard lock(err_mutex);
-              if (first_error) return;
-            }
-            std::vector<std::int64_t> ci(static_cast<std::size_t>(nd));
-            std::int64_t rem = k;
-            for (int d = nd - 1; d >= 0; --d) {
-              ci[std::size_t(d)] = rem % grid[std::size_t(d)];
-              rem /= grid[std::size_t(d)];
-            }
-            std::vector<std::int64_t> start(static_cast<std::size_t>(nd)),
-                shape(static_cast<std::size_t>(nd));
-            Status st;
-            if (l == 0) {
-              for (int d = 0; d < nd; ++d) {
-                start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)];
-                shape[std::size_t(d)] = p.chunks[std::size_t(d)];
-              }
-              st = read_region(cache, read_id, 0, start, shape, chunk);
-            } else {
-              // The 2x box of the finer level, clipped to it (edges average what exists).
-              const auto& prev = plans[l - 1];
-              std::size_t rbytes = item;
-              for (int d = 0; d < nd; ++d) {
-                const auto f = spatial[std::size_t(d)] ? 2 : 1;
-                start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)] * f;
-                shape[std::size_t(d)] =
-                    std::min(p.chunks[std::size_t(d)] * f,
-                             prev.shape[std::size_t(d)] - start[std::size_t(d)]);
-                rbytes *= std::size_t(shape[std::size_t(d)]);
-              }
-              region.resize(rbytes);
-              st = read_region(cache, read_id, 0, start, shape, region);
-              if (st) {
-                std::memcpy(chunk.data(), fill_chunk.data(), chunk.size());
-                downsample_2x_mean(in.dtype, region, shape, spatial, chunk, p.chunks);
-              }
-            }
-            if (st && std::memcmp(chunk.data(), fill_chunk.data(), chunk.size()) == 0) {
-              empty++;
-            } else if (st) {
-              auto enc = encode_chain(chain, chunk, item);
-              if (!enc) {
-                st = tl::unexpected(enc.error());
-              } else {
-                const auto path = out / std::to_string(l) / key_meta.chunk_key(ci);
-                std::error_code ec;
-                fs::create_directories(path.parent_path(), ec);
-                st = write_file_atomic(path.string(), *enc);
-                bytes_out += enc->size();
-                written++;
-              }
-            }
-            if (!st) {
-              std::lock_guard lock(err_mutex);
-              if (!first_error) first_error = st.error();
-              return;
-            }
-            bytes_in += chunk.size();
-            bar.add(1, chunk.size());
+    // One chunk: read (level 0) or 2x-mean the finer level, then encode; nullopt when it is
+    // the fill value everywhere (not written: readers see the fill value).
+    auto produce = [&](const std::vector<std::int64_t>& ci, std::vector<std::byte>& chunk,
+                       std::vector<std::byte>& region) -> Result<std::optional<Bytes>> {
+      std::vector<std::int64_t> start(static_cast<std::size_t>(nd)),
+          shape(static_cast<std::size_t>(nd));
+      if (l == 0) {
+        for (int d = 0; d < nd; ++d) {
+          start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)];
+          shape[std::size_t(d)] = p.chunks[std::size_t(d)];
+        }
+        VX_TRY(read_region(cache, read_id, 0, start, shape, chunk));
+      } else {
+        // The 2x box of the finer level, clipped to it (edges average what exists).
+        const auto& prev = plans[l - 1];
+        std::size_t rbytes = item;
+        for (int d = 0; d < nd; ++d) {
+          const auto f = spatial[std::size_t(d)] ? 2 : 1;
+          start[std::size_t(d)] = ci[std::size_t(d)] * p.chunks[std::size_t(d)] * f;
+          shape[std::size_t(d)] = std::min(p.chunks[std::size_t(d)] * f,
+                                           prev.shape[std::size_t(d)] - start[std::size_t(d)]);
+          rbytes *= std::size_t(shape[std::size_t(d)]);
+        }
+        region.resize(rbytes);
+        VX_TRY(read_region(cache, read_id, 0, start, shape, region));
+        std::memcpy(chunk.data(), fill_chunk.data(), chunk.size());
+        downsample_2x_mean(in.dtype, region, shape, spatial, chunk, p.chunks);
+      }
+      bytes_in += chunk.size();
+      bar.add(1, chunk.size());
+      if (std::memcmp(chunk.data(), fill_chunk.data(), chunk.size()) == 0) {
+        empty++;
+        return std::optional<Bytes>{};
+      }
+      VX_ASSIGN(auto enc, encode_chain(chain, chunk, item));
+      return std::optional<Bytes>(std::move(enc));
+    };
+    // The unit written to one file: a chunk, or a shard of shard^n chunks (spatial axes).
+    std::vector<std::int64_t> per_unit(static_cast<std::size_t>(nd), 1),
+        units(static_cast<std::size_t>(nd));
+    std::int64_t n_units = 1, inner_n = 1;
+    for (int d = 0; d < nd; ++d) {
+      if (o.shard > 0 && spatial[std::size_t(d)]) per_unit[std::size_t(d)] = o.shard;
+      units[std::size_t(d)] =
+          (grid[std::size_t(d)] + per_unit[std::size_t(d)] - 1) / per_unit[std::size_t(d)];
+      n_units *= units[std::size_t(d)];
+      inner_n *= per_unit[std::size_t(d)];
+    }
+    auto unit_index = [](std::int64_t k, const std::vector<std::int64_t>& dims) {
+      std::vector<std::int64_t> idx(dims.size());
+      for (int d = int(dims.size()) - 1; d >= 0; --d) {
+        idx[std::size_t(d)] = k % dims[std::size_t(d)];
+        k /= dims[std::size_t(d)];
+      }
+      return idx;
+    };
+    auto write_unit = [&](std::int64_t k, std::vector<std::byte>& chunk,
+                          std::vector<std::byte>& region) -> Status {
+      const auto ui = unit_index(k, units);
+      const auto path = out / std::to_string(l) / key_meta.chunk_key(ui);
+      Bytes file;
+      if (o.shard == 0) {
+        VX_ASSIGN(auto enc, produce(ui, chunk, region));
+        if (!enc) return {};
+        file = std::move(*enc);
+      } else {
+        // Inner chunks in C order; (2^64-1, 2^64-1) marks an absent one.
+        std::vector<std::uint64_t> index(std::size_t(inner_n) * 2, ~std::uint64_t(0));
+        for (std::int64_t j = 0; j < inner_n; ++j) {
+          auto ci = unit_index(j, per_unit);
+          bool inside = true;
+          for (int d = 0; d < nd; ++d) {
+            ci[std::size_t(d)] += ui[std::size_t(d)] * per_unit[std::size_t(d)];
+            inside &= ci[std::size_t(d)] < grid[std::size_t(d)];
           }
-        });
+          if (!inside) continue;
+          VX_ASSIGN(auto enc, produce(ci, chunk, region));
+          if (!enc) continue;
+          index[std::size_t(j) * 2] = file.size();
+          index[std::size_t(j) * 2 + 1] = enc->size();
+          file.insert(file.end(), enc->begin(), enc->end());
+        }
+        if (file.empty()) return {};
+        const auto raw = std::as_bytes(std::span(index));
+        const auto crc = crc32c(raw);
+        file.insert(file.end(), raw.begin(), raw.end());
+        const auto* cp = reinterpret_cast<const std::byte*>(&crc);
+        file.insert(file.end(), cp, cp + 4);
+      }
+      std::error_code ec;
+      fs::create_directories(path.parent_path(), ec);
+      VX_TRY(write_file_atomic(path.string(), file));
+      bytes_out += file.size();
+      written++;
+      return {};
+    };
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_units, o.shard > 0 ? 1 : 4),
+                      [&](const tbb::blocked_range<std::int64_t>& r) {
+                        std::vector<std::byte> chunk(std::size_t(chunk_voxels) * item), region;
+                        for (std::int64_t k = r.begin(); k < r.end(); ++k) {
+                          {
+                            std::lock_guard lock(err_mutex);
+                            if (first_error) return;
+                          }
+                          if (auto st = write_unit(k, chunk, region); !st) {
+                            std::lock_guard lock(err_mutex);
+                            if (!first_error) first_error = st.error();
+                            return;
+                          }
+                        }
+                      });
   }
   if (first_error) return tl::unexpected(*first_error);
 

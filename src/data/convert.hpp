@@ -19,6 +19,7 @@ struct ConvertOptions {
   std::int64_t chunk = 64;  // chunk edge along spatial axes (1 along c and t)
   OutputCodec codec = OutputCodec::kZstd;
   int levels = 0;  // 0: until every spatial axis fits in one chunk
+  int shard = 0;   // Zarr v3: shards of shard^n chunks (spatial axes); 0: none
   std::uint64_t cache_bytes = 256ull << 20;
   unsigned io_threads = 0;  // 0: the cache's default
   bool progress = true;
@@ -27,10 +28,10 @@ struct ConvertOptions {
 
 struct ConvertStats {
   int levels = 0;
-  std::uint64_t chunks_written = 0;
-  std::uint64_t chunks_empty = 0;   // all fill value: not written (readers see the fill value)
-  std::uint64_t bytes_decoded = 0;  // uncompressed bytes of all levels
-  std::uint64_t bytes_written = 0;  // compressed bytes on disk
+  std::uint64_t chunks_written = 0;  // files: chunks, or shards with --shard
+  std::uint64_t chunks_empty = 0;    // all fill value: not written (readers see the fill value)
+  std::uint64_t bytes_decoded = 0;   // uncompressed bytes of all levels
+  std::uint64_t bytes_written = 0;   // compressed bytes on disk
   double seconds = 0;
 };
 
