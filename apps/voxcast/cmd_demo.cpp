@@ -57,7 +57,9 @@ Runner add_demo(CLI::App& app, const GlobalOptions& g) {
     render::SceneData sd{{(*result)->info()}};
     data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
     render::RenderInputs inputs{&cache, {cache.add_source(*result)}, sd};
-    auto frame = render::make_cpu_renderer()->render(render::default_scene(sd, 1280, 720), inputs);
+    auto scene = render::default_scene(sd, 1280, 720);
+    if (auto st = render::estimate_contrast(scene, inputs); !st) return report(st.error().what());
+    auto frame = render::make_cpu_renderer()->render(scene, inputs);
     if (!frame) return report(frame.error().what());
     if (auto st = codec::write_png(png, frame->width, frame->height, frame->pixels); !st)
       return report(st.error().what());

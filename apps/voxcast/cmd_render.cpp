@@ -57,12 +57,17 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
         canvas.is_object() && canvas.value("width", 0) > 0 ? canvas.value("width", 1280) : 1280;
     const int h =
         canvas.is_object() && canvas.value("height", 0) > 0 ? canvas.value("height", 720) : 720;
-    auto scene = render::apply_patch(render::default_scene(sd, w, h), patch, sd);
+    data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+    render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
+    // Defaults from the data (contrast estimated where the metadata has no window), then the
+    // view on top, so that what it sets wins.
+    auto defaults = render::default_scene(sd, w, h);
+    if (auto st = render::estimate_contrast(defaults, inputs); !st)
+      return report(st.error().what());
+    auto scene = render::apply_patch(defaults, patch, sd);
     if (!scene)
       return report(
           fmt::format("{}: {}", o->view.empty() ? "--size" : o->view, scene.error().what()));
-    data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
-    render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
     auto renderer = render::make_cpu_renderer();
     auto frame = renderer->render(*scene, inputs);
     if (!frame) return report(frame.error().what());

@@ -70,3 +70,13 @@ int choose_level(const data::VolumeInfo& info, const std::vector<int>& display_a
                  double world_per_pixel);
 
 }  // namespace vx::render
+
+namespace vx::render {
+
+// Sets the contrast limits of every layer whose channel has no display window in its
+// metadata to the 0.5th and 99.5th percentiles of that channel, estimated from the coarsest
+// level (a few chunks, read through the cache). Call it on a default scene, before a view's
+// patch is applied, so that explicit contrast_limits win.
+Status estimate_contrast(Scene& scene, const RenderInputs& inputs);
+
+}  // namespace vx::render

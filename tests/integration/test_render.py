@@ -103,3 +103,16 @@ def test_demo_converts_describes_and_renders(run_ok, tmp_path):
     assert np.asarray(z["0"][0, 16]).max() > 1000  # bright nuclei in the middle slice
     img = np.asarray(Image.open(tmp_path / "demo.png").convert("RGB"))
     assert img.shape == (720, 1280, 3) and img.max() > 100
+
+
+def test_default_contrast_comes_from_the_data(run_ok, tmp_path):
+    """A .npy has no display window: the default view estimates one (napari does the same),
+    instead of stretching the dtype's full range and showing black."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(1000, 2000, size=(8, 48, 64), dtype=np.uint16)
+    np.save(tmp_path / "a.npy", data)
+    out = tmp_path / "a.png"
+    run_ok("render", tmp_path / "a.npy", "--size", "64x48", "-o", out)
+    img = np.asarray(Image.open(out).convert("L")).astype(float)
+    assert 60 < img.mean() < 200, img.mean()  # mid-grey on average, not black
+    assert img.std() > 30  # and the values spread over the range

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "codec/png.hpp"
+#include "data/mapped_array.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -208,6 +209,35 @@ TEST(CpuRenderer, RefiningFramesDrawCoarseDataThenConvergeToTheColdRender) {
   }
   EXPECT_GT(covered_final, 1000);
   EXPECT_GT(covered_first, covered_final * 8 / 10);
+}
+
+TEST(Contrast, EstimatedFromTheCoarsestLevelWhereMetadataHasNoWindow) {
+  // A .npy (no display window) of values 1000..1999 in equal numbers.
+  const auto path = (std::filesystem::temp_directory_path() / "vx_contrast.npy").string();
+  const std::vector<std::int64_t> shape = {10, 10, 10};
+  const auto header = data::make_npy_header(data::DType::kUInt16, shape);
+  std::vector<std::uint16_t> values(1000);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = std::uint16_t(1000 + (i * 7919) % 1000);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(header.data(), std::streamsize(header.size()));
+    out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * 2));
+  }
+  Fixture f(path);
+  Scene s = default_scene(f.inputs.data, 64, 64);
+  EXPECT_EQ(s.layers[0].contrast_limits, (std::array<double, 2>{0, 65535}));  // the dtype's range
+  ASSERT_TRUE(estimate_contrast(s, f.inputs));
+  EXPECT_NEAR(s.layers[0].contrast_limits[0], 1005, 2);
+  EXPECT_NEAR(s.layers[0].contrast_limits[1], 1994, 2);
+  std::filesystem::remove(path);
+
+  // Channels with an OME window keep it.
+  Fixture g("synthetic:cells?shape=16x32x32");
+  Scene t = default_scene(g.inputs.data, 32, 32);
+  const auto before = t.layers[0].contrast_limits;
+  ASSERT_TRUE(estimate_contrast(t, g.inputs));
+  EXPECT_EQ(t.layers[0].contrast_limits, before);
 }
 
 TEST(CpuRenderer, ThreeDimensionalViewsAreRefusedClearlyForNow) {
