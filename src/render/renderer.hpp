@@ -26,6 +26,9 @@ struct RenderOptions {
   // Progressive mode: called (on an I/O thread, must not block) each time a requested chunk
   // arrives, so the caller can render again.
   std::function<void()> on_chunk;
+  // The camera is moving: a reduced-cost frame (3D: one level coarser and half the rays per
+  // axis, upscaled). 2D frames are cheap at full quality and ignore it.
+  bool interactive = false;
 };
 
 struct Frame {
@@ -35,8 +38,11 @@ struct Frame {
   // kRgba8: width * height * 4, top row first. kI420: the Y plane, then U, then V (each
   // (width/2) * (height/2)). kNV12: the Y plane, then interleaved UV.
   std::vector<std::uint8_t> pixels;
-  std::vector<int> levels;  // the resolution level drawn for each layer
-  bool refining = false;    // drawn from coarser data than the view asks for
+  std::vector<int> levels;   // the resolution level drawn for each layer
+  bool refining = false;     // drawn from coarser data than the view asks for
+  bool interactive = false;  // a reduced-cost frame for a moving camera, not the final one
+  std::uint64_t bricks = 0;  // 3D: chunks the view touches, and those not skipped as empty
+  std::uint64_t bricks_drawn = 0;
 };
 
 // The data behind a scene: the cache and the ids of the scene's sources in it.
@@ -61,7 +67,7 @@ class Renderer {
 // BT.709 limited-range Y'CbCr of an RGB colour in [0, 1] (the one the renderer writes).
 void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr);
 
-// The CPU backend (always available): 2D slices now; 3D views follow.
+// The CPU backend (always available): 2D slices and 3D views.
 std::unique_ptr<Renderer> make_cpu_renderer();
 
 // The finest level whose voxels are still no smaller than `world_per_pixel` on the displayed

@@ -11,7 +11,8 @@
 #include <limits>
 #include <mutex>
 
-#include "render/colormap.hpp"
+#include "render/cpu/common.hpp"
+#include "render/cpu/volume.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -37,27 +38,8 @@ int choose_level(const data::VolumeInfo& info, const std::vector<int>& display_a
 
 namespace {
 
-constexpr int kLut = 4096;
-
-// The source axes (indices into VolumeInfo::axes) of each world axis, and the channel axis.
-struct AxisMap {
-  std::vector<int> world_to_source;
-  int channel_axis = -1;
-};
-
-Result<AxisMap> map_axes(const data::VolumeInfo& info, const std::vector<std::string>& world) {
-  AxisMap m;
-  for (std::size_t d = 0; d < info.axes.size(); ++d)
-    if (info.axes[d].type == data::AxisType::kChannel) m.channel_axis = int(d);
-  for (const auto& name : world) {
-    const int a = info.axis_index(name);
-    if (a < 0)
-      return fail(ErrorCode::kInvalidArgument, "{}: has no axis '{}' of the scene's world",
-                  info.location, name);
-    m.world_to_source.push_back(a);
-  }
-  return m;
-}
+using cpu::kLut;
+using cpu::map_axes;
 
 // One sampled screen axis: per pixel, the chunk (column or row of the chunk grid) and the
 // element offset inside it of the sample and of its linear neighbour, and the weight.
@@ -219,25 +201,7 @@ void draw_row_typed(const LayerPlan& p, int py, int width, float* acc, Mask mask
 
 void draw_row_one(const LayerPlan& p, int py, int width, float* acc, Mask mask,
                   std::uint8_t* drawn) {
-  using data::DType;
-  switch (p.dtype) {
-    case DType::kUInt8:
-      return draw_row_typed<std::uint8_t>(p, py, width, acc, mask, drawn);
-    case DType::kInt8:
-      return draw_row_typed<std::int8_t>(p, py, width, acc, mask, drawn);
-    case DType::kUInt16:
-      return draw_row_typed<std::uint16_t>(p, py, width, acc, mask, drawn);
-    case DType::kInt16:
-      return draw_row_typed<std::int16_t>(p, py, width, acc, mask, drawn);
-    case DType::kUInt32:
-      return draw_row_typed<std::uint32_t>(p, py, width, acc, mask, drawn);
-    case DType::kInt32:
-      return draw_row_typed<std::int32_t>(p, py, width, acc, mask, drawn);
-    case DType::kFloat32:
-      return draw_row_typed<float>(p, py, width, acc, mask, drawn);
-    case DType::kFloat64:
-      return draw_row_typed<double>(p, py, width, acc, mask, drawn);
-  }
+  cpu::with_dtype(p.dtype, [&]<class T>() { draw_row_typed<T>(p, py, width, acc, mask, drawn); });
 }
 
 // Draws a layer into a row: where its chunks are missing, its fallback (coarser) plan.
@@ -295,15 +259,32 @@ class CpuRenderer final : public Renderer {
 
   Result<Frame> render(const Scene& scene, const RenderInputs& in,
                        const RenderOptions& opt) override {
-    if (scene.dims.ndisplay != 2)
-      return fail(ErrorCode::kUnsupported,
-                  "field 'dims.ndisplay': 3D views are not in the CPU renderer yet (use 2)");
     const int W = scene.canvas.width, H = scene.canvas.height;
     Frame frame;
     frame.width = W;
     frame.height = H;
     std::vector<LayerPlan> plans;
+    std::vector<std::unique_ptr<cpu::RowDrawer>> volumes;
+    const bool volume = scene.dims.ndisplay == 3;
+    frame.interactive = volume && opt.interactive;
     for (const auto& layer : scene.layers) {
+      if (volume) {
+        if (!layer.visible) {
+          frame.levels.push_back(-1);
+          continue;
+        }
+        VX_ASSIGN(auto vl, cpu::render_volume_layer(scene, in, layer, opt, stats_));
+        if (!vl || !vl->drawer) {
+          frame.levels.push_back(vl ? vl->level : -1);
+          continue;
+        }
+        frame.levels.push_back(vl->level);
+        frame.refining |= vl->refining;
+        frame.bricks += vl->bricks;
+        frame.bricks_drawn += vl->bricks_drawn;
+        volumes.push_back(std::move(vl->drawer));
+        continue;
+      }
       if (!layer.visible) {
         frame.levels.push_back(-1);
         continue;
@@ -364,6 +345,8 @@ class CpuRenderer final : public Renderer {
               }
               for (const auto& p : plans)
                 draw_row_any(p, py, W, row, drawn);
+              for (const auto& v : volumes)
+                v->draw_row(py, W, row);
               if (yuv) {
                 for (std::size_t i = 0; i < n3; ++i)
                   row[i] = std::clamp(row[i], 0.f, 1.f);
@@ -499,22 +482,16 @@ class CpuRenderer final : public Renderer {
       return std::any_of(f.begin(), f.end(), [](float v) { return v > 1e-4f && v < 1 - 1e-4f; });
     };
     p.any_fraction = fractional(p.ys.f) || fractional(p.xs.f);
-    VX_ASSIGN(auto cmap, colormap_by_name(layer.colormap));
-    p.lut.resize(std::size_t(kLut) * 3);
-    for (int q = 0; q < kLut; ++q) {
-      const double t = double(q) / (kLut - 1);
-      const double v = layer.gamma == 1 ? t : std::pow(t, layer.gamma);
-      const auto& c = cmap.rgb[std::size_t(std::lround(v * 255))];
-      for (int k = 0; k < 3; ++k)
-        p.lut[std::size_t(q) * 3 + std::size_t(k)] = float(c[std::size_t(k)]) / 255.f;
-    }
-    p.lo = float(layer.contrast_limits[0]);
-    p.scale = float(kLut - 1) / float(layer.contrast_limits[1] - layer.contrast_limits[0]);
+    VX_ASSIGN(auto lut, cpu::make_lut(layer));
+    p.lut = std::move(lut.rgb);
+    p.lo = lut.lo;
+    p.scale = lut.scale;
     p.alpha = float(layer.opacity);
     p.blend = layer.blending;
     return std::optional<LayerPlan>(std::move(p));
   }
 
+  cpu::BrickStats stats_;
   std::mutex spare_mutex_;
   std::vector<std::vector<std::uint8_t>> spare_;  // pixel buffers of recycled frames
 };

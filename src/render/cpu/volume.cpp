@@ -1,0 +1,389 @@
+// Planning a 3D layer: the level (from the screen-space voxel footprint, within the memory
+// budget), the bricks the view needs (the volume clipped to the view's frustum), fetching
+// them (waiting, or drawing from a coarser cached level while they arrive), and their value
+// ranges for empty-space skipping.
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "render/cpu/volume_impl.hpp"
+
+namespace vx::render::cpu {
+
+std::size_t BrickStats::Hash::operator()(const Key& k) const {
+  std::size_t h = std::hash<std::uint64_t>()(k.id) * 31 + std::size_t(k.level);
+  for (auto v : k.index)
+    h = h * 1000003u ^ std::hash<std::int64_t>()(v);
+  return h;
+}
+
+std::array<float, 2> BrickStats::get(data::SourceId id, int level, const data::Index& index,
+                                     const data::ChunkPin& pin, data::DType dtype) {
+  const Key key{id, level, index};
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = map_.find(key); it != map_.end()) return it->second;
+  }
+  std::array<float, 2> r{std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest()};
+  with_dtype(dtype, [&]<class T>() {
+    const auto v = pin.as<T>();
+    T lo = v.empty() ? T(0) : v[0], hi = lo;
+    for (const T x : v) {  // vectorized min/max
+      lo = x < lo ? x : lo;
+      hi = x > hi ? x : hi;
+    }
+    r = {float(lo), float(hi)};
+  });
+  std::lock_guard lock(mutex_);
+  if (map_.size() > 1'000'000) map_.clear();
+  map_.emplace(key, r);
+  return r;
+}
+
+namespace {
+
+double dot(const Vec3& a, const Vec3& b) {
+  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+// The layer's source at `level` through the displayed axes, or nullopt when the point on
+// the other axes is outside the data.
+std::optional<Geom> make_geom(const Scene& scene, const data::VolumeInfo& info, const AxisMap& axes,
+                              const Layer& layer, int level) {
+  const int n = int(axes.world_to_source.size());
+  const auto& lv = info.levels[std::size_t(level)];
+  const auto nd = lv.shape.size();
+  std::vector<std::int64_t> stride(nd, 1);
+  for (int d = int(nd) - 2; d >= 0; --d)
+    stride[std::size_t(d)] = stride[std::size_t(d) + 1] * lv.chunks[std::size_t(d) + 1];
+  Geom g;
+  g.level = level;
+  g.dtype = info.dtype;
+  for (int k = 0; k < n; ++k) {
+    const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
+    const auto pos = std::find(scene.dims.order.end() - 3, scene.dims.order.end(), k);
+    if (pos != scene.dims.order.end()) {
+      const auto i = std::size_t(pos - (scene.dims.order.end() - 3));
+      g.axis[i] = int(a);
+      g.scale[i] = lv.scale[a];
+      g.trans[i] = lv.translation[a];
+      g.n[i] = lv.shape[a];
+      g.chunk[i] = lv.chunks[a];
+      g.stride[i] = stride[a];
+      continue;
+    }
+    const auto idx = std::int64_t(
+        std::llround((scene.dims.point[std::size_t(k)] - lv.translation[a]) / lv.scale[a]));
+    if (idx < 0 || idx >= lv.shape[a]) return std::nullopt;
+    g.fixed[a] = idx / lv.chunks[a];
+    g.base += (idx % lv.chunks[a]) * stride[a];
+  }
+  if (axes.channel_axis >= 0) {
+    const auto a = std::size_t(axes.channel_axis);
+    g.fixed[a] = layer.channel / lv.chunks[a];
+    g.base += (layer.channel % lv.chunks[a]) * stride[a];
+  }
+  return g;
+}
+
+// The bounding box, in voxel coordinates, of the part of the volume the camera sees (the
+// box clipped by the four sides of the view, widened by `margin` pixels, and, for
+// perspective, by the plane in front of the eye): the box of the vertices of that convex
+// polytope, found as the feasible intersections of its planes taken three at a time.
+std::optional<std::pair<Vec3, Vec3>> visible_box(const Projection& proj, const Geom& g, int W,
+                                                 int H, double margin) {
+  struct Plane {
+    Vec3 a;
+    double b;  // a . p >= b, p in voxel coordinates
+  };
+  std::vector<Plane> planes;
+  for (int i = 0; i < 3; ++i) {
+    Vec3 e{};
+    e[std::size_t(i)] = 1;
+    planes.push_back({e, -0.5});
+    e[std::size_t(i)] = -1;
+    planes.push_back({e, -(double(g.n[std::size_t(i)]) - 0.5)});
+  }
+  // A world half-space a . w >= b becomes (a * scale) . p >= b - a . trans.
+  auto add_world = [&](const Vec3& a, double b) {
+    planes.push_back(
+        {{a[0] * g.scale[0], a[1] * g.scale[1], a[2] * g.scale[2]}, b - dot(a, g.trans)});
+  };
+  const auto& B = proj.basis();
+  const double hw = W / 2.0 + margin, hh = H / 2.0 + margin, z = proj.zoom();
+  if (!proj.perspective()) {
+    const auto& c = proj.center();
+    for (double s : {1.0, -1.0}) {
+      add_world({s * B.right[0], s * B.right[1], s * B.right[2]}, s * dot(c, B.right) - hw / z);
+      add_world({s * B.up[0], s * B.up[1], s * B.up[2]}, s * dot(c, B.up) - hh / z);
+    }
+  } else {
+    const auto& e = proj.eye();
+    const double f = z * proj.distance();
+    for (double s : {1.0, -1.0}) {
+      Vec3 a, b;
+      for (std::size_t k = 0; k < 3; ++k) {
+        a[k] = hw * B.view[k] + s * f * B.right[k];
+        b[k] = hh * B.view[k] + s * f * B.up[k];
+      }
+      add_world(a, dot(a, e));
+      add_world(b, dot(b, e));
+    }
+    add_world(B.view, dot(B.view, e) + 1e-3 * proj.distance());
+  }
+  Vec3 lo{1e300, 1e300, 1e300}, hi{-1e300, -1e300, -1e300};
+  bool any = false;
+  const std::size_t np = planes.size();
+  for (std::size_t i = 0; i < np; ++i)
+    for (std::size_t j = i + 1; j < np; ++j)
+      for (std::size_t k = j + 1; k < np; ++k) {
+        const Vec3 &a = planes[i].a, &b = planes[j].a, &c = planes[k].a;
+        const double det = a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) +
+                           a[2] * (b[0] * c[1] - b[1] * c[0]);
+        if (std::abs(det) < 1e-12) continue;
+        // Cramer's rule for a . p = bi, b . p = bj, c . p = bk.
+        const double r[3] = {planes[i].b, planes[j].b, planes[k].b};
+        Vec3 p;
+        for (int col = 0; col < 3; ++col) {
+          double m[3][3] = {{a[0], a[1], a[2]}, {b[0], b[1], b[2]}, {c[0], c[1], c[2]}};
+          for (int row = 0; row < 3; ++row)
+            m[row][col] = r[row];
+          p[std::size_t(col)] = (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+                                 m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+                                 m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])) /
+                                det;
+        }
+        bool inside = true;
+        for (const auto& pl : planes)
+          if (dot(pl.a, p) < pl.b - 1e-6 * (1 + std::abs(pl.b))) {
+            inside = false;
+            break;
+          }
+        if (!inside) continue;
+        any = true;
+        for (std::size_t d = 0; d < 3; ++d) {
+          lo[d] = std::min(lo[d], p[d]);
+          hi[d] = std::max(hi[d], p[d]);
+        }
+      }
+  if (!any) return std::nullopt;
+  return std::make_pair(lo, hi);
+}
+
+// The bricks inside the visible box whose projection reaches the screen.
+std::vector<I3> visible_bricks(const Projection& proj, const Geom& g, const Vec3& lo,
+                               const Vec3& hi, int W, int H, double margin, I3& blo, I3& bhi) {
+  for (std::size_t d = 0; d < 3; ++d) {
+    const auto v0 = std::clamp<std::int64_t>(std::int64_t(std::floor(lo[d] + 0.5)), 0, g.n[d] - 1);
+    const auto v1 = std::clamp<std::int64_t>(std::int64_t(std::ceil(hi[d] - 0.5)), 0, g.n[d] - 1);
+    blo[d] = v0 / g.chunk[d];
+    bhi[d] = v1 / g.chunk[d];
+  }
+  std::vector<I3> out;
+  for (auto i0 = blo[0]; i0 <= bhi[0]; ++i0)
+    for (auto i1 = blo[1]; i1 <= bhi[1]; ++i1)
+      for (auto i2 = blo[2]; i2 <= bhi[2]; ++i2) {
+        const I3 b{i0, i1, i2};
+        double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+        bool behind = false;
+        for (int corner = 0; corner < 8; ++corner) {
+          Vec3 v;
+          for (std::size_t d = 0; d < 3; ++d)
+            v[d] = double(((corner >> d) & 1) ? std::min(g.n[d], (b[d] + 1) * g.chunk[d])
+                                              : b[d] * g.chunk[d]) -
+                   0.5;
+          double x, y, depth;
+          proj.project(g.to_world(v), x, y, depth);
+          if (proj.perspective() && depth <= 0) behind = true;
+          x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+        }
+        if (behind || (x1 >= -margin && x0 <= W + margin && y1 >= -margin && y0 <= H + margin))
+          out.push_back(b);
+      }
+  return out;
+}
+
+Mode mode_of(Rendering r) {
+  switch (r) {
+    case Rendering::kMip:
+      return Mode::kMip;
+    case Rendering::kMinip:
+      return Mode::kMinip;
+    case Rendering::kAttenuatedMip:
+      return Mode::kAttenuatedMip;
+    case Rendering::kAverage:
+      return Mode::kAverage;
+    case Rendering::kTranslucent:
+      return Mode::kTranslucent;
+    case Rendering::kIso:
+      break;
+  }
+  return Mode::kIso;
+}
+
+struct Planned {
+  Geom g;
+  Vec3 lo, hi;
+  std::vector<I3> bricks;
+  I3 blo, bhi;
+};
+
+std::optional<Planned> plan_level(const Scene& scene, const Projection& proj,
+                                  const data::VolumeInfo& info, const AxisMap& axes,
+                                  const Layer& layer, int level) {
+  auto g = make_geom(scene, info, axes, layer, level);
+  if (!g) return std::nullopt;
+  const int W = scene.canvas.width, H = scene.canvas.height;
+  // Rays read up to a voxel beyond their pixel (bilinear neighbours): widen the view by that.
+  const double margin = 2 + scene.camera.zoom * std::max({g->scale[0], g->scale[1], g->scale[2]});
+  const auto box = visible_box(proj, *g, W, H, margin);
+  Planned p{*g, {}, {}, {}, {}, {}};
+  if (!box) return p;
+  p.lo = box->first;
+  p.hi = box->second;
+  p.bricks = visible_bricks(proj, *g, p.lo, p.hi, W, H, margin, p.blo, p.bhi);
+  return p;
+}
+
+}  // namespace
+
+Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const RenderInputs& in,
+                                                       const Layer& layer, const RenderOptions& opt,
+                                                       BrickStats& stats) {
+  const auto& info = in.data.sources.at(std::size_t(layer.source));
+  const auto id = in.sources.at(std::size_t(layer.source));
+  VX_ASSIGN(const auto axes, map_axes(info, in.data.axis_names()));
+  const Projection proj(scene.camera, scene.canvas.width, scene.canvas.height);
+  const int last = int(info.levels.size()) - 1;
+  std::vector<int> display;
+  for (auto it = scene.dims.order.end() - 3; it != scene.dims.order.end(); ++it)
+    display.push_back(axes.world_to_source[std::size_t(*it)]);
+  const int wanted = choose_level(info, display, 1.0 / scene.camera.zoom);
+  int level = opt.interactive ? std::min(wanted + 1, last) : wanted;
+  // Half the rays per axis for a moving camera, unless a coarser level already halved them.
+  const double density = opt.interactive && level == wanted ? 0.5 : 1.0;
+  // Memory is bounded: a level whose visible bricks would take more than half the cache
+  // budget gives way to a coarser one.
+  std::optional<Planned> plan;
+  for (;; ++level) {
+    plan = plan_level(scene, proj, info, axes, layer, level);
+    if (!plan) return std::optional<VolumeLayer>{};
+    const auto bytes = double(plan->bricks.size()) * double(info.chunk_bytes(level));
+    if (level == last || bytes <= 0.5 * double(in.cache->budget_bytes())) break;
+  }
+  if (plan->bricks.empty()) return std::optional<VolumeLayer>{};
+
+  auto indices = [&](const Planned& p) {
+    std::vector<data::Index> out;
+    for (const auto& b : p.bricks) {
+      data::Index idx = p.g.fixed;
+      for (std::size_t d = 0; d < 3; ++d)
+        idx[std::size_t(p.g.axis[d])] = b[d];
+      out.push_back(idx);
+    }
+    return out;
+  };
+  VolumeLayer result;
+  std::vector<data::ChunkPin> pins;
+  if (opt.wait) {
+    VX_ASSIGN(pins, data::get_chunks(*in.cache, id, level, indices(*plan)));
+  } else {
+    bool complete = true;
+    for (const auto& idx : indices(*plan)) {
+      auto pin = in.cache->try_get(id, level, idx);
+      if (!pin) {
+        complete = false;
+        in.cache->request(id, level, idx, data::kPriorityVisible,
+                          [cb = opt.on_chunk](Result<data::ChunkPin>) {
+                            if (cb) cb();
+                          });
+      }
+      pins.push_back(pin ? std::move(*pin) : data::ChunkPin{});
+    }
+    // Not all here: the finest coarser level that is all in memory stands in; failing that,
+    // the coarsest level, read now (it is a few chunks).
+    for (int l = level + 1; !complete && l <= last; ++l) {
+      auto coarse = plan_level(scene, proj, info, axes, layer, l);
+      if (!coarse) break;
+      std::vector<data::ChunkPin> cp;
+      bool all = true;
+      for (const auto& idx : indices(*coarse)) {
+        auto pin = in.cache->try_get(id, l, idx);
+        if (!pin) {
+          all = false;
+          break;
+        }
+        cp.push_back(std::move(*pin));
+      }
+      if (!all && l == last) {
+        VX_ASSIGN(cp, data::get_chunks(*in.cache, id, l, indices(*coarse)));
+        all = true;
+      }
+      if (all) {
+        plan = std::move(coarse);
+        pins = std::move(cp);
+        result.refining = true;
+        complete = true;
+      }
+    }
+  }
+  result.level = plan->g.level;
+
+  Look look;
+  look.mode = mode_of(layer.rendering);
+  look.linear = layer.interpolation == Interpolation::kLinear;
+  VX_ASSIGN(look.lut, make_lut(layer));
+  look.lo = float(layer.contrast_limits[0]);
+  look.hi = float(layer.contrast_limits[1]);
+  look.iso = float(layer.iso_threshold);
+  look.attenuation = float(layer.attenuation);
+  look.opacity = float(layer.opacity);
+  look.blending = layer.blending;
+
+  Bricks bricks;
+  bricks.lo = plan->blo;
+  for (std::size_t d = 0; d < 3; ++d)
+    bricks.dim[d] = plan->bhi[d] - plan->blo[d] + 1;
+  const auto nb = std::size_t(bricks.dim[0] * bricks.dim[1] * bricks.dim[2]);
+  bricks.ptr.assign(nb, nullptr);
+  bricks.empty.assign(nb, 1);  // bricks the view does not need read as empty
+  std::vector<std::array<float, 2>> range(pins.size());
+  tbb::parallel_for(std::size_t(0), pins.size(), [&](std::size_t i) {
+    if (!pins[i]) return;
+    data::Index idx = plan->g.fixed;
+    for (std::size_t d = 0; d < 3; ++d)
+      idx[std::size_t(plan->g.axis[d])] = plan->bricks[i][d];
+    range[i] = stats.get(id, plan->g.level, idx, pins[i], info.dtype);
+  });
+  for (std::size_t i = 0; i < pins.size(); ++i) {
+    if (!pins[i]) continue;
+    const auto& b = plan->bricks[i];
+    const auto f = bricks.flat(b[0], b[1], b[2]);
+    bricks.ptr[f] = pins[i].bytes().data();
+    const float mx = range[i][1];
+    bool empty = false;
+    switch (look.mode) {
+      case Mode::kMip:
+      case Mode::kAttenuatedMip:
+      case Mode::kTranslucent:
+        empty = mx <= look.lo;
+        break;
+      case Mode::kIso:
+        empty = mx < look.iso;
+        break;
+      default:
+        break;
+    }
+    bricks.empty[f] = empty;
+    ++result.bricks;
+    result.bricks_drawn += !empty;
+  }
+  bricks.pins = std::move(pins);
+  result.drawer = slice_and_warp(proj, plan->g, std::move(bricks), std::move(look), plan->lo,
+                                 plan->hi, density);
+  return std::optional<VolumeLayer>(std::move(result));
+}
+
+}  // namespace vx::render::cpu

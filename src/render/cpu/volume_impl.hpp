@@ -1,0 +1,75 @@
+// Internals of the 3D path shared by volume.cpp (planning: level, bricks, fetching) and
+// volume_pass.cpp (the slice pass and the warp onto the screen).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "render/camera.hpp"
+#include "render/cpu/common.hpp"
+#include "render/cpu/volume.hpp"
+
+namespace vx::render::cpu {
+
+using I3 = std::array<std::int64_t, 3>;
+
+// One level of a layer's source seen through the three displayed axes (index 0..2 in the
+// order of the camera's (z, y, x)). Voxel coordinates have voxel centres at integers.
+struct Geom {
+  int level = 0;
+  std::array<int, 3> axis{};  // source axis of each displayed axis
+  Vec3 scale{}, trans{};      // world = trans + scale * voxel
+  I3 n{}, chunk{}, stride{};  // voxels, chunk extent, element stride inside a chunk
+  data::Index fixed{};        // chunk index on the other axes and the channel axis
+  std::int64_t base = 0;      // element offset of those inside a chunk
+  data::DType dtype = data::DType::kUInt8;
+
+  Vec3 to_voxel(const Vec3& w) const {
+    return {(w[0] - trans[0]) / scale[0], (w[1] - trans[1]) / scale[1],
+            (w[2] - trans[2]) / scale[2]};
+  }
+  Vec3 dir_to_voxel(const Vec3& d) const {
+    return {d[0] / scale[0], d[1] / scale[1], d[2] / scale[2]};
+  }
+  Vec3 to_world(const Vec3& v) const {
+    return {trans[0] + scale[0] * v[0], trans[1] + scale[1] * v[1], trans[2] + scale[2] * v[2]};
+  }
+};
+
+// The bricks (chunks) a view needs, as a dense box of the chunk grid.
+struct Bricks {
+  I3 lo{}, dim{};                     // first brick and extent of the box
+  std::vector<const std::byte*> ptr;  // per brick of the box; null: not needed or missing
+  std::vector<std::uint8_t> empty;    // per brick: cannot change the result
+  std::vector<data::ChunkPin> pins;   // keep them resident while drawing
+  std::size_t flat(std::int64_t i0, std::int64_t i1, std::int64_t i2) const {
+    return std::size_t(((i0 - lo[0]) * dim[1] + (i1 - lo[1])) * dim[2] + (i2 - lo[2]));
+  }
+};
+
+enum class Mode { kMip, kMinip, kAttenuatedMip, kAverage, kTranslucent, kIso };
+
+// The layer's look: what the slice pass and the warp need to know about it.
+struct Look {
+  Mode mode = Mode::kMip;
+  bool linear = true;
+  Lut lut;
+  std::vector<float> alpha;  // translucent: per lookup-table entry, corrected to the step
+  float lo = 0, hi = 1;      // contrast limits
+  float iso = 0;             // iso threshold, data units
+  float attenuation = 0;
+  float opacity = 1;
+  Blending blending = Blending::kTranslucent;
+};
+
+// Draws the layer: slices the bricks into an intermediate image, then returns the drawer
+// that warps it onto the screen. [box_lo, box_hi] is the visible part of the volume (voxel
+// coordinates); `density` scales the rays per axis (1: at least one per screen pixel; 0.5
+// for interactive frames that could not go to a coarser level).
+std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g, Bricks bricks,
+                                          Look look, const Vec3& box_lo, const Vec3& box_hi,
+                                          double density);
+
+}  // namespace vx::render::cpu
