@@ -262,8 +262,8 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
     display.push_back(axes.world_to_source[std::size_t(*it)]);
   const int wanted = choose_level(info, display, 1.0 / scene.camera.zoom);
   int level = opt.interactive ? std::min(wanted + 1, last) : wanted;
-  // Half the rays per axis for a moving camera, unless a coarser level already halved them.
-  const double density = opt.interactive && level == wanted ? 0.5 : 1.0;
+  // A moving camera gets half the rays per axis (and, above, half the slices).
+  const double density = opt.interactive ? 0.5 : 1.0;
   // Memory is bounded: a level whose visible bricks would take more than half the cache
   // budget gives way to a coarser one.
   std::optional<Planned> plan;

@@ -297,10 +297,20 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
         const float* e = L.data();
         if (F > 1) {
           const auto len = std::size_t(a_hi - a_lo + 2);
-          const float invF = 1.f / float(F);
-          for (std::size_t j = 0; j < len; ++j)
-            for (int r = 0; r < F; ++r)
-              E[j * std::size_t(F) + std::size_t(r)] = L[j] + float(r) * invF * (L[j + 1] - L[j]);
+          if (F == 2) {  // the common case, in a form the compiler vectorizes
+            for (std::size_t j = 0; j < len; ++j) {
+              E[2 * j] = L[j];
+              E[2 * j + 1] = 0.5f * (L[j] + L[j + 1]);
+            }
+          } else {
+            const float invF = 1.f / float(F);
+            for (int r = 0; r < F; ++r) {
+              const float w = float(r) * invF;
+              float* out = E.data() + r;
+              for (std::size_t j = 0; j < len; ++j)
+                out[j * std::size_t(F)] = L[j] + w * (L[j + 1] - L[j]);
+            }
+          }
           E[len * std::size_t(F)] = L[len];
           e = E.data();
         }
@@ -421,18 +431,41 @@ class VolumeDrawer final : public RowDrawer {
         bricks_(std::move(bricks)),
         look_(std::move(look)),
         s_(s),
-        pl_(std::move(pl)) {}
+        pl_(std::move(pl)) {
+    // Orthographic affine maps (unused for perspective).
+    Vec3 o, d, ox, oy;
+    proj_.ray(0, 0, o, d);
+    proj_.ray(1, 0, ox, d);
+    proj_.ray(0, 1, oy, d);
+    o0_ = g_.to_voxel(o);
+    const Vec3 vx = g_.to_voxel(ox), vy = g_.to_voxel(oy);
+    dv_ = g_.dir_to_voxel(d);
+    for (std::size_t k = 0; k < 3; ++k) {
+      oX_[k] = vx[k] - o0_[k];
+      oY_[k] = vy[k] - o0_[k];
+    }
+    const auto C = std::size_t(s_.c), A = std::size_t(s_.a), B = std::size_t(s_.b);
+    auto uv = [&](const Vec3& ov, double& u, double& v) {
+      const double t = (s_.cref - ov[C]) / dv_[C];
+      u = (ov[A] + t * dv_[A] - s_.amin) * s_.fa - 0.5;
+      v = (ov[B] + t * dv_[B] - s_.bmin) * s_.fb - 0.5;
+    };
+    double ux, vx2, uy, vy2;
+    uv(o0_, u0_, v0_);
+    uv(vx, ux, vx2);
+    uv(vy, uy, vy2);
+    uX_ = ux - u0_, vX_ = vx2 - v0_, uY_ = uy - u0_, vY_ = vy2 - v0_;
+  }
 
   void draw_row(int py, int width, float* acc) const override {
+    if (!proj_.perspective()) return draw_row_ortho(py, width, acc);
     const auto C = std::size_t(s_.c), A = std::size_t(s_.a), B = std::size_t(s_.b);
-    const bool rgba = look_.mode == Mode::kTranslucent || look_.mode == Mode::kIso;
-    const bool cutoff = look_.blending == Blending::kTranslucent;
     for (int px = 0; px < width; ++px) {
       Vec3 o, d;
       proj_.ray(px + 0.5, py + 0.5, o, d);
       const Vec3 ov = g_.to_voxel(o), dv = g_.dir_to_voxel(d);
-      // Does the ray meet the volume's box (in front of the eye, for perspective)?
-      double t0 = proj_.perspective() ? 0 : -1e300, t1 = 1e300;
+      // Does the ray meet the volume's box in front of the eye?
+      double t0 = 0, t1 = 1e300;
       for (std::size_t k = 0; k < 3; ++k) {
         const double lo = -0.5, hi = double(g_.n[k]) - 0.5;
         if (std::abs(dv[k]) < 1e-300) {
@@ -446,8 +479,70 @@ class VolumeDrawer final : public RowDrawer {
       }
       if (t0 > t1) continue;
       const double t = (s_.cref - ov[C]) / dv[C];
-      const double u = (ov[A] + t * dv[A] - s_.amin) * s_.fa - 0.5;
-      const double v = (ov[B] + t * dv[B] - s_.bmin) * s_.fb - 0.5;
+      pixel((ov[A] + t * dv[A] - s_.amin) * s_.fa - 0.5,
+            (ov[B] + t * dv[B] - s_.bmin) * s_.fb - 0.5, acc + std::size_t(px) * 3);
+    }
+  }
+
+ private:
+  // Orthographic: the ray of screen point (X, Y) starts at o0 + X oX + Y oY (voxel
+  // coordinates) and runs along dv, so its intermediate position is affine in X, and the
+  // pixels of a row whose rays meet the box form one interval, found from the slabs.
+  void draw_row_ortho(int py, int width, float* acc) const {
+    const double Y = py + 0.5;
+    Vec3 base, slope;  // ray origin at X = 0, and per unit of X
+    for (std::size_t k = 0; k < 3; ++k) {
+      base[k] = o0_[k] + Y * oY_[k];
+      slope[k] = oX_[k];
+    }
+    // Per axis, the ray's parameter interval inside the slab: [lo_k + g_k X, hi_k + g_k X].
+    double xmin = 0, xmax = width;
+    double lo[3], hi[3], gk[3];
+    bool slab[3];
+    for (std::size_t k = 0; k < 3; ++k) {
+      const double a = -0.5, b = double(g_.n[k]) - 0.5;
+      slab[k] = std::abs(dv_[k]) > 1e-12;
+      if (!slab[k]) {  // parallel to the slab: inside it for an interval of X
+        if (std::abs(slope[k]) < 1e-300) {
+          if (base[k] < a || base[k] > b) return;
+          continue;
+        }
+        double x0 = (a - base[k]) / slope[k], x1 = (b - base[k]) / slope[k];
+        if (x0 > x1) std::swap(x0, x1);
+        xmin = std::max(xmin, x0);
+        xmax = std::min(xmax, x1);
+        continue;
+      }
+      const double ta = (a - base[k]) / dv_[k], tb = (b - base[k]) / dv_[k];
+      lo[k] = std::min(ta, tb);
+      hi[k] = std::max(ta, tb);
+      gk[k] = -slope[k] / dv_[k];
+    }
+    for (std::size_t j = 0; j < 3; ++j)
+      for (std::size_t k = 0; k < 3; ++k) {
+        if (j == k || !slab[j] || !slab[k]) continue;
+        // lo_j + g_j X <= hi_k + g_k X
+        const double dg = gk[j] - gk[k], r = hi[k] - lo[j];
+        if (std::abs(dg) < 1e-300) {
+          if (r < 0) return;
+        } else if (dg > 0) {
+          xmax = std::min(xmax, r / dg);
+        } else {
+          xmin = std::max(xmin, r / dg);
+        }
+      }
+    const int p0 = std::max(0, int(std::ceil(xmin - 0.5))),
+              p1 = std::min(width - 1, int(std::floor(xmax - 0.5)));
+    double u = u0_ + Y * uY_ + (p0 + 0.5) * uX_, v = v0_ + Y * vY_ + (p0 + 0.5) * vX_;
+    for (int px = p0; px <= p1; ++px, u += uX_, v += vX_)
+      pixel(u, v, acc + std::size_t(px) * 3);
+  }
+
+  // Composites the intermediate image at (u, v) (bilinear) into one pixel.
+  void pixel(double u, double v, float* out) const {
+    const bool rgba = look_.mode == Mode::kTranslucent || look_.mode == Mode::kIso;
+    const bool cutoff = look_.blending == Blending::kTranslucent;
+    {
       const double uc = std::clamp(u, 0.0, double(pl_.nu - 1)),
                    vc = std::clamp(v, 0.0, double(pl_.nv - 1));
       const int u0 = int(uc), v0 = int(vc);
@@ -465,16 +560,15 @@ class VolumeDrawer final : public RowDrawer {
         for (int i = 0; i < 3; ++i)
           rgb[i] = bil(i);
         alpha = bil(3);
-        if (alpha <= 0) continue;
+        if (alpha <= 0) return;
       } else {
         const float val = bil(0);
-        if (cutoff && (look_.mode == Mode::kMinip ? val >= look_.hi : val <= look_.lo)) continue;
+        if (cutoff && (look_.mode == Mode::kMinip ? val >= look_.hi : val <= look_.lo)) return;
         const int q =
             int(std::clamp((val - look_.lut.lo) * look_.lut.scale, 0.f, float(kLut - 1)) + 0.5f);
         for (int i = 0; i < 3; ++i)
           rgb[i] = look_.lut.rgb[std::size_t(q) * 3 + std::size_t(i)];
       }
-      float* out = acc + std::size_t(px) * 3;
       const float op = look_.opacity;
       for (int i = 0; i < 3; ++i) {
         switch (look_.blending) {  // rgb is premultiplied by alpha
@@ -502,6 +596,8 @@ class VolumeDrawer final : public RowDrawer {
   Look look_;
   Slicing s_;
   Planes pl_;
+  Vec3 o0_{}, oX_{}, oY_{}, dv_{};
+  double u0_ = 0, v0_ = 0, uX_ = 0, vX_ = 0, uY_ = 0, vY_ = 0;
 };
 
 }  // namespace
