@@ -14,6 +14,9 @@
 namespace vx::render::cpu {
 
 using I3 = std::array<std::int64_t, 3>;
+// Four floats in one SIMD register (GCC/Clang vector extension: SSE here, NEON on ARM).
+using F4 = float __attribute__((vector_size(16)));
+constexpr int kTintLut = 1024;
 
 // One level of a layer's source seen through the three displayed axes (index 0..2 in the
 // order of the camera's (z, y, x)). Voxel coordinates have voxel centres at integers.
@@ -56,9 +59,12 @@ struct Look {
   Mode mode = Mode::kMip;
   bool linear = true;
   Lut lut;
-  std::vector<float> alpha;  // translucent: per lookup-table entry, corrected to the step
-  float lo = 0, hi = 1;      // contrast limits
-  float iso = 0;             // iso threshold, data units
+  // Translucent: kTintLut entries of premultiplied RGBA (opacity corrected to the distance
+  // between samples), small enough to stay in L1; index clamp((v - lo) * tint_scale).
+  std::vector<F4> tint;
+  float tint_scale = 1;
+  float lo = 0, hi = 1;  // contrast limits
+  float iso = 0;         // iso threshold, data units
   float attenuation = 0;
   float opacity = 1;
   Blending blending = Blending::kTranslucent;

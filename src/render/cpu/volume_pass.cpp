@@ -195,7 +195,10 @@ bool build_line(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t 
 // The intermediate image: up to four float planes of nu x nv.
 struct Planes {
   int nu = 0, nv = 0;
-  std::vector<float> p[4];
+  std::vector<float> p[2];  // scalar modes
+  std::vector<F4> c;        // translucent and shaded iso: premultiplied RGBA
+  F4* crow(int v) { return c.data() + std::size_t(v) * std::size_t(nu); }
+  const F4* crow(int v) const { return c.data() + std::size_t(v) * std::size_t(nu); }
   float* row(int i, int v) { return p[i].data() + std::size_t(v) * std::size_t(nu); }
   const float* row(int i, int v) const { return p[i].data() + std::size_t(v) * std::size_t(nu); }
 };
@@ -205,8 +208,7 @@ template <Mode M>
 struct Op {
   float* p0;
   float* p1;
-  float* p2;
-  float* p3;
+  F4* c;
   const Look* look;
   float k = 0;  // the slice, for iso depth
   float dir = 1;
@@ -225,15 +227,12 @@ struct Op {
       const float scaled = s * std::exp(-look->attenuation * (p1[u] - 1) * inv_step);
       p0[u] = scaled > p0[u] ? scaled : p0[u];
     } else if constexpr (M == Mode::kTranslucent) {
-      if (p3[u] >= kOpaque) return;
+      // Front to back: colour += (1 - opacity so far) * premultiplied sample colour.
+      const F4 acc = c[u];
+      if (acc[3] >= kOpaque) return;
       const int q =
-          int(std::clamp((s - look->lut.lo) * look->lut.scale, 0.f, float(kLut - 1)) + 0.5f);
-      const float w = (1 - p3[u]) * look->alpha[std::size_t(q)];
-      const float* c = look->lut.rgb.data() + q * 3;
-      p0[u] += w * c[0];
-      p1[u] += w * c[1];
-      p2[u] += w * c[2];
-      p3[u] += w;
+          int(std::clamp((s - look->lo) * look->tint_scale, 0.f, float(kTintLut - 1)) + 0.5f);
+      c[u] = acc + (1 - acc[3]) * look->tint[std::size_t(q)];
     } else {
       if (p0[u] == p0[u]) return;  // already hit
       const float prev = p1[u];
@@ -252,6 +251,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
                 int v0, int v1) {
   const auto A = std::size_t(s.a), B = std::size_t(s.b);
   thread_local std::vector<float> L, E;
+  thread_local std::vector<std::int32_t> Q;
   L.resize(std::size_t(g.n[A]) + 2);
   const bool fast = s.fa_int > 0 && look.linear;
   if (fast && s.fa_int > 1) E.resize(std::size_t(s.fa_int) * (std::size_t(g.n[A]) + 1) + 1);
@@ -281,10 +281,9 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           std::int64_t(std::floor(A0 + double(u_hi) * dA)) + 1, 0, g.n[A] - 1);
       if (!build_line<T>(g, br, s, k, b0, b1, fb, a_lo, a_hi, L.data())) continue;
       const double x0 = A0 - double(a_lo - 1);  // line coordinate of column 0
-      Op<M> op{pl.row(0, v),
+      Op<M> op{pl.p[0].empty() ? nullptr : pl.row(0, v),
                pl.p[1].empty() ? nullptr : pl.row(1, v),
-               pl.p[2].empty() ? nullptr : pl.row(2, v),
-               pl.p[3].empty() ? nullptr : pl.row(3, v),
+               pl.c.empty() ? nullptr : pl.crow(v),
                &look,
                float(kd),
                float(s.dir),
@@ -318,8 +317,24 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
         const auto i0 = std::int64_t(std::floor(X0));
         const float fr = float(X0 - double(i0));
         const float* ee = e + i0;
-        for (std::int64_t u = u_lo; u <= u_hi; ++u)
-          op(u, ee[u] + fr * (ee[u + 1] - ee[u]));
+        if constexpr (M == Mode::kTranslucent) {
+          // Two loops: the table indices (vectorized), then the compositing, which skips
+          // rays that are already opaque.
+          Q.resize(std::size_t(s.nu));
+          const float lo = look.lo, ts = look.tint_scale, top = float(kTintLut - 1);
+          for (std::int64_t u = u_lo; u <= u_hi; ++u)
+            Q[std::size_t(u)] = std::int32_t(
+                std::min(std::max((ee[u] + fr * (ee[u + 1] - ee[u]) - lo) * ts, 0.f), top) + 0.5f);
+          F4* c = op.c;
+          const F4* tint = look.tint.data();
+          for (std::int64_t u = u_lo; u <= u_hi; ++u) {
+            const F4 acc = c[u];
+            if (acc[3] < kOpaque) c[u] = acc + (1 - acc[3]) * tint[Q[std::size_t(u)]];
+          }
+        } else {
+          for (std::int64_t u = u_lo; u <= u_hi; ++u)
+            op(u, ee[u] + fr * (ee[u + 1] - ee[u]));
+        }
       } else if (look.linear) {
         for (std::int64_t u = u_lo; u <= u_hi; ++u) {
           const double x = x0 + double(u) * dA;
@@ -379,8 +394,7 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
   Planes out;
   out.nu = pl.nu;
   out.nv = pl.nv;
-  for (auto& p : out.p)
-    p.assign(std::size_t(pl.nu) * std::size_t(pl.nv), 0.f);
+  out.c.assign(std::size_t(pl.nu) * std::size_t(pl.nv), F4{0, 0, 0, 0});
   Vec3 o, d;
   proj.ray(0, 0, o, d);
   const Vec3 dv = g.dir_to_voxel(d);
@@ -413,9 +427,7 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
       const double t = std::clamp((double(best) - look.lo) / (double(look.hi) - look.lo), 0.0, 1.0);
       const double shaded = std::clamp(t * (0.2 + lambert) + std::pow(lambert, 40.0), 0.0, 1.0);
       const float* c = look.lut.rgb.data() + std::size_t(std::lround(shaded * (kLut - 1))) * 3;
-      for (int i = 0; i < 3; ++i)
-        out.row(i, v)[u] = c[i];
-      out.row(3, v)[u] = 1;
+      out.crow(v)[u] = F4{c[0], c[1], c[2], 1};
     }
   });
   pl = std::move(out);
@@ -557,9 +569,14 @@ class VolumeDrawer final : public RowDrawer {
       };
       float rgb[3], alpha = 1;
       if (rgba) {
+        const F4* r0 = pl_.crow(v0);
+        const F4* r1 = pl_.crow(v1);
+        const F4 a = r0[u0] + fu * (r0[u1] - r0[u0]);
+        const F4 b = r1[u0] + fu * (r1[u1] - r1[u0]);
+        const F4 c = a + fv * (b - a);
         for (int i = 0; i < 3; ++i)
-          rgb[i] = bil(i);
-        alpha = bil(3);
+          rgb[i] = c[i];
+        alpha = c[3];
         if (alpha <= 0) return;
       } else {
         const float val = bil(0);
@@ -623,15 +640,20 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
       pl.p[0].assign(n, look.mode == Mode::kAverage ? 0.f : kLowest);
       pl.p[1].assign(n, 0.f);
       break;
-    case Mode::kTranslucent:
-      for (auto& p : pl.p)
-        p.assign(n, 0.f);
+    case Mode::kTranslucent: {
+      pl.c.assign(n, F4{0, 0, 0, 0});
       // Opacity rises with the normalized value (transparent at the low contrast limit,
       // opaque at the high one), corrected for the distance between samples.
-      look.alpha.resize(kLut);
-      for (int q = 0; q < kLut; ++q)
-        look.alpha[std::size_t(q)] = float(1 - std::pow(1 - double(q) / (kLut - 1), s->step));
+      look.tint.resize(kTintLut);
+      look.tint_scale = float(kTintLut - 1) / (look.hi - look.lo);
+      for (int q = 0; q < kTintLut; ++q) {
+        const double t = double(q) / (kTintLut - 1);
+        const float a = float(1 - std::pow(1 - t, s->step));
+        const float* c = look.lut.rgb.data() + std::size_t(std::lround(t * (kLut - 1))) * 3;
+        look.tint[std::size_t(q)] = F4{a * c[0], a * c[1], a * c[2], a};
+      }
       break;
+    }
     case Mode::kIso:
       pl.p[0].assign(n, std::numeric_limits<float>::quiet_NaN());
       pl.p[1].assign(n, std::numeric_limits<float>::quiet_NaN());
