@@ -13,8 +13,6 @@
 namespace vx::render::cpu {
 namespace {
 
-constexpr float kLowest = std::numeric_limits<float>::lowest();
-constexpr float kHighest = std::numeric_limits<float>::max();
 constexpr float kOpaque = 0.99f;  // translucent rays stop here, as napari's do
 
 // How rays are grouped: slices along axis c (front slice k0 to back slice k1, step dir),
@@ -212,7 +210,7 @@ struct Op {
   const Look* look;
   float k = 0;  // the slice, for iso depth
   float dir = 1;
-  float inv_step = 1;
+  float step = 1;  // voxels between samples
   void operator()(std::int64_t u, float s) const {
     if constexpr (M == Mode::kMip) {
       p0[u] = s > p0[u] ? s : p0[u];
@@ -222,10 +220,12 @@ struct Op {
       p0[u] += s;
       p1[u] += 1;
     } else if constexpr (M == Mode::kAttenuatedMip) {
-      // napari: the sum of normalized samples so far dims the later ones.
-      p1[u] += std::clamp((s - look->lo) / (look->hi - look->lo), 0.f, 1.f);
-      const float scaled = s * std::exp(-look->attenuation * (p1[u] - 1) * inv_step);
+      // napari's attenuated MIP, made independent of the sampling step: a sample is dimmed
+      // by exp(-attenuation * the path integral of the normalized value in front of it, in
+      // voxels).
+      const float scaled = s * std::exp(-look->attenuation * p1[u]);
       p0[u] = scaled > p0[u] ? scaled : p0[u];
+      p1[u] += std::clamp((s - look->lo) / (look->hi - look->lo), 0.f, 1.f) * step;
     } else if constexpr (M == Mode::kTranslucent) {
       // Front to back: colour += (1 - opacity so far) * premultiplied sample colour.
       const F4 acc = c[u];
@@ -287,7 +287,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
                &look,
                float(kd),
                float(s.dir),
-               float(1 / s.step)};
+               float(s.step)};
       if (fast) {
         // Orthographic: column u samples the line at F * x0 + u in units of 1/F voxel,
         // with one weight for the whole row. For F > 1 the line is first expanded to 1/F
@@ -629,15 +629,17 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
   pl.nv = s->nv;
   const std::size_t n = std::size_t(pl.nu) * std::size_t(pl.nv);
   switch (look.mode) {
+    // Maxima start at the low contrast limit and minima at the high one: a value beyond
+    // shows the same, and the warp's bilinear weights never meet an infinite sentinel.
     case Mode::kMip:
-      pl.p[0].assign(n, kLowest);
+      pl.p[0].assign(n, look.lo);
       break;
     case Mode::kMinip:
-      pl.p[0].assign(n, kHighest);
+      pl.p[0].assign(n, look.hi);
       break;
     case Mode::kAverage:
     case Mode::kAttenuatedMip:
-      pl.p[0].assign(n, look.mode == Mode::kAverage ? 0.f : kLowest);
+      pl.p[0].assign(n, look.mode == Mode::kAverage ? 0.f : look.lo);
       pl.p[1].assign(n, 0.f);
       break;
     case Mode::kTranslucent: {

@@ -240,15 +240,6 @@ TEST(Contrast, EstimatedFromTheCoarsestLevelWhereMetadataHasNoWindow) {
   EXPECT_EQ(t.layers[0].contrast_limits, before);
 }
 
-TEST(CpuRenderer, ThreeDimensionalViewsAreRefusedClearlyForNow) {
-  Fixture f("synthetic:cells?shape=32x32x32");
-  Scene s = default_scene(f.inputs.data, 32, 32);
-  s.dims.ndisplay = 3;
-  auto frame = make_cpu_renderer()->render(s, f.inputs);
-  ASSERT_FALSE(frame);
-  EXPECT_NE(frame.error().message.find("dims.ndisplay"), std::string::npos);
-}
-
 TEST(Png, WritesAReadablePngAndRefusesBadSizes) {
   const auto path = (std::filesystem::temp_directory_path() / "vx_test.png").string();
   std::vector<std::uint8_t> rgba(4 * 3 * 4, 200);
