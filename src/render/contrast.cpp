@@ -72,6 +72,8 @@ Status estimate_contrast(Scene& scene, const RenderInputs& in) {
     };
     double lo = at(0.005), hi = at(0.995);
     if (!(hi > lo)) hi = lo + 1;  // a constant image still gets a valid range
+    if (layer.iso_threshold == 0.5 * (layer.contrast_limits[0] + layer.contrast_limits[1]))
+      layer.iso_threshold = 0.5 * (lo + hi);  // still the default: follows the contrast
     layer.contrast_limits = {lo, hi};
     layer.iso_threshold = 0.5 * (lo + hi);
   }

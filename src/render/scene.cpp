@@ -352,6 +352,7 @@ Scene default_scene(const SceneData& data, int width, int height) {
         }
       }
       l.blending = total > 1 ? Blending::kAdditive : Blending::kTranslucent;
+      // Halfway up the contrast limits (napari takes the middle of the contrast range).
       l.iso_threshold = 0.5 * (l.contrast_limits[0] + l.contrast_limits[1]);
       s.layers.push_back(std::move(l));
     }

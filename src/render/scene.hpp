@@ -51,7 +51,7 @@ struct Layer {
   double gamma = 1;
   Blending blending = Blending::kTranslucent;
   Rendering rendering = Rendering::kMip;
-  double iso_threshold = 0.5;  // data units, as in napari
+  double iso_threshold = 0.5;  // data units; default scenes: halfway up the contrast limits
   double attenuation = 0.05;
   Interpolation interpolation = Interpolation::kLinear;
 };

@@ -215,7 +215,7 @@ struct Op {
     if constexpr (M == Mode::kMip) {
       p0[u] = s > p0[u] ? s : p0[u];
     } else if constexpr (M == Mode::kMinip) {
-      p0[u] = s < p0[u] ? s : p0[u];
+      p0[u] = s < p0[u] || p0[u] != p0[u] ? s : p0[u];  // NaN: no sample yet
     } else if constexpr (M == Mode::kAverage) {
       p0[u] += s;
       p1[u] += 1;
@@ -230,8 +230,8 @@ struct Op {
       // Front to back: colour += (1 - opacity so far) * premultiplied sample colour.
       const F4 acc = c[u];
       if (acc[3] >= kOpaque) return;
-      const int q =
-          int(std::clamp((s - look->lo) * look->tint_scale, 0.f, float(kTintLut - 1)) + 0.5f);
+      const int q = int(
+          std::min(float(kTintLut - 1), std::max(0.f, (s - look->lo) * look->tint_scale)) + 0.5f);
       c[u] = acc + (1 - acc[3]) * look->tint[std::size_t(q)];
     } else {
       if (p0[u] == p0[u]) return;  // already hit
@@ -324,7 +324,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           const float lo = look.lo, ts = look.tint_scale, top = float(kTintLut - 1);
           for (std::int64_t u = u_lo; u <= u_hi; ++u)
             Q[std::size_t(u)] = std::int32_t(
-                std::min(std::max((ee[u] + fr * (ee[u + 1] - ee[u]) - lo) * ts, 0.f), top) + 0.5f);
+                std::min(top, std::max(0.f, (ee[u] + fr * (ee[u + 1] - ee[u]) - lo) * ts)) + 0.5f);
           F4* c = op.c;
           const F4* tint = look.tint.data();
           for (std::int64_t u = u_lo; u <= u_hi; ++u) {
@@ -424,8 +424,10 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
           nn > 0 ? std::min(1.0,
                             std::abs(n[0] * view[0] + n[1] * view[1] + n[2] * view[2]) / (nn * vn))
                  : 1.0;
-      const double t = std::clamp((double(best) - look.lo) / (double(look.hi) - look.lo), 0.0, 1.0);
-      const double shaded = std::clamp(t * (0.2 + lambert) + std::pow(lambert, 40.0), 0.0, 1.0);
+      const double t = std::min(
+          1.0, std::max(0.0, (double(best) - look.lo) / (double(look.hi) - look.lo)));  // NaN: 0
+      const double shaded =
+          std::min(1.0, std::max(0.0, t * (0.2 + lambert) + std::pow(lambert, 40.0)));
       const float* c = look.lut.rgb.data() + std::size_t(std::lround(shaded * (kLut - 1))) * 3;
       out.crow(v)[u] = F4{c[0], c[1], c[2], 1};
     }
@@ -535,7 +537,7 @@ class VolumeDrawer final : public RowDrawer {
         if (j == k || !slab[j] || !slab[k]) continue;
         // lo_j + g_j X <= hi_k + g_k X
         const double dg = gk[j] - gk[k], r = hi[k] - lo[j];
-        if (std::abs(dg) < 1e-300) {
+        if (std::abs(dg) < 1e-12) {
           if (r < 0) return;
         } else if (dg > 0) {
           xmax = std::min(xmax, r / dg);
@@ -543,6 +545,9 @@ class VolumeDrawer final : public RowDrawer {
           xmin = std::max(xmin, r / dg);
         }
       }
+    if (!(xmin <= xmax)) return;
+    xmin = std::max(xmin, -1.0);  // in range before the conversion to int
+    xmax = std::min(xmax, width + 1.0);
     const int p0 = std::max(0, int(std::ceil(xmin - 0.5))),
               p1 = std::min(width - 1, int(std::floor(xmax - 0.5)));
     double u = u0_ + Y * uY_ + (p0 + 0.5) * uX_, v = v0_ + Y * vY_ + (p0 + 0.5) * vX_;
@@ -579,10 +584,15 @@ class VolumeDrawer final : public RowDrawer {
         alpha = c[3];
         if (alpha <= 0) return;
       } else {
-        const float val = bil(0);
+        float val = bil(0);
+        if (val != val) {  // minip: a corner without samples; the nearest one, if it has
+          val = pl_.row(0, fv < 0.5f ? v0 : v1)[fu < 0.5f ? u0 : u1];
+          if (val != val) return;
+        }
         if (cutoff && (look_.mode == Mode::kMinip ? val >= look_.hi : val <= look_.lo)) return;
         const int q =
-            int(std::clamp((val - look_.lut.lo) * look_.lut.scale, 0.f, float(kLut - 1)) + 0.5f);
+            int(std::min(float(kLut - 1), std::max(0.f, (val - look_.lut.lo) * look_.lut.scale)) +
+                0.5f);
         for (int i = 0; i < 3; ++i)
           rgb[i] = look_.lut.rgb[std::size_t(q) * 3 + std::size_t(i)];
       }
@@ -629,13 +639,15 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
   pl.nv = s->nv;
   const std::size_t n = std::size_t(pl.nu) * std::size_t(pl.nv);
   switch (look.mode) {
-    // Maxima start at the low contrast limit and minima at the high one: a value beyond
-    // shows the same, and the warp's bilinear weights never meet an infinite sentinel.
+    // Maxima start at the low contrast limit: a lower value shows the same, and the warp's
+    // bilinear weights never meet an infinite sentinel.
     case Mode::kMip:
       pl.p[0].assign(n, look.lo);
       break;
     case Mode::kMinip:
-      pl.p[0].assign(n, look.hi);
+      // A minimum starts as NaN (no sample): rays that graze a corner of the box between
+      // two slices would otherwise show the high limit.
+      pl.p[0].assign(n, std::numeric_limits<float>::quiet_NaN());
       break;
     case Mode::kAverage:
     case Mode::kAttenuatedMip:

@@ -487,6 +487,29 @@ TEST(Volume, RefiningFramesConvergeToTheColdRender) {
   EXPECT_EQ(frame->pixels, reference->pixels);
 }
 
+TEST(Volume, NaNsInFloatDataAreDrawnAsNothingInEveryMode) {
+  const auto path = (std::filesystem::temp_directory_path() / "vx_nan.npy").string();
+  std::vector<float> v(16 * 16 * 16, 500.f);
+  for (std::size_t i = 0; i < v.size(); i += 3)
+    v[i] = std::nanf("");
+  const std::int64_t shape[3] = {16, 16, 16};
+  {
+    std::ofstream out(path, std::ios::binary);
+    const auto header = data::make_npy_header(data::DType::kFloat32, shape);
+    out.write(header.data(), std::streamsize(header.size()));
+    out.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * 4));
+  }
+  Fixture f(path);
+  for (auto mode : {Rendering::kMip, Rendering::kMinip, Rendering::kAttenuatedMip,
+                    Rendering::kAverage, Rendering::kTranslucent, Rendering::kIso}) {
+    Scene s = volume_scene(f.inputs.data, 48, 40, mode, 0, 1000);
+    s.layers[0].iso_threshold = 400;
+    s.camera.angles = {0, 30, 120};
+    auto frame = make_cpu_renderer()->render(s, f.inputs);  // UBSan checks the conversions
+    ASSERT_TRUE(frame) << to_string(mode) << ": " << frame.error().what();
+  }
+}
+
 TEST(Volume, TwoChannelsCompositeAdditivelyAndYuvMatchesRgba) {
   Fixture f("synthetic:cells?shape=32x32x32&chunk=16");
   Scene s = default_scene(f.inputs.data, 64, 48);
