@@ -28,6 +28,7 @@ struct Slicing {
   double amin = 0, bmin = 0, fa = 1, fb = 1;  // plane origin and rays per voxel
   int nu = 0, nv = 0;
   int fa_int = 0;   // fa when it is an integer and the camera orthographic (fast path)
+  int kstep = 1;    // slices advanced per sample
   double step = 1;  // distance between samples along a ray, voxels
 
   double beta(double k) const {
@@ -255,7 +256,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
   L.resize(std::size_t(g.n[A]) + 2);
   const bool fast = s.fa_int > 0 && look.linear;
   if (fast && s.fa_int > 1) E.resize(std::size_t(s.fa_int) * (std::size_t(g.n[A]) + 1) + 1);
-  for (std::int64_t k = s.k0;; k += s.dir) {
+  for (std::int64_t k = s.k0;; k += s.dir * s.kstep) {
     const double kd = double(k);
     const double A0 = s.a_at(0, kd), dA = s.beta(kd) / s.fa;
     for (int v = v0; v < v1; ++v) {
@@ -286,7 +287,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
                pl.c.empty() ? nullptr : pl.crow(v),
                &look,
                float(kd),
-               float(s.dir),
+               float(s.dir * s.kstep),
                float(s.step)};
       if (fast) {
         // Orthographic: column u samples the line at F * x0 + u in units of 1/F voxel,
@@ -347,7 +348,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           op(u, L[std::size_t(x0 + double(u) * dA + 0.5)]);
       }
     }
-    if (k == s.k1) break;
+    if ((s.k1 - k) * s.dir < s.kstep) break;
   }
 }
 
@@ -632,8 +633,14 @@ class VolumeDrawer final : public RowDrawer {
 std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g, Bricks bricks,
                                           Look look, const Vec3& box_lo, const Vec3& box_hi,
                                           double density) {
-  const auto s = make_slicing(proj, g, box_lo, box_hi, density, proj.width(), proj.height());
+  auto s = make_slicing(proj, g, box_lo, box_hi, density, proj.width(), proj.height());
   if (!s) return nullptr;
+  if (density < 1 && look.mode == Mode::kTranslucent) {
+    // Compositing is the costliest mode: a moving camera also gets every other slice
+    // (opacity corrected for the longer step).
+    s->kstep = 2;
+    s->step *= 2;
+  }
   Planes pl;
   pl.nu = s->nu;
   pl.nv = s->nv;
@@ -675,7 +682,7 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
   }
   with_dtype(g.dtype, [&]<class T>() {
     auto run = [&]<Mode M>() {
-      tbb::parallel_for(tbb::blocked_range<int>(0, pl.nv, 4),
+      tbb::parallel_for(tbb::blocked_range<int>(0, pl.nv, 8),
                         [&](const tbb::blocked_range<int>& r) {
                           slice_rows<T, M>(g, bricks, *s, look, pl, r.begin(), r.end());
                         });
