@@ -1,6 +1,6 @@
 // Render timings of the CPU renderer, warm cache: median of N frames after one warm-up.
 //   voxcast_bench_render [DATA] [WxH] [frames] [zoom] [--3d MODE] [--angles A,B,C]
-//                        [--interactive] [--perspective FOV]
+//                        [--interactive] [--perspective FOV] [--i420]
 // zoom 0 frames the whole volume (the default scene); 2D defaults to 1 (a voxel per pixel).
 // Prints one JSON line per run: times, levels, chunks touched and drawn, bytes decoded.
 #include <fmt/format.h>
@@ -18,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
   std::string mode, angles = "0,30,120";
-  bool interactive = false;
+  bool interactive = false, i420 = false;
   double fov = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -30,11 +30,12 @@ int main(int argc, char** argv) {
       fov = std::atof(argv[++i]);
     else if (a == "--interactive")
       interactive = true;
+    else if (a == "--i420")
+      i420 = true;
     else
       pos.push_back(a);
   }
-  const std::string spec =
-      pos.size() > 0 ? pos[0] : "synthetic:cells?shape=64x2048x2048&chunk=64";
+  const std::string spec = pos.size() > 0 ? pos[0] : "synthetic:cells?shape=64x2048x2048&chunk=64";
   const std::string size = pos.size() > 1 ? pos[1] : "1920x1080";
   const int frames = pos.size() > 2 ? std::atoi(pos[2].c_str()) : 30;
   const double zoom = pos.size() > 3 ? std::atof(pos[3].c_str()) : (mode.empty() ? 1.0 : 0.0);
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   }
   render::RenderOptions opt;
   opt.interactive = interactive;
+  if (i420) opt.format = render::PixelFormat::kI420;  // what a video encoder takes
   auto renderer = render::make_cpu_renderer();
   auto first = renderer->render(scene, in, opt);  // warm-up: fills the cache
   if (!first) {
@@ -86,12 +88,13 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   fmt::print(
       "{{\"data\": \"{}\", \"size\": \"{}\", \"mode\": \"{}\", \"angles\": \"{}\", "
-      "\"interactive\": {}, \"zoom\": {:.3f}, \"layers\": {}, \"levels\": [{}], "
+      "\"interactive\": {}, \"format\": \"{}\", \"zoom\": {:.3f}, \"layers\": {}, \"levels\": "
+      "[{}], "
       "\"median_ms\": {:.2f}, \"min_ms\": {:.2f}, \"max_ms\": {:.2f}, \"chunks_touched\": {}, "
       "\"chunks_drawn\": {}, \"bytes_decoded\": {}, \"chunks_cached\": {}}}\n",
       spec, size, mode.empty() ? "2d" : mode, mode.empty() ? "" : angles, interactive,
-      scene.camera.zoom, scene.layers.size(), fmt::join(first->levels, ","), ms[ms.size() / 2],
-      ms.front(), ms.back(), first->bricks, first->bricks_drawn, decoded,
+      i420 ? "i420" : "rgba", scene.camera.zoom, scene.layers.size(), fmt::join(first->levels, ","),
+      ms[ms.size() / 2], ms.front(), ms.back(), first->bricks, first->bricks_drawn, decoded,
       cache.counters().entries);
   return 0;
 }

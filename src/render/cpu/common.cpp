@@ -29,7 +29,7 @@ Result<Lut> make_lut(const Layer& layer) {
     const double v = layer.gamma == 1 ? t : std::pow(t, layer.gamma);
     const auto& c = cmap.rgb[std::size_t(std::lround(v * 255))];
     for (int k = 0; k < 3; ++k)
-      lut.rgb[std::size_t(q) * 3 + std::size_t(k)] = float(c[std::size_t(k)]) / 255.f;
+      lut.rgb[std::size_t(k) * kLut + std::size_t(q)] = float(c[std::size_t(k)]) / 255.f;
   }
   lut.lo = float(layer.contrast_limits[0]);
   lut.scale = float(kLut - 1) / float(layer.contrast_limits[1] - layer.contrast_limits[0]);

@@ -23,10 +23,12 @@ struct AxisMap {
 
 Result<AxisMap> map_axes(const data::VolumeInfo& info, const std::vector<std::string>& world);
 
-// kLut entries of RGB in [0, 1]: entry q is the colour of the normalized value q / (kLut - 1)
-// after gamma. Index it with clamp((v - lo) * scale, 0, kLut - 1).
+// kLut entries of RGB in [0, 1], planar (all R, then all G, then all B): entry q is the
+// colour of the normalized value q / (kLut - 1) after gamma. Index it with
+// clamp((v - lo) * scale, 0, kLut - 1).
 struct Lut {
   std::vector<float> rgb;
+  const float* plane(int channel) const { return rgb.data() + std::size_t(channel) * kLut; }
   float lo = 0, scale = 1;
 };
 Result<Lut> make_lut(const Layer& layer);
@@ -35,7 +37,8 @@ Result<Lut> make_lut(const Layer& layer);
 class RowDrawer {
  public:
   virtual ~RowDrawer() = default;
-  // Composites the layer into row `py` of float RGB (width * 3), with its blending.
+  // Composites the layer into row `py` of the frame: float R, G and B planes of `width`
+  // (acc, acc + width, acc + 2 * width), with its blending.
   virtual void draw_row(int py, int width, float* acc) const = 0;
 };
 

@@ -99,7 +99,7 @@ struct LayerPlan {
   AxisSamples ys, xs;
   bool linear = true;
   bool any_fraction = true;  // some sample falls between voxel centres
-  std::vector<float> lut;    // kLut x RGB, contrast/gamma/colormap folded in
+  std::vector<float> lut;    // kLut x R, G, B planes, contrast/gamma/colormap folded in
   float lo = 0, scale = 1, alpha = 1;
   Blending blend = Blending::kTranslucent;
   bool complete = true;                 // every chunk of the view is pinned
@@ -153,6 +153,29 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
   const std::uint8_t* inside = p.xs.inside.data();
   const float* lut = p.lut.data();
   const float* l = line.data();
+  if (mask == Mask::kIgnore) {
+    // Branch-free: pixels outside the data or on NaN get weight 0.
+    for (int px = 0; px < width; ++px) {
+      float v = l[rel[px]];
+      if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+      const bool ok = (inside[px] != 0) & (v == v);
+      const int q = int(std::min(top_q, std::max(0.f, (v - lo) * scale)) + 0.5f);  // NaN: 0
+      const float w = ok ? alpha : 0.f;
+      for (int k = 0; k < 3; ++k) {  // planar rows and table
+        const float c = lut[k * kLut + q];
+        float& o = acc[k * width + px];
+        if constexpr (kBlend == Blending::kAdditive)
+          o += w * c;
+        else if constexpr (kBlend == Blending::kTranslucent)
+          o += w * (c - o);
+        else if constexpr (kBlend == Blending::kOpaque)
+          o = ok ? c : o;
+        else
+          o = ok ? std::min(o, 1 - w * (1 - c)) : o;
+      }
+    }
+    return;
+  }
   for (int px = 0; px < width; ++px) {
     if (!inside[px] || (mask == Mask::kSkip && drawn[px])) continue;
     float v = l[rel[px]];
@@ -160,17 +183,17 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
     if (v != v) continue;  // NaN: no data here (or a chunk still on its way)
     if (mask == Mask::kRecord) drawn[px] = 1;
     const int q = int(std::clamp((v - lo) * scale, 0.f, top_q) + 0.5f);
-    const float* col = lut + q * 3;
-    float* o = acc + px * 3;
     for (int k = 0; k < 3; ++k) {
+      const float c = lut[k * kLut + q];
+      float& o = acc[k * width + px];
       if constexpr (kBlend == Blending::kAdditive)
-        o[k] += alpha * col[k];
+        o += alpha * c;
       else if constexpr (kBlend == Blending::kTranslucent)
-        o[k] += alpha * (col[k] - o[k]);
+        o += alpha * (c - o);
       else if constexpr (kBlend == Blending::kOpaque)
-        o[k] = col[k];
+        o = c;
       else
-        o[k] = std::min(o[k], 1 - alpha * (1 - col[k]));
+        o = std::min(o, 1 - alpha * (1 - c));
     }
   }
 }
@@ -222,28 +245,37 @@ void draw_row_any(const LayerPlan& p, int py, int width, float* acc,
 // Y, and their 2x2-averaged chroma, into an I420 or NV12 image.
 void store_420(const float* rows, int W, int H, int pair, PixelFormat format, std::uint8_t* out) {
   const std::size_t luma = std::size_t(W) * std::size_t(H);
-  std::uint8_t* y0 = out + std::size_t(2 * pair) * std::size_t(W);
-  std::uint8_t* y1 = y0 + W;
-  const float* a = rows;
-  const float* b = rows + std::size_t(W) * 3;
-  for (int px = 0; px < W; px += 2) {
-    float cb_sum = 0, cr_sum = 0;
-    for (int k = 0; k < 4; ++k) {
-      const float* p = (k < 2 ? a : b) + std::size_t(px + (k & 1)) * 3;
-      float y, cb, cr;
-      rgb_to_ycbcr709(p[0], p[1], p[2], y, cb, cr);
-      (k < 2 ? y0 : y1)[px + (k & 1)] = std::uint8_t(y + 0.5f);
-      cb_sum += cb;
-      cr_sum += cr;
-    }
-    const auto cb = std::uint8_t(cb_sum * 0.25f + 0.5f), cr = std::uint8_t(cr_sum * 0.25f + 0.5f);
-    const std::size_t c = std::size_t(pair) * std::size_t(W / 2) + std::size_t(px / 2);
+  const auto plane = std::size_t(W);
+  // Luma of both rows, then chroma of each 2x2 block from its mean colour (the transform
+  // is affine, so that equals the mean of the four pixels' chroma). Planar in, planar out:
+  // loops the compiler vectorizes.
+  for (std::size_t r = 0; r < 2; ++r) {
+    const float* R = rows + r * 3 * plane;
+    const float *G = R + plane, *B = G + plane;
+    std::uint8_t* y = out + (std::size_t(2 * pair) + r) * plane;
+    for (std::size_t px = 0; px < plane; ++px)
+      y[px] =
+          std::uint8_t(16.f + 219.f * (0.2126f * R[px] + 0.7152f * G[px] + 0.0722f * B[px]) + 0.5f);
+  }
+  const float *Ra = rows, *Ga = Ra + plane, *Ba = Ga + plane;
+  const float *Rb = Ba + plane, *Gb = Rb + plane, *Bb = Gb + plane;
+  const std::size_t half = plane / 2, row0 = std::size_t(pair) * half;
+  std::uint8_t* u = out + luma + row0;
+  std::uint8_t* v = out + luma + luma / 4 + row0;
+  std::uint8_t* uv = out + luma + 2 * row0;
+  for (std::size_t c = 0; c < half; ++c) {
+    const float r = 0.25f * (Ra[2 * c] + Ra[2 * c + 1] + Rb[2 * c] + Rb[2 * c + 1]);
+    const float g = 0.25f * (Ga[2 * c] + Ga[2 * c + 1] + Gb[2 * c] + Gb[2 * c + 1]);
+    const float b = 0.25f * (Ba[2 * c] + Ba[2 * c + 1] + Bb[2 * c] + Bb[2 * c + 1]);
+    const float l = 0.2126f * r + 0.7152f * g + 0.0722f * b;
+    const auto cb = std::uint8_t(128.f + 224.f * (b - l) / 1.8556f + 0.5f);
+    const auto cr = std::uint8_t(128.f + 224.f * (r - l) / 1.5748f + 0.5f);
     if (format == PixelFormat::kI420) {
-      out[luma + c] = cb;
-      out[luma + luma / 4 + c] = cr;
+      u[c] = cb;
+      v[c] = cr;
     } else {
-      out[luma + 2 * c] = cb;
-      out[luma + 2 * c + 1] = cr;
+      uv[2 * c] = cb;
+      uv[2 * c + 1] = cr;
     }
   }
 }
@@ -336,13 +368,8 @@ class CpuRenderer final : public Renderer {
               const int py = pr * step + r;
               float* row = acc.data() + std::size_t(r) * std::size_t(W) * 3;
               const std::size_t n3 = std::size_t(W) * 3;
-              if (bg[0] == 0 && bg[1] == 0 && bg[2] == 0) {
-                std::fill(row, row + n3, 0.f);
-              } else {
-                for (std::size_t i = 0; i < n3; i += 3)
-                  for (int k = 0; k < 3; ++k)
-                    row[i + std::size_t(k)] = float(bg[std::size_t(k)]);
-              }
+              for (std::size_t k = 0; k < 3; ++k)
+                std::fill(row + k * std::size_t(W), row + (k + 1) * std::size_t(W), float(bg[k]));
               for (const auto& p : plans)
                 draw_row_any(p, py, W, row, drawn);
               for (const auto& v : volumes)
@@ -351,15 +378,16 @@ class CpuRenderer final : public Renderer {
                 for (std::size_t i = 0; i < n3; ++i)
                   row[i] = std::clamp(row[i], 0.f, 1.f);
               } else {
-                // Two simple loops the compiler vectorizes: float -> byte, then RGB -> RGBA.
+                // Simple loops the compiler vectorizes: float -> byte, then planes -> RGBA.
                 rgb8.resize(n3);
                 for (std::size_t i = 0; i < n3; ++i)
                   rgb8[i] = std::uint8_t(std::min(std::max(row[i], 0.f), 1.f) * 255.f + 0.5f);
                 std::uint8_t* out = frame.pixels.data() + std::size_t(py) * std::size_t(W) * 4;
+                const std::uint8_t *r8 = rgb8.data(), *g8 = r8 + W, *b8 = g8 + W;
                 for (int px = 0; px < W; ++px) {
-                  out[px * 4 + 0] = rgb8[std::size_t(px) * 3 + 0];
-                  out[px * 4 + 1] = rgb8[std::size_t(px) * 3 + 1];
-                  out[px * 4 + 2] = rgb8[std::size_t(px) * 3 + 2];
+                  out[px * 4 + 0] = r8[px];
+                  out[px * 4 + 1] = g8[px];
+                  out[px * 4 + 2] = b8[px];
                   out[px * 4 + 3] = 255;
                 }
               }

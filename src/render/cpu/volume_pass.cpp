@@ -429,8 +429,8 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
           1.0, std::max(0.0, (double(best) - look.lo) / (double(look.hi) - look.lo)));  // NaN: 0
       const double shaded =
           std::min(1.0, std::max(0.0, t * (0.2 + lambert) + std::pow(lambert, 40.0)));
-      const float* c = look.lut.rgb.data() + std::size_t(std::lround(shaded * (kLut - 1))) * 3;
-      out.crow(v)[u] = F4{c[0], c[1], c[2], 1};
+      const auto q = std::size_t(std::lround(shaded * (kLut - 1)));
+      out.crow(v)[u] = F4{look.lut.plane(0)[q], look.lut.plane(1)[q], look.lut.plane(2)[q], 1};
     }
   });
   pl = std::move(out);
@@ -495,7 +495,7 @@ class VolumeDrawer final : public RowDrawer {
       if (t0 > t1) continue;
       const double t = (s_.cref - ov[C]) / dv[C];
       pixel((ov[A] + t * dv[A] - s_.amin) * s_.fa - 0.5,
-            (ov[B] + t * dv[B] - s_.bmin) * s_.fb - 0.5, acc + std::size_t(px) * 3);
+            (ov[B] + t * dv[B] - s_.bmin) * s_.fb - 0.5, acc + px, std::size_t(width));
     }
   }
 
@@ -553,11 +553,12 @@ class VolumeDrawer final : public RowDrawer {
               p1 = std::min(width - 1, int(std::floor(xmax - 0.5)));
     double u = u0_ + Y * uY_ + (p0 + 0.5) * uX_, v = v0_ + Y * vY_ + (p0 + 0.5) * vX_;
     for (int px = p0; px <= p1; ++px, u += uX_, v += vX_)
-      pixel(u, v, acc + std::size_t(px) * 3);
+      pixel(u, v, acc + px, std::size_t(width));
   }
 
   // Composites the intermediate image at (u, v) (bilinear) into one pixel.
-  void pixel(double u, double v, float* out) const {
+  // out[0], out[plane], out[2 * plane]: the pixel's R, G and B.
+  void pixel(double u, double v, float* out, std::size_t plane) const {
     const bool rgba = look_.mode == Mode::kTranslucent || look_.mode == Mode::kIso;
     const bool cutoff = look_.blending == Blending::kTranslucent;
     {
@@ -595,22 +596,23 @@ class VolumeDrawer final : public RowDrawer {
             int(std::min(float(kLut - 1), std::max(0.f, (val - look_.lut.lo) * look_.lut.scale)) +
                 0.5f);
         for (int i = 0; i < 3; ++i)
-          rgb[i] = look_.lut.rgb[std::size_t(q) * 3 + std::size_t(i)];
+          rgb[i] = look_.lut.plane(i)[q];
       }
       const float op = look_.opacity;
       for (int i = 0; i < 3; ++i) {
+        float& o = out[std::size_t(i) * plane];
         switch (look_.blending) {  // rgb is premultiplied by alpha
           case Blending::kTranslucent:
-            out[i] = out[i] * (1 - alpha * op) + rgb[i] * op;
+            o = o * (1 - alpha * op) + rgb[i] * op;
             break;
           case Blending::kAdditive:
-            out[i] += rgb[i] * op;
+            o += rgb[i] * op;
             break;
           case Blending::kOpaque:
-            out[i] = out[i] * (1 - alpha) + rgb[i];
+            o = o * (1 - alpha) + rgb[i];
             break;
           case Blending::kMinimum:
-            out[i] = std::min(out[i], 1 - op * (1 - rgb[i] / alpha));
+            o = std::min(o, 1 - op * (1 - rgb[i] / alpha));
             break;
         }
       }
@@ -670,8 +672,9 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
       for (int q = 0; q < kTintLut; ++q) {
         const double t = double(q) / (kTintLut - 1);
         const float a = float(1 - std::pow(1 - t, s->step));
-        const float* c = look.lut.rgb.data() + std::size_t(std::lround(t * (kLut - 1))) * 3;
-        look.tint[std::size_t(q)] = F4{a * c[0], a * c[1], a * c[2], a};
+        const auto i = std::size_t(std::lround(t * (kLut - 1)));
+        look.tint[std::size_t(q)] =
+            F4{a * look.lut.plane(0)[i], a * look.lut.plane(1)[i], a * look.lut.plane(2)[i], a};
       }
       break;
     }
