@@ -63,6 +63,8 @@ struct Look {
   // between samples), small enough to stay in L1; index clamp((v - lo) * tint_scale).
   std::vector<F4> tint;
   float tint_scale = 1;
+  // Attenuated MIP: per entry (same index), exp(-attenuation * value * step).
+  std::vector<float> decay;
   float lo = 0, hi = 1;  // contrast limits
   float iso = 0;         // iso threshold, data units
   float attenuation = 0;

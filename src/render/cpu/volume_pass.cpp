@@ -223,10 +223,11 @@ struct Op {
     } else if constexpr (M == Mode::kAttenuatedMip) {
       // napari's attenuated MIP, made independent of the sampling step: a sample is dimmed
       // by exp(-attenuation * the path integral of the normalized value in front of it, in
-      // voxels).
-      const float scaled = s * std::exp(-look->attenuation * p1[u]);
+      // voxels). p1 holds that factor; each sample multiplies it by its own (a table).
+      const float scaled = s * p1[u];
       p0[u] = scaled > p0[u] ? scaled : p0[u];
-      p1[u] += std::clamp((s - look->lo) / (look->hi - look->lo), 0.f, 1.f) * step;
+      p1[u] *= look->decay[std::size_t(
+          std::min(float(kTintLut - 1), std::max(0.f, (s - look->lo) * look->tint_scale)) + 0.5f)];
     } else if constexpr (M == Mode::kTranslucent) {
       // Front to back: colour += (1 - opacity so far) * premultiplied sample colour.
       const F4 acc = c[u];
@@ -659,9 +660,17 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
       pl.p[0].assign(n, std::numeric_limits<float>::quiet_NaN());
       break;
     case Mode::kAverage:
-    case Mode::kAttenuatedMip:
-      pl.p[0].assign(n, look.mode == Mode::kAverage ? 0.f : look.lo);
+      pl.p[0].assign(n, 0.f);
       pl.p[1].assign(n, 0.f);
+      break;
+    case Mode::kAttenuatedMip:
+      pl.p[0].assign(n, look.lo);
+      pl.p[1].assign(n, 1.f);
+      look.tint_scale = float(kTintLut - 1) / (look.hi - look.lo);
+      look.decay.resize(kTintLut);
+      for (int q = 0; q < kTintLut; ++q)
+        look.decay[std::size_t(q)] =
+            float(std::exp(-look.attenuation * double(q) / (kTintLut - 1) * s->step));
       break;
     case Mode::kTranslucent: {
       pl.c.assign(n, F4{0, 0, 0, 0});
