@@ -15,7 +15,9 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       "render",
       "Render one view of a dataset to a PNG, exactly as a streaming client would see it at final\n"
       "quality. The view is scene JSON (canvas, camera, dims, layers; every field optional, the\n"
-      "defaults are what napari would show). 2D slices for now.");
+      "defaults are what napari would show): a 2D slice, or with dims.ndisplay 3 a 3D view\n"
+      "(layers[].rendering: mip, minip, attenuated_mip, average, translucent, iso; camera.angles\n"
+      "in napari's convention, camera.perspective a field of view in degrees). docs/rendering.md.");
   struct Opts {
     std::string data, view, size, out;
     bool still = true;
@@ -27,7 +29,8 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--output", o->out, "Output .png")->required();
   cmd->add_flag("--still", o->still, "Final quality (the default; kept for scripts)");
   cmd->footer(
-      "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png");
+      "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
+      "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
   return [o, &g]() {
     auto src = data::open_volume(o->data);
     if (!src) return report(src.error().what());
