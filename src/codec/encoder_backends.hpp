@@ -1,0 +1,13 @@
+// The backends behind make_encoder() (private to src/codec).
+#pragma once
+
+#include "codec/encoder.hpp"
+
+namespace vx::codec {
+
+// "h264_nvenc" or "libx264" through libavcodec.
+Result<std::unique_ptr<Encoder>> open_avcodec_h264(const std::string& backend,
+                                                   const EncoderOptions& options);
+Result<std::unique_ptr<Encoder>> open_turbojpeg(const EncoderOptions& options);
+
+}  // namespace vx::codec
