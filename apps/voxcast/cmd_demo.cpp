@@ -13,22 +13,34 @@
 namespace vx::app {
 
 Runner add_demo(CLI::App& app, const GlobalOptions& g) {
-  auto* cmd = app.add_subcommand("demo",
-                                 "Show the built-in procedural dataset (1 TiB virtual, computed on "
-                                 "demand), convert a crop of\n"
-                                 "it to a multiscale OME-Zarr, describe the result, and render a "
-                                 "slice of it to a PNG beside it.\n"
-                                 "(Live streaming of it will follow.)");
+  auto* cmd = app.add_subcommand(
+      "demo",
+      "Serve the built-in procedural dataset (1 TiB virtual, two channels, computed on demand)\n"
+      "and print the URL to open: the same as `voxcast serve synthetic:cells`.\n"
+      "With --offline: convert a crop of it to a multiscale OME-Zarr, describe the result, and\n"
+      "render a slice of it to a PNG beside it, without serving.");
   auto out = std::make_shared<std::string>("voxcast-demo.ome.zarr");
   auto shape = std::make_shared<std::string>("128x512x512");
-  cmd->add_option("-o,--output", *out, "Where to write the converted crop")->capture_default_str();
-  cmd->add_option("--shape", *shape, "ZxYxX of the crop to convert")->capture_default_str();
-  cmd->footer("Example: voxcast demo -o /tmp/demo.ome.zarr");
-  return [out, shape, &g]() {
+  auto offline = std::make_shared<bool>(false);
+  auto serve = std::make_shared<ServeOptions>();
+  add_serve_options(*cmd, *serve);
+  cmd->add_flag("--offline", *offline, "Convert and render instead of serving");
+  cmd->add_option("-o,--output", *out, "--offline: where to write the converted crop")
+      ->capture_default_str();
+  cmd->add_option("--shape", *shape, "--offline: ZxYxX of the crop to convert")
+      ->capture_default_str();
+  cmd->footer(
+      "Example: voxcast demo            (then open the printed URL)\n"
+      "         voxcast demo --offline -o /tmp/demo.ome.zarr");
+  return [out, shape, offline, serve, &g]() {
     auto full = data::open_volume("synthetic:cells");
     if (!full) return report(full.error().what());
     fmt::print("== The built-in dataset ==\n");
     print_info((*full)->info());
+    if (!*offline) {
+      fmt::print("\n");
+      return serve_datasets({"synthetic:cells"}, *serve, g);
+    }
     const std::string crop = "synthetic:cells?shape=" + *shape;
     fmt::print("\n== Converting {} to {} ==\n", crop, *out);
     data::ConvertOptions c;

@@ -5,6 +5,7 @@
 #include "commands.hpp"
 #include "core/progress.hpp"
 #include "data/data.hpp"
+#include "data/info_json.hpp"
 
 namespace vx::app {
 namespace {
@@ -17,41 +18,6 @@ std::string join_dims(const std::vector<std::int64_t>& v) {
 }
 std::string join_num(const std::vector<double>& v) {
   return fmt::format("{:g}", fmt::join(v, ", "));
-}
-
-json to_json(const VolumeInfo& info) {
-  json axes = json::array(), levels = json::array(), channels = json::array();
-  for (const auto& a : info.axes)
-    axes.push_back(
-        {{"name", a.name}, {"type", std::string(axis_type_name(a.type))}, {"unit", a.unit}});
-  for (const auto& l : info.levels)
-    levels.push_back({{"path", l.path},
-                      {"shape", l.shape},
-                      {"chunks", l.chunks},
-                      {"scale", l.scale},
-                      {"translation", l.translation},
-                      {"codec", l.codec}});
-  for (const auto& c : info.channels) {
-    json j = {{"name", c.name}, {"color", nullptr}, {"window", nullptr}, {"visible", c.visible}};
-    if (c.color) j["color"] = color_hex(*c.color);
-    if (c.window)
-      j["window"] = {{"start", c.window->start},
-                     {"end", c.window->end},
-                     {"min", c.window->min},
-                     {"max", c.window->max}};
-    channels.push_back(j);
-  }
-  json fill = info.fill_value;
-  if (std::isnan(info.fill_value)) fill = "NaN";
-  return {{"location", info.location},
-          {"format", info.format},
-          {"format_version", info.format_version},
-          {"zarr_format", info.zarr_format},
-          {"dtype", std::string(dtype_name(info.dtype))},
-          {"fill_value", fill},
-          {"axes", axes},
-          {"levels", levels},
-          {"channels", channels}};
 }
 
 }  // namespace
@@ -95,7 +61,7 @@ void print_info(const VolumeInfo& info) {
 }
 
 std::string info_json(const VolumeInfo& info) {
-  return to_json(info).dump(2);
+  return info_to_json(info).dump(2);
 }
 
 Runner add_info(CLI::App& app, const GlobalOptions&) {

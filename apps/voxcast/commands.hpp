@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace vx::app {
 
@@ -23,6 +24,19 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g);
 Runner add_export(CLI::App& app, const GlobalOptions& g);
 Runner add_demo(CLI::App& app, const GlobalOptions& g);
 Runner add_render(CLI::App& app, const GlobalOptions& g);
+Runner add_serve(CLI::App& app, const GlobalOptions& g);
+
+// `serve` and `demo` share these.
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 8080;
+  std::string token;
+  int max_clients = 32;
+  std::string web_dir = VOXCAST_WEB_DIR;
+};
+void add_serve_options(CLI::App& cmd, ServeOptions& o);
+int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
+                   const GlobalOptions& g);
 
 }  // namespace vx::app
 namespace vx::data {

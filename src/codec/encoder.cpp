@@ -1,6 +1,8 @@
 #include "codec/encoder.hpp"
 
+#include <cstdarg>
 #include <mutex>
+#include <optional>
 
 extern "C" {
 #include <libavutil/log.h>
@@ -10,6 +12,33 @@ extern "C" {
 #include "core/log.hpp"
 
 namespace vx::codec {
+
+namespace {
+
+// libavcodec's messages: to our log at debug level, and the last one of each thread kept
+// for the error that follows a failed open ("Cannot load libcuda.so.1").
+thread_local std::string last_av_message;
+
+void av_to_log(void* avcl, int level, const char* fmt, va_list args) {
+  if (level > AV_LOG_WARNING) return;
+  char line[512];
+  int prefix = 1;
+  va_list copy;
+  va_copy(copy, args);
+  av_log_format_line(avcl, level, fmt, copy, line, sizeof line, &prefix);
+  va_end(copy);
+  std::string msg(line);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+    msg.pop_back();
+  VX_LOG(debug, "libav.log", "level={} message=\"{}\"", level, msg);
+  last_av_message = std::move(msg);
+}
+
+}  // namespace
+
+std::string take_last_av_message() {
+  return std::exchange(last_av_message, {});
+}
 
 std::string_view codec_name(Codec c) {
   return c == Codec::kH264 ? "h264" : "jpeg";
@@ -21,22 +50,36 @@ Result<EncoderChoice> make_encoder(Codec codec, const EncoderOptions& options) {
     VX_ASSIGN(choice.encoder, open_turbojpeg(options));
     return choice;
   }
-  // libavcodec prints to stderr at info level by default (and every failed NVENC probe says
-  // so twice); its errors are enough, ours are logged here.
-  static std::once_flag quiet;
-  std::call_once(quiet, [] { av_log_set_level(AV_LOG_ERROR); });
-  // The probed table, best first.
+  static std::once_flag hooked;
+  std::call_once(hooked, [] { av_log_set_callback(av_to_log); });
+  // Whether NVENC opens depends on the machine, not on the options: probe it once per
+  // process (each failed probe loads the driver libraries again and costs tens of ms), and
+  // remember why it failed. Deliberately process-wide state.
+  static std::mutex probe_mutex;
+  static std::optional<std::string> nvenc_failure;
   std::string why;
   for (const char* backend : {"h264_nvenc", "libx264"}) {
+    const bool nvenc = std::string_view(backend) == "h264_nvenc";
+    if (nvenc) {
+      std::lock_guard lock(probe_mutex);
+      if (nvenc_failure) {
+        why = *nvenc_failure;
+        continue;
+      }
+    }
     auto e = open_avcodec_h264(backend, options);
     if (e) {
       choice.encoder = std::move(*e);
       choice.fallback = why;
-      if (!why.empty()) VX_LOG(info, "encoder.fallback", "using={} reason=\"{}\"", backend, why);
       return choice;
     }
     if (e.error().code == ErrorCode::kInvalidArgument) return tl::unexpected(e.error());
     why += (why.empty() ? "" : "; ") + e.error().message;
+    if (nvenc) {
+      std::lock_guard lock(probe_mutex);
+      nvenc_failure = why;
+      VX_LOG(info, "encoder.fallback", "from=h264_nvenc to=libx264 reason=\"{}\"", why);
+    }
   }
   return fail(ErrorCode::kUnsupported, "no H.264 encoder opens: {}", why);
 }

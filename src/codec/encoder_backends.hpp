@@ -10,4 +10,7 @@ Result<std::unique_ptr<Encoder>> open_avcodec_h264(const std::string& backend,
                                                    const EncoderOptions& options);
 Result<std::unique_ptr<Encoder>> open_turbojpeg(const EncoderOptions& options);
 
+// The last warning or error libavcodec logged on this thread (then forgets it).
+std::string take_last_av_message();
+
 }  // namespace vx::codec

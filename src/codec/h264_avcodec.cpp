@@ -129,8 +129,12 @@ Result<std::unique_ptr<Encoder>> open_avcodec_h264(const std::string& backend,
     av_opt_set_int(priv, "delay", 0, 0);
     if (o.bitrate_kbps <= 0) av_opt_set_int(priv, "cq", o.crf, 0);
   }
-  if (const int rc = avcodec_open2(ctx.get(), codec, nullptr); rc < 0)
-    return fail(ErrorCode::kUnsupported, "{}: cannot open: {}", backend, av_error(rc));
+  take_last_av_message();
+  if (const int rc = avcodec_open2(ctx.get(), codec, nullptr); rc < 0) {
+    const auto said = take_last_av_message();
+    return fail(ErrorCode::kUnsupported, "{}: cannot open ({}){}", backend, av_error(rc),
+                said.empty() ? "" : ": " + said);
+  }
   return std::unique_ptr<Encoder>(std::make_unique<AvH264Encoder>(backend, std::move(ctx)));
 }
 

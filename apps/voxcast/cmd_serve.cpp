@@ -1,0 +1,68 @@
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "commands.hpp"
+#include "core/log.hpp"
+#include "data/chunk_cache.hpp"
+#include "data/data.hpp"
+#include "server/server.hpp"
+
+namespace vx::app {
+
+void add_serve_options(CLI::App& cmd, ServeOptions& o) {
+  cmd.add_option("--host", o.host, "Address to listen on; anything but loopback requires a token")
+      ->capture_default_str();
+  cmd.add_option("--port", o.port, "TCP port (0: any free one)")->capture_default_str();
+  cmd.add_option("--token", o.token,
+                 "Required on every request (?token=T or Authorization: Bearer T); generated "
+                 "and printed when the host is not loopback and none is given");
+  cmd.add_option("--max-clients", o.max_clients, "Client sessions at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  cmd.add_option("--web-dir", o.web_dir, "The browser client's files")->capture_default_str();
+}
+
+int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
+                   const GlobalOptions& g) {
+  data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+  std::vector<data::SourceId> ids;
+  for (const auto& spec : specs) {
+    auto src = data::open_volume(spec);
+    if (!src) return report(src.error().what());
+    ids.push_back(cache.add_source(*src));
+  }
+  server::ServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.token = o.token;
+  so.max_clients = o.max_clients;
+  so.web_dir = o.web_dir;
+  auto st = server::serve(so, cache, ids, [&](const std::string& url) {
+    fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
+               url);
+    fmt::print("voxcast: open it in a browser; Ctrl-C stops\n");
+    std::fflush(stdout);
+  });
+  if (!st) return report(st.error().what());
+  return 0;
+}
+
+Runner add_serve(CLI::App& app, const GlobalOptions& g) {
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "Serve datasets to browsers and Python clients: HTTP and WebSocket on one port\n"
+      "(docs/protocol.md). Each client gets its own view, rendered on demand and streamed as\n"
+      "H.264 (JPEG for clients without a video decoder). Bound to loopback by default; reach\n"
+      "it through an SSH tunnel, or bind elsewhere with a token.");
+  auto specs = std::make_shared<std::vector<std::string>>();
+  auto o = std::make_shared<ServeOptions>();
+  cmd->add_option("DATA", *specs, "Dataset paths or synthetic:NAME[?k=v&...]")->required();
+  add_serve_options(*cmd, *o);
+  cmd->footer(
+      "Example: voxcast serve /scratch/brain.ome.zarr --port 8080\n"
+      "         then on a laptop: ssh -L 8080:localhost:8080 gpu-node, open http://localhost:8080");
+  return [specs, o, &g]() { return serve_datasets(*specs, *o, g); };
+}
+
+}  // namespace vx::app

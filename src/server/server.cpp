@@ -1,0 +1,388 @@
+// The listener, HTTP sessions (static files, REST routes, upgrades) and the server's life:
+// start, serve until SIGINT/SIGTERM, close every connection, return. Follows the shape of
+// Beast's advanced server example: one object per connection on a strand, limits and
+// timeouts set at start.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "core/log.hpp"
+#include "data/info_json.hpp"
+#include "server/server_impl.hpp"
+
+namespace vx::server {
+
+void Context::add_socket(const std::shared_ptr<Closable>& s) {
+  std::lock_guard lock(mutex);
+  std::erase_if(sockets, [](const auto& w) { return w.expired(); });
+  sockets.push_back(s);
+}
+
+std::shared_ptr<stream::Session> Context::find_session(const std::string& id) {
+  std::lock_guard lock(mutex);
+  auto it = sessions.find(id);
+  return it == sessions.end() ? nullptr : it->second.lock();
+}
+
+json Context::limits() const {
+  return {{"max_clients", options.max_clients},
+          {"max_message_bytes", options.max_message_bytes},
+          {"max_messages_per_s", options.max_messages_per_s},
+          {"max_canvas", {options.max_width, options.max_height}}};
+}
+
+std::string query_param(std::string_view target, std::string_view key) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const auto part = rest.substr(0, amp);
+    const auto eq = part.find('=');
+    if (part.substr(0, eq) == key) {
+      if (eq == std::string_view::npos) return {};
+      // Percent-decoding (tokens and session ids are URL-safe, but a client may encode).
+      std::string out;
+      const auto v = part.substr(eq + 1);
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+      };
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+          out.push_back(char(hex(v[i + 1]) * 16 + hex(v[i + 2])));
+          i += 2;
+        } else {
+          out.push_back(v[i] == '+' ? ' ' : v[i]);
+        }
+      }
+      return out;
+    }
+    if (amp == std::string_view::npos) break;
+    rest = rest.substr(amp + 1);
+  }
+  return {};
+}
+
+bool authorized(const Context& ctx, const http::request<http::string_body>& req) {
+  const auto& token = ctx.options.token;
+  if (token.empty()) return true;
+  if (query_param(req.target(), "token") == token) return true;
+  const auto auth = req[http::field::authorization];
+  return auth == "Bearer " + token;
+}
+
+http::response<http::string_body> json_error(const http::request<http::string_body>& req,
+                                             http::status status, std::string_view code,
+                                             std::string_view message) {
+  http::response<http::string_body> res{status, req.version()};
+  res.set(http::field::server, "voxcast");
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(req.keep_alive());
+  res.body() = json{{"error", {{"code", code}, {"message", message}}}}.dump();
+  res.prepare_payload();
+  return res;
+}
+
+namespace {
+
+std::string_view mime_type(const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".html") return "text/html; charset=utf-8";
+  if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  if (ext == ".json") return "application/json";
+  if (ext == ".png") return "image/png";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".webp") return "image/webp";
+  if (ext == ".jpg" || ext == ".jpeg") return "image/jpeg";
+  return "application/octet-stream";
+}
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(std::shared_ptr<Context> ctx, tcp::socket socket)
+      : ctx_(std::move(ctx)), stream_(std::move(socket)) {}
+
+  void run() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&HttpSession::read, shared_from_this()));
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(16 * 1024);
+    parser_->body_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(60));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::end_of_stream) return close();
+    if (ec == http::error::body_limit || ec == http::error::header_limit) {
+      http::request<http::string_body> req;
+      return send(json_error(req, http::status::payload_too_large, "too_large",
+                             "request over the limit (headers 16 KiB, body 64 KiB)"),
+                  false);
+    }
+    if (ec) return;  // timeout or reset: nothing to answer
+    auto req = parser_->release();
+    if (!authorized(*ctx_, req))
+      return send(json_error(req, http::status::unauthorized, "unauthorized",
+                             "this server needs its token: ?token=... or Authorization: Bearer"),
+                  req.keep_alive());
+    const std::string target(req.target());
+    const std::string path = target.substr(0, target.find('?'));
+    if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
+      return send(json_error(req, http::status::method_not_allowed, "bad_method",
+                             fmt::format("{} {}: only GET", req.method_string(), path)),
+                  req.keep_alive());
+    if (path == "/api/v1/health") {
+      int sessions = 0;
+      {
+        std::lock_guard lock(ctx_->mutex);
+        for (const auto& [id, w] : ctx_->sessions)
+          sessions += !w.expired();
+      }
+      const auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_->start);
+      return send_json(req, {{"status", "ok"},
+                             {"version", "0.3.0"},
+                             {"sessions", sessions},
+                             {"uptime_s", up.count()}});
+    }
+    if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
+    return send_file(req, path == "/" ? "/index.html" : path);
+  }
+
+  void upgrade(http::request<http::string_body> req, const std::string& path) {
+    if (ctx_->stopping) return;
+    if (path == "/ws/state") {
+      if (ctx_->clients.load() >= ctx_->options.max_clients)
+        return send(json_error(req, http::status::service_unavailable, "server_busy",
+                               fmt::format("{} clients already (--max-clients)",
+                                           ctx_->options.max_clients)),
+                    false);
+      stream_.expires_never();
+      return start_state_socket(ctx_, stream_.release_socket(), std::move(req));
+    }
+    if (path == "/ws/pixels") {
+      const auto id = query_param(req.target(), "session");
+      auto session = ctx_->find_session(id);
+      if (!session)
+        return send(json_error(req, http::status::not_found, "unknown_session",
+                               fmt::format("no session '{}' (open /ws/state first)", id)),
+                    false);
+      stream_.expires_never();
+      return start_pixel_socket(ctx_, stream_.release_socket(), std::move(req), std::move(session));
+    }
+    send(json_error(req, http::status::not_found, "not_found",
+                    fmt::format("{}: no WebSocket here (/ws/state, /ws/pixels)", path)),
+         false);
+  }
+
+  void send_json(const http::request<http::string_body>& req, const json& body) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "voxcast");
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(req.keep_alive());
+    res.body() = body.dump();
+    res.prepare_payload();
+    send(std::move(res), req.keep_alive());
+  }
+
+  void send_file(const http::request<http::string_body>& req, const std::string& path) {
+    // Only plain names below the web folder: no "..", no hidden files.
+    const bool safe = path.size() > 1 && path.find("..") == std::string::npos &&
+                      path.find("/.") == std::string::npos && path.find('\\') == std::string::npos;
+    std::string body;
+    if (safe) {
+      std::ifstream in(ctx_->options.web_dir + path, std::ios::binary);
+      if (in) {
+        std::ostringstream ss;
+        ss << in.rdbuf();
+        body = ss.str();
+      }
+    }
+    if (!safe || body.empty())
+      return send(json_error(req, http::status::not_found, "not_found",
+                             fmt::format("{}: no such file or route", path)),
+                  req.keep_alive());
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "voxcast");
+    res.set(http::field::content_type, mime_type(path));
+    res.set(http::field::cache_control, "no-cache");
+    res.keep_alive(req.keep_alive());
+    res.body() = req.method() == http::verb::head ? std::string() : std::move(body);
+    res.prepare_payload();
+    send(std::move(res), req.keep_alive());
+  }
+
+  void send(http::response<http::string_body> res, bool keep_alive) {
+    auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
+    sp->keep_alive(keep_alive);
+    http::async_write(
+        stream_, *sp,
+        [self = shared_from_this(), sp, keep_alive](beast::error_code ec, std::size_t) {
+          if (ec || !keep_alive) return self->close();
+          self->read();
+        });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  std::shared_ptr<Context> ctx_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+};
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(std::shared_ptr<Context> ctx, tcp::acceptor acceptor)
+      : ctx_(std::move(ctx)), acceptor_(std::move(acceptor)) {}
+  void run() { accept(); }
+  void stop() {
+    net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      self->acceptor_.close(ec);
+    });
+  }
+
+ private:
+  void accept() {
+    acceptor_.async_accept(net::make_strand(ctx_->ioc),
+                           beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
+  }
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (!acceptor_.is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<HttpSession>(ctx_, std::move(socket))->run();
+    }
+    accept();
+  }
+  std::shared_ptr<Context> ctx_;
+  tcp::acceptor acceptor_;
+};
+
+std::string random_token() {
+  std::random_device rd;
+  std::string t;
+  for (int i = 0; i < 24; ++i)
+    t.push_back("abcdefghijklmnopqrstuvwxyz0123456789"[rd() % 36]);
+  return t;
+}
+
+}  // namespace
+
+bool is_loopback(const std::string& host) {
+  if (host == "localhost") return true;
+  beast::error_code ec;
+  const auto a = net::ip::make_address(host, ec);
+  return !ec && a.is_loopback();
+}
+
+Status serve(const ServerOptions& options, data::ChunkCache& cache,
+             const std::vector<data::SourceId>& datasets,
+             const std::function<void(const std::string& url)>& on_ready) {
+  net::io_context ioc;
+  auto ctx = std::make_shared<Context>(options, ioc);
+  if (ctx->options.token.empty() && !is_loopback(options.host)) ctx->options.token = random_token();
+  PriorityPool render_pool(std::max(2u, std::thread::hardware_concurrency()));
+  auto& e = ctx->engine;
+  e.cache = &cache;
+  e.pool = &render_pool;
+  e.max_width = options.max_width;
+  e.max_height = options.max_height;
+  for (std::size_t i = 0; i < datasets.size(); ++i) {
+    const auto& info = cache.source(datasets[i]).info();
+    e.ids.push_back(datasets[i]);
+    e.datasets.push_back(info);
+    render::RenderInputs in{&cache, {datasets[i]}, render::SceneData{{info}}};
+    auto scene = render::default_scene(in.data);
+    if (auto st = render::estimate_contrast(scene, in); !st) return tl::unexpected(st.error());
+    e.defaults.push_back(std::move(scene));
+    ctx->datasets_full.push_back(
+        {{"id", i}, {"location", info.location}, {"info", data::info_to_json(info)}});
+    ctx->datasets_brief.push_back({{"id", i}, {"location", info.location}});
+  }
+  e.after = [&ioc](std::chrono::milliseconds delay, std::function<void()> fn) {
+    auto timer = std::make_shared<net::steady_timer>(ioc, delay);
+    timer->async_wait([timer, fn = std::move(fn)](beast::error_code ec) {
+      if (!ec) fn();
+    });
+  };
+
+  beast::error_code ec;
+  const auto address =
+      net::ip::make_address(options.host == "localhost" ? "127.0.0.1" : options.host, ec);
+  if (ec) return fail(ErrorCode::kInvalidArgument, "--host {}: {}", options.host, ec.message());
+  tcp::acceptor acceptor(ioc);
+  const tcp::endpoint ep{address, options.port};
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "cannot listen on {}:{}: {}", options.host, options.port,
+                ec.message());
+  const auto port = acceptor.local_endpoint().port();
+  auto listener = std::make_shared<Listener>(ctx, std::move(acceptor));
+  listener->run();
+
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](beast::error_code, int sig) {
+    VX_LOG(info, "serve.stopping", "signal={}", sig);
+    ctx->stopping = true;
+    listener->stop();
+    std::vector<std::shared_ptr<Closable>> live;
+    {
+      std::lock_guard lock(ctx->mutex);
+      for (auto& w : ctx->sockets)
+        if (auto s = w.lock()) live.push_back(std::move(s));
+      for (auto& [id, w] : ctx->sessions)
+        if (auto s = w.lock()) s->close();
+    }
+    for (auto& s : live)
+      s->shutdown();
+    // Give the close handshakes a moment, then stop whatever is left.
+    auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::seconds(2));
+    timer->async_wait([timer, &ioc](beast::error_code) { ioc.stop(); });
+  });
+
+  const std::string host = address.is_v6() ? "[" + options.host + "]" : options.host;
+  std::string url = fmt::format("http://{}:{}/", host, port);
+  if (!ctx->options.token.empty()) url += "?token=" + ctx->options.token;
+  VX_LOG(info, "serve.listening", "url={} datasets={}", url, datasets.size());
+  if (on_ready) on_ready(url);
+
+  const unsigned n = options.threads ? options.threads : 2;
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < n; ++i)
+    threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads)
+    t.join();
+  {
+    std::lock_guard lock(ctx->mutex);
+    for (auto& [id, w] : ctx->sessions)
+      if (auto s = w.lock()) s->close();
+  }
+  VX_LOG(info, "serve.stopped", "");
+  return {};
+}
+
+}  // namespace vx::server

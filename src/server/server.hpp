@@ -1,0 +1,38 @@
+// `voxcast serve`: HTTP and WebSocket on one port (Boost.Beast), as docs/protocol.md says:
+// the web client and the REST routes, /ws/state (JSON) and /ws/pixels (binary frames).
+// Beast and Asio stay in the .cpp files.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "data/chunk_cache.hpp"
+
+namespace vx::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 8080;  // 0: any free port (the URL says which)
+  // Required on every request when set. serve() generates one when the host is not
+  // loopback and none is given.
+  std::string token;
+  int max_clients = 32;
+  std::size_t max_message_bytes = 64 * 1024;
+  int max_messages_per_s = 240;
+  int max_width = 3840, max_height = 2160;
+  std::string web_dir;   // the browser client's files
+  unsigned threads = 0;  // network threads; 0: 2
+};
+
+// Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every
+// connection and returns. `on_ready` gets the URL to open once the port listens.
+Status serve(const ServerOptions& options, data::ChunkCache& cache,
+             const std::vector<data::SourceId>& datasets,
+             const std::function<void(const std::string& url)>& on_ready);
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback(const std::string& host);
+
+}  // namespace vx::server

@@ -1,0 +1,72 @@
+// Private to src/server: what the HTTP side and the WebSocket channels share.
+#pragma once
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.hpp"
+#include "server/server.hpp"
+#include "stream/session.hpp"
+
+namespace vx::server {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+
+// Something the server closes on shutdown (a WebSocket).
+class Closable {
+ public:
+  virtual ~Closable() = default;
+  virtual void shutdown() = 0;  // thread-safe: posts to its own strand
+};
+
+struct Context {
+  Context(ServerOptions o, net::io_context& io) : options(std::move(o)), ioc(io) {}
+  ServerOptions options;
+  net::io_context& ioc;
+  stream::Engine engine;
+  json datasets_full = json::array();   // [{id, location, info}]
+  json datasets_brief = json::array();  // [{id, location}]
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::atomic<int> clients{0};
+  std::atomic<bool> stopping{false};
+
+  std::mutex mutex;
+  std::map<std::string, std::weak_ptr<stream::Session>> sessions;
+  std::vector<std::weak_ptr<Closable>> sockets;
+
+  void add_socket(const std::shared_ptr<Closable>& s);
+  std::shared_ptr<stream::Session> find_session(const std::string& id);
+  json limits() const;
+};
+
+// Query parameter `key` of a request target ("/ws/pixels?session=a&token=b"), or "".
+std::string query_param(std::string_view target, std::string_view key);
+// Whether the request carries the server's token (query `token` or `Authorization: Bearer`).
+bool authorized(const Context& ctx, const http::request<http::string_body>& req);
+
+// A JSON error response: {"error": {"code": code, "message": message}}.
+http::response<http::string_body> json_error(const http::request<http::string_body>& req,
+                                             http::status status, std::string_view code,
+                                             std::string_view message);
+
+// Takes over an upgraded connection.
+void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req);
+void start_pixel_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req,
+                        std::shared_ptr<stream::Session> session);
+
+}  // namespace vx::server

@@ -1,0 +1,317 @@
+// The two WebSocket channels of docs/protocol.md. Each socket lives on its own strand (the
+// listener accepts onto one), has one writer, and a queue: the state channel's never
+// drops a message (a client that stops reading is disconnected past 4096 queued), the
+// pixel channel holds at most one frame (the session renders the next only when it is out).
+#include <fmt/format.h>
+
+#include <deque>
+#include <random>
+
+#include "core/log.hpp"
+#include "server/server_impl.hpp"
+
+namespace vx::server {
+namespace {
+
+std::string random_id() {
+  std::random_device rd;
+  return fmt::format("{:08x}{:08x}", rd(), rd());
+}
+
+class StateSocket : public Closable, public std::enable_shared_from_this<StateSocket> {
+ public:
+  StateSocket(std::shared_ptr<Context> ctx, tcp::socket socket)
+      : ctx_(std::move(ctx)), ws_(std::move(socket)), timer_(ws_.get_executor()) {}
+
+  ~StateSocket() override {
+    ctx_->clients--;
+    if (!id_.empty()) {
+      std::lock_guard lock(ctx_->mutex);
+      ctx_->sessions.erase(id_);
+    }
+    if (session_) session_->close();
+  }
+
+  void run(http::request<http::string_body> req) {
+    ctx_->clients++;
+    ws_.set_option(websocket::stream_base::timeout{std::chrono::seconds(30),
+                                                   std::chrono::seconds(600), false});
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& r) { r.set(http::field::server, "voxcast"); }));
+    // Messages over max_message_bytes get a too_large reply; a message this large closes
+    // the connection (1009) before it is buffered.
+    ws_.read_message_max(std::max<std::size_t>(ctx_->options.max_message_bytes * 16, 1 << 20));
+    ws_.async_accept(req, beast::bind_front_handler(&StateSocket::on_accept, shared_from_this()));
+  }
+
+  void shutdown() override {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      self->timer_.cancel();
+      self->ws_.async_close(websocket::close_code::going_away, [self](beast::error_code) {});
+    });
+  }
+
+ private:
+  void on_accept(beast::error_code ec) {
+    if (ec) return;
+    ctx_->add_socket(shared_from_this());
+    read();
+    tick();
+  }
+
+  void read() {
+    ws_.async_read(buffer_, beast::bind_front_handler(&StateSocket::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+      closing_ = true;
+      timer_.cancel();
+      return;
+    }
+    std::string text = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    handle(text);
+    if (!closing_) read();
+  }
+
+  void error(const json& seq, std::string_view code, const std::string& message) {
+    send({{"type", "error"}, {"seq", seq}, {"code", code}, {"message", message}});
+  }
+
+  void handle(const std::string& text) {
+    if (text.size() > ctx_->options.max_message_bytes)
+      return error(nullptr, "too_large",
+                   fmt::format("message of {} bytes, over max_message_bytes ({})", text.size(),
+                               ctx_->options.max_message_bytes));
+    // Rate: at most max_messages_per_s in any second.
+    const auto now = std::chrono::steady_clock::now();
+    while (!recent_.empty() && now - recent_.front() > std::chrono::seconds(1))
+      recent_.pop_front();
+    if (int(recent_.size()) >= ctx_->options.max_messages_per_s)
+      return error(nullptr, "rate_limited",
+                   fmt::format("over max_messages_per_s ({}); message not applied",
+                               ctx_->options.max_messages_per_s));
+    recent_.push_back(now);
+    const json msg = json::parse(text, nullptr, false);
+    if (msg.is_discarded() || !msg.is_object())
+      return error(nullptr, "bad_json", "a message must be one JSON object");
+    const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
+    if (!msg.contains("type") || !msg["type"].is_string())
+      return error(seq, "bad_message", "field 'type': missing or not a string");
+    const std::string type = msg["type"];
+    if (type == "ping") return send({{"type", "pong"}, {"t", msg.value("t", json(nullptr))}});
+    if (type == "hello") return hello(msg);
+    if (!session_) return error(seq, "bad_message", fmt::format("'{}' before 'hello'", type));
+    if (type == "keyframe.request") {
+      session_->request_keyframe();
+      return send({{"type", "ack"}, {"seq", seq}});
+    }
+    if (type == "state.update") return update(msg);
+    error(seq, "bad_message",
+          fmt::format("field 'type': '{}' is not one of hello, state.update, keyframe.request, "
+                      "ping",
+                      type));
+  }
+
+  void hello(const json& msg) {
+    const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
+    if (session_) return error(seq, "bad_message", "'hello' twice");
+    const json dataset = msg.value("dataset", json(0));
+    if (!dataset.is_number_integer())
+      return error(seq, "bad_message", "field 'dataset': expected an integer");
+    std::vector<codec::Codec> codecs;
+    const json names = msg.value("codecs", json::array({"h264", "jpeg"}));
+    if (!names.is_array()) return error(seq, "bad_message", "field 'codecs': expected a list");
+    for (const auto& n : names) {
+      if (n == "h264") codecs.push_back(codec::Codec::kH264);
+      if (n == "jpeg") codecs.push_back(codec::Codec::kJpeg);
+    }
+    if (codecs.empty())
+      return error(seq, "unsupported",
+                   fmt::format("field 'codecs': {} has none of h264, jpeg", names.dump()));
+    auto s = stream::Session::create(ctx_->engine, dataset.get<int>(), codecs);
+    if (!s)
+      return error(seq,
+                   s.error().code == ErrorCode::kInvalidArgument ? "bad_message" : "unsupported",
+                   s.error().message);
+    session_ = std::move(*s);
+    id_ = random_id();
+    {
+      std::lock_guard lock(ctx_->mutex);
+      ctx_->sessions[id_] = session_;
+    }
+    const auto fallback = session_->encoder_fallback();
+    VX_LOG(info, "session.open", "session={} dataset={} codec={} encoder={} client=\"{}\"", id_,
+           dataset.get<int>(), codec::codec_name(session_->codec()), session_->encoder_name(),
+           msg.value("client", std::string()));
+    send({{"type", "welcome"},
+          {"session", id_},
+          {"protocol", 1},
+          {"codec", codec::codec_name(session_->codec())},
+          {"encoder", session_->encoder_name()},
+          {"fallback", fallback.empty() ? json(nullptr) : json(fallback)},
+          {"scene", session_->scene_json()},
+          {"datasets", ctx_->datasets_brief},
+          {"limits", ctx_->limits()}});
+  }
+
+  void update(const json& msg) {
+    const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
+    if (!seq.is_number_integer() || seq.get<std::int64_t>() <= 0)
+      return error(seq, "bad_message", "field 'seq': expected a positive integer");
+    if (!msg.contains("patch") || !msg["patch"].is_object())
+      return error(seq, "bad_message", "field 'patch': expected an object");
+    const json interactive = msg.value("interactive", json(false));
+    if (!interactive.is_boolean())
+      return error(seq, "bad_message", "field 'interactive': expected true or false");
+    auto scene = session_->update(seq.get<std::uint64_t>(), msg["patch"], interactive.get<bool>());
+    if (!scene) {
+      const auto& m = scene.error().message;
+      const char* code = m.rfind("field 'seq'", 0) == 0                  ? "bad_seq"
+                         : scene.error().code == ErrorCode::kUnsupported ? "unsupported"
+                                                                         : "bad_patch";
+      return error(seq, code, m);
+    }
+    send({{"type", "ack"}, {"seq", seq}, {"scene", std::move(*scene)}});
+  }
+
+  void tick() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->closing_) return;
+      if (self->session_) {
+        const auto st = self->session_->take_stats();
+        if (st.frames > 0)
+          self->send({{"type", "stats"},
+                      {"frames", st.frames},
+                      {"fps", st.frames},
+                      {"kbps", double(st.bytes) * 8 / 1000},
+                      {"render_ms", st.render_ms / double(st.frames)},
+                      {"encode_ms", st.encode_ms / double(st.frames)},
+                      {"skipped", st.skipped}});
+      }
+      self->tick();
+    });
+  }
+
+  void send(const json& j) {
+    if (closing_) return;
+    if (queue_.size() >= 4096) {  // the client stopped reading: never drop, disconnect
+      closing_ = true;
+      ws_.async_close(websocket::close_code::policy_error,
+                      [self = shared_from_this()](beast::error_code) {});
+      return;
+    }
+    queue_.push_back(j.dump());
+    if (queue_.size() == 1) write();
+  }
+
+  void write() {
+    ws_.text(true);
+    ws_.async_write(net::buffer(queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->closing_ = true;
+                        return;
+                      }
+                      if (!self->queue_.empty()) self->write();
+                    });
+  }
+
+  std::shared_ptr<Context> ctx_;
+  websocket::stream<beast::tcp_stream> ws_;
+  net::steady_timer timer_;
+  beast::flat_buffer buffer_;
+  std::deque<std::string> queue_;
+  std::deque<std::chrono::steady_clock::time_point> recent_;
+  std::shared_ptr<stream::Session> session_;
+  std::string id_;
+  bool closing_ = false;
+};
+
+class PixelSocket : public Closable, public std::enable_shared_from_this<PixelSocket> {
+ public:
+  PixelSocket(std::shared_ptr<Context> ctx, tcp::socket socket,
+              std::shared_ptr<stream::Session> session)
+      : ctx_(std::move(ctx)), ws_(std::move(socket)), session_(std::move(session)) {}
+
+  ~PixelSocket() override { session_->detach(generation_); }
+
+  void run(http::request<http::string_body> req) {
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& r) { r.set(http::field::server, "voxcast"); }));
+    ws_.read_message_max(64 * 1024);  // clients send nothing; whatever they send is dropped
+    ws_.async_accept(req, beast::bind_front_handler(&PixelSocket::on_accept, shared_from_this()));
+  }
+
+  void shutdown() override {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      self->ws_.async_close(websocket::close_code::going_away, [self](beast::error_code) {});
+    });
+  }
+
+ private:
+  void on_accept(beast::error_code ec) {
+    if (ec) return;
+    ctx_->add_socket(shared_from_this());
+    ws_.binary(true);
+    generation_ = session_->attach([weak = weak_from_this()](stream::FrameBytes f) {
+      if (auto self = weak.lock())
+        net::post(self->ws_.get_executor(), [self, f = std::move(f)] { self->write(f); });
+    });
+    read();
+  }
+
+  void read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->buffer_.consume(self->buffer_.size());
+      if (ec) {
+        self->closing_ = true;
+        self->session_->detach(self->generation_);
+        return;
+      }
+      self->read();
+    });
+  }
+
+  void write(const stream::FrameBytes& f) {
+    if (closing_) return;
+    ws_.async_write(net::buffer(*f),
+                    [self = shared_from_this(), f](beast::error_code ec, std::size_t) {
+                      if (ec) {
+                        self->closing_ = true;
+                        self->session_->detach(self->generation_);
+                        return;
+                      }
+                      self->session_->written(self->generation_);
+                    });
+  }
+
+  std::shared_ptr<Context> ctx_;
+  websocket::stream<beast::tcp_stream> ws_;
+  std::shared_ptr<stream::Session> session_;
+  beast::flat_buffer buffer_;
+  std::uint64_t generation_ = 0;
+  bool closing_ = false;
+};
+
+}  // namespace
+
+void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req) {
+  std::make_shared<StateSocket>(std::move(ctx), std::move(socket))->run(std::move(req));
+}
+
+void start_pixel_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req,
+                        std::shared_ptr<stream::Session> session) {
+  std::make_shared<PixelSocket>(std::move(ctx), std::move(socket), std::move(session))
+      ->run(std::move(req));
+}
+
+}  // namespace vx::server

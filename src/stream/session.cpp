@@ -1,0 +1,299 @@
+#include "stream/session.hpp"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/log.hpp"
+
+namespace vx::stream {
+
+namespace {
+
+template <class T>
+void put(std::uint8_t* out, std::size_t at, T v) {
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    out[at + i] = std::uint8_t(std::uint64_t(v) >> (8 * i));  // little-endian on any host
+}
+template <class T>
+T get(const std::uint8_t* in, std::size_t at) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    v |= std::uint64_t(in[at + i]) << (8 * i);
+  return T(v);
+}
+
+std::uint32_t micros(Clock::duration d) {
+  return std::uint32_t(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+}  // namespace
+
+void write_header(const FrameHeader& h, std::uint8_t* out) {
+  std::memcpy(out, "VXF1", 4);
+  put<std::uint16_t>(out, 4, 1);
+  put(out, 6, h.codec);
+  put(out, 7, h.flags);
+  put(out, 8, h.frame_seq);
+  put(out, 12, h.state_seq);
+  put(out, 16, h.width);
+  put(out, 18, h.height);
+  put(out, 20, h.render_us);
+  put(out, 24, h.encode_us);
+  put(out, 28, h.server_us);
+  put(out, 32, h.payload);
+  put(out, 36, h.wall_us);
+  put<std::uint32_t>(out, 44, 0);
+}
+
+Result<FrameHeader> read_header(const std::uint8_t* in, std::size_t size) {
+  if (size < kHeaderBytes)
+    return fail(ErrorCode::kCorrupt, "frame: {} bytes, shorter than the {}-byte header", size,
+                kHeaderBytes);
+  if (std::memcmp(in, "VXF1", 4) != 0) return fail(ErrorCode::kCorrupt, "frame: bad magic");
+  if (get<std::uint16_t>(in, 4) != 1)
+    return fail(ErrorCode::kUnsupported, "frame: header version {}", get<std::uint16_t>(in, 4));
+  FrameHeader h;
+  h.codec = in[6];
+  h.flags = in[7];
+  h.frame_seq = get<std::uint32_t>(in, 8);
+  h.state_seq = get<std::uint32_t>(in, 12);
+  h.width = get<std::uint16_t>(in, 16);
+  h.height = get<std::uint16_t>(in, 18);
+  h.render_us = get<std::uint32_t>(in, 20);
+  h.encode_us = get<std::uint32_t>(in, 24);
+  h.server_us = get<std::uint32_t>(in, 28);
+  h.payload = get<std::uint32_t>(in, 32);
+  h.wall_us = get<std::uint64_t>(in, 36);
+  if (size != kHeaderBytes + h.payload)
+    return fail(ErrorCode::kCorrupt, "frame: {} bytes but the header says {} + {}", size,
+                kHeaderBytes, h.payload);
+  return h;
+}
+
+Result<std::shared_ptr<Session>> Session::create(Engine& engine, int dataset,
+                                                 const std::vector<codec::Codec>& codecs) {
+  if (dataset < 0 || dataset >= int(engine.datasets.size()))
+    return fail(ErrorCode::kInvalidArgument, "field 'dataset': {} is not one of 0..{}", dataset,
+                int(engine.datasets.size()) - 1);
+  const auto& scene = engine.defaults[std::size_t(dataset)];
+  std::string why;
+  for (const auto c : codecs) {
+    // Probe at the default canvas: the codec works here, and which backend it gets.
+    auto probe = codec::make_encoder(
+        c, codec::EncoderOptions{scene.canvas.width & ~1, scene.canvas.height & ~1});
+    if (!probe) {
+      why += fmt::format("{}{}: {}", why.empty() ? "" : "; ", codec::codec_name(c),
+                         probe.error().message);
+      continue;
+    }
+    std::shared_ptr<Session> s(new Session(engine, dataset, c));
+    s->encoder_name_ = std::string(probe->encoder->name());
+    s->fallback_ = probe->fallback;
+    return s;
+  }
+  return fail(ErrorCode::kUnsupported, "no codec of the ones asked for works here ({})",
+              why.empty() ? "none asked for" : why);
+}
+
+Session::Session(Engine& engine, int dataset, codec::Codec codec)
+    : engine_(engine),
+      dataset_(dataset),
+      codec_(codec),
+      scene_(engine.defaults[std::size_t(dataset)]),
+      renderer_(render::make_cpu_renderer()) {}
+
+Session::~Session() = default;
+
+std::string Session::encoder_name() const {
+  std::lock_guard lock(mutex_);
+  return encoder_name_;
+}
+std::string Session::encoder_fallback() const {
+  std::lock_guard lock(mutex_);
+  return fallback_;
+}
+
+json Session::scene_json() const {
+  std::lock_guard lock(mutex_);
+  return render::to_json(scene_);
+}
+
+Result<json> Session::update(std::uint64_t seq, const json& patch, bool interactive) {
+  std::lock_guard lock(mutex_);
+  if (seq <= state_seq_)
+    return fail(ErrorCode::kInvalidArgument, "field 'seq': {} is not greater than {}", seq,
+                state_seq_);
+  render::SceneData data{{engine_.datasets[std::size_t(dataset_)]}};
+  VX_ASSIGN(auto next, render::apply_patch(scene_, patch, data));
+  if (next.canvas.width > engine_.max_width || next.canvas.height > engine_.max_height)
+    return fail(ErrorCode::kUnsupported, "field 'canvas': {}x{} is over the streaming limit {}x{}",
+                next.canvas.width, next.canvas.height, engine_.max_width, engine_.max_height);
+  if (codec_ == codec::Codec::kH264 && (next.canvas.width % 2 || next.canvas.height % 2))
+    return fail(ErrorCode::kUnsupported, "field 'canvas': {}x{} is odd; H.264 needs even sizes",
+                next.canvas.width, next.canvas.height);
+  scene_ = std::move(next);
+  state_seq_ = seq;
+  state_time_ = Clock::now();
+  if (dirty_) ++stats_.skipped;  // the previous state never reached the screen
+  dirty_ = true;
+  if (interactive) {
+    // A moving camera: cheap frames now, the final one once it has been still for 150 ms.
+    constexpr auto kSettle = std::chrono::milliseconds(150);
+    interactive_until_ = state_time_ + kSettle;
+    if (engine_.after)
+      engine_.after(kSettle + std::chrono::milliseconds(5), [weak = weak_from_this()] {
+        if (auto self = weak.lock()) {
+          std::lock_guard l(self->mutex_);
+          if (Clock::now() >= self->interactive_until_) {
+            self->dirty_ = true;
+            self->schedule();
+          }
+        }
+      });
+  } else {
+    interactive_until_ = {};
+  }
+  schedule();
+  return render::to_json(scene_);
+}
+
+void Session::request_keyframe() {
+  std::lock_guard lock(mutex_);
+  force_key_ = true;
+  dirty_ = true;
+  schedule();
+}
+
+std::uint64_t Session::attach(std::function<void(FrameBytes)> send) {
+  std::lock_guard lock(mutex_);
+  sink_ = std::move(send);
+  in_flight_ = false;
+  force_key_ = true;
+  dirty_ = true;
+  schedule();
+  return ++sink_generation_;
+}
+
+void Session::detach(std::uint64_t generation) {
+  std::lock_guard lock(mutex_);
+  if (generation != sink_generation_) return;
+  sink_ = nullptr;
+  in_flight_ = false;
+}
+
+void Session::written(std::uint64_t generation) {
+  std::lock_guard lock(mutex_);
+  if (generation != sink_generation_) return;
+  in_flight_ = false;
+  schedule();
+}
+
+void Session::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  sink_ = nullptr;
+}
+
+SessionStats Session::take_stats() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(stats_, SessionStats{});
+}
+
+void Session::schedule() {
+  if (closed_ || rendering_ || in_flight_ || !dirty_ || !sink_ || !engine_.pool) return;
+  rendering_ = true;
+  engine_.pool->submit(0, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->render_job();
+  });
+}
+
+void Session::render_job() {
+  render::Scene scene;
+  std::uint32_t state_seq;
+  Clock::time_point since;
+  bool key, interactive;
+  {
+    std::lock_guard lock(mutex_);
+    scene = scene_;
+    state_seq = std::uint32_t(state_seq_);
+    since = state_time_;
+    key = force_key_;
+    force_key_ = false;
+    dirty_ = false;
+    interactive = Clock::now() < interactive_until_;
+  }
+  auto fail_job = [&](const Error& e) {
+    VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
+    std::lock_guard lock(mutex_);
+    rendering_ = false;
+  };
+  const auto t0 = Clock::now();
+  const int w = scene.canvas.width, h = scene.canvas.height;
+  if (!encoder_ || enc_w_ != w || enc_h_ != h) {
+    auto made = codec::make_encoder(codec_, codec::EncoderOptions{w, h});
+    if (!made) return fail_job(made.error());
+    encoder_ = std::move(made->encoder);
+    enc_w_ = w;
+    enc_h_ = h;
+    key = true;  // a new stream starts with an IDR
+    std::lock_guard lock(mutex_);
+    encoder_name_ = std::string(encoder_->name());
+    fallback_ = made->fallback;
+  }
+  render::RenderOptions opt;
+  opt.format = encoder_->input_format();
+  opt.wait = false;
+  opt.interactive = interactive;
+  opt.on_chunk = [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      std::lock_guard lock(self->mutex_);
+      self->dirty_ = true;
+      self->schedule();
+    }
+  };
+  render::RenderInputs in{engine_.cache,
+                          {engine_.ids[std::size_t(dataset_)]},
+                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
+  auto frame = renderer_->render(scene, in, opt);
+  if (!frame) return fail_job(frame.error());
+  const auto t1 = Clock::now();
+  codec::Encoded enc;
+  if (auto st = encoder_->encode(frame->pixels.data(), key, enc); !st) return fail_job(st.error());
+  const auto t2 = Clock::now();
+  const bool refining = frame->refining, reduced = frame->interactive;
+  renderer_->recycle(std::move(*frame));
+
+  FrameHeader hdr;
+  hdr.codec = std::uint8_t(codec_);
+  hdr.flags = std::uint8_t((enc.keyframe ? kKeyframe : 0) | (refining ? kRefining : 0) |
+                           (reduced ? kInteractive : 0));
+  hdr.state_seq = state_seq;
+  hdr.width = std::uint16_t(w);
+  hdr.height = std::uint16_t(h);
+  hdr.render_us = micros(t1 - t0);
+  hdr.encode_us = micros(t2 - t1);
+  hdr.payload = std::uint32_t(enc.data.size());
+  auto bytes = std::make_shared<std::vector<std::uint8_t>>(kHeaderBytes + enc.data.size());
+  std::memcpy(bytes->data() + kHeaderBytes, enc.data.data(), enc.data.size());
+  std::function<void(FrameBytes)> sink;
+  {
+    std::lock_guard lock(mutex_);
+    rendering_ = false;
+    if (!sink_ || closed_) return;  // nobody to send it to; attach() renders a keyframe
+    hdr.frame_seq = ++frame_seq_;
+    hdr.server_us = micros(Clock::now() - since);
+    hdr.wall_us = std::uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
+    write_header(hdr, bytes->data());
+    in_flight_ = true;
+    sink = sink_;
+    ++stats_.frames;
+    stats_.bytes += bytes->size();
+    stats_.render_ms += double(hdr.render_us) / 1000;
+    stats_.encode_ms += double(hdr.encode_us) / 1000;
+  }
+  sink(std::move(bytes));  // outside the lock: the socket may call written() at once
+}
+
+}  // namespace vx::stream

@@ -1,0 +1,122 @@
+// A streaming session: one client's scene, rendered on demand and encoded into a
+// latest-wins pixel channel (docs/protocol.md).
+//
+//   state update -> apply the patch (validated) -> mark dirty -> a render job on the shared
+//   pool (at most one per session) -> encode -> hand to the pixel sink -> the sink says when
+//   the socket has written it -> render again if the scene changed meanwhile.
+//
+// A frame is rendered only when the previous one has left, so a slow client gets fewer
+// frames, each of the latest scene, and costs nothing extra; H.264 frames are never dropped
+// after encoding. Frames are drawn without waiting for chunks: missing ones come from a
+// coarser level (the frame is marked refining) and each arrival triggers another frame.
+// No Asio here: the server supplies the sink and a timer.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "codec/encoder.hpp"
+#include "core/error.hpp"
+#include "core/thread_pool.hpp"
+#include "data/chunk_cache.hpp"
+#include "render/renderer.hpp"
+
+namespace vx::stream {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// The 48-byte little-endian header before every frame's payload (docs/protocol.md).
+constexpr std::size_t kHeaderBytes = 48;
+enum FrameFlags : std::uint8_t { kKeyframe = 1, kRefining = 2, kInteractive = 4 };
+struct FrameHeader {
+  std::uint8_t codec = 0;
+  std::uint8_t flags = 0;
+  std::uint32_t frame_seq = 0;
+  std::uint32_t state_seq = 0;
+  std::uint16_t width = 0, height = 0;
+  std::uint32_t render_us = 0, encode_us = 0, server_us = 0, payload = 0;
+  std::uint64_t wall_us = 0;
+};
+void write_header(const FrameHeader& h, std::uint8_t* out);
+Result<FrameHeader> read_header(const std::uint8_t* in, std::size_t size);
+
+// What the sessions of one server share.
+struct Engine {
+  data::ChunkCache* cache = nullptr;
+  std::vector<data::SourceId> ids;         // one per dataset
+  std::vector<data::VolumeInfo> datasets;  // their descriptions
+  std::vector<render::Scene> defaults;     // the default scene of each dataset
+  PriorityPool* pool = nullptr;            // render jobs
+  // Runs `fn` once after `delay` (the server's timers); must not run it inline.
+  std::function<void(std::chrono::milliseconds, std::function<void()>)> after;
+  int max_width = 3840, max_height = 2160;
+};
+
+struct SessionStats {
+  std::uint64_t frames = 0, bytes = 0, skipped = 0;
+  double render_ms = 0, encode_ms = 0;  // sums over `frames`
+};
+
+// One encoded frame, header included, shared with the socket that writes it.
+using FrameBytes = std::shared_ptr<const std::vector<std::uint8_t>>;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // A session on `dataset`, encoding with the first codec of `codecs` that works.
+  static Result<std::shared_ptr<Session>> create(Engine& engine, int dataset,
+                                                 const std::vector<codec::Codec>& codecs);
+  ~Session();
+
+  codec::Codec codec() const { return codec_; }
+  std::string encoder_name() const;
+  std::string encoder_fallback() const;
+  json scene_json() const;
+  int dataset() const { return dataset_; }
+
+  // Applies a state update; on success returns the scene after it. `seq` must grow.
+  Result<json> update(std::uint64_t seq, const json& patch, bool interactive);
+  void request_keyframe();
+
+  // The pixel channel. `send` takes one frame; the socket calls written() once it is out.
+  // A new sink replaces the old one and gets a keyframe first. attach() returns the sink's
+  // generation: detach() and written() from a replaced sink are ignored.
+  std::uint64_t attach(std::function<void(FrameBytes)> send);
+  void detach(std::uint64_t generation);
+  void written(std::uint64_t generation);
+  // Stops rendering for good (the server is going away).
+  void close();
+
+  SessionStats take_stats();
+
+ private:
+  Session(Engine& engine, int dataset, codec::Codec codec);
+  void schedule();  // needs mutex_ held
+  void render_job();
+
+  Engine& engine_;
+  const int dataset_;
+  const codec::Codec codec_;
+  mutable std::mutex mutex_;
+  render::Scene scene_;
+  std::uint64_t state_seq_ = 0;
+  Clock::time_point state_time_ = Clock::now();
+  Clock::time_point interactive_until_{};
+  bool dirty_ = true, rendering_ = false, in_flight_ = false, force_key_ = true, closed_ = false;
+  std::function<void(FrameBytes)> sink_;
+  std::uint64_t sink_generation_ = 0;
+  std::unique_ptr<render::Renderer> renderer_;
+  std::unique_ptr<codec::Encoder> encoder_;  // used by the render job only
+  std::string encoder_name_, fallback_;
+  int enc_w_ = 0, enc_h_ = 0;
+  std::uint32_t frame_seq_ = 0;
+  SessionStats stats_;
+};
+
+}  // namespace vx::stream
