@@ -22,7 +22,7 @@ thread_local std::string last_av_message;
 void av_to_log(void* avcl, int level, const char* fmt, va_list args) {
   if (level > AV_LOG_WARNING) return;
   char line[512];
-  int prefix = 1;
+  int prefix = 0;  // no "[h264_nvenc @ 0x...]"
   va_list copy;
   va_copy(copy, args);
   av_log_format_line(avcl, level, fmt, copy, line, sizeof line, &prefix);

@@ -156,3 +156,81 @@ class DatasetCache:
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory) -> DatasetCache:
     return DatasetCache(tmp_path_factory)
+
+
+class Server:
+    """A running `voxcast serve` on a free port (its URL parsed from what it prints)."""
+
+    def __init__(self, binary: Path, args, ready_timeout=60):
+        import re
+        import select
+        import time
+        env = dict(os.environ)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self.cmd = [str(binary), "serve", *[str(a) for a in args]]
+        if "--port" not in self.cmd:
+            self.cmd += ["--port", "0"]
+        import tempfile
+        # stderr (the structured log) goes to a file: a pipe nobody reads would fill up and
+        # block the server.
+        self.log = tempfile.NamedTemporaryFile(prefix="voxcast-serve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, text=True, env=env)
+        self.url = None
+        deadline = time.time() + ready_timeout
+        out = ""
+        while time.time() < deadline and self.url is None:
+            if self.proc.poll() is not None:
+                break
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if r:
+                line = self.proc.stdout.readline()
+                out += line
+                m = re.search(r"at (http://\S+)", line)
+                if m:
+                    self.url = m.group(1)
+        if self.url is None:
+            self.proc.kill()
+            self.proc.wait()
+            err = Path(self.log.name).read_text(errors="replace")
+            pytest.fail(f"voxcast serve did not start: {' '.join(self.cmd)}\n{out}\n{err[-3000:]}",
+                        pytrace=False)
+        from urllib.parse import urlparse, parse_qs
+        u = urlparse(self.url)
+        self.host, self.port = u.hostname, u.port
+        self.token = parse_qs(u.query).get("token", [None])[0]
+        self.http = f"http://{self.host}:{self.port}"
+        self.ws = f"ws://{self.host}:{self.port}"
+
+    def stop(self, sig=None):
+        """Stops it with SIGTERM (or `sig`); returns (exit code, stderr)."""
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"voxcast serve did not stop within 30 s of SIGTERM", pytrace=False)
+        err = Path(self.log.name).read_text(errors="replace")
+        Path(self.log.name).unlink(missing_ok=True)
+        for marker in SANITIZER_MARKERS:
+            assert marker not in err, f"sanitizer report ({marker}) from serve:\n{err[-4000:]}"
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def serve(voxcast_bin):
+    """serve(*args) -> Server; each is stopped at the end of the test (must exit 0)."""
+    started = []
+
+    def start(*args, **kw):
+        s = Server(voxcast_bin, args, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            code, err = s.stop()
+            assert code == 0, f"serve exited {code}\n{err[-3000:]}"
