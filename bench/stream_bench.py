@@ -148,6 +148,8 @@ async def bench(args, url, pid, nz):
         "client_decodes": not args.no_decode,
         "updates_per_s_per_client": 60,
         "fps_per_client": round(len(recs) / wall / args.clients, 1),
+        "fps_min_client": round(min(len(c.records) for c in clients) / wall, 1),
+        "fps_max_client": round(max(len(c.records) for c in clients) / wall, 1),
         "server_ms_p50": round(pct(server, 50), 2), "server_ms_p99": round(pct(server, 99), 2),
         "render_ms_mean": round(float(np.mean([r[2] for r in recs])) / 1000, 2),
         "encode_ms_mean": round(float(np.mean([r[3] for r in recs])) / 1000, 2),
