@@ -96,7 +96,7 @@ def test_bad_size(run, store, tmp_path):
 
 def test_demo_converts_describes_and_renders(run_ok, tmp_path):
     out = tmp_path / "demo.ome.zarr"
-    res = run_ok("demo", "-o", out, "--shape", "32x128x128")
+    res = run_ok("demo", "--offline", "-o", out, "--shape", "32x128x128")
     assert "1.0 TiB" in res.stdout  # the built-in dataset, described
     z = zarr.open(str(out), mode="r")
     assert z["0"].shape == (2, 32, 128, 128)

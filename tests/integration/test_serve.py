@@ -278,3 +278,23 @@ def test_bad_arguments(run):
     assert res.returncode == 1 and "--host" in res.stderr
     res = run("serve", "missing.zarr", "--port", "0")
     assert res.returncode == 1 and "missing.zarr" in res.stderr
+
+
+def test_demo_serves_the_builtin_dataset(voxcast_bin):
+    """`voxcast demo` (the README's main command) serves synthetic:cells and prints the URL."""
+    import subprocess
+    proc = subprocess.Popen([str(voxcast_bin), "demo", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "serving" in line:
+                url = line.split(" at ")[1].strip()
+                break
+        assert url and url.startswith("http://127.0.0.1:")
+        code, body = get(url.rstrip("/") + "/api/v1/datasets")
+        ds = json.loads(body)["datasets"]
+        assert code == 200 and ds[0]["location"] == "synthetic:cells"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
