@@ -1,0 +1,224 @@
+// The layer panel (one card per layer: visibility, colormap, contrast limits, gamma,
+// opacity, blending, 3D rendering mode) and the dims sliders (one per axis that is not
+// displayed). Both are rebuilt only when the structure changes; otherwise values are
+// synced from the server's scene, except in the control the user is editing.
+
+import {channelRange} from './protocol.js';
+
+export const COLORMAPS = ['gray', 'viridis', 'magma', 'inferno', 'plasma', 'turbo',
+                          'red', 'green', 'blue', 'cyan', 'magenta', 'yellow'];
+export const RENDERINGS = ['mip', 'minip', 'attenuated_mip', 'average', 'translucent', 'iso'];
+export const BLENDINGS = ['translucent', 'additive', 'opaque', 'minimum'];
+
+const SWATCH = {gray: '#ccc', red: '#f33', green: '#3f3', blue: '#46f', cyan: '#0ff',
+                magenta: '#f0f', yellow: '#ff0', viridis: 'linear-gradient(90deg,#440154,#21918c,#fde725)',
+                magma: 'linear-gradient(90deg,#000004,#b73779,#fcfdbf)',
+                inferno: 'linear-gradient(90deg,#000004,#bc3754,#fcffa4)',
+                plasma: 'linear-gradient(90deg,#0d0887,#cc4778,#f0f921)',
+                turbo: 'linear-gradient(90deg,#30123b,#1ae4b6,#fb8022,#7a0403)'};
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c) e.append(c);
+  return e;
+}
+
+function fmt(x) {
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a >= 1000 || Number.isInteger(x)) return String(Math.round(x * 100) / 100);
+  return String(Math.round(x * 1000) / 1000);
+}
+
+function setSelect(sel, value, names) {
+  if (!names.includes(value) && ![...sel.options].some((o) => o.value === value))
+    sel.append(el('option', {value, text: value}));
+  if (sel.value !== value && document.activeElement !== sel) sel.value = value;
+}
+
+// A labelled slider with a number box beside it, kept in sync. onInput(value, final).
+function sliderRow(label, {min, max, step}, onInput) {
+  const range = el('input', {type: 'range', min, max, step});
+  const num = el('input', {type: 'number', step: 'any', class: 'num'});
+  range.addEventListener('input', () => {
+    num.value = fmt(+range.value);
+    onInput(+range.value, false);
+  });
+  range.addEventListener('change', () => onInput(+range.value, true));
+  num.addEventListener('change', () => {
+    const v = parseFloat(num.value);
+    if (Number.isFinite(v)) onInput(v, true);
+  });
+  const row = el('div', {class: 'row'}, el('label', {text: label}), range, num);
+  row.set = (v, lo, hi) => {
+    if (lo !== undefined) {
+      range.min = Math.min(lo, v);
+      range.max = Math.max(hi, v);
+    }
+    if (document.activeElement !== range) range.value = v;
+    if (document.activeElement !== num) num.value = fmt(v);
+  };
+  row.range = range;
+  row.num = num;
+  return row;
+}
+
+export class LayerPanel {
+  // onPatch(layerIndex, fields, final): the user changed one layer.
+  constructor(root, onPatch) {
+    this.root = root;
+    this.onPatch = onPatch;
+    this.cards = [];
+    this.key = '';
+  }
+
+  update(scene, info) {
+    const layers = (scene && scene.layers) || [];
+    const key = layers.map((l) => `${l.name}/${l.source}/${l.channel}`).join('|') + (info ? '+' : '');
+    if (key !== this.key) {
+      this.key = key;
+      this.root.replaceChildren();
+      this.cards = layers.map((l, i) => this._card(l, i, info));
+      this.cards.forEach((c) => this.root.append(c.root));
+      if (!layers.length) this.root.append(el('div', {class: 'empty', text: 'no layers'}));
+    }
+    layers.forEach((l, i) => this._sync(this.cards[i], l, scene));
+  }
+
+  _card(layer, i, info) {
+    const patch = (fields, final = true) => this.onPatch(i, fields, final);
+    const c = {};
+    c.visible = el('input', {type: 'checkbox', title: 'visible', class: 'visible',
+                             onchange: () => patch({visible: c.visible.checked})});
+    c.swatch = el('span', {class: 'swatch'});
+    c.name = el('span', {class: 'name'});
+    const head = el('summary', {}, c.visible, c.swatch, c.name);
+    c.head = head;
+
+    c.colormap = el('select', {class: 'colormap', onchange: () => patch({colormap: c.colormap.value})});
+    COLORMAPS.forEach((n) => c.colormap.append(el('option', {value: n, text: n})));
+
+    // The slider spans the data range, or twice the initial window when that is much
+    // narrower (a uint16 channel windowed at 100..3500 would use 5% of a 0..65535 slider);
+    // the number boxes take any value and the slider grows to include it.
+    const [lo, full] = channelRange(info, layer.channel);
+    const hi = Math.min(full, Math.max(lo + 1e-6, lo + 2 * (layer.contrast_limits[1] - lo)));
+    const cstep = hi - lo > 100 ? 1 : (hi - lo) / 1000;
+    c.range = [lo, hi];
+    c.clim = [0, 1].map((k) => sliderRow(k ? 'max' : 'min', {min: lo, max: hi, step: cstep}, (v, final) => {
+      const cl = c.current.contrast_limits.slice();
+      cl[k] = v;
+      // Keep low < high: push the other limit along rather than send an invalid pair.
+      const gap = cstep || 1e-6;
+      if (cl[0] >= cl[1]) {
+        if (k === 0) cl[1] = cl[0] + gap;
+        else cl[0] = cl[1] - gap;
+      }
+      c.current.contrast_limits = cl;
+      patch({contrast_limits: cl}, final);
+    }));
+    c.gamma = sliderRow('gamma', {min: 0.2, max: 2, step: 0.01}, (v, final) => {
+      if (v > 0 && v <= 100) patch({gamma: v}, final);
+    });
+    c.opacity = sliderRow('opacity', {min: 0, max: 1, step: 0.01}, (v, final) => {
+      patch({opacity: Math.min(1, Math.max(0, v))}, final);
+    });
+    c.blending = el('select', {class: 'blending', onchange: () => patch({blending: c.blending.value})});
+    BLENDINGS.forEach((n) => c.blending.append(el('option', {value: n, text: n})));
+    c.rendering = el('select', {class: 'rendering', onchange: () => patch({rendering: c.rendering.value})});
+    RENDERINGS.forEach((n) => c.rendering.append(el('option', {value: n, text: n.replace('_', ' ')})));
+    c.iso = sliderRow('iso', {min: lo, max: hi, step: cstep}, (v, final) => patch({iso_threshold: v}, final));
+    c.atten = sliderRow('atten.', {min: 0, max: 0.5, step: 0.001}, (v, final) => {
+      if (v >= 0) patch({attenuation: v}, final);
+    });
+
+    const row = (label, ctl) => el('div', {class: 'row'}, el('label', {text: label}), ctl);
+    c.renderingRow = row('rendering', c.rendering);
+    c.root = el('details', {class: 'layer', open: ''}, head,
+                el('div', {class: 'controls'},
+                   row('colormap', c.colormap), c.clim[0], c.clim[1], c.gamma, c.opacity,
+                   row('blending', c.blending), c.renderingRow, c.iso, c.atten));
+    c.root.dataset.index = i;
+    return c;
+  }
+
+  _sync(c, l, scene) {
+    c.current = JSON.parse(JSON.stringify(l));
+    c.name.textContent = l.name || `layer ${l.channel}`;
+    if (document.activeElement !== c.visible) c.visible.checked = !!l.visible;
+    c.root.classList.toggle('hidden-layer', !l.visible);
+    setSelect(c.colormap, l.colormap, COLORMAPS);
+    c.swatch.style.background = SWATCH[l.colormap] || (/^#[0-9a-f]{6}$/i.test(l.colormap) ? l.colormap : '#888');
+    const [lo, hi] = c.range;
+    c.clim[0].set(l.contrast_limits[0], lo, hi);
+    c.clim[1].set(l.contrast_limits[1], lo, hi);
+    c.gamma.set(l.gamma, 0.2, 2);
+    c.opacity.set(l.opacity);
+    setSelect(c.blending, l.blending, BLENDINGS);
+    setSelect(c.rendering, l.rendering, RENDERINGS);
+    c.iso.set(l.iso_threshold, lo, hi);
+    c.atten.set(l.attenuation, 0, 0.5);
+    const is3d = scene.dims && scene.dims.ndisplay === 3;
+    c.renderingRow.classList.toggle('dim', !is3d);
+    c.renderingRow.title = is3d ? '' : 'used in 3D views';
+    c.iso.hidden = !(is3d && l.rendering === 'iso');
+    c.atten.hidden = !(is3d && l.rendering === 'attenuated_mip');
+  }
+}
+
+// Sliders for the axes that are not displayed (napari's dims sliders).
+export class DimsBar {
+  // onPoint(axis, value, final)
+  constructor(root, onPoint) {
+    this.root = root;
+    this.onPoint = onPoint;
+    this.key = '';
+    this.rows = new Map();
+  }
+
+  // The axes to slice, first first: the non-displayed entries of dims.order.
+  static sliced(scene) {
+    const d = scene && scene.dims;
+    if (!d || !Array.isArray(d.order)) return [];
+    return d.order.slice(0, Math.max(0, d.order.length - d.ndisplay));
+  }
+
+  update(scene, axes) {
+    const sliced = DimsBar.sliced(scene);
+    const key = sliced.join(',') + (axes ? '+' : '');
+    if (key !== this.key) {
+      this.key = key;
+      this.root.replaceChildren();
+      this.rows.clear();
+      for (const a of sliced) {
+        const ax = axes && axes[a];
+        const name = ax ? ax.name : `axis ${a}`;
+        const range = el('input', {type: 'range', 'data-axis': a});
+        const val = el('span', {class: 'value'});
+        range.addEventListener('input', () => this.onPoint(a, +range.value, false));
+        range.addEventListener('change', () => this.onPoint(a, +range.value, true));
+        this.root.append(el('div', {class: 'dim'}, el('label', {text: name}), range, val));
+        this.rows.set(a, {range, val, ax});
+      }
+    }
+    for (const [a, r] of this.rows) {
+      const p = scene.dims.point[a];
+      const ax = r.ax || {lo: 0, hi: Math.max(1, 2 * p), step: 1};
+      r.range.min = ax.lo;
+      r.range.max = ax.hi;
+      r.range.step = ax.step;
+      if (document.activeElement !== r.range) r.range.value = p;
+      const n = Math.round((ax.hi - ax.lo) / ax.step) + 1;
+      const i = Math.round((p - ax.lo) / ax.step);
+      r.val.textContent = `${i} / ${n - 1}`;
+      r.val.title = `${fmt(p)} ${ax.unit || ''}`;
+    }
+    this.root.hidden = this.rows.size === 0;
+  }
+}
