@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   reg(add_export);
   reg(add_render);
   reg(add_serve);
+  reg(add_orbit);
   reg(add_demo);
   // Global options may also follow the subcommand.
   for (auto& [sub, _] : runners)
