@@ -21,6 +21,14 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
   cmd.add_option("--web-dir", o.web_dir, "The browser client's files")->capture_default_str();
+  cmd.add_option("--data-dir", o.data_dir, "Where job results are kept (survive restarts)")
+      ->capture_default_str();
+  cmd.add_option("--jobs", o.job_concurrency, "Render jobs (orbits) running at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd.add_option("--max-jobs", o.max_jobs, "Jobs queued or running; more get HTTP 429")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
 }
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
@@ -38,6 +46,9 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.token = o.token;
   so.max_clients = o.max_clients;
   so.web_dir = o.web_dir;
+  so.data_dir = o.data_dir;
+  so.job_concurrency = o.job_concurrency;
+  so.max_jobs = o.max_jobs;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
                url);

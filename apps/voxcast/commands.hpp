@@ -34,6 +34,9 @@ struct ServeOptions {
   std::string token;
   int max_clients = 32;
   std::string web_dir = VOXCAST_WEB_DIR;
+  std::string data_dir = "voxcast-data";
+  int job_concurrency = 1;
+  int max_jobs = 16;
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

@@ -20,6 +20,10 @@ std::string_view to_string(ErrorCode code) {
       return "cancelled";
     case ErrorCode::kOutOfMemory:
       return "out of memory";
+    case ErrorCode::kBusy:
+      return "busy";
+    case ErrorCode::kConflict:
+      return "conflict";
     case ErrorCode::kInternal:
       return "internal error";
   }

@@ -19,6 +19,8 @@ enum class ErrorCode {
   kCorrupt,          // chunk bytes are truncated, fail a checksum, or decode wrongly
   kCancelled,        // the request was cancelled before it completed
   kOutOfMemory,      // a budget could not be met
+  kBusy,             // at capacity now (a queue is full); retry later
+  kConflict,         // the name is taken by something else (a job id with other parameters)
   kInternal,         // a bug; reported, not crashed on
 };
 

@@ -398,17 +398,29 @@ Result<Scene> apply_patch(const Scene& base, const json& patch, const SceneData&
       return fail(ErrorCode::kInvalidArgument,
                   "field 'layers': expected an array of layer objects, got {}", lp.type_name());
     } else {
-      json layers = json::array();
+      // Element i merges into layer i; layers past the patch stay as they are; an element
+      // past the last layer adds one (fields from the defaults); null removes that layer.
+      json layers = merged["layers"];
+      std::vector<bool> remove(std::max(layers.size(), lp.size()), false);
       for (std::size_t i = 0; i < lp.size(); ++i) {
+        if (lp[i].is_null()) {
+          remove[i] = true;
+          continue;
+        }
         if (!lp[i].is_object())
-          return fail(ErrorCode::kInvalidArgument, "field 'layers[{}]': expected an object, got {}",
-                      i, lp[i].type_name());
-        json l = i < merged["layers"].size()  ? merged["layers"][i]
-                 : i < defaults.layers.size() ? layer_json(defaults.layers[i])
-                                              : layer_json(Layer{});
-        l.merge_patch(lp[i]);
-        layers.push_back(std::move(l));
+          return fail(ErrorCode::kInvalidArgument,
+                      "field 'layers[{}]': expected an object or null, got {}", i,
+                      lp[i].type_name());
+        while (layers.size() <= i)
+          layers.push_back(layers.size() < defaults.layers.size()
+                               ? layer_json(defaults.layers[layers.size()])
+                               : layer_json(Layer{}));
+        layers[i].merge_patch(lp[i]);
       }
+      json kept = json::array();
+      for (std::size_t i = 0; i < layers.size(); ++i)
+        if (!remove[i]) kept.push_back(std::move(layers[i]));
+      layers = std::move(kept);
       merged["layers"] = std::move(layers);
     }
   }

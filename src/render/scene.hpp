@@ -87,8 +87,9 @@ Result<json> read_scene_file(const std::string& path);
 // Applies `patch` to `base` and validates the result against `data`. Objects merge as in
 // JSON Merge Patch (RFC 7396; null deletes, i.e. restores the default). One extension:
 // "layers" merges element by element, patch[i] into base layer i, so a client can change
-// one property of one layer; a longer array adds layers (fields default), a shorter one
-// drops the rest. Every invalid field is an error naming the field and the accepted values.
+// one property of one layer; layers past the array stay as they are, an element past the
+// last layer adds one (fields default), and a null element removes that layer. Every
+// invalid field is an error naming the field and the accepted values.
 Result<Scene> apply_patch(const Scene& base, const json& patch, const SceneData& data);
 
 std::string_view to_string(Blending b);

@@ -142,6 +142,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string target(req.target());
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
+    if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
     if (req.method() != http::verb::get && req.method() != http::verb::head)
       return send(json_error(req, http::status::method_not_allowed, "bad_method",
                              fmt::format("{} {}: only GET", req.method_string(), path)),
@@ -173,6 +174,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                     false);
       stream_.expires_never();
       return start_state_socket(ctx_, stream_.release_socket(), std::move(req));
+    }
+    if (path == "/ws/events") {
+      stream_.expires_never();
+      return start_event_socket(ctx_, stream_.release_socket(), std::move(req));
     }
     if (path == "/ws/pixels") {
       const auto id = query_param(req.target(), "session");
@@ -319,6 +324,10 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
         {{"id", i}, {"location", info.location}, {"info", data::info_to_json(info)}});
     ctx->datasets_brief.push_back({{"id", i}, {"location", info.location}});
   }
+  jobs::JobQueue job_queue(
+      jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs},
+      {{"orbit", orbit_runner(ctx)}});
+  ctx->jobs = &job_queue;
   e.after = [&ioc](std::chrono::milliseconds delay, std::function<void()> fn) {
     auto timer = std::make_shared<net::steady_timer>(ioc, delay);
     timer->async_wait([timer, fn = std::move(fn)](beast::error_code ec) {
@@ -358,9 +367,29 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
     }
     for (auto& s : live)
       s->shutdown();
-    // Give the close handshakes a moment, then stop whatever is left.
-    auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::seconds(2));
-    timer->async_wait([timer, &ioc](beast::error_code) { ioc.stop(); });
+    // Give the close handshakes up to 2 s, then stop whatever is left.
+    auto timer = std::make_shared<net::steady_timer>(ioc);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    auto check = std::make_shared<std::function<void()>>();
+    *check = [timer, deadline, check, ctx, &ioc] {
+      bool live = false;
+      {
+        std::lock_guard lock(ctx->mutex);
+        for (auto& w : ctx->sockets)
+          live |= !w.expired();
+      }
+      if (!live || std::chrono::steady_clock::now() >= deadline) {
+        const auto keep = *check;  // this closure stays alive until the end of the call
+        *check = nullptr;          // breaks the self-reference
+        ioc.stop();
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(20));
+      timer->async_wait([check](beast::error_code) {
+        if (*check) (*check)();
+      });
+    };
+    (*check)();
   });
 
   const std::string host = address.is_v6() ? "[" + options.host + "]" : options.host;
@@ -381,6 +410,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
     for (auto& [id, w] : ctx->sessions)
       if (auto s = w.lock()) s->close();
   }
+  ctx->jobs = nullptr;
   VX_LOG(info, "serve.stopped", "");
   return {};
 }

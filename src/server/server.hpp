@@ -22,7 +22,10 @@ struct ServerOptions {
   std::size_t max_message_bytes = 64 * 1024;
   int max_messages_per_s = 240;
   int max_width = 3840, max_height = 2160;
-  std::string web_dir;   // the browser client's files
+  std::string web_dir;                    // the browser client's files
+  std::string data_dir = "voxcast-data";  // job results (jobs/ID/...), kept across restarts
+  int job_concurrency = 1;
+  int max_jobs = 16;     // queued + running; more get HTTP 429
   unsigned threads = 0;  // network threads; 0: 2
 };
 

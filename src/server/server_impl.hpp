@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/thread_pool.hpp"
+#include "jobs/queue.hpp"
 #include "server/server.hpp"
 #include "stream/session.hpp"
 
@@ -41,6 +42,7 @@ struct Context {
   json datasets_brief = json::array();  // [{id, location}]
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<int> clients{0};
+  jobs::JobQueue* jobs = nullptr;
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;
@@ -62,8 +64,16 @@ http::response<http::string_body> json_error(const http::request<http::string_bo
                                              http::status status, std::string_view code,
                                              std::string_view message);
 
+// The job routes (/api/v1/jobs...), or nullopt for other paths.
+std::optional<http::response<http::string_body>> jobs_route(
+    Context& ctx, const http::request<http::string_body>& req, const std::string& path);
+// The "orbit" job kind, rendering through the server's cache.
+jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx);
+
 // Takes over an upgraded connection.
 void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req);
+void start_event_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
                         http::request<http::string_body> req);
 void start_pixel_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
                         http::request<http::string_body> req,

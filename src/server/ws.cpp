@@ -260,10 +260,19 @@ class PixelSocket : public Closable, public std::enable_shared_from_this<PixelSo
     if (ec) return;
     ctx_->add_socket(shared_from_this());
     ws_.binary(true);
-    generation_ = session_->attach([weak = weak_from_this()](stream::FrameBytes f) {
-      if (auto self = weak.lock())
-        net::post(self->ws_.get_executor(), [self, f = std::move(f)] { self->write(f); });
-    });
+    generation_ = session_->attach(
+        [weak = weak_from_this()](stream::FrameBytes f) {
+          if (auto self = weak.lock())
+            net::post(self->ws_.get_executor(), [self, f = std::move(f)] { self->write(f); });
+        },
+        [weak = weak_from_this()] {  // a newer pixel channel took over: close this one
+          if (auto self = weak.lock())
+            net::post(self->ws_.get_executor(), [self] {
+              if (self->closing_) return;
+              self->closing_ = true;
+              self->ws_.async_close(websocket::close_code::normal, [self](beast::error_code) {});
+            });
+        });
     read();
   }
 
@@ -300,7 +309,103 @@ class PixelSocket : public Closable, public std::enable_shared_from_this<PixelSo
   bool closing_ = false;
 };
 
+// /ws/events: job changes pushed as they happen ({"type": "job", "job": {...}}), after a
+// first {"type": "jobs", "jobs": [...]} with the current list. Progress can come many times a
+// second per job; a client that falls 256 messages behind loses the oldest progress
+// messages of running jobs (never a state change: queued/running/succeeded/...).
+class EventSocket : public Closable, public std::enable_shared_from_this<EventSocket> {
+ public:
+  EventSocket(std::shared_ptr<Context> ctx, tcp::socket socket)
+      : ctx_(std::move(ctx)), ws_(std::move(socket)) {}
+  ~EventSocket() override {
+    if (ctx_->jobs && token_) ctx_->jobs->unsubscribe(token_);
+  }
+
+  void run(http::request<http::string_body> req) {
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(64 * 1024);
+    ws_.async_accept(req, beast::bind_front_handler(&EventSocket::on_accept, shared_from_this()));
+  }
+
+  void shutdown() override {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      self->ws_.async_close(websocket::close_code::going_away, [self](beast::error_code) {});
+    });
+  }
+
+ private:
+  void on_accept(beast::error_code ec) {
+    if (ec || !ctx_->jobs) return;
+    ctx_->add_socket(shared_from_this());
+    json list = json::array();
+    for (const auto& j : ctx_->jobs->list())
+      list.push_back(j.to_json());
+    send({{"type", "jobs"}, {"jobs", list}}, true);
+    token_ = ctx_->jobs->subscribe([weak = weak_from_this()](const jobs::JobInfo& info) {
+      if (auto self = weak.lock()) {
+        const bool progress_only = info.state == jobs::JobState::kRunning && info.done > 0;
+        json msg = {{"type", "job"}, {"job", info.to_json()}};
+        net::post(self->ws_.get_executor(),
+                  [self, msg = std::move(msg), progress_only] { self->send(msg, !progress_only); });
+      }
+    });
+    read();
+  }
+
+  void read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->buffer_.consume(self->buffer_.size());
+      if (ec) {
+        self->closing_ = true;
+        return;
+      }
+      self->read();
+    });
+  }
+
+  void send(const json& j, bool keep) {
+    if (closing_) return;
+    if (queue_.size() >= 256) {
+      // Drop the oldest droppable (progress) message waiting, never the one being written.
+      for (auto it = std::next(queue_.begin()); it != queue_.end(); ++it)
+        if (!it->second) {
+          queue_.erase(it);
+          break;
+        }
+      if (queue_.size() >= 256 && !keep) return;
+    }
+    queue_.emplace_back(j.dump(), keep);
+    if (queue_.size() == 1) write();
+  }
+
+  void write() {
+    ws_.text(true);
+    ws_.async_write(net::buffer(queue_.front().first),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->queue_.pop_front();
+                      if (ec) {
+                        self->closing_ = true;
+                        return;
+                      }
+                      if (!self->queue_.empty()) self->write();
+                    });
+  }
+
+  std::shared_ptr<Context> ctx_;
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+  std::deque<std::pair<std::string, bool>> queue_;
+  std::uint64_t token_ = 0;
+  bool closing_ = false;
+};
+
 }  // namespace
+
+void start_event_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
+                        http::request<http::string_body> req) {
+  std::make_shared<EventSocket>(std::move(ctx), std::move(socket))->run(std::move(req));
+}
 
 void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
                         http::request<http::string_body> req) {

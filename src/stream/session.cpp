@@ -135,7 +135,8 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   state_seq_ = seq;
   state_time_ = Clock::now();
   if (dirty_) ++stats_.skipped;  // the previous state never reached the screen
-  dirty_ = true;
+  dirty_ = false;                // this update is the cause now
+  mark_dirty();
   if (interactive) {
     // A moving camera: cheap frames now, the final one once it has been still for 150 ms.
     constexpr auto kSettle = std::chrono::milliseconds(150);
@@ -145,7 +146,7 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
         if (auto self = weak.lock()) {
           std::lock_guard l(self->mutex_);
           if (Clock::now() >= self->interactive_until_) {
-            self->dirty_ = true;
+            self->mark_dirty();
             self->schedule();
           }
         }
@@ -160,18 +161,32 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
 void Session::request_keyframe() {
   std::lock_guard lock(mutex_);
   force_key_ = true;
-  dirty_ = true;
+  mark_dirty();
   schedule();
 }
 
-std::uint64_t Session::attach(std::function<void(FrameBytes)> send) {
-  std::lock_guard lock(mutex_);
-  sink_ = std::move(send);
-  in_flight_ = false;
-  force_key_ = true;
+void Session::mark_dirty() {
+  if (!dirty_) cause_time_ = Clock::now();
   dirty_ = true;
-  schedule();
-  return ++sink_generation_;
+}
+
+std::uint64_t Session::attach(std::function<void(FrameBytes)> send,
+                              std::function<void()> replaced) {
+  std::function<void()> previous;
+  std::uint64_t generation;
+  {
+    std::lock_guard lock(mutex_);
+    previous = std::exchange(replaced_, std::move(replaced));
+    sink_ = std::move(send);
+    in_flight_ = false;
+    force_key_ = true;
+    dirty_ = false;  // a new cause: the channel joining
+    mark_dirty();
+    generation = ++sink_generation_;
+    schedule();
+  }
+  if (previous) previous();
+  return generation;
 }
 
 void Session::detach(std::uint64_t generation) {
@@ -216,7 +231,7 @@ void Session::render_job() {
     std::lock_guard lock(mutex_);
     scene = scene_;
     state_seq = std::uint32_t(state_seq_);
-    since = state_time_;
+    since = cause_time_;
     key = force_key_;
     force_key_ = false;
     dirty_ = false;
@@ -247,7 +262,7 @@ void Session::render_job() {
   opt.on_chunk = [weak = weak_from_this()] {
     if (auto self = weak.lock()) {
       std::lock_guard lock(self->mutex_);
-      self->dirty_ = true;
+      self->mark_dirty();
       self->schedule();
     }
   };

@@ -87,7 +87,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // The pixel channel. `send` takes one frame; the socket calls written() once it is out.
   // A new sink replaces the old one and gets a keyframe first. attach() returns the sink's
   // generation: detach() and written() from a replaced sink are ignored.
-  std::uint64_t attach(std::function<void(FrameBytes)> send);
+  // `replaced` runs (once, outside the session's lock) when a newer sink takes over.
+  std::uint64_t attach(std::function<void(FrameBytes)> send,
+                       std::function<void()> replaced = nullptr);
   void detach(std::uint64_t generation);
   void written(std::uint64_t generation);
   // Stops rendering for good (the server is going away).
@@ -110,7 +112,12 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point interactive_until_{};
   bool dirty_ = true, rendering_ = false, in_flight_ = false, force_key_ = true, closed_ = false;
   std::function<void(FrameBytes)> sink_;
+  std::function<void()> replaced_;
   std::uint64_t sink_generation_ = 0;
+  // When the event that made the scene dirty happened (a state update, a keyframe request,
+  // a pixel channel joining, chunks arriving): the frame header's server time counts from it.
+  Clock::time_point cause_time_ = Clock::now();
+  void mark_dirty();  // needs mutex_ held
   std::unique_ptr<render::Renderer> renderer_;
   std::unique_ptr<codec::Encoder> encoder_;  // used by the render job only
   std::string encoder_name_, fallback_;

@@ -70,13 +70,19 @@ TEST(Scene, PatchesMergeAndRoundTrip) {
   EXPECT_EQ(s->layers[1].opacity, 0.5);
   EXPECT_EQ(s->layers[1].name, "membranes");  // merged into the existing layer
 
-  // null restores the data's default; a shorter layer list drops layers.
+  // null restores the data's default; a shorter layer list leaves the other layers alone.
   auto r = apply_patch(
       *s, json::parse(R"({"camera": {"zoom": null}, "layers": [{"visible": false}]})"), data);
   ASSERT_TRUE(r) << r.error().what();
   EXPECT_EQ(r->camera.zoom, base.camera.zoom);
-  ASSERT_EQ(r->layers.size(), 1u);
+  ASSERT_EQ(r->layers.size(), 2u);
   EXPECT_FALSE(r->layers[0].visible);
+  EXPECT_EQ(r->layers[1].colormap, "magma");
+  // A null element removes that layer.
+  auto d = apply_patch(*r, json::parse(R"({"layers": [null]})"), data);
+  ASSERT_TRUE(d) << d.error().what();
+  ASSERT_EQ(d->layers.size(), 1u);
+  EXPECT_EQ(d->layers[0].name, "membranes");
 }
 
 TEST(Scene, EveryInvalidFieldIsNamedWithTheAcceptedValues) {
