@@ -91,6 +91,7 @@ jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx) {
     progress.on_view = [&job](int done, int total) {
       job.progress(std::uint64_t(done), std::uint64_t(total));
     };
+    job.progress(0, std::uint64_t(o.columns) * std::uint64_t(o.rows));  // the total, at once
     VX_ASSIGN(auto result, jobs::render_orbit(scene, in, o, job.dir(), progress));
     return result.files;
   };

@@ -283,6 +283,27 @@ class Listener : public std::enable_shared_from_this<Listener> {
   tcp::acceptor acceptor_;
 };
 
+// Stops the io_context once every WebSocket has closed, or after 2 s.
+struct Drain : std::enable_shared_from_this<Drain> {
+  Drain(net::io_context& io, std::shared_ptr<Context> c) : ioc(io), timer(io), ctx(std::move(c)) {}
+  void run() {
+    bool live = false;
+    {
+      std::lock_guard lock(ctx->mutex);
+      for (auto& w : ctx->sockets)
+        live |= !w.expired();
+    }
+    if (!live || std::chrono::steady_clock::now() >= deadline) return ioc.stop();
+    timer.expires_after(std::chrono::milliseconds(20));
+    timer.async_wait([self = shared_from_this()](beast::error_code) { self->run(); });
+  }
+  net::io_context& ioc;
+  net::steady_timer timer;
+  std::shared_ptr<Context> ctx;
+  std::chrono::steady_clock::time_point deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(2);
+};
+
 std::string random_token() {
   std::random_device rd;
   std::string t;
@@ -368,28 +389,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
     for (auto& s : live)
       s->shutdown();
     // Give the close handshakes up to 2 s, then stop whatever is left.
-    auto timer = std::make_shared<net::steady_timer>(ioc);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    auto check = std::make_shared<std::function<void()>>();
-    *check = [timer, deadline, check, ctx, &ioc] {
-      bool live = false;
-      {
-        std::lock_guard lock(ctx->mutex);
-        for (auto& w : ctx->sockets)
-          live |= !w.expired();
-      }
-      if (!live || std::chrono::steady_clock::now() >= deadline) {
-        const auto keep = *check;  // this closure stays alive until the end of the call
-        *check = nullptr;          // breaks the self-reference
-        ioc.stop();
-        return;
-      }
-      timer->expires_after(std::chrono::milliseconds(20));
-      timer->async_wait([check](beast::error_code) {
-        if (*check) (*check)();
-      });
-    };
-    (*check)();
+    std::make_shared<Drain>(ioc, ctx)->run();
   });
 
   const std::string host = address.is_v6() ? "[" + options.host + "]" : options.host;
