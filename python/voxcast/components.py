@@ -1,0 +1,214 @@
+"""napari-like views of a remote scene: ``camera``, ``dims``, ``canvas`` and ``layers``.
+
+Reading an attribute returns the client's local scene (the last acknowledged scene with the
+updates still in flight applied on top); setting one sends a ``state.update`` with the
+minimal patch, without waiting for the reply. Any object with ``_local_scene()`` and
+``_send_patch(patch)`` can own them, which is how they are tested without a server.
+
+Example::
+
+    >>> class Fake:
+    ...     def __init__(self): self.sent = []; self.s = {"camera": {"zoom": 1.0},
+    ...         "layers": [{"name": "a", "colormap": "gray"}, {"name": "b", "colormap": "gray"}]}
+    ...     def _local_scene(self): return self.s
+    ...     def _send_patch(self, patch): self.sent.append(patch)
+    >>> owner = Fake()
+    >>> Camera(owner).zoom = 2
+    >>> LayerList(owner)["b"].colormap = "magma"
+    >>> owner.sent
+    [{'camera': {'zoom': 2}}, {'layers': [{}, {'colormap': 'magma'}]}]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence, Tuple, Union
+
+from .scene import LAYER_FIELDS, field_patch, get_path, layer_patch, to_json_value
+
+
+def _tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuple(v) for v in value)
+    return value
+
+
+def _field(section: str, name: str, doc: str) -> property:
+    def fget(self):
+        return _tuple(get_path(self._owner._local_scene(), (section, name)))
+
+    def fset(self, value):
+        self._owner._send_patch(field_patch((section, name), value))
+
+    return property(fget, fset, doc=doc)
+
+
+class _Section:
+    __slots__ = ("_owner",)
+    _section = ""
+    _fields: Tuple[str, ...] = ()
+
+    def __init__(self, owner: Any):
+        self._owner = owner
+
+    def as_dict(self) -> dict:
+        """A copy of this section of the local scene."""
+        return dict(get_path(self._owner._local_scene(), (self._section,), {}) or {})
+
+    def update(self, **fields: Any) -> None:
+        """Sets several fields in one ``state.update``:
+        ``v.camera.update(zoom=2, angles=(0, 30, 90))``."""
+        unknown = [k for k in fields if k not in self._fields]
+        if unknown:
+            raise AttributeError(f"{self._section} has no field {unknown[0]!r} "
+                                 f"(known: {', '.join(self._fields)})")
+        self._owner._send_patch({self._section: to_json_value(fields)})
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+
+class Camera(_Section):
+    """``center`` (world z, y, x; 2D views use y, x), ``zoom`` (screen pixels per world unit),
+    ``angles`` (napari 0.6 Euler angles, degrees), ``perspective`` (vertical field of view in
+    degrees, 0 orthographic)."""
+
+    __slots__ = ()
+    _section = "camera"
+    _fields = ("center", "zoom", "angles", "perspective")
+    center = _field("camera", "center", "World point at the middle of the canvas.")
+    zoom = _field("camera", "zoom", "Screen pixels per world unit.")
+    angles = _field("camera", "angles", "Euler angles in degrees (napari 0.6).")
+    perspective = _field("camera", "perspective", "Field of view in degrees; 0 orthographic.")
+
+
+class Dims(_Section):
+    """``ndisplay`` (2 or 3), ``order`` (axis permutation; the last ndisplay are displayed),
+    ``point`` (world coordinates of the slice)."""
+
+    __slots__ = ()
+    _section = "dims"
+    _fields = ("ndisplay", "order", "point")
+    ndisplay = _field("dims", "ndisplay", "2 (a slice) or 3 (a volume).")
+    order = _field("dims", "order", "Axis order; the last ndisplay axes are displayed.")
+    point = _field("dims", "point", "World point the non-displayed axes are sliced at.")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.point or ())
+
+    def set_point(self, axis: Union[int, Sequence[int]], value: Any) -> None:
+        """napari's ``dims.set_point``: one axis (or several) of ``point``, in one update."""
+        point = list(self.point or ())
+        axes = [axis] if isinstance(axis, int) else list(axis)
+        values = [value] if isinstance(axis, int) else list(value)
+        for a, v in zip(axes, values):
+            point[a] = v
+        self.point = point
+
+
+class Canvas(_Section):
+    """``width``, ``height`` (pixels), ``size`` = (width, height), ``background`` (RGB in 0..1)."""
+
+    __slots__ = ()
+    _section = "canvas"
+    _fields = ("width", "height", "background")
+    width = _field("canvas", "width", "Canvas width in pixels.")
+    height = _field("canvas", "height", "Canvas height in pixels.")
+    background = _field("canvas", "background", "Background RGB, each in [0, 1].")
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height) in pixels."""
+        return (self.width, self.height)
+
+    @size.setter
+    def size(self, value: Sequence[int]) -> None:
+        w, h = value
+        self._owner._send_patch({"canvas": {"width": int(w), "height": int(h)}})
+
+
+def _layer_field(name: str) -> property:
+    def fget(self):
+        return _tuple(get_path(self._owner._local_scene(), ("layers", self._index, name)))
+
+    def fset(self, value):
+        self._owner._send_patch(layer_patch(self._index, {name: value}))
+
+    return property(fget, fset, doc=f"The layer's {name!r}.")
+
+
+class Layer:
+    """One layer of the scene, by index: ``v.layers[0].colormap = "magma"``."""
+
+    __slots__ = ("_owner", "_index")
+
+    def __init__(self, owner: Any, index: int):
+        self._owner = owner
+        self._index = index
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    def as_dict(self) -> dict:
+        return dict(get_path(self._owner._local_scene(), ("layers", self._index), {}) or {})
+
+    def update(self, **fields: Any) -> None:
+        """Several fields in one update: ``layer.update(contrast_limits=(0, 2000), gamma=0.8)``."""
+        unknown = [k for k in fields if k not in LAYER_FIELDS]
+        if unknown:
+            raise AttributeError(f"layers have no field {unknown[0]!r} "
+                                 f"(known: {', '.join(LAYER_FIELDS)})")
+        self._owner._send_patch(layer_patch(self._index, fields))
+
+    def __repr__(self) -> str:
+        d = self.as_dict()
+        return f"Layer({self._index}, name={d.get('name')!r}, colormap={d.get('colormap')!r})"
+
+
+for _name in LAYER_FIELDS:
+    setattr(Layer, _name, _layer_field(_name))
+del _name
+
+
+class LayerList:
+    """The scene's layers: ``len``, iteration, indexing by position or by name."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Any):
+        self._owner = owner
+
+    def _layers(self) -> list:
+        return get_path(self._owner._local_scene(), ("layers",), []) or []
+
+    def __len__(self) -> int:
+        return len(self._layers())
+
+    def __iter__(self) -> Iterator[Layer]:
+        return (Layer(self._owner, i) for i in range(len(self)))
+
+    def __getitem__(self, key: Union[int, str]) -> Layer:
+        layers = self._layers()
+        if isinstance(key, str):
+            for i, layer in enumerate(layers):
+                if layer.get("name") == key:
+                    return Layer(self._owner, i)
+            raise KeyError(f"no layer named {key!r} (layers: {[l.get('name') for l in layers]})")
+        index = int(key)
+        if index < 0:
+            index += len(layers)
+        if not 0 <= index < len(layers):
+            raise IndexError(f"layer index {key} out of range ({len(layers)} layers)")
+        return Layer(self._owner, index)
+
+    def __contains__(self, name: object) -> bool:
+        return any(layer.get("name") == name for layer in self._layers())
+
+    @property
+    def names(self) -> list:
+        return [layer.get("name") for layer in self._layers()]
+
+    def __repr__(self) -> str:
+        return f"LayerList({self.names!r})"
