@@ -72,6 +72,54 @@ struct Look {
   Blending blending = Blending::kTranslucent;
 };
 
+// How rays are grouped: slices along axis c (front slice k0 to back slice k1, step dir),
+// intermediate columns u along axis a and rows v along axis b, on the plane c = cref.
+struct Slicing {
+  int c = 0, b = 1, a = 2;
+  int dir = 1;
+  std::int64_t k0 = 0, k1 = 0;
+  bool persp = false;
+  Vec3 e{};                   // the eye in voxel coordinates (perspective)
+  double sh_a = 0, sh_b = 0;  // orthographic: shift per slice, voxels
+  double cref = 0;
+  double amin = 0, bmin = 0, fa = 1, fb = 1;  // plane origin and rays per voxel
+  int nu = 0, nv = 0;
+  int fa_int = 0;   // fa when it is an integer and the camera orthographic (fast path)
+  int kstep = 1;    // slices advanced per sample
+  double step = 1;  // distance between samples along a ray, voxels
+
+  double beta(double k) const {
+    return persp ? (k - e[std::size_t(c)]) / (cref - e[std::size_t(c)]) : 1.0;
+  }
+  // Voxel coordinate along a (b) of intermediate column u (row v) on slice k.
+  double a_at(double u, double k) const {
+    const double q = amin + (u + 0.5) / fa;
+    return persp ? e[std::size_t(a)] + (q - e[std::size_t(a)]) * beta(k) : q + sh_a * (k - cref);
+  }
+  double b_at(double v, double k) const {
+    const double q = bmin + (v + 0.5) / fb;
+    return persp ? e[std::size_t(b)] + (q - e[std::size_t(b)]) * beta(k) : q + sh_b * (k - cref);
+  }
+};
+
+// The intermediate image: up to four float planes of nu x nv.
+struct Planes {
+  int nu = 0, nv = 0;
+  std::vector<float> p[2];  // scalar modes
+  std::vector<F4> c;        // translucent and shaded iso: premultiplied RGBA
+  F4* crow(int v) { return c.data() + std::size_t(v) * std::size_t(nu); }
+  const F4* crow(int v) const { return c.data() + std::size_t(v) * std::size_t(nu); }
+  float* row(int i, int v) { return p[i].data() + std::size_t(v) * std::size_t(nu); }
+  const float* row(int i, int v) const { return p[i].data() + std::size_t(v) * std::size_t(nu); }
+};
+
+// Iso: shades every hit of the intermediate image (its depths) into premultiplied RGBA.
+void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Slicing& s,
+               const Look& look, Planes& pl);
+// The drawer that warps the intermediate image onto the screen (volume_warp.cpp).
+std::unique_ptr<RowDrawer> make_volume_drawer(const Projection& proj, const Geom& g, Bricks bricks,
+                                              Look look, const Slicing& s, Planes pl);
+
 // Draws the layer: slices the bricks into an intermediate image, then returns the drawer
 // that warps it onto the screen. [box_lo, box_hi] is the visible part of the volume (voxel
 // coordinates); `density` scales the rays per axis (1: at least one per screen pixel; 0.5
