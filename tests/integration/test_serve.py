@@ -44,7 +44,7 @@ async def open_session(server, codecs=("h264",), token=None):
     q = f"?token={token}" if token else ""
     st = await websockets.connect(f"{server.ws}/ws/state{q}", max_size=None)
     await st.send(json.dumps({"type": "hello", "codecs": list(codecs), "client": "test"}))
-    welcome = await reply(st)
+    welcome = (await reply(st))
     assert welcome["type"] == "welcome", welcome
     sep = "&" if q else "?"
     px = await websockets.connect(
@@ -107,7 +107,7 @@ def test_first_frame_is_a_keyframe_and_frames_follow_the_state(serve):
         await st.send(json.dumps({"type": "state.update", "seq": 7,
                                   "patch": {"canvas": {"width": 320, "height": 240},
                                             "camera": {"zoom": 2}}}))
-        ack = await reply(st)
+        ack = (await reply(st))
         assert ack["type"] == "ack" and ack["seq"] == 7 and ack["scene"]["camera"]["zoom"] == 2
         h, m = await frame_for(px, 7, final=False)
         assert (h["width"], h["height"]) == (320, 240)
@@ -120,7 +120,7 @@ def test_first_frame_is_a_keyframe_and_frames_follow_the_state(serve):
         assert 0 < h["server_us"] < 60_000_000 and h["render_us"] > 0
         # A keyframe on request.
         await st.send(json.dumps({"type": "keyframe.request"}))
-        assert await reply(st)["type"] == "ack"
+        assert (await reply(st))["type"] == "ack"
         h, _ = await frame_for(px, 7, final=False)
         while not h["key"]:
             h, _ = await frame_for(px, 7, final=False)
@@ -146,7 +146,7 @@ def test_refining_frames_converge_and_moving_3d_frames_are_interactive(serve):
         await st.send(json.dumps({"type": "state.update", "seq": 1,
                                   "patch": {"canvas": {"width": 256, "height": 192},
                                             "camera": {"zoom": 3}}}))
-        assert await reply(st)["type"] == "ack"
+        assert (await reply(st))["type"] == "ack"
         seen_refining = False
         while True:
             h = header(await asyncio.wait_for(px.recv(), 60))
@@ -161,7 +161,7 @@ def test_refining_frames_converge_and_moving_3d_frames_are_interactive(serve):
         # 3D while the camera moves: interactive frames, then a final one by itself.
         await st.send(json.dumps({"type": "state.update", "seq": 2, "interactive": True,
                                   "patch": {"dims": {"ndisplay": 3}, "camera": {"zoom": 0.7}}}))
-        assert await reply(st)["type"] == "ack"
+        assert (await reply(st))["type"] == "ack"
         kinds = []
         while True:
             h = header(await asyncio.wait_for(px.recv(), 120))
@@ -194,35 +194,35 @@ def test_pixels_for_an_unknown_session_and_limits(serve):
         c = await websockets.connect(f"{s.ws}/ws/state")  # a slot is free again
         # Every message gets exactly one reply, in order.
         await c.send(json.dumps({"type": "state.update", "seq": 1, "patch": {}}))
-        assert await reply(c)["code"] == "bad_message"  # before hello
+        assert (await reply(c))["code"] == "bad_message"  # before hello
         await c.send(json.dumps({"type": "ping", "t": 42}))
-        assert await reply(c) == {"type": "pong", "t": 42}
+        assert (await reply(c)) == {"type": "pong", "t": 42}
         await c.send(json.dumps({"type": "hello", "codecs": ["vp9"]}))
-        assert await reply(c)["code"] == "unsupported"
+        assert (await reply(c))["code"] == "unsupported"
         await c.send(json.dumps({"type": "hello", "dataset": 5}))
-        err = await reply(c)
+        err = (await reply(c))
         assert err["code"] == "bad_message" and "dataset" in err["message"]
         await c.send(json.dumps({"type": "hello"}))
-        assert await reply(c)["type"] == "welcome"
+        assert (await reply(c))["type"] == "welcome"
         await c.send(json.dumps({"type": "state.update", "seq": 1,
                                  "patch": {"canvas": {"width": 9000}}}))
-        err = await reply(c)
+        err = (await reply(c))
         assert err["code"] == "bad_patch" and "canvas.width" in err["message"]
         await c.send(json.dumps({"type": "state.update", "seq": 2,
                                  "patch": {"canvas": {"width": 4000, "height": 3000}}}))
-        err = await reply(c)
+        err = (await reply(c))
         assert err["code"] == "unsupported" and "canvas" in err["message"]
         await c.send(json.dumps({"type": "state.update", "seq": 3,
                                  "patch": {"canvas": {"width": 321}}}))
-        assert await reply(c)["code"] == "unsupported"  # odd size for H.264
+        assert (await reply(c))["code"] == "unsupported"  # odd size for H.264
         await c.send(json.dumps({"type": "state.update", "seq": 3, "patch": {"camera": {"zoom": 2}}}))
-        assert await reply(c)["type"] == "ack"
+        assert (await reply(c))["type"] == "ack"
         await c.send(json.dumps({"type": "state.update", "seq": 3, "patch": {}}))
-        assert await reply(c)["code"] == "bad_seq"
+        assert (await reply(c))["code"] == "bad_seq"
         await c.send("x" * 100_000)
-        assert await reply(c)["code"] == "too_large"
+        assert (await reply(c))["code"] == "too_large"
         await c.send(json.dumps({"type": "ping"}))  # still usable
-        assert await reply(c)["type"] == "pong"
+        assert (await reply(c))["type"] == "pong"
         for x in (b, c):
             await x.close()
 
@@ -236,7 +236,7 @@ def test_rate_limit(serve):
         c = await websockets.connect(f"{s.ws}/ws/state")
         for _ in range(300):
             await c.send(json.dumps({"type": "ping"}))
-        codes = [await reply(c).get("code") for _ in range(300)]
+        codes = [(await reply(c)).get("code") for _ in range(300)]
         assert codes.count("rate_limited") >= 50 and codes.count(None) >= 200
         await c.close()
 
@@ -259,7 +259,7 @@ def test_token_required_beyond_loopback_and_enforced(serve):
         assert e.value.status_code == 401
         c = await websockets.connect(f"ws://127.0.0.1:{s.port}/ws/state?token={s.token}")
         await c.send(json.dumps({"type": "ping"}))
-        assert await reply(c)["type"] == "pong"
+        assert (await reply(c))["type"] == "pong"
         await c.close()
 
     asyncio.run(go())
