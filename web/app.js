@@ -11,6 +11,7 @@ import {FrameDrawer, h264Supported} from './decoder.js';
 import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
 import {attachInteraction} from './interaction.js';
+import {mountJobs} from './jobs.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -305,6 +306,8 @@ $('#copy-link').addEventListener('click', async () => {
     notice('copy the address bar: it holds this view', 4000);
   }
 });
+vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, notice});
+
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 
 // A message in the status line (server errors, decoder trouble) for a few seconds.
