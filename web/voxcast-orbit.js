@@ -194,6 +194,16 @@ export class VoxcastOrbit extends HTMLElement {
     try {
       if (!src) throw new Error('no src attribute');
       const url = new URL(src, document.baseURI);
+      // A voxcast server with a token wants it on every request: carry it from the src URL
+      // or the page's own URL to orbit.json and the sheets (harmless on static servers).
+      const token = url.searchParams.get('token') ||
+          new URL(document.baseURI).searchParams.get('token');
+      if (token) url.searchParams.set('token', token);
+      const withToken = (href) => {
+        const u = new URL(href);
+        if (token) u.searchParams.set('token', token);
+        return u.href;
+      };
       let res;
       try {
         res = await fetch(url);
@@ -208,7 +218,7 @@ export class VoxcastOrbit extends HTMLElement {
         throw new Error(`${url.href} is not valid JSON`);
       }
       const m = parseManifest(json);
-      const imgs = await Promise.all(m.sheets.map((s) => loadSheet(new URL(s.file, res.url || url).href)));
+      const imgs = await Promise.all(m.sheets.map((s) => loadSheet(withToken(new URL(s.file, res.url || url).href))));
       if (gen !== this._gen) return;
       this._tiles = this._tileTable(m, imgs);
       this._m = m;
