@@ -198,10 +198,11 @@ export class VoxcastOrbit extends HTMLElement {
       // or the page's own URL to orbit.json and the sheets (harmless on static servers).
       const token = url.searchParams.get('token') ||
           new URL(document.baseURI).searchParams.get('token');
-      if (token) url.searchParams.set('token', token);
+      const web = (u) => u.protocol === 'http:' || u.protocol === 'https:';  // not blob:
+      if (token && web(url)) url.searchParams.set('token', token);
       const withToken = (href) => {
         const u = new URL(href);
-        if (token) u.searchParams.set('token', token);
+        if (token && web(u)) u.searchParams.set('token', token);
         return u.href;
       };
       let res;
