@@ -79,6 +79,10 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
     return fail(ErrorCode::kInvalidArgument, "--grid {}x{}: 1 to 10000 views", o.columns, o.rows);
   if (o.size < 16 || o.size > 4096)
     return fail(ErrorCode::kInvalidArgument, "--size {}: 16 to 4096 pixels", o.size);
+  if (double(o.columns) * o.rows * o.size * o.size > double(kMaxOrbitPixels))
+    return fail(ErrorCode::kInvalidArgument,
+                "--grid {}x{} at --size {}: over the {} Mpx an orbit may hold", o.columns, o.rows,
+                o.size, kMaxOrbitPixels >> 20);
   if (o.format != "webp" && o.format != "jpeg")
     return fail(ErrorCode::kInvalidArgument, "--format {}: webp or jpeg", o.format);
   const auto t0 = std::chrono::steady_clock::now();

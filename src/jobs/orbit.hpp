@@ -14,6 +14,10 @@
 
 namespace vx::jobs {
 
+// The most pixels one orbit holds (sheets are in memory until written): 256 Mpx, 1 GiB of
+// RGBA; 30x30 at 512 px is 225 Mpx.
+constexpr std::uint64_t kMaxOrbitPixels = 256ull << 20;
+
 struct OrbitOptions {
   int columns = 30, rows = 30;
   double yaw_min = -60, yaw_max = 60;      // degrees, first and last column

@@ -48,6 +48,7 @@ json JobInfo::to_json() const {
             {"started", started},
             {"finished", finished}};
   if (state == JobState::kQueued) j["queue_position"] = queue_position;
+  j["version"] = version;
   return j;
 }
 
@@ -65,6 +66,7 @@ struct JobQueue::Job : JobContext {
       std::lock_guard lock(queue->mutex_);
       info.done = done;
       info.total = total;
+      ++info.version;
       const double t = now_s(), elapsed = std::max(1e-3, t - info.started);
       info.rate = double(done) / elapsed;
       info.eta_s = info.rate > 0 ? double(total - done) / info.rate : 0;
@@ -96,27 +98,33 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     std::ifstream in(entry.path() / "job.json");
     const json j = json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("id")) {
-      VX_LOG(warn, "jobs.unreadable", "dir={}", log_quote(entry.path().string()));
-      continue;
-    }
+    const std::string folder = entry.path().filename().string();
     auto job = std::make_shared<Job>();
     job->queue = this;
     job->folder = (entry.path() / "files").string();
     auto& i = job->info;
-    i.id = j.value("id", "");
-    i.kind = j.value("kind", "");
-    i.params = j.value("params", json::object());
-    const std::string st = j.value("state", "failed");
-    for (int k = 0; k < 5; ++k)
-      if (kStates[k] == st) i.state = JobState(k);
-    i.done = j.value("done", 0ull);
-    i.total = j.value("total", 0ull);
-    i.error = j["error"].is_string() ? j["error"].get<std::string>() : "";
-    i.files = j.value("files", std::vector<std::string>{});
-    i.created = j.value("created", 0.0);
-    i.started = j.value("started", 0.0);
-    i.finished = j.value("finished", 0.0);
+    try {
+      if (j.is_discarded() || !j.is_object() || j.value("id", "") != folder || !valid_id(folder))
+        throw std::runtime_error("not a job.json of this folder");
+      i.id = folder;
+      i.kind = j.value("kind", "");
+      i.params = j.value("params", json::object());
+      const std::string st = j.value("state", "failed");
+      i.state = JobState::kFailed;
+      for (int k = 0; k < 5; ++k)
+        if (kStates[k] == st) i.state = JobState(k);
+      i.done = j.value("done", 0ull);
+      i.total = j.value("total", 0ull);
+      i.error = j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "";
+      i.files = j.value("files", std::vector<std::string>{});
+      i.created = j.value("created", 0.0);
+      i.started = j.value("started", 0.0);
+      i.finished = j.value("finished", 0.0);
+    } catch (const std::exception& e) {  // a damaged file is skipped, not fatal
+      VX_LOG(warn, "jobs.unreadable", "dir={} reason=\"{}\"", log_quote(entry.path().string()),
+             e.what());
+      continue;
+    }
     if (i.state == JobState::kQueued || i.state == JobState::kRunning) {
       i.state = JobState::kFailed;
       i.error = "the server stopped before the job finished";
@@ -155,6 +163,9 @@ JobInfo JobQueue::info_of(const Job& j) const {
 }
 
 void JobQueue::save(const Job& j) const {
+  // Writers (the worker, cancel(), progress from render threads) take turns, and each
+  // writes the state as it is when its turn comes: the last write is the newest state.
+  std::lock_guard saving(save_mutex_);
   JobInfo snapshot;
   {
     std::lock_guard lock(mutex_);
@@ -275,6 +286,7 @@ Result<JobInfo> JobQueue::cancel(const std::string& id) {
       std::erase(pending_, id);
       job->info.state = JobState::kCanceled;
       job->info.finished = now_s();
+      ++job->info.version;
     }
   }
   save(*job);
@@ -298,6 +310,7 @@ void JobQueue::worker() {
       pending_.pop_front();
       job->info.state = JobState::kRunning;
       job->info.started = now_s();
+      ++job->info.version;
     }
     save(*job);
     notify(*get(job->info.id));
@@ -311,6 +324,7 @@ void JobQueue::worker() {
       std::lock_guard lock(mutex_);
       auto& i = job->info;
       i.finished = now_s();
+      ++i.version;
       std::error_code ec;
       i.files.clear();
       for (const auto& f : fs::directory_iterator(job->folder, ec))

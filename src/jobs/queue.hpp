@@ -37,6 +37,7 @@ struct JobInfo {
   std::vector<std::string> files;                 // results written so far
   double created = 0, started = 0, finished = 0;  // Unix seconds
   int queue_position = 0;                         // 1-based while queued
+  std::uint64_t version = 0;  // grows with every change: an older snapshot is stale
   json to_json() const;
 };
 
@@ -99,6 +100,7 @@ class JobQueue {
   std::deque<std::string> pending_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  mutable std::mutex save_mutex_;  // one job.json write at a time, always the newest state
   std::mutex subs_mutex_;
   std::map<std::uint64_t, std::function<void(const JobInfo&)>> subs_;
   std::uint64_t next_sub_ = 1;

@@ -120,6 +120,14 @@ Result<json> validate_orbit_params(const json& p) {
   VX_TRY(integer("rows", 1, 100));
   VX_TRY(integer("size", 16, 1024));
   VX_TRY(integer("quality", 1, 100));
+  {
+    const double views = double(p.value("columns", 30)) * double(p.value("rows", 30));
+    const double side = double(p.value("size", 256));
+    if (views * side * side > double(jobs::kMaxOrbitPixels))
+      return fail(ErrorCode::kInvalidArgument,
+                  "field 'params.size': {} views of {}x{} px is over the {} Mpx an orbit may hold",
+                  views, side, side, jobs::kMaxOrbitPixels >> 20);
+  }
   if (p.contains("format") && p["format"] != "webp" && p["format"] != "jpeg")
     return fail(ErrorCode::kInvalidArgument, "field 'params.format': webp or jpeg");
   for (const char* k : {"yaw", "pitch"})
@@ -191,6 +199,9 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     if (body.is_discarded() || !body.is_object())
       return json_error(req, http::status::bad_request, "bad_json",
                         "the body must be a JSON object: {\"kind\": \"orbit\", \"params\": {...}}");
+    if (body.contains("kind") && !body["kind"].is_string())
+      return json_error(req, http::status::bad_request, "bad_request",
+                        "field 'kind': expected a string (orbit)");
     const std::string kind = body.value("kind", std::string("orbit"));
     auto params = kind == "orbit" ? validate_orbit_params(body.value("params", json::object()))
                                   : Result<json>(body.value("params", json::object()));

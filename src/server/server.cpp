@@ -142,7 +142,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string target(req.target());
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
-    if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
+    try {
+      if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
+    } catch (const json::exception& e) {  // a field of the wrong type that slipped through
+      return send(json_error(req, http::status::bad_request, "bad_request", e.what()),
+                  req.keep_alive());
+    }
     if (req.method() != http::verb::get && req.method() != http::verb::head)
       return send(json_error(req, http::status::method_not_allowed, "bad_method",
                              fmt::format("{} {}: only GET", req.method_string(), path)),

@@ -72,7 +72,11 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     }
     std::string text = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
-    handle(text);
+    try {
+      handle(text);
+    } catch (const json::exception& e) {  // a field of the wrong type that slipped through
+      error(nullptr, "bad_message", fmt::format("a field has the wrong type: {}", e.what()));
+    }
     if (!closing_) read();
   }
 
@@ -119,8 +123,11 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
     if (session_) return error(seq, "bad_message", "'hello' twice");
     const json dataset = msg.value("dataset", json(0));
-    if (!dataset.is_number_integer())
-      return error(seq, "bad_message", "field 'dataset': expected an integer");
+    if (!dataset.is_number_integer() || dataset.get<std::int64_t>() < 0 ||
+        dataset.get<std::int64_t>() > 1'000'000)
+      return error(seq, "bad_message", "field 'dataset': expected a dataset index");
+    if (msg.contains("client") && !msg["client"].is_string())
+      return error(seq, "bad_message", "field 'client': expected a string");
     std::vector<codec::Codec> codecs;
     const json names = msg.value("codecs", json::array({"h264", "jpeg"}));
     if (!names.is_array()) return error(seq, "bad_message", "field 'codecs': expected a list");
@@ -338,18 +345,27 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   void on_accept(beast::error_code ec) {
     if (ec || !ctx_->jobs) return;
     ctx_->add_socket(shared_from_this());
-    json list = json::array();
-    for (const auto& j : ctx_->jobs->list())
-      list.push_back(j.to_json());
-    send({{"type", "jobs"}, {"jobs", list}}, true);
     token_ = ctx_->jobs->subscribe([weak = weak_from_this()](const jobs::JobInfo& info) {
       if (auto self = weak.lock()) {
         const bool progress_only = info.state == jobs::JobState::kRunning && info.done > 0;
         json msg = {{"type", "job"}, {"job", info.to_json()}};
         net::post(self->ws_.get_executor(),
-                  [self, msg = std::move(msg), progress_only] { self->send(msg, !progress_only); });
+                  [self, msg = std::move(msg), progress_only, id = info.id, v = info.version] {
+                    // Changes are reported from several threads: never let an older
+                    // snapshot of a job overtake a newer one.
+                    auto& last = self->versions_[id];
+                    if (v < last) return;
+                    last = v;
+                    self->send(msg, !progress_only);
+                  });
       }
     });
+    json list = json::array();
+    for (const auto& j : ctx_->jobs->list()) {
+      list.push_back(j.to_json());
+      versions_[j.id] = std::max(versions_[j.id], j.version);
+    }
+    send({{"type", "jobs"}, {"jobs", list}}, true);
     read();
   }
 
@@ -396,6 +412,7 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
   std::deque<std::pair<std::string, bool>> queue_;
+  std::map<std::string, std::uint64_t> versions_;  // the newest snapshot sent, per job
   std::uint64_t token_ = 0;
   bool closing_ = false;
 };

@@ -227,8 +227,10 @@ void Session::render_job() {
   std::uint32_t state_seq;
   Clock::time_point since;
   bool key, interactive;
+  std::uint64_t generation;
   {
     std::lock_guard lock(mutex_);
+    generation = sink_generation_;
     scene = scene_;
     state_seq = std::uint32_t(state_seq_);
     since = cause_time_;
@@ -241,6 +243,14 @@ void Session::render_job() {
     VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
     std::lock_guard lock(mutex_);
     rendering_ = false;
+    force_key_ |= key;            // a keyframe still owed stays owed
+    if (dirty_ && engine_.after)  // retry later, not in a busy loop
+      engine_.after(std::chrono::milliseconds(200), [weak = weak_from_this()] {
+        if (auto self = weak.lock()) {
+          std::lock_guard l(self->mutex_);
+          self->schedule();
+        }
+      });
   };
   const auto t0 = Clock::now();
   const int w = scene.canvas.width, h = scene.canvas.height;
@@ -295,6 +305,14 @@ void Session::render_job() {
     std::lock_guard lock(mutex_);
     rendering_ = false;
     if (!sink_ || closed_) return;  // nobody to send it to; attach() renders a keyframe
+    if (generation != sink_generation_ && !enc.keyframe) {
+      // A new pixel channel joined while this frame was drawn: its decoder needs a
+      // keyframe first (attach() asked for one). Drop this P-frame and render again.
+      force_key_ = true;
+      mark_dirty();
+      schedule();
+      return;
+    }
     hdr.frame_seq = ++frame_seq_;
     hdr.server_us = micros(Clock::now() - since);
     hdr.wall_us = std::uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(

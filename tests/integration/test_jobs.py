@@ -87,7 +87,9 @@ def test_submit_progress_success_files_and_idempotency(serve, tmp_path):
     ({"kind": "orbit", "params": {"yaw": 30}}, "params.yaw"),
     ({"kind": "orbit", "params": {"format": "gif"}}, "params.format"),
     ({"kind": "orbit", "params": {"view": []}}, "params.view"),
-], ids=["kind", "size", "unknown", "yaw", "format", "view"])
+    ({"kind": 1, "params": {}}, "kind"),
+    ({"kind": "orbit", "params": {"columns": 100, "rows": 100, "size": 1024}}, "Mpx"),
+], ids=["kind", "size", "unknown", "yaw", "format", "view", "kind-type", "too-many-pixels"])
 def test_bad_submissions_name_the_field(serve, tmp_path, body, field):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     code, _, resp = call(s, "PUT", "/api/v1/jobs/x", body)
@@ -139,6 +141,10 @@ def test_cancel_overload_and_queue_position(serve, tmp_path):
 
 def test_history_survives_a_restart_and_a_crash_marks_running_jobs_failed(serve, tmp_path):
     d = tmp_path / "d"
+    # Damaged history is skipped, not fatal.
+    for name, text in (("broken", "{not json"), ("typed", '{"id": 5}'), ("other", '{"id": "x"}')):
+        (d / "jobs" / name).mkdir(parents=True)
+        (d / "jobs" / name / "job.json").write_text(text)
     s = serve(DATA, "--data-dir", d)
     assert call(s, "PUT", "/api/v1/jobs/kept", {"params": SMALL})[0] == 202
     wait_state(s, "kept", {"succeeded"})
@@ -147,6 +153,8 @@ def test_history_survives_a_restart_and_a_crash_marks_running_jobs_failed(serve,
     s.proc.send_signal(signal.SIGKILL)  # not a clean stop
     s.proc.wait(timeout=30)
     t = serve(DATA, "--data-dir", d)
+    ids = {j["id"] for j in json.loads(call(t, "GET", "/api/v1/jobs")[2])["jobs"]}
+    assert ids == {"kept", "crashed"}
     kept = job(t, "kept")
     assert kept["state"] == "succeeded" and "orbit.json" in kept["files"]
     assert call(t, "GET", "/api/v1/jobs/kept/files/orbit.json")[0] == 200

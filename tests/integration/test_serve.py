@@ -202,6 +202,9 @@ def test_pixels_for_an_unknown_session_and_limits(serve):
         await c.send(json.dumps({"type": "hello", "dataset": 5}))
         err = (await reply(c))
         assert err["code"] == "bad_message" and "dataset" in err["message"]
+        await c.send(json.dumps({"type": "hello", "client": 5}))  # wrong type: an error
+        err = await reply(c)
+        assert err["code"] == "bad_message" and "client" in err["message"]
         await c.send(json.dumps({"type": "hello"}))
         assert (await reply(c))["type"] == "welcome"
         await c.send(json.dumps({"type": "state.update", "seq": 1,
