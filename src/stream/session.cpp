@@ -243,11 +243,13 @@ void Session::render_job() {
     VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
     std::lock_guard lock(mutex_);
     rendering_ = false;
-    force_key_ |= key;            // a keyframe still owed stays owed
-    if (dirty_ && engine_.after)  // retry later, not in a busy loop
+    force_key_ |= key;  // a keyframe still owed stays owed
+    // The client still lacks this frame: try again in 200 ms (not in a busy loop).
+    if (engine_.after)
       engine_.after(std::chrono::milliseconds(200), [weak = weak_from_this()] {
         if (auto self = weak.lock()) {
           std::lock_guard l(self->mutex_);
+          self->mark_dirty();
           self->schedule();
         }
       });
