@@ -120,12 +120,12 @@ def test_failure_keeps_the_error(serve, tmp_path):
 def test_cancel_overload_and_queue_position(serve, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d", "--max-jobs", "2")
     assert call(s, "PUT", "/api/v1/jobs/big", {"params": BIG})[0] == 202
+    wait_state(s, "big", {"running"})  # then "next" waits behind it, first in line
     code, _, body = call(s, "PUT", "/api/v1/jobs/next", {"params": SMALL})
     assert code == 202 and json.loads(body)["job"]["queue_position"] == 1
     code, headers, body = call(s, "PUT", "/api/v1/jobs/third", {"params": SMALL})
     assert code == 429 and headers["Retry-After"] == "5"
     assert json.loads(body)["error"]["code"] == "overloaded"
-    wait_state(s, "big", {"running"})
     t0 = time.time()
     code, _, _ = call(s, "DELETE", "/api/v1/jobs/big")
     assert code == 200
