@@ -1,0 +1,205 @@
+// Private: the objects behind wire.hpp's handles, and RAII wrappers for UCX handles.
+// Ownership runs parent-ward: a RequestState and an EndpointImpl hold their NodeImpl,
+// which holds the worker, which holds the context (DESIGN.md convention 3).
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "wire/wire.hpp"
+
+namespace vx::wire::detail {
+
+// ---- UCX handles: move-only, released by their own UCX call ------------------------
+template <class H, void (*Release)(H)>
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(H h) : h_(h) {}
+  ~Handle() { reset(); }
+  Handle(Handle&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  H get() const { return h_; }
+  explicit operator bool() const { return h_ != nullptr; }
+  void reset() {
+    if (h_) Release(std::exchange(h_, nullptr));
+  }
+
+ private:
+  H h_ = nullptr;
+};
+using UcxConfig = Handle<ucp_config_t*, ucp_config_release>;
+using UcxContext = Handle<ucp_context_h, ucp_cleanup>;
+using UcxWorker = Handle<ucp_worker_h, ucp_worker_destroy>;
+using UcxListener = Handle<ucp_listener_h, ucp_listener_destroy>;
+
+// Maps a UCX status to a typed error; `who` names the peer or the operation.
+Error ucx_error(ucs_status_t status, std::string_view who);
+Errc errc_of(ucs_status_t status);
+
+// The 16-byte message a server sends on every new endpoint; the client's connect
+// completes when it arrives. Sent once, before any user message, with kWelcomeTag.
+inline constexpr uint64_t kWelcomeTag = 0xffff'ffff'ffff'fffeULL;
+inline constexpr uint32_t kWelcomeMagic = 0x31575856;  // "VXW1" little-endian
+struct Welcome {
+  uint32_t magic = kWelcomeMagic;
+  uint32_t version = 1;
+  uint32_t id = 0;
+  uint32_t reserved = 0;
+};
+
+struct NodeImpl;
+struct EndpointImpl;
+
+// UCX completion callback of sends, flushes and closes on one endpoint (user = state).
+void ep_op_done(void* request, ucs_status_t status, void* user);
+
+enum class Kind { kSend, kRecv, kFlush, kClose, kConnect, kInternal };
+
+struct RequestState {
+  RequestState(std::shared_ptr<NodeImpl> n, Kind k, Callback cb)
+      : node(std::move(n)), kind(k), callback(std::move(cb)) {}
+  ~RequestState();
+
+  std::shared_ptr<NodeImpl> node;  // keeps the worker alive for ucp_request_free
+  Kind kind;
+  Callback callback;
+  std::weak_ptr<EndpointImpl> ep;  // sends, flushes and closes: the endpoint
+  std::shared_ptr<void> keep;      // held until completion (an endpoint being closed)
+  Completion expect;               // what a successful send reports
+
+  std::mutex m;
+  std::condition_variable cv;
+  std::atomic<bool> done{false};
+  Result<Completion> result;
+  void* ucx = nullptr;            // the UCX request, freed when this state dies
+  bool cancel_requested = false;  // cancel() came before the UCX handle was stored
+  std::optional<Error> fail_as;   // cancelled on behalf of a failure: report this
+
+  // Sets the result, wakes waiters, then runs the callback (outside the lock).
+  void complete(Result<Completion> r);
+  // Stores the UCX handle once posted; cancels at once if cancel() came first.
+  void attach(void* request);
+  void cancel(std::optional<Error> reason = std::nullopt);
+};
+
+enum class EpState { kOpen, kClosed, kFailed };
+
+struct EndpointImpl : std::enable_shared_from_this<EndpointImpl> {
+  explicit EndpointImpl(std::shared_ptr<NodeImpl> n) : node(std::move(n)) {}
+  ~EndpointImpl();
+
+  std::shared_ptr<NodeImpl> node;
+  uint32_t id = 0;
+  std::string peer;
+  Welcome welcome;  // the server's welcome, sent from here (must outlive the send)
+
+  // Guards ep and state against a close on another thread. Never taken under UCX's
+  // worker lock (callbacks), so posting while holding it cannot deadlock.
+  mutable std::mutex m;
+  ucp_ep_h ep = nullptr;
+  EpState state = EpState::kOpen;
+  // Why it failed: written once before `failed` is set, read freely after.
+  std::optional<Error> error;
+  std::atomic<bool> failed{false};
+
+  Error closed_error() const;  // the error for an operation on a closed/failed endpoint
+};
+
+struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
+  ~NodeImpl();
+
+  Options options;
+  bool server = false;
+  std::string tls;  // the UCX_TLS value applied
+  std::string host;
+  uint16_t port = 0;
+
+  UcxContext context;
+  UcxWorker worker;
+  int worker_fd = -1;  // ucp_worker_get_efd (owned by the worker)
+  UcxListener listener;
+
+  // Progress.
+  std::thread thread;
+  std::thread::id thread_id;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> sleeping{false};
+  std::atomic<uint64_t> posted{0};
+  std::atomic<bool> closed{false};
+  std::mutex close_mutex;
+
+  // Requests in flight (the map holds the reference the UCX callback will drop).
+  std::mutex mu;
+  std::unordered_map<RequestState*, std::shared_ptr<RequestState>> pending;
+  std::vector<std::shared_ptr<EndpointImpl>> endpoints;  // server: connected ones
+  std::vector<std::shared_ptr<EndpointImpl>> live;       // every ep not yet released
+  std::vector<std::function<void()>> deferred;           // run after progress
+  uint32_t next_id = 1;
+
+  // Server callbacks.
+  Server::AcceptFn on_accept;
+  Server::DisconnectFn on_disconnect;
+
+  // Client.
+  std::shared_ptr<EndpointImpl> client_ep;
+  std::atomic<uint32_t> client_id{0};
+  std::shared_ptr<RequestState> connect_request;
+  std::chrono::steady_clock::time_point connect_deadline{};
+  Welcome welcome_in;
+
+  // ---- setup (node.cpp) ----
+  Status init(const Options& opts, bool is_server);
+  void start_progress();
+
+  // ---- requests ----
+  std::shared_ptr<RequestState> make_request(Kind kind, Callback cb);
+  // Registers a request before posting: the UCX callback may fire before post returns.
+  void track(const std::shared_ptr<RequestState>& st);
+  // Hands a posted operation's return value over: immediate, error or pending.
+  Request finish_post(std::shared_ptr<RequestState> st, ucs_status_ptr_t r, Completion ok);
+  static Request failed(std::shared_ptr<RequestState> st, Error e);
+  std::shared_ptr<RequestState> untrack(RequestState* raw);
+  void wake();  // kThread: make sure the thread is not asleep on work just posted
+
+  Request recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask, Callback cb,
+               Kind kind = Kind::kRecv);
+  Request flush(Callback cb);
+
+  // ---- progress ----
+  bool progress_once();  // ucp_worker_progress until idle, then deferred work
+  bool progress();       // progress_once, re-arming the fd in kEventFd mode
+  void run_thread();
+  void defer(std::function<void()> fn);
+  void wait_fd(int timeout_ms);
+  bool on_progress_thread() const { return std::this_thread::get_id() == thread_id; }
+
+  // ---- endpoints (endpoint.cpp) ----
+  void accept(ucp_conn_request_h request);
+  void endpoint_failed(EndpointImpl* ep, ucs_status_t status);
+  // Closes the UCX endpoint (once), drops it from the lists; the returned request
+  // completes when UCX has released it.
+  Request release_endpoint(const std::shared_ptr<EndpointImpl>& ep, bool force, Callback cb = {});
+  void check_connect_deadline();
+
+  Status close(bool force);
+};
+
+}  // namespace vx::wire::detail

@@ -1,0 +1,533 @@
+// NodeImpl: the UCX context and worker, their progress, and request bookkeeping.
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "wire/detail.hpp"
+
+namespace vx::wire {
+
+std::string_view to_string(Errc code) {
+  switch (code) {
+    case Errc::kInvalidArgument:
+      return "invalid_argument";
+    case Errc::kAddress:
+      return "address";
+    case Errc::kRefused:
+      return "refused";
+    case Errc::kPeerFailure:
+      return "peer_failure";
+    case Errc::kTruncated:
+      return "truncated";
+    case Errc::kCancelled:
+      return "cancelled";
+    case Errc::kClosed:
+      return "closed";
+    case Errc::kTimedOut:
+      return "timed_out";
+    case Errc::kUcx:
+      return "ucx";
+  }
+  return "ucx";
+}
+
+std::string Error::what() const {
+  return std::string(to_string(code)) + ": " + message;
+}
+
+std::string_view to_string(ProgressMode mode) {
+  switch (mode) {
+    case ProgressMode::kThread:
+      return "thread";
+    case ProgressMode::kEventFd:
+      return "eventfd";
+    case ProgressMode::kPolling:
+      return "polling";
+  }
+  return "thread";
+}
+
+Result<ProgressMode> parse_progress_mode(std::string_view name) {
+  if (name == "thread") return ProgressMode::kThread;
+  if (name == "eventfd") return ProgressMode::kEventFd;
+  if (name == "polling") return ProgressMode::kPolling;
+  return tl::unexpected(
+      Error{Errc::kInvalidArgument,
+            "progress mode '" + std::string(name) + "' is not one of thread, eventfd, polling"});
+}
+
+namespace detail {
+
+Errc errc_of(ucs_status_t status) {
+  switch (status) {
+    case UCS_ERR_CANCELED:
+      return Errc::kCancelled;
+    case UCS_ERR_MESSAGE_TRUNCATED:
+      return Errc::kTruncated;
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_IO_ERROR:
+      return Errc::kPeerFailure;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_REJECTED:
+      return Errc::kRefused;
+    case UCS_ERR_TIMED_OUT:
+      return Errc::kTimedOut;
+    case UCS_ERR_INVALID_ADDR:
+    case UCS_ERR_BUSY:
+      return Errc::kAddress;
+    case UCS_ERR_INVALID_PARAM:
+      return Errc::kInvalidArgument;
+    default:
+      return Errc::kUcx;
+  }
+}
+
+Error ucx_error(ucs_status_t status, std::string_view who) {
+  return Error{errc_of(status), std::string(who) + ": " + ucs_status_string(status),
+               static_cast<int>(status)};
+}
+
+// ---- requests --------------------------------------------------------------------
+
+RequestState::~RequestState() {
+  if (ucx) ucp_request_free(ucx);
+}
+
+void RequestState::complete(Result<Completion> r) {
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_relaxed)) return;
+    if (!r && fail_as && r.error().code == Errc::kCancelled) r = tl::unexpected(*fail_as);
+    result = std::move(r);
+    done.store(true, std::memory_order_release);
+  }
+  cv.notify_all();
+  if (callback) callback(result);
+}
+
+void RequestState::attach(void* request) {
+  std::unique_lock lock(m);
+  ucx = request;
+  if (cancel_requested && !done.load(std::memory_order_acquire)) {
+    lock.unlock();
+    ucp_request_cancel(node->worker.get(), request);
+  }
+}
+
+void RequestState::cancel(std::optional<Error> reason) {
+  std::unique_lock lock(m);
+  if (done.load(std::memory_order_acquire)) return;
+  if (reason && !fail_as) fail_as = std::move(reason);
+  if (!ucx) {
+    cancel_requested = true;
+    return;
+  }
+  void* request = ucx;
+  lock.unlock();
+  // UCX may run the completion callback from inside ucp_request_cancel.
+  ucp_request_cancel(node->worker.get(), request);
+}
+
+}  // namespace detail
+
+Request::Request() = default;
+Request::~Request() = default;
+Request::Request(Request&&) noexcept = default;
+Request& Request::operator=(Request&&) noexcept = default;
+Request::Request(std::shared_ptr<detail::RequestState> state) : state_(std::move(state)) {}
+
+bool Request::done() const {
+  return state_ && state_->done.load(std::memory_order_acquire);
+}
+
+Result<Completion> Request::wait() {
+  return wait_for(std::chrono::nanoseconds::max());
+}
+
+Result<Completion> Request::wait_for(std::chrono::nanoseconds timeout) {
+  if (!state_) return tl::unexpected(Error{Errc::kInvalidArgument, "empty request"});
+  auto& st = *state_;
+  auto& node = *st.node;
+  const bool forever = timeout == std::chrono::nanoseconds::max();
+  const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
+                                : std::chrono::steady_clock::now() + timeout;
+  auto timed_out = [&] {
+    return Error{Errc::kTimedOut,
+                 "request still pending after " + std::to_string(timeout.count() / 1000) + " us"};
+  };
+  if (node.options.progress == ProgressMode::kThread && !node.on_progress_thread()) {
+    std::unique_lock lock(st.m);
+    auto is_done = [&] { return st.done.load(std::memory_order_acquire); };
+    if (forever) {
+      st.cv.wait(lock, is_done);
+    } else if (!st.cv.wait_until(lock, deadline, is_done)) {
+      return tl::unexpected(timed_out());
+    }
+    return st.result;
+  }
+  while (!st.done.load(std::memory_order_acquire)) {
+    bool any =
+        node.options.progress == ProgressMode::kEventFd ? node.progress() : node.progress_once();
+    if (st.done.load(std::memory_order_acquire)) break;
+    if (std::chrono::steady_clock::now() >= deadline) return tl::unexpected(timed_out());
+    if (!any && node.options.progress == ProgressMode::kEventFd) node.wait_fd(50);
+  }
+  std::lock_guard lock(st.m);
+  if (!st.done) return tl::unexpected(Error{Errc::kClosed, "node closed while waiting"});
+  return st.result;
+}
+
+void Request::cancel() {
+  if (state_) state_->cancel();
+}
+
+namespace detail {
+
+// ---- setup -----------------------------------------------------------------------
+
+namespace {
+
+bool has_token(std::string_view list, std::string_view token) {
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t end = list.find(',', pos);
+    if (end == std::string_view::npos) end = list.size();
+    if (list.substr(pos, end - pos) == token) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
+// The UCX_TLS to apply: the option, else the environment's; with tcp added for the
+// connection set-up unless the list is "all" or an exclusion list ("^ib").
+std::string transports_for(const Options& opts) {
+  std::string tls = opts.transports;
+  if (tls.empty()) {
+    const char* env = std::getenv("UCX_TLS");
+    tls = env ? env : "";
+  }
+  if (tls.empty() || tls == "all" || tls.front() == '^') return tls.empty() ? "all" : tls;
+  if (!has_token(tls, "tcp")) tls += ",tcp";
+  return tls;
+}
+
+// Whether the list can select posix/sysv shared memory (else MM_ERROR_HANDLING would be
+// reported by UCX as an unused setting).
+bool may_use_shm(std::string_view tls) {
+  if (tls == "all" || tls.front() == '^') return true;
+  for (auto t : {"shm", "sm", "mm", "posix", "sysv"}) {
+    if (has_token(tls, t)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status NodeImpl::init(const Options& opts, bool is_server) {
+  options = opts;
+  server = is_server;
+  ucp_config_t* raw_config = nullptr;
+  if (auto s = ucp_config_read(nullptr, nullptr, &raw_config); s != UCS_OK) {
+    return tl::unexpected(ucx_error(s, "reading UCX configuration"));
+  }
+  UcxConfig config(raw_config);
+  tls = transports_for(opts);
+  if (auto s = ucp_config_modify(config.get(), "TLS", tls.c_str()); s != UCS_OK) {
+    return tl::unexpected(ucx_error(s, "transports '" + tls + "'"));
+  }
+  // UCX 1.13 drops posix/sysv shared memory from endpoints that ask for peer error
+  // handling unless MM_ERROR_HANDLING is set; keepalive over tcp then detects a dead
+  // peer. An explicit UCX_MM_ERROR_HANDLING in the environment wins.
+  if (opts.peer_error_handling && may_use_shm(tls) && !std::getenv("UCX_MM_ERROR_HANDLING")) {
+    if (auto s = ucp_config_modify(config.get(), "MM_ERROR_HANDLING", "y"); s != UCS_OK) {
+      return tl::unexpected(ucx_error(s, "setting MM_ERROR_HANDLING"));
+    }
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
+  params.features = UCP_FEATURE_TAG | UCP_FEATURE_WAKEUP;
+  params.mt_workers_shared = 1;
+  ucp_context_h ctx = nullptr;
+  if (auto s = ucp_init(&params, config.get(), &ctx); s != UCS_OK) {
+    return tl::unexpected(ucx_error(s, "ucp_init with transports '" + tls + "'"));
+  }
+  context = UcxContext(ctx);
+
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_MULTI;
+  ucp_worker_h w = nullptr;
+  if (auto s = ucp_worker_create(context.get(), &wp, &w); s != UCS_OK) {
+    return tl::unexpected(ucx_error(s, "ucp_worker_create"));
+  }
+  worker = UcxWorker(w);
+  if (auto s = ucp_worker_get_efd(worker.get(), &worker_fd); s != UCS_OK) {
+    return tl::unexpected(ucx_error(s, "ucp_worker_get_efd"));
+  }
+  return {};
+}
+
+void NodeImpl::start_progress() {
+  if (options.progress == ProgressMode::kEventFd) {
+    progress();  // leave the fd armed
+    return;
+  }
+  if (options.progress != ProgressMode::kThread) return;
+  thread = std::thread([this] { run_thread(); });
+  thread_id = thread.get_id();
+}
+
+NodeImpl::~NodeImpl() {
+  // Public handles close before they let go; this only runs once nothing can post.
+  stop = true;
+  if (thread.joinable()) {
+    if (on_progress_thread()) {
+      thread.detach();  // the last reference died in a callback; the loop sees `stop`
+    } else {
+      ucp_worker_signal(worker.get());
+      thread.join();
+    }
+  }
+  listener.reset();
+}
+
+// ---- requests --------------------------------------------------------------------
+
+std::shared_ptr<RequestState> NodeImpl::make_request(Kind kind, Callback cb) {
+  return std::make_shared<RequestState>(shared_from_this(), kind, std::move(cb));
+}
+
+void NodeImpl::track(const std::shared_ptr<RequestState>& st) {
+  std::lock_guard lock(mu);
+  pending.emplace(st.get(), st);
+}
+
+std::shared_ptr<RequestState> NodeImpl::untrack(RequestState* raw) {
+  std::lock_guard lock(mu);
+  auto it = pending.find(raw);
+  if (it == pending.end()) return nullptr;
+  auto st = std::move(it->second);
+  pending.erase(it);
+  return st;
+}
+
+Request NodeImpl::failed(std::shared_ptr<RequestState> st, Error e) {
+  st->complete(tl::unexpected(std::move(e)));
+  return Request(std::move(st));
+}
+
+Request NodeImpl::finish_post(std::shared_ptr<RequestState> st, ucs_status_ptr_t r, Completion ok) {
+  if (r == nullptr) {
+    untrack(st.get());
+    st->complete(ok);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    untrack(st.get());
+    st->complete(tl::unexpected(ucx_error(UCS_PTR_STATUS(r), "posting")));
+  } else {
+    st->attach(r);
+    wake();
+  }
+  return Request(std::move(st));
+}
+
+void NodeImpl::wake() {
+  if (options.progress == ProgressMode::kEventFd) {
+    // Whatever was posted may need progress before any fd event: give it some now,
+    // which also leaves the fd armed.
+    progress();
+    return;
+  }
+  if (options.progress != ProgressMode::kThread) return;
+  posted.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping.load(std::memory_order_seq_cst)) ucp_worker_signal(worker.get());
+}
+
+namespace {
+
+void recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user) {
+  (void)request;
+  auto* raw = static_cast<RequestState*>(user);
+  auto st = raw->node->untrack(raw);
+  if (!st) return;
+  if (status == UCS_OK) {
+    st->complete(Completion{info->sender_tag, info->length});
+  } else if (status == UCS_ERR_MESSAGE_TRUNCATED) {
+    st->complete(tl::unexpected(Error{
+        Errc::kTruncated,
+        "a message with tag " + std::to_string(info ? info->sender_tag : 0) +
+            " is larger than the " + std::to_string(st->expect.length) + "-byte receive buffer",
+        static_cast<int>(status)}));
+  } else {
+    st->complete(tl::unexpected(ucx_error(status, "receive")));
+  }
+}
+
+void flush_done(void* request, ucs_status_t status, void* user) {
+  (void)request;
+  auto* raw = static_cast<RequestState*>(user);
+  auto st = raw->node->untrack(raw);
+  if (!st) return;
+  if (status == UCS_OK) {
+    st->complete(Completion{});
+  } else {
+    st->complete(tl::unexpected(ucx_error(status, "flush")));
+  }
+}
+
+}  // namespace
+
+Request NodeImpl::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask, Callback cb,
+                       Kind kind) {
+  auto st = make_request(kind, std::move(cb));
+  st->expect.length = buffer.size();
+  if (closed.load()) return failed(st, Error{Errc::kClosed, "receive on a closed node"});
+  track(st);
+  ucp_request_param_t p{};
+  p.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  p.cb.recv = recv_done;
+  p.user_data = st.get();
+  p.datatype = ucp_dt_make_contig(1);
+  // UCX 1.13 leaves recv_info unset on some immediate completions: always complete
+  // through the callback (which may run inside ucp_tag_recv_nbx).
+  p.op_attr_mask |= UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  auto r = ucp_tag_recv_nbx(worker.get(), buffer.data(), buffer.size(), tag, mask, &p);
+  return finish_post(std::move(st), r, {});
+}
+
+Request NodeImpl::flush(Callback cb) {
+  auto st = make_request(Kind::kFlush, std::move(cb));
+  if (closed.load()) return failed(st, Error{Errc::kClosed, "flush on a closed node"});
+  track(st);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.cb.send = flush_done;
+  p.user_data = st.get();
+  auto r = ucp_worker_flush_nbx(worker.get(), &p);
+  return finish_post(std::move(st), r, {});
+}
+
+// ---- progress --------------------------------------------------------------------
+
+void NodeImpl::defer(std::function<void()> fn) {
+  std::lock_guard lock(mu);
+  deferred.push_back(std::move(fn));
+}
+
+bool NodeImpl::progress_once() {
+  bool any = false;
+  while (ucp_worker_progress(worker.get()) != 0)
+    any = true;
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard lock(mu);
+    work.swap(deferred);
+  }
+  for (auto& fn : work)
+    fn();
+  if (!work.empty()) any = true;
+  check_connect_deadline();
+  return any;
+}
+
+bool NodeImpl::progress() {
+  if (options.progress == ProgressMode::kThread) return false;
+  bool any = progress_once();
+  if (options.progress == ProgressMode::kEventFd) {
+    while (ucp_worker_arm(worker.get()) == UCS_ERR_BUSY)
+      any |= progress_once();
+  }
+  return any;
+}
+
+void NodeImpl::wait_fd(int timeout_ms) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  epoll_ctl(ep, EPOLL_CTL_ADD, worker_fd, &ev);
+  epoll_event out{};
+  epoll_wait(ep, &out, 1, timeout_ms);
+  ::close(ep);
+}
+
+void NodeImpl::run_thread() {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  epoll_ctl(ep, EPOLL_CTL_ADD, worker_fd, &ev);
+  using clock = std::chrono::steady_clock;
+  auto last = clock::now();
+  while (!stop.load(std::memory_order_acquire)) {
+    if (progress_once()) {
+      last = clock::now();
+      continue;
+    }
+    bool busy;
+    {
+      std::lock_guard lock(mu);
+      busy = !pending.empty();
+    }
+    if (busy && clock::now() - last < options.spin) continue;
+    // Sleep until the worker has an event. Dekker with wake(): announce the sleep, then
+    // re-check that nothing was posted since the last progress.
+    uint64_t seen = posted.load(std::memory_order_seq_cst);
+    if (ucp_worker_arm(worker.get()) == UCS_ERR_BUSY) continue;
+    sleeping.store(true, std::memory_order_seq_cst);
+    if (posted.load(std::memory_order_seq_cst) == seen && !stop.load()) {
+      epoll_event out{};
+      // Pending operations are re-checked now and then (connect deadlines, transports
+      // whose progress raises no event); an idle node sleeps without a timeout.
+      epoll_wait(ep, &out, 1, busy ? 100 : -1);
+    }
+    sleeping.store(false, std::memory_order_seq_cst);
+    last = clock::now();
+  }
+  ::close(ep);
+}
+
+}  // namespace detail
+
+// ---- Node ------------------------------------------------------------------------
+
+Node::Node(std::shared_ptr<detail::NodeImpl> impl) : impl_(std::move(impl)) {}
+Node::Node(Node&&) noexcept = default;
+Node& Node::operator=(Node&& o) noexcept {
+  if (this != &o) {
+    if (impl_) (void)impl_->close(true);
+    impl_ = std::move(o.impl_);
+  }
+  return *this;
+}
+Node::~Node() {
+  if (impl_) (void)impl_->close(true);
+}
+
+Request Node::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask, Callback cb) {
+  return impl_->recv(buffer, tag, mask, std::move(cb));
+}
+Request Node::flush(Callback cb) {
+  return impl_->flush(std::move(cb));
+}
+Status Node::close(bool force) {
+  return impl_->close(force);
+}
+bool Node::closed() const {
+  return impl_->closed.load();
+}
+ProgressMode Node::progress_mode() const {
+  return impl_->options.progress;
+}
+int Node::event_fd() const {
+  return impl_->options.progress == ProgressMode::kEventFd ? impl_->worker_fd : -1;
+}
+bool Node::progress() {
+  return impl_->progress();
+}
+std::string Node::transports() const {
+  return impl_->tls;
+}
+
+}  // namespace vx::wire
