@@ -7,6 +7,7 @@
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
 #include "server/server.hpp"
+#include "server/wire_service.hpp"
 
 namespace vx::app {
 
@@ -26,6 +27,14 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
   cmd.add_option("--jobs", o.job_concurrency, "Render jobs (orbits) running at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  cmd.add_option("--wire", o.wire_port,
+                 "Also serve raw sub-volumes and raw RGBA frames over UCX (voxcast.wire) on this "
+                 "port, on --host (0: any free one). No token: keep it on loopback or a "
+                 "trusted cluster network (docs/protocol.md)")
+      ->check(CLI::Range(0, 65535));
+  cmd.add_option("--wire-tls", o.wire_tls,
+                 "UCX transports for --wire (UCX_TLS syntax: tcp, shm, ...); default: "
+                 "UCX_TLS or all");
   cmd.add_option("--max-jobs", o.max_jobs, "Jobs queued or running; more get HTTP 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
@@ -39,6 +48,16 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
     auto src = data::open_volume(spec);
     if (!src) return report(src.error().what());
     ids.push_back(cache.add_source(*src));
+  }
+  std::unique_ptr<server::WireService> wire;
+  if (o.wire_port >= 0) {
+    server::WireServiceOptions wo{o.host, static_cast<unsigned short>(o.wire_port), o.wire_tls};
+    auto w = server::WireService::start(wo, cache, ids);
+    if (!w) return report(w.error().what());
+    wire = std::move(*w);
+    fmt::print("voxcast: wire fast path on {}:{} (UCX transports {})\n", o.host, wire->port(),
+               wire->transports());
+    std::fflush(stdout);
   }
   server::ServerOptions so;
   so.host = o.host;

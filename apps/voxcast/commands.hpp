@@ -37,6 +37,8 @@ struct ServeOptions {
   std::string data_dir = "voxcast-data";
   int job_concurrency = 1;
   int max_jobs = 16;
+  int wire_port = -1;    // -1: no wire fast path
+  std::string wire_tls;  // UCX_TLS for it
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

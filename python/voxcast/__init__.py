@@ -27,7 +27,17 @@ from .protocol import FrameHeader, ProtocolError, parse_header
 
 __version__ = "0.1.0"
 
+
+def wire_client(host: str = "127.0.0.1", port: int = 0, **kwargs):
+    """The fast data path of ``voxcast serve --wire PORT`` (raw sub-volumes and frames as
+    NumPy arrays over UCX); see :mod:`voxcast.wire_client`. Imported on use, since it
+    needs the compiled ``_voxcast_wire`` module."""
+    from .wire_client import wire_client as make
+
+    return make(host, port, **kwargs)
+
 __all__ = [
+    "wire_client",
     "AuthenticationError",
     "Endpoint",
     "FrameHeader",

@@ -307,6 +307,10 @@ uint32_t Client::id() const {
 }
 
 Request Client::send(std::span<const std::byte> data, uint64_t tag, Callback cb) {
+  if (impl_->closed.load()) {
+    auto st = impl_->make_request(detail::Kind::kSend, std::move(cb));
+    return detail::NodeImpl::failed(st, Error{Errc::kClosed, "client closed"});
+  }
   if (!impl_->client_ep) {
     auto st = impl_->make_request(detail::Kind::kSend, std::move(cb));
     return detail::NodeImpl::failed(st, Error{Errc::kInvalidArgument, "client not connected"});

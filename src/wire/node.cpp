@@ -1,4 +1,5 @@
 // NodeImpl: the UCX context and worker, their progress, and request bookkeeping.
+#include <poll.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -444,13 +445,8 @@ bool NodeImpl::progress() {
 }
 
 void NodeImpl::wait_fd(int timeout_ms) {
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  epoll_ctl(ep, EPOLL_CTL_ADD, worker_fd, &ev);
-  epoll_event out{};
-  epoll_wait(ep, &out, 1, timeout_ms);
-  ::close(ep);
+  pollfd p{worker_fd, POLLIN, 0};
+  (void)::poll(&p, 1, timeout_ms);
 }
 
 void NodeImpl::run_thread() {

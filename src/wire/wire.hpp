@@ -191,10 +191,11 @@ class Node {
   // Transports UCX chose for this node's endpoints (UCX_TLS as applied), for logs.
   std::string transports() const;
 
+  virtual ~Node();
+
  protected:
   Node() = default;
   explicit Node(std::shared_ptr<detail::NodeImpl> impl);
-  ~Node();
   Node(Node&&) noexcept;
   Node& operator=(Node&&) noexcept;
   std::shared_ptr<detail::NodeImpl> impl_;

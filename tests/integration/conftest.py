@@ -177,6 +177,7 @@ class Server:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.log,
                                      stdin=subprocess.DEVNULL, text=True, env=env)
         self.url = None
+        self.wire_port = None
         deadline = time.time() + ready_timeout
         out = ""
         while time.time() < deadline and self.url is None:
@@ -186,6 +187,9 @@ class Server:
             if r:
                 line = self.proc.stdout.readline()
                 out += line
+                w = re.search(r"wire fast path on \S+:(\d+)", line)
+                if w:
+                    self.wire_port = int(w.group(1))
                 m = re.search(r"at (http://\S+)", line)
                 if m:
                     self.url = m.group(1)

@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Python voxcast.wire benchmark: 8 B ping-pong latency and streaming bandwidth.
+
+    PYTHONPATH=python:build/release/python /usr/bin/python3 bench/wire_py.py --tls shm
+
+Runs a server process and a client process (multiprocessing 'spawn': no UCX object
+crosses a fork). Prints JSON lines {"impl","tls","mode","test","size","value","unit"}:
+latency as half the round trip in microseconds (like ucx_perftest tag_lat), also the full
+round trip; bandwidth in MB/s (1e6 bytes per second) with a window of sends in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import time
+
+import numpy as np
+
+SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
+PING, PONG, DATA, ACK = 1, 2, 3, 4
+
+
+def total_bytes(size: int) -> int:
+    return max(256 << 20, size * 16)
+
+
+def server_main(tls, mode, iters, port_q):
+    from voxcast import wire
+
+    async def run():
+        server = wire.Server("127.0.0.1", 0, tls=tls, mode=mode)
+        server.start()
+        port_q.put(server.port)
+        ep = await server.aaccept(30)
+        buf = np.zeros(8, np.uint8)
+        for _ in range(iters):
+            await server.arecv(buf, PING, ~0)
+            await ep.asend(buf, PONG)
+        for size in SIZES:
+            count = total_bytes(size) // size
+            window = min(16, count, max(2, (256 << 20) // size))
+            bufs = [np.zeros(size, np.uint8) for _ in range(window)]
+            for b in bufs:
+                b.fill(1)  # fault the pages in before timing
+            for i in range(0, count, window):
+                n = min(window, count - i)
+                await asyncio.gather(*(server.arecv(bufs[j], DATA, ~0) for j in range(n)))
+            await ep.asend(buf, ACK)
+        await asyncio.sleep(0.2)
+        await server.aclose()
+
+    asyncio.run(run())
+
+
+async def client_run(tls, mode, port, iters, out):
+    from voxcast import wire
+
+    client = wire.Client(tls=tls, mode=mode)
+    await client.aconnect("127.0.0.1", port)
+    buf = np.zeros(8, np.uint8)
+    warm = min(1000, iters // 10)
+    rtts = []
+    for i in range(iters):
+        t0 = time.perf_counter()
+        await client.asend(buf, PING)
+        await client.arecv(buf, PONG, ~0)
+        if i >= warm:
+            rtts.append(time.perf_counter() - t0)
+    med = statistics.median(rtts) * 1e6
+    p99 = sorted(rtts)[int(len(rtts) * 0.99)] * 1e6
+    out(dict(test="lat", size=8, value=round(med / 2, 2), unit="us", rtt_us=round(med, 2),
+             rtt_p99_us=round(p99, 2)))
+    ack = np.zeros(8, np.uint8)
+    for size in SIZES:
+        count = total_bytes(size) // size
+        window = min(16, count, max(2, (256 << 20) // size))
+        data = np.full(size, 7, np.uint8)
+        t0 = time.perf_counter()
+        pending = set()
+        for i in range(count):
+            pending.add(asyncio.ensure_future(client.asend(data, DATA)))
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for d in done:
+                    d.result()
+        await asyncio.gather(*pending)
+        await client.arecv(ack, ACK, ~0)
+        dt = time.perf_counter() - t0
+        out(dict(test="bw", size=size, value=round(count * size / dt / 1e6, 1), unit="MB/s"))
+    await client.aclose()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tls", default="shm", help="UCX transports: tcp or shm (default shm)")
+    ap.add_argument("--mode", default="eventfd", help="progress mode: thread or eventfd")
+    ap.add_argument("--iters", type=int, default=20000, help="ping-pong round trips")
+    args = ap.parse_args()
+    ctx = mp.get_context("spawn")
+    port_q = ctx.Queue()
+    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.iters, port_q))
+    srv.start()
+    port = port_q.get(timeout=30)
+
+    def out(rec):
+        rec = dict(impl="python", tls=args.tls, mode=args.mode, **rec)
+        print(json.dumps(rec), flush=True)
+
+    asyncio.run(client_run(args.tls, args.mode, port, args.iters, out))
+    srv.join(60)
+    if srv.exitcode != 0:
+        print(f"server exited with {srv.exitcode}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

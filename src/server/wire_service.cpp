@@ -1,0 +1,241 @@
+// WireService: requests are small JSON messages; every request gets a JSON reply header
+// and, when it succeeds with data, one payload message sent straight from the buffer the
+// data was assembled in (no further copy). A bad request gets an error reply; the
+// connection stays up.
+#include "server/wire_service.hpp"
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/log.hpp"
+#include "data/info_json.hpp"
+#include "render/renderer.hpp"
+#include "render/scene.hpp"
+#include "wire/wire.hpp"
+
+namespace vx::server {
+
+using json = nlohmann::json;
+
+struct WireService::Impl {
+  data::ChunkCache* cache = nullptr;
+  std::vector<data::SourceId> datasets;
+  render::SceneData scene_data;
+  std::unique_ptr<render::Renderer> renderer;
+  std::optional<wire::Server> server;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+
+  void run();
+  void handle(uint32_t client, uint32_t seq, const std::string& text);
+  Result<json> read(const json& req, std::shared_ptr<std::vector<std::byte>>& payload);
+  Result<json> frame(const json& req, std::shared_ptr<std::vector<std::byte>>& payload);
+  void reply(uint32_t client, uint32_t seq, json header,
+             std::shared_ptr<std::vector<std::byte>> payload);
+};
+
+namespace {
+
+uint64_t make_tag(uint32_t client, uint64_t kind, uint32_t seq) {
+  return (uint64_t{client} << 32) | (kind << 24) | (seq & 0xffffff);
+}
+
+Result<std::vector<int64_t>> int_array(const json& req, const char* field, size_t n) {
+  auto it = req.find(field);
+  if (it == req.end() || !it->is_array() || it->size() != n) {
+    return fail(ErrorCode::kInvalidArgument, "field '{}': expected an array of {} integers", field,
+                n);
+  }
+  std::vector<int64_t> out;
+  for (const auto& v : *it) {
+    if (!v.is_number_integer()) {
+      return fail(ErrorCode::kInvalidArgument, "field '{}': expected integers", field);
+    }
+    out.push_back(v.get<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<json> WireService::Impl::read(const json& req,
+                                     std::shared_ptr<std::vector<std::byte>>& payload) {
+  const int dataset = req.value("dataset", 0);
+  if (dataset < 0 || size_t(dataset) >= datasets.size()) {
+    return fail(ErrorCode::kInvalidArgument, "field 'dataset': {} is not in [0, {})", dataset,
+                datasets.size());
+  }
+  const auto& info = scene_data.sources[size_t(dataset)];
+  if (!req.contains("level") || !req["level"].is_number_integer()) {
+    return fail(ErrorCode::kInvalidArgument, "field 'level': expected an integer");
+  }
+  const int level = req["level"].get<int>();
+  if (level < 0 || size_t(level) >= info.levels.size()) {
+    return fail(ErrorCode::kInvalidArgument, "field 'level': level {} does not exist (0 to {})",
+                level, info.levels.size() - 1);
+  }
+  const auto& shape_l = info.levels[size_t(level)].shape;
+  VX_ASSIGN(auto start, int_array(req, "start", shape_l.size()));
+  VX_ASSIGN(auto shape, int_array(req, "shape", shape_l.size()));
+  uint64_t voxels = 1;
+  for (size_t d = 0; d < shape_l.size(); ++d) {
+    if (start[d] < 0 || shape[d] <= 0 || start[d] + shape[d] > shape_l[d]) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "box start {} shape {} is outside level {} of shape {} (axis {})",
+                  json(start).dump(), json(shape).dump(), level, json(shape_l).dump(), d);
+    }
+    voxels *= uint64_t(shape[d]);
+  }
+  const uint64_t bytes = voxels * data::dtype_size(info.dtype);
+  if (bytes > kWireMaxPayloadBytes) {
+    return fail(ErrorCode::kInvalidArgument, "box of {} bytes exceeds the {} byte limit per read",
+                bytes, kWireMaxPayloadBytes);
+  }
+  payload = std::make_shared<std::vector<std::byte>>(bytes);
+  VX_TRY(data::read_region(*cache, datasets[size_t(dataset)], level, start, shape, *payload));
+  return json{
+      {"ok", true}, {"dtype", data::dtype_name(info.dtype)}, {"shape", shape}, {"nbytes", bytes}};
+}
+
+Result<json> WireService::Impl::frame(const json& req,
+                                      std::shared_ptr<std::vector<std::byte>>& payload) {
+  json patch = req.value("scene", json::object());
+  if (!patch.is_object()) {
+    return fail(ErrorCode::kInvalidArgument, "field 'scene': expected a JSON object");
+  }
+  const auto& canvas = patch.contains("canvas") ? patch["canvas"] : json::object();
+  const int w = canvas.is_object() ? canvas.value("width", 1280) : 1280;
+  const int h = canvas.is_object() ? canvas.value("height", 720) : 720;
+  if (w <= 0 || h <= 0 || w > 8192 || h > 8192) {
+    return fail(ErrorCode::kInvalidArgument, "field 'scene.canvas': {}x{} is not in 1..8192", w, h);
+  }
+  render::RenderInputs inputs{cache, datasets, scene_data};
+  auto defaults = render::default_scene(scene_data, w, h);
+  VX_TRY(render::estimate_contrast(defaults, inputs));
+  VX_ASSIGN(auto scene, render::apply_patch(defaults, patch, scene_data));
+  VX_ASSIGN(auto f, renderer->render(scene, inputs));
+  payload = std::make_shared<std::vector<std::byte>>(f.pixels.size());
+  // The renderer owns its frame vector; one copy into the payload keeps the send's
+  // buffer alive independently of the next render (4 bytes per pixel, small next to it).
+  std::memcpy(payload->data(), f.pixels.data(), f.pixels.size());
+  return json{{"ok", true},
+              {"dtype", "uint8"},
+              {"shape", {f.height, f.width, 4}},
+              {"nbytes", f.pixels.size()},
+              {"levels", f.levels}};
+}
+
+void WireService::Impl::reply(uint32_t client, uint32_t seq, json header,
+                              std::shared_ptr<std::vector<std::byte>> payload) {
+  wire::Endpoint ep;
+  for (auto& e : server->endpoints()) {
+    if (e.id() == client) ep = e;
+  }
+  if (!ep) return;  // the client left
+  auto text = std::make_shared<std::string>(header.dump());
+  ep.send(std::as_bytes(std::span(text->data(), text->size())), make_tag(client, kWireReply, seq),
+          [text](const auto&) {});
+  if (payload) {
+    ep.send(std::span<const std::byte>(payload->data(), payload->size()),
+            make_tag(client, kWirePayload, seq),
+            [payload](const wire::Result<wire::Completion>& r) {
+              if (!r) VX_LOG(warn, "wire.send_failed", "error={}", log_quote(r.error().what()));
+            });
+  }
+}
+
+void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string& text) {
+  std::shared_ptr<std::vector<std::byte>> payload;
+  Result<json> header = [&]() -> Result<json> {
+    json req = json::parse(text, nullptr, false);
+    if (req.is_discarded() || !req.is_object()) {
+      return fail(ErrorCode::kInvalidArgument, "request is not a JSON object");
+    }
+    const std::string op = req.value("op", std::string());
+    try {
+      if (op == "info") {
+        json list = json::array();
+        for (const auto& v : scene_data.sources)
+          list.push_back(data::info_to_json(v));
+        return json{{"ok", true}, {"datasets", list}};
+      }
+      if (op == "read") return read(req, payload);
+      if (op == "frame") return frame(req, payload);
+    } catch (const json::exception& e) {  // a wrong-typed field deep in a scene
+      return fail(ErrorCode::kInvalidArgument, "{}", e.what());
+    }
+    return fail(ErrorCode::kInvalidArgument, "field 'op': '{}' is not one of info, read, frame",
+                op);
+  }();
+  if (!header) {
+    payload.reset();
+    header = json{{"ok", false},
+                  {"error",
+                   {{"code", std::string(to_string(header.error().code))},
+                    {"message", header.error().message}}}};
+  }
+  reply(client, seq, std::move(*header), std::move(payload));
+}
+
+void WireService::Impl::run() {
+  std::vector<std::byte> buf(kWireMaxRequestBytes);
+  while (!stop.load()) {
+    auto r = server->recv(buf, kWireRequest << 24, 0xff000000ull);
+    wire::Result<wire::Completion> got;
+    for (;;) {
+      got = r.wait_for(std::chrono::milliseconds(200));
+      if (got || got.error().code != wire::Errc::kTimedOut || stop.load()) break;
+    }
+    if (!got) {
+      if (got.error().code == wire::Errc::kTimedOut) {
+        r.cancel();
+        (void)r.wait();
+        break;
+      }
+      if (got.error().code == wire::Errc::kClosed) break;
+      VX_LOG(warn, "wire.bad_request", "error={}", log_quote(got.error().what()));
+      continue;
+    }
+    const auto client = uint32_t(got->tag >> 32);
+    const auto seq = uint32_t(got->tag & 0xffffff);
+    handle(client, seq, std::string(reinterpret_cast<const char*>(buf.data()), got->length));
+  }
+}
+
+Result<std::unique_ptr<WireService>> WireService::start(const WireServiceOptions& options,
+                                                        data::ChunkCache& cache,
+                                                        std::vector<data::SourceId> datasets) {
+  auto impl = std::make_unique<Impl>();
+  impl->cache = &cache;
+  impl->datasets = std::move(datasets);
+  for (auto id : impl->datasets)
+    impl->scene_data.sources.push_back(cache.source(id).info());
+  impl->renderer = render::make_cpu_renderer();
+  wire::Options wo;
+  wo.transports = options.transports;
+  auto s = wire::Server::listen(options.host, options.port, wo);
+  if (!s)
+    return fail(ErrorCode::kIo, "--wire {}:{}: {}", options.host, options.port, s.error().what());
+  impl->server.emplace(std::move(*s));
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->run(); });
+  return std::unique_ptr<WireService>(new WireService(std::move(impl)));
+}
+
+WireService::WireService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+WireService::~WireService() {
+  impl_->stop = true;
+  if (impl_->thread.joinable()) impl_->thread.join();
+  (void)impl_->server->close(true);
+}
+
+unsigned short WireService::port() const {
+  return impl_->server->port();
+}
+std::string WireService::transports() const {
+  return impl_->server->transports();
+}
+
+}  // namespace vx::server

@@ -1,0 +1,44 @@
+// The fast data path over wire (`voxcast serve --wire PORT`): raw sub-volume reads and
+// raw RGBA frames for Python and cluster clients, zero-copy over UCX. docs/protocol.md,
+// "Fast path over wire", is the normative text.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "data/chunk_cache.hpp"
+
+namespace vx::server {
+
+// Tag layout: client id (32 bits) | kind (8 bits) | request sequence (24 bits).
+inline constexpr std::uint64_t kWireRequest = 1, kWireReply = 2, kWirePayload = 3;
+inline constexpr std::size_t kWireMaxRequestBytes = 64 * 1024;
+inline constexpr std::uint64_t kWireMaxPayloadBytes = 1ull << 30;  // per read or frame
+
+struct WireServiceOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 0;  // 0: any free one
+  std::string transports;   // UCX_TLS; empty: environment or UCX's default
+};
+
+class WireService {
+ public:
+  // Listens and serves `datasets` from `cache` on a thread of its own until destroyed.
+  static Result<std::unique_ptr<WireService>> start(const WireServiceOptions& options,
+                                                    data::ChunkCache& cache,
+                                                    std::vector<data::SourceId> datasets);
+  ~WireService();
+  unsigned short port() const;
+  std::string transports() const;
+
+  struct Impl;
+
+ private:
+  explicit WireService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vx::server

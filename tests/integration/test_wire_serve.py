@@ -1,0 +1,109 @@
+"""`voxcast serve --wire`: raw sub-volumes and raw RGBA frames over UCX, checked against
+data written by python3-zarr and against `voxcast render`."""
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fixtures
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python")))
+sys.path.insert(0, str(ROOT / "python"))
+
+import voxcast  # noqa: E402
+from voxcast import wire  # noqa: E402
+from voxcast.wire_client import WireRequestError  # noqa: E402
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wire-serve")
+    return fixtures.build_zarr2(root, shape=(37, 90, 70), dtype="uint16", chunks=(16, 32, 32),
+                                compressor=None, nlevels=2, seed=5)
+
+
+@pytest.fixture
+def served(serve, dataset):
+    server = serve(dataset.path, "--wire", "0")
+    assert server.wire_port, "serve printed no wire port"
+    return server
+
+
+@pytest.mark.parametrize("tls", ["tcp", "shm"])
+async def test_read_region_matches_python3_zarr(served, dataset, tls):
+    truth0, truth1 = dataset.levels
+    async with voxcast.wire_client("127.0.0.1", served.wire_port, tls=tls) as w:
+        info = await w.info()
+        assert info[0]["dtype"] == "uint16"
+        # Boxes across chunk borders, a whole level, and a single voxel.
+        for start, shape in [((3, 17, 5), (20, 40, 50)), ((0, 0, 0), truth0.shape),
+                             ((36, 89, 69), (1, 1, 1))]:
+            got = await w.read_region(0, start, shape)
+            want = truth0[tuple(slice(s, s + n) for s, n in zip(start, shape))]
+            assert got.dtype == np.uint16 and got.shape == tuple(shape)
+            np.testing.assert_array_equal(got, want)
+        got1 = await w.read_region(1, (0, 0, 0), truth1.shape)
+        np.testing.assert_array_equal(got1, truth1)
+        # Requests run concurrently on one connection.
+        boxes = [((z, 0, 0), (1, 90, 70)) for z in range(0, 37, 4)]
+        results = await asyncio.gather(*(w.read_region(0, s, n) for s, n in boxes))
+        for (s, n), got in zip(boxes, results):
+            np.testing.assert_array_equal(got, truth0[s[0]:s[0] + 1])
+
+
+async def test_bad_requests_get_errors_and_the_connection_stays(served, dataset):
+    async with voxcast.wire_client("127.0.0.1", served.wire_port) as w:
+        with pytest.raises(WireRequestError, match="level 7 does not exist"):
+            await w.read_region(7, (0, 0, 0), (1, 1, 1))
+        with pytest.raises(WireRequestError, match="outside level 0"):
+            await w.read_region(0, (30, 0, 0), (10, 5, 5))
+        with pytest.raises(WireRequestError, match="outside level 0"):
+            await w.read_region(0, (-1, 0, 0), (1, 1, 1))
+        with pytest.raises(WireRequestError, match="'start'"):
+            await w.read_region(0, (0, 0), (1, 1))
+        with pytest.raises(WireRequestError, match="'dataset'"):
+            await w.read_region(0, (0, 0, 0), (1, 1, 1), dataset=3)
+        with pytest.raises(WireRequestError, match="'op'"):
+            await w._request({"op": "delete-everything"})
+        # Not JSON at all, sent with the raw API.
+        c = w._client
+        seq = 999
+        reply = bytearray(4096)
+        recv = asyncio.ensure_future(c.arecv(reply, (c.id << 32) | (2 << 24) | seq, wire.FULL_MASK))
+        await c.asend(b"\xff{not json", (c.id << 32) | (1 << 24) | seq)
+        _, n = await asyncio.wait_for(recv, 30)
+        assert json.loads(reply[:n])["error"]["message"] == "request is not a JSON object"
+        # Still served.
+        got = await w.read_region(0, (0, 0, 0), (2, 3, 4))
+        np.testing.assert_array_equal(got, dataset.levels[0][:2, :3, :4])
+
+
+async def test_frame_equals_voxcast_render(served, dataset, run_ok, tmp_path):
+    from PIL import Image
+    view = {"canvas": {"width": 160, "height": 120}, "dims": {"point": [18, 45, 35]},
+            "layers": [{"colormap": "magma", "contrast_limits": [0, 40000]}]}
+    (tmp_path / "view.json").write_text(json.dumps(view))
+    run_ok("render", dataset.path, "--view", tmp_path / "view.json", "-o", tmp_path / "ref.png")
+    ref = np.asarray(Image.open(tmp_path / "ref.png").convert("RGBA"))
+    async with voxcast.wire_client("127.0.0.1", served.wire_port) as w:
+        rgba = await w.frame(view)
+        assert rgba.shape == (120, 160, 4) and rgba.dtype == np.uint8
+        assert np.abs(rgba.astype(int) - ref.astype(int)).max() <= 1
+        assert rgba[..., :3].std() > 5  # not a blank frame
+        with pytest.raises(WireRequestError, match="canvas"):
+            await w.frame({"canvas": {"width": 0, "height": 10}})
+        with pytest.raises(WireRequestError, match="rendering"):
+            await w.frame({"layers": [{"rendering": "sparkles"}]})
+
+
+async def test_wire_client_reports_a_closed_port():
+    with pytest.raises(wire.RefusedError):
+        await voxcast.wire_client("127.0.0.1", 1).read_region(0, (0, 0, 0), (1, 1, 1))
