@@ -30,9 +30,9 @@ __version__ = "0.1.0"
 
 def wire_client(host: str = "127.0.0.1", port: int = 0, **kwargs):
     """The fast data path of ``voxcast serve --wire PORT`` (raw sub-volumes and frames as
-    NumPy arrays over UCX); see :mod:`voxcast.wire_client`. Imported on use, since it
+    NumPy arrays over UCX); see :mod:`voxcast.fastpath`. Imported on use, since it
     needs the compiled ``_voxcast_wire`` module."""
-    from .wire_client import wire_client as make
+    from .fastpath import wire_client as make
 
     return make(host, port, **kwargs)
 

@@ -438,8 +438,17 @@ bool NodeImpl::progress() {
   if (options.progress == ProgressMode::kThread) return false;
   bool any = progress_once();
   if (options.progress == ProgressMode::kEventFd) {
-    while (ucp_worker_arm(worker.get()) == UCS_ERR_BUSY)
+    // Arm the fd; while UCX keeps finding work (a send waiting for a full shared memory
+    // queue), give up after a few rounds and signal the fd instead, so that the owner's
+    // loop runs other work (the receiver, perhaps) before calling again.
+    for (int round = 0;; ++round) {
+      if (ucp_worker_arm(worker.get()) != UCS_ERR_BUSY) break;
+      if (round == 8) {
+        ucp_worker_signal(worker.get());
+        break;
+      }
       any |= progress_once();
+    }
   }
   return any;
 }

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "python"))
 
 import voxcast  # noqa: E402
 from voxcast import wire  # noqa: E402
-from voxcast.wire_client import WireRequestError  # noqa: E402
+from voxcast.fastpath import WireRequestError  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
 
