@@ -29,11 +29,11 @@ def total_bytes(size: int) -> int:
     return max(256 << 20, size * 16)
 
 
-def server_main(tls, mode, iters, port_q):
+def server_main(tls, mode, spin, iters, port_q):
     from voxcast import wire
 
     async def run():
-        server = wire.Server("127.0.0.1", 0, tls=tls, mode=mode)
+        server = wire.Server("127.0.0.1", 0, tls=tls, mode=mode, spin_us=spin)
         server.start()
         port_q.put(server.port)
         ep = await server.aaccept(30)
@@ -57,10 +57,10 @@ def server_main(tls, mode, iters, port_q):
     asyncio.run(run())
 
 
-async def client_run(tls, mode, port, iters, out):
+async def client_run(tls, mode, spin, port, iters, out):
     from voxcast import wire
 
-    client = wire.Client(tls=tls, mode=mode)
+    client = wire.Client(tls=tls, mode=mode, spin_us=spin)
     await client.aconnect("127.0.0.1", port)
     buf = np.zeros(8, np.uint8)
     warm = min(1000, iters // 10)
@@ -99,19 +99,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tls", default="shm", help="UCX transports: tcp or shm (default shm)")
     ap.add_argument("--mode", default="eventfd", help="progress mode: thread or eventfd")
+    ap.add_argument("--spin-us", type=float, default=0.0,
+                    help="eventfd mode: busy-poll this long before yielding (default 0)")
     ap.add_argument("--iters", type=int, default=20000, help="ping-pong round trips")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
-    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.iters, port_q))
+    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, port_q))
     srv.start()
     port = port_q.get(timeout=30)
 
     def out(rec):
-        rec = dict(impl="python", tls=args.tls, mode=args.mode, **rec)
+        rec = dict(impl="python", tls=args.tls, mode=args.mode, spin_us=args.spin_us, **rec)
         print(json.dumps(rec), flush=True)
 
-    asyncio.run(client_run(args.tls, args.mode, port, args.iters, out))
+    asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, out))
     srv.join(60)
     if srv.exitcode != 0:
         print(f"server exited with {srv.exitcode}", file=sys.stderr)

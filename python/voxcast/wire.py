@@ -116,6 +116,13 @@ def _reraise(exc: ValueError):
     raise exc
 
 
+def _check_mode(mode: str):
+    if mode == "polling":
+        raise WireError("invalid_argument",
+                        "mode 'polling' needs a caller that progresses UCX in a loop; from "
+                        "Python use 'thread' or 'eventfd' (with spin_us for lowest latency)")
+
+
 def _mask(value: int) -> int:
     return value & FULL_MASK
 
@@ -128,8 +135,11 @@ def address_of(buffer) -> int:
 class _Node:
     """What Server and Client share: a core, its futures, and the loop's readers."""
 
-    def __init__(self, core):
+    def __init__(self, core, spin_us: float = 0.0):
         self._core = core
+        # eventfd mode: progress for up to this long before yielding to the loop when an
+        # operation is awaited (a reply about to arrive then costs no wake-up).
+        self._spin_us = spin_us if core.event_fd >= 0 else 0.0
         self._futures: dict[int, asyncio.Future] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
@@ -197,6 +207,8 @@ class _Node:
         # A completion pushed before this line is still queued: drain() runs on this
         # loop's thread only, after the future is registered.
         self._futures[op_id] = fut
+        if self._spin_us > 0:
+            self._dispatch(self._core.progress_spin(self._spin_us))
         try:
             return await fut
         except asyncio.CancelledError:
@@ -264,8 +276,8 @@ class _Node:
             _reraise(exc)
 
     def _fail_futures(self):
-        for item in self._core.drain():
-            self._deliver(item)
+        if self._futures:
+            self._dispatch(self._core.drain())
         for fut in self._futures.values():
             if not fut.done():
                 fut.set_exception(ClosedError("closed", "closed while waiting"))
@@ -320,12 +332,13 @@ class Server(_Node):
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0, *, tls: str = "",
                  mode: str = "thread", on_accept: Optional[Callable] = None,
-                 on_disconnect: Optional[Callable] = None):
+                 on_disconnect: Optional[Callable] = None, spin_us: float = 0.0):
+        _check_mode(mode)
         try:
             core = _core.Core.server(host, port, tls, mode)
         except ValueError as exc:
             _reraise(exc)
-        super().__init__(core)
+        super().__init__(core, spin_us)
         self.on_accept = on_accept
         self.on_disconnect = on_disconnect
         self._endpoints: dict[int, Endpoint] = {}
@@ -385,12 +398,14 @@ class Server(_Node):
 class Client(_Node):
     """A client; ``await aconnect(host, port)`` before sending."""
 
-    def __init__(self, *, tls: str = "", mode: str = "thread", connect_timeout: float = 5.0):
+    def __init__(self, *, tls: str = "", mode: str = "thread", connect_timeout: float = 5.0,
+                 spin_us: float = 0.0):
+        _check_mode(mode)
         try:
             core = _core.Core.client(tls, mode, connect_timeout)
         except ValueError as exc:
             _reraise(exc)
-        super().__init__(core)
+        super().__init__(core, spin_us)
         self.endpoint: Optional[Endpoint] = None
 
     @property

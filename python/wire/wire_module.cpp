@@ -247,6 +247,23 @@ class Core {
       out.push_back(to_tuple(d));
     return out;  // `finished` releases its views here, with the GIL held
   }
+  // kEventFd/kPolling: progresses UCX on the calling (loop) thread for up to `spin_us`
+  // until something completes, and returns what completed. Spinning trades CPU for the
+  // wake-up of an awaited reply that is about to arrive (bounded, only while awaiting).
+  std::vector<py::tuple> progress_spin(double spin_us) {
+    {
+      py::gil_scoped_release release;
+      notifier_.set_draining_thread(std::this_thread::get_id());
+      const auto until =
+          std::chrono::steady_clock::now() + std::chrono::nanoseconds(int64_t(spin_us * 1000));
+      const auto before = notifier_.pushes();
+      do {
+        node_->progress();
+      } while (notifier_.pushes() == before && std::chrono::steady_clock::now() < until);
+      notifier_.set_draining_thread({});
+    }
+    return drain();
+  }
   // kEventFd: progresses UCX on the calling (loop) thread and returns what completed.
   std::vector<py::tuple> progress_drain() {
     {
@@ -405,6 +422,7 @@ PYBIND11_MODULE(_voxcast_wire, m) {
       .def("cancel", &Core::cancel)
       .def("drain", &Core::drain)
       .def("progress_drain", &Core::progress_drain)
+      .def("progress_spin", &Core::progress_spin)
       .def("close", &Core::close, py::arg("force") = false)
       .def("endpoints", &Core::endpoints)
       .def("endpoint_info", &Core::endpoint_info)

@@ -152,7 +152,11 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
     if (req.is_discarded() || !req.is_object()) {
       return fail(ErrorCode::kInvalidArgument, "request is not a JSON object");
     }
-    const std::string op = req.value("op", std::string());
+    if (!req.contains("op") || !req["op"].is_string()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "field 'op': expected a string (one of info, read, frame)");
+    }
+    const std::string op = req["op"].get<std::string>();
     try {
       if (op == "info") {
         json list = json::array();
@@ -179,7 +183,9 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
 }
 
 void WireService::Impl::run() {
-  std::vector<std::byte> buf(kWireMaxRequestBytes);
+  // Room for 16x the limit, so that an oversized request (up to 1 MiB) is still received
+  // whole and answered with an error naming the limit.
+  std::vector<std::byte> buf(kWireMaxRequestBytes * 16);
   while (!stop.load()) {
     auto r = server->recv(buf, kWireRequest << 24, 0xff000000ull);
     wire::Result<wire::Completion> got;
@@ -194,11 +200,35 @@ void WireService::Impl::run() {
         break;
       }
       if (got.error().code == wire::Errc::kClosed) break;
+      if (got.error().code == wire::Errc::kTruncated && got.error().tag != 0) {
+        // Too large: the message was consumed; the client still gets its reply.
+        const auto client = uint32_t(got.error().tag >> 32);
+        const auto seq = uint32_t(got.error().tag & 0xffffff);
+        reply(
+            client, seq,
+            json{
+                {"ok", false},
+                {"error",
+                 {{"code", std::string(to_string(ErrorCode::kInvalidArgument))},
+                  {"message", fmt::format("request larger than {} bytes", kWireMaxRequestBytes)}}}},
+            nullptr);
+        continue;
+      }
       VX_LOG(warn, "wire.bad_request", "error={}", log_quote(got.error().what()));
       continue;
     }
     const auto client = uint32_t(got->tag >> 32);
     const auto seq = uint32_t(got->tag & 0xffffff);
+    if (got->length > kWireMaxRequestBytes) {
+      reply(client, seq,
+            json{{"ok", false},
+                 {"error",
+                  {{"code", std::string(to_string(ErrorCode::kInvalidArgument))},
+                   {"message", fmt::format("request of {} bytes is larger than {} bytes",
+                                           got->length, kWireMaxRequestBytes)}}}},
+            nullptr);
+      continue;
+    }
     handle(client, seq, std::string(reinterpret_cast<const char*>(buf.data()), got->length));
   }
 }

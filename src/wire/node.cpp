@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "wire/detail.hpp"
 
@@ -204,14 +205,18 @@ bool has_token(std::string_view list, std::string_view token) {
 
 // The UCX_TLS to apply: the option, else the environment's; with tcp added for the
 // connection set-up unless the list is "all" or an exclusion list ("^ib").
-std::string transports_for(const Options& opts) {
+std::string transports_for(const Options& opts, bool* tcp_added) {
   std::string tls = opts.transports;
   if (tls.empty()) {
     const char* env = std::getenv("UCX_TLS");
     tls = env ? env : "";
   }
+  *tcp_added = false;
   if (tls.empty() || tls == "all" || tls.front() == '^') return tls.empty() ? "all" : tls;
-  if (!has_token(tls, "tcp")) tls += ",tcp";
+  if (!has_token(tls, "tcp")) {
+    tls += ",tcp";
+    *tcp_added = true;
+  }
   return tls;
 }
 
@@ -235,7 +240,8 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
     return tl::unexpected(ucx_error(s, "reading UCX configuration"));
   }
   UcxConfig config(raw_config);
-  tls = transports_for(opts);
+  bool tcp_added = false;
+  tls = transports_for(opts, &tcp_added);
   if (auto s = ucp_config_modify(config.get(), "TLS", tls.c_str()); s != UCS_OK) {
     return tl::unexpected(ucx_error(s, "transports '" + tls + "'"));
   }
@@ -246,6 +252,24 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
     if (auto s = ucp_config_modify(config.get(), "MM_ERROR_HANDLING", "y"); s != UCS_OK) {
       return tl::unexpected(ucx_error(s, "setting MM_ERROR_HANDLING"));
     }
+  }
+  // tcp added only for the connection set-up should not carry bulk data: UCX 1.13 picks
+  // it for rendezvous lanes next to shared memory (cma is not offered on error-handling
+  // endpoints), which caps large messages at loopback TCP speed (4 GB/s against 10).
+  // Sending large messages eagerly through the shared memory segments instead is a local
+  // choice that any peer understands. (UCX_MAX_RNDV_LANES=0 would also stop tcp being
+  // polled, which is faster still, but a peer whose lanes differ trips an assertion in
+  // UCX 1.13's wire-up and aborts: docs/wire.md.) The environment's setting wins.
+  if (tcp_added && may_use_shm(tls) && !std::getenv("UCX_RNDV_THRESH")) {
+    if (auto s = ucp_config_modify(config.get(), "RNDV_THRESH", "inf"); s != UCS_OK) {
+      return tl::unexpected(ucx_error(s, "setting RNDV_THRESH"));
+    }
+  }
+  if (options.spin.count() < 0) {
+    // Auto: polling while operations are in flight only pays where a core is spare; on
+    // two cores the spinning threads of two processes starve the ones doing the work.
+    options.spin = std::thread::hardware_concurrency() > 2 ? std::chrono::microseconds(100)
+                                                           : std::chrono::microseconds(0);
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
@@ -385,6 +409,10 @@ Request NodeImpl::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask,
   auto st = make_request(kind, std::move(cb));
   st->expect.length = buffer.size();
   if (closed.load()) return failed(st, Error{Errc::kClosed, "receive on a closed node"});
+  if (!server && kind == Kind::kRecv && client_id.load() == 0) {
+    // The server's welcome must be the first message matched on a client's worker.
+    return failed(st, Error{Errc::kInvalidArgument, "receive before the client is connected"});
+  }
   track(st);
   ucp_request_param_t p{};
   p.op_attr_mask =

@@ -35,7 +35,7 @@
 namespace vx::wire {
 
 enum class Errc {
-  kInvalidArgument,  // the caller passed something wrong (empty host, zero-length recv)
+  kInvalidArgument,  // the caller passed something wrong (empty host, recv before connect)
   kAddress,          // the host cannot be resolved, or the port cannot be bound
   kRefused,          // nobody accepted the connection (closed port, no route, timeout)
   kPeerFailure,      // the peer died or reset the connection; pending operations fail
@@ -51,6 +51,7 @@ struct Error {
   Errc code = Errc::kUcx;
   std::string message;  // names the peer: "peer 127.0.0.1:41234: connection reset"
   int ucx_status = 0;   // the ucs_status_t it came from (0 when none)
+  uint64_t tag = 0;     // kTruncated: the sender's tag of the message that did not fit
   std::string what() const;
 };
 
@@ -83,11 +84,14 @@ struct Options {
   // library sets MM_ERROR_HANDLING=y through the config API, which UCX 1.13 requires
   // for posix/sysv shared memory to be chosen on an error-handling endpoint.
   bool peer_error_handling = true;
-  // kThread: how long the progress thread keeps polling after the last event.
-  std::chrono::microseconds spin{200};
+  // kThread: how long the progress thread keeps polling after the last event while
+  // operations are in flight. Negative: automatic (100 us with more than two cores, else
+  // 0: on two cores spinning threads starve the ones doing the work).
+  std::chrono::microseconds spin{-1};
   // Client connect: how long to wait for the server's welcome.
   std::chrono::milliseconds connect_timeout{5000};
-  // Graceful close: how long to wait for the flush before forcing.
+  // Node::close(graceful): how long to wait for the endpoints' flushes; after it, close
+  // returns kTimedOut and fails what is left with kClosed.
   std::chrono::milliseconds close_timeout{5000};
 };
 
@@ -132,8 +136,9 @@ class Request {
   std::shared_ptr<detail::RequestState> state_;
 };
 
-// One connection, as seen from either side. A cheap, copyable reference: the connection
-// lives while any Endpoint or its Server/Client holds it, and keeps the worker alive.
+// One connection, as seen from either side. A cheap, copyable reference that keeps the
+// worker allocated; the connection itself ends when either side closes it, when the peer
+// fails, or when its Server/Client is closed or destroyed (which closes every endpoint).
 class Endpoint {
  public:
   Endpoint() = default;
@@ -156,8 +161,8 @@ class Endpoint {
   // queue): closing the endpoint afterwards cannot lose them. It does not mean the peer
   // application has received them.
   Request flush(Callback callback = {});
-  // Graceful (flush, then close; after close_timeout it forces) or forced (pending
-  // operations fail at once with kClosed). Closing twice is a no-op.
+  // Graceful (UCX flushes, then disconnects; wait_for() bounds the wait) or forced
+  // (pending operations fail at once). Closing twice is a no-op.
   Request close(bool force = false, Callback callback = {});
 
   bool operator==(const Endpoint& other) const { return impl_ == other.impl_; }

@@ -180,13 +180,23 @@ class Server:
         self.wire_port = None
         deadline = time.time() + ready_timeout
         out = ""
+        # Raw reads of the pipe: a buffered readline() could swallow the URL line together
+        # with an earlier one, and select() would then wait for more that never comes.
+        fd = self.proc.stdout.fileno()
+        pending = ""
         while time.time() < deadline and self.url is None:
             if self.proc.poll() is not None:
                 break
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if r:
-                line = self.proc.stdout.readline()
-                out += line
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if not r:
+                continue
+            chunk = os.read(fd, 65536).decode(errors="replace")
+            if not chunk:
+                break
+            pending += chunk
+            while "\n" in pending:
+                line, pending = pending.split("\n", 1)
+                out += line + "\n"
                 w = re.search(r"wire fast path on \S+:(\d+)", line)
                 if w:
                     self.wire_port = int(w.group(1))

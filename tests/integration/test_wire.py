@@ -143,6 +143,19 @@ async def test_cancelling_the_task_cancels_the_request(pair):
     assert (out == 3).all() and not buf.any()
 
 
+async def test_close_with_queued_completions(pair):
+    server, client, ep = pair
+    data = np.arange(10, dtype=np.int64)
+    got = np.zeros_like(data)
+    recv = asyncio.ensure_future(server.arecv(got, 4, ~0))
+    await client.asend(data, 4)
+    await recv
+    client.send(data, 5)  # completes; a server receive of it is never posted
+    await client.aclose()
+    await server.aclose()
+    assert server.closed and client.closed
+
+
 async def test_sync_forms(pair):
     server, client, ep = pair
     loop = asyncio.get_running_loop()
@@ -208,6 +221,10 @@ async def test_bad_arguments_are_clear_errors():
         wire.Client(mode="spin")
     with pytest.raises(wire.AddressError):
         wire.Server("203.0.113.7", 0)
+    with pytest.raises(wire.WireError, match="polling"):
+        wire.Server("127.0.0.1", 0, mode="polling")
+    with pytest.raises(wire.WireError, match="before the client is connected"):
+        await wire.Client().arecv(bytearray(8), 0, 0)
 
 
 CHILD_SERVER = textwrap.dedent("""

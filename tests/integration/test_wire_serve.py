@@ -81,6 +81,15 @@ async def test_bad_requests_get_errors_and_the_connection_stays(served, dataset)
         await c.asend(b"\xff{not json", (c.id << 32) | (1 << 24) | seq)
         _, n = await asyncio.wait_for(recv, 30)
         assert json.loads(reply[:n])["error"]["message"] == "request is not a JSON object"
+        # A wrong-typed op, and a request larger than the 64 KiB limit.
+        with pytest.raises(WireRequestError, match="op"):
+            await w._request({"op": 5})
+        reply = bytearray(4096)
+        recv = asyncio.ensure_future(
+            c.arecv(reply, (c.id << 32) | (2 << 24) | (seq + 1), wire.FULL_MASK))
+        await c.asend(bytes(100_000), (c.id << 32) | (1 << 24) | (seq + 1))
+        _, n = await asyncio.wait_for(recv, 30)
+        assert "is larger than 65536 bytes" in json.loads(reply[:n])["error"]["message"]
         # Still served.
         got = await w.read_region(0, (0, 0, 0), (2, 3, 4))
         np.testing.assert_array_equal(got, dataset.levels[0][:2, :3, :4])

@@ -36,7 +36,8 @@ pid_t spawn_child(const std::string& filter, const std::vector<std::string>& env
       putenv(const_cast<char*>(e.c_str()));
     std::string exe = self_exe();
     std::string arg = "--gtest_filter=" + filter;
-    execl(exe.c_str(), exe.c_str(), arg.c_str(), static_cast<char*>(nullptr));
+    execl(exe.c_str(), exe.c_str(), arg.c_str(), "--gtest_also_run_disabled_tests",
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   return pid;
@@ -56,7 +57,7 @@ Options options_for(const char* tls) {
 
 // ---- the child halves (skipped unless run as a child) -----------------------------
 
-TEST(WireChild, ClientThatSendsAndHangs) {
+TEST(WireChild, DISABLED_ClientThatSendsAndHangs) {
   const char* port = std::getenv("VX_WIRE_CHILD_PORT");
   if (!port) GTEST_SKIP() << "runs only as a child of the SIGKILL tests";
   auto client = Client::connect("127.0.0.1", uint16_t(std::atoi(port)),
@@ -67,7 +68,7 @@ TEST(WireChild, ClientThatSendsAndHangs) {
   std::this_thread::sleep_for(600s);                   // killed long before
 }
 
-TEST(WireChild, ServerThatHangs) {
+TEST(WireChild, DISABLED_ServerThatHangs) {
   const char* fd = std::getenv("VX_WIRE_CHILD_FD");
   if (!fd) GTEST_SKIP() << "runs only as a child of the SIGKILL tests";
   auto server = Server::listen("127.0.0.1", 0, options_for(std::getenv("VX_WIRE_CHILD_TLS")));
@@ -92,7 +93,7 @@ TEST_P(WireFailure, KilledClientFailsPendingSendsAndLeavesTheList) {
   ASSERT_TRUE(server) << server.error().what();
   std::string port_env = "VX_WIRE_CHILD_PORT=" + std::to_string(server->port());
   std::string tls_env = std::string("VX_WIRE_CHILD_TLS=") + GetParam();
-  pid_t child = spawn_child("WireChild.ClientThatSendsAndHangs", {port_env, tls_env});
+  pid_t child = spawn_child("WireChild.DISABLED_ClientThatSendsAndHangs", {port_env, tls_env});
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (server->endpoints().empty() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(5ms);
@@ -127,7 +128,7 @@ TEST_P(WireFailure, KilledServerFailsThePendingReceive) {
   ASSERT_EQ(pipe(fds), 0);
   std::string fd_env = "VX_WIRE_CHILD_FD=" + std::to_string(fds[1]);
   std::string tls_env = std::string("VX_WIRE_CHILD_TLS=") + GetParam();
-  pid_t child = spawn_child("WireChild.ServerThatHangs", {fd_env, tls_env});
+  pid_t child = spawn_child("WireChild.DISABLED_ServerThatHangs", {fd_env, tls_env});
   close(fds[1]);
   uint16_t port = 0;
   ASSERT_EQ(read(fds[0], &port, sizeof port), ssize_t(sizeof port));
