@@ -116,7 +116,9 @@ for round in $(seq "$ROUNDS"); do
       --impl cpp-polling-noerr
     if [ -f bench/wire_py.py ]; then  # the Python wire bench, when its module is built
       if PYTHONPATH=$PYPATH $PY -c 'import voxcast.wire' 2>>"$OUT/python.log"; then
-        PYTHONPATH=$PYPATH SHOW=1 run python $PY bench/wire_py.py --tls "$tls"
+        PYTHONPATH=$PYPATH SHOW=1 run python-thread $PY bench/wire_py.py --tls "$tls" --mode thread
+        PYTHONPATH=$PYPATH SHOW=1 run python-eventfd $PY bench/wire_py.py --tls "$tls" \
+          --mode eventfd --spin-us 50
       else
         echo "  python: skipped, voxcast.wire does not import with PYTHONPATH=$PYPATH"
       fi

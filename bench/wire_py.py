@@ -110,7 +110,8 @@ def main():
     port = port_q.get(timeout=30)
 
     def out(rec):
-        rec = dict(impl="python", tls=args.tls, mode=args.mode, spin_us=args.spin_us, **rec)
+        name = f"python-{args.mode}" + (f"-spin{args.spin_us:g}" if args.spin_us else "")
+        rec = dict(impl=name, tls=args.tls, mode=args.mode, spin_us=args.spin_us, **rec)
         print(json.dumps(rec), flush=True)
 
     asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, out))
