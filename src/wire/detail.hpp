@@ -190,6 +190,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   void defer(std::function<void()> fn);
   void wait_fd(int timeout_ms);
   bool on_progress_thread() const { return std::this_thread::get_id() == thread_id; }
+  // Whether this thread is inside this node's ucp_worker_progress (its callbacks run
+  // there), in any mode. Per thread: several threads may progress one node at once.
+  bool in_callback() const;
 
   // ---- endpoints (endpoint.cpp) ----
   void accept(ucp_conn_request_h request);

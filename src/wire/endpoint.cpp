@@ -126,7 +126,7 @@ void NodeImpl::endpoint_failed(EndpointImpl* raw, ucs_status_t status) {
 Status NodeImpl::close(bool force) {
   std::lock_guard close_lock(close_mutex);
   if (closed.load()) return {};
-  if (thread.joinable() && on_progress_thread()) {
+  if ((thread.joinable() && on_progress_thread()) || in_callback()) {
     return tl::unexpected(Error{Errc::kInvalidArgument,
                                 "close() called from a completion callback; call it from "
                                 "another thread"});

@@ -446,10 +446,20 @@ void NodeImpl::defer(std::function<void()> fn) {
   deferred.push_back(std::move(fn));
 }
 
+namespace {
+thread_local const NodeImpl* tls_progressing = nullptr;  // for close()'s check
+}  // namespace
+
+bool NodeImpl::in_callback() const {
+  return tls_progressing == this;
+}
+
 bool NodeImpl::progress_once() {
   bool any = false;
+  const NodeImpl* outer = std::exchange(tls_progressing, this);
   while (ucp_worker_progress(worker.get()) != 0)
     any = true;
+  tls_progressing = outer;
   std::vector<std::function<void()>> work;
   {
     std::lock_guard lock(mu);

@@ -227,12 +227,16 @@ async def test_bad_arguments_are_clear_errors():
         await wire.Client().arecv(bytearray(8), 0, 0)
 
 
+# The child progresses only until its client's hello arrives, then never again: sends to it
+# stay pending (large messages go eagerly over shared memory and would otherwise complete
+# into its unexpected queue).
 CHILD_SERVER = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{root!r}, {wire!r}]
     from voxcast import wire
-    s = wire.Server("127.0.0.1", 0, tls={tls!r})
+    s = wire.Server("127.0.0.1", 0, tls={tls!r}, mode="eventfd")
     print(s.port, flush=True)
+    s.recv(bytearray(8), 7, ~0)  # progresses until the client's hello has arrived
     time.sleep(600)
 """)
 
@@ -245,8 +249,10 @@ async def test_killed_peer_fails_pending_operations_quickly(tls):
         port = int(child.stdout.readline())
         client = wire.Client(tls=tls)
         await client.aconnect("127.0.0.1", port)
+        await client.asend(b"hello", 7)
+        await asyncio.sleep(0.2)  # the child stops progressing once it has the hello
         big = np.ones(64 << 20, np.uint8)
-        send = asyncio.ensure_future(client.asend(big, 1))  # rendezvous: never received
+        send = asyncio.ensure_future(client.asend(big, 1))  # the child never progresses
         recv = asyncio.ensure_future(client.arecv(np.zeros(16, np.uint8), 2, ~0))
         await asyncio.sleep(0.1)
         assert not send.done() and not recv.done()

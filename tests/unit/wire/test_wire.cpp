@@ -273,6 +273,27 @@ TEST_P(WireTest, ServerSeesAClosedClientLeave) {
   EXPECT_TRUE(server_->endpoints().empty());
 }
 
+TEST_P(WireTest, CloseFromACallbackIsRefused) {
+  // A callback runs inside UCX progress: closing there would re-enter it (or join the
+  // progress thread from itself). It is refused; closing afterwards works.
+  std::atomic<int> code{-1};
+  std::vector<std::byte> buf(8);
+  auto r = client_->recv(wbytes(buf), 1, ~0ull, [&](const Result<Completion>&) {
+    auto st = client_->close();
+    code = st ? 0 : int(st.error().code) + 1;
+  });
+  auto data = pattern(8, 1);
+  auto s = server_ep().send(cbytes(data), 1);
+  ASSERT_TRUE(pump().wait(r));
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (code.load() < 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(code.load(), int(Errc::kInvalidArgument) + 1);
+  EXPECT_FALSE(client_->closed());
+  EXPECT_TRUE(client_->close(/*force=*/true));  // graceful would need the server pumped
+}
+
 const Param kParams[] = {
     {"tcp", ProgressMode::kThread},  {"tcp", ProgressMode::kEventFd},
     {"tcp", ProgressMode::kPolling}, {"shm", ProgressMode::kThread},
