@@ -35,6 +35,11 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
   cmd.add_option("--wire-tls", o.wire_tls,
                  "UCX transports for --wire (UCX_TLS syntax: tcp, shm, ...); default: "
                  "UCX_TLS or all");
+  cmd.add_option("--wire-max-inflight-mb", o.wire_max_inflight_mb,
+                 "Reply data the wire path holds for clients that have not received it yet; "
+                 "requests beyond it get a busy error")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd.add_option("--max-jobs", o.max_jobs, "Jobs queued or running; more get HTTP 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
@@ -51,7 +56,8 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   }
   std::unique_ptr<server::WireService> wire;
   if (o.wire_port >= 0) {
-    server::WireServiceOptions wo{o.host, static_cast<unsigned short>(o.wire_port), o.wire_tls};
+    server::WireServiceOptions wo{o.host, static_cast<unsigned short>(o.wire_port), o.wire_tls,
+                                  o.wire_max_inflight_mb << 20};
     auto w = server::WireService::start(wo, cache, ids);
     if (!w) return report(w.error().what());
     wire = std::move(*w);

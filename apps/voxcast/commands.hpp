@@ -39,6 +39,7 @@ struct ServeOptions {
   int max_jobs = 16;
   int wire_port = -1;    // -1: no wire fast path
   std::string wire_tls;  // UCX_TLS for it
+  std::uint64_t wire_max_inflight_mb = 2048;
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

@@ -18,7 +18,24 @@ namespace vx::server {
 
 using json = nlohmann::json;
 
+// A reply's payload, counted against the in-flight budget until it is released (when its
+// send has completed, or when it is dropped unsent).
+struct Payload {
+  std::vector<std::uint8_t> data;  // uint8_t: a rendered frame's pixels move in as they are
+  std::atomic<std::uint64_t>* inflight = nullptr;
+  std::uint64_t counted = 0;
+  ~Payload() {
+    if (inflight) inflight->fetch_sub(counted);
+  }
+};
+using PayloadPtr = std::shared_ptr<Payload>;
+
 struct WireService::Impl {
+  std::uint64_t budget = 0;
+  std::atomic<std::uint64_t> inflight{0};
+  // Counts `bytes` against the budget; `fill` also allocates them.
+  Result<PayloadPtr> allocate(std::uint64_t bytes, bool fill = true);
+
   data::ChunkCache* cache = nullptr;
   std::vector<data::SourceId> datasets;
   render::SceneData scene_data;
@@ -29,10 +46,9 @@ struct WireService::Impl {
 
   void run();
   void handle(uint32_t client, uint32_t seq, const std::string& text);
-  Result<json> read(const json& req, std::shared_ptr<std::vector<std::byte>>& payload);
-  Result<json> frame(const json& req, std::shared_ptr<std::vector<std::byte>>& payload);
-  void reply(uint32_t client, uint32_t seq, json header,
-             std::shared_ptr<std::vector<std::byte>> payload);
+  Result<json> read(const json& req, PayloadPtr& payload);
+  Result<json> frame(const json& req, PayloadPtr& payload);
+  void reply(uint32_t client, uint32_t seq, json header, PayloadPtr payload);
 };
 
 namespace {
@@ -59,8 +75,27 @@ Result<std::vector<int64_t>> int_array(const json& req, const char* field, size_
 
 }  // namespace
 
-Result<json> WireService::Impl::read(const json& req,
-                                     std::shared_ptr<std::vector<std::byte>>& payload) {
+Result<PayloadPtr> WireService::Impl::allocate(std::uint64_t bytes, bool fill) {
+  const auto before = inflight.fetch_add(bytes);
+  if (before + bytes > budget) {
+    inflight.fetch_sub(bytes);
+    return fail(ErrorCode::kBusy,
+                "{} bytes of earlier replies are still being delivered and {} more would exceed "
+                "the {} byte limit (--wire-max-inflight-mb): receive them, then retry",
+                before, bytes, budget);
+  }
+  auto p = std::make_shared<Payload>();
+  p->inflight = &inflight;
+  p->counted = bytes;
+  try {
+    if (fill) p->data.resize(bytes);
+  } catch (const std::bad_alloc&) {
+    return fail(ErrorCode::kOutOfMemory, "cannot allocate {} bytes for the reply", bytes);
+  }
+  return p;
+}
+
+Result<json> WireService::Impl::read(const json& req, PayloadPtr& payload) {
   const int dataset = req.value("dataset", 0);
   if (dataset < 0 || size_t(dataset) >= datasets.size()) {
     return fail(ErrorCode::kInvalidArgument, "field 'dataset': {} is not in [0, {})", dataset,
@@ -92,14 +127,14 @@ Result<json> WireService::Impl::read(const json& req,
     return fail(ErrorCode::kInvalidArgument, "box of {} bytes exceeds the {} byte limit per read",
                 bytes, kWireMaxPayloadBytes);
   }
-  payload = std::make_shared<std::vector<std::byte>>(bytes);
-  VX_TRY(data::read_region(*cache, datasets[size_t(dataset)], level, start, shape, *payload));
+  VX_ASSIGN(payload, allocate(bytes));
+  VX_TRY(data::read_region(*cache, datasets[size_t(dataset)], level, start, shape,
+                           std::as_writable_bytes(std::span(payload->data))));
   return json{
       {"ok", true}, {"dtype", data::dtype_name(info.dtype)}, {"shape", shape}, {"nbytes", bytes}};
 }
 
-Result<json> WireService::Impl::frame(const json& req,
-                                      std::shared_ptr<std::vector<std::byte>>& payload) {
+Result<json> WireService::Impl::frame(const json& req, PayloadPtr& payload) {
   json patch = req.value("scene", json::object());
   if (!patch.is_object()) {
     return fail(ErrorCode::kInvalidArgument, "field 'scene': expected a JSON object");
@@ -110,24 +145,22 @@ Result<json> WireService::Impl::frame(const json& req,
   if (w <= 0 || h <= 0 || w > 8192 || h > 8192) {
     return fail(ErrorCode::kInvalidArgument, "field 'scene.canvas': {}x{} is not in 1..8192", w, h);
   }
+  VX_ASSIGN(payload, allocate(uint64_t(w) * uint64_t(h) * 4, /*fill=*/false));
   render::RenderInputs inputs{cache, datasets, scene_data};
   auto defaults = render::default_scene(scene_data, w, h);
   VX_TRY(render::estimate_contrast(defaults, inputs));
   VX_ASSIGN(auto scene, render::apply_patch(defaults, patch, scene_data));
   VX_ASSIGN(auto f, renderer->render(scene, inputs));
-  payload = std::make_shared<std::vector<std::byte>>(f.pixels.size());
-  // The renderer owns its frame vector; one copy into the payload keeps the send's
-  // buffer alive independently of the next render (4 bytes per pixel, small next to it).
-  std::memcpy(payload->data(), f.pixels.data(), f.pixels.size());
+  const auto nbytes = f.pixels.size();
+  payload->data = std::move(f.pixels);  // sent from the renderer's own buffer
   return json{{"ok", true},
               {"dtype", "uint8"},
               {"shape", {f.height, f.width, 4}},
-              {"nbytes", f.pixels.size()},
+              {"nbytes", nbytes},
               {"levels", f.levels}};
 }
 
-void WireService::Impl::reply(uint32_t client, uint32_t seq, json header,
-                              std::shared_ptr<std::vector<std::byte>> payload) {
+void WireService::Impl::reply(uint32_t client, uint32_t seq, json header, PayloadPtr payload) {
   wire::Endpoint ep;
   for (auto& e : server->endpoints()) {
     if (e.id() == client) ep = e;
@@ -137,8 +170,7 @@ void WireService::Impl::reply(uint32_t client, uint32_t seq, json header,
   ep.send(std::as_bytes(std::span(text->data(), text->size())), make_tag(client, kWireReply, seq),
           [text](const auto&) {});
   if (payload) {
-    ep.send(std::span<const std::byte>(payload->data(), payload->size()),
-            make_tag(client, kWirePayload, seq),
+    ep.send(std::as_bytes(std::span(payload->data)), make_tag(client, kWirePayload, seq),
             [payload](const wire::Result<wire::Completion>& r) {
               if (!r) VX_LOG(warn, "wire.send_failed", "error={}", log_quote(r.error().what()));
             });
@@ -146,7 +178,7 @@ void WireService::Impl::reply(uint32_t client, uint32_t seq, json header,
 }
 
 void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string& text) {
-  std::shared_ptr<std::vector<std::byte>> payload;
+  PayloadPtr payload;
   Result<json> header = [&]() -> Result<json> {
     json req = json::parse(text, nullptr, false);
     if (req.is_discarded() || !req.is_object()) {
@@ -237,6 +269,7 @@ Result<std::unique_ptr<WireService>> WireService::start(const WireServiceOptions
                                                         data::ChunkCache& cache,
                                                         std::vector<data::SourceId> datasets) {
   auto impl = std::make_unique<Impl>();
+  impl->budget = options.max_inflight_bytes;
   impl->cache = &cache;
   impl->datasets = std::move(datasets);
   for (auto id : impl->datasets)

@@ -22,6 +22,10 @@ struct WireServiceOptions {
   std::string host = "127.0.0.1";
   unsigned short port = 0;  // 0: any free one
   std::string transports;   // UCX_TLS; empty: environment or UCX's default
+  // Reply payloads allocated and not yet delivered, all clients together. A request that
+  // would exceed it gets a "busy" error: a client that asks without receiving cannot make
+  // the server hold unbounded memory.
+  std::uint64_t max_inflight_bytes = 2ull << 30;
 };
 
 class WireService {

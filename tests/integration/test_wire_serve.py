@@ -116,3 +116,33 @@ async def test_frame_equals_voxcast_render(served, dataset, run_ok, tmp_path):
 async def test_wire_client_reports_a_closed_port():
     with pytest.raises(wire.RefusedError):
         await voxcast.wire_client("127.0.0.1", 1).read_region(0, (0, 0, 0), (1, 1, 1))
+
+
+async def test_unreceived_replies_are_bounded(serve, dataset):
+    # A client that asks without receiving: the server holds at most the budget (1 MiB
+    # here; a full level 0 is 466,200 bytes) and refuses beyond it, without dropping
+    # the connection; receiving frees it.
+    server = serve(dataset.path, "--wire", "0", "--wire-max-inflight-mb", "1")
+    truth = dataset.levels[0]
+    async with voxcast.wire_client("127.0.0.1", server.wire_port, tls="tcp") as w:
+        c = w._client
+        req = json.dumps({"op": "read", "level": 0, "start": [0, 0, 0],
+                          "shape": list(truth.shape)}).encode()
+        headers = []
+        for seq in (101, 102, 103):
+            buf = bytearray(4096)
+            r = asyncio.ensure_future(
+                c.arecv(buf, (c.id << 32) | (2 << 24) | seq, wire.FULL_MASK))
+            await c.asend(req, (c.id << 32) | (1 << 24) | seq)
+            _, n = await asyncio.wait_for(r, 30)
+            headers.append(json.loads(buf[:n]))
+        assert headers[0]["ok"] and headers[1]["ok"]
+        assert not headers[2]["ok"], headers[2]
+        assert headers[2]["error"]["code"] == "busy"
+        assert "1048576 byte limit" in headers[2]["error"]["message"]
+        for seq in (101, 102):
+            out = np.empty(truth.shape, np.uint16)
+            await asyncio.wait_for(c.arecv(out, (c.id << 32) | (3 << 24) | seq, wire.FULL_MASK), 30)
+            np.testing.assert_array_equal(out, truth)
+        got = await w.read_region(0, (0, 0, 0), truth.shape)
+        np.testing.assert_array_equal(got, truth)
