@@ -4,7 +4,11 @@
 // connection stays up.
 #include "server/wire_service.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -39,15 +43,28 @@ struct WireService::Impl {
   data::ChunkCache* cache = nullptr;
   std::vector<data::SourceId> datasets;
   render::SceneData scene_data;
-  std::unique_ptr<render::Renderer> renderer;
   std::optional<wire::Server> server;
-  std::thread thread;
+  std::thread thread;  // receives requests and queues them
   std::atomic<bool> stop{false};
 
+  // Workers, each with its own renderer, serve the queue: a slow frame does not hold up
+  // other clients' reads. Bounded: beyond kMaxQueued waiting requests a request gets "busy".
+  struct Job {
+    uint32_t client, seq;
+    std::string text;
+  };
+  static constexpr size_t kMaxQueued = 64;
+  std::vector<std::thread> workers;
+  std::mutex qm;
+  std::condition_variable qcv;
+  std::deque<Job> queue;
+  void work();
+  void enqueue(uint32_t client, uint32_t seq, std::string text);
+
   void run();
-  void handle(uint32_t client, uint32_t seq, const std::string& text);
+  void handle(uint32_t client, uint32_t seq, const std::string& text, render::Renderer& renderer);
   Result<json> read(const json& req, PayloadPtr& payload);
-  Result<json> frame(const json& req, PayloadPtr& payload);
+  Result<json> frame(const json& req, PayloadPtr& payload, render::Renderer& renderer);
   void reply(uint32_t client, uint32_t seq, json header, PayloadPtr payload);
 };
 
@@ -134,7 +151,8 @@ Result<json> WireService::Impl::read(const json& req, PayloadPtr& payload) {
       {"ok", true}, {"dtype", data::dtype_name(info.dtype)}, {"shape", shape}, {"nbytes", bytes}};
 }
 
-Result<json> WireService::Impl::frame(const json& req, PayloadPtr& payload) {
+Result<json> WireService::Impl::frame(const json& req, PayloadPtr& payload,
+                                      render::Renderer& renderer) {
   json patch = req.value("scene", json::object());
   if (!patch.is_object()) {
     return fail(ErrorCode::kInvalidArgument, "field 'scene': expected a JSON object");
@@ -150,7 +168,7 @@ Result<json> WireService::Impl::frame(const json& req, PayloadPtr& payload) {
   auto defaults = render::default_scene(scene_data, w, h);
   VX_TRY(render::estimate_contrast(defaults, inputs));
   VX_ASSIGN(auto scene, render::apply_patch(defaults, patch, scene_data));
-  VX_ASSIGN(auto f, renderer->render(scene, inputs));
+  VX_ASSIGN(auto f, renderer.render(scene, inputs));
   const auto nbytes = f.pixels.size();
   payload->data = std::move(f.pixels);  // sent from the renderer's own buffer
   return json{{"ok", true},
@@ -177,7 +195,8 @@ void WireService::Impl::reply(uint32_t client, uint32_t seq, json header, Payloa
   }
 }
 
-void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string& text) {
+void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string& text,
+                               render::Renderer& renderer) {
   PayloadPtr payload;
   Result<json> header = [&]() -> Result<json> {
     json req = json::parse(text, nullptr, false);
@@ -197,7 +216,7 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
         return json{{"ok", true}, {"datasets", list}};
       }
       if (op == "read") return read(req, payload);
-      if (op == "frame") return frame(req, payload);
+      if (op == "frame") return frame(req, payload, renderer);
     } catch (const json::exception& e) {  // a wrong-typed field deep in a scene
       return fail(ErrorCode::kInvalidArgument, "{}", e.what());
     }
@@ -261,7 +280,41 @@ void WireService::Impl::run() {
             nullptr);
       continue;
     }
-    handle(client, seq, std::string(reinterpret_cast<const char*>(buf.data()), got->length));
+    enqueue(client, seq, std::string(reinterpret_cast<const char*>(buf.data()), got->length));
+  }
+}
+
+void WireService::Impl::enqueue(uint32_t client, uint32_t seq, std::string text) {
+  {
+    std::lock_guard lock(qm);
+    if (queue.size() < kMaxQueued) {
+      queue.push_back(Job{client, seq, std::move(text)});
+      qcv.notify_one();
+      return;
+    }
+  }
+  reply(
+      client, seq,
+      json{
+          {"ok", false},
+          {"error",
+           {{"code", std::string(to_string(ErrorCode::kBusy))},
+            {"message", fmt::format("{} requests are waiting already: retry later", kMaxQueued)}}}},
+      nullptr);
+}
+
+void WireService::Impl::work() {
+  auto renderer = render::make_cpu_renderer();
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(qm);
+      qcv.wait(lock, [&] { return stop.load() || !queue.empty(); });
+      if (stop.load()) return;
+      job = std::move(queue.front());
+      queue.pop_front();
+    }
+    handle(job.client, job.seq, job.text, *renderer);
   }
 }
 
@@ -274,7 +327,6 @@ Result<std::unique_ptr<WireService>> WireService::start(const WireServiceOptions
   impl->datasets = std::move(datasets);
   for (auto id : impl->datasets)
     impl->scene_data.sources.push_back(cache.source(id).info());
-  impl->renderer = render::make_cpu_renderer();
   wire::Options wo;
   wo.transports = options.transports;
   auto s = wire::Server::listen(options.host, options.port, wo);
@@ -283,6 +335,9 @@ Result<std::unique_ptr<WireService>> WireService::start(const WireServiceOptions
   impl->server.emplace(std::move(*s));
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->run(); });
+  for (int i = 0; i < std::max(1, options.workers); ++i) {
+    impl->workers.emplace_back([raw] { raw->work(); });
+  }
   return std::unique_ptr<WireService>(new WireService(std::move(impl)));
 }
 
@@ -291,6 +346,12 @@ WireService::WireService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 WireService::~WireService() {
   impl_->stop = true;
   if (impl_->thread.joinable()) impl_->thread.join();
+  {
+    std::lock_guard lock(impl_->qm);
+    impl_->qcv.notify_all();
+  }
+  for (auto& w : impl_->workers)
+    w.join();
   (void)impl_->server->close(true);
 }
 

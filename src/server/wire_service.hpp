@@ -26,6 +26,7 @@ struct WireServiceOptions {
   // would exceed it gets a "busy" error: a client that asks without receiving cannot make
   // the server hold unbounded memory.
   std::uint64_t max_inflight_bytes = 2ull << 30;
+  int workers = 2;  // requests served at once (each reads or renders in parallel itself)
 };
 
 class WireService {
