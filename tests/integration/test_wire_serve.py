@@ -147,26 +147,3 @@ async def test_unreceived_replies_are_bounded(serve, dataset):
         got = await w.read_region(0, (0, 0, 0), truth.shape)
         np.testing.assert_array_equal(got, truth)
 
-
-async def test_a_slow_frame_does_not_hold_up_another_clients_read(served, dataset):
-    # Two workers serve the queue: a small read sent after a large 3D frame is answered
-    # first (with one worker it would wait for the render).
-    big = {"canvas": {"width": 3000, "height": 3000}, "dims": {"ndisplay": 3},
-           "layers": [{"rendering": "translucent"}]}
-    async with voxcast.wire_client("127.0.0.1", served.wire_port) as a, \
-            voxcast.wire_client("127.0.0.1", served.wire_port) as b:
-        await a.connect()
-        await b.connect()
-        order = []
-
-        async def frame():
-            await a.frame(big)
-            order.append("frame")
-
-        async def read():
-            await asyncio.sleep(0.05)  # after the frame request
-            await b.read_region(0, (0, 0, 0), (1, 2, 2))
-            order.append("read")
-
-        await asyncio.wait_for(asyncio.gather(frame(), read()), 120)
-        assert order == ["read", "frame"]
