@@ -70,6 +70,12 @@ struct WireService::Impl {
 
 namespace {
 
+// The reply header of a failed request.
+json error_header(ErrorCode code, std::string message) {
+  return json{{"ok", false},
+              {"error", {{"code", std::string(to_string(code))}, {"message", std::move(message)}}}};
+}
+
 uint64_t make_tag(uint32_t client, uint64_t kind, uint32_t seq) {
   return (uint64_t{client} << 32) | (kind << 24) | (seq & 0xffffff);
 }
@@ -225,10 +231,7 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
   }();
   if (!header) {
     payload.reset();
-    header = json{{"ok", false},
-                  {"error",
-                   {{"code", std::string(to_string(header.error().code))},
-                    {"message", header.error().message}}}};
+    header = error_header(header.error().code, header.error().message);
   }
   reply(client, seq, std::move(*header), std::move(payload));
 }
@@ -255,14 +258,10 @@ void WireService::Impl::run() {
         // Too large: the message was consumed; the client still gets its reply.
         const auto client = uint32_t(got.error().tag >> 32);
         const auto seq = uint32_t(got.error().tag & 0xffffff);
-        reply(
-            client, seq,
-            json{
-                {"ok", false},
-                {"error",
-                 {{"code", std::string(to_string(ErrorCode::kInvalidArgument))},
-                  {"message", fmt::format("request larger than {} bytes", kWireMaxRequestBytes)}}}},
-            nullptr);
+        reply(client, seq,
+              error_header(ErrorCode::kInvalidArgument,
+                           fmt::format("request larger than {} bytes", kWireMaxRequestBytes)),
+              nullptr);
         continue;
       }
       VX_LOG(warn, "wire.bad_request", "error={}", log_quote(got.error().what()));
@@ -272,11 +271,9 @@ void WireService::Impl::run() {
     const auto seq = uint32_t(got->tag & 0xffffff);
     if (got->length > kWireMaxRequestBytes) {
       reply(client, seq,
-            json{{"ok", false},
-                 {"error",
-                  {{"code", std::string(to_string(ErrorCode::kInvalidArgument))},
-                   {"message", fmt::format("request of {} bytes is larger than {} bytes",
-                                           got->length, kWireMaxRequestBytes)}}}},
+            error_header(ErrorCode::kInvalidArgument,
+                         fmt::format("request of {} bytes is larger than {} bytes", got->length,
+                                     kWireMaxRequestBytes)),
             nullptr);
       continue;
     }
@@ -293,14 +290,10 @@ void WireService::Impl::enqueue(uint32_t client, uint32_t seq, std::string text)
       return;
     }
   }
-  reply(
-      client, seq,
-      json{
-          {"ok", false},
-          {"error",
-           {{"code", std::string(to_string(ErrorCode::kBusy))},
-            {"message", fmt::format("{} requests are waiting already: retry later", kMaxQueued)}}}},
-      nullptr);
+  reply(client, seq,
+        error_header(ErrorCode::kBusy,
+                     fmt::format("{} requests are waiting already: retry later", kMaxQueued)),
+        nullptr);
 }
 
 void WireService::Impl::work() {
