@@ -554,6 +554,14 @@ Request Node::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask, Cal
 Request Node::flush(Callback cb) {
   return impl_->flush(std::move(cb));
 }
+Request Node::flush(const Endpoint& endpoint, Callback cb) {
+  if (!endpoint) {
+    auto st = impl_->make_request(detail::Kind::kFlush, std::move(cb));
+    return detail::NodeImpl::failed(st,
+                                    Error{Errc::kInvalidArgument, "flush of an empty endpoint"});
+  }
+  return Endpoint(endpoint).flush(std::move(cb));
+}
 Status Node::close(bool force) {
   return impl_->close(force);
 }

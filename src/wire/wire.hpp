@@ -181,6 +181,8 @@ class Node {
   Request recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask, Callback callback = {});
   // flush() on every endpoint; completes when all of them have.
   Request flush(Callback callback = {});
+  // Endpoint::flush() of one endpoint (the flush(endpoint)).
+  Request flush(const Endpoint& endpoint, Callback callback = {});
   // Closes every endpoint (graceful or forced), stops accepting, fails pending receives
   // with kClosed and stops the progress thread. Closing twice is a no-op. The destructor
   // closes with force.

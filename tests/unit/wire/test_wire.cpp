@@ -137,6 +137,15 @@ TEST_P(WireTest, BothDirectionsAtOnce) {
   EXPECT_EQ(r1.wait()->length, a.size());
   EXPECT_EQ(r1.wait()->tag, 10u);
   EXPECT_EQ(s1.wait()->length, a.size());
+  // Flush one endpoint and all of them, from both sides.
+  auto f1 = server_->flush(server_ep());
+  auto f2 = server_->flush();
+  auto f3 = client_->flush(client_->endpoint());
+  for (auto* f : {&f1, &f2, &f3})
+    ASSERT_TRUE(p.wait(*f));
+  auto bad = server_->flush(Endpoint()).wait();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::kInvalidArgument);
 }
 
 TEST_P(WireTest, TagsMatchUnderMasksAndOutOfOrder) {
