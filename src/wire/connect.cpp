@@ -69,8 +69,7 @@ void on_conn(ucp_conn_request_h request, void* arg) {
 void internal_send_done(void* request, ucs_status_t status, void* user) {
   (void)request;
   (void)status;  // a failed welcome surfaces as the endpoint's failure
-  auto* raw = static_cast<RequestState*>(user);
-  if (auto st = raw->node->untrack(raw)) st->complete(Completion{});
+  if (auto st = RequestState::claim(user)) st->complete(Completion{});
 }
 
 }  // namespace

@@ -98,6 +98,9 @@ struct RequestState {
   // Stores the UCX handle once posted; cancels at once if cancel() came first.
   void attach(void* request);
   void cancel(std::optional<Error> reason = std::nullopt);
+  // In a UCX completion callback: the state behind `user`, taken out of its node's pending
+  // map (null when close() already failed it).
+  static std::shared_ptr<RequestState> claim(void* user);
 };
 
 enum class EpState { kOpen, kClosed, kFailed };

@@ -31,8 +31,7 @@ Error EndpointImpl::closed_error() const {
 // Completion of sends, flushes and closes on one endpoint.
 void ep_op_done(void* request, ucs_status_t status, void* user) {
   (void)request;
-  auto* raw = static_cast<RequestState*>(user);
-  auto st = raw->node->untrack(raw);
+  auto st = RequestState::claim(user);
   if (!st) return;
   if (status == UCS_OK) {
     st->complete(st->expect);

@@ -110,6 +110,11 @@ void RequestState::complete(Result<Completion> r) {
   if (callback) callback(result);
 }
 
+std::shared_ptr<RequestState> RequestState::claim(void* user) {
+  auto* raw = static_cast<RequestState*>(user);
+  return raw->node->untrack(raw);
+}
+
 void RequestState::attach(void* request) {
   std::unique_lock lock(m);
   ucx = request;
@@ -374,8 +379,7 @@ namespace {
 
 void recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user) {
   (void)request;
-  auto* raw = static_cast<RequestState*>(user);
-  auto st = raw->node->untrack(raw);
+  auto st = RequestState::claim(user);
   if (!st) return;
   if (status == UCS_OK) {
     st->complete(Completion{info->sender_tag, info->length});
@@ -392,8 +396,7 @@ void recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* in
 
 void flush_done(void* request, ucs_status_t status, void* user) {
   (void)request;
-  auto* raw = static_cast<RequestState*>(user);
-  auto st = raw->node->untrack(raw);
+  auto st = RequestState::claim(user);
   if (!st) return;
   if (status == UCS_OK) {
     st->complete(Completion{});
