@@ -116,12 +116,13 @@ Result<NpyHeader> parse_npy_header(std::span<const std::byte> bytes, const std::
   const std::int64_t item = std::int64_t(dtype_size(L.dtype));
   L.strides.resize(L.shape.size());
   std::int64_t s = item;
-  if (fortran) {
-    for (std::size_t d = 0; d < L.shape.size(); ++d)
-      L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
-  } else {
-    for (std::size_t d = L.shape.size(); d-- > 0;)
-      L.strides[d] = s, s *= std::max<std::int64_t>(L.shape[d], 1);
+  const std::size_t n = L.shape.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t d = fortran ? k : n - 1 - k;
+    L.strides[d] = s;
+    if (__builtin_mul_overflow(s, std::max<std::int64_t>(L.shape[d], 1), &s))
+      return fail(ErrorCode::kFormat,
+                  "{}: header field 'shape': the array's size in bytes overflows 64 bits", file);
   }
   return h;
 }
