@@ -82,7 +82,7 @@ Runner add_export(CLI::App& app, const GlobalOptions& g) {
                   "START:STOP per axis, comma separated (default: the whole level)");
   cmd->footer("Example: voxcast export brain.ome.zarr --level 2 --box 0:1,100:110,:,: -o slab.npy");
   return [o, &g]() {
-    auto src = open_volume(o->data);
+    auto src = open_volume(o->data, g.open_options());
     if (!src) return report(src.error().what());
     const auto& info = (*src)->info();
     if (o->level >= int(info.levels.size()))

@@ -64,7 +64,7 @@ std::string info_json(const VolumeInfo& info) {
   return info_to_json(info).dump(2);
 }
 
-Runner add_info(CLI::App& app, const GlobalOptions&) {
+Runner add_info(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand("info",
                                  "Describe a dataset: format, axes and units, levels with shape, "
                                  "chunks, scale and codecs, dtype, channels");
@@ -73,8 +73,8 @@ Runner add_info(CLI::App& app, const GlobalOptions&) {
   cmd->add_option("DATA", *data, "Dataset path or synthetic:NAME[?k=v&...]")->required();
   cmd->add_flag("--json", *as_json, "Print one JSON object for machines");
   cmd->footer("Example: voxcast info /scratch/brain.ome.zarr --json");
-  return [data, as_json]() {
-    auto src = open_volume(*data);
+  return [data, as_json, &g]() {
+    auto src = open_volume(*data, g.open_options());
     if (!src) return report(src.error().what());
     if (*as_json)
       fmt::print("{}\n", info_json((*src)->info()));

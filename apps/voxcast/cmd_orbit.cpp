@@ -81,7 +81,7 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       ss << js.rdbuf();
       oo.component_js = ss.str();
     }
-    auto src = data::open_volume(o->data);
+    auto src = data::open_volume(o->data, g.open_options());
     if (!src) return report(src.error().what());
     render::SceneData sd{{(*src)->info()}};
     if (sd.axis_names().size() < 3)
@@ -89,8 +89,11 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
     render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
     auto defaults = jobs::orbit_scene(sd, o->size);
-    if (auto st = render::estimate_contrast(defaults, inputs); !st)
+    std::vector<std::string> warnings;
+    if (auto st = render::estimate_contrast(defaults, inputs, &warnings); !st)
       return report(st.error().what());
+    for (const auto& msg : warnings)
+      VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
     render::Scene scene = defaults;
     if (!o->view.empty()) {
       auto j = render::read_scene_file(o->view);

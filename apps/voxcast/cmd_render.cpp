@@ -32,7 +32,7 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
       "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
   return [o, &g]() {
-    auto src = data::open_volume(o->data);
+    auto src = data::open_volume(o->data, g.open_options());
     if (!src) return report(src.error().what());
     render::SceneData sd{{(*src)->info()}};
     render::json patch = render::json::object();
@@ -65,8 +65,11 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     // Defaults from the data (contrast estimated where the metadata has no window), then the
     // view on top, so that what it sets wins.
     auto defaults = render::default_scene(sd, w, h);
-    if (auto st = render::estimate_contrast(defaults, inputs); !st)
+    std::vector<std::string> warnings;
+    if (auto st = render::estimate_contrast(defaults, inputs, &warnings); !st)
       return report(st.error().what());
+    for (const auto& msg : warnings)
+      VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
     auto scene = render::apply_patch(defaults, patch, sd);
     if (!scene)
       return report(
@@ -74,6 +77,8 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     auto renderer = render::make_cpu_renderer();
     auto frame = renderer->render(*scene, inputs);
     if (!frame) return report(frame.error().what());
+    for (const auto& f : frame->failed)  // drawn without them: say so, one line each
+      VX_LOG(warn, "render.chunk_failed", "message={}", log_quote(f));
     auto st = codec::write_png(o->out, frame->width, frame->height, frame->pixels);
     if (!st) return report(st.error().what());
     const auto c = cache.counters();

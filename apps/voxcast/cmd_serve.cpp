@@ -43,6 +43,15 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
   cmd.add_option("--max-jobs", o.max_jobs, "Jobs queued or running; more get HTTP 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
+  cmd.add_option("--max-layers", o.max_layers,
+                 "Visible layers one client's scene may have; more are refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd.add_option("--max-scene-cost", o.max_scene_cost,
+                 "What one frame may cost: canvas megapixels x visible layers, a 3D layer "
+                 "counting 8 (128 allows 7 3D layers at 1920x1080); more is refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e6));
 }
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
@@ -50,7 +59,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
   std::vector<data::SourceId> ids;
   for (const auto& spec : specs) {
-    auto src = data::open_volume(spec);
+    auto src = data::open_volume(spec, g.open_options());
     if (!src) return report(src.error().what());
     ids.push_back(cache.add_source(*src));
   }
@@ -74,6 +83,8 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.data_dir = o.data_dir;
   so.job_concurrency = o.job_concurrency;
   so.max_jobs = o.max_jobs;
+  so.max_layers = o.max_layers;
+  so.max_scene_cost = o.max_scene_cost;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
                url);

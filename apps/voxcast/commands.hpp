@@ -8,13 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "data/data.hpp"
+
 namespace vx::app {
 
 struct GlobalOptions {
   std::string log_level = "info";
   std::int64_t cache_mb = 0;  // 0: a quarter of RAM
   unsigned io_threads = 0;    // 0: the cache's default
+  double latency_ms = 0;      // simulated storage latency of file-backed sources
   std::uint64_t cache_bytes() const;
+  data::OpenOptions open_options() const { return {latency_ms}; }
 };
 
 using Runner = std::function<int()>;
@@ -40,6 +44,8 @@ struct ServeOptions {
   int wire_port = -1;    // -1: no wire fast path
   std::string wire_tls;  // UCX_TLS for it
   std::uint64_t wire_max_inflight_mb = 2048;
+  int max_layers = 16;
+  double max_scene_cost = 128;
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

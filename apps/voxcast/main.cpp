@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
                  "Concurrent chunk reads (default: 2 per core on local storage, 32 per core on "
                  "network file systems; decoding never uses more threads than cores)")
       ->check(CLI::Range(1u, 1024u));
+  app.add_option("--latency-ms", g.latency_ms,
+                 "Simulated storage latency for benchmarks: each chunk read of a file-backed "
+                 "dataset waits this long first (synthetic: has ?latency_ms=)")
+      ->check(CLI::Range(0.0, 10000.0));
 
   std::map<CLI::App*, Runner> runners;
   auto reg = [&](Runner (*add)(CLI::App&, const GlobalOptions&)) {

@@ -7,18 +7,28 @@
 #include <cstring>
 #include <future>
 #include <list>
+#include <map>
 #include <thread>
 #include <unordered_map>
-
-#include "core/thread_pool.hpp"
 
 namespace vx::data {
 
 namespace detail {
 
+struct CacheEntry;
+
+// Lets a ChunkRequest reach its cache while the cache lives (cancel() after the cache is
+// gone does nothing). The cache clears `cache` under `mutex` in its destructor.
+struct CancelLink {
+  std::mutex mutex;
+  std::function<void(const std::shared_ptr<CacheEntry>&)> cancel;
+};
+
 struct RequestState {
   std::atomic<bool> cancelled{false};
   ChunkCallback callback;
+  std::weak_ptr<CacheEntry> entry;
+  std::shared_ptr<CancelLink> link;
 };
 
 struct Key {
@@ -39,10 +49,16 @@ struct CacheEntry {
   std::atomic<int> pins{0};  // incremented only under the shard mutex
   // Guarded by the shard mutex:
   bool ready = false;
-  bool started = false;
+  bool started = false;  // taken by an I/O thread, or abandoned (cancelled, dropped)
   int priority = 0;
   std::vector<std::shared_ptr<RequestState>> waiters;
   std::list<CacheEntry*>::iterator lru;
+  // A remembered failure (ready is false): requests get `error` until `expires`.
+  std::optional<Error> error;
+  std::chrono::steady_clock::time_point expires{};
+  // Guarded by the I/O queue's mutex: the entry's place in the queue.
+  bool queued = false;
+  std::pair<int, std::uint64_t> qkey{};
 };
 
 }  // namespace detail
@@ -118,8 +134,28 @@ struct ChunkCache::BufferPool {
 
 struct ChunkCache::Atomics {
   std::atomic<std::uint64_t> hits{0}, misses{0}, joined{0}, bytes_read{0}, bytes_decoded{0},
-      evictions{0}, cancelled{0}, errors{0}, missing{0};
+      evictions{0}, cancelled{0}, errors{0}, missing{0}, retries{0}, failed_hits{0}, dropped{0};
 };
+
+// Reads waiting for an I/O thread, highest priority first, FIFO among equals. An entry is in
+// it at most once; raising its priority moves it.
+struct ChunkCache::IoQueue {
+  std::mutex mutex;
+  std::condition_variable cv;
+  // key: (-priority, sequence)
+  std::map<std::pair<int, std::uint64_t>, std::shared_ptr<CacheEntry>> items;
+  std::uint64_t next = 0;
+  bool stopping = false;
+};
+
+int visible_priority(int level, double centre_distance) {
+  return kPriorityVisible + prefetch_priority(level, centre_distance);
+}
+
+int prefetch_priority(int level, double centre_distance) {
+  const double d = std::clamp(centre_distance, 0.0, 1.0);
+  return std::clamp(level, 0, 200) * 4096 + (4095 - int(d * 4095));
+}
 
 // --- ChunkPin, ChunkRequest --------------------------------------------------------------
 
@@ -148,7 +184,11 @@ bool ChunkPin::is_fill() const {
 }
 
 void ChunkRequest::cancel() {
-  if (state_) state_->cancelled.store(true, std::memory_order_release);
+  if (!state_ || state_->cancelled.exchange(true, std::memory_order_acq_rel)) return;
+  if (!state_->link) return;
+  std::lock_guard lock(state_->link->mutex);
+  if (!state_->link->cancel) return;  // the cache is gone
+  if (auto e = state_->entry.lock()) state_->link->cancel(e);
 }
 
 bool ChunkRequest::cancelled() const {
@@ -160,21 +200,39 @@ bool ChunkRequest::cancelled() const {
 ChunkCache::ChunkCache(CacheOptions options)
     : options_(options),
       stats_(std::make_unique<Atomics>()),
-      pool_buffers_(std::make_unique<BufferPool>()) {
+      pool_buffers_(std::make_unique<BufferPool>()),
+      queue_(std::make_unique<IoQueue>()),
+      link_(std::make_shared<detail::CancelLink>()) {
   pool_buffers_->limit =
       std::min<std::uint64_t>(options_.budget_bytes / 8, std::uint64_t(256) << 20);
   if (options_.shards == 0) options_.shards = 1;
+  if (options_.max_queued == 0) options_.max_queued = 1;
   for (unsigned i = 0; i < options_.shards; ++i)
     shards_.push_back(std::make_unique<Shard>());
+  link_->cancel = [this](const std::shared_ptr<CacheEntry>& e) { on_cancel(e); };
   // Automatic sizing starts at 2 per core and grows as sources are added (add_source).
-  const unsigned threads = options_.io_threads
-                               ? options_.io_threads
-                               : 2 * std::max(1u, std::thread::hardware_concurrency());
-  pool_ = std::make_unique<PriorityPool>(threads);
+  ensure_io_threads(options_.io_threads ? options_.io_threads
+                                        : 2 * std::max(1u, std::thread::hardware_concurrency()));
 }
 
 ChunkCache::~ChunkCache() {
-  pool_.reset();  // running reads finish; queued ones are dropped
+  {
+    std::lock_guard lock(link_->mutex);  // waits for a cancel() in progress
+    link_->cancel = nullptr;
+  }
+  {
+    std::lock_guard lock(queue_->mutex);
+    queue_->stopping = true;
+  }
+  queue_->cv.notify_all();
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard lock(threads_mutex_);
+    threads.swap(io_threads_);
+  }
+  for (auto& t : threads)
+    t.join();  // running reads finish; queued ones are dropped below
+  queue_->items.clear();
   for (auto& shard : shards_) {
     std::vector<std::shared_ptr<RequestState>> orphans;
     {
@@ -189,6 +247,93 @@ ChunkCache::~ChunkCache() {
   }
 }
 
+void ChunkCache::ensure_io_threads(unsigned n) {
+  std::lock_guard lock(threads_mutex_);
+  while (io_threads_.size() < n)
+    io_threads_.emplace_back([this] { io_worker(); });
+}
+
+void ChunkCache::io_worker() {
+  for (;;) {
+    std::shared_ptr<CacheEntry> e;
+    {
+      std::unique_lock lock(queue_->mutex);
+      queue_->cv.wait(lock, [this] { return queue_->stopping || !queue_->items.empty(); });
+      if (queue_->stopping) return;
+      auto it = queue_->items.begin();
+      e = std::move(it->second);
+      queue_->items.erase(it);
+      e->queued = false;
+    }
+    run_read(std::move(e));
+  }
+}
+
+// Needs the entry's shard mutex held (lock order: shard, then queue). Returns the entry the
+// queue dropped to stay within max_queued (maybe `e` itself), for abandon() once the shard
+// mutex is released.
+std::shared_ptr<CacheEntry> ChunkCache::enqueue(const std::shared_ptr<CacheEntry>& e,
+                                                int priority) {
+  std::shared_ptr<CacheEntry> dropped;
+  {
+    std::lock_guard lock(queue_->mutex);
+    if (e->queued) {
+      if (-e->qkey.first >= priority) return nullptr;
+      queue_->items.erase(e->qkey);  // moved up, not queued twice
+    }
+    e->qkey = {-priority, queue_->next++};
+    e->queued = true;
+    queue_->items.emplace(e->qkey, e);
+    if (queue_->items.size() > options_.max_queued) {
+      auto last = std::prev(queue_->items.end());
+      dropped = std::move(last->second);
+      dropped->queued = false;
+      queue_->items.erase(last);
+      stats_->dropped++;
+    }
+  }
+  queue_->cv.notify_one();
+  return dropped;
+}
+
+// Takes an entry that will not be read out of the map and fails its live waiters.
+void ChunkCache::abandon(const std::shared_ptr<CacheEntry>& e, const Error& why) {
+  std::vector<std::shared_ptr<RequestState>> waiters;
+  {
+    auto& shard = shard_for(e->hash);
+    std::lock_guard lock(shard.mutex);
+    if (e->ready) return;
+    e->started = true;
+    waiters = std::move(e->waiters);
+    e->waiters.clear();
+    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+      shard.map.erase(it);
+  }
+  for (auto& w : waiters)
+    if (!w->cancelled.load() && w->callback) w->callback(tl::unexpected(why));
+}
+
+void ChunkCache::on_cancel(const std::shared_ptr<CacheEntry>& e) {
+  auto& shard = shard_for(e->hash);
+  {
+    std::lock_guard lock(shard.mutex);
+    if (e->started || e->ready) return;
+    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                    [](const auto& w) { return !w->cancelled.load(); });
+    if (wanted) return;
+    e->started = true;  // abandoned: an I/O thread that pops it skips it
+    e->waiters.clear();
+    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+      shard.map.erase(it);
+    std::lock_guard qlock(queue_->mutex);
+    if (e->queued) {
+      queue_->items.erase(e->qkey);
+      e->queued = false;
+    }
+  }
+  stats_->cancelled++;
+}
+
 SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   std::lock_guard lock(sources_mutex_);
   auto slot = std::make_unique<SourceSlot>();
@@ -196,8 +341,7 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   slot->fill.resize(slot->source->info().levels.size());
   for (const auto& lv : slot->source->info().levels)
     slot->grids.push_back(lv.grid());
-  if (options_.io_threads == 0)
-    pool_->ensure_threads(std::min(slot->source->io_concurrency(), 256u));
+  if (options_.io_threads == 0) ensure_io_threads(std::min(slot->source->io_concurrency(), 256u));
   sources_.push_back(std::move(slot));
   return SourceId(sources_.size() - 1);
 }
@@ -222,6 +366,13 @@ CacheCounters ChunkCache::counters() const {
   c.cancelled = stats_->cancelled;
   c.errors = stats_->errors;
   c.missing = stats_->missing;
+  c.retries = stats_->retries;
+  c.failed_hits = stats_->failed_hits;
+  c.dropped = stats_->dropped;
+  {
+    std::lock_guard lock(queue_->mutex);
+    c.queued = queue_->items.size();
+  }
   c.bytes_cached = bytes_cached_;
   c.entries = entries_;
   {
@@ -295,27 +446,48 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     callback(ChunkPin(std::move(e)));
     return {};
   }
+  if (it != shard.map.end() && it->second->error) {
+    if (std::chrono::steady_clock::now() < it->second->expires) {
+      const Error err = *it->second->error;
+      shard.lru.splice(shard.lru.begin(), shard.lru, it->second->lru);
+      lock.unlock();
+      stats_->failed_hits++;
+      callback(tl::unexpected(err));
+      return {};
+    }
+    // Expired: forget it and read again.
+    shard.lru.erase(it->second->lru);
+    bytes_cached_ -= it->second->charge;
+    entries_--;
+    shard.map.erase(it);
+    it = shard.map.end();
+  }
   auto state = std::make_shared<RequestState>();
   state->callback = std::move(callback);
+  state->link = link_;
+  std::shared_ptr<CacheEntry> dropped;
   if (it != shard.map.end()) {
     auto& e = it->second;
     e->waiters.push_back(state);
+    state->entry = e;
     stats_->joined++;
     if (priority > e->priority && !e->started) {
       e->priority = priority;
-      pool_->submit(priority, [this, e] { run_read(e); });  // the first to start wins
+      dropped = enqueue(e, priority);
     }
-    return ChunkRequest(std::move(state));
+  } else {
+    auto e = std::make_shared<CacheEntry>();
+    e->key = key;
+    e->hash = h;
+    e->priority = priority;
+    e->waiters.push_back(state);
+    state->entry = e;
+    shard.map.emplace(key, e);
+    stats_->misses++;
+    dropped = enqueue(e, priority);
   }
-  auto e = std::make_shared<CacheEntry>();
-  e->key = key;
-  e->hash = h;
-  e->priority = priority;
-  e->waiters.push_back(state);
-  shard.map.emplace(key, e);
   lock.unlock();
-  stats_->misses++;
-  pool_->submit(priority, [this, e] { run_read(e); });
+  if (dropped) abandon(dropped, Error{ErrorCode::kBusy, "the chunk I/O queue is full"});
   return ChunkRequest(std::move(state));
 }
 
@@ -323,12 +495,13 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
   auto& shard = shard_for(e->hash);
   {
     std::lock_guard lock(shard.mutex);
-    if (e->started) return;
+    if (e->started) return;  // abandoned while queued
     e->started = true;
     const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
                                     [](const auto& w) { return !w->cancelled.load(); });
     if (!wanted) {
-      shard.map.erase(e->key);
+      if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+        shard.map.erase(it);
       stats_->cancelled++;
       return;
     }
@@ -343,6 +516,19 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
   std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
   auto result =
       slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+  // Storage hiccups (a network file system, a busy disk) often pass: try again a few times,
+  // waiting longer each time, unless the request itself was wrong or nobody wants it now.
+  for (unsigned attempt = 0; !result && attempt < options_.retries; ++attempt) {
+    if (result.error().code == ErrorCode::kInvalidArgument) break;
+    {
+      std::lock_guard lock(queue_->mutex);
+      if (queue_->stopping) break;
+    }
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uint64_t(options_.retry_backoff_ms) << (2 * attempt)));
+    stats_->retries++;
+    result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+  }
 
   std::shared_ptr<const std::byte[]> fill;
   if (result && result->missing) {
@@ -363,7 +549,19 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     waiters = std::move(e->waiters);
     e->waiters.clear();
     if (!result) {
-      shard.map.erase(e->key);
+      // Remembered, so that the views that need it draw without it instead of asking again.
+      if (options_.failure_ttl_ms > 0) {
+        e->error = result.error();
+        e->expires =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.failure_ttl_ms);
+        e->charge = kEntryOverhead;
+        shard.lru.push_front(e.get());
+        e->lru = shard.lru.begin();
+        bytes_cached_ += e->charge;
+        entries_++;
+      } else if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e) {
+        shard.map.erase(it);
+      }
     } else {
       if (result->missing) {
         e->data = std::move(fill);
@@ -419,7 +617,7 @@ void ChunkCache::evict_over_budget(std::size_t start) {
       stats_->evictions++;
       it = shard.lru.erase(it);
       // Unpinned and out of the LRU: nobody else holds the buffer, reuse it.
-      if (!e->fill && e->data.use_count() == 1)
+      if (!e->fill && !e->error && e->data.use_count() == 1)
         pool_buffers_->give(std::const_pointer_cast<std::byte[]>(std::move(e->data)), e->size);
       const Key key = e->key;  // erase() frees e: do not pass a reference into it
       shard.map.erase(key);
@@ -435,34 +633,42 @@ Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int
   return future.get();
 }
 
-Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
-                                         std::span<const Index> indices, int priority) {
-  std::vector<ChunkPin> pins(indices.size());
+PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
+                                 std::span<const Index> indices, int priority) {
+  PartialChunks out;
+  out.pins.resize(indices.size());
   // Hits first, without callbacks: a warm view (every frame of an interaction) ends here.
   std::vector<std::size_t> missing;
   for (std::size_t i = 0; i < indices.size(); ++i) {
     if (auto pin = cache.try_get(id, level, indices[i]))
-      pins[i] = std::move(*pin);
+      out.pins[i] = std::move(*pin);
     else
       missing.push_back(i);
   }
   std::mutex m;
   std::condition_variable cv;
   std::size_t pending = missing.size();
-  std::optional<Error> error;
   for (const std::size_t i : missing)
     cache.request(id, level, indices[i], priority, [&, i](Result<ChunkPin> r) {
       std::lock_guard lock(m);
       if (r)
-        pins[i] = std::move(*r);
-      else if (!error)
-        error = r.error();
+        out.pins[i] = std::move(*r);
+      else
+        out.failed.emplace_back(i, r.error());
       if (--pending == 0) cv.notify_all();
     });
   std::unique_lock lock(m);
   cv.wait(lock, [&] { return pending == 0; });
-  if (error) return tl::unexpected(*error);
-  return pins;
+  std::sort(out.failed.begin(), out.failed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
+                                         std::span<const Index> indices, int priority) {
+  auto got = get_chunks_partial(cache, id, level, indices, priority);
+  if (!got.failed.empty()) return tl::unexpected(got.failed.front().second);
+  return std::move(got.pins);
 }
 
 // --- read_region ----------------------------------------------------------------------------

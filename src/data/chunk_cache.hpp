@@ -8,8 +8,13 @@
 // - ChunkPin is a move-only handle that keeps a chunk resident and unpins on destruction.
 //   A pin does not refer to the cache, so it may outlive it.
 // - Concurrent requests for one chunk share one read ("joined" in the counters).
-// - Reads and decompression run on an I/O pool in priority order (kVisible before
-//   kPrefetch); a queued read whose requests were all cancelled is skipped.
+// - Reads and decompression run on the cache's own I/O threads in priority order (see
+//   visible_priority()); the queue is bounded (CacheOptions::max_queued). Asking again for
+//   a queued chunk with a higher priority moves it up; it is never queued twice. A queued
+//   read whose requests are all cancelled leaves the queue at once.
+// - A read that fails is retried (CacheOptions::retries, with exponential backoff); a chunk
+//   that still fails is remembered as failed for failure_ttl_ms, so requests for it get the
+//   error at once instead of reading it again (no re-read loops on a corrupt chunk).
 // - Callbacks run on an I/O thread, or inline in request() on a hit; they must not block.
 #pragma once
 
@@ -20,25 +25,30 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
 #include "data/data.hpp"
 
-namespace vx {
-class PriorityPool;
-}
-
 namespace vx::data {
 
+// Read priorities, higher first. Every visible chunk outranks every prefetch.
 inline constexpr int kPriorityPrefetch = 0;
-inline constexpr int kPriorityVisible = 10;
+inline constexpr int kPriorityVisible = 1 << 20;
+// A visible chunk's priority: coarse levels before fine ones (a coarse chunk covers more of
+// the screen and is what a refining frame draws first), then nearer the centre of the screen
+// first. `centre_distance` is 0 at the centre and 1 at a corner (clamped).
+int visible_priority(int level, double centre_distance);
+// The same order below every visible chunk, for prefetch (the next slices, neighbours).
+int prefetch_priority(int level, double centre_distance);
 
 using SourceId = std::uint32_t;
 
 namespace detail {
 struct CacheEntry;
 struct RequestState;
+struct CancelLink;
 }  // namespace detail
 
 class ChunkPin {
@@ -71,7 +81,8 @@ class ChunkRequest {
  public:
   ChunkRequest() = default;
   explicit ChunkRequest(std::shared_ptr<detail::RequestState> state) : state_(std::move(state)) {}
-  // The callback will not run after cancel() returns, unless it is already running.
+  // The callback will not run after cancel() returns, unless it is already running. When no
+  // live request for the chunk is left, its queued read leaves the queue.
   void cancel();
   bool cancelled() const;
 
@@ -86,6 +97,13 @@ struct CacheOptions {
   // Sources hold a CpuSlots slot while decoding, so decoding never oversubscribes the cores.
   unsigned io_threads = 0;
   unsigned shards = 16;
+  // Failed reads are tried again this many times, after retry_backoff_ms, then 4x that, ...
+  unsigned retries = 2;
+  unsigned retry_backoff_ms = 10;
+  // A chunk that failed every try answers with its error, without reading, for this long.
+  unsigned failure_ttl_ms = 30'000;
+  // Queued reads beyond this drop the lowest-priority ones (their requests get kBusy).
+  std::size_t max_queued = 1 << 16;
 };
 
 struct CacheCounters {
@@ -96,7 +114,11 @@ struct CacheCounters {
   std::uint64_t bytes_decoded = 0;  // decoded bytes produced
   std::uint64_t evictions = 0;
   std::uint64_t cancelled = 0;     // reads skipped because nobody wanted them any more
-  std::uint64_t errors = 0;        // reads that failed
+  std::uint64_t errors = 0;        // reads that failed every try
+  std::uint64_t retries = 0;       // reads tried again after a failure
+  std::uint64_t failed_hits = 0;   // requests answered from a remembered failure
+  std::uint64_t queued = 0;        // reads waiting in the I/O queue now
+  std::uint64_t dropped = 0;       // queued reads dropped because the queue was full
   std::uint64_t missing = 0;       // chunks absent from storage (fill value)
   std::uint64_t bytes_cached = 0;  // resident now
   std::uint64_t entries = 0;       // resident now
@@ -131,9 +153,16 @@ class ChunkCache {
   struct Shard;
   struct SourceSlot;
   struct BufferPool;
+  struct IoQueue;
 
  private:
   void run_read(std::shared_ptr<detail::CacheEntry> entry);
+  void io_worker();
+  void ensure_io_threads(unsigned n);
+  void on_cancel(const std::shared_ptr<detail::CacheEntry>& entry);
+  std::shared_ptr<detail::CacheEntry> enqueue(const std::shared_ptr<detail::CacheEntry>& entry,
+                                              int priority);
+  void abandon(const std::shared_ptr<detail::CacheEntry>& entry, const Error& why);
   void evict_over_budget(std::size_t start_shard);
   Shard& shard_for(std::size_t hash);
 
@@ -146,7 +175,10 @@ class ChunkCache {
   struct Atomics;
   std::unique_ptr<Atomics> stats_;
   std::unique_ptr<BufferPool> pool_buffers_;
-  std::unique_ptr<PriorityPool> pool_;
+  std::unique_ptr<IoQueue> queue_;
+  std::shared_ptr<detail::CancelLink> link_;
+  std::mutex threads_mutex_;
+  std::vector<std::thread> io_threads_;
 };
 
 // Pins every chunk in `indices` (reads the missing ones concurrently) and returns them in
@@ -154,6 +186,15 @@ class ChunkCache {
 Result<std::vector<ChunkPin>> get_chunks(ChunkCache& cache, SourceId id, int level,
                                          std::span<const Index> indices,
                                          int priority = kPriorityVisible);
+
+// get_chunks that keeps going past failures: the pins of the chunks that could be read (an
+// empty pin where one failed) and an error for each that could not.
+struct PartialChunks {
+  std::vector<ChunkPin> pins;
+  std::vector<std::pair<std::size_t, Error>> failed;  // (position in `indices`, why)
+};
+PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
+                                 std::span<const Index> indices, int priority = kPriorityVisible);
 
 // Copies the box [start, start + shape) of `level` into `out` (C order, dtype of the
 // source, shape.size() == ndim), reading the chunks it touches concurrently through the

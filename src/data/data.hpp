@@ -123,7 +123,9 @@ class VolumeSource {
 unsigned io_concurrency_for_path(const std::string& path);
 
 struct OpenOptions {
-  // Nothing yet; reserved for storage credentials and per-format knobs.
+  // Simulated storage latency for benchmarks: every chunk read of a file-backed source waits
+  // this long first (reads overlap, like network storage). synthetic: has its own latency_ms.
+  double latency_ms = 0;
 };
 
 // Opens a path (format detected from content and name) or "synthetic:NAME[?k=v&...]".

@@ -1,15 +1,57 @@
 // open_volume(): detects the format from content first, then from the name.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "data/file_io.hpp"
 #include "data/formats.hpp"
 
 namespace vx::data {
 
-Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec, const OpenOptions&) {
+namespace {
+
+// Wraps a source so that each chunk read first waits, as on network storage (benchmarks).
+class LatencySource final : public VolumeSource {
+ public:
+  LatencySource(std::shared_ptr<VolumeSource> inner, double ms)
+      : inner_(std::move(inner)), wait_(std::int64_t(ms * 1000)) {}
+  const VolumeInfo& info() const override { return inner_->info(); }
+  Result<ReadResult> read_chunk(int level, const Index& index,
+                                std::span<std::byte> out) const override {
+    std::this_thread::sleep_for(wait_);
+    return inner_->read_chunk(level, index, out);
+  }
+  // Like a network file system: many reads in flight hide the wait.
+  unsigned io_concurrency() const override {
+    return std::max(inner_->io_concurrency(), 16 * io_concurrency_for_path(""));
+  }
+
+ private:
+  std::shared_ptr<VolumeSource> inner_;
+  std::chrono::microseconds wait_;
+};
+
+Result<std::shared_ptr<VolumeSource>> open_path(std::string_view spec);
+
+}  // namespace
+
+Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec,
+                                                  const OpenOptions& options) {
+  if (options.latency_ms < 0 || options.latency_ms > 10000)
+    return fail(ErrorCode::kInvalidArgument, "latency {} ms is outside 0..10000",
+                options.latency_ms);
   if (spec.starts_with("synthetic:")) return open_synthetic(spec);
+  VX_ASSIGN(auto src, open_path(spec));
+  if (options.latency_ms > 0)
+    return std::shared_ptr<VolumeSource>(std::make_shared<LatencySource>(src, options.latency_ms));
+  return src;
+}
+
+namespace {
+
+Result<std::shared_ptr<VolumeSource>> open_path(std::string_view spec) {
   const std::string path(spec);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
@@ -45,4 +87,5 @@ Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec, const O
       path);
 }
 
+}  // namespace
 }  // namespace vx::data

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -38,7 +40,7 @@ void append_any(data::DType t, std::span<const std::byte> b, std::vector<double>
 
 }  // namespace
 
-Status estimate_contrast(Scene& scene, const RenderInputs& in) {
+Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::string>* warnings) {
   for (auto& layer : scene.layers) {
     const auto& info = in.data.sources.at(std::size_t(layer.source));
     const bool has_window = layer.channel < int(info.channels.size()) &&
@@ -46,36 +48,95 @@ Status estimate_contrast(Scene& scene, const RenderInputs& in) {
     if (has_window) continue;
     const int level = int(info.levels.size()) - 1;
     const auto& lv = info.levels[std::size_t(level)];
-    // The whole coarsest level of this channel: its box, through the cache.
-    std::vector<std::int64_t> start(lv.shape.size(), 0), count = lv.shape;
-    for (std::size_t d = 0; d < info.axes.size(); ++d)
-      if (info.axes[d].type == data::AxisType::kChannel) {
-        start[d] = layer.channel;
-        count[d] = 1;
-      }
+    const int nd = lv.ndim();
+    // The whole coarsest level of this channel, chunk by chunk through the cache; chunks that
+    // cannot be read are left out (with a warning), so one bad chunk does not stop a server.
+    std::vector<std::int64_t> lo(std::size_t(nd), 0), hi = lv.grid();
     std::size_t n = 1;
-    for (auto c : count)
-      n *= std::size_t(c);
+    for (int d = 0; d < nd; ++d) {
+      const auto sd = std::size_t(d);
+      if (info.axes[sd].type == data::AxisType::kChannel) {
+        lo[sd] = layer.channel / lv.chunks[sd];
+        hi[sd] = lo[sd] + 1;
+      } else {
+        n *= std::size_t(lv.shape[sd]);
+      }
+    }
     constexpr std::size_t kMaxVoxels = std::size_t(1) << 24;  // 16 Mi: the coarsest level is small
     if (n == 0 || n > kMaxVoxels) continue;
-    std::vector<std::byte> raw(n * data::dtype_size(info.dtype));
-    VX_TRY(data::read_region(*in.cache, in.sources.at(std::size_t(layer.source)), level, start,
-                             count, raw));
+    std::vector<data::Index> indices;
+    data::Index idx{};
+    for (int d = 0; d < nd; ++d)
+      idx[std::size_t(d)] = lo[std::size_t(d)];
+    for (;;) {
+      indices.push_back(idx);
+      int d = nd - 1;
+      for (; d >= 0; --d) {
+        if (++idx[std::size_t(d)] < hi[std::size_t(d)]) break;
+        idx[std::size_t(d)] = lo[std::size_t(d)];
+      }
+      if (d < 0) break;
+    }
+    const auto id = in.sources.at(std::size_t(layer.source));
+    auto got = data::get_chunks_partial(*in.cache, id, level, indices);
+    for (const auto& [i, e] : got.failed)
+      if (warnings)
+        warnings->push_back(
+            fmt::format("default contrast of layer '{}' estimated without a chunk of level {}: {}",
+                        layer.name, level, e.message));
     std::vector<double> values;
     values.reserve(n);
-    append_any(info.dtype, raw, values);
-    if (values.empty()) continue;
+    const std::size_t item = data::dtype_size(info.dtype);
+    for (std::size_t k = 0; k < indices.size(); ++k) {
+      if (!got.pins[k]) continue;
+      const auto bytes = got.pins[k].bytes();
+      // The part of the chunk inside the array (and on the layer's channel), row by row.
+      data::Index a{}, b{}, pos{};
+      for (int d = 0; d < nd; ++d) {
+        const auto sd = std::size_t(d);
+        const auto c0 = indices[k][sd] * lv.chunks[sd];
+        if (info.axes[sd].type == data::AxisType::kChannel) {
+          a[sd] = layer.channel - c0;
+          b[sd] = a[sd] + 1;
+        } else {
+          a[sd] = 0;
+          b[sd] = std::min(lv.chunks[sd], lv.shape[sd] - c0);
+        }
+        pos[sd] = a[sd];
+      }
+      const auto last = std::size_t(nd - 1);
+      for (;;) {
+        std::int64_t off = 0;
+        for (int d = 0; d < nd; ++d)
+          off = off * lv.chunks[std::size_t(d)] +
+                (std::size_t(d) == last ? a[last] : pos[std::size_t(d)]);
+        append_any(info.dtype,
+                   bytes.subspan(std::size_t(off) * item, std::size_t(b[last] - a[last]) * item),
+                   values);
+        int d = nd - 2;
+        for (; d >= 0; --d) {
+          if (++pos[std::size_t(d)] < b[std::size_t(d)]) break;
+          pos[std::size_t(d)] = a[std::size_t(d)];
+        }
+        if (d < 0) break;
+      }
+    }
+    if (values.empty()) {
+      if (warnings && !got.failed.empty())
+        warnings->push_back(fmt::format(
+            "layer '{}': no chunk of level {} could be read; contrast limits stay at {}..{}",
+            layer.name, level, layer.contrast_limits[0], layer.contrast_limits[1]));
+      continue;
+    }
     auto at = [&](double q) {
       auto it = values.begin() + std::ptrdiff_t(q * double(values.size() - 1));
       std::nth_element(values.begin(), it, values.end());
       return *it;
     };
-    double lo = at(0.005), hi = at(0.995);
-    if (!(hi > lo)) hi = lo + 1;  // a constant image still gets a valid range
-    if (layer.iso_threshold == 0.5 * (layer.contrast_limits[0] + layer.contrast_limits[1]))
-      layer.iso_threshold = 0.5 * (lo + hi);  // still the default: follows the contrast
-    layer.contrast_limits = {lo, hi};
-    layer.iso_threshold = 0.5 * (lo + hi);
+    double lo_v = at(0.005), hi_v = at(0.995);
+    if (!(hi_v > lo_v)) hi_v = lo_v + 1;  // a constant image still gets a valid range
+    layer.contrast_limits = {lo_v, hi_v};
+    layer.iso_threshold = 0.5 * (lo_v + hi_v);
   }
   return {};
 }

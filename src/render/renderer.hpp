@@ -2,13 +2,16 @@
 // later); consumers get a Frame of RGBA8 pixels and know whether it is final.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
 #include "data/chunk_cache.hpp"
+#include "data/fetch_set.hpp"
 #include "render/scene.hpp"
 
 namespace vx::render {
@@ -23,9 +26,15 @@ struct RenderOptions {
   // is cached, fall back to the finest coarser level that is cached for the rest, request
   // the missing chunks (on-screen priority) and mark the frame refining.
   bool wait = true;
-  // Progressive mode: called (on an I/O thread, must not block) each time a requested chunk
-  // arrives, so the caller can render again.
+  // Progressive mode: the consumer's fetch set. Missing chunks are asked for through it,
+  // ranked coarse level first, then nearest the centre of the screen first; it cancels what
+  // a later frame no longer needs and remembers chunks that failed (drawn without).
+  data::FetchSet* fetch = nullptr;
+  // Progressive mode without a fetch set: called (on an I/O thread, must not block) each
+  // time a requested chunk arrives, so the caller can render again.
   std::function<void()> on_chunk;
+  // Checked between rows and slabs: once true, render() stops early with kCancelled.
+  const std::atomic<bool>* cancel = nullptr;
   // The camera is moving: a reduced-cost frame (3D: one level coarser and half the rays per
   // axis, upscaled). 2D frames are cheap at full quality and ignore it.
   bool interactive = false;
@@ -38,8 +47,11 @@ struct Frame {
   // kRgba8: width * height * 4, top row first. kI420: the Y plane, then U, then V (each
   // (width/2) * (height/2)). kNV12: the Y plane, then interleaved UV.
   std::vector<std::uint8_t> pixels;
-  std::vector<int> levels;   // the resolution level drawn for each layer
-  bool refining = false;     // drawn from coarser data than the view asks for
+  std::vector<int> levels;  // the resolution level drawn for each layer
+  bool refining = false;    // drawn from coarser data than the view asks for; more coming
+  // Chunks the view needs that could not be read: the frame is drawn without them (from a
+  // coarser level where one is in memory). One message per chunk, naming it and why.
+  std::vector<std::string> failed;
   bool interactive = false;  // a reduced-cost frame for a moving camera, not the final one
   std::uint64_t bricks = 0;  // 3D: chunks the view touches, and those not skipped as empty
   std::uint64_t bricks_drawn = 0;
@@ -82,7 +94,9 @@ namespace vx::render {
 // Sets the contrast limits of every layer whose channel has no display window in its
 // metadata to the 0.5th and 99.5th percentiles of that channel, estimated from the coarsest
 // level (a few chunks, read through the cache). Call it on a default scene, before a view's
-// patch is applied, so that explicit contrast_limits win.
-Status estimate_contrast(Scene& scene, const RenderInputs& inputs);
+// patch is applied, so that explicit contrast_limits win. Chunks that cannot be read are
+// left out of the estimate, each with a message in `warnings` (when given).
+Status estimate_contrast(Scene& scene, const RenderInputs& inputs,
+                         std::vector<std::string>* warnings = nullptr);
 
 }  // namespace vx::render

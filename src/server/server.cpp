@@ -32,7 +32,9 @@ json Context::limits() const {
   return {{"max_clients", options.max_clients},
           {"max_message_bytes", options.max_message_bytes},
           {"max_messages_per_s", options.max_messages_per_s},
-          {"max_canvas", {options.max_width, options.max_height}}};
+          {"max_canvas", {options.max_width, options.max_height}},
+          {"max_layers", options.max_layers},
+          {"max_scene_cost", options.max_scene_cost}};
 }
 
 std::string query_param(std::string_view target, std::string_view key) {
@@ -338,13 +340,19 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   e.pool = &render_pool;
   e.max_width = options.max_width;
   e.max_height = options.max_height;
+  e.max_layers = options.max_layers;
+  e.max_scene_cost = options.max_scene_cost;
   for (std::size_t i = 0; i < datasets.size(); ++i) {
     const auto& info = cache.source(datasets[i]).info();
     e.ids.push_back(datasets[i]);
     e.datasets.push_back(info);
     render::RenderInputs in{&cache, {datasets[i]}, render::SceneData{{info}}};
     auto scene = render::default_scene(in.data);
-    if (auto st = render::estimate_contrast(scene, in); !st) return tl::unexpected(st.error());
+    std::vector<std::string> warnings;
+    if (auto st = render::estimate_contrast(scene, in, &warnings); !st)
+      return tl::unexpected(st.error());
+    for (const auto& w : warnings)
+      VX_LOG(warn, "serve.contrast", "message={}", log_quote(w));
     e.defaults.push_back(std::move(scene));
     ctx->datasets_full.push_back(
         {{"id", i}, {"location", info.location}, {"info", data::info_to_json(info)}});

@@ -22,6 +22,8 @@ struct ServerOptions {
   std::size_t max_message_bytes = 64 * 1024;
   int max_messages_per_s = 240;
   int max_width = 3840, max_height = 2160;
+  int max_layers = 16;                    // visible layers in one scene
+  double max_scene_cost = 128;            // stream::scene_cost() of one scene
   std::string web_dir;                    // the browser client's files
   std::string data_dir = "voxcast-data";  // job results (jobs/ID/...), kept across restarts
   int job_concurrency = 1;

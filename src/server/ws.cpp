@@ -189,6 +189,8 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->closing_) return;
       if (self->session_) {
+        for (auto& w : self->session_->take_warnings())
+          self->send({{"type", "warning"}, {"code", w.code}, {"message", w.message}});
         const auto st = self->session_->take_stats();
         if (st.frames > 0)
           self->send({{"type", "stats"},

@@ -28,6 +28,14 @@ std::uint32_t micros(Clock::duration d) {
 
 }  // namespace
 
+double scene_cost(const render::Scene& scene) {
+  const double mp = double(scene.canvas.width) * double(scene.canvas.height) / 1e6;
+  double layers = 0;
+  for (const auto& l : scene.layers)
+    if (l.visible) layers += scene.dims.ndisplay == 3 ? kVolumeCost : 1;
+  return mp * layers;
+}
+
 void write_header(const FrameHeader& h, std::uint8_t* out) {
   std::memcpy(out, "VXF1", 4);
   put<std::uint16_t>(out, 4, 1);
@@ -87,6 +95,10 @@ Result<std::shared_ptr<Session>> Session::create(Engine& engine, int dataset,
       continue;
     }
     std::shared_ptr<Session> s(new Session(engine, dataset, c));
+    if (s->fetch_)
+      s->fetch_->set_listener([weak = std::weak_ptr<Session>(s)](bool) {
+        if (auto self = weak.lock()) self->on_fetch();
+      });
     s->encoder_name_ = std::string(probe->encoder->name());
     s->fallback_ = probe->fallback;
     return s;
@@ -100,9 +112,14 @@ Session::Session(Engine& engine, int dataset, codec::Codec codec)
       dataset_(dataset),
       codec_(codec),
       scene_(engine.defaults[std::size_t(dataset)]),
-      renderer_(render::make_cpu_renderer()) {}
+      renderer_(render::make_cpu_renderer()) {
+  if (engine.cache) fetch_ = std::make_unique<data::FetchSet>(*engine.cache);
+}
 
-Session::~Session() = default;
+Session::~Session() {
+  cancel_ = true;
+  if (fetch_) fetch_->clear();
+}
 
 std::string Session::encoder_name() const {
   std::lock_guard lock(mutex_);
@@ -131,6 +148,22 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   if (codec_ == codec::Codec::kH264 && (next.canvas.width % 2 || next.canvas.height % 2))
     return fail(ErrorCode::kUnsupported, "field 'canvas': {}x{} is odd; H.264 needs even sizes",
                 next.canvas.width, next.canvas.height);
+  // What one frame may cost, so that one client cannot starve the others.
+  const auto visible = std::count_if(next.layers.begin(), next.layers.end(),
+                                     [](const render::Layer& l) { return l.visible; });
+  if (visible > engine_.max_layers)
+    return fail(ErrorCode::kUnsupported,
+                "field 'layers': {} visible layers are over the limit of {} (--max-layers)",
+                visible, engine_.max_layers);
+  if (const double cost = scene_cost(next); cost > engine_.max_scene_cost)
+    return fail(ErrorCode::kUnsupported,
+                "field 'layers': the scene costs {:.0f} (canvas megapixels x visible layers, a 3D "
+                "layer counting {:.0f}), over the limit of {:.0f} (--max-scene-cost)",
+                cost, kVolumeCost, engine_.max_scene_cost);
+  // A final or refining frame of the old view is no use now: stop it. An interactive frame
+  // is cheap and shows the motion, so it finishes.
+  if (rendering_ && !render_interactive_) cancel_ = true;
+  refine_delay_ = std::chrono::milliseconds(25);
   scene_ = std::move(next);
   state_seq_ = seq;
   state_time_ = Clock::now();
@@ -165,9 +198,42 @@ void Session::request_keyframe() {
   schedule();
 }
 
-void Session::mark_dirty() {
-  if (!dirty_) cause_time_ = Clock::now();
+void Session::mark_dirty(bool refine) {
+  if (!dirty_) {
+    cause_time_ = Clock::now();
+    refine_only_ = refine;
+  } else {
+    refine_only_ &= refine;
+  }
   dirty_ = true;
+}
+
+void Session::on_fetch() {
+  std::lock_guard lock(mutex_);
+  if (closed_) return;
+  // The last chunk in: the final frame now. Otherwise a refining frame on a growing delay.
+  if (fetch_->pending() == 0 || !engine_.after) {
+    mark_dirty(true);
+    schedule();
+    return;
+  }
+  if (refine_armed_) return;
+  refine_armed_ = true;
+  const auto delay = refine_delay_;
+  refine_delay_ = std::min(refine_delay_ * 2, std::chrono::milliseconds(400));
+  engine_.after(delay, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      std::lock_guard l(self->mutex_);
+      self->refine_armed_ = false;
+      self->mark_dirty(true);
+      self->schedule();
+    }
+  });
+}
+
+std::vector<Warning> Session::take_warnings() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(warnings_, {});
 }
 
 std::uint64_t Session::attach(std::function<void(FrameBytes)> send,
@@ -194,6 +260,8 @@ void Session::detach(std::uint64_t generation) {
   if (generation != sink_generation_) return;
   sink_ = nullptr;
   in_flight_ = false;
+  cancel_ = true;  // nobody to show it to: stop rendering and loading
+  if (fetch_) fetch_->clear();
 }
 
 void Session::written(std::uint64_t generation) {
@@ -207,6 +275,8 @@ void Session::close() {
   std::lock_guard lock(mutex_);
   closed_ = true;
   sink_ = nullptr;
+  cancel_ = true;
+  if (fetch_) fetch_->clear();
 }
 
 SessionStats Session::take_stats() {
@@ -217,7 +287,10 @@ SessionStats Session::take_stats() {
 void Session::schedule() {
   if (closed_ || rendering_ || in_flight_ || !dirty_ || !sink_ || !engine_.pool) return;
   rendering_ = true;
-  engine_.pool->submit(0, [weak = weak_from_this()] {
+  const int priority = Clock::now() < interactive_until_ ? kRenderInteractive
+                       : refine_only_                    ? kRenderRefining
+                                                         : kRenderFinal;
+  engine_.pool->submit(priority, [weak = weak_from_this()] {
     if (auto self = weak.lock()) self->render_job();
   });
 }
@@ -238,12 +311,20 @@ void Session::render_job() {
     force_key_ = false;
     dirty_ = false;
     interactive = Clock::now() < interactive_until_;
+    render_interactive_ = interactive;
+    cancel_ = false;
   }
   auto fail_job = [&](const Error& e) {
-    VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
     std::lock_guard lock(mutex_);
     rendering_ = false;
     force_key_ |= key;  // a keyframe still owed stays owed
+    if (e.code == ErrorCode::kCancelled) {
+      // Stopped for a newer view (or nobody to show it to): render that one, if any.
+      dirty_ = true;
+      schedule();
+      return;
+    }
+    VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
     // The client still lacks this frame: try again in 200 ms (not in a busy loop).
     if (engine_.after)
       engine_.after(std::chrono::milliseconds(200), [weak = weak_from_this()] {
@@ -271,29 +352,43 @@ void Session::render_job() {
   opt.format = encoder_->input_format();
   opt.wait = false;
   opt.interactive = interactive;
-  opt.on_chunk = [weak = weak_from_this()] {
-    if (auto self = weak.lock()) {
-      std::lock_guard lock(self->mutex_);
-      self->mark_dirty();
-      self->schedule();
-    }
-  };
+  opt.fetch = fetch_.get();
+  opt.cancel = &cancel_;
   render::RenderInputs in{engine_.cache,
                           {engine_.ids[std::size_t(dataset_)]},
                           render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
+  if (fetch_) fetch_->begin_round();
   auto frame = renderer_->render(scene, in, opt);
+  if (fetch_ && frame) fetch_->end_round();  // cancels what this view no longer needs
   if (!frame) return fail_job(frame.error());
+  if (fetch_)
+    for (auto& f : fetch_->take_failures()) {
+      const auto& info = engine_.datasets[std::size_t(dataset_)];
+      std::string idx;
+      for (int d = 0; d < info.ndim(); ++d)
+        idx += fmt::format("{}{}", d ? "." : "", f.index[std::size_t(d)]);
+      VX_LOG(warn, "stream.chunk_failed", "dataset={} level={} chunk={} error={}",
+             log_quote(info.location), f.level, idx, log_quote(f.error.message));
+      std::lock_guard lock(mutex_);
+      if (warnings_.size() < 256)
+        warnings_.push_back(
+            {"chunk_failed",
+             fmt::format("{} level {} chunk {} could not be read, drawn without it: "
+                         "{}",
+                         info.location, f.level, idx, f.error.message)});
+    }
   const auto t1 = Clock::now();
   codec::Encoded enc;
   if (auto st = encoder_->encode(frame->pixels.data(), key, enc); !st) return fail_job(st.error());
   const auto t2 = Clock::now();
   const bool refining = frame->refining, reduced = frame->interactive;
+  const bool degraded = !frame->failed.empty();
   renderer_->recycle(std::move(*frame));
 
   FrameHeader hdr;
   hdr.codec = std::uint8_t(codec_);
   hdr.flags = std::uint8_t((enc.keyframe ? kKeyframe : 0) | (refining ? kRefining : 0) |
-                           (reduced ? kInteractive : 0));
+                           (reduced ? kInteractive : 0) | (degraded ? kDegraded : 0));
   hdr.state_seq = state_seq;
   hdr.width = std::uint16_t(w);
   hdr.height = std::uint16_t(h);

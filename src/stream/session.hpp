@@ -7,11 +7,22 @@
 //
 // A frame is rendered only when the previous one has left, so a slow client gets fewer
 // frames, each of the latest scene, and costs nothing extra; H.264 frames are never dropped
-// after encoding. Frames are drawn without waiting for chunks: missing ones come from a
-// coarser level (the frame is marked refining) and each arrival triggers another frame.
+// after encoding. Frames are drawn without waiting for chunks: the session's fetch set asks
+// for what the view needs (coarse first, centre first; what the view no longer needs is
+// cancelled) and missing ones come from a coarser level (the frame is marked refining).
+// Refining frames are paced: the next one after 25 ms, then 50, 100, ... up to 400 ms, so
+// the cores load and decode instead of redrawing; the final frame follows as soon as the
+// last chunk is in. Chunks that fail are drawn without, flagged (kDegraded) and reported once
+// (take_warnings()); they cause no more frames.
+//
+// Render jobs go to the shared pool by class: interactive frames first, then final frames,
+// then refining ones; one job per session at a time, so sessions take turns. A running
+// final or refining render is cancelled when the view changes, the pixel channel leaves or
+// the session closes (the renderer checks between rows and slabs).
 // No Asio here: the server supplies the sink and a timer.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -25,6 +36,7 @@
 #include "core/error.hpp"
 #include "core/thread_pool.hpp"
 #include "data/chunk_cache.hpp"
+#include "data/fetch_set.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::stream {
@@ -34,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 // The 48-byte little-endian header before every frame's payload (docs/protocol.md).
 constexpr std::size_t kHeaderBytes = 48;
-enum FrameFlags : std::uint8_t { kKeyframe = 1, kRefining = 2, kInteractive = 4 };
+enum FrameFlags : std::uint8_t { kKeyframe = 1, kRefining = 2, kInteractive = 4, kDegraded = 8 };
 struct FrameHeader {
   std::uint8_t codec = 0;
   std::uint8_t flags = 0;
@@ -57,6 +69,23 @@ struct Engine {
   // Runs `fn` once after `delay` (the server's timers); must not run it inline.
   std::function<void(std::chrono::milliseconds, std::function<void()>)> after;
   int max_width = 3840, max_height = 2160;
+  // Scene cost limits: visible layers, and canvas megapixels x layers with a 3D layer
+  // counting kVolumeCost (a scene over either is refused, naming the limit).
+  int max_layers = 16;
+  double max_scene_cost = 128;
+};
+
+// Render-pool priorities of the session's jobs.
+inline constexpr int kRenderInteractive = 30, kRenderFinal = 20, kRenderRefining = 10;
+// How much more a 3D layer costs than a 2D one, in the scene cost.
+inline constexpr double kVolumeCost = 8;
+// The cost of a scene (megapixels x layers, a visible 3D layer counting kVolumeCost).
+double scene_cost(const render::Scene& scene);
+
+// A problem the client should hear of on the state channel (docs/protocol.md `warning`).
+struct Warning {
+  std::string code;  // "chunk_failed"
+  std::string message;
 };
 
 struct SessionStats {
@@ -96,11 +125,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void close();
 
   SessionStats take_stats();
+  // Warnings since the last call (each failed chunk once), for the state channel.
+  std::vector<Warning> take_warnings();
 
  private:
   Session(Engine& engine, int dataset, codec::Codec codec);
   void schedule();  // needs mutex_ held
   void render_job();
+  void on_fetch();  // a chunk of the fetch set arrived or failed (an I/O thread)
 
   Engine& engine_;
   const int dataset_;
@@ -111,13 +143,20 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point state_time_ = Clock::now();
   Clock::time_point interactive_until_{};
   bool dirty_ = true, rendering_ = false, in_flight_ = false, force_key_ = true, closed_ = false;
+  bool refine_only_ = false;         // dirty only because chunks arrived
+  bool render_interactive_ = false;  // the running render is an interactive frame
+  bool refine_armed_ = false;        // a paced refining frame is on its timer
+  std::chrono::milliseconds refine_delay_{25};
+  std::atomic<bool> cancel_{false};  // the running render's cancel flag
+  std::unique_ptr<data::FetchSet> fetch_;
+  std::vector<Warning> warnings_;
   std::function<void(FrameBytes)> sink_;
   std::function<void()> replaced_;
   std::uint64_t sink_generation_ = 0;
   // When the event that made the scene dirty happened (a state update, a keyframe request,
   // a pixel channel joining, chunks arriving): the frame header's server time counts from it.
   Clock::time_point cause_time_ = Clock::now();
-  void mark_dirty();  // needs mutex_ held
+  void mark_dirty(bool refine = false);  // needs mutex_ held
   std::unique_ptr<render::Renderer> renderer_;
   std::unique_ptr<codec::Encoder> encoder_;  // used by the render job only
   std::string encoder_name_, fallback_;

@@ -13,6 +13,7 @@
 
 #include "render/cpu/common.hpp"
 #include "render/cpu/volume.hpp"
+#include "render/fetch.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -103,6 +104,8 @@ struct LayerPlan {
   float lo = 0, scale = 1, alpha = 1;
   Blending blend = Blending::kTranslucent;
   bool complete = true;                 // every chunk of the view is pinned
+  std::size_t pending = 0;              // chunks asked for, on their way
+  std::vector<std::string> failed;      // chunks that could not be read
   std::unique_ptr<LayerPlan> fallback;  // coarser, complete: drawn where chunks are missing
 };
 
@@ -312,6 +315,7 @@ class CpuRenderer final : public Renderer {
         }
         frame.levels.push_back(vl->level);
         frame.refining |= vl->refining;
+        frame.failed.insert(frame.failed.end(), vl->failed.begin(), vl->failed.end());
         frame.bricks += vl->bricks;
         frame.bricks_drawn += vl->bricks_drawn;
         volumes.push_back(std::move(vl->drawer));
@@ -327,7 +331,6 @@ class CpuRenderer final : public Renderer {
                                       opt.wait ? Fetch::kWait : Fetch::kRequest, opt));
       if (!plan) continue;  // the slice misses the data
       if (!plan->complete) {
-        frame.refining = true;
         // The finest coarser level that is all in memory stands in for the missing chunks;
         // failing that, the coarsest level, requested now (it is small).
         const int levels = int(in.data.sources[std::size_t(layer.source)].levels.size());
@@ -339,6 +342,10 @@ class CpuRenderer final : public Renderer {
             plan->fallback = std::make_unique<LayerPlan>(std::move(*fb));
         }
       }
+      // Refining while something is on its way; chunks that failed will not come.
+      frame.refining |= plan->pending > 0 || (plan->fallback && plan->fallback->pending > 0);
+      for (auto* q : {&*plan, plan->fallback.get()})
+        if (q) frame.failed.insert(frame.failed.end(), q->failed.begin(), q->failed.end());
       plans.push_back(std::move(*plan));
     }
     // One pass over the rows for all layers: accumulate rows in float, then store them in
@@ -364,6 +371,7 @@ class CpuRenderer final : public Renderer {
           std::vector<float> acc(std::size_t(W) * 3 * std::size_t(step));
           std::vector<std::uint8_t> drawn, rgb8;
           for (int pr = pairs.begin(); pr < pairs.end(); ++pr) {
+            if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) return;
             for (int r = 0; r < step; ++r) {
               const int py = pr * step + r;
               float* row = acc.data() + std::size_t(r) * std::size_t(W) * 3;
@@ -395,6 +403,10 @@ class CpuRenderer final : public Renderer {
             if (yuv) store_420(acc.data(), W, H, pr, opt.format, frame.pixels.data());
           }
         });
+    if (opt.cancel && opt.cancel->load()) {
+      recycle(std::move(frame));
+      return fail(ErrorCode::kCancelled, "the frame was cancelled");
+    }
     return frame;
   }
 
@@ -411,10 +423,6 @@ class CpuRenderer final : public Renderer {
                          axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 1)])]},
                         1.0 / scene.camera.zoom);
   }
-
-  // kWait: pin every chunk (reading what is missing). kRequest: pin what is cached, request
-  // the rest. kCachedOnly: pin what is cached.
-  enum class Fetch { kWait, kRequest, kCachedOnly };
 
   // Plans one layer at `level`, or nullopt when the slice misses the data.
   static Result<std::optional<LayerPlan>> plan_layer(const Scene& scene, const RenderInputs& in,
@@ -480,22 +488,24 @@ class CpuRenderer final : public Renderer {
         indices.push_back(idx);
       }
     const auto id = in.sources.at(std::size_t(layer.source));
-    if (fetch == Fetch::kWait) {
-      VX_ASSIGN(p.pins, data::get_chunks(*in.cache, id, level, indices));
-    } else {
-      for (const auto& idx : indices) {
-        auto pin = in.cache->try_get(id, level, idx);
-        if (!pin) {
-          p.complete = false;
-          if (fetch == Fetch::kRequest)
-            in.cache->request(id, level, idx, data::kPriorityVisible,
-                              [cb = opt.on_chunk](Result<data::ChunkPin>) {
-                                if (cb) cb();
-                              });
-        }
-        p.pins.push_back(pin ? std::move(*pin) : data::ChunkPin{});
-      }
+    // Distance of each chunk's centre from the screen's centre (0 centre, 1 corner), so that
+    // reads start in the middle of the view.
+    std::vector<double> centre;
+    centre.reserve(indices.size());
+    auto offset = [&](std::size_t a, int pixels, double c, std::int64_t i) {
+      const double v = (double(i) + 0.5) * double(lv.chunks[a]);
+      return (lv.translation[a] + lv.scale[a] * v - c) * zoom / (pixels / 2.0);
+    };
+    for (const auto& idx : indices) {
+      const double dy = offset(std::size_t(ay), H, scene.camera.center[1], idx[std::size_t(ay)]);
+      const double dx = offset(std::size_t(ax), W, scene.camera.center[2], idx[std::size_t(ax)]);
+      centre.push_back(std::sqrt((dy * dy + dx * dx) / 2));
     }
+    auto got = fetch_chunks(in, opt, id, level, indices, centre, fetch);
+    p.pins = std::move(got.pins);
+    p.complete = got.complete();
+    p.pending = got.pending;
+    p.failed = std::move(got.failed);
     for (const auto& pin : p.pins)
       p.chunks.push_back(pin ? pin.bytes().data() : nullptr);
     p.ys = sample_axis(H, scene.camera.center[1], zoom, lv.translation[std::size_t(ay)],

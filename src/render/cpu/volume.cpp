@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "render/cpu/volume_impl.hpp"
+#include "render/fetch.hpp"
 
 namespace vx::render::cpu {
 
@@ -285,48 +286,57 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
     }
     return out;
   };
-  VolumeLayer result;
-  std::vector<data::ChunkPin> pins;
-  if (opt.wait) {
-    VX_ASSIGN(pins, data::get_chunks(*in.cache, id, level, indices(*plan)));
-  } else {
-    bool complete = true;
-    for (const auto& idx : indices(*plan)) {
-      auto pin = in.cache->try_get(id, level, idx);
-      if (!pin) {
-        complete = false;
-        in.cache->request(id, level, idx, data::kPriorityVisible,
-                          [cb = opt.on_chunk](Result<data::ChunkPin>) {
-                            if (cb) cb();
-                          });
-      }
-      pins.push_back(pin ? std::move(*pin) : data::ChunkPin{});
+  // Distance of each brick's projected centre from the screen's centre, for the read order.
+  auto centres = [&](const Planned& p) {
+    std::vector<double> out;
+    const double hw = scene.canvas.width / 2.0, hh = scene.canvas.height / 2.0;
+    for (const auto& b : p.bricks) {
+      Vec3 v;
+      for (std::size_t d = 0; d < 3; ++d)
+        v[d] = (double(b[d]) + 0.5) * double(p.g.chunk[d]) - 0.5;
+      double x, y, depth;
+      proj.project(p.g.to_world(v), x, y, depth);
+      const double dx = (x - hw) / hw, dy = (y - hh) / hh;
+      out.push_back(std::sqrt((dx * dx + dy * dy) / 2));
     }
+    return out;
+  };
+  VolumeLayer result;
+  auto got = fetch_chunks(in, opt, id, level, indices(*plan), centres(*plan),
+                          opt.wait ? Fetch::kWait : Fetch::kRequest);
+  std::vector<data::ChunkPin> pins = std::move(got.pins);
+  result.failed = std::move(got.failed);
+  // Refining while bricks are on their way, at every level count (one level included).
+  result.refining = got.pending > 0;
+  if (!opt.wait && !got.complete()) {
     // Not all here: the finest coarser level that is all in memory stands in; failing that,
-    // the coarsest level, read now (it is a few chunks).
-    for (int l = level + 1; !complete && l <= last; ++l) {
+    // the coarsest level, asked for now (it is a few chunks) and drawn as far as it is here.
+    for (int l = level + 1; l <= last; ++l) {
       auto coarse = plan_level(scene, proj, info, axes, layer, l);
       if (!coarse) break;
-      std::vector<data::ChunkPin> cp;
-      bool all = true;
-      for (const auto& idx : indices(*coarse)) {
-        auto pin = in.cache->try_get(id, l, idx);
-        if (!pin) {
-          all = false;
+      const auto cidx = indices(*coarse);
+      auto cp = fetch_chunks(in, opt, id, l, cidx, centres(*coarse),
+                             l == last ? Fetch::kRequest : Fetch::kCachedOnly);
+      if (l < last && !cp.complete()) continue;
+      if (l == last) {
+        result.refining |= cp.pending > 0;
+        // Coarse data that is not all here yet is worse than the partial fine level only
+        // when the fine level has more of its bricks.
+        std::size_t have_fine = 0, have_coarse = 0;
+        for (const auto& p : pins)
+          have_fine += bool(p);
+        for (const auto& p : cp.pins)
+          have_coarse += bool(p);
+        if (!cp.complete() &&
+            double(have_fine) / double(std::max<std::size_t>(1, pins.size())) >=
+                double(have_coarse) / double(std::max<std::size_t>(1, cp.pins.size())))
           break;
-        }
-        cp.push_back(std::move(*pin));
       }
-      if (!all && l == last) {
-        VX_ASSIGN(cp, data::get_chunks(*in.cache, id, l, indices(*coarse)));
-        all = true;
-      }
-      if (all) {
-        plan = std::move(coarse);
-        pins = std::move(cp);
-        result.refining = true;
-        complete = true;
-      }
+      plan = std::move(coarse);
+      pins = std::move(cp.pins);
+      result.failed.insert(result.failed.end(), cp.failed.begin(), cp.failed.end());
+      result.refining = true;
+      break;
     }
   }
   result.level = plan->g.level;
@@ -341,6 +351,7 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   look.attenuation = float(layer.attenuation);
   look.opacity = float(layer.opacity);
   look.blending = layer.blending;
+  look.cancel = opt.cancel;
 
   Bricks bricks;
   bricks.lo = plan->blo;

@@ -48,8 +48,9 @@ struct VolumeLayer {
   std::unique_ptr<RowDrawer> drawer;
   int level = 0;
   bool refining = false;
-  std::uint64_t bricks = 0;        // chunks the view touches
-  std::uint64_t bricks_drawn = 0;  // of which not skipped as empty
+  std::vector<std::string> failed;  // chunks that could not be read (drawn without)
+  std::uint64_t bricks = 0;         // chunks the view touches
+  std::uint64_t bricks_drawn = 0;   // of which not skipped as empty
 };
 
 // Renders `layer` (visible) of a 3D scene; nullopt when it shows nothing (the slice of the

@@ -70,6 +70,7 @@ struct Look {
   float attenuation = 0;
   float opacity = 1;
   Blending blending = Blending::kTranslucent;
+  const std::atomic<bool>* cancel = nullptr;  // checked between slabs of slices
 };
 
 // How rays are grouped: slices along axis c (front slice k0 to back slice k1, step dir),

@@ -211,7 +211,9 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
   L.resize(std::size_t(g.n[A]) + 2);
   const bool fast = s.fa_int > 0 && look.linear;
   if (fast && s.fa_int > 1) E.resize(std::size_t(s.fa_int) * (std::size_t(g.n[A]) + 1) + 1);
+  int slab = 0;
   for (std::int64_t k = s.k0;; k += s.dir * s.kstep) {
+    if (look.cancel && (++slab & 15) == 0 && look.cancel->load(std::memory_order_relaxed)) return;
     const double kd = double(k);
     const double A0 = s.a_at(0, kd), dA = s.beta(kd) / s.fa;
     for (int v = v0; v < v1; ++v) {
