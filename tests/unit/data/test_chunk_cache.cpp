@@ -5,9 +5,11 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "data/chunk_cache.hpp"
+#include "data/fetch_set.hpp"
 
 namespace vx::data {
 namespace {
@@ -210,22 +212,222 @@ TEST(ChunkCache, CancelledRequestsAreNotRead) {
   EXPECT_TRUE(cache.get(id, 0, Index{1, 0, 0}));
 }
 
-TEST(ChunkCache, ErrorsReachEveryWaiterAndAreNotCached) {
+TEST(ChunkCache, ErrorsAreRetriedThenRememberedForEveryWaiter) {
   auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8},
                                           std::vector<std::int64_t>{8, 8, 8});
   src->fail_z = 1;
-  ChunkCache cache(CacheOptions{1 << 20, 2, 4});
+  CacheOptions o{1 << 20, 2, 4};
+  o.retries = 2;
+  o.retry_backoff_ms = 1;
+  ChunkCache cache(o);
   const auto id = cache.add_source(src);
   auto r = cache.get(id, 0, Index{1, 0, 0});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kCorrupt);
   EXPECT_NE(r.error().message.find("chunk 1.0.0"), std::string::npos);
-  EXPECT_FALSE(cache.get(id, 0, Index{1, 0, 0}));
-  EXPECT_EQ(src->reads.load(), 2);
-  EXPECT_EQ(cache.counters().errors, 2u);
+  EXPECT_EQ(src->reads.load(), 3);  // the first try and two retries
+  EXPECT_EQ(cache.counters().retries, 2u);
+  EXPECT_EQ(cache.counters().errors, 1u);
+  // Remembered: the next request gets the same error at once, without reading.
+  auto again = cache.get(id, 0, Index{1, 0, 0});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().message, r.error().message);
+  EXPECT_EQ(src->reads.load(), 3);
+  EXPECT_EQ(cache.counters().failed_hits, 1u);
+  EXPECT_FALSE(cache.try_get(id, 0, Index{1, 0, 0}).has_value());
   auto out = cache.get(id, 0, Index{5, 0, 0});
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST(ChunkCache, FailuresAreForgottenAfterTheirTime) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  src->fail_z = 1;
+  CacheOptions o{1 << 20, 2, 4};
+  o.retries = 0;
+  o.failure_ttl_ms = 0;  // not remembered
+  ChunkCache cache(o);
+  const auto id = cache.add_source(src);
+  EXPECT_FALSE(cache.get(id, 0, Index{1, 0, 0}));
+  EXPECT_FALSE(cache.get(id, 0, Index{1, 0, 0}));
+  EXPECT_EQ(src->reads.load(), 2);
+  src->fail_z = -1;  // the storage recovered
+  EXPECT_TRUE(cache.get(id, 0, Index{1, 0, 0}));
+}
+
+// Blocks the only I/O thread with chunk 0, then runs `body` with the queue filling behind it.
+template <class F>
+void with_blocked_thread(TestSource& src, ChunkCache& cache, SourceId id, F body) {
+  src.block();
+  std::atomic<bool> first{false};
+  cache.request(id, 0, Index{0, 0, 0}, kPriorityPrefetch, [&](Result<ChunkPin>) { first = true; });
+  while (src.reads.load() == 0)
+    std::this_thread::yield();
+  body();
+  src.unblock();
+  while (!first.load())
+    std::this_thread::yield();
+}
+
+TEST(ChunkCache, RaisingAPriorityMovesTheQueuedReadWithoutASecondOne) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{1 << 20, 1, 4});
+  const auto id = cache.add_source(src);
+  std::atomic<int> done{0};
+  auto cb = [&](Result<ChunkPin> r) {
+    EXPECT_TRUE(r);
+    done++;
+  };
+  with_blocked_thread(*src, cache, id, [&] {
+    for (int z = 1; z <= 3; ++z)
+      cache.request(id, 0, Index{z, 0, 0}, kPriorityPrefetch, cb);
+    cache.request(id, 0, Index{3, 0, 0}, kPriorityVisible, cb);  // the last one, now urgent
+    EXPECT_EQ(cache.counters().queued, 3u);                      // moved, not queued twice
+    EXPECT_EQ(cache.counters().joined, 1u);
+  });
+  while (done.load() < 4)
+    std::this_thread::yield();
+  std::lock_guard l(src->m);
+  ASSERT_EQ(src->order.size(), 4u);  // 0, then 3, 1, 2: each read once
+  EXPECT_EQ(src->order[1][0], 3);
+  EXPECT_EQ(src->order[2][0], 1);
+  EXPECT_EQ(src->order[3][0], 2);
+}
+
+TEST(ChunkCache, CancellingTheLastRequestTakesTheReadOutOfTheQueue) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{1 << 20, 1, 4});
+  const auto id = cache.add_source(src);
+  std::atomic<int> calls{0};
+  with_blocked_thread(*src, cache, id, [&] {
+    auto a = cache.request(id, 0, Index{1, 0, 0}, kPriorityVisible, [&](auto) { calls++; });
+    auto b = cache.request(id, 0, Index{1, 0, 0}, kPriorityVisible, [&](auto) { calls++; });
+    a.cancel();
+    EXPECT_EQ(cache.counters().queued, 1u);  // b still wants it
+    b.cancel();
+    EXPECT_EQ(cache.counters().queued, 0u);  // gone from the queue at once
+    EXPECT_EQ(cache.counters().cancelled, 1u);
+  });
+  EXPECT_TRUE(cache.get(id, 0, Index{2, 0, 0}));  // the thread moved on past nothing
+  EXPECT_EQ(src->reads.load(), 2);
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_TRUE(cache.get(id, 0, Index{1, 0, 0}));  // asked again: read normally
+}
+
+TEST(ChunkCache, AFullQueueDropsItsLowestPriorityRead) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  CacheOptions o{1 << 20, 1, 4};
+  o.max_queued = 2;
+  ChunkCache cache(o);
+  const auto id = cache.add_source(src);
+  std::atomic<int> ok{0};
+  std::optional<Error> dropped;
+  std::mutex m;
+  with_blocked_thread(*src, cache, id, [&] {
+    cache.request(id, 0, Index{1, 0, 0}, kPriorityPrefetch, [&](Result<ChunkPin> r) {
+      std::lock_guard l(m);
+      if (r)
+        ok++;
+      else
+        dropped = r.error();
+    });
+    for (int z : {2, 3})
+      cache.request(id, 0, Index{z, 0, 0}, kPriorityVisible, [&](Result<ChunkPin> r) {
+        if (r) ok++;
+      });
+    EXPECT_EQ(cache.counters().queued, 2u);
+    EXPECT_EQ(cache.counters().dropped, 1u);
+  });
+  while (ok.load() < 2)
+    std::this_thread::yield();
+  std::lock_guard l(m);
+  ASSERT_TRUE(dropped.has_value());
+  EXPECT_EQ(dropped->code, ErrorCode::kBusy);
+  EXPECT_EQ(ok.load(), 2);
+}
+
+TEST(ChunkCache, VisiblePrioritiesRankCoarseThenCentreAboveEveryPrefetch) {
+  EXPECT_GT(visible_priority(3, 0.9), visible_priority(2, 0.0));  // coarse first
+  EXPECT_GT(visible_priority(2, 0.1), visible_priority(2, 0.5));  // then the centre
+  EXPECT_GT(visible_priority(0, 1.0), prefetch_priority(30, 0.0));
+  EXPECT_EQ(visible_priority(1, -3), visible_priority(1, 0));  // clamped
+}
+
+TEST(FetchSet, AsksOnceReportsArrivalsAndCancelsWhatTheViewDropped) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{1 << 20, 1, 4});
+  const auto id = cache.add_source(src);
+  FetchSet fetch(cache);
+  std::atomic<int> events{0};
+  fetch.set_listener([&](bool) { events++; });
+  with_blocked_thread(*src, cache, id, [&] {
+    ChunkPin pin;
+    fetch.begin_round();
+    for (int round = 0; round < 3; ++round)  // a frame that asks three times asks once
+      for (int z : {1, 2, 3})
+        EXPECT_EQ(fetch.want(id, 0, Index{z, 0, 0}, visible_priority(0, 0), pin),
+                  FetchSet::State::kPending);
+    fetch.end_round();
+    EXPECT_EQ(fetch.pending(), 3u);
+    EXPECT_EQ(cache.counters().queued, 3u);
+    EXPECT_EQ(cache.counters().misses, 4u);  // chunk 0 and three, no second requests
+    // The view moves: only chunk 2 is still needed; 1 and 3 leave the queue.
+    fetch.begin_round();
+    EXPECT_EQ(fetch.want(id, 0, Index{2, 0, 0}, visible_priority(0, 0), pin),
+              FetchSet::State::kPending);
+    fetch.end_round();
+    EXPECT_EQ(fetch.pending(), 1u);
+    EXPECT_EQ(cache.counters().queued, 1u);
+  });
+  while (fetch.pending() > 0)
+    std::this_thread::yield();
+  EXPECT_EQ(events.load(), 1);
+  EXPECT_EQ(src->reads.load(), 2);  // 0 and 2
+  ChunkPin pin;
+  fetch.begin_round();
+  EXPECT_EQ(fetch.want(id, 0, Index{2, 0, 0}, visible_priority(0, 0), pin),
+            FetchSet::State::kReady);
+  EXPECT_EQ(pin.as<std::uint16_t>()[0], TestSource::value(16, 0, 0));
+}
+
+TEST(FetchSet, AFailedChunkIsReportedOnceAndNotAskedForAgain) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  src->fail_z = 4;
+  CacheOptions o{1 << 20, 2, 4};
+  o.retry_backoff_ms = 1;
+  ChunkCache cache(o);
+  const auto id = cache.add_source(src);
+  FetchSet fetch(cache);
+  std::atomic<int> failures{0};
+  fetch.set_listener([&](bool failed) { failures += failed; });
+  ChunkPin pin;
+  fetch.begin_round();
+  EXPECT_EQ(fetch.want(id, 0, Index{4, 0, 0}, visible_priority(0, 0), pin),
+            FetchSet::State::kPending);
+  fetch.end_round();
+  while (failures.load() == 0)
+    std::this_thread::yield();
+  const int reads = src->reads.load();
+  for (int frame = 0; frame < 5; ++frame) {  // the frames that follow draw without it
+    fetch.begin_round();
+    EXPECT_EQ(fetch.want(id, 0, Index{4, 0, 0}, visible_priority(0, 0), pin),
+              FetchSet::State::kFailed);
+    fetch.end_round();
+  }
+  EXPECT_EQ(src->reads.load(), reads);
+  EXPECT_EQ(failures.load(), 1);
+  auto f = fetch.take_failures();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].index[0], 4);
+  EXPECT_NE(f[0].error.message.find("broken"), std::string::npos);
+  EXPECT_TRUE(fetch.take_failures().empty());  // once
+  EXPECT_EQ(fetch.pending(), 0u);
 }
 
 TEST(ChunkCache, MissingChunksReadAsTheFillValue) {
