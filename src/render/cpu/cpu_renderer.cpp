@@ -502,8 +502,8 @@ class CpuRenderer final : public Renderer {
       centre.push_back(std::sqrt((dy * dy + dx * dx) / 2));
     }
     auto got = fetch_chunks(in, opt, id, level, indices, centre, fetch);
-    p.pins = std::move(got.pins);
     p.complete = got.complete();
+    p.pins = std::move(got.pins);
     p.pending = got.pending;
     p.failed = std::move(got.failed);
     for (const auto& pin : p.pins)

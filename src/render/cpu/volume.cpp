@@ -304,11 +304,12 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   VolumeLayer result;
   auto got = fetch_chunks(in, opt, id, level, indices(*plan), centres(*plan),
                           opt.wait ? Fetch::kWait : Fetch::kRequest);
+  const bool complete = got.complete();
   std::vector<data::ChunkPin> pins = std::move(got.pins);
   result.failed = std::move(got.failed);
   // Refining while bricks are on their way, at every level count (one level included).
   result.refining = got.pending > 0;
-  if (!opt.wait && !got.complete()) {
+  if (!opt.wait && !complete) {
     // Not all here: the finest coarser level that is all in memory stands in; failing that,
     // the coarsest level, asked for now (it is a few chunks) and drawn as far as it is here.
     for (int l = level + 1; l <= last; ++l) {
@@ -321,14 +322,14 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
       if (l == last) {
         result.refining |= cp.pending > 0;
         // Coarse data that is not all here yet is worse than the partial fine level only
-        // when the fine level has more of its bricks.
+        // when the fine level has more of its bricks (the coarse ones come first).
         std::size_t have_fine = 0, have_coarse = 0;
         for (const auto& p : pins)
           have_fine += bool(p);
         for (const auto& p : cp.pins)
           have_coarse += bool(p);
         if (!cp.complete() &&
-            double(have_fine) / double(std::max<std::size_t>(1, pins.size())) >=
+            double(have_fine) / double(std::max<std::size_t>(1, pins.size())) >
                 double(have_coarse) / double(std::max<std::size_t>(1, cp.pins.size())))
           break;
       }
