@@ -162,10 +162,27 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
           sessions += !w.expired();
       }
       const auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_->start);
+      const auto& rc = *ctx_->engine.counters;
+      const auto cc = ctx_->engine.cache->counters();
       return send_json(req, {{"status", "ok"},
                              {"version", "0.3.0"},
                              {"sessions", sessions},
-                             {"uptime_s", up.count()}});
+                             {"uptime_s", up.count()},
+                             {"renders",
+                              {{"running", rc.running.load()},
+                               {"done", rc.done.load()},
+                               {"cancelled", rc.cancelled.load()},
+                               {"failed", rc.failed.load()}}},
+                             {"cache",
+                              {{"bytes", cc.bytes_cached},
+                               {"budget_bytes", ctx_->engine.cache->budget_bytes()},
+                               {"hits", cc.hits},
+                               {"misses", cc.misses},
+                               {"queued_reads", cc.queued},
+                               {"cancelled_reads", cc.cancelled},
+                               {"failed_reads", cc.errors},
+                               {"retries", cc.retries},
+                               {"failed_hits", cc.failed_hits}}}});
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
     return send_file(req, path == "/" ? "/index.html" : path);
@@ -424,7 +441,8 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
       if (auto s = w.lock()) s->close();
   }
   ctx->jobs = nullptr;
-  VX_LOG(info, "serve.stopped", "");
+  VX_LOG(info, "serve.stopped", "renders_done={} renders_cancelled={}", e.counters->done.load(),
+         e.counters->cancelled.load());
   return {};
 }
 

@@ -210,7 +210,8 @@ void Session::mark_dirty(bool refine) {
 
 void Session::on_fetch() {
   std::lock_guard lock(mutex_);
-  if (closed_) return;
+  // Nothing to improve on a final frame (late arrivals of chunks the view dropped).
+  if (closed_ || (!rendering_ && !last_refining_)) return;
   // The last chunk in: the final frame now. Otherwise a refining frame on a growing delay.
   if (fetch_->pending() == 0 || !engine_.after) {
     mark_dirty(true);
@@ -225,6 +226,7 @@ void Session::on_fetch() {
     if (auto self = weak.lock()) {
       std::lock_guard l(self->mutex_);
       self->refine_armed_ = false;
+      if (!self->rendering_ && !self->last_refining_) return;
       self->mark_dirty(true);
       self->schedule();
     }
@@ -296,6 +298,12 @@ void Session::schedule() {
 }
 
 void Session::render_job() {
+  const auto counters = engine_.counters;
+  counters->running++;
+  struct Done {
+    RenderCounters& c;
+    ~Done() { c.running--; }
+  } done{*counters};
   render::Scene scene;
   std::uint32_t state_seq;
   Clock::time_point since;
@@ -319,12 +327,14 @@ void Session::render_job() {
     rendering_ = false;
     force_key_ |= key;  // a keyframe still owed stays owed
     if (e.code == ErrorCode::kCancelled) {
+      counters->cancelled++;
       // Stopped for a newer view (or nobody to show it to): render that one, if any.
       dirty_ = true;
       schedule();
       return;
     }
-    VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
+    counters->failed++;
+    VX_LOG(warn, "stream.frame_failed", "error={}", log_quote(e.message));
     // The client still lacks this frame: try again in 200 ms (not in a busy loop).
     if (engine_.after)
       engine_.after(std::chrono::milliseconds(200), [weak = weak_from_this()] {
@@ -383,6 +393,7 @@ void Session::render_job() {
   const auto t2 = Clock::now();
   const bool refining = frame->refining, reduced = frame->interactive;
   const bool degraded = !frame->failed.empty();
+  counters->done++;
   renderer_->recycle(std::move(*frame));
 
   FrameHeader hdr;
@@ -401,6 +412,10 @@ void Session::render_job() {
   {
     std::lock_guard lock(mutex_);
     rendering_ = false;
+    // A final frame already has every chunk that arrived while it was drawn: arrivals alone
+    // (of chunks it no longer needed) are no reason to draw it again.
+    if (!refining && dirty_ && refine_only_) dirty_ = false;
+    last_refining_ = refining;
     if (!sink_ || closed_) return;  // nobody to send it to; attach() renders a keyframe
     if (generation != sink_generation_ && !enc.keyframe) {
       // A new pixel channel joined while this frame was drawn: its decoder needs a

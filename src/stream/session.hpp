@@ -59,6 +59,11 @@ struct FrameHeader {
 void write_header(const FrameHeader& h, std::uint8_t* out);
 Result<FrameHeader> read_header(const std::uint8_t* in, std::size_t size);
 
+// Render jobs of all sessions, for /api/v1/health.
+struct RenderCounters {
+  std::atomic<std::uint64_t> running{0}, done{0}, cancelled{0}, failed{0};
+};
+
 // What the sessions of one server share.
 struct Engine {
   data::ChunkCache* cache = nullptr;
@@ -73,6 +78,7 @@ struct Engine {
   // counting kVolumeCost (a scene over either is refused, naming the limit).
   int max_layers = 16;
   double max_scene_cost = 128;
+  std::shared_ptr<RenderCounters> counters = std::make_shared<RenderCounters>();
 };
 
 // Render-pool priorities of the session's jobs.
@@ -146,6 +152,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool refine_only_ = false;         // dirty only because chunks arrived
   bool render_interactive_ = false;  // the running render is an interactive frame
   bool refine_armed_ = false;        // a paced refining frame is on its timer
+  bool last_refining_ = true;        // the last frame drawn was refining
   std::chrono::milliseconds refine_delay_{25};
   std::atomic<bool> cancel_{false};  // the running render's cancel flag
   std::unique_ptr<data::FetchSet> fetch_;
