@@ -324,7 +324,7 @@ void Session::render_job() {
       schedule();
       return;
     }
-    VX_LOG(warn, "stream.frame_failed", "error=\"{}\"", e.message);
+    VX_LOG(warn, "stream.frame_failed", "error={}", log_quote(e.message));
     // The client still lacks this frame: try again in 200 ms (not in a busy loop).
     if (engine_.after)
       engine_.after(std::chrono::milliseconds(200), [weak = weak_from_this()] {
