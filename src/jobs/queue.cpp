@@ -99,6 +99,12 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
   // History: every job folder with a readable job.json. Jobs that were queued or running
   // when the server stopped did not finish: failed, with the reason.
   for (const auto& entry : fs::directory_iterator(root, ec)) {
+    // A job folder is a real folder of jobs/: not a link that leads elsewhere.
+    if (!resolve_inside(root, entry.path().filename().string()) || entry.is_symlink()) {
+      VX_LOG(warn, "jobs.unreadable", "dir={} reason=\"a link, not a job folder\"",
+             log_quote(entry.path().string()));
+      continue;
+    }
     std::ifstream in(entry.path() / "job.json");
     const json j = json::parse(in, nullptr, false);
     const std::string folder = entry.path().filename().string();

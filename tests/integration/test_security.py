@@ -99,7 +99,16 @@ def test_job_files_stay_inside_their_folder(serve, tmp_path):
     (job / "job.json").write_text(json.dumps({
         "id": "evil", "kind": "orbit", "params": {}, "state": "succeeded", "done": 1, "total": 1,
         "error": None, "files": ["ok.txt", *outside], "created": 1, "started": 1, "finished": 1}))
+    # A job folder that is a link to a folder elsewhere, with a job.json of its own.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "files").mkdir(parents=True)
+    (elsewhere / "files" / "secret.txt").write_bytes(SECRET)
+    (elsewhere / "job.json").write_text(json.dumps({
+        "id": "linked", "kind": "orbit", "params": {}, "state": "succeeded", "files": ["secret.txt"]}))
+    os.symlink(elsewhere, d / "jobs" / "linked")
     s = serve(DATA, "--data-dir", d)
+    assert raw_get(s, "/api/v1/jobs/linked/files/secret.txt")[0] == 404
+    assert get(f"{s.http}/api/v1/jobs/linked")[0] == 404
     code, body = get(f"{s.http}/api/v1/jobs/evil")
     assert code == 200 and json.loads(body)["job"]["files"] == ["ok.txt"]
     assert raw_get(s, "/api/v1/jobs/evil/files/ok.txt")[:3:2] == (200, b"fine")
