@@ -205,3 +205,17 @@ async def test_no_token_on_loopback_needs_none(served, dataset):
     async with voxcast.wire_client("127.0.0.1", served.wire_port, token="anything") as w:
         got = await w.read_region(0, (0, 0, 0), (1, 2, 2))
         np.testing.assert_array_equal(got, dataset.levels[0][:1, :2, :2])
+
+
+async def test_generated_token_beyond_loopback_guards_the_wire_path_too(serve, dataset):
+    # Bound beyond loopback with no --token: the token generated for HTTP is the wire's too.
+    server = serve(dataset.path, "--host", "0.0.0.0", "--wire", "0")
+    assert server.token, "a token is generated beyond loopback"
+    async with voxcast.wire_client("127.0.0.1", server.wire_port) as w:
+        with pytest.raises(WireRequestError) as e:
+            await w.info()
+        assert e.value.code == "unauthorized"
+    async with voxcast.wire_client("127.0.0.1", server.wire_port, token=server.token) as w:
+        assert (await w.info())[0]["dtype"] == "uint16"
+    code, err = server.stop()
+    assert code == 0 and server.token not in err
