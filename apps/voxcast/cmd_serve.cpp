@@ -29,8 +29,9 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
       ->check(CLI::Range(1, 64));
   cmd.add_option("--wire", o.wire_port,
                  "Also serve raw sub-volumes and raw RGBA frames over UCX (voxcast.wire) on this "
-                 "port, on --host (0: any free one). No token: keep it on loopback or a "
-                 "trusted cluster network (docs/protocol.md)")
+                 "port, on --host (0: any free one). With a token (--token, or the one generated "
+                 "beyond loopback) each connection's first request must carry it "
+                 "(docs/protocol.md)")
       ->check(CLI::Range(0, 65535));
   cmd.add_option("--wire-tls", o.wire_tls,
                  "UCX transports for --wire (UCX_TLS syntax: tcp, shm, ...); default: "
@@ -63,10 +64,14 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
     if (!src) return report(src.error().what());
     ids.push_back(cache.add_source(*src));
   }
+  // One token for both paths: given, or generated when bound beyond loopback.
+  std::string token = o.token;
+  if (token.empty() && !server::is_loopback(o.host)) token = server::random_token();
   std::unique_ptr<server::WireService> wire;
   if (o.wire_port >= 0) {
     server::WireServiceOptions wo{o.host, static_cast<unsigned short>(o.wire_port), o.wire_tls,
                                   o.wire_max_inflight_mb << 20};
+    wo.token = token;
     auto w = server::WireService::start(wo, cache, ids);
     if (!w) return report(w.error().what());
     wire = std::move(*w);
@@ -77,7 +82,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   server::ServerOptions so;
   so.host = o.host;
   so.port = o.port;
-  so.token = o.token;
+  so.token = token;
   so.max_clients = o.max_clients;
   so.web_dir = o.web_dir;
   so.data_dir = o.data_dir;

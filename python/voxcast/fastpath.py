@@ -15,6 +15,11 @@ Example::
 
 The array of a read is allocated here with the dtype and shape the server announces, and
 the payload is received straight into it.
+
+A server with a token (``--token T``, or the one it generates when bound beyond loopback)
+needs it in the first request of each connection: ``voxcast.wire_client(host, port,
+token=T)``. Without it, or with a wrong one, every request fails with
+:class:`WireRequestError` code ``"unauthorized"``.
 """
 
 from __future__ import annotations
@@ -45,8 +50,12 @@ class WireClient:
     concurrently (each has its own sequence number in the tags)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: str = "",
-                 mode: str = "thread", connect_timeout: float = 5.0):
+                 mode: str = "thread", connect_timeout: float = 5.0,
+                 token: Optional[str] = None):
         self.host, self.port = host, port
+        # Sent with every request: requests may run concurrently, so whichever reaches the
+        # server first carries it.
+        self._token = token
         self._client = wire.Client(tls=tls, mode=mode, connect_timeout=connect_timeout)
         self._connected = False
         self._connecting: Optional[asyncio.Future] = None
@@ -74,6 +83,8 @@ class WireClient:
         await self.connect()
         self._seq = (self._seq + 1) & 0xFFFFFF
         seq, cid = self._seq, self._client.id
+        if self._token is not None:
+            message = {**message, "token": self._token}
         body = json.dumps(message).encode()
         if len(body) > MAX_REQUEST_BYTES:
             raise wire.WireError("invalid_argument",
@@ -118,5 +129,6 @@ class WireClient:
 
 
 def wire_client(host: str = "127.0.0.1", port: int = 0, **kwargs) -> WireClient:
-    """A :class:`WireClient` for ``voxcast serve --wire PORT`` (connects on first use)."""
+    """A :class:`WireClient` for ``voxcast serve --wire PORT`` (connects on first use);
+    ``token=T`` for a server with a token."""
     return WireClient(host, port, **kwargs)

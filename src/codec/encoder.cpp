@@ -30,7 +30,7 @@ void av_to_log(void* avcl, int level, const char* fmt, va_list args) {
   std::string msg(line);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
     msg.pop_back();
-  VX_LOG(debug, "libav.log", "level={} message=\"{}\"", level, msg);
+  VX_LOG(debug, "libav.log", "level={} message={}", level, log_quote(msg));
   last_av_message = std::move(msg);
 }
 
@@ -78,7 +78,7 @@ Result<EncoderChoice> make_encoder(Codec codec, const EncoderOptions& options) {
     if (nvenc) {
       std::lock_guard lock(probe_mutex);
       nvenc_failure = why;
-      VX_LOG(info, "encoder.fallback", "from=h264_nvenc to=libx264 reason=\"{}\"", why);
+      VX_LOG(info, "encoder.fallback", "from=h264_nvenc to=libx264 reason={}", log_quote(why));
     }
   }
   return fail(ErrorCode::kUnsupported, "no H.264 encoder opens: {}", why);

@@ -1,5 +1,6 @@
 #include "core/log.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace vx {
@@ -17,15 +18,31 @@ LoggingGuard::~LoggingGuard() {
 }
 
 std::string log_quote(std::string_view value) {
+  // Plain when it cannot be mistaken for more than one value: no spaces, quotes, '=',
+  // backslashes or control characters (a newline would forge a log line).
   bool plain = !value.empty();
   for (char c : value) {
-    if (c == ' ' || c == '"' || c == '=' || c == '\\' || c == '\n') plain = false;
+    const auto u = static_cast<unsigned char>(c);
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || u < 0x20 || u == 0x7f) plain = false;
   }
   if (plain) return std::string(value);
   std::string out = "\"";
   for (char c : value) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += (c == '\n') ? ' ' : c;
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
   }
   out += '"';
   return out;

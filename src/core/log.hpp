@@ -22,7 +22,9 @@ class LoggingGuard {
   LoggingGuard& operator=(const LoggingGuard&) = delete;
 };
 
-// Quotes a value for logfmt when it holds spaces, quotes or '='.
+// Quotes a value for logfmt when it holds spaces, quotes, '=', backslashes or control
+// characters, escaping those (\n, \x1b, ...): a value (a client's string) is always one
+// value on one line. Use it for every string a client or a file supplies.
 std::string log_quote(std::string_view value);
 
 }  // namespace vx

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/log.hpp"
+#include "core/paths.hpp"
 
 namespace vx::jobs {
 
@@ -17,6 +18,8 @@ namespace {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+constexpr std::string_view kStopReason = "server stopped";
 
 constexpr std::string_view kStates[] = {"queued", "running", "succeeded", "failed", "canceled"};
 
@@ -96,6 +99,12 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
   // History: every job folder with a readable job.json. Jobs that were queued or running
   // when the server stopped did not finish: failed, with the reason.
   for (const auto& entry : fs::directory_iterator(root, ec)) {
+    // A job folder is a real folder of jobs/: not a link that leads elsewhere.
+    if (!resolve_inside(root, entry.path().filename().string()) || entry.is_symlink()) {
+      VX_LOG(warn, "jobs.unreadable", "dir={} reason=\"a link, not a job folder\"",
+             log_quote(entry.path().string()));
+      continue;
+    }
     std::ifstream in(entry.path() / "job.json");
     const json j = json::parse(in, nullptr, false);
     const std::string folder = entry.path().filename().string();
@@ -116,13 +125,20 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
       i.done = j.value("done", 0ull);
       i.total = j.value("total", 0ull);
       i.error = j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "";
-      i.files = j.value("files", std::vector<std::string>{});
+      // Stored names are not trusted: only those that resolve inside files/ are kept.
+      for (auto& f : j.value("files", std::vector<std::string>{})) {
+        if (auto p = resolve_inside(job->folder, f);
+            p && p->parent_path() == fs::weakly_canonical(job->folder))
+          i.files.push_back(std::move(f));
+        else
+          VX_LOG(warn, "jobs.bad_file", "id={} file={}", log_quote(folder), log_quote(f));
+      }
       i.created = j.value("created", 0.0);
       i.started = j.value("started", 0.0);
       i.finished = j.value("finished", 0.0);
     } catch (const std::exception& e) {  // a damaged file is skipped, not fatal
-      VX_LOG(warn, "jobs.unreadable", "dir={} reason=\"{}\"", log_quote(entry.path().string()),
-             e.what());
+      VX_LOG(warn, "jobs.unreadable", "dir={} reason={}", log_quote(entry.path().string()),
+             log_quote(e.what()));
       continue;
     }
     if (i.state == JobState::kQueued || i.state == JobState::kRunning) {
@@ -137,16 +153,49 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
     workers_.emplace_back([this] { worker(); });
 }
 
+Status JobQueue::check_data_dir(const std::string& data_dir) {
+  const fs::path root = fs::path(data_dir) / "jobs";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec || !fs::is_directory(root))
+    return fail(ErrorCode::kIo, "--data-dir {}: cannot create {}: {}", data_dir, root.string(),
+                ec ? ec.message() : "not a directory");
+  // Writable: a file can be created (and removed) in it.
+  const fs::path probe = root / (".write-test-" + new_id());
+  {
+    std::ofstream out(probe, std::ios::trunc);
+    out << "x";
+    if (!out.flush())
+      return fail(ErrorCode::kIo, "--data-dir {}: {} is not writable", data_dir, root.string());
+  }
+  fs::remove(probe, ec);
+  return {};
+}
+
 JobQueue::~JobQueue() {
+  // A graceful stop: queued jobs never run and running ones are told to stop; both end
+  // canceled with the error "server stopped" (docs/protocol.md, "Jobs").
+  std::vector<std::shared_ptr<Job>> dropped;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    for (auto& [id, j] : jobs_)
+    for (auto& [id, j] : jobs_) {
       j->cancel = true;
+      if (j->info.state == JobState::kQueued) {
+        j->info.state = JobState::kCanceled;
+        j->info.error = kStopReason;
+        j->info.finished = now_s();
+        ++j->info.version;
+        dropped.push_back(j);
+      }
+    }
+    pending_.clear();
   }
   cv_.notify_all();
   for (auto& w : workers_)
     w.join();
+  for (const auto& j : dropped)
+    save(*j);
 }
 
 JobInfo JobQueue::info_of(const Job& j) const {
@@ -334,7 +383,7 @@ void JobQueue::worker() {
         i.state = JobState::kSucceeded;
       } else if (job->cancel || files.error().code == ErrorCode::kCancelled) {
         i.state = JobState::kCanceled;
-        i.error = files.error().message;
+        i.error = stopping_ ? std::string(kStopReason) : files.error().message;
       } else {
         i.state = JobState::kFailed;
         i.error = files.error().message;  // partial results stay in files/
@@ -342,8 +391,8 @@ void JobQueue::worker() {
     }
     save(*job);
     const auto info = get(job->info.id);
-    VX_LOG(info, "job.done", "id={} kind={} state={} error=\"{}\"", info->id, info->kind,
-           to_string(info->state), info->error);
+    VX_LOG(info, "job.done", "id={} kind={} state={} error={}", info->id, log_quote(info->kind),
+           to_string(info->state), log_quote(info->error));
     notify(*info);
   }
 }

@@ -2,7 +2,9 @@
 // One status enum, progress as done/total with rate and ETA, cancel at any time, idempotent
 // submission under a client-chosen id. Each job has a folder under the data directory:
 // DATA_DIR/jobs/ID/job.json (its status, rewritten on every change) and files/ (its
-// results). Jobs found running at start were interrupted by a stop: they become failed.
+// results). A graceful stop (the destructor) cancels queued and running jobs with the error
+// "server stopped"; jobs found queued or running at start were interrupted by a crash: they
+// become failed.
 #pragma once
 
 #include <atomic>
@@ -63,7 +65,7 @@ struct QueueOptions {
 class JobQueue {
  public:
   JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds);
-  ~JobQueue();  // cancels running jobs and waits for them
+  ~JobQueue();  // cancels queued and running jobs ("server stopped") and waits for them
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 
@@ -84,6 +86,9 @@ class JobQueue {
   void unsubscribe(std::uint64_t token);
 
   static std::string new_id();
+  // Creates DATA_DIR/jobs when missing and checks that files can be written in it: an
+  // error naming the directory otherwise (kIo).
+  static Status check_data_dir(const std::string& data_dir);
 
  private:
   struct Job;

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/paths.hpp"
 #include "jobs/orbit.hpp"
 #include "server/server_impl.hpp"
 
@@ -52,15 +53,36 @@ Response error_response(const http::request<http::string_body>& req, const Error
   return res;
 }
 
+// The scene an orbit of `p` renders from: the dataset's defaults, its `view` patch on top.
+// Checked at submission too, so that a bad dataset or view is refused with 400 then.
+Result<render::Scene> orbit_base_scene(const Context& ctx, const json& p) {
+  const auto& e = ctx.engine;
+  const int dataset = p.value("dataset", 0);
+  if (dataset < 0 || dataset >= int(e.datasets.size()))
+    return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} is not one of 0..{}",
+                dataset, int(e.datasets.size()) - 1);
+  render::SceneData sd{{e.datasets[std::size_t(dataset)]}};
+  auto scene = jobs::orbit_scene(sd, p.value("size", 256));
+  const auto& defaults = e.defaults[std::size_t(dataset)];
+  for (std::size_t i = 0; i < scene.layers.size() && i < defaults.layers.size(); ++i)
+    scene.layers[i].contrast_limits = defaults.layers[i].contrast_limits;
+  if (p.contains("view")) {
+    auto view = p["view"];
+    if (view.is_object()) view.erase("canvas");  // the tile size decides
+    auto patched = render::apply_patch(scene, view, sd);
+    if (!patched) return tl::unexpected(with_context(patched.error(), "field 'params.view'"));
+    scene = std::move(*patched);
+  }
+  return scene;
+}
+
 }  // namespace
 
 jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx) {
   return [ctx](const json& p, jobs::JobContext& job) -> Result<std::vector<std::string>> {
     auto& e = ctx->engine;
+    VX_ASSIGN(auto scene, orbit_base_scene(*ctx, p));
     const int dataset = p.value("dataset", 0);
-    if (dataset < 0 || dataset >= int(e.datasets.size()))
-      return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} is not one of 0..{}",
-                  dataset, int(e.datasets.size()) - 1);
     jobs::OrbitOptions o;
     o.columns = p.value("columns", 30);
     o.rows = p.value("rows", 30);
@@ -77,15 +99,6 @@ jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx) {
     }
     render::SceneData sd{{e.datasets[std::size_t(dataset)]}};
     render::RenderInputs in{e.cache, {e.ids[std::size_t(dataset)]}, sd};
-    auto scene = jobs::orbit_scene(sd, o.size);
-    const auto& defaults = e.defaults[std::size_t(dataset)];
-    for (std::size_t i = 0; i < scene.layers.size() && i < defaults.layers.size(); ++i)
-      scene.layers[i].contrast_limits = defaults.layers[i].contrast_limits;
-    if (p.contains("view")) {
-      auto view = p["view"];
-      if (view.is_object()) view.erase("canvas");  // the tile size decides
-      VX_ASSIGN(scene, render::apply_patch(scene, view, sd));
-    }
     jobs::OrbitProgress progress;
     progress.cancel = &job.cancelled();
     progress.on_view = [&job](int done, int total) {
@@ -97,7 +110,7 @@ jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx) {
   };
 }
 
-Result<json> validate_orbit_params(const json& p) {
+Result<json> validate_orbit_params(const Context& ctx, const json& p) {
   if (!p.is_object())
     return fail(ErrorCode::kInvalidArgument, "field 'params': expected an object");
   static const std::set<std::string> known = {"dataset", "view",    "columns", "rows", "size",
@@ -136,6 +149,7 @@ Result<json> validate_orbit_params(const json& p) {
       return fail(ErrorCode::kInvalidArgument, "field 'params.{}': expected [first, last]", k);
   if (p.contains("view") && !p["view"].is_object())
     return fail(ErrorCode::kInvalidArgument, "field 'params.view': expected a scene object");
+  VX_TRY(orbit_base_scene(ctx, p));  // the dataset exists and the view applies to it
   return p;
 }
 
@@ -172,11 +186,15 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     if (method != http::verb::get && method != http::verb::head)
       return json_error(req, http::status::method_not_allowed, "bad_method", "files: GET only");
     const auto job = ctx.jobs->get(id);
-    // Only the job's own result files, by exact name: nothing else is reachable.
-    if (!job || std::find(job->files.begin(), job->files.end(), file) == job->files.end())
+    // Only the job's own result files, by exact name, and only inside its files folder
+    // (job.json is a stored file: its list is not trusted to stay there).
+    auto path = job ? resolve_inside(ctx.jobs->files_dir(id), file)
+                    : Result<std::filesystem::path>(fail(ErrorCode::kNotFound, "no job"));
+    if (!job || std::find(job->files.begin(), job->files.end(), file) == job->files.end() ||
+        !path || !std::filesystem::is_regular_file(*path))
       return json_error(req, http::status::not_found, "not_found",
                         fmt::format("job '{}' has no file '{}'", id, file));
-    std::ifstream in(std::filesystem::path(ctx.jobs->files_dir(id)) / file, std::ios::binary);
+    std::ifstream in(*path, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
     Response res{http::status::ok, req.version()};
@@ -188,7 +206,7 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
                                        : ext == ".jpeg" ? "image/jpeg"
                                                         : "application/octet-stream");
     res.keep_alive(req.keep_alive());
-    res.body() = method == http::verb::head ? std::string() : ss.str();
+    res.body() = ss.str();  // a HEAD request gets the headers alone (HttpSession::send)
     res.prepare_payload();
     return res;
   }
@@ -203,7 +221,7 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
       return json_error(req, http::status::bad_request, "bad_request",
                         "field 'kind': expected a string (orbit)");
     const std::string kind = body.value("kind", std::string("orbit"));
-    auto params = kind == "orbit" ? validate_orbit_params(body.value("params", json::object()))
+    auto params = kind == "orbit" ? validate_orbit_params(ctx, body.value("params", json::object()))
                                   : Result<json>(body.value("params", json::object()));
     if (!params) return error_response(req, params.error());
     const std::string jid = method == http::verb::put ? id : jobs::JobQueue::new_id();

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/log.hpp"
+#include "core/paths.hpp"
 #include "data/info_json.hpp"
 #include "server/server_impl.hpp"
 
@@ -37,6 +38,25 @@ json Context::limits() const {
           {"max_scene_cost", options.max_scene_cost}};
 }
 
+std::string percent_decode(std::string_view v, bool plus_is_space) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+      out.push_back(char(hex(v[i + 1]) * 16 + hex(v[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(plus_is_space && v[i] == '+' ? ' ' : v[i]);
+    }
+  }
+  return out;
+}
+
 std::string query_param(std::string_view target, std::string_view key) {
   const auto q = target.find('?');
   if (q == std::string_view::npos) return {};
@@ -48,23 +68,7 @@ std::string query_param(std::string_view target, std::string_view key) {
     if (part.substr(0, eq) == key) {
       if (eq == std::string_view::npos) return {};
       // Percent-decoding (tokens and session ids are URL-safe, but a client may encode).
-      std::string out;
-      const auto v = part.substr(eq + 1);
-      auto hex = [](char c) {
-        return c >= '0' && c <= '9'   ? c - '0'
-               : c >= 'a' && c <= 'f' ? c - 'a' + 10
-               : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                      : -1;
-      };
-      for (std::size_t i = 0; i < v.size(); ++i) {
-        if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
-          out.push_back(char(hex(v[i + 1]) * 16 + hex(v[i + 2])));
-          i += 2;
-        } else {
-          out.push_back(v[i] == '+' ? ' ' : v[i]);
-        }
-      }
-      return out;
+      return percent_decode(part.substr(eq + 1), true);
     }
     if (amp == std::string_view::npos) break;
     rest = rest.substr(amp + 1);
@@ -72,12 +76,29 @@ std::string query_param(std::string_view target, std::string_view key) {
   return {};
 }
 
+std::string bearer_token(std::string_view authorization) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t'; };
+  while (!authorization.empty() && is_space(authorization.front()))
+    authorization.remove_prefix(1);
+  constexpr std::string_view scheme = "bearer";
+  if (authorization.size() <= scheme.size() || !is_space(authorization[scheme.size()])) return {};
+  for (std::size_t i = 0; i < scheme.size(); ++i)  // the scheme is case-insensitive (RFC 7235)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != scheme[i]) return {};
+  authorization.remove_prefix(scheme.size());
+  while (!authorization.empty() && is_space(authorization.front()))
+    authorization.remove_prefix(1);
+  while (!authorization.empty() && is_space(authorization.back()))
+    authorization.remove_suffix(1);
+  return std::string(authorization);
+}
+
 bool authorized(const Context& ctx, const http::request<http::string_body>& req) {
   const auto& token = ctx.options.token;
   if (token.empty()) return true;
-  if (query_param(req.target(), "token") == token) return true;
-  const auto auth = req[http::field::authorization];
-  return auth == "Bearer " + token;
+  // Both compared in constant time, and both always: the answer's timing says nothing.
+  const bool by_query = constant_time_equal(query_param(req.target(), "token"), token);
+  const bool by_header = constant_time_equal(bearer_token(req[http::field::authorization]), token);
+  return by_query || by_header;
 }
 
 http::response<http::string_body> json_error(const http::request<http::string_body>& req,
@@ -128,6 +149,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void on_read(beast::error_code ec, std::size_t) {
+    head_ = false;
     if (ec == http::error::end_of_stream) return close();
     if (ec == http::error::body_limit || ec == http::error::header_limit) {
       http::request<http::string_body> req;
@@ -135,13 +157,29 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                              "request over the limit (headers 16 KiB, body 64 KiB)"),
                   false);
     }
-    if (ec) return;  // timeout or reset: nothing to answer
+    // Malformed HTTP gets an answer (400) before the connection closes; a timeout, a reset
+    // or a request cut short has nobody to answer.
+    if (ec && &ec.category() == &http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::partial_message && ec != http::error::need_more) {
+      http::request<http::string_body> req;
+      return send(json_error(req, http::status::bad_request, "bad_request",
+                             fmt::format("malformed HTTP request: {}", ec.message())),
+                  false);
+    }
+    if (ec) return;
     auto req = parser_->release();
+    head_ = req.method() == http::verb::head;
     if (!authorized(*ctx_, req))
       return send(json_error(req, http::status::unauthorized, "unauthorized",
                              "this server needs its token: ?token=... or Authorization: Bearer"),
                   req.keep_alive());
     const std::string target(req.target());
+    // Only origin-form targets ("/path?query"): "secret.txt", "*" or "http://host/x" are
+    // not paths below anything this server has.
+    if (target.empty() || target[0] != '/')
+      return send(json_error(req, http::status::bad_request, "bad_request",
+                             "the request target must be a path starting with '/'"),
+                  false);
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
     try {
@@ -230,19 +268,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send_file(const http::request<http::string_body>& req, const std::string& path) {
-    // Only plain names below the web folder: no "..", no hidden files.
-    const bool safe = path.size() > 1 && path.find("..") == std::string::npos &&
-                      path.find("/.") == std::string::npos && path.find('\\') == std::string::npos;
+    // Only regular files that resolve inside the web folder (after percent-decoding: no
+    // "..", "%2e%2e", absolute names or links out), and no hidden files.
     std::string body;
-    if (safe) {
-      std::ifstream in(ctx_->options.web_dir + path, std::ios::binary);
+    const std::string name = percent_decode(path.substr(1), false);
+    const bool hidden = name.empty() || name[0] == '.' || name.find("/.") != std::string::npos;
+    if (auto file = hidden ? Result<std::filesystem::path>(fail(ErrorCode::kInvalidArgument, ""))
+                           : resolve_inside(ctx_->options.web_dir, name);
+        file && std::filesystem::is_regular_file(*file)) {
+      std::ifstream in(*file, std::ios::binary);
       if (in) {
         std::ostringstream ss;
         ss << in.rdbuf();
         body = ss.str();
       }
     }
-    if (!safe || body.empty())
+    if (body.empty())
       return send(json_error(req, http::status::not_found, "not_found",
                              fmt::format("{}: no such file or route", path)),
                   req.keep_alive());
@@ -251,14 +292,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.set(http::field::content_type, mime_type(path));
     res.set(http::field::cache_control, "no-cache");
     res.keep_alive(req.keep_alive());
-    res.body() = req.method() == http::verb::head ? std::string() : std::move(body);
+    res.body() = std::move(body);
     res.prepare_payload();
     send(std::move(res), req.keep_alive());
   }
 
+  // Every answer goes out here: to a HEAD request, its headers alone (Content-Length as
+  // a GET would have it, no body).
   void send(http::response<http::string_body> res, bool keep_alive) {
     auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
     sp->keep_alive(keep_alive);
+    if (head_) {
+      const auto n = sp->body().size();
+      sp->body().clear();
+      sp->content_length(n);
+    }
     http::async_write(
         stream_, *sp,
         [self = shared_from_this(), sp, keep_alive](beast::error_code ec, std::size_t) {
@@ -276,6 +324,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  bool head_ = false;  // the request being answered is a HEAD
 };
 
 class Listener : public std::enable_shared_from_this<Listener> {
@@ -328,6 +377,8 @@ struct Drain : std::enable_shared_from_this<Drain> {
       std::chrono::steady_clock::now() + std::chrono::seconds(2);
 };
 
+}  // namespace
+
 std::string random_token() {
   std::random_device rd;
   std::string t;
@@ -335,8 +386,6 @@ std::string random_token() {
     t.push_back("abcdefghijklmnopqrstuvwxyz0123456789"[rd() % 36]);
   return t;
 }
-
-}  // namespace
 
 bool is_loopback(const std::string& host) {
   if (host == "localhost") return true;
@@ -348,6 +397,7 @@ bool is_loopback(const std::string& host) {
 Status serve(const ServerOptions& options, data::ChunkCache& cache,
              const std::vector<data::SourceId>& datasets,
              const std::function<void(const std::string& url)>& on_ready) {
+  VX_TRY(jobs::JobQueue::check_data_dir(options.data_dir));
   net::io_context ioc;
   auto ctx = std::make_shared<Context>(options, ioc);
   if (ctx->options.token.empty() && !is_loopback(options.host)) ctx->options.token = random_token();
@@ -424,8 +474,10 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
 
   const std::string host = address.is_v6() ? "[" + options.host + "]" : options.host;
   std::string url = fmt::format("http://{}:{}/", host, port);
+  // The log never holds the token; only on_ready's URL (printed for the user) does.
+  VX_LOG(info, "serve.listening", "url={} token={} datasets={}", url,
+         ctx->options.token.empty() ? "none" : "required", datasets.size());
   if (!ctx->options.token.empty()) url += "?token=" + ctx->options.token;
-  VX_LOG(info, "serve.listening", "url={} datasets={}", url, datasets.size());
   if (on_ready) on_ready(url);
 
   const unsigned n = options.threads ? options.threads : 2;

@@ -37,6 +37,9 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
              const std::vector<data::SourceId>& datasets,
              const std::function<void(const std::string& url)>& on_ready);
 
+// A fresh random token (24 of [a-z0-9]), for a server bound beyond loopback without one.
+std::string random_token();
+
 // True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback(const std::string& host);
 

@@ -54,9 +54,14 @@ struct Context {
   json limits() const;
 };
 
+// Percent-decodes a URL component ("%2e" -> "."; '+' -> ' ' in a query when asked).
+std::string percent_decode(std::string_view v, bool plus_is_space);
+// The credentials of an "Authorization: Bearer T" header (the scheme in any case), or "".
+std::string bearer_token(std::string_view authorization);
 // Query parameter `key` of a request target ("/ws/pixels?session=a&token=b"), or "".
 std::string query_param(std::string_view target, std::string_view key);
-// Whether the request carries the server's token (query `token` or `Authorization: Bearer`).
+// Whether the request carries the server's token (query `token` or `Authorization: Bearer`),
+// compared in constant time.
 bool authorized(const Context& ctx, const http::request<http::string_body>& req);
 
 // A JSON error response: {"error": {"code": code, "message": message}}.

@@ -8,11 +8,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/log.hpp"
+#include "core/paths.hpp"
 #include "data/info_json.hpp"
 #include "render/renderer.hpp"
 #include "render/scene.hpp"
@@ -61,6 +63,15 @@ struct WireService::Impl {
   void work();
   void enqueue(uint32_t client, uint32_t seq, std::string text);
 
+  // With a token set, the first request of each connection must carry it (field `token`):
+  // the verdict per client id, kept until the connection leaves. Only run()'s thread
+  // touches it.
+  std::string token;
+  std::map<uint32_t, bool> admitted;
+  // Whether `client` may be served, deciding on its first request (`text`, or nullptr for a
+  // request too large to read).
+  bool admit(uint32_t client, const std::string* text);
+
   void run();
   void handle(uint32_t client, uint32_t seq, const std::string& text, render::Renderer& renderer);
   Result<json> read(const json& req, PayloadPtr& payload);
@@ -74,6 +85,15 @@ namespace {
 json error_header(ErrorCode code, std::string message) {
   return json{{"ok", false},
               {"error", {{"code", std::string(to_string(code))}, {"message", std::move(message)}}}};
+}
+
+json unauthorized_header() {
+  return json{{"ok", false},
+              {"error",
+               {{"code", "unauthorized"},
+                {"message",
+                 "this server needs its token: a string field 'token' in the first request of "
+                 "a connection (voxcast.wire_client(..., token=T))"}}}};
 }
 
 uint64_t make_tag(uint32_t client, uint64_t kind, uint32_t seq) {
@@ -236,6 +256,29 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
   reply(client, seq, std::move(*header), std::move(payload));
 }
 
+bool WireService::Impl::admit(uint32_t client, const std::string* text) {
+  if (token.empty()) return true;
+  if (auto it = admitted.find(client); it != admitted.end()) return it->second;
+  std::string given;
+  if (text) {
+    const json req = json::parse(*text, nullptr, false);
+    if (req.is_object() && req.contains("token") && req["token"].is_string())
+      given = req["token"].get<std::string>();
+  }
+  const bool ok = constant_time_equal(given, token);
+  if (admitted.size() >= 1024) {  // forget connections that have left
+    std::vector<uint32_t> live;
+    for (auto& e : server->endpoints())
+      live.push_back(e.id());
+    std::erase_if(admitted, [&](const auto& kv) {
+      return std::find(live.begin(), live.end(), kv.first) == live.end();
+    });
+  }
+  admitted[client] = ok;
+  if (!ok) VX_LOG(warn, "wire.unauthorized", "client={}", client);
+  return ok;
+}
+
 void WireService::Impl::run() {
   // Room for 16x the limit, so that an oversized request (up to 1 MiB) is still received
   // whole and answered with an error naming the limit.
@@ -258,6 +301,10 @@ void WireService::Impl::run() {
         // Too large: the message was consumed; the client still gets its reply.
         const auto client = uint32_t(got.error().tag >> 32);
         const auto seq = uint32_t(got.error().tag & 0xffffff);
+        if (!admit(client, nullptr)) {
+          reply(client, seq, unauthorized_header(), nullptr);
+          continue;
+        }
         reply(client, seq,
               error_header(ErrorCode::kInvalidArgument,
                            fmt::format("request larger than {} bytes", kWireMaxRequestBytes)),
@@ -271,13 +318,20 @@ void WireService::Impl::run() {
     const auto seq = uint32_t(got->tag & 0xffffff);
     if (got->length > kWireMaxRequestBytes) {
       reply(client, seq,
-            error_header(ErrorCode::kInvalidArgument,
-                         fmt::format("request of {} bytes is larger than {} bytes", got->length,
-                                     kWireMaxRequestBytes)),
+            admit(client, nullptr)
+                ? error_header(ErrorCode::kInvalidArgument,
+                               fmt::format("request of {} bytes is larger than {} bytes",
+                                           got->length, kWireMaxRequestBytes))
+                : unauthorized_header(),
             nullptr);
       continue;
     }
-    enqueue(client, seq, std::string(reinterpret_cast<const char*>(buf.data()), got->length));
+    std::string text(reinterpret_cast<const char*>(buf.data()), got->length);
+    if (!admit(client, &text)) {
+      reply(client, seq, unauthorized_header(), nullptr);
+      continue;
+    }
+    enqueue(client, seq, std::move(text));
   }
 }
 
@@ -316,6 +370,7 @@ Result<std::unique_ptr<WireService>> WireService::start(const WireServiceOptions
                                                         std::vector<data::SourceId> datasets) {
   auto impl = std::make_unique<Impl>();
   impl->budget = options.max_inflight_bytes;
+  impl->token = options.token;
   impl->cache = &cache;
   impl->datasets = std::move(datasets);
   for (auto id : impl->datasets)

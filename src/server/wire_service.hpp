@@ -27,6 +27,10 @@ struct WireServiceOptions {
   // the server hold unbounded memory.
   std::uint64_t max_inflight_bytes = 2ull << 30;
   int workers = 2;  // requests served at once (each reads or renders in parallel itself)
+  // When set, the first request of each connection must carry it (a string field `token`);
+  // a connection without it gets an `unauthorized` error reply to every request, and nothing
+  // else. `voxcast serve` passes its --token (required beyond loopback).
+  std::string token;
 };
 
 class WireService {

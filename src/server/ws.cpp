@@ -105,9 +105,10 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     if (!msg.contains("type") || !msg["type"].is_string())
       return error(seq, "bad_message", "field 'type': missing or not a string");
     const std::string type = msg["type"];
-    if (type == "ping") return send({{"type", "pong"}, {"t", msg.value("t", json(nullptr))}});
     if (type == "hello") return hello(msg);
+    // Everything else, ping included, comes after hello (docs/protocol.md, bad_message).
     if (!session_) return error(seq, "bad_message", fmt::format("'{}' before 'hello'", type));
+    if (type == "ping") return send({{"type", "pong"}, {"t", msg.value("t", json(nullptr))}});
     if (type == "keyframe.request") {
       session_->request_keyframe();
       return send({{"type", "ack"}, {"seq", seq}});
@@ -150,9 +151,9 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
       ctx_->sessions[id_] = session_;
     }
     const auto fallback = session_->encoder_fallback();
-    VX_LOG(info, "session.open", "session={} dataset={} codec={} encoder={} client=\"{}\"", id_,
+    VX_LOG(info, "session.open", "session={} dataset={} codec={} encoder={} client={}", id_,
            dataset.get<int>(), codec::codec_name(session_->codec()), session_->encoder_name(),
-           msg.value("client", std::string()));
+           log_quote(msg.value("client", std::string())));
     send({{"type", "welcome"},
           {"session", id_},
           {"protocol", 1},

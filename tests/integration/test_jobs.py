@@ -89,7 +89,11 @@ def test_submit_progress_success_files_and_idempotency(serve, tmp_path):
     ({"kind": "orbit", "params": {"view": []}}, "params.view"),
     ({"kind": 1, "params": {}}, "kind"),
     ({"kind": "orbit", "params": {"columns": 100, "rows": 100, "size": 1024}}, "Mpx"),
-], ids=["kind", "size", "unknown", "yaw", "format", "view", "kind-type", "too-many-pixels"])
+    ({"kind": "orbit", "params": {"dataset": 3}}, "params.dataset"),
+    ({"kind": "orbit", "params": {"view": {"layers": [{"colormap": "nope"}]}}}, "params.view"),
+    ({"kind": "orbit", "params": {"view": {"camera": {"zoom": "big"}}}}, "params.view"),
+], ids=["kind", "size", "unknown", "yaw", "format", "view", "kind-type", "too-many-pixels",
+        "bad-dataset", "bad-view-colormap", "bad-view-zoom"])
 def test_bad_submissions_name_the_field(serve, tmp_path, body, field):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     code, _, resp = call(s, "PUT", "/api/v1/jobs/x", body)
@@ -109,12 +113,18 @@ def test_bad_ids_and_bodies(serve, tmp_path):
     assert call(s, "DELETE", "/api/v1/jobs/none")[0] == 404
 
 
-def test_failure_keeps_the_error(serve, tmp_path):
+def test_bad_dataset_or_view_is_refused_at_submit(serve, tmp_path):
+    # Refused with 400 naming the field, not accepted and failed later: no job is created.
     s = serve(DATA, "--data-dir", tmp_path / "d")
-    body = {"kind": "orbit", "params": {**SMALL, "view": {"layers": [{"colormap": "nope"}]}}}
-    assert call(s, "PUT", "/api/v1/jobs/bad", body)[0] == 202
-    j = wait_state(s, "bad", {"failed"})
-    assert "colormap" in j["error"]
+    for jid, params, names in (
+            ("v", {**SMALL, "view": {"layers": [{"colormap": "nope"}]}}, ("params.view", "colormap")),
+            ("d", {**SMALL, "dataset": 1}, ("params.dataset",))):
+        code, _, body = call(s, "PUT", f"/api/v1/jobs/{jid}", {"kind": "orbit", "params": params})
+        assert code == 400, body
+        err = json.loads(body)["error"]
+        assert err["code"] == "bad_request" and all(n in err["message"] for n in names), err
+        assert call(s, "GET", f"/api/v1/jobs/{jid}")[0] == 404
+    assert json.loads(call(s, "GET", "/api/v1/jobs")[2])["jobs"] == []
 
 
 def test_cancel_overload_and_queue_position(serve, tmp_path):
@@ -160,6 +170,24 @@ def test_history_survives_a_restart_and_a_crash_marks_running_jobs_failed(serve,
     assert call(t, "GET", "/api/v1/jobs/kept/files/orbit.json")[0] == 200
     crashed = job(t, "crashed")
     assert crashed["state"] == "failed" and "stopped" in crashed["error"]
+
+
+def test_graceful_stop_cancels_running_and_queued_jobs(serve, tmp_path):
+    d = tmp_path / "d"
+    s = serve(DATA, "--data-dir", d)
+    assert call(s, "PUT", "/api/v1/jobs/running", {"params": BIG})[0] == 202
+    wait_state(s, "running", {"running"})
+    assert call(s, "PUT", "/api/v1/jobs/waiting", {"params": SMALL})[0] == 202
+    code, _ = s.stop(signal.SIGTERM)
+    assert code == 0
+    for jid in ("running", "waiting"):  # as stored, and as the next start reports them
+        stored = json.loads((d / "jobs" / jid / "job.json").read_text())
+        assert stored["state"] == "canceled" and stored["error"] == "server stopped", stored
+    t = serve(DATA, "--data-dir", d)
+    for jid in ("running", "waiting"):
+        j = job(t, jid)
+        assert j["state"] == "canceled" and j["error"] == "server stopped", j
+    assert job(t, "running")["done"] < 40 * 40
 
 
 def test_events_push_progress(serve, tmp_path):

@@ -147,3 +147,75 @@ async def test_unreceived_replies_are_bounded(serve, dataset):
         got = await w.read_region(0, (0, 0, 0), truth.shape)
         np.testing.assert_array_equal(got, truth)
 
+
+
+async def _raw_request(c, seq, message: dict):
+    """Sends `message` with the raw API on client `c`; returns the reply header."""
+    buf = bytearray(1 << 16)
+    r = asyncio.ensure_future(c.arecv(buf, (c.id << 32) | (2 << 24) | seq, wire.FULL_MASK))
+    await c.asend(json.dumps(message).encode(), (c.id << 32) | (1 << 24) | seq)
+    _, n = await asyncio.wait_for(r, 30)
+    return json.loads(buf[:n])
+
+
+async def test_token_is_required_on_the_first_request(serve, dataset):
+    # A server with a token (required beyond loopback, given here on loopback) asks the wire
+    # path for it too: the first request of each connection carries it, or the connection
+    # gets `unauthorized` replies and nothing else.
+    token = "wire-" + os.urandom(6).hex()
+    server = serve(dataset.path, "--wire", "0", "--token", token)
+    truth = dataset.levels[0]
+    read = {"op": "read", "level": 0, "start": [0, 0, 0], "shape": [2, 3, 4]}
+    for given in (None, "wrong", token[:-1], token + "x"):
+        async with voxcast.wire_client("127.0.0.1", server.wire_port, token=given) as w:
+            for call in (w.info(), w.read_region(0, (0, 0, 0), (1, 1, 1)), w.frame()):
+                with pytest.raises(WireRequestError) as e:
+                    await call
+                assert e.value.code == "unauthorized", (given, e.value)
+            # The first request decided: the right token later does not open it.
+            c = w._client
+            h = await _raw_request(c, 500, {**read, "token": token})
+            assert not h["ok"] and h["error"]["code"] == "unauthorized", h
+            # Nothing but the header: no payload follows a refused read.
+            out = np.empty(truth[:2, :3, :4].shape, np.uint16)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    c.arecv(out, (c.id << 32) | (3 << 24) | 500, wire.FULL_MASK), 1.0)
+    # Refused before its size is even looked at: an oversized first request.
+    async with voxcast.wire_client("127.0.0.1", server.wire_port) as w:
+        c = w._client
+        buf = bytearray(4096)
+        r = asyncio.ensure_future(c.arecv(buf, (c.id << 32) | (2 << 24) | 7, wire.FULL_MASK))
+        await c.asend(bytes(100_000), (c.id << 32) | (1 << 24) | 7)
+        _, n = await asyncio.wait_for(r, 30)
+        assert json.loads(buf[:n])["error"]["code"] == "unauthorized"
+    # The right token: served, and later requests of the connection need not repeat it.
+    async with voxcast.wire_client("127.0.0.1", server.wire_port, token=token) as w:
+        got = await w.read_region(0, (0, 0, 0), (2, 3, 4))
+        np.testing.assert_array_equal(got, truth[:2, :3, :4])
+        h = await _raw_request(w._client, 600, {"op": "info"})
+        assert h["ok"] and h["datasets"][0]["dtype"] == "uint16", h
+        rgba = await w.frame({"canvas": {"width": 32, "height": 24}})
+        assert rgba.shape == (24, 32, 4)
+    code, err = server.stop()
+    assert code == 0 and token not in err
+
+
+async def test_no_token_on_loopback_needs_none(served, dataset):
+    async with voxcast.wire_client("127.0.0.1", served.wire_port, token="anything") as w:
+        got = await w.read_region(0, (0, 0, 0), (1, 2, 2))
+        np.testing.assert_array_equal(got, dataset.levels[0][:1, :2, :2])
+
+
+async def test_generated_token_beyond_loopback_guards_the_wire_path_too(serve, dataset):
+    # Bound beyond loopback with no --token: the token generated for HTTP is the wire's too.
+    server = serve(dataset.path, "--host", "0.0.0.0", "--wire", "0")
+    assert server.token, "a token is generated beyond loopback"
+    async with voxcast.wire_client("127.0.0.1", server.wire_port) as w:
+        with pytest.raises(WireRequestError) as e:
+            await w.info()
+        assert e.value.code == "unauthorized"
+    async with voxcast.wire_client("127.0.0.1", server.wire_port, token=server.token) as w:
+        assert (await w.info())[0]["dtype"] == "uint16"
+    code, err = server.stop()
+    assert code == 0 and server.token not in err
