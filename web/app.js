@@ -160,9 +160,10 @@ function currentInfo() {
 function message(msg) {
   switch (msg.type) {
     case 'ack':
-      if (!msg.scene) break;  // the answer to a keyframe.request
-      vx.lastAck = msg;
-      vx.scene = msg.scene;
+      // The members of the scene that changed, each whole (older servers: the whole scene).
+      if (!msg.changes && !msg.scene) break;  // the answer to a keyframe.request
+      vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), msg.changes) : msg.scene;
+      vx.lastAck = Object.assign({}, msg, {scene: vx.scene});
       // Adopt the server's scene when nothing newer is on its way (else the view would
       // jump back while the user drags).
       if (msg.seq >= lastSentSeq && !pending) vx.view = clone(msg.scene);

@@ -467,6 +467,10 @@ class Viewer:
             return
         if kind == "scene":
             scene = msg.get("scene")
+            changes = msg.get("changes")
+            if isinstance(changes, dict) and isinstance(self._confirmed, dict):
+                # The server sends the top-level members that changed, each whole.
+                scene = {**self._confirmed, **changes}
             if isinstance(scene, dict):
                 self._confirmed = scene
                 self._acked_scenes.clear()  # frames' seqs no longer say which scene they show
@@ -508,6 +512,10 @@ class Viewer:
             if out.kind == "update" and seq != out.seq:
                 self._violation(f"ack.seq {seq!r} answers update {out.seq}")
             scene = msg.get("scene")
+            changes = msg.get("changes")
+            if isinstance(changes, dict) and isinstance(self._confirmed, dict):
+                # The server sends the top-level members that changed, each whole.
+                scene = {**self._confirmed, **changes}
             if isinstance(scene, dict):
                 self._confirmed = scene
                 if isinstance(seq, int):
@@ -515,7 +523,7 @@ class Viewer:
                     while len(self._acked_scenes) > _ACKED_SCENES_KEPT:
                         self._acked_scenes.popitem(last=False)
             elif out.kind == "update":
-                self._violation(f"ack {seq} without a scene object")
+                self._violation(f"ack {seq} without a scene or changes object")
             if out.seq is not None:
                 self._pending.pop(out.seq, None)
                 self._last_acked = max(self._last_acked, out.seq)

@@ -150,6 +150,7 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
       std::lock_guard lock(ctx_->mutex);
       ctx_->sessions[id_] = session_;
     }
+    confirmed_ = session_->scene_json();
     const auto fallback = session_->encoder_fallback();
     VX_LOG(info, "session.open", "session={} dataset={} codec={} encoder={} client={}", id_,
            dataset.get<int>(), codec::codec_name(session_->codec()), session_->encoder_name(),
@@ -160,7 +161,7 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
           {"codec", codec::codec_name(session_->codec())},
           {"encoder", session_->encoder_name()},
           {"fallback", fallback.empty() ? json(nullptr) : json(fallback)},
-          {"scene", session_->scene_json()},
+          {"scene", confirmed_},
           {"datasets", ctx_->datasets_brief},
           {"limits", ctx_->limits()}});
   }
@@ -182,7 +183,13 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
                                                                          : "bad_patch";
       return error(seq, code, m);
     }
-    send({{"type", "ack"}, {"seq", seq}, {"scene", std::move(*scene)}});
+    // What changed, not the whole scene (a scene of many layers is large, and a dragging
+    // client sends 60 updates a second): each top-level member that differs, whole.
+    json changes = json::object();
+    for (auto& [key, value] : scene->items())
+      if (!confirmed_.contains(key) || confirmed_[key] != value) changes[key] = value;
+    confirmed_ = std::move(*scene);
+    send({{"type", "ack"}, {"seq", seq}, {"changes", std::move(changes)}});
   }
 
   void tick() {
@@ -208,13 +215,15 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
 
   void send(const json& j) {
     if (closing_) return;
-    if (queue_.size() >= 4096) {  // the client stopped reading: never drop, disconnect
+    // The client stopped reading: never drop, disconnect (past 4096 messages or 8 MiB).
+    if (queue_.size() >= 4096 || queued_bytes_ >= kMaxQueuedBytes) {
       closing_ = true;
       ws_.async_close(websocket::close_code::policy_error,
                       [self = shared_from_this()](beast::error_code) {});
       return;
     }
     queue_.push_back(j.dump());
+    queued_bytes_ += queue_.back().size();
     if (queue_.size() == 1) write();
   }
 
@@ -222,6 +231,7 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     ws_.text(true);
     ws_.async_write(net::buffer(queue_.front()),
                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->queued_bytes_ -= self->queue_.front().size();
                       self->queue_.pop_front();
                       if (ec) {
                         self->closing_ = true;
@@ -236,6 +246,9 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
   net::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::deque<std::string> queue_;
+  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
+  std::size_t queued_bytes_ = 0;
+  json confirmed_;  // the scene as this client last heard it (welcome, then acks)
   std::deque<std::chrono::steady_clock::time_point> recent_;
   std::shared_ptr<stream::Session> session_;
   std::string id_;

@@ -108,7 +108,7 @@ def test_first_frame_is_a_keyframe_and_frames_follow_the_state(serve):
                                   "patch": {"canvas": {"width": 320, "height": 240},
                                             "camera": {"zoom": 2}}}))
         ack = (await reply(st))
-        assert ack["type"] == "ack" and ack["seq"] == 7 and ack["scene"]["camera"]["zoom"] == 2
+        assert ack["type"] == "ack" and ack["seq"] == 7 and ack["changes"]["camera"]["zoom"] == 2
         h, m = await frame_for(px, 7, final=False)
         assert (h["width"], h["height"]) == (320, 240)
         assert h["key"]  # a new size starts a new stream
