@@ -35,6 +35,7 @@ struct FetchSet::Core {
     std::uint64_t serial = 0;  // tells a request apart from a later one for the same chunk
     // Set by the callback: an item whose request is done is stale (it raced the insert).
     std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<std::atomic<bool>> prefetch;  // only a prefetch wants it (yet)
   };
   std::unordered_map<FKey, Item, FKeyHash> pending;
   std::unordered_map<FKey, std::uint64_t, FKeyHash> failed;  // key -> last round wanted
@@ -61,7 +62,7 @@ void FetchSet::begin_round() {
 }
 
 FetchSet::State FetchSet::want(SourceId source, int level, const Index& index, int priority,
-                               ChunkPin& pin) {
+                               ChunkPin& pin, bool prefetch) {
   const FKey key{source, level, index};
   std::uint64_t serial;
   {
@@ -80,15 +81,17 @@ FetchSet::State FetchSet::want(SourceId source, int level, const Index& index, i
     auto it = core_->pending.find(key);
     if (it != core_->pending.end() && !it->second.done->load()) {
       it->second.round = core_->round;
+      if (!prefetch) it->second.prefetch->store(false);
       if (priority <= it->second.priority) return State::kPending;
     }
     serial = ++core_->serial;
   }
   auto done = std::make_shared<std::atomic<bool>>(false);
+  auto only_prefetch = std::make_shared<std::atomic<bool>>(prefetch);
   // Requested outside the lock: a hit or a remembered failure calls back inline.
   std::weak_ptr<Core> weak = core_;
-  auto req =
-      cache_.request(source, level, index, priority, [weak, key, serial, done](Result<ChunkPin> r) {
+  auto req = cache_.request(
+      source, level, index, priority, [weak, key, serial, done, only_prefetch](Result<ChunkPin> r) {
         done->store(true);
         auto core = weak.lock();
         if (!core) return;
@@ -97,6 +100,9 @@ FetchSet::State FetchSet::want(SourceId source, int level, const Index& index, i
           std::lock_guard lock(core->mutex);
           auto it = core->pending.find(key);
           if (it != core->pending.end() && it->second.serial == serial) core->pending.erase(it);
+          // A prefetch changes nothing on screen: no frame for it, and a failure waits until
+          // the view needs the chunk (the cache remembers it and answers at once then).
+          if (only_prefetch->load()) return;
           if (!r) {
             if (r.error().code == ErrorCode::kCancelled) return;
             if (core->failed.size() < 100'000) {
@@ -122,6 +128,7 @@ FetchSet::State FetchSet::want(SourceId source, int level, const Index& index, i
   item.round = core_->round;
   item.serial = serial;
   item.done = std::move(done);
+  item.prefetch = std::move(only_prefetch);
   old.cancel();  // after the new one joined: the read stays queued, at the higher priority
   return State::kPending;
 }
@@ -163,7 +170,7 @@ std::size_t FetchSet::pending() const {
   std::lock_guard lock(core_->mutex);
   std::size_t n = 0;
   for (const auto& [k, item] : core_->pending)
-    n += !item.done->load();
+    n += !item.done->load() && !item.prefetch->load();
   return n;
 }
 

@@ -44,13 +44,16 @@ class FetchSet {
 
   void begin_round();
   // kReady: `pin` holds the chunk. kPending: requested (or already on its way). kFailed: it
-  // could not be read; draw without it.
-  State want(SourceId source, int level, const Index& index, int priority, ChunkPin& pin);
+  // could not be read; draw without it. A prefetch (something the view may need next) is
+  // not counted in pending() and its arrival calls no listener.
+  State want(SourceId source, int level, const Index& index, int priority, ChunkPin& pin,
+             bool prefetch = false);
   // Cancels what was requested before this round and not wanted in it.
   void end_round();
   // Cancels everything (the session left, or its view changed completely).
   void clear();
 
+  // Chunks the current view waits for (prefetches not counted).
   std::size_t pending() const;
   // Failures not yet taken (each reported once).
   std::vector<Failure> take_failures();

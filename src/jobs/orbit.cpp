@@ -2,6 +2,7 @@
 
 #include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <chrono>
 #include <cmath>
@@ -117,7 +118,9 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
     }
 
   // Every view in parallel, each render parallel inside too (TBB balances both); one
-  // renderer per thread, one cache for all, so chunks are read once.
+  // renderer per thread, one cache for all, so chunks are read once. Batch work: it runs in a
+  // low-priority arena, so TBB's workers serve the streaming sessions' frames (the default
+  // arena, normal priority) first, and a running view stops when the job is cancelled.
   tbb::enumerable_thread_specific<std::unique_ptr<render::Renderer>> renderers(
       [] { return render::make_cpu_renderer(); });
   std::atomic<int> done{0};
@@ -125,30 +128,39 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
   std::mutex error_mutex;
   std::optional<Error> error;
   const int total = o.columns * o.rows;
-  tbb::parallel_for(0, total, [&](int v) {
-    if (cancelled || (progress.cancel && progress.cancel->load())) {
-      cancelled = true;
-      return;
-    }
-    const int r = v / o.columns, c = v % o.columns;
-    render::Scene s = base;
-    s.camera.angles = orbit_angles(base, orbit_yaw(o, c), orbit_pitch(o, r));
-    auto frame = renderers.local()->render(s, in);
-    if (!frame) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = frame.error();
-      cancelled = true;
-      return;
-    }
-    Sheet& sh = sheets[std::size_t((r / per_y) * sheets_x + c / per_x)];
-    const std::size_t stride = std::size_t(sh.columns * o.size) * 4;
-    const std::size_t x0 = std::size_t((c - sh.column) * o.size) * 4;
-    const std::size_t y0 = std::size_t((r - sh.row) * o.size);
-    for (int y = 0; y < o.size; ++y)
-      std::copy_n(frame->pixels.data() + std::size_t(y) * std::size_t(o.size) * 4,
-                  std::size_t(o.size) * 4, sh.rgba.data() + (y0 + std::size_t(y)) * stride + x0);
-    const int n = ++done;
-    if (progress.on_view) progress.on_view(n, total);
+  render::RenderOptions ropt;
+  ropt.cancel = progress.cancel;
+  tbb::task_arena arena(tbb::task_arena::automatic, 1, tbb::task_arena::priority::low);
+  arena.execute([&] {
+    tbb::parallel_for(0, total, [&](int v) {
+      if (cancelled || (progress.cancel && progress.cancel->load())) {
+        cancelled = true;
+        return;
+      }
+      const int r = v / o.columns, c = v % o.columns;
+      render::Scene s = base;
+      s.camera.angles = orbit_angles(base, orbit_yaw(o, c), orbit_pitch(o, r));
+      auto frame = renderers.local()->render(s, in, ropt);
+      if (!frame) {
+        if (frame.error().code == ErrorCode::kCancelled) {
+          cancelled = true;
+          return;
+        }
+        std::lock_guard lock(error_mutex);
+        if (!error) error = frame.error();
+        cancelled = true;
+        return;
+      }
+      Sheet& sh = sheets[std::size_t((r / per_y) * sheets_x + c / per_x)];
+      const std::size_t stride = std::size_t(sh.columns * o.size) * 4;
+      const std::size_t x0 = std::size_t((c - sh.column) * o.size) * 4;
+      const std::size_t y0 = std::size_t((r - sh.row) * o.size);
+      for (int y = 0; y < o.size; ++y)
+        std::copy_n(frame->pixels.data() + std::size_t(y) * std::size_t(o.size) * 4,
+                    std::size_t(o.size) * 4, sh.rgba.data() + (y0 + std::size_t(y)) * stride + x0);
+      const int n = ++done;
+      if (progress.on_view) progress.on_view(n, total);
+    });
   });
   if (error) return tl::unexpected(*error);
   if (cancelled)

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace vx::render {
 
 namespace {
@@ -64,6 +66,27 @@ Fetched fetch_chunks(const RenderInputs& in, const RenderOptions& opt, data::Sou
                       });
   }
   return out;
+}
+
+void prefetch_chunks(const RenderInputs& in, const RenderOptions& opt, data::SourceId id, int level,
+                     std::span<const data::Index> indices, std::span<const double> centre,
+                     std::uint64_t max_bytes) {
+  if (!opt.fetch || indices.empty()) return;
+  const auto chunk = std::max<std::uint64_t>(1, in.cache->source(id).info().chunk_bytes(level));
+  std::vector<std::size_t> order(indices.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return (a < centre.size() ? centre[a] : 1) < (b < centre.size() ? centre[b] : 1);
+  });
+  const std::size_t n = std::min<std::size_t>(order.size(), max_bytes / chunk);
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto i = order[k];
+    data::ChunkPin pin;  // resident ones are not kept pinned: a prefetch holds nothing
+    opt.fetch->want(id, level, indices[i],
+                    data::prefetch_priority(level, i < centre.size() ? centre[i] : 1), pin,
+                    /*prefetch=*/true);
+  }
 }
 
 }  // namespace vx::render

@@ -30,4 +30,11 @@ Fetched fetch_chunks(const RenderInputs& in, const RenderOptions& opt, data::Sou
                      std::span<const data::Index> indices, std::span<const double> centre,
                      Fetch mode);
 
+// Asks for chunks the view may need next (neighbouring tiles, the next slices, a coarser
+// level), at prefetch priority through the fetch set (without one: nothing), at most
+// `max_bytes` of them, nearest first. They are cancelled like the rest when the view moves.
+void prefetch_chunks(const RenderInputs& in, const RenderOptions& opt, data::SourceId id, int level,
+                     std::span<const data::Index> indices, std::span<const double> centre,
+                     std::uint64_t max_bytes);
+
 }  // namespace vx::render

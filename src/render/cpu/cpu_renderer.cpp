@@ -502,6 +502,40 @@ class CpuRenderer final : public Renderer {
       centre.push_back(std::sqrt((dy * dy + dx * dx) / 2));
     }
     auto got = fetch_chunks(in, opt, id, level, indices, centre, fetch);
+    if (fetch == Fetch::kRequest && got.pending == 0 && opt.fetch) {
+      // The view is all here: read what a user looks at next, while the cores are free. The
+      // ring of tiles around the view, then the chunk planes before and after the slice.
+      std::vector<data::Index> more;
+      std::vector<double> dist;
+      const auto grid = lv.grid();
+      const auto ya = std::size_t(ay), xa = std::size_t(ax);
+      auto add = [&](data::Index idx, double d) {
+        for (std::size_t a = 0; a < nd; ++a)
+          if (idx[a] < 0 || idx[a] >= grid[a]) return;
+        more.push_back(idx);
+        dist.push_back(d);
+      };
+      for (auto cy = lo_chunk[ya] - 1; cy <= hi_chunk[ya] + 1; ++cy)
+        for (auto cx = lo_chunk[xa] - 1; cx <= hi_chunk[xa] + 1; ++cx) {
+          if (cy >= lo_chunk[ya] && cy <= hi_chunk[ya] && cx >= lo_chunk[xa] && cx <= hi_chunk[xa])
+            continue;
+          data::Index idx = lo_chunk;
+          idx[ya] = cy;
+          idx[xa] = cx;
+          add(idx, 1.0);
+        }
+      for (int k = 0; k < n; ++k) {
+        const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
+        if (k == wy || k == wx) continue;
+        for (const int step : {1, -1})
+          for (std::size_t i = 0; i < indices.size(); ++i) {
+            data::Index idx = indices[i];
+            idx[a] += step;
+            add(idx, 1.0 + centre[i]);
+          }
+      }
+      prefetch_chunks(in, opt, id, level, more, dist, in.cache->budget_bytes() / 8);
+    }
     p.complete = got.complete();
     p.pins = std::move(got.pins);
     p.pending = got.pending;

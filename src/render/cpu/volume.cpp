@@ -309,6 +309,12 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   result.failed = std::move(got.failed);
   // Refining while bricks are on their way, at every level count (one level included).
   result.refining = got.pending > 0;
+  if (!opt.wait && complete && !opt.interactive && level < last) {
+    // All here: a moving camera draws one level coarser (interactive frames); have it ready.
+    if (auto coarse = plan_level(scene, proj, info, axes, layer, level + 1))
+      prefetch_chunks(in, opt, id, level + 1, indices(*coarse), centres(*coarse),
+                      in.cache->budget_bytes() / 8);
+  }
   if (!opt.wait && !complete) {
     // Not all here: the finest coarser level that is all in memory stands in; failing that,
     // the coarsest level, asked for now (it is a few chunks) and drawn as far as it is here.

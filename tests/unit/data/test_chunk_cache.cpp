@@ -469,3 +469,43 @@ TEST(ReadRegion, CopiesAcrossChunkBoundariesAndFillsOutside) {
 
 }  // namespace
 }  // namespace vx::data
+
+namespace vx::data {
+namespace {
+
+TEST(FetchSet, PrefetchesAreReadQuietlyAndBecomeNeededWhenAsked) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{1 << 20, 1, 4});
+  const auto id = cache.add_source(src);
+  FetchSet fetch(cache);
+  std::atomic<int> events{0};
+  fetch.set_listener([&](bool) { events++; });
+  with_blocked_thread(*src, cache, id, [&] {
+    ChunkPin pin;
+    fetch.begin_round();
+    EXPECT_EQ(fetch.want(id, 0, Index{1, 0, 0}, prefetch_priority(0, 0), pin, true),
+              FetchSet::State::kPending);
+    EXPECT_EQ(fetch.want(id, 0, Index{2, 0, 0}, prefetch_priority(0, 0), pin, true),
+              FetchSet::State::kPending);
+    EXPECT_EQ(fetch.pending(), 0u);  // nothing the view waits for
+    // Chunk 2 is needed now: it moves up and is waited for.
+    EXPECT_EQ(fetch.want(id, 0, Index{2, 0, 0}, visible_priority(0, 0), pin),
+              FetchSet::State::kPending);
+    fetch.end_round();
+    EXPECT_EQ(fetch.pending(), 1u);
+    EXPECT_EQ(cache.counters().queued, 2u);
+  });
+  while (cache.counters().misses - cache.counters().cancelled < 3 ||
+         cache.try_get(id, 0, Index{1, 0, 0}) == std::nullopt ||
+         cache.try_get(id, 0, Index{2, 0, 0}) == std::nullopt)
+    std::this_thread::yield();
+  while (fetch.pending() > 0)
+    std::this_thread::yield();
+  std::lock_guard l(src->m);
+  EXPECT_EQ(src->order[1][0], 2);  // the needed one first
+  EXPECT_EQ(events.load(), 1);     // and only its arrival is an event
+}
+
+}  // namespace
+}  // namespace vx::data
