@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-ROOT = Path(__file__).resolve().parents[2]
-WIRE_PATH = os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python"))
-sys.path.insert(0, WIRE_PATH)
-sys.path.insert(0, str(ROOT / "python"))
+from vxhelpers import import_wire, wire_module_dir
 
-from voxcast import wire  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+wire = import_wire()  # the module of the tree under test, or fail
+WIRE_PATH = str(wire_module_dir())
+
 
 pytestmark = pytest.mark.asyncio
 
