@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 import urllib.error
@@ -126,11 +127,14 @@ def test_cancel_overload_and_queue_position(serve, tmp_path):
     code, headers, body = call(s, "PUT", "/api/v1/jobs/third", {"params": SMALL})
     assert code == 429 and headers["Retry-After"] == "5"
     assert json.loads(body)["error"]["code"] == "overloaded"
-    t0 = time.time()
-    code, _, _ = call(s, "DELETE", "/api/v1/jobs/big")
+    code, _, body = call(s, "DELETE", "/api/v1/jobs/big")
     assert code == 200
-    j = wait_state(s, "big", {"canceled"}, timeout=30)
-    assert time.time() - t0 < 10 and j["done"] < j["total"] == 40 * 40
+    at_cancel = json.loads(body)["job"]["done"]
+    j = wait_state(s, "big", {"canceled"})
+    # Counted, not timed: a running orbit stops within one view per render thread (the
+    # views already started finish; no new one starts).
+    assert j["done"] < j["total"] == 40 * 40
+    assert j["done"] - at_cancel <= (os.cpu_count() or 1) + 1, (at_cancel, j)
     wait_state(s, "next", {"succeeded"})
     # Canceling a queued job: at once.
     assert call(s, "PUT", "/api/v1/jobs/big2", {"params": BIG})[0] == 202
