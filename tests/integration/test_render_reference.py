@@ -278,3 +278,26 @@ def test_3d_mip_of_two_layers_matches_the_reference(run_ok, tmp_path, volume3, s
         drawn = (m1 > lo1)[..., None]
         box[:] = np.where(drawn, 0.4 * box + 0.6 * c1, box)
     assert_close(got, to_bytes(acc), 2, f"3D mip, {second} second layer")
+
+
+def test_3d_voxel_scale_stretches_the_view(run_ok, tmp_path, volume3):
+    """Along +y (angles (0, 0, 0): z down, x right) with z scale 2: each z voxel is two
+    pixel rows at zoom 1. Nearest sampling, so the reference is the maximum along y with
+    its rows repeated."""
+    path, data = volume3
+    nz, ny, nx = SHAPE3
+    W, H = nx + 8, 2 * nz + 6
+    got = render(run_ok, tmp_path, path, {
+        "canvas": {"width": W, "height": H},
+        "camera": {"center": [nz - 1, (ny - 1) / 2, (nx - 1) / 2], "zoom": 1, "angles": [0, 0, 0]},
+        "dims": {"ndisplay": 3},
+        "layers": [{"channel": 0, "colormap": "inferno", "contrast_limits": [1000, 4095],
+                    "blending": "translucent", "rendering": "mip", "interpolation": "nearest",
+                    "opacity": 1.0, "gamma": 1.0},
+                   None],
+    })
+    m = np.repeat(data[0].max(axis=1), 2, axis=0)  # (2 nz, nx)
+    want = np.zeros((H, W, 3))
+    want[3:3 + 2 * nz, 4:4 + nx] = np.where((m > 1000)[..., None],
+                                            layer_colour(m, 1000, 4095, "inferno"), 0)
+    assert_close(got, to_bytes(want), 1, "3D mip along y, z scale 2")
