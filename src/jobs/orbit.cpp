@@ -58,6 +58,10 @@ std::string index_html(const std::string& component, const OrbitOptions& o) {
                            ? "document.body.append('voxcast-orbit.js was not found when this "
                              "orbit was written');"
                            : component;
+  // Inlined, "</script" (even in a comment) would end the element early: "<\/script" is
+  // the same text to JavaScript.
+  for (auto at = script.find("</script"); at != std::string::npos; at = script.find("</script", at))
+    script.replace(at, 2, "<\\/");
   // A self-contained page: the component inlined, the sheets beside it.
   return "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"

@@ -268,6 +268,7 @@ Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
     return fail(ErrorCode::kInvalidArgument, "field 'kind': '{}' is not one of {}", kind, known);
   }
   std::shared_ptr<Job> job;
+  JobInfo snapshot;
   {
     std::lock_guard lock(mutex_);
     if (auto it = jobs_.find(id); it != jobs_.end()) {
@@ -294,15 +295,11 @@ Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
     if (ec) return fail(ErrorCode::kIo, "{}: cannot create: {}", job->folder, ec.message());
     jobs_[id] = job;
     pending_.push_back(id);
+    snapshot = info_of(*job);  // queued: a worker may take it as soon as the lock is free
   }
   save(*job);
+  notify(snapshot);  // before a waiting worker is woken, so "queued" is not overtaken
   cv_.notify_one();
-  JobInfo snapshot;
-  {
-    std::lock_guard lock(mutex_);
-    snapshot = info_of(*job);
-  }
-  notify(snapshot);
   return snapshot;
 }
 

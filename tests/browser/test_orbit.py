@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-PIL = pytest.importorskip("PIL.Image")
+from PIL import Image as PIL  # noqa: E402  python3-pil (scripts/bootstrap): never a skip
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.actions import interaction  # noqa: E402
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 import urllib.error
@@ -136,11 +137,14 @@ def test_cancel_overload_and_queue_position(serve, tmp_path):
     code, headers, body = call(s, "PUT", "/api/v1/jobs/third", {"params": SMALL})
     assert code == 429 and headers["Retry-After"] == "5"
     assert json.loads(body)["error"]["code"] == "overloaded"
-    t0 = time.time()
-    code, _, _ = call(s, "DELETE", "/api/v1/jobs/big")
+    code, _, body = call(s, "DELETE", "/api/v1/jobs/big")
     assert code == 200
-    j = wait_state(s, "big", {"canceled"}, timeout=30)
-    assert time.time() - t0 < 10 and j["done"] < j["total"] == 40 * 40
+    at_cancel = json.loads(body)["job"]["done"]
+    j = wait_state(s, "big", {"canceled"})
+    # Counted, not timed: a running orbit stops within one view per render thread (the
+    # views already started finish; no new one starts).
+    assert j["done"] < j["total"] == 40 * 40
+    assert j["done"] - at_cancel <= (os.cpu_count() or 1) + 1, (at_cancel, j)
     wait_state(s, "next", {"succeeded"})
     # Canceling a queued job: at once.
     assert call(s, "PUT", "/api/v1/jobs/big2", {"params": BIG})[0] == 202
@@ -210,3 +214,105 @@ def test_events_push_progress(serve, tmp_path):
         await ws.close()
 
     asyncio.run(go())
+
+
+# ---- pixels through the server, concurrency and order -----------------------------------
+
+def orbit_tile_scene(manifest, c, r):
+    """The scene of tile (column c, row r), as docs/orbit.md defines it: the base view with
+    camera angles + (0, yaw[c], pitch[r])."""
+    view = json.loads(json.dumps(manifest["view"]))
+    a = view["camera"]["angles"]
+    view["camera"]["angles"] = [a[0], a[1] + manifest["yaw"][c], a[2] + manifest["pitch"][r]]
+    return view
+
+
+def psnr(a, b):
+    import numpy as np
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def check_orbit_tiles(s, jid, run_ok, tmp_path, min_psnr):
+    """Every tile of a finished orbit, read from the server's files, against `voxcast render`
+    of its angles; returns the PSNRs."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    code, _, body = call(s, "GET", f"/api/v1/jobs/{jid}/files/orbit.json")
+    assert code == 200
+    m = json.loads(body)
+    tw, th = m["tile"]["width"], m["tile"]["height"]
+    out = []
+    for sheet in m["sheets"]:
+        code, _, raw = call(s, "GET", f"/api/v1/jobs/{jid}/files/{sheet['file']}")
+        assert code == 200, sheet
+        img = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+        assert img.shape == (sheet["rows"] * th, sheet["columns"] * tw, 3), (img.shape, sheet)
+        for r in range(sheet["row"], sheet["row"] + sheet["rows"]):
+            for c in range(sheet["column"], sheet["column"] + sheet["columns"]):
+                y0, x0 = (r - sheet["row"]) * th, (c - sheet["column"]) * tw
+                tile = img[y0:y0 + th, x0:x0 + tw]
+                v = tmp_path / f"tile-{c}-{r}.json"
+                v.write_text(json.dumps(orbit_tile_scene(m, c, r)))
+                png = tmp_path / f"tile-{c}-{r}.png"
+                run_ok("render", m["dataset"], "--view", v, "-o", png)
+                want = np.asarray(Image.open(png).convert("RGB"))
+                assert (want.max(axis=2) > 30).mean() > 0.02, f"tile {c},{r}: the render is blank"
+                p = psnr(tile, want)
+                assert p >= min_psnr, f"tile (column {c}, row {r}): PSNR {p:.1f} dB against its render"
+                out.append(p)
+    assert len(out) == m["grid"]["columns"] * m["grid"]["rows"]
+    return out
+
+
+@pytest.mark.parametrize("fmt,min_psnr", [("webp", 25.0), ("jpeg", 25.0)])
+def test_orbit_tiles_through_the_server_are_renders_of_their_angles(serve, run_ok, tmp_path, fmt,
+                                                                     min_psnr):
+    """Job pixels: each tile equals `voxcast render` of the view at its yaw and pitch (within
+    the image format's loss: 48-pixel tiles of fine detail measured 28-30 dB in WebP and
+    JPEG, against 15-17 dB for the same tile flipped or mirrored); a flipped, misplaced or
+    wrongly angled tile fails. The page is
+    the component with this orbit, not just any 200."""
+    s = serve(DATA, "--data-dir", tmp_path / "d", "--jobs", "2")
+    view = {"camera": {"angles": [0, 20, 70]},
+            "layers": [{"colormap": "magma", "contrast_limits": [200, 3000]},
+                       {"colormap": "green", "contrast_limits": [200, 3000]}]}
+    params = {"columns": 3, "rows": 2, "size": 48, "format": fmt, "view": view}
+    assert call(s, "PUT", "/api/v1/jobs/tiles", {"kind": "orbit", "params": params})[0] == 202
+    wait_state(s, "tiles", {"succeeded"})
+    check_orbit_tiles(s, "tiles", run_ok, tmp_path, min_psnr)
+    code, headers, body = call(s, "GET", "/api/v1/jobs/tiles/files/index.html")
+    page = body.decode()
+    assert code == 200 and headers["Content-Type"].startswith("text/html")
+    assert '<voxcast-orbit' in page and 'src="orbit.json"' in page, page[:500]
+    assert "customElements.define('voxcast-orbit'" in page or \
+        'customElements.define("voxcast-orbit"' in page, "the component is not inlined"
+
+
+def test_jobs_run_side_by_side_and_the_queue_keeps_its_order(serve, tmp_path):
+    """--jobs 2: two big orbits run at once; jobs submitted behind them wait in submission
+    order (queue positions 1, 2, 3) and start in that order. Judged by states and
+    positions, not by time."""
+    s = serve(DATA, "--data-dir", tmp_path / "d", "--jobs", "2", "--max-jobs", "8")
+    for jid in ("big1", "big2"):
+        assert call(s, "PUT", f"/api/v1/jobs/{jid}", {"params": BIG})[0] == 202
+    wait_state(s, "big1", {"running"})
+    wait_state(s, "big2", {"running"})  # both at once: the second did not wait for the first
+    for i, jid in enumerate(("q1", "q2", "q3"), start=1):
+        code, _, body = call(s, "PUT", f"/api/v1/jobs/{jid}", {"params": SMALL})
+        assert code == 202 and json.loads(body)["job"]["queue_position"] == i, body
+    assert [job(s, j)["state"] for j in ("q1", "q2", "q3")] == ["queued"] * 3
+    # One slot frees: the first in line starts, the others move up.
+    call(s, "DELETE", "/api/v1/jobs/big1")
+    wait_state(s, "big1", {"canceled"})
+    q1 = wait_state(s, "q1", {"running", "succeeded"})
+    assert job(s, "big2")["state"] == "running"
+    q2 = job(s, "q2")
+    if q2["state"] == "queued":  # q1 may already be done and q2 started: both are in order
+        assert q2["queue_position"] == 1 and job(s, "q3")["queue_position"] == 2
+    call(s, "DELETE", "/api/v1/jobs/big2")
+    done = [wait_state(s, j, {"succeeded"}) for j in ("q1", "q2", "q3")]
+    assert done[0]["started"] <= done[1]["started"] <= done[2]["started"], done
+    assert q1["started"] <= done[1]["started"]

@@ -57,12 +57,29 @@ def test_slice_equals_the_stored_plane_through_contrast(run_ok, store, tmp_path,
 
 
 def test_size_overrides_the_canvas_and_default_view_frames_the_data(run_ok, store, tmp_path):
-    path, _ = store
+    path, data = store
     out = tmp_path / "out.png"
     run_ok("render", path, "--size", "120x80", "-o", out)
-    img = np.asarray(Image.open(out).convert("RGB"))
+    img = np.asarray(Image.open(out).convert("RGB")).astype(float)
     assert img.shape == (80, 120, 3)
-    assert img.max() > 0  # the data is framed, not off screen
+    # napari's framing: the middle slice, centred, scaled to fit with a 5% margin. The
+    # extent between the first and last voxel centres is 59 x 39, so zoom = 0.95 * 80 / 39.
+    zoom = 0.95 * min(120 / 59, 80 / 39)
+    lit = np.argwhere(img.max(axis=2) > 0)
+    (top, left), (bottom, right) = lit.min(axis=0), lit.max(axis=0)
+    want = (40 - 20 * zoom, 60 - 30 * zoom, 40 + 20 * zoom, 60 + 30 * zoom)
+    assert np.abs(np.array([top, left, bottom + 1, right + 1]) - want).max() <= 1.5, (
+        f"data spans rows {top}..{bottom}, columns {left}..{right}; expected {want}")
+    # The picture is the middle plane (z = 2) the right way up: it correlates with the plane
+    # sampled at each pixel's world position (nearest), and not with the plane flipped.
+    py, px = np.mgrid[0:80, 0:120]
+    yi = np.rint(19.5 + (py + 0.5 - 40) / zoom).astype(int)
+    xi = np.rint(29.5 + (px + 0.5 - 60) / zoom).astype(int)
+    inside = (yi >= 0) & (yi < SHAPE[1]) & (xi >= 0) & (xi < SHAPE[2])
+    plane = data[2].astype(float)
+    for ref, sign in ((plane, 1), (plane[::-1], -1), (plane[:, ::-1], -1)):
+        r = np.corrcoef(img[..., 0][inside], ref[yi[inside], xi[inside]])[0, 1]
+        assert (r > 0.5) if sign > 0 else (abs(r) < 0.2), f"correlation {r:.2f}"
 
 
 @pytest.mark.parametrize("scene,field", [
@@ -101,8 +118,14 @@ def test_demo_converts_describes_and_renders(run_ok, tmp_path):
     z = zarr.open(str(out), mode="r")
     assert z["0"].shape == (2, 32, 128, 128)
     assert np.asarray(z["0"][0, 16]).max() > 1000  # bright nuclei in the middle slice
-    img = np.asarray(Image.open(tmp_path / "demo.png").convert("RGB"))
-    assert img.shape == (720, 1280, 3) and img.max() > 100
+    img = np.asarray(Image.open(tmp_path / "demo.png").convert("RGB")).astype(int)
+    assert img.shape == (720, 1280, 3)
+    # The PNG is the default view (middle slice, contrast from the data) of what it wrote:
+    # the same as rendering the written store, and not blank.
+    run_ok("render", out, "--size", "1280x720", "-o", tmp_path / "again.png")
+    again = np.asarray(Image.open(tmp_path / "again.png").convert("RGB")).astype(int)
+    assert np.abs(img - again).max() <= 1
+    assert (img.max(axis=2) > 100).mean() > 0.01
 
 
 def test_default_contrast_comes_from_the_data(run_ok, tmp_path):

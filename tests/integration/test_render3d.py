@@ -2,13 +2,16 @@
 along the view axis, golden images of every rendering mode (with a stated tolerance), and
 malformed 3D views.
 
-Golden images live in tests/golden/. After an intended change of the picture, regenerate
-them with VOXCAST_UPDATE_GOLDEN=1 and look at them before committing."""
+The golden images (tests/golden/) are a regression net only: each mode is also checked
+against an independent reference (tests/unit/render/test_volume.cpp ray-marches them;
+test_render_reference.py checks colormaps, blending and the rest with NumPy). The test run
+never writes them. After an intended change of the picture, regenerate them by hand with
+`/usr/bin/python3 scripts/update-golden build/asan/apps/voxcast/voxcast`, look at them,
+and commit them with the change."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +81,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_images(run_ok, tmp_path, name):
+GOLDEN_DATA = "synthetic:cells?shape=48x64x80&chunk=16"
+
+
+def golden_render_args(name, tmp_path, out):
+    """The `voxcast render` arguments of golden case `name` (also used by
+    scripts/update-golden)."""
     case = dict(CASES[name])
     fov = case.pop("perspective", 0)
     v = view(tmp_path, {
@@ -88,13 +95,15 @@ def test_golden_images(run_ok, tmp_path, name):
         "dims": {"ndisplay": 3},
         "layers": [dict(case), dict(case)],
     })
+    return ["render", GOLDEN_DATA, "--view", v, "-o", out]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_images(run_ok, tmp_path, name):
     out = tmp_path / f"{name}.png"
-    run_ok("render", "synthetic:cells?shape=48x64x80&chunk=16", "--view", v, "-o", out)
+    run_ok(*golden_render_args(name, tmp_path, out))
     got = np.asarray(Image.open(out).convert("RGB")).astype(int)
     golden = GOLDEN / f"3d_{name}.png"
-    if os.environ.get("VOXCAST_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        Image.fromarray(got.astype(np.uint8)).save(golden)
     want = np.asarray(Image.open(golden).convert("RGB")).astype(int)
     diff = np.abs(got - want)
     # Tolerance: 2 levels anywhere (float rounding differs between optimization levels),

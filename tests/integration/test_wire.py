@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-ROOT = Path(__file__).resolve().parents[2]
-WIRE_PATH = os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python"))
-sys.path.insert(0, WIRE_PATH)
-sys.path.insert(0, str(ROOT / "python"))
+from vxhelpers import import_wire, wire_module_dir
 
-from voxcast import wire  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+wire = import_wire()  # the module of the tree under test, or fail
+WIRE_PATH = str(wire_module_dir())
+
 
 pytestmark = pytest.mark.asyncio
 
@@ -207,10 +207,8 @@ async def test_connecting_to_a_closed_port_is_refused():
     port = s.getsockname()[1]
     s.close()
     client = wire.Client()
-    t0 = time.monotonic()
     with pytest.raises(wire.RefusedError, match=f"127.0.0.1:{port}"):
-        await client.aconnect("127.0.0.1", port)
-    assert time.monotonic() - t0 < 10
+        await asyncio.wait_for(client.aconnect("127.0.0.1", port), 60)  # a guard, not a timing
     await client.aclose()
 
 
@@ -237,6 +235,7 @@ CHILD_SERVER = textwrap.dedent("""
     s = wire.Server("127.0.0.1", 0, tls={tls!r}, mode="eventfd")
     print(s.port, flush=True)
     s.recv(bytearray(8), 7, ~0)  # progresses until the client's hello has arrived
+    print("hello received", flush=True)  # and never again
     time.sleep(600)
 """)
 
@@ -250,18 +249,18 @@ async def test_killed_peer_fails_pending_operations_quickly(tls):
         client = wire.Client(tls=tls)
         await client.aconnect("127.0.0.1", port)
         await client.asend(b"hello", 7)
-        await asyncio.sleep(0.2)  # the child stops progressing once it has the hello
+        # The child stops progressing once it has the hello: wait for it to say so.
+        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        assert line.strip() == "hello received", line
         big = np.ones(64 << 20, np.uint8)
         send = asyncio.ensure_future(client.asend(big, 1))  # the child never progresses
         recv = asyncio.ensure_future(client.arecv(np.zeros(16, np.uint8), 2, ~0))
         await asyncio.sleep(0.1)
         assert not send.done() and not recv.done()
         child.send_signal(signal.SIGKILL)
-        t0 = time.monotonic()
-        for fut in (send, recv):
+        for fut in (send, recv):  # 30 s: a guard against a hang, not a timing
             with pytest.raises(wire.PeerFailure, match="127.0.0.1"):
                 await asyncio.wait_for(fut, 30)
-        assert time.monotonic() - t0 < 30
         await client.aclose()
     finally:
         child.kill()

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 import fixtures
+from vxhelpers import import_wire
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python")))
-sys.path.insert(0, str(ROOT / "python"))
+wire = import_wire()  # the module of the tree under test, or fail
 
 import voxcast  # noqa: E402
-from voxcast import wire  # noqa: E402
 from voxcast.fastpath import WireRequestError  # noqa: E402
 
 pytestmark = pytest.mark.asyncio

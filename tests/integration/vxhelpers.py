@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,38 @@ def error_line(res: subprocess.CompletedProcess, *needles, scrub=()) -> str:
             return line
     pytest.fail(f"no stderr line names all of {needles} (outside {scrub})\n" + describe(res),
                 pytrace=False)
+
+
+def wire_module_dir() -> Path:
+    """The folder of the compiled _voxcast_wire module under test: $VOXCAST_WIRE_PATH, else
+    the `python` folder of the build tree that $VOXCAST_BIN comes from (build/asan by
+    default). Never another tree: a stale release build must not stand in for it."""
+    root = Path(__file__).resolve().parents[2]
+    if os.environ.get("VOXCAST_WIRE_PATH"):
+        return Path(os.environ["VOXCAST_WIRE_PATH"]).resolve()
+    binary = Path(os.environ.get("VOXCAST_BIN", str(root / "build/asan/apps/voxcast/voxcast")))
+    if not binary.is_absolute():
+        binary = root / binary
+    return (binary.parent.parent.parent / "python").resolve()
+
+
+def import_wire():
+    """Puts the module folder and python/ first on sys.path and imports voxcast.wire,
+    failing (never falling back to another build) unless _voxcast_wire comes from
+    wire_module_dir()."""
+    import importlib
+    root = Path(__file__).resolve().parents[2]
+    where = wire_module_dir()
+    for p in (str(where), str(root / "python")):
+        if p in sys.path:
+            sys.path.remove(p)
+        sys.path.insert(0, p)
+    try:
+        core = importlib.import_module("_voxcast_wire")
+    except ImportError as e:
+        raise ImportError(f"no _voxcast_wire module in {where} (build the target voxcast_wire_py "
+                          f"of that tree, or set VOXCAST_WIRE_PATH): {e}") from e
+    got = Path(core.__file__).resolve().parent
+    if got != where:
+        raise ImportError(f"_voxcast_wire was loaded from {got}, not from {where}")
+    return importlib.import_module("voxcast.wire")

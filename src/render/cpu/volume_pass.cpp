@@ -193,7 +193,7 @@ struct Op {
       if (p0[u] == p0[u]) return;  // already hit
       const float prev = p1[u];
       p1[u] = s;
-      if (s < look->iso) return;
+      if (!(s >= look->iso)) return;  // NaN: no data, never a crossing
       // Between the previous sample and this one, where the threshold is crossed.
       const float t =
           prev == prev && s != prev ? std::clamp((look->iso - prev) / (s - prev), 0.f, 1.f) : 1.f;

@@ -488,11 +488,14 @@ TEST(Volume, RefiningFramesConvergeToTheColdRender) {
 }
 
 TEST(Volume, NaNsInFloatDataAreDrawnAsNothingInEveryMode) {
+  // Left half (x < 8) all NaN, right half 500 with a NaN every third voxel: seen along z,
+  // the left half shows the background (0) in every mode and the right half is drawn.
   const auto path = (std::filesystem::temp_directory_path() / "vx_nan.npy").string();
-  std::vector<float> v(16 * 16 * 16, 500.f);
-  for (std::size_t i = 0; i < v.size(); i += 3)
-    v[i] = std::nanf("");
-  const std::int64_t shape[3] = {16, 16, 16};
+  const std::int64_t n = 16;
+  std::vector<float> v(std::size_t(n * n * n), 500.f);
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (std::int64_t(i) % n < 8 || (i % 3 == 0 && std::int64_t(i) % n >= 12)) v[i] = std::nanf("");
+  const std::int64_t shape[3] = {n, n, n};
   {
     std::ofstream out(path, std::ios::binary);
     const auto header = data::make_npy_header(data::DType::kFloat32, shape);
@@ -502,15 +505,102 @@ TEST(Volume, NaNsInFloatDataAreDrawnAsNothingInEveryMode) {
   Fixture f(path);
   for (auto mode : {Rendering::kMip, Rendering::kMinip, Rendering::kAttenuatedMip,
                     Rendering::kAverage, Rendering::kTranslucent, Rendering::kIso}) {
-    Scene s = volume_scene(f.inputs.data, 48, 40, mode, 0, 1000);
+    const int W = 48, H = 40;
+    Scene s = volume_scene(f.inputs.data, W, H, mode, 0, 1000);
     s.layers[0].iso_threshold = 400;
-    s.camera.angles = {0, 30, 120};
     auto frame = make_cpu_renderer()->render(s, f.inputs);  // UBSan checks the conversions
     ASSERT_TRUE(frame) << to_string(mode) << ": " << frame.error().what();
+    // Default angles look along -z: screen x is world x, screen y is world y.
+    const double zoom = s.camera.zoom;
+    int nan_px = 0, lit_px = 0;
+    for (int py = 0; py < H; ++py) {
+      const double wy = s.camera.center[1] + (py + 0.5 - H / 2.0) / zoom;
+      if (wy < 2 || wy > n - 3) continue;
+      for (int px = 0; px < W; ++px) {
+        const double wx = s.camera.center[2] + (px + 0.5 - W / 2.0) / zoom;
+        const auto* p = &frame->pixels[std::size_t(py * W + px) * 4];
+        if (wx > 0.5 && wx < 6) {  // rays through NaN only
+          ++nan_px;
+          EXPECT_EQ(p[0] + p[1] + p[2], 0)
+              << to_string(mode) << ": NaN drawn at pixel " << px << "," << py;
+        } else if (wx > 8.6 && wx < 10.6) {  // rays through 500 only
+          ++lit_px;
+          EXPECT_GT(p[0], 40) << to_string(mode) << ": data not drawn at " << px << "," << py;
+        }
+      }
+    }
+    EXPECT_GT(nan_px, 20) << to_string(mode);
+    EXPECT_GT(lit_px, 10) << to_string(mode);
   }
 }
 
-TEST(Volume, TwoChannelsCompositeAdditivelyAndYuvMatchesRgba) {
+// Renders `s` with only layer `only` visible (-1: all as given).
+Frame render_only(const Scene& scene, const RenderInputs& in, int only) {
+  Scene s = scene;
+  if (only >= 0)
+    for (std::size_t i = 0; i < s.layers.size(); ++i)
+      s.layers[i].visible = int(i) == only;
+  auto frame = make_cpu_renderer()->render(s, in);
+  EXPECT_TRUE(frame) << frame.error().what();
+  return frame ? std::move(*frame) : Frame{};
+}
+
+TEST(Volume, TwoChannelsCompositeAdditively) {
+  // Additive: the frame of both layers is the sum of each layer alone (with its opacity),
+  // clamped, within rounding; a max() instead of a sum fails where both layers are lit.
+  Fixture f("synthetic:cells?shape=32x32x32&chunk=16");
+  Scene s = default_scene(f.inputs.data, 64, 48);
+  s.dims.ndisplay = 3;
+  s.camera.angles = {0, 30, 120};
+  ASSERT_EQ(s.layers.size(), 2u);
+  for (auto& l : s.layers) {
+    l.colormap = "gray";
+    l.blending = Blending::kAdditive;
+  }
+  s.layers[0].opacity = 0.6;
+  s.layers[1].opacity = 0.5;
+  const Frame a = render_only(s, f.inputs, 0), b = render_only(s, f.inputs, 1),
+              both = render_only(s, f.inputs, -1);
+  ASSERT_EQ(both.pixels.size(), a.pixels.size());
+  ASSERT_EQ(both.pixels.size(), b.pixels.size());
+  EXPECT_EQ(both.levels.size(), 2u);
+  int worst = 0, overlap = 0;
+  for (std::size_t i = 0; i < both.pixels.size(); i += 4)
+    for (std::size_t k = 0; k < 3; ++k) {
+      const int sum = std::min(255, int(a.pixels[i + k]) + int(b.pixels[i + k]));
+      worst = std::max(worst, std::abs(int(both.pixels[i + k]) - sum));
+      overlap += k == 0 && a.pixels[i] > 15 && b.pixels[i] > 15 && sum < 250;
+    }
+  EXPECT_LE(worst, 1);
+  EXPECT_GT(overlap, 50);  // enough pixels where a sum and a max differ
+}
+
+TEST(Volume, TwoLayersCompositeTranslucentlyWithOpacity) {
+  // Translucent: out = below * (1 - opacity) + colour * opacity where the top layer draws.
+  Fixture f("synthetic:cells?shape=32x32x32&chunk=16");
+  Scene s = default_scene(f.inputs.data, 64, 48);
+  s.dims.ndisplay = 3;
+  s.camera.angles = {0, 30, 120};
+  ASSERT_EQ(s.layers.size(), 2u);
+  s.layers[0].colormap = "gray";
+  s.layers[0].blending = Blending::kAdditive;
+  s.layers[1].colormap = "gray";
+  s.layers[1].blending = Blending::kTranslucent;
+  const Frame a = render_only(s, f.inputs, 0), top = render_only(s, f.inputs, 1);
+  s.layers[1].opacity = 0.4;
+  const Frame both = render_only(s, f.inputs, -1);
+  int worst = 0, checked = 0;
+  for (std::size_t i = 0; i < both.pixels.size(); i += 4) {
+    if (top.pixels[i] == 0) continue;  // the top layer may draw nothing there (cut off)
+    const double want = a.pixels[i] * 0.6 + top.pixels[i] * 0.4;
+    worst = std::max(worst, std::abs(int(both.pixels[i]) - int(std::lround(want))));
+    checked += a.pixels[i] > 15 && std::abs(a.pixels[i] - top.pixels[i]) > 15;
+  }
+  EXPECT_LE(worst, 2);
+  EXPECT_GT(checked, 50);
+}
+
+TEST(Volume, YuvMatchesRgba) {
   Fixture f("synthetic:cells?shape=32x32x32&chunk=16");
   Scene s = default_scene(f.inputs.data, 64, 48);
   s.dims.ndisplay = 3;
@@ -518,19 +608,42 @@ TEST(Volume, TwoChannelsCompositeAdditivelyAndYuvMatchesRgba) {
   auto renderer = make_cpu_renderer();
   auto rgba = renderer->render(s, f.inputs);
   ASSERT_TRUE(rgba) << rgba.error().what();
-  EXPECT_EQ(rgba->levels.size(), 2u);
   RenderOptions yuv;
   yuv.format = PixelFormat::kI420;
   auto i420 = renderer->render(s, f.inputs, yuv);
   ASSERT_TRUE(i420);
-  int worst = 0;
-  for (int i = 0; i < 64 * 48; ++i) {
-    const auto* p = &rgba->pixels[std::size_t(i) * 4];
-    float y, cb, cr;
-    rgb_to_ycbcr709(p[0] / 255.f, p[1] / 255.f, p[2] / 255.f, y, cb, cr);
-    worst = std::max(worst, std::abs(int(i420->pixels[std::size_t(i)]) - int(std::lround(y))));
-  }
+  // Reference: ITU-R BT.709, limited range (Y 16..235, Cb/Cr 16..240), written out here
+  // rather than taken from the renderer, so a BT.601 matrix fails. Chroma is 4:2:0: the
+  // mean of each 2x2 block.
+  const int W = 64, H = 48;
+  auto ycc = [&](int x, int y, int k) {
+    const auto* p = &rgba->pixels[std::size_t(y * W + x) * 4];
+    const double r = p[0] / 255.0, g = p[1] / 255.0, b = p[2] / 255.0;
+    const double l = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    return k == 0   ? 16 + 219 * l
+           : k == 1 ? 128 + 112 * (b - l) / 0.9278
+                    : 128 + 112 * (r - l) / 0.7874;
+  };
+  int worst = 0, worst_c = 0;
+  double chroma_range = 0;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x)
+      worst = std::max(worst, std::abs(int(i420->pixels[std::size_t(y * W + x)]) -
+                                       int(std::lround(ycc(x, y, 0)))));
+  for (int k = 1; k <= 2; ++k)
+    for (int y = 0; y < H / 2; ++y)
+      for (int x = 0; x < W / 2; ++x) {
+        const double want = (ycc(2 * x, 2 * y, k) + ycc(2 * x + 1, 2 * y, k) +
+                             ycc(2 * x, 2 * y + 1, k) + ycc(2 * x + 1, 2 * y + 1, k)) /
+                            4;
+        chroma_range = std::max(chroma_range, std::abs(want - 128));
+        const std::size_t at = std::size_t(W * H) + std::size_t(k - 1) * std::size_t(W * H / 4) +
+                               std::size_t(y * W / 2 + x);
+        worst_c = std::max(worst_c, std::abs(int(i420->pixels[at]) - int(std::lround(want))));
+      }
   EXPECT_LE(worst, 1);
+  EXPECT_LE(worst_c, 1);
+  EXPECT_GT(chroma_range, 20);  // coloured pixels, so the chroma matrix matters
 }
 
 }  // namespace

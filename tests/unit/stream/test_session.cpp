@@ -64,6 +64,30 @@ struct Harness {
       cv.notify_all();
     };
   }
+  // Returns once every task queued on the pool before the call has finished: one task per
+  // worker, below every other priority, each waiting until all of them run at once (so no
+  // worker is busy with anything else). An event, not a sleep.
+  bool drain() {
+    struct Barrier {
+      std::mutex m;
+      std::condition_variable cv;
+      unsigned started = 0, finished = 0;
+    };
+    auto b = std::make_shared<Barrier>();
+    const unsigned n = pool.threads();
+    for (unsigned i = 0; i < n; ++i)
+      pool.submit(-1000, [b, n] {
+        std::unique_lock lock(b->m);
+        ++b->started;
+        b->cv.notify_all();
+        b->cv.wait_for(lock, std::chrono::seconds(30), [&] { return b->started == n; });
+        ++b->finished;
+        b->cv.notify_all();
+      });
+    std::unique_lock lock(b->m);
+    return b->cv.wait_for(lock, std::chrono::seconds(60), [&] { return b->finished == n; }) &&
+           b->started == n;
+  }
   bool wait_frames(std::size_t n) {
     std::unique_lock lock(m);
     return cv.wait_for(lock, std::chrono::seconds(30), [&] { return frames.size() >= n; });
@@ -80,7 +104,7 @@ TEST(Session, RendersOnlyWhenThePreviousFrameIsWrittenAndAlwaysTheLatestState) {
   // Not written yet: updates pile up, nothing is rendered.
   for (int i = 1; i <= 5; ++i)
     ASSERT_TRUE(session->update(std::uint64_t(i), {{"camera", {{"zoom", 1.0 + i}}}}, false));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(h.drain());  // a render the updates started would have finished by now
   {
     std::lock_guard lock(h.m);
     EXPECT_EQ(h.frames.size(), 1u);

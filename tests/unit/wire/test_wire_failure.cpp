@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <ucp/api/ucp.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -185,54 +188,107 @@ TEST(Wire, BadHostsAreClearErrors) {
   EXPECT_NE(mode.error().message.find("thread, eventfd, polling"), std::string::npos);
 }
 
-TEST(Wire, Ipv6ListensAndFailsCleanlyWhereUcxCannot) {
-  // Listening on IPv6 works ("::1", and "::" for dual stack). Connecting is set up over
-  // IPv6 by the socket manager, but UCX 1.13's tcp transport on the loopback device then
-  // dials the client's IPv4-only interface at its IPv6 address and is refused
-  // (docs/wire.md, "IPv6"). Where that happens it must be a clean error naming the peer;
-  // where UCX manages (a newer UCX, other devices) the message must arrive.
-  for (const char* host : {"::1", "::"}) {
-    auto server = Server::listen(host, 0);
-    if (!server) GTEST_SKIP() << "no IPv6 here: " << server.error().what();
-    EXPECT_NE(server->port(), 0);
-    auto client = Client::connect(std::string(host) == "::" ? "127.0.0.1" : "::1", server->port());
-    if (!client) {
-      EXPECT_EQ(client.error().code, Errc::kRefused) << client.error().what();
-      EXPECT_NE(client.error().message.find(":" + std::to_string(server->port())),
-                std::string::npos)
-          << client.error().message;
-      continue;
-    }
-    std::vector<std::byte> out(100, std::byte{5}), in(100);
-    auto r = server->recv({in.data(), in.size()}, 3, ~0ull);
-    ASSERT_TRUE(client->send({out.data(), out.size()}, 3).wait());
-    ASSERT_TRUE(r.wait());
-    EXPECT_EQ(in, out);
+// Whether this kernel has IPv6 loopback at all, asked of the socket API directly (not of
+// the code under test, so that a broken listen fails instead of skipping).
+bool kernel_has_ipv6_loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+void expect_delivered(Server& server, Client& client) {
+  std::vector<std::byte> out(100, std::byte{5}), in(100);
+  auto r = server.recv({in.data(), in.size()}, 3, ~0ull);
+  ASSERT_TRUE(client.send({out.data(), out.size()}, 3).wait());
+  ASSERT_TRUE(r.wait_for(30s));
+  EXPECT_EQ(in, out);
+}
+
+// Listening on "::1" and on "::" (dual stack) works. Connecting: UCX 1.13's tcp transport
+// on the loopback device dials the client's IPv4-only interface at its IPv6 address and is
+// refused (docs/wire.md, "IPv6"); that must be a clean kRefused naming the peer's port. A
+// newer UCX must deliver the message. The expectation follows the UCX version, never the
+// outcome, so each case can fail.
+void expect_ipv6_outcome(const char* listen_host, const char* connect_host) {
+  if (!kernel_has_ipv6_loopback()) GTEST_SKIP() << "this kernel has no IPv6 loopback";
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  const bool ucx_refuses = major == 1 && minor <= 13;
+  auto server = Server::listen(listen_host, 0);
+  ASSERT_TRUE(server) << listen_host << ": " << server.error().what();
+  EXPECT_NE(server->port(), 0);
+  auto client = Client::connect(connect_host, server->port());
+  if (ucx_refuses) {
+    ASSERT_FALSE(client) << "UCX " << major << "." << minor << " connected to " << listen_host
+                         << "; docs/wire.md says it cannot";
+    EXPECT_EQ(client.error().code, Errc::kRefused) << client.error().what();
+    EXPECT_NE(client.error().message.find(":" + std::to_string(server->port())), std::string::npos)
+        << client.error().message;
+  } else {
+    ASSERT_TRUE(client) << "UCX " << major << "." << minor << ": " << client.error().what();
+    expect_delivered(*server, *client);
   }
 }
 
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+TEST(Wire, Ipv6LoopbackConnectFollowsTheUcxVersion) {
+  expect_ipv6_outcome("::1", "::1");
+}
+
+TEST(Wire, Ipv6DualStackConnectFollowsTheUcxVersion) {
+  expect_ipv6_outcome("::", "127.0.0.1");
+}
+
+// The threads of this process (/proc/self/task) and the scheduler state of one ('R'
+// running or runnable, 'S' sleeping, ...).
+std::set<std::string> thread_ids() {
+  std::set<std::string> ids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task"))
+    ids.insert(e.path().filename().string());
+  return ids;
+}
+
+char thread_state(const std::string& tid) {
+  std::ifstream f("/proc/self/task/" + tid + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
 }
 
 TEST(Wire, IdleProgressThreadsSleep) {
-  // Two nodes with progress threads, connected, one receive pending: after the spin
-  // window both threads sleep on the event fd. A spinning thread would burn ~0.5 s of CPU
-  // per thread here; the bound is loose so that only spinning can fail it.
+  // Two nodes with progress threads, connected, one receive pending: after the spin window
+  // every thread they started sleeps (blocked on its event fd), seen in the scheduler's
+  // state rather than measured in CPU time: 100 samples in a row with all of them asleep.
+  // A spinning thread is always running or runnable, so it can never pass.
+  const auto before = thread_ids();
   auto server = Server::listen("127.0.0.1", 0);
   ASSERT_TRUE(server);
   auto client = Client::connect("127.0.0.1", server->port());
   ASSERT_TRUE(client);
   std::vector<std::byte> buf(64);
   auto r = server->recv({buf.data(), buf.size()}, 1, ~0ull);
-  std::this_thread::sleep_for(50ms);
-  double before = cpu_seconds();
-  std::this_thread::sleep_for(500ms);
-  double used = cpu_seconds() - before;
-  EXPECT_LT(used, 0.2) << "progress threads used " << used << " s of CPU in 0.5 s idle";
+  std::vector<std::string> started;
+  for (const auto& id : thread_ids())
+    if (!before.count(id)) started.push_back(id);
+  ASSERT_GE(started.size(), 2u) << "expected a progress thread per node";
+  int asleep_in_a_row = 0;
+  std::string last;
+  for (int sample = 0; sample < 20000 && asleep_in_a_row < 100; ++sample) {
+    bool all = true;
+    last.clear();
+    for (const auto& id : started) {
+      const char st = thread_state(id);
+      last += id + ":" + st + " ";
+      all &= st == 'S' || st == 'D' || st == '?';  // '?': the thread has ended
+    }
+    asleep_in_a_row = all ? asleep_in_a_row + 1 : 0;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_GE(asleep_in_a_row, 100) << "threads never all asleep; last states " << last;
   r.cancel();
   EXPECT_EQ(r.wait().error().code, Errc::kCancelled);
 }
