@@ -74,61 +74,75 @@ inline float expneg(float x) {
   return y * y;
 }
 
-// Value noise (smoothstep-interpolated lattice values in [0, 1)) along one row of voxels.
-// The lattice values of the row's (y, z) are interpolated once per lattice point in x
-// (cached while the row stays between the same lattice planes); a voxel is one smoothstep
-// blend of two of them. Exact, and continuous across chunks.
+// Value noise (smoothstep-interpolated lattice values in [0, 1)) along the rows of a chunk.
+// The x part (which lattice cell, smoothstep weight) is the same for every row of the chunk
+// and computed once; the lattice values of a row's (y, z) are interpolated once per lattice
+// point in x (the corner values cached while rows stay between the same lattice planes), so
+// a voxel is one multiply-add. Exact, and continuous across chunks.
 class NoiseRow {
  public:
-  NoiseRow(double fz, double fy, double fx, std::uint32_t seed) : f_{fz, fy, fx}, seed_(seed) {}
+  // Rows of n voxels whose centres are at level-0 x = x0 + (i + 0.5) * s.
+  NoiseRow(double fz, double fy, double fx, std::uint32_t seed, double x0, double s, int n)
+      : f_{fz, fy}, seed_(seed), n_(n), sx_(std::size_t(n)) {
+    const double q0 = (x0 + 0.5 * s) * fx, dq = s * fx;
+    ix0_ = std::int64_t(std::floor(q0));
+    nl_ = int(std::int64_t(std::floor(q0 + (n - 1) * dq)) - ix0_ + 2);
+    // Segments of voxels between lattice points. Where rounding puts a voxel on the other
+    // side of a lattice point, t is a hair outside [0, 1]: the same value there.
+    int xa = 0;
+    for (int j = 0; j + 1 < nl_; ++j) {
+      const int xb =
+          j + 2 == nl_ ? n : std::clamp(int(std::ceil((double(ix0_ + j + 1) - q0) / dq)), xa, n);
+      ends_.push_back(xb);
+      for (int i = xa; i < xb; ++i) {
+        const double t = q0 + i * dq - double(ix0_ + j);
+        sx_[std::size_t(i)] = float(t * t * (3 - 2 * t));
+      }
+      xa = xb;
+    }
+    corners_.resize(std::size_t(4 * nl_));
+    a_.resize(std::size_t(nl_));
+  }
 
-  // out[i] = noise at level-0 (pz, py, x0 + (i + 0.5) * s), i < n.
-  void eval(double pz, double py, double x0, double s, int n, float* out) {
+  // out[i] = noise at level-0 (pz, py, x0 + (i + 0.5) * s).
+  void eval(double pz, double py, float* out) {
     const double qz = pz * f_[0], qy = py * f_[1];
     const double fz = std::floor(qz), fy = std::floor(qy);
     const auto iz = std::int64_t(fz), iy = std::int64_t(fy);
-    const double q0 = (x0 + 0.5 * s) * f_[2], dq = s * f_[2];
-    const auto ix0 = std::int64_t(std::floor(q0));
-    const auto nl = int(std::int64_t(std::floor(q0 + (n - 1) * dq)) - ix0 + 2);
-    if (iz != iz_ || iy != iy_ || ix0 != ix0_ || nl != nl_) {
-      iz_ = iz, iy_ = iy, ix0_ = ix0, nl_ = nl;
-      corners_.resize(std::size_t(4 * nl));
+    const int nl = nl_;
+    if (iz != iz_ || iy != iy_) {
+      iz_ = iz, iy_ = iy;
       for (int c = 0; c < 4; ++c) {
         const auto h = hash_yz(iy + (c & 1), iz + (c >> 1), seed_);
         for (int j = 0; j < nl; ++j)
-          corners_[std::size_t(c * nl + j)] = unitf(hash_x(std::uint32_t(ix0 + j), h));
+          corners_[std::size_t(c * nl + j)] = unitf(hash_x(std::uint32_t(ix0_ + j), h));
       }
     }
     auto smooth = [](double t) { return float(t * t * (3 - 2 * t)); };
     const float ty = smooth(qy - fy), tz = smooth(qz - fz);
     const float w[4] = {(1 - ty) * (1 - tz), ty * (1 - tz), (1 - ty) * tz, ty * tz};
-    a_.resize(std::size_t(nl));
+    const float* c = corners_.data();
     for (int j = 0; j < nl; ++j)
-      a_[std::size_t(j)] = w[0] * corners_[std::size_t(j)] + w[1] * corners_[std::size_t(nl + j)] +
-                           w[2] * corners_[std::size_t(2 * nl + j)] +
-                           w[3] * corners_[std::size_t(3 * nl + j)];
-    // Segments of voxels between lattice points in x. Where rounding puts a voxel on the
-    // other side of a lattice point, t is a hair outside [0, 1]: the same value there.
+      a_[std::size_t(j)] =
+          w[0] * c[j] + w[1] * c[nl + j] + w[2] * c[2 * nl + j] + w[3] * c[3 * nl + j];
+    const float* sx = sx_.data();
     int xa = 0;
-    for (int j = 0; j + 1 < nl && xa < n; ++j) {
-      const int xb =
-          j + 2 == nl ? n : std::clamp(int(std::ceil((double(ix0 + j + 1) - q0) / dq)), xa, n);
-      const float a = a_[std::size_t(j)], d = a_[std::size_t(j + 1)] - a;
-      const float t0 = float(q0 - double(ix0 + j)), dt = float(dq);
-      for (int i = xa; i < xb; ++i) {
-        const float t = t0 + float(i) * dt;
-        out[i] = a + d * (t * t * (3.0f - 2.0f * t));
-      }
+    for (std::size_t j = 0; j < ends_.size(); ++j) {
+      const float lo = a_[j], d = a_[j + 1] - lo;
+      const int xb = ends_[j];
+      for (int i = xa; i < xb; ++i)
+        out[i] = lo + d * sx[i];
       xa = xb;
     }
   }
 
  private:
-  double f_[3];
+  double f_[2];
   std::uint32_t seed_;
-  std::int64_t iz_ = INT64_MIN, iy_ = INT64_MIN, ix0_ = INT64_MIN;
-  int nl_ = 0;
-  std::vector<float> corners_, a_;
+  int n_, nl_ = 0;
+  std::int64_t ix0_ = 0, iz_ = INT64_MIN, iy_ = INT64_MIN;
+  std::vector<float> sx_, corners_, a_;
+  std::vector<int> ends_;
 };
 
 // The fixed-width loops over a row segment stay loops, for the vectorizer (fully unrolled
@@ -160,10 +174,11 @@ class ChunkGen {
         membrane_(channel % 2 == 1),
         s_(float(std::ldexp(1.0, level))),
         lobes4_(4.0 / double(p.shape[0]), 4.0 / double(p.shape[1]), 4.0 / double(p.shape[2]),
-                p.seed),
+                p.seed, double(start[2]) * s_, s_, int(count[2])),
         lobes11_(11.0 / double(p.shape[0]), 11.0 / double(p.shape[1]), 11.0 / double(p.shape[2]),
-                 p.seed + 1),
-        region_(1.0 / 300, 1.0 / 300, 1.0 / 300, p.seed + 5) {
+                 p.seed + 1, double(start[2]) * s_, s_, int(count[2])),
+        region_(1.0 / 300, 1.0 / 300, 1.0 / 300, p.seed + 5, double(start[2]) * s_, s_,
+                int(count[2])) {
     for (int d = 0; d < 3; ++d) {
       start_[d] = start[d];
       count_[d] = count[d];
@@ -189,33 +204,35 @@ class ChunkGen {
     mask_.resize(nrows * ld);
     detail_.assign(nrows * ld, 0.0f);
     std::vector<char> row_any(nrows, 0);
+    bool partial = false;  // some row is partly inside the tissue
     const double full[3] = {double(p_.shape[0]), double(p_.shape[1]), double(p_.shape[2])};
     for (int k = 0; k < nz; ++k)
       for (int j = 0; j < ny; ++j) {
         float* m = mask_.data() + std::size_t(k * ny + j) * ld;
         const double pz = origin_[0] + (double(z0 + k) + 0.5) * s_;
         const double py = origin_[1] + (double(y0 + j) + 0.5) * s_;
-        lobes4_.eval(pz, py, origin_[2], s_, nx, m);
-        lobes11_.eval(pz, py, origin_[2], s_, nx, tmp_.data());
+        lobes4_.eval(pz, py, m);
+        lobes11_.eval(pz, py, tmp_.data());
         // Tissue: a lobed ellipsoid.
         const double u = (pz / full[0] - 0.5) / 0.46, v = (py / full[1] - 0.5) / 0.44;
         const auto uv = float(u * u + v * v);
         const auto w0 = float(((origin_[2] + 0.5 * s_) / full[2] - 0.5) / 0.47);
         const auto dw = float(s_ / full[2] / 0.47);
-        int any = 0;
+        int inside = 0;
         for (int i = 0; i < nx; ++i) {
           const float w = w0 + float(i) * dw;
           const float radial =
               std::sqrt(uv + w * w) + 0.22f * m[i] + 0.08f * tmp_[std::size_t(i)] - 0.15f;
           m[i] = std::clamp((1.0f - radial) * 12.0f, 0.0f, 1.0f);
-          any |= m[i] > 0;
+          inside += m[i] > 0;
         }
-        row_any[std::size_t(k * ny + j)] = any != 0;
+        row_any[std::size_t(k * ny + j)] = inside > 0;
+        partial |= inside > 0 && inside < nx;
       }
     if (blend_ < 1.0f && std::any_of(row_any.begin(), row_any.end(), [](char c) { return c; }))
       for (int x0 = 0; x0 < nx; x0 += kW) {
         const int n = std::min(kW, nx - x0);
-        bool in = false;
+        bool in = !partial;
         for (std::size_t r = 0; r < nrows && !in; ++r)
           if (row_any[r])
             for (int i = 0; i < n; ++i)
@@ -234,7 +251,7 @@ class ChunkGen {
         const double pz = origin_[0] + (double(z0 + k) + 0.5) * s_;
         const double py = origin_[1] + (double(y0 + j) + 0.5) * s_;
         if (row_any[r])
-          region_.eval(pz, py, origin_[2], s_, nx, tmp_.data());
+          region_.eval(pz, py, tmp_.data());
         else
           std::fill_n(tmp_.begin(), nx, 0.0f);
         const auto hyz = hash_yz(start_[1] + y0 + j, start_[0] + z0 + k, noise_seed);
