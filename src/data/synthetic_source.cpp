@@ -83,7 +83,7 @@ class NoiseRow {
  public:
   // Rows of n voxels whose centres are at level-0 x = x0 + (i + 0.5) * s.
   NoiseRow(double fz, double fy, double fx, std::uint32_t seed, double x0, double s, int n)
-      : f_{fz, fy}, seed_(seed), n_(n), sx_(std::size_t(n)) {
+      : f_{fz, fy}, seed_(seed), sx_(std::size_t(n)) {
     const double q0 = (x0 + 0.5 * s) * fx, dq = s * fx;
     ix0_ = std::int64_t(std::floor(q0));
     nl_ = int(std::int64_t(std::floor(q0 + (n - 1) * dq)) - ix0_ + 2);
@@ -139,7 +139,7 @@ class NoiseRow {
  private:
   double f_[2];
   std::uint32_t seed_;
-  int n_, nl_ = 0;
+  int nl_ = 0;
   std::int64_t ix0_ = 0, iz_ = INT64_MIN, iy_ = INT64_MIN;
   std::vector<float> sx_, corners_, a_;
   std::vector<int> ends_;
@@ -157,6 +157,7 @@ class NoiseRow {
 
 // Row segments are processed kW voxels at a time; tiles are kTz x kTy rows of such segments.
 constexpr int kW = 16;
+constexpr int kR = 8;  // rows whose Voronoi search runs interleaved
 
 struct Cells {  // feature points around a chunk, coordinates relative to the chunk's origin
   std::int64_t c0[3] = {}, cn[3] = {};
@@ -377,78 +378,103 @@ class ChunkGen {
       }
     const std::size_t nk = kx_.size();
     if (nk == 0) return;  // no nucleus reaches the tile: detail stays 0
-    dyz_.resize(nk);
+    dyz_.resize(nk * kR);
     float px[kW];
     VX_LANES
     for (int i = 0; i < kW; ++i)
       px[i] = (float(x0 + i) + 0.5f) * s;
     const std::uint32_t chroma_seed = p_.seed + 11;
-    for (int k = 0; k < nz; ++k)
-      for (int j = 0; j < ny; ++j) {
-        const float pz = (float(z0 + k) + 0.5f) * s, py = (float(y0 + j) + 0.5f) * s;
+    // kR rows at a time: their minimum chains are independent, so they overlap (one row's
+    // chain alone is latency-bound). Rows past the tile get points at infinity.
+    const int rows = nz * ny;
+    for (int r0 = 0; r0 < rows; r0 += kR) {
+      for (int r = 0; r < kR; ++r) {
+        const int row = std::min(r0 + r, rows - 1);
+        const float pz = (float(z0 + row / ny) + 0.5f) * s;
+        const float py = (float(y0 + row % ny) + 0.5f) * s;
+        const float far = r0 + r < rows ? 0.0f : 1e30f;
         for (std::size_t q = 0; q < nk; ++q) {
           const float a = kyz_[0][q] - pz, b = kyz_[1][q] - py;
-          dyz_[q] = a * a + b * b;
+          dyz_[q * kR + std::size_t(r)] = a * a + b * b + far;
         }
-        float* out = detail_.data() + std::size_t(k * ny + j) * ld + x0;
-        float res[kW];
-        if (membrane_) {
-          float d1[kW], d2[kW];
+      }
+      float res[kR][kW];
+      if (membrane_) {
+        float d1[kR][kW], d2[kR][kW];
+        for (int r = 0; r < kR; ++r) {
           VX_LANES
           for (int i = 0; i < kW; ++i)
-            d1[i] = d2[i] = 1e30f;
-          for (std::size_t q = 0; q < nk; ++q) {
-            const float cx = kx_[q], cyz = dyz_[q];
+            d1[r][i] = d2[r][i] = 1e30f;
+        }
+        for (std::size_t q = 0; q < nk; ++q) {
+          const float cx = kx_[q];
+          for (int r = 0; r < kR; ++r) {
+            const float cyz = dyz_[q * kR + std::size_t(r)];
             VX_LANES
             for (int i = 0; i < kW; ++i) {
               const float dx = px[i] - cx;
               const float dd = dx * dx + cyz;
-              d2[i] = std::min(d2[i], std::max(d1[i], dd));
-              d1[i] = std::min(d1[i], dd);
+              d2[r][i] = std::min(d2[r][i], std::max(d1[r][i], dd));
+              d1[r][i] = std::min(d1[r][i], dd);
             }
           }
-          const float inv = 1.0f / thick_;
+        }
+        const float inv = 1.0f / thick_;
+        for (int r = 0; r < kR; ++r) {
           VX_LANES
           for (int i = 0; i < kW; ++i) {
-            const float g = (std::sqrt(d2[i]) - std::sqrt(d1[i])) * inv;
-            res[i] = mem_gain_ * expneg(g * g);
+            const float g = (std::sqrt(d2[r][i]) - std::sqrt(d1[r][i])) * inv;
+            res[r][i] = mem_gain_ * expneg(g * g);
           }
-        } else {
-          float d1[kW], rr[kW], bb[kW];
+        }
+      } else {
+        float d1[kR][kW], rr[kR][kW], bb[kR][kW];
+        for (int r = 0; r < kR; ++r) {
           VX_LANES
           for (int i = 0; i < kW; ++i) {
-            d1[i] = 1e30f;
-            rr[i] = bb[i] = 0.0f;
+            d1[r][i] = 1e30f;
+            rr[r][i] = bb[r][i] = 0.0f;
           }
-          for (std::size_t q = 0; q < nk; ++q) {
-            const float cx = kx_[q], cyz = dyz_[q], cr = kr_[q], cb = kb_[q];
+        }
+        for (std::size_t q = 0; q < nk; ++q) {
+          const float cx = kx_[q], cr = kr_[q], cb = kb_[q];
+          for (int r = 0; r < kR; ++r) {
+            const float cyz = dyz_[q * kR + std::size_t(r)];
             VX_LANES
             for (int i = 0; i < kW; ++i) {
               const float dx = px[i] - cx;
               const float dd = dx * dx + cyz;
-              const bool m = dd < d1[i];
-              d1[i] = m ? dd : d1[i];
-              rr[i] = m ? cr : rr[i];
-              bb[i] = m ? cb : bb[i];
+              const bool m = dd < d1[r][i];
+              d1[r][i] = m ? dd : d1[r][i];
+              rr[r][i] = m ? cr : rr[r][i];
+              bb[r][i] = m ? cb : bb[r][i];
             }
           }
+        }
+        const float inv = 1.0f / edge_;
+        const int lv = level_;
+        const auto gx0 = std::uint32_t(start_[2] + x0);
+        for (int r = 0; r < kR && r0 + r < rows; ++r) {
           // Chromatin texture: a hash of the level-0 position halved.
+          const int k = (r0 + r) / ny, j = (r0 + r) % ny;
           const auto gz = std::uint64_t((2 * (start_[0] + z0 + k) + 1) << level_) >> 2;
           const auto gy = std::uint64_t((2 * (start_[1] + y0 + j) + 1) << level_) >> 2;
           const auto hyz = hash_yz(std::int64_t(gy), std::int64_t(gz), chroma_seed);
-          const auto gx0 = std::uint32_t(start_[2] + x0);
-          const float inv = 1.0f / edge_;
-          const int lv = level_;
           VX_LANES
           for (int i = 0; i < kW; ++i) {
-            const float v = std::clamp((rr[i] - std::sqrt(d1[i])) * inv + 0.5f, 0.0f, 1.0f);
+            const float v = std::clamp((rr[r][i] - std::sqrt(d1[r][i])) * inv + 0.5f, 0.0f, 1.0f);
             const std::uint32_t gx = ((2 * (gx0 + std::uint32_t(i)) + 1) << lv) >> 2;
-            res[i] = bb[i] * v * (0.8f + 0.2f * unitf(hash_x(gx, hyz)));
+            res[r][i] = bb[r][i] * v * (0.8f + 0.2f * unitf(hash_x(gx, hyz)));
           }
         }
-        for (int i = 0; i < n; ++i)
-          out[i] = res[i];
       }
+      for (int r = 0; r < kR && r0 + r < rows; ++r) {
+        const int k = (r0 + r) / ny, j = (r0 + r) % ny;
+        float* out = detail_.data() + std::size_t(k * ny + j) * ld + x0;
+        for (int i = 0; i < n; ++i)
+          out[i] = res[r][i];
+      }
+    }
   }
 
   const SynthParams& p_;
