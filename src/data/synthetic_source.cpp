@@ -212,13 +212,26 @@ class ChunkGen {
         float* m = mask_.data() + std::size_t(k * ny + j) * ld;
         const double pz = origin_[0] + (double(z0 + k) + 0.5) * s_;
         const double py = origin_[1] + (double(y0 + j) + 0.5) * s_;
-        lobes4_.eval(pz, py, m);
-        lobes11_.eval(pz, py, tmp_.data());
         // Tissue: a lobed ellipsoid.
         const double u = (pz / full[0] - 0.5) / 0.46, v = (py / full[1] - 0.5) / 0.44;
         const auto uv = float(u * u + v * v);
         const auto w0 = float(((origin_[2] + 0.5 * s_) / full[2] - 0.5) / 0.47);
         const auto dw = float(s_ / full[2] / 0.47);
+        // Rows wholly inside (or outside) whatever the lobes (in [0, 0.3)) need no noise.
+        {
+          const double wa = w0, wb = w0 + double(nx - 1) * dw;
+          const double lo = wa * wb <= 0 ? 0 : std::min(wa * wa, wb * wb);
+          const double rmin = std::sqrt(double(uv) + lo) - 0.15;
+          const double rmax = std::sqrt(double(uv) + std::max(wa * wa, wb * wb)) + 0.3 - 0.15;
+          if (rmax < 11.0 / 12.0 - 1e-3 || rmin > 1.0 + 1e-3) {
+            const bool in = rmax < 11.0 / 12.0 - 1e-3;
+            std::fill_n(m, nx, in ? 1.0f : 0.0f);
+            row_any[std::size_t(k * ny + j)] = in;
+            continue;
+          }
+        }
+        lobes4_.eval(pz, py, m);
+        lobes11_.eval(pz, py, tmp_.data());
         int inside = 0;
         for (int i = 0; i < nx; ++i) {
           const float w = w0 + float(i) * dw;
