@@ -194,7 +194,7 @@ class ChunkGen {
     peak_ = membrane_ ? 2200.0f : 3400.0f;
     noise_amp_ = 60.0f / std::sqrt(s * s * s);
     // Tiles about 8 level-0 voxels a side: the candidate points stay few.
-    static constexpr int kTile[] = {8, 4, 4, 4, 4};  // measured (bench_synthetic)
+    static constexpr int kTile[] = {8, 8, 4, 4, 4};  // measured (bench_synthetic)
     tz_ = ty_ = kTile[std::min(level, 4)];
   }
 
