@@ -28,17 +28,21 @@ struct SynthParams {
   int levels = 0;  // 0: until the largest dimension fits one chunk
 };
 
-// How it stays fast (issue 11: a synthetic chunk costs no more than decoding a stored one,
-// >= 500 M voxels/s per core): everything is float and computed a row segment at a time in
-// simple fixed-width loops the compiler vectorizes (SSE2 at least, AVX2/AVX-512 with the
-// project's -march); hashes are 32-bit integer mixes. The low-frequency fields (tissue lobes,
-// region brightness) are exact value noise, but the lattice values of a row are interpolated
-// in y and z once, so a voxel costs one smoothstep blend per field. The Voronoi search runs
-// per tile of the chunk (about 8 level-0 voxels a side): of the cells around the tile, only
-// those that can be the nearest (or second nearest) anywhere in it are kept, by box-to-point
+// How it stays fast (issue 11: a synthetic chunk should cost no more than decoding a stored
+// one, >= 500 M voxels/s per core; bench/bench_synthetic.cpp measures it): everything is float
+// and computed 16 voxels of a row at a time in fixed-width loops the compiler vectorizes
+// (SSE2 at least, AVX2/AVX-512 with the project's -march); hashes are 32-bit integer mixes.
+// The low-frequency fields (tissue lobes, region brightness) are exact value noise, but
+// their x part is shared by all rows of a chunk and their lattice values are interpolated in
+// y and z once per row, so a voxel costs one multiply-add per field; rows wholly inside or
+// outside the tissue skip the lobes. The Voronoi search runs per tile of the chunk (8 x 8 x 16
+// voxels at level 0, 8 x 8 x 16 or 4 x 4 x 16 above): of the cells around the tile, only those
+// that can be the nearest (or second nearest) anywhere in it are kept, by box-to-point
 // distance bounds, so a voxel tests a handful of points instead of 27, and tiles outside the
-// tissue test none. Every value depends only on global coordinates and the seed: a chunk is
-// the same whichever thread reads it, and chunks tile seamlessly.
+// tissue test none; eight rows are searched interleaved, as one row's minimum chain is
+// latency-bound. Coarse levels (3, 4: a cell is 3 or 1.5 voxels) still test many points per
+// voxel, and are the slow ones. Every value depends only on global coordinates and the
+// seed: a chunk is the same whichever thread reads it, and chunks tile seamlessly.
 
 constexpr float kCell = 24.0f;      // cell spacing in level-0 voxels
 constexpr float kMaxRadius = 7.5f;  // largest nucleus radius (level-0 voxels)
