@@ -154,15 +154,30 @@ class NoiseRow {
 // scalar, without a warning.
 #if defined(__clang__)
 #define VX_LANES _Pragma("clang loop unroll(disable)")
-#define VX_SAFE_LOOP _Pragma("clang loop vectorize(assume_safety)")
 #else
 #define VX_LANES
-#define VX_SAFE_LOOP
 #endif
 
 // Row segments are processed kW voxels at a time; tiles are kTz x kTy rows of such segments.
 constexpr int kW = 16;
 constexpr int kR = 8;  // rows whose Voronoi search runs interleaved
+
+// Feature points of one row of cells (x from gx0), relative to the chunk's origin.
+void cell_row(std::uint32_t gx0, std::uint32_t hyz, float bz, float by, float bx, std::int64_t n,
+              float* __restrict pz, float* __restrict py, float* __restrict px, float* __restrict r,
+              float* __restrict b) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto h = hash_x(gx0 + std::uint32_t(i), hyz);
+    const auto h1 = mix32(h ^ 0x68E31DA4u), h2 = mix32(h ^ 0xB5297A4Du);
+    const auto h3 = mix32(h ^ 0x1B56C4E9u), h4 = mix32(h ^ 0x5bd1e995u);
+    pz[i] = bz + (0.15f + 0.7f * unitf(h)) * kCell;
+    py[i] = by + (0.15f + 0.7f * unitf(h1)) * kCell;
+    px[i] = bx + (float(i) + 0.15f + 0.7f * unitf(h2)) * kCell;
+    r[i] = 4.0f + 3.5f * unitf(h3);
+    const float lit = unitf(h4);  // 12% of the cells have a dark nucleus
+    b[i] = lit < 0.12f ? 0.0f : 0.45f + 0.55f * (lit - 0.12f) * (1.0f / 0.88f);
+  }
+}
 
 struct Cells {  // feature points around a chunk, coordinates relative to the chunk's origin
   std::int64_t c0[3] = {}, cn[3] = {};
@@ -310,21 +325,8 @@ class ChunkGen {
         const auto bz = float(double(gz) * kCell - origin_[0]);
         const auto by = float(double(gy) * kCell - origin_[1]);
         const std::size_t o = std::size_t((k * c.cn[1] + j) * nxc);
-        float *pz = c.p[0].data() + o, *py = c.p[1].data() + o, *px = c.p[2].data() + o;
-        float *r = c.r.data() + o, *b = c.b.data() + o;
-        const auto gx0 = std::uint32_t(c.c0[2]);
-        VX_SAFE_LOOP
-        for (std::int64_t i = 0; i < nxc; ++i) {
-          const auto h = hash_x(gx0 + std::uint32_t(i), hyz);
-          const auto h1 = mix32(h ^ 0x68E31DA4u), h2 = mix32(h ^ 0xB5297A4Du);
-          const auto h3 = mix32(h ^ 0x1B56C4E9u), h4 = mix32(h ^ 0x5bd1e995u);
-          pz[i] = bz + (0.15f + 0.7f * unitf(h)) * kCell;
-          py[i] = by + (0.15f + 0.7f * unitf(h1)) * kCell;
-          px[i] = bx + (float(i) + 0.15f + 0.7f * unitf(h2)) * kCell;
-          r[i] = 4.0f + 3.5f * unitf(h3);
-          const float lit = unitf(h4);  // 12% of the cells have a dark nucleus
-          b[i] = lit < 0.12f ? 0.0f : 0.45f + 0.55f * (lit - 0.12f) * (1.0f / 0.88f);
-        }
+        cell_row(std::uint32_t(c.c0[2]), hyz, bz, by, bx, nxc, c.p[0].data() + o, c.p[1].data() + o,
+                 c.p[2].data() + o, c.r.data() + o, c.b.data() + o);
       }
   }
 
