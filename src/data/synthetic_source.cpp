@@ -2,60 +2,25 @@
 // fluorescence microscopy of tissue: nuclei (channel 0) and cell membranes (channel 1) of
 // a jittered Voronoi tessellation, inside a lobed tissue mask. Chunks are computed on
 // demand, so the default 1 TiB (2 x 4096 x 8192 x 8192 uint16) costs nothing until read.
+// This file is the VolumeSource and its options; synthetic_cells.cpp computes the chunks.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <thread>
+#include <vector>
 
 #include "core/cpu_slots.hpp"
 #include "data/formats.hpp"
+#include "data/synthetic_cells.hpp"
 
 namespace vx::data {
 namespace {
 
-struct SynthParams {
-  std::int64_t shape[3] = {4096, 8192, 8192};  // z, y, x
-  std::int64_t chunk = 64;
-  int channels = 2;
-  DType dtype = DType::kUInt16;
-  double latency_ms = 0;
-  std::uint32_t seed = 1;
-  int levels = 0;  // 0: until the largest dimension fits one chunk
-};
-
-constexpr double kCell = 24.0;  // cell spacing in level-0 voxels
-
-inline std::uint32_t hash3(std::int64_t x, std::int64_t y, std::int64_t z, std::uint32_t seed) {
-  std::uint64_t h = std::uint64_t(x) * 0x9E3779B97F4A7C15ull ^
-                    std::uint64_t(y) * 0xC2B2AE3D27D4EB4Full ^
-                    std::uint64_t(z) * 0x165667B19E3779F9ull ^ (std::uint64_t(seed) << 32);
-  h ^= h >> 31;
-  h *= 0xD6E8FEB86659FD93ull;
-  h ^= h >> 32;
-  return std::uint32_t(h);
-}
-inline double unit(std::uint32_t h) {
-  return double(h) * (1.0 / 4294967296.0);
-}
-
-// Smooth value noise for low-frequency structure.
-double value_noise(double x, double y, double z, std::uint32_t seed) {
-  const double fx = std::floor(x), fy = std::floor(y), fz = std::floor(z);
-  const auto ix = std::int64_t(fx), iy = std::int64_t(fy), iz = std::int64_t(fz);
-  auto s = [](double t) { return t * t * (3 - 2 * t); };
-  const double tx = s(x - fx), ty = s(y - fy), tz = s(z - fz);
-  double acc = 0;
-  for (int dz = 0; dz < 2; ++dz)
-    for (int dy = 0; dy < 2; ++dy)
-      for (int dx = 0; dx < 2; ++dx) {
-        const double w = (dx ? tx : 1 - tx) * (dy ? ty : 1 - ty) * (dz ? tz : 1 - tz);
-        acc += w * unit(hash3(ix + dx, iy + dy, iz + dz, seed));
-      }
-  return acc;
-}
+using SynthParams = synth::Params;
 
 class SyntheticSource final : public VolumeSource {
  public:
@@ -80,162 +45,17 @@ class SyntheticSource final : public VolumeSource {
       std::this_thread::sleep_for(std::chrono::microseconds(std::int64_t(p_.latency_ms * 1000)));
     const auto slot = cpu_.acquire();  // the latency overlaps; the computing does not oversubscribe
     const int channel = int(index[0]);
-    const double s = std::ldexp(1.0, level);  // level-0 voxels per voxel
     std::int64_t start[3], count[3], cs[3];
     for (int d = 0; d < 3; ++d) {
       cs[d] = lv.chunks[std::size_t(d) + 1];
       start[d] = index[d + 1] * cs[d];
       count[d] = std::min(cs[d], lv.shape[std::size_t(d) + 1] - start[d]);
     }
-    // Feature points of the cells around the chunk, computed once per chunk.
-    const double lo[3] = {start[0] * s, start[1] * s, start[2] * s};
-    const double hi[3] = {(start[0] + count[0]) * s, (start[1] + count[1]) * s,
-                          (start[2] + count[2]) * s};
-    std::int64_t c0[3], cn[3];
-    for (int d = 0; d < 3; ++d) {
-      c0[d] = std::int64_t(std::floor(lo[d] / kCell)) - 1;
-      cn[d] = std::int64_t(std::floor(hi[d] / kCell)) + 2 - c0[d];
-    }
-    const double blend = std::clamp((s - kCell / 4) / (kCell / 2), 0.0, 1.0);
-    struct Cell {
-      double p[3];
-      double r, b;
-    };
-    std::vector<Cell> cells;
-    if (blend < 1.0) {
-      cells.resize(std::size_t(cn[0] * cn[1] * cn[2]));
-      for (std::int64_t k = 0; k < cn[0]; ++k)
-        for (std::int64_t j = 0; j < cn[1]; ++j)
-          for (std::int64_t i = 0; i < cn[2]; ++i) {
-            const auto gz = c0[0] + k, gy = c0[1] + j, gx = c0[2] + i;
-            const auto h = hash3(gx, gy, gz, p_.seed + std::uint32_t(channel / 2) * 7919u);
-            Cell& c = cells[std::size_t((k * cn[1] + j) * cn[2] + i)];
-            c.p[0] = (double(gz) + 0.15 + 0.7 * unit(h)) * kCell;
-            c.p[1] = (double(gy) + 0.15 + 0.7 * unit(h * 2654435761u + 1)) * kCell;
-            c.p[2] = (double(gx) + 0.15 + 0.7 * unit(h * 40503u + 7)) * kCell;
-            c.r = 4.0 + 3.5 * unit(h ^ 0xA5A5A5A5u);
-            c.b = unit(h ^ 0x5bd1e995u) < 0.12 ? 0.0 : 0.45 + 0.55 * unit(h * 69069u + 3);
-          }
-    }
-    const bool membrane = channel % 2 == 1;
-    const double edge = std::max(1.0, 0.6 * s);
-    const double thick = std::max(0.8, 0.5 * s);
-    const double mem_gain = std::min(1.0, 1.6 / thick);
-    const double mean_level = membrane ? 0.22 : 0.12;
-    const double peak = membrane ? 2200.0 : 3400.0;
-    const double noise_amp = 60.0 / std::sqrt(s * s * s);
-    const double full[3] = {double(p_.shape[0]), double(p_.shape[1]), double(p_.shape[2])};
-
-    const std::size_t plane = std::size_t(cs[1] * cs[2]);
-    std::vector<float> row(static_cast<std::size_t>(count[2]));
-    for (std::int64_t z = 0; z < cs[0]; ++z) {
-      for (std::int64_t y = 0; y < cs[1]; ++y) {
-        const std::size_t off = std::size_t(z) * plane + std::size_t(y * cs[2]);
-        if (z >= count[0] || y >= count[1]) {
-          fill_with(out.subspan(off * dtype_size(info_.dtype),
-                                std::size_t(cs[2]) * dtype_size(info_.dtype)),
-                    info_.dtype, 0);
-          continue;
-        }
-        const double pz = (double(start[0] + z) + 0.5) * s, py = (double(start[1] + y) + 0.5) * s;
-        for (std::int64_t x = 0; x < count[2]; ++x) {
-          const double px = (double(start[2] + x) + 0.5) * s;
-          // Tissue: a lobed ellipsoid with slowly varying brightness.
-          const double u = (pz / full[0] - 0.5) / 0.46, v = (py / full[1] - 0.5) / 0.44,
-                       w = (px / full[2] - 0.5) / 0.47;
-          const double lobes =
-              0.22 * value_noise(pz / full[0] * 4, py / full[1] * 4, px / full[2] * 4, p_.seed) +
-              0.08 *
-                  value_noise(pz / full[0] * 11, py / full[1] * 11, px / full[2] * 11, p_.seed + 1);
-          const double radial = std::sqrt(u * u + v * v + w * w) + lobes - 0.15;
-          const double mask = std::clamp((1.0 - radial) * 12.0, 0.0, 1.0);
-          double signal = 0;
-          if (mask > 0) {
-            double detail = 0;
-            if (blend < 1.0) {
-              const auto ci = std::int64_t(std::floor(pz / kCell)) - c0[0];
-              const auto cj = std::int64_t(std::floor(py / kCell)) - c0[1];
-              const auto ck = std::int64_t(std::floor(px / kCell)) - c0[2];
-              double d1 = 1e30, d2 = 1e30;
-              const Cell* nearest = nullptr;
-              for (std::int64_t a = ci - 1; a <= ci + 1; ++a)
-                for (std::int64_t b = cj - 1; b <= cj + 1; ++b)
-                  for (std::int64_t c = ck - 1; c <= ck + 1; ++c) {
-                    const Cell& cell = cells[std::size_t((a * cn[1] + b) * cn[2] + c)];
-                    const double dz = cell.p[0] - pz, dy = cell.p[1] - py, dx = cell.p[2] - px;
-                    const double dd = dz * dz + dy * dy + dx * dx;
-                    if (dd < d1) {
-                      d2 = d1;
-                      d1 = dd;
-                      nearest = &cell;
-                    } else if (dd < d2) {
-                      d2 = dd;
-                    }
-                  }
-              d1 = std::sqrt(d1);
-              d2 = std::sqrt(d2);
-              if (membrane) {
-                const double g = (d2 - d1) / thick;
-                detail = mem_gain * std::exp(-g * g);
-              } else {
-                detail = nearest->b * std::clamp((nearest->r - d1) / edge + 0.5, 0.0, 1.0);
-                // Chromatin texture.
-                detail *= 0.8 + 0.2 * unit(hash3(std::int64_t(pz / 2), std::int64_t(py / 2),
-                                                 std::int64_t(px / 2), p_.seed + 11));
-              }
-            }
-            const double region =
-                0.6 + 0.4 * value_noise(pz / 300, py / 300, px / 300, p_.seed + 5);
-            signal = mask * region * ((1 - blend) * detail + blend * mean_level);
-          }
-          const double noise =
-              noise_amp *
-              (unit(hash3(start[2] + x, start[1] + y, start[0] + z,
-                          p_.seed * 31u + std::uint32_t(level) * 101u + std::uint32_t(channel))) -
-               0.5);
-          row[std::size_t(x)] = float(100.0 + 40.0 * mask + peak * signal + noise);
-        }
-        store_row(row, out, off, std::size_t(count[2]), std::size_t(cs[2]));
-      }
-    }
+    synth::generate_chunk(p_, level, channel, start, count, cs, info_.dtype, out);
     return ReadResult{false, 0};
   }
 
  private:
-  void store_row(const std::vector<float>& row, std::span<std::byte> out, std::size_t off,
-                 std::size_t n, std::size_t width) const {
-    auto put = [&](auto* dst, double lo, double hi) {
-      for (std::size_t i = 0; i < n; ++i)
-        dst[off + i] = static_cast<std::remove_reference_t<decltype(dst[0])>>(
-            std::clamp(double(row[i]) + 0.5, lo, hi));
-      for (std::size_t i = n; i < width; ++i)
-        dst[off + i] = 0;
-    };
-    switch (info_.dtype) {
-      case DType::kUInt8: {
-        auto* d = reinterpret_cast<std::uint8_t*>(out.data());
-        for (std::size_t i = 0; i < n; ++i)
-          d[off + i] = std::uint8_t(std::clamp(row[i] / 16.0f, 0.0f, 255.0f));
-        for (std::size_t i = n; i < width; ++i)
-          d[off + i] = 0;
-        break;
-      }
-      case DType::kUInt16:
-        put(reinterpret_cast<std::uint16_t*>(out.data()), 0, 65535);
-        break;
-      case DType::kFloat32: {
-        auto* d = reinterpret_cast<float*>(out.data());
-        for (std::size_t i = 0; i < n; ++i)
-          d[off + i] = row[i];
-        for (std::size_t i = n; i < width; ++i)
-          d[off + i] = 0;
-        break;
-      }
-      default:
-        break;
-    }
-  }
-
   VolumeInfo info_;
   SynthParams p_;
   mutable CpuSlots cpu_;

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "data/chunk_cache.hpp"
 #include "data/codecs.hpp"
@@ -254,6 +256,91 @@ TEST(Synthetic, IsDeterministicMultiscaleAndValidatesOptions) {
     EXPECT_FALSE(r) << bad;
     if (!r) EXPECT_NE(r.error().message.find("synthetic:"), std::string::npos) << r.error().message;
   }
+}
+
+TEST(Synthetic, IsBitIdenticalAcrossCallsAndThreads) {
+  // The default 1 TiB volume: chunks in the tissue at fine and coarse levels, each dtype.
+  for (const char* spec : {"synthetic:cells", "synthetic:cells?dtype=float32&seed=7",
+                           "synthetic:cells?dtype=uint8&chunk=48"}) {
+    auto src = open_volume(spec);
+    ASSERT_TRUE(src) << src.error().what();
+    const auto& info = (*src)->info();
+    for (int level : {0, 2, 4}) {
+      const auto grid = info.levels[std::size_t(level)].grid();
+      for (std::int64_t c : {0, 1}) {
+        const Index idx{c, grid[1] / 2, grid[2] / 2 - 1, grid[3] / 2};
+        Bytes a(info.chunk_bytes(level)), b(a.size()), t1(a.size()), t2(a.size());
+        ASSERT_TRUE((*src)->read_chunk(level, idx, a));
+        ASSERT_TRUE((*src)->read_chunk(level, idx, b));
+        std::thread x([&] { ASSERT_TRUE((*src)->read_chunk(level, idx, t1)); });
+        std::thread y([&] { ASSERT_TRUE((*src)->read_chunk(level, idx, t2)); });
+        x.join();
+        y.join();
+        EXPECT_EQ(a, b) << spec << " level " << level;
+        EXPECT_EQ(a, t1) << spec << " level " << level;
+        EXPECT_EQ(a, t2) << spec << " level " << level;
+      }
+    }
+  }
+}
+
+TEST(Synthetic, LooksLikeTissue) {
+  auto src = open_volume("synthetic:cells");
+  ASSERT_TRUE(src) << src.error().what();
+  const auto& info = (*src)->info();
+  const auto grid = info.levels[0].grid();
+  auto read = [&](int level, const Index& idx) {
+    Bytes raw(info.chunk_bytes(level));
+    EXPECT_TRUE((*src)->read_chunk(level, idx, raw));
+    std::vector<std::uint16_t> v(raw.size() / 2);
+    std::memcpy(v.data(), raw.data(), raw.size());
+    return v;
+  };
+  auto fraction_above = [](const std::vector<std::uint16_t>& v, int t) {
+    return double(std::count_if(v.begin(), v.end(), [&](auto x) { return x > t; })) /
+           double(v.size());
+  };
+  // Inside the tissue (the centre): nuclei are bright blobs filling a minority of voxels.
+  std::vector<std::uint16_t> nuclei, membranes;
+  for (std::int64_t k = 0; k < 4; ++k) {
+    const Index at{0, grid[1] / 2 + k, grid[2] / 2 - k, grid[3] / 2 + 2 * k};
+    auto n = read(0, at);
+    auto m = read(0, Index{1, at[1], at[2], at[3]});
+    nuclei.insert(nuclei.end(), n.begin(), n.end());
+    membranes.insert(membranes.end(), m.begin(), m.end());
+  }
+  EXPECT_GT(fraction_above(nuclei, 1200), 0.02);
+  EXPECT_LT(fraction_above(nuclei, 1200), 0.25);
+  EXPECT_GT(*std::max_element(nuclei.begin(), nuclei.end()), 2500);
+  // Membranes: thin bright sheets, so a modest fraction is bright and most voxels are not.
+  EXPECT_GT(fraction_above(membranes, 1000), 0.03);
+  EXPECT_LT(fraction_above(membranes, 1000), 0.35);
+  EXPECT_LT(fraction_above(membranes, 2500), 0.01);  // window 100..2450
+  // Sheets, not blobs: a bright membrane voxel mostly has a dim voxel within 3 along x.
+  {
+    std::size_t bright = 0, edged = 0;
+    for (std::size_t i = 3; i + 3 < membranes.size(); ++i)
+      if (membranes[i] > 1200) {
+        ++bright;
+        bool dim = false;
+        for (std::size_t d = 1; d <= 3; ++d)
+          dim |= membranes[i - d] < 600 || membranes[i + d] < 600;
+        edged += dim;
+      }
+    ASSERT_GT(bright, 0u);
+    EXPECT_GT(double(edged) / double(bright), 0.6);
+  }
+  // Outside the tissue (a corner): dim background and noise only.
+  for (std::int64_t c : {0, 1}) {
+    auto out = read(0, Index{c, 0, 0, 0});
+    EXPECT_LT(*std::max_element(out.begin(), out.end()), 200);
+    EXPECT_GT(*std::min_element(out.begin(), out.end()), 50);
+  }
+  // Coarse levels blend to the mean: no bright detail left at the coarsest.
+  const int last = int(info.levels.size()) - 1;
+  auto coarse = read(last, Index{0, 0, 0, 0});
+  EXPECT_LT(*std::max_element(coarse.begin(), coarse.end()), 800);
+  EXPECT_GT(*std::max_element(coarse.begin(), coarse.end()), 300);
 }
 
 TEST(Synthetic, AsksForMoreConcurrentReadsWhenItSimulatesLatency) {
