@@ -41,7 +41,9 @@ def start_server(args):
     if args.latency_ms:
         cmd += ["--latency-ms", str(args.latency_ms)]
     cmd += ["serve", args.data, "--port", "0", "--data-dir", "/tmp/voxcast-bench-data"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The log goes to a file: a pipe nobody reads would fill and stall the server.
+    log = open(f"/tmp/voxcast-terabyte-{os.getpid()}.log", "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -49,7 +51,7 @@ def start_server(args):
         if m and "serving" in line:
             return proc, m.group(1).replace("http://", "ws://")
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read()}")
+            raise SystemExit(f"server exited; its log: {log.name}")
     raise SystemExit("server did not start")
 
 

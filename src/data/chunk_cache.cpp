@@ -53,6 +53,7 @@ struct CacheEntry {
   int priority = 0;
   std::vector<std::shared_ptr<RequestState>> waiters;
   std::list<CacheEntry*>::iterator lru;
+  std::uint64_t tick = 0;  // when last used (the cache's clock), for eviction across shards
   // A remembered failure (ready is false): requests get `error` until `expires`.
   std::optional<Error> error;
   std::chrono::steady_clock::time_point expires{};
@@ -413,6 +414,7 @@ std::optional<ChunkPin> ChunkCache::try_get(SourceId id, int level, const Index&
   auto& e = it->second;
   e->pins.fetch_add(1, std::memory_order_acq_rel);
   shard.lru.splice(shard.lru.begin(), shard.lru, e->lru);
+  e->tick = clock_++;
   stats_->hits++;
   return ChunkPin(e);
 }
@@ -441,6 +443,7 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     auto e = it->second;
     e->pins.fetch_add(1, std::memory_order_acq_rel);
     shard.lru.splice(shard.lru.begin(), shard.lru, e->lru);
+    e->tick = clock_++;
     lock.unlock();
     stats_->hits++;
     callback(ChunkPin(std::move(e)));
@@ -450,6 +453,7 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     if (std::chrono::steady_clock::now() < it->second->expires) {
       const Error err = *it->second->error;
       shard.lru.splice(shard.lru.begin(), shard.lru, it->second->lru);
+      it->second->tick = clock_++;
       lock.unlock();
       stats_->failed_hits++;
       callback(tl::unexpected(err));
@@ -556,6 +560,7 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
             std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.failure_ttl_ms);
         e->charge = kEntryOverhead;
         shard.lru.push_front(e.get());
+        e->tick = clock_++;
         e->lru = shard.lru.begin();
         bytes_cached_ += e->charge;
         entries_++;
@@ -574,6 +579,7 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
       e->size = bytes;
       e->ready = true;
       shard.lru.push_front(e.get());
+      e->tick = clock_++;
       e->lru = shard.lru.begin();
       for (const auto& w : waiters) {
         const bool live = !w->cancelled.load();
@@ -603,15 +609,42 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     if (pinned[i]) waiters[i]->callback(ChunkPin(e));
 }
 
+// Least recently used first across all shards: each round finds the shard whose oldest
+// unpinned entry is the oldest of all, and evicts from it down to the next shard's age. (Taking
+// one shard's tail to the end before looking at the others would throw out chunks that just
+// arrived while older ones wait in other shards: a view near the budget would thrash.)
 void ChunkCache::evict_over_budget(std::size_t start) {
-  for (std::size_t i = 0; i < shards_.size() && bytes_cached_.load() > options_.budget_bytes; ++i) {
-    auto& shard = *shards_[(start + i) % shards_.size()];
+  constexpr std::uint64_t kNone = ~std::uint64_t(0);
+  while (bytes_cached_.load() > options_.budget_bytes) {
+    std::uint64_t oldest = kNone, second = kNone;
+    std::size_t victim = 0;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      auto& shard = *shards_[(start + i) % shards_.size()];
+      std::lock_guard lock(shard.mutex);
+      for (auto it = shard.lru.rbegin(); it != shard.lru.rend(); ++it) {
+        if ((*it)->pins.load(std::memory_order_acquire) != 0) continue;
+        const auto t = (*it)->tick;
+        if (t < oldest) {
+          second = oldest;
+          oldest = t;
+          victim = (start + i) % shards_.size();
+        } else if (t < second) {
+          second = t;
+        }
+        break;
+      }
+    }
+    if (oldest == kNone) return;  // everything is pinned: over budget until pins go
+    auto& shard = *shards_[victim];
     std::lock_guard lock(shard.mutex);
     auto it = shard.lru.end();
+    bool evicted = false;
     while (it != shard.lru.begin() && bytes_cached_.load() > options_.budget_bytes) {
       --it;
       CacheEntry* e = *it;
       if (e->pins.load(std::memory_order_acquire) != 0) continue;
+      if (evicted && e->tick > second) break;  // another shard holds older ones now
+      evicted = true;
       bytes_cached_ -= e->charge;
       entries_--;
       stats_->evictions++;
@@ -622,6 +655,7 @@ void ChunkCache::evict_over_budget(std::size_t start) {
       const Key key = e->key;  // erase() frees e: do not pass a reference into it
       shard.map.erase(key);
     }
+    if (!evicted) return;  // raced with a pin; try again on the next insert
   }
 }
 

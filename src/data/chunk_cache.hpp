@@ -1,8 +1,8 @@
 // ChunkCache: decoded chunks of any number of sources under one byte budget.
 //
-// - Sharded LRU (a mutex per shard); the budget is global and eviction walks the shards'
-//   tails starting with the inserting shard. Buffers of evicted chunks are recycled for the
-//   next reads (at most an eighth of the budget, 256 MiB, is held for that). Pinned chunks are
+// - Sharded LRU (a mutex per shard); the budget is global and eviction takes the least
+//   recently used unpinned chunk of all shards first. Buffers of evicted chunks are recycled for
+//   the next reads (at most an eighth of the budget, 256 MiB, is held for that). Pinned chunks are
 //   never evicted; if pins alone exceed the budget the cache runs over it until they are released
 //   (counters show it).
 // - ChunkPin is a move-only handle that keeps a chunk resident and unpins on destruction.
@@ -172,6 +172,7 @@ class ChunkCache {
   std::vector<std::unique_ptr<SourceSlot>> sources_;
   std::atomic<std::uint64_t> bytes_cached_{0};
   std::atomic<std::uint64_t> entries_{0};
+  std::atomic<std::uint64_t> clock_{1};  // use counter: entries' ticks
   struct Atomics;
   std::unique_ptr<Atomics> stats_;
   std::unique_ptr<BufferPool> pool_buffers_;

@@ -413,15 +413,32 @@ class CpuRenderer final : public Renderer {
  private:
   // Plans one layer, or nullopt when it draws nothing (hidden, or the slice misses the data).
   // The level whose voxels match the zoom on the displayed axes.
+  // Memory is bounded as in 3D: when the chunks the view touches at that level, for every
+  // visible layer, would take more than half the cache budget, a coarser level draws it (a
+  // view that cannot fit would evict its own chunks while they arrive, and never finish).
   static Result<int> layer_level(const Scene& scene, const RenderInputs& in, const Layer& layer) {
     const auto world = in.data.axis_names();
     const int n = int(world.size());
     const auto& info = in.data.sources.at(std::size_t(layer.source));
     VX_ASSIGN(auto axes, map_axes(info, world));
-    return choose_level(info,
-                        {axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 2)])],
-                         axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 1)])]},
-                        1.0 / scene.camera.zoom);
+    const int ay = axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 2)])];
+    const int ax = axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 1)])];
+    int level = choose_level(info, {ay, ax}, 1.0 / scene.camera.zoom);
+    const auto layers = std::count_if(scene.layers.begin(), scene.layers.end(),
+                                      [](const Layer& l) { return l.visible; });
+    const double budget = 0.5 * double(in.cache->budget_bytes());
+    for (; level + 1 < int(info.levels.size()); ++level) {
+      const auto& lv = info.levels[std::size_t(level)];
+      auto across = [&](int a, int pixels) {
+        const double voxels = pixels / scene.camera.zoom / lv.scale[std::size_t(a)];
+        const double all = double(lv.grid()[std::size_t(a)]);
+        return std::min(all, std::ceil(voxels / double(lv.chunks[std::size_t(a)])) + 1);
+      };
+      const double bytes = across(ay, scene.canvas.height) * across(ax, scene.canvas.width) *
+                           double(info.chunk_bytes(level)) * double(std::max<long>(1, layers));
+      if (bytes <= budget) break;
+    }
+    return level;
   }
 
   // Plans one layer at `level`, or nullopt when the slice misses the data.
