@@ -166,7 +166,7 @@ function message(msg) {
       vx.lastAck = Object.assign({}, msg, {scene: vx.scene});
       // Adopt the server's scene when nothing newer is on its way (else the view would
       // jump back while the user drags).
-      if (msg.seq >= lastSentSeq && !pending) vx.view = clone(msg.scene);
+      if (msg.seq >= lastSentSeq && !pending) vx.view = clone(vx.scene);
       scheduleHash();
       ui.refresh();
       break;
