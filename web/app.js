@@ -162,7 +162,7 @@ function message(msg) {
     case 'ack':
       // The members of the scene that changed, each whole (older servers: the whole scene).
       if (!msg.changes && !msg.scene) break;  // the answer to a keyframe.request
-      vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), msg.changes) : msg.scene;
+      vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), clone(msg.changes)) : msg.scene;
       vx.lastAck = Object.assign({}, msg, {scene: vx.scene});
       // Adopt the server's scene when nothing newer is on its way (else the view would
       // jump back while the user drags).

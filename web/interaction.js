@@ -20,8 +20,10 @@ export function attachInteraction(canvas, api) {
   function geometry() {
     const r = canvas.getBoundingClientRect();
     const v = api.view();
-    const fw = canvas.width > 16 ? canvas.width : (v && v.canvas ? v.canvas.width : r.width);
-    const fh = canvas.height > 16 ? canvas.height : (v && v.canvas ? v.canvas.height : r.height);
+    // The scene's canvas, in whose pixels the camera moves: the element may still hold an
+    // older frame of another size for a moment (a resize in flight).
+    const fw = v && v.canvas ? v.canvas.width : canvas.width > 16 ? canvas.width : r.width;
+    const fh = v && v.canvas ? v.canvas.height : canvas.height > 16 ? canvas.height : r.height;
     const k = Math.min(r.width / fw, r.height / fh) || 1;
     return {s: 1 / k, cx: r.left + r.width / 2, cy: r.top + r.height / 2};
   }

@@ -109,7 +109,8 @@ def test_golden_images(run_ok, tmp_path, name):
     # Tolerance: 2 levels anywhere (float rounding differs between optimization levels),
     # and the picture is not blank.
     assert diff.max() <= 2, f"{name}: max diff {diff.max()} at {np.unravel_index(diff.argmax(), diff.shape)}"
-    assert got.max() > 60
+    # Not blank: the dimmest mode (average) of this data peaks near 59 of 255.
+    assert got.max() > 40
 
 
 def test_3d_needs_three_spatial_axes(run, tmp_path):
