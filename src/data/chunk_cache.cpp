@@ -31,12 +31,7 @@ struct RequestState {
   std::shared_ptr<CancelLink> link;
 };
 
-struct Key {
-  SourceId source = 0;
-  int level = 0;
-  Index index{};
-  bool operator==(const Key&) const = default;
-};
+using Key = ChunkKey;
 
 struct CacheEntry {
   Key key;
@@ -65,7 +60,6 @@ struct CacheEntry {
 }  // namespace detail
 
 using detail::CacheEntry;
-using detail::Key;
 using detail::RequestState;
 
 namespace {
@@ -84,15 +78,15 @@ std::size_t hash_key(const Key& k) {
   return std::size_t(h);
 }
 
-struct KeyHash {
-  std::size_t operator()(const Key& k) const { return hash_key(k); }
-};
-
 }  // namespace
+
+std::size_t ChunkKeyHash::operator()(const ChunkKey& k) const {
+  return hash_key(k);
+}
 
 struct ChunkCache::Shard {
   std::mutex mutex;
-  std::unordered_map<Key, std::shared_ptr<CacheEntry>, KeyHash> map;
+  std::unordered_map<Key, std::shared_ptr<CacheEntry>, ChunkKeyHash> map;
   std::list<CacheEntry*> lru;  // ready entries, most recent first
 };
 

@@ -45,6 +45,17 @@ int prefetch_priority(int level, double centre_distance);
 
 using SourceId = std::uint32_t;
 
+// One chunk of one source: the key of the cache and of everything kept per chunk.
+struct ChunkKey {
+  SourceId source = 0;
+  int level = 0;
+  Index index{};
+  bool operator==(const ChunkKey&) const = default;
+};
+struct ChunkKeyHash {
+  std::size_t operator()(const ChunkKey& k) const;
+};
+
 namespace detail {
 struct CacheEntry;
 struct RequestState;

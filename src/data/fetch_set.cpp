@@ -6,26 +6,6 @@
 
 namespace vx::data {
 
-namespace {
-
-struct FKey {
-  SourceId source = 0;
-  int level = 0;
-  Index index{};
-  bool operator==(const FKey&) const = default;
-};
-
-struct FKeyHash {
-  std::size_t operator()(const FKey& k) const {
-    std::uint64_t h = (std::uint64_t(k.source) << 48) ^ (std::uint64_t(k.level) << 40);
-    for (auto v : k.index)
-      h = (h ^ std::uint64_t(v)) * 0x100000001B3ull;
-    return std::size_t(h ^ (h >> 29));
-  }
-};
-
-}  // namespace
-
 struct FetchSet::Core {
   std::mutex mutex;
   struct Item {
@@ -37,8 +17,8 @@ struct FetchSet::Core {
     std::shared_ptr<std::atomic<bool>> done;
     std::shared_ptr<std::atomic<bool>> prefetch;  // only a prefetch wants it (yet)
   };
-  std::unordered_map<FKey, Item, FKeyHash> pending;
-  std::unordered_map<FKey, std::uint64_t, FKeyHash> failed;  // key -> last round wanted
+  std::unordered_map<ChunkKey, Item, ChunkKeyHash> pending;
+  std::unordered_map<ChunkKey, std::uint64_t, ChunkKeyHash> failed;  // key -> last round wanted
   std::vector<Failure> new_failures;
   std::uint64_t round = 0;
   std::uint64_t serial = 0;
@@ -63,7 +43,7 @@ void FetchSet::begin_round() {
 
 FetchSet::State FetchSet::want(SourceId source, int level, const Index& index, int priority,
                                ChunkPin& pin, bool prefetch) {
-  const FKey key{source, level, index};
+  const ChunkKey key{source, level, index};
   std::uint64_t serial;
   {
     std::lock_guard lock(core_->mutex);

@@ -188,13 +188,13 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     const auto job = ctx.jobs->get(id);
     // Only the job's own result files, by exact name, and only inside its files folder
     // (job.json is a stored file: its list is not trusted to stay there).
-    auto path = job ? resolve_inside(ctx.jobs->files_dir(id), file)
-                    : Result<std::filesystem::path>(fail(ErrorCode::kNotFound, "no job"));
+    auto file_path = job ? resolve_inside(ctx.jobs->files_dir(id), file)
+                         : Result<std::filesystem::path>(fail(ErrorCode::kNotFound, "no job"));
     if (!job || std::find(job->files.begin(), job->files.end(), file) == job->files.end() ||
-        !path || !std::filesystem::is_regular_file(*path))
+        !file_path || !std::filesystem::is_regular_file(*file_path))
       return json_error(req, http::status::not_found, "not_found",
                         fmt::format("job '{}' has no file '{}'", id, file));
-    std::ifstream in(*path, std::ios::binary);
+    std::ifstream in(*file_path, std::ios::binary);
     std::ostringstream ss;
     ss << in.rdbuf();
     Response res{http::status::ok, req.version()};

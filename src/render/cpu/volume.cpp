@@ -13,16 +13,9 @@
 
 namespace vx::render::cpu {
 
-std::size_t BrickStats::Hash::operator()(const Key& k) const {
-  std::size_t h = std::hash<std::uint64_t>()(k.id) * 31 + std::size_t(k.level);
-  for (auto v : k.index)
-    h = h * 1000003u ^ std::hash<std::int64_t>()(v);
-  return h;
-}
-
 std::array<float, 2> BrickStats::get(data::SourceId id, int level, const data::Index& index,
                                      const data::ChunkPin& pin, data::DType dtype) {
-  const Key key{id, level, index};
+  const data::ChunkKey key{id, level, index};
   {
     std::lock_guard lock(mutex_);
     if (auto it = map_.find(key); it != map_.end()) return it->second;

@@ -31,17 +31,8 @@ class BrickStats {
                            const data::ChunkPin& pin, data::DType dtype);
 
  private:
-  struct Key {
-    data::SourceId id;
-    int level;
-    data::Index index;
-    bool operator==(const Key&) const = default;
-  };
-  struct Hash {
-    std::size_t operator()(const Key& k) const;
-  };
   std::mutex mutex_;
-  std::unordered_map<Key, std::array<float, 2>, Hash> map_;
+  std::unordered_map<data::ChunkKey, std::array<float, 2>, data::ChunkKeyHash> map_;
 };
 
 struct VolumeLayer {
