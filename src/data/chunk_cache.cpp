@@ -60,6 +60,7 @@ struct CacheEntry {
 }  // namespace detail
 
 using detail::CacheEntry;
+using detail::Key;
 using detail::RequestState;
 
 namespace {
