@@ -343,6 +343,14 @@ def test_wheel_zooms_about_the_cursor(server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     d = browser
     open_client(d, server.url("/"))
+    # The page sends its canvas size 200 ms after a layout change: until the scene's canvas
+    # has the element's shape, frames are letterboxed and a cursor maps to other pixels.
+    wait(d, "the canvas size to follow the element", lambda: d.execute_script("""
+      const v = window.voxcast, r = document.getElementById('view').getBoundingClientRect();
+      if (!v.scene || !v.scene.canvas) return false;
+      const dpr = window.devicePixelRatio || 1;
+      return Math.abs(v.scene.canvas.width - r.width * dpr) <= 2 &&
+             Math.abs(v.scene.canvas.height - r.height * dpr) <= 2;"""))
     before = settle(d)["scene"]
     cam0 = before["camera"]
     canvas = d.find_element("id", "view")
