@@ -1,0 +1,209 @@
+// ChunkCache's I/O side: the priority queue of reads, its threads, reading and retrying a
+// chunk, handing it to its waiters, and leaving the queue (cancelled, or dropped when full).
+#include <algorithm>
+
+#include "data/chunk_cache_impl.hpp"
+
+namespace vx::data {
+
+void ChunkCache::ensure_io_threads(unsigned n) {
+  std::lock_guard lock(threads_mutex_);
+  while (io_threads_.size() < n)
+    io_threads_.emplace_back([this] { io_worker(); });
+}
+
+void ChunkCache::io_worker() {
+  for (;;) {
+    std::shared_ptr<CacheEntry> e;
+    {
+      std::unique_lock lock(queue_->mutex);
+      queue_->cv.wait(lock, [this] { return queue_->stopping || !queue_->items.empty(); });
+      if (queue_->stopping) return;
+      auto it = queue_->items.begin();
+      e = std::move(it->second);
+      queue_->items.erase(it);
+      e->queued = false;
+    }
+    run_read(std::move(e));
+  }
+}
+
+// Needs the entry's shard mutex held (lock order: shard, then queue). Returns the entry the
+// queue dropped to stay within max_queued (maybe `e` itself), for abandon() once the shard
+// mutex is released.
+std::shared_ptr<CacheEntry> ChunkCache::enqueue(const std::shared_ptr<CacheEntry>& e,
+                                                int priority) {
+  std::shared_ptr<CacheEntry> dropped;
+  {
+    std::lock_guard lock(queue_->mutex);
+    if (e->queued) {
+      if (-e->qkey.first >= priority) return nullptr;
+      queue_->items.erase(e->qkey);  // moved up, not queued twice
+    }
+    e->qkey = {-priority, queue_->next++};
+    e->queued = true;
+    queue_->items.emplace(e->qkey, e);
+    if (queue_->items.size() > options_.max_queued) {
+      auto last = std::prev(queue_->items.end());
+      dropped = std::move(last->second);
+      dropped->queued = false;
+      queue_->items.erase(last);
+      stats_->dropped++;
+    }
+  }
+  queue_->cv.notify_one();
+  return dropped;
+}
+
+// Takes an entry that will not be read out of the map and fails its live waiters.
+void ChunkCache::abandon(const std::shared_ptr<CacheEntry>& e, const Error& why) {
+  std::vector<std::shared_ptr<RequestState>> waiters;
+  {
+    auto& shard = shard_for(e->hash);
+    std::lock_guard lock(shard.mutex);
+    if (e->ready) return;
+    e->started = true;
+    waiters = std::move(e->waiters);
+    e->waiters.clear();
+    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+      shard.map.erase(it);
+  }
+  for (auto& w : waiters)
+    if (!w->cancelled.load() && w->callback) w->callback(tl::unexpected(why));
+}
+
+void ChunkCache::on_cancel(const std::shared_ptr<CacheEntry>& e) {
+  auto& shard = shard_for(e->hash);
+  {
+    std::lock_guard lock(shard.mutex);
+    if (e->started || e->ready) return;
+    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                    [](const auto& w) { return !w->cancelled.load(); });
+    if (wanted) return;
+    e->started = true;  // abandoned: an I/O thread that pops it skips it
+    e->waiters.clear();
+    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+      shard.map.erase(it);
+    std::lock_guard qlock(queue_->mutex);
+    if (e->queued) {
+      queue_->items.erase(e->qkey);
+      e->queued = false;
+    }
+  }
+  stats_->cancelled++;
+}
+
+void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
+  auto& shard = shard_for(e->hash);
+  {
+    std::lock_guard lock(shard.mutex);
+    if (e->started) return;  // abandoned while queued
+    e->started = true;
+    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                    [](const auto& w) { return !w->cancelled.load(); });
+    if (!wanted) {
+      if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+        shard.map.erase(it);
+      stats_->cancelled++;
+      return;
+    }
+  }
+  SourceSlot* slot;
+  {
+    std::lock_guard lock(sources_mutex_);
+    slot = sources_[e->key.source].get();
+  }
+  const auto& info = slot->source->info();
+  const std::size_t bytes = info.chunk_bytes(e->key.level);
+  std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
+  auto result =
+      slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+  // Storage hiccups (a network file system, a busy disk) often pass: try again a few times,
+  // waiting longer each time, unless the request itself was wrong or nobody wants it now.
+  for (unsigned attempt = 0; !result && attempt < options_.retries; ++attempt) {
+    if (result.error().code == ErrorCode::kInvalidArgument) break;
+    {
+      std::lock_guard lock(queue_->mutex);
+      if (queue_->stopping) break;
+    }
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uint64_t(options_.retry_backoff_ms) << (2 * attempt)));
+    stats_->retries++;
+    result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
+  }
+
+  std::shared_ptr<const std::byte[]> fill;
+  if (result && result->missing) {
+    std::lock_guard lock(slot->mutex);
+    auto& f = slot->fill[std::size_t(e->key.level)];
+    if (!f) {
+      std::shared_ptr<std::byte[]> nf(new std::byte[bytes]);
+      fill_with(std::span(nf.get(), bytes), info.dtype, info.fill_value);
+      f = std::move(nf);
+    }
+    fill = f;
+  }
+
+  std::vector<std::shared_ptr<RequestState>> waiters;
+  std::vector<bool> pinned;
+  {
+    std::lock_guard lock(shard.mutex);
+    waiters = std::move(e->waiters);
+    e->waiters.clear();
+    if (!result) {
+      // Remembered, so that the views that need it draw without it instead of asking again.
+      if (options_.failure_ttl_ms > 0) {
+        e->error = result.error();
+        e->expires =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.failure_ttl_ms);
+        e->charge = kEntryOverhead;
+        shard.lru.push_front(e.get());
+        e->tick = clock_++;
+        e->lru = shard.lru.begin();
+        bytes_cached_ += e->charge;
+        entries_++;
+      } else if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e) {
+        shard.map.erase(it);
+      }
+    } else {
+      if (result->missing) {
+        e->data = std::move(fill);
+        e->fill = true;
+        e->charge = kEntryOverhead;
+      } else {
+        e->data = std::move(buffer);
+        e->charge = bytes + kEntryOverhead;
+      }
+      e->size = bytes;
+      e->ready = true;
+      shard.lru.push_front(e.get());
+      e->tick = clock_++;
+      e->lru = shard.lru.begin();
+      for (const auto& w : waiters) {
+        const bool live = !w->cancelled.load();
+        pinned.push_back(live);
+        if (live) e->pins.fetch_add(1, std::memory_order_acq_rel);
+      }
+      bytes_cached_ += e->charge;
+      entries_++;
+    }
+  }
+  if (!result) {
+    stats_->errors++;
+    for (auto& w : waiters)
+      if (!w->cancelled.load()) w->callback(tl::unexpected(result.error()));
+    return;
+  }
+  if (result->missing) {
+    stats_->missing++;
+  } else {
+    stats_->bytes_read += result->bytes_read;
+    stats_->bytes_decoded += bytes;
+  }
+  // Evict before delivering, so a caller that continues after its callback sees a cache
+  // within budget. The new entry is already pinned for its waiters and stays.
+  evict_over_budget((e->hash >> 7) % shards_.size());
+  for (std::size_t i = 0; i < waiters.size(); ++i)
+    if (pinned[i]) waiters[i]->callback(ChunkPin(e));
+}
+}  // namespace vx::data
