@@ -8,9 +8,7 @@
 
 namespace vx::data {
 
-namespace {
-
-std::size_t hash_key(const Key& k) {
+std::size_t ChunkKeyHash::operator()(const ChunkKey& k) const {
   std::uint64_t h =
       0x9E3779B97F4A7C15ull ^ (std::uint64_t(k.source) << 40) ^ std::uint64_t(k.level);
   for (auto v : k.index) {
@@ -20,12 +18,6 @@ std::size_t hash_key(const Key& k) {
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
   return std::size_t(h);
-}
-
-}  // namespace
-
-std::size_t ChunkKeyHash::operator()(const ChunkKey& k) const {
-  return hash_key(k);
 }
 
 int visible_priority(int level, double centre_distance) {
@@ -198,7 +190,7 @@ Status check_key(const VolumeInfo& info, const std::vector<std::vector<std::int6
 
 std::optional<ChunkPin> ChunkCache::try_get(SourceId id, int level, const Index& index) {
   const Key key{id, level, index};
-  const auto h = hash_key(key);
+  const auto h = ChunkKeyHash{}(key);
   auto& shard = shard_for(h);
   std::lock_guard lock(shard.mutex);
   auto it = shard.map.find(key);
@@ -227,7 +219,7 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     return {};
   }
   const Key key{id, level, index};
-  const auto h = hash_key(key);
+  const auto h = ChunkKeyHash{}(key);
   auto& shard = shard_for(h);
   std::unique_lock lock(shard.mutex);
   auto it = shard.map.find(key);

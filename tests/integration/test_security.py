@@ -9,10 +9,10 @@ import asyncio
 import json
 import os
 import socket
-import urllib.error
-import urllib.request
 
 import websockets
+
+from vxhelpers import http_get as get
 
 DATA = "synthetic:cells?shape=32x64x64&chunk=32"
 SECRET = b"TOP-SECRET-CONTENT"
@@ -42,14 +42,6 @@ def raw_get(s, target: str, method="GET") -> tuple[int, dict, bytes]:
     headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
     return int(lines[0].split()[1]), headers, body
 
-
-def get(url, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def web_folder(tmp_path):

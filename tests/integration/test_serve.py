@@ -16,18 +16,12 @@ import numpy as np
 import pytest
 import websockets
 
+from vxhelpers import http_get as get
+
 DATA = "synthetic:cells?shape=32x128x128&chunk=32"
 HEADER = struct.Struct("<4sHBBIIHHIIIIQI")
 assert HEADER.size == 48
 
-
-def get(url, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def header(msg: bytes) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import urllib.error
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -109,3 +111,13 @@ def import_wire():
     if got != where:
         raise ImportError(f"_voxcast_wire was loaded from {got}, not from {where}")
     return importlib.import_module("voxcast.wire")
+
+
+def http_get(url, headers=None):
+    """(status, body) of a GET; HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
