@@ -242,3 +242,12 @@ def test_sigterm_stops_a_server_in_the_middle_of_a_heavy_render(serve):
     # It stopped the render instead of finishing it (the old server ran it to its end).
     stopped = [l for l in log.splitlines() if "serve.stopped" in l]
     assert stopped and re.search(r"renders_cancelled=[1-9]", stopped[0]), log[-2000:]
+
+
+def test_limits_and_latency_options_refuse_nonsense(run):
+    for args, name in ((["serve", "synthetic:cells", "--max-layers", "0"], "--max-layers"),
+                       (["serve", "synthetic:cells", "--max-scene-cost", "-1"], "--max-scene-cost"),
+                       (["--latency-ms", "-5", "info", "synthetic:cells"], "--latency-ms"),
+                       (["--latency-ms", "1e9", "info", "synthetic:cells"], "--latency-ms")):
+        res = run(*args)
+        assert res.returncode == 2 and name in res.stderr, (args, res.stderr)

@@ -270,6 +270,24 @@ void with_blocked_thread(TestSource& src, ChunkCache& cache, SourceId id, F body
     std::this_thread::yield();
 }
 
+TEST(ChunkCache, EvictsTheLeastRecentlyUsedChunkOfAllShards) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{128, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{8 * (kChunkBytes + 256), 2, 16});  // room for 8 chunks
+  const auto id = cache.add_source(src);
+  for (int z = 0; z < 8; ++z)
+    ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+  for (int z = 0; z < 4; ++z)  // used again: now the most recent
+    ASSERT_TRUE(cache.try_get(id, 0, Index{z, 0, 0}).has_value());
+  for (int z = 8; z < 12; ++z)
+    ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+  for (int z = 0; z < 4; ++z)
+    EXPECT_TRUE(cache.try_get(id, 0, Index{z, 0, 0}).has_value()) << "chunk " << z;
+  for (int z = 4; z < 8; ++z)
+    EXPECT_FALSE(cache.try_get(id, 0, Index{z, 0, 0}).has_value()) << "chunk " << z;
+  EXPECT_EQ(cache.counters().evictions, 4u);
+}
+
 TEST(ChunkCache, RaisingAPriorityMovesTheQueuedReadWithoutASecondOne) {
   auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
                                           std::vector<std::int64_t>{8, 8, 8});
