@@ -466,11 +466,7 @@ class Viewer:
             self.stats = msg
             return
         if kind == "scene":
-            scene = msg.get("scene")
-            changes = msg.get("changes")
-            if isinstance(changes, dict) and isinstance(self._confirmed, dict):
-                # The server sends the top-level members that changed, each whole.
-                scene = {**self._confirmed, **changes}
+            scene = self._scene_of(msg)
             if isinstance(scene, dict):
                 self._confirmed = scene
                 self._acked_scenes.clear()  # frames' seqs no longer say which scene they show
@@ -511,11 +507,7 @@ class Viewer:
             seq = msg.get("seq")
             if out.kind == "update" and seq != out.seq:
                 self._violation(f"ack.seq {seq!r} answers update {out.seq}")
-            scene = msg.get("scene")
-            changes = msg.get("changes")
-            if isinstance(changes, dict) and isinstance(self._confirmed, dict):
-                # The server sends the top-level members that changed, each whole.
-                scene = {**self._confirmed, **changes}
+            scene = self._scene_of(msg)
             if isinstance(scene, dict):
                 self._confirmed = scene
                 if isinstance(seq, int):
@@ -533,6 +525,14 @@ class Viewer:
             _resolve(out.future, msg.get("t"))
         else:
             _resolve(out.future, msg)
+
+    def _scene_of(self, msg: dict):
+        """The scene a server message carries: whole (``scene``), or as the top-level members
+        that changed (``changes``) over the last confirmed one."""
+        changes = msg.get("changes")
+        if isinstance(changes, dict) and isinstance(self._confirmed, dict):
+            return {**self._confirmed, **changes}
+        return msg.get("scene")
 
     async def _pixel_reader(self) -> None:
         loop = asyncio.get_running_loop()
