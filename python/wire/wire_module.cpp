@@ -122,9 +122,13 @@ class View {
   bool held_ = false;
 };
 
-// State shared by a posted operation and its callback: who completes it.
+// State shared by a posted operation and its callback: who completes it. The callback
+// either finds the poster still posting (it leaves the result here and the poster returns
+// it) or finds it gone (it pushes the result to the notifier). Both under `m`: the result
+// must be written before the poster can see it.
 struct Slot {
-  std::atomic<int> state{0};  // 0 posting, 1 posted and pending, 2 completed while posting
+  std::mutex m;
+  bool posted = false;  // the poster has returned: completions go to the notifier
   std::optional<w::Result<w::Completion>> inline_result;
 };
 
@@ -304,9 +308,8 @@ class Core {
   Core() = default;
 
   struct Op {
-    w::Request request;
+    w::Request request;  // empty while being posted
     std::unique_ptr<View> view;
-    std::shared_ptr<Slot> slot;
   };
 
   static py::tuple to_tuple(const Done& d) {
@@ -314,16 +317,23 @@ class Core {
   }
 
   w::Endpoint endpoint(uint32_t ep_id) {
-    if (node_->closed()) throw_error(w::Error{w::Errc::kClosed, "closed"});
+    if (node_->closed()) {
+      throw_error(w::Error{w::Errc::kClosed,
+                           std::string(server_ ? "the server" : "the client") + " is closed"});
+    }
     if (client_) {
       auto ep = client_->endpoint();
-      if (!ep) throw_error(w::Error{w::Errc::kInvalidArgument, "client not connected"});
+      if (!ep)
+        throw_error(w::Error{w::Errc::kInvalidArgument,
+                             "the client is not connected: await aconnect() first"});
       return ep;
     }
     std::lock_guard lock(eps_m_);
     auto it = eps_.find(ep_id);
     if (it == eps_.end()) {
-      throw_error(w::Error{w::Errc::kClosed, "no endpoint " + std::to_string(ep_id)});
+      throw_error(w::Error{w::Errc::kClosed, "endpoint " + std::to_string(ep_id) +
+                                                 " is not connected to this server (closed, "
+                                                 "failed or never accepted)"});
     }
     return it->second;
   }
@@ -344,25 +354,52 @@ class Core {
     auto slot = std::make_shared<Slot>();
     Notifier* notifier = &notifier_;
     w::Callback cb = [slot, notifier, id](const w::Result<w::Completion>& r) {
-      int expected = 0;
-      if (slot->state.compare_exchange_strong(expected, 2)) {
-        slot->inline_result = r;  // the poster returns it
-        return;
+      {
+        std::lock_guard lock(slot->m);
+        if (!slot->posted) {
+          slot->inline_result = r;  // the poster returns it
+          return;
+        }
       }
       notifier->push(from_result(id, r));
     };
+    // The buffer's view is registered before posting, so that whatever completes it
+    // later (drain) finds it and releases it; never before the completion.
+    {
+      std::lock_guard lock(ops_m_);
+      ops_.emplace(id, Op{w::Request{}, std::move(view)});
+    }
     w::Request request;
     {
       py::gil_scoped_release release;
       request = fn(std::move(cb));
     }
-    int expected = 0;
-    if (!slot->state.compare_exchange_strong(expected, 1)) {
-      ++inline_;
-      return py::make_tuple(uint64_t{0}, to_tuple(from_result(0, *slot->inline_result)));
+    std::optional<w::Result<w::Completion>> result;
+    {
+      std::lock_guard lock(slot->m);
+      if (slot->inline_result) {
+        result = std::move(slot->inline_result);
+      } else {
+        slot->posted = true;
+      }
     }
-    std::lock_guard lock(ops_m_);
-    ops_.emplace(id, Op{std::move(request), std::move(view), std::move(slot)});
+    std::unique_ptr<View> done_view;  // released after ops_m_, with the GIL held
+    {
+      std::lock_guard lock(ops_m_);
+      auto it = ops_.find(id);
+      if (it != ops_.end()) {
+        if (result) {
+          done_view = std::move(it->second.view);
+          ops_.erase(it);
+        } else {
+          it->second.request = std::move(request);
+        }
+      }
+    }
+    if (result) {
+      ++inline_;
+      return py::make_tuple(uint64_t{0}, to_tuple(from_result(0, *result)));
+    }
     return py::make_tuple(id, py::none());
   }
 

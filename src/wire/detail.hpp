@@ -95,6 +95,10 @@ struct RequestState {
 
   // Sets the result, wakes waiters, then runs the callback (outside the lock).
   void complete(Result<Completion> r);
+  // The operation and its peer, for error messages: "send to peer 127.0.0.1:41234".
+  std::string describe() const;
+  // A UCX failure of this operation, named by describe().
+  Error failure(ucs_status_t status) const;
   // Stores the UCX handle once posted; cancels at once if cancel() came first.
   void attach(void* request);
   void cancel(std::optional<Error> reason = std::nullopt);
@@ -167,6 +171,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::shared_ptr<RequestState> connect_request;
   std::chrono::steady_clock::time_point connect_deadline{};
   Welcome welcome_in;
+
+  // "server 0.0.0.0:13337" or "client of 127.0.0.1:13337", for error messages.
+  std::string name() const;
 
   // ---- setup (node.cpp) ----
   Status init(const Options& opts, bool is_server);

@@ -45,7 +45,7 @@ void ep_op_done(void* request, ucs_status_t status, void* user) {
         Error{Errc::kClosed, "endpoint to " + (ep ? ep->peer : std::string("?")) + " was closed",
               static_cast<int>(status)}));
   } else {
-    st->complete(tl::unexpected(ucx_error(status, "peer " + (ep ? ep->peer : std::string("?")))));
+    st->complete(tl::unexpected(st->failure(status)));
   }
 }
 
@@ -152,7 +152,7 @@ Status NodeImpl::close(bool force) {
       }
     }
     for (auto& st : recvs)
-      st->cancel(Error{Errc::kClosed, "the node was closed"});
+      st->cancel(Error{Errc::kClosed, st->describe() + ": the node was closed"});
   }
   // Let UCX finish: graceful closes flush first; forced ones complete quickly.
   Status status;
@@ -194,7 +194,8 @@ Status NodeImpl::close(bool force) {
     live.clear();
   }
   for (auto& [raw, st] : left)
-    st->complete(tl::unexpected(Error{Errc::kClosed, "closed"}));
+    st->complete(
+        tl::unexpected(Error{Errc::kClosed, st->describe() + ": closed before it completed"}));
   client_ep.reset();
   connect_request.reset();
   on_accept = nullptr;

@@ -103,11 +103,40 @@ void RequestState::complete(Result<Completion> r) {
     std::lock_guard lock(m);
     if (done.load(std::memory_order_relaxed)) return;
     if (!r && fail_as && r.error().code == Errc::kCancelled) r = tl::unexpected(*fail_as);
+    // Every error names what failed; one without a message would be a bug here, so it
+    // says so rather than reaching the caller empty.
+    if (!r && r.error().message.empty()) {
+      r.error().message = describe() + ": failed without a reason (a wire bug: please report)";
+    }
     result = std::move(r);
     done.store(true, std::memory_order_release);
   }
   cv.notify_all();
   if (callback) callback(result);
+}
+
+std::string RequestState::describe() const {
+  auto e = ep.lock();
+  const std::string peer = e ? "peer " + e->peer : node->name();
+  switch (kind) {
+    case Kind::kSend:
+      return "send to " + peer;
+    case Kind::kRecv:
+      return "receive on " + node->name();
+    case Kind::kFlush:
+      return (e ? "flush of " : "flush on ") + peer;
+    case Kind::kClose:
+      return "close of the endpoint to " + peer;
+    case Kind::kConnect:
+      return "connect of " + node->name();
+    case Kind::kInternal:
+      return "welcome to " + peer;
+  }
+  return "operation on " + node->name();
+}
+
+Error RequestState::failure(ucs_status_t status) const {
+  return ucx_error(status, describe());
 }
 
 std::shared_ptr<RequestState> RequestState::claim(void* user) {
@@ -194,6 +223,13 @@ void Request::cancel() {
 namespace detail {
 
 // ---- setup -----------------------------------------------------------------------
+
+std::string NodeImpl::name() const {
+  if (server) return "server " + host + ":" + std::to_string(port);
+  // client_ep is set once by connect and cleared only by close, after the progress stops.
+  auto ep = client_ep;
+  return ep ? "client of " + ep->peer : std::string("client (not connected)");
+}
 
 namespace {
 
@@ -355,7 +391,7 @@ Request NodeImpl::finish_post(std::shared_ptr<RequestState> st, ucs_status_ptr_t
     st->complete(ok);
   } else if (UCS_PTR_IS_ERR(r)) {
     untrack(st.get());
-    st->complete(tl::unexpected(ucx_error(UCS_PTR_STATUS(r), "posting")));
+    st->complete(tl::unexpected(st->failure(UCS_PTR_STATUS(r))));
   } else {
     st->attach(r);
     wake();
@@ -386,11 +422,11 @@ void recv_done(void* request, ucs_status_t status, const ucp_tag_recv_info_t* in
   } else if (status == UCS_ERR_MESSAGE_TRUNCATED) {
     st->complete(tl::unexpected(Error{
         Errc::kTruncated,
-        "a message with tag " + std::to_string(info ? info->sender_tag : 0) +
+        st->describe() + ": a message with tag " + std::to_string(info ? info->sender_tag : 0) +
             " is larger than the " + std::to_string(st->expect.length) + "-byte receive buffer",
         static_cast<int>(status)}));
   } else {
-    st->complete(tl::unexpected(ucx_error(status, "receive")));
+    st->complete(tl::unexpected(st->failure(status)));
   }
 }
 
@@ -401,7 +437,7 @@ void flush_done(void* request, ucs_status_t status, void* user) {
   if (status == UCS_OK) {
     st->complete(Completion{});
   } else {
-    st->complete(tl::unexpected(ucx_error(status, "flush")));
+    st->complete(tl::unexpected(st->failure(status)));
   }
 }
 
@@ -411,10 +447,11 @@ Request NodeImpl::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask,
                        Kind kind) {
   auto st = make_request(kind, std::move(cb));
   st->expect.length = buffer.size();
-  if (closed.load()) return failed(st, Error{Errc::kClosed, "receive on a closed node"});
+  if (closed.load()) return failed(st, Error{Errc::kClosed, "receive on " + name() + ": closed"});
   if (!server && kind == Kind::kRecv && client_id.load() == 0) {
     // The server's welcome must be the first message matched on a client's worker.
-    return failed(st, Error{Errc::kInvalidArgument, "receive before the client is connected"});
+    return failed(st, Error{Errc::kInvalidArgument,
+                            "receive before the client is connected: await connect first"});
   }
   track(st);
   ucp_request_param_t p{};
@@ -432,7 +469,7 @@ Request NodeImpl::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask,
 
 Request NodeImpl::flush(Callback cb) {
   auto st = make_request(Kind::kFlush, std::move(cb));
-  if (closed.load()) return failed(st, Error{Errc::kClosed, "flush on a closed node"});
+  if (closed.load()) return failed(st, Error{Errc::kClosed, "flush on " + name() + ": closed"});
   track(st);
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
