@@ -26,7 +26,14 @@ Progress runs in a C++ thread by default (``mode="thread"``). Completions are qu
 without taking the GIL and the event loop is woken once per batch. ``mode="eventfd"``
 has no thread: the event loop watches UCX's event fd and progresses UCX itself.
 
-Cancelling a task that awaits ``asend``/``arecv`` cancels the UCX request.
+Cancelling a task that awaits ``asend``/``arecv`` cancels the UCX request; a receive
+that had already matched a message when the cancel came has consumed it (it is in the
+buffer, but the task only sees ``CancelledError``). Where that matters, post with
+``post_recv``/``post_send``: ``op.cancel()`` asks UCX to cancel and ``await op`` then says
+what happened, the message (``(tag, nbytes)``) or ``Cancelled``; a cancelled receive
+never writes its buffer afterwards. For a stream of messages, ``receiver()`` keeps
+receives posted into a ring of buffers and hands out messages without a future per
+message (``async for msg in rx``).
 
 Fork safety: UCX objects belong to the process that made them. A child of ``fork()``
 (``multiprocessing`` with the fork start method included) must not use, close or
@@ -40,6 +47,7 @@ put its folder (``build/release/python``) on ``PYTHONPATH``.
 from __future__ import annotations
 
 import asyncio
+import collections
 from typing import Callable, Optional
 
 try:
@@ -53,7 +61,8 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 
 __all__ = [
     "Client", "Endpoint", "Server", "WireError", "AddressError", "RefusedError",
-    "PeerFailure", "TruncatedError", "ClosedError", "WireTimeout", "address_of",
+    "PeerFailure", "TruncatedError", "ClosedError", "WireTimeout", "Cancelled",
+    "Operation", "Receiver", "Message", "address_of",
 ]
 
 ANY_TAG_MASK = 0
@@ -93,6 +102,10 @@ class WireTimeout(WireError, TimeoutError):
     """A deadline passed."""
 
 
+class Cancelled(WireError):
+    """The operation was cancelled (``Operation.cancel``) before it completed."""
+
+
 _ERRORS = {
     "address": AddressError,
     "refused": RefusedError,
@@ -100,11 +113,14 @@ _ERRORS = {
     "truncated": TruncatedError,
     "closed": ClosedError,
     "timed_out": WireTimeout,
+    "cancelled": Cancelled,
     "invalid_argument": WireError,
 }
 
 
 def _error(code: str, message: str) -> WireError:
+    if not message:  # every error names its operation and peer; an empty one is a bug
+        message = "failed without a reason (a voxcast.wire bug: please report)"
     return _ERRORS.get(code, WireError)(code, message)
 
 
@@ -140,7 +156,9 @@ class _Node:
         # eventfd mode: progress for up to this long before yielding to the loop when an
         # operation is awaited (a reply about to arrive then costs no wake-up).
         self._spin_us = spin_us if core.event_fd >= 0 else 0.0
-        self._futures: dict[int, asyncio.Future] = {}
+        # Pending operations by id: an asyncio future, or a callable taking
+        # (ok, tag, nbytes, code, message) (Operation, Receiver: no future per message).
+        self._futures: dict[int, object] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
 
@@ -172,13 +190,17 @@ class _Node:
     def _dispatch(self, items):
         for op_id, kind, ok, tag, nbytes, code, message in items:
             if kind == 0:
-                fut = self._futures.pop(op_id, None)
-                if fut is None or fut.done():
+                waiter = self._futures.pop(op_id, None)
+                if waiter is None:
                     continue
-                if ok:
-                    fut.set_result((tag, nbytes))
+                if not isinstance(waiter, asyncio.Future):
+                    waiter(ok, tag, nbytes, code, message)
+                elif waiter.done():
+                    continue
+                elif ok:
+                    waiter.set_result((tag, nbytes))
                 else:
-                    fut.set_exception(_error(code, message))
+                    waiter.set_exception(_error(code, message))
             else:
                 self._on_endpoint_event(op_id, kind, code, message)
 
@@ -245,6 +267,18 @@ class _Node:
     def recv(self, buffer, tag: int = 0, tag_mask: int = ANY_TAG_MASK):
         return self._wait(self._post(self._core.recv, buffer, _mask(tag), _mask(tag_mask), True))
 
+    def post_recv(self, buffer, tag: int = 0, tag_mask: int = ANY_TAG_MASK) -> "Operation":
+        """Posts a receive and returns it as an ``Operation`` (cancel with a definite
+        outcome; awaiting it gives ``(sender_tag, nbytes)``)."""
+        return self._operation(
+            self._post(self._core.recv, buffer, _mask(tag), _mask(tag_mask), False))
+
+    def receiver(self, tag: int = 0, tag_mask: int = ANY_TAG_MASK, *, size: int,
+                 depth: int = 8) -> "Receiver":
+        """A stream of messages matching (tag, tag_mask), each up to ``size`` bytes, with
+        ``depth`` receives kept posted: ``async for msg in node.receiver(...)``."""
+        return Receiver(self, tag, tag_mask, size, depth)
+
     async def aflush(self):
         """Completes when every earlier send has been delivered to its peer's worker."""
         await self._await(self._post(self._core.flush, False))
@@ -278,10 +312,24 @@ class _Node:
     def _fail_futures(self):
         if self._futures:
             self._dispatch(self._core.drain())
-        for fut in self._futures.values():
-            if not fut.done():
-                fut.set_exception(ClosedError("closed", "closed while waiting"))
-        self._futures.clear()
+        waiters, self._futures = self._futures, {}
+        for waiter in waiters.values():
+            if not isinstance(waiter, asyncio.Future):
+                waiter(False, 0, 0, "closed", "closed while waiting")
+            elif not waiter.done():
+                waiter.set_exception(ClosedError("closed", "closed while waiting"))
+
+    def _operation(self, posted) -> "Operation":
+        op_id, done = posted
+        op = Operation(self, op_id)
+        if done is None:
+            self._attach()
+            self._futures[op_id] = op._complete
+            if self._spin_us > 0:
+                self._dispatch(self._core.progress_spin(self._spin_us))
+        else:
+            op._complete(*done[2:])
+        return op
 
     async def __aenter__(self):
         return self
@@ -304,6 +352,12 @@ class Endpoint:
     async def asend(self, buffer, tag: int):
         n = self._node
         return await n._await(n._post(n._core.send, self.id, buffer, _mask(tag), False))
+
+    def post_send(self, buffer, tag: int) -> "Operation":
+        """Posts a send and returns it as an ``Operation``; ``buffer`` must stay unchanged
+        until it completes."""
+        n = self._node
+        return n._operation(n._post(n._core.send, self.id, buffer, _mask(tag), False))
 
     def send(self, buffer, tag: int):
         n = self._node
@@ -433,6 +487,9 @@ class Client(_Node):
     def send(self, buffer, tag: int):
         return self._require().send(buffer, tag)
 
+    def post_send(self, buffer, tag: int) -> "Operation":
+        return self._require().post_send(buffer, tag)
+
     async def aflush_ep(self, endpoint: Optional[Endpoint] = None):
         await (endpoint or self._require()).aflush()
 
@@ -440,3 +497,167 @@ class Client(_Node):
         if self.endpoint is None:
             raise WireError("invalid_argument", "not connected: await aconnect() first")
         return self.endpoint
+
+
+class Operation:
+    """A posted send or receive. ``await op`` gives ``(tag, nbytes)`` or raises the
+    operation's error; a task cancelled while awaiting it leaves the operation pending
+    (await it again). ``cancel()`` asks UCX to cancel: the operation then ends either with
+    its message (it had matched first) or with ``Cancelled``, and a cancelled receive
+    never writes its buffer afterwards."""
+
+    __slots__ = ("_node", "_id", "_result", "_error", "_fut", "_callback")
+
+    def __init__(self, node: "_Node", op_id: int):
+        self._node = node
+        self._id = op_id
+        self._result = None
+        self._error = None
+        self._fut: Optional[asyncio.Future] = None
+        self._callback = None
+
+    def _complete(self, ok, tag, nbytes, code, message):
+        if ok:
+            self._result = (tag, nbytes)
+        else:
+            self._error = _error(code, message)
+        if self._fut is not None and not self._fut.done():
+            self._fut.set_result(None)
+        if self._callback is not None:
+            self._callback(self)
+
+    def done(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def result(self):
+        """The outcome of a finished operation: ``(tag, nbytes)``, or raises its error."""
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise asyncio.InvalidStateError("the operation is still pending")
+        return self._result
+
+    def cancel(self):
+        """Asks UCX to cancel; a no-op once done. Await the operation for the outcome."""
+        if not self.done():
+            self._node._core.cancel(self._id)
+
+    def __await__(self):
+        if not self.done():
+            if self._fut is None:
+                self._fut = asyncio.get_running_loop().create_future()
+            # shield: cancelling the awaiting task must not lose the completion
+            yield from asyncio.shield(self._fut).__await__()
+        return self.result()
+
+
+class Message:
+    """One message of a ``Receiver``: its tag, its length and its bytes (a memoryview of
+    the receiver's buffer, valid until the next message is asked for)."""
+
+    __slots__ = ("tag", "nbytes", "data")
+
+    def __init__(self, tag: int, nbytes: int, data: memoryview):
+        self.tag = tag
+        self.nbytes = nbytes
+        self.data = data
+
+    def __repr__(self):
+        return f"Message(tag={self.tag:#x}, nbytes={self.nbytes})"
+
+
+class Receiver:
+    """Keeps ``depth`` receives posted into a ring of ``size``-byte buffers and yields
+    messages in the order they completed. A buffer is posted again when the next message
+    is asked for, so the one handed out stays valid until then. Completions arrive in
+    batches; one future wakes the iterator per batch, not one per message.
+
+    ``aclose()`` cancels the posted receives and waits for their outcome: messages that
+    had already arrived are still yielded, nothing is lost, and no buffer is written after
+    it returns."""
+
+    def __init__(self, node: "_Node", tag: int, tag_mask: int, size: int, depth: int):
+        if size <= 0 or depth <= 0:
+            raise WireError("invalid_argument",
+                            f"receiver: size ({size}) and depth ({depth}) must be positive")
+        self._node = node
+        self._tag = _mask(tag)
+        self._mask = _mask(tag_mask)
+        self._buffers = [bytearray(size) for _ in range(depth)]
+        self._views = [memoryview(b) for b in self._buffers]
+        self._ready: "collections.deque" = collections.deque()
+        self._posted: dict[int, Operation] = {}
+        self._wake: Optional[asyncio.Future] = None
+        self._held: Optional[int] = None  # the buffer handed out last
+        self._closing = False
+        self._error: Optional[WireError] = None
+        for i in range(depth):
+            self._post(i)
+
+    def _post(self, index: int):
+        n = self._node
+        try:
+            op = n._operation(n._post(n._core.recv, self._buffers[index], self._tag,
+                                      self._mask, False))
+        except WireError as exc:
+            self._error = exc
+            return
+        if op.done():
+            self._landed(index, op)
+        else:
+            self._posted[index] = op
+            op._callback = lambda o, i=index: self._landed(i, o)
+
+    def _landed(self, index: int, op: Operation):
+        self._posted.pop(index, None)
+        self._ready.append((index, op))
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Message:
+        if self._held is not None:
+            index, self._held = self._held, None
+            if not self._closing:
+                self._post(index)
+        while True:
+            while self._ready:
+                index, op = self._ready.popleft()
+                if op._error is not None:
+                    if isinstance(op._error, Cancelled) and self._closing:
+                        continue
+                    if not self._closing:
+                        self._post(index)  # keep the ring full, then report
+                    raise op._error
+                tag, nbytes = op._result
+                self._held = index
+                return Message(tag, nbytes, self._views[index][:nbytes])
+            if self._error is not None:
+                raise self._error
+            if not self._posted:
+                raise StopAsyncIteration
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+
+    async def aclose(self):
+        """Cancels the posted receives and waits until UCX has let go of every buffer."""
+        self._closing = True
+        for op in list(self._posted.values()):
+            op.cancel()
+        while self._posted:
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()

@@ -227,9 +227,20 @@ class Core {
         post(sync, nullptr, [&](w::Callback cb) { return client_->connect_async(host, port, cb); });
     return t;
   }
+  // Cancels and waits (GIL released, at most a second) until the outcome is known, so
+  // that once this returns a cancelled receive can no longer match a message. Its
+  // completion still goes through the notifier like any other. Called on the loop thread,
+  // the only one that erases ops_ (drain), so the request outlives the wait.
   void cancel(uint64_t id) {
-    std::lock_guard lock(ops_m_);
-    if (auto it = ops_.find(id); it != ops_.end()) it->second.request.cancel();
+    w::Request* request = nullptr;
+    {
+      std::lock_guard lock(ops_m_);
+      if (auto it = ops_.find(id); it != ops_.end()) request = &it->second.request;
+    }
+    if (!request) return;
+    py::gil_scoped_release release;
+    request->cancel();
+    (void)request->wait_for(std::chrono::seconds(1));
   }
   // Every completion and event since the last call; releases finished buffers.
   std::vector<py::tuple> drain() {

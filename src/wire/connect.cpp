@@ -100,18 +100,64 @@ void NodeImpl::accept(ucp_conn_request_h request) {
     impl->id = next_id++;
     impl->ep = ep;
     live.push_back(impl);
-    endpoints.push_back(impl);
   }
   impl->welcome.id = impl->id;
+  // The endpoint is announced (welcome, endpoints(), on_accept) only once it is wired
+  // up: UCX 1.13 queues sends posted while the lanes are still being set up and replays
+  // them when they are, and that replay can call a null function under load (a segfault
+  // in ucp_wireup_replay_pending_requests, found by the soak test). A flush completes
+  // once every lane is connected.
+  ready_after_flush(impl, [this, impl] { welcome_and_announce(impl); });
+}
+
+void NodeImpl::ready_after_flush(const std::shared_ptr<EndpointImpl>& impl,
+                                 std::function<void()> then, Callback on_fail) {
+  auto st = make_request(
+      Kind::kInternal,
+      [this, then = std::move(then), on_fail = std::move(on_fail)](const Result<Completion>& r) {
+        if (r) {
+          outside_progress(then);
+        } else if (on_fail) {
+          on_fail(r);  // else the endpoint's error handler reports it
+        }
+      });
+  st->ep = impl;
+  st->keep = impl;
+  ucs_status_ptr_t r;
+  {
+    std::lock_guard lock(impl->m);
+    if (!impl->ep) return;  // closed or failed meanwhile
+    track(st);
+    ucp_request_param_t fp{};
+    fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    fp.cb.send = ep_op_done;
+    fp.user_data = st.get();
+    r = ucp_ep_flush_nbx(impl->ep, &fp);
+  }
+  finish_post(std::move(st), r, {});
+}
+
+void NodeImpl::welcome_and_announce(const std::shared_ptr<EndpointImpl>& impl) {
+  if (closed.load()) return;
   auto st = make_request(Kind::kInternal, {});
   st->keep = impl;
-  track(st);
-  ucp_request_param_t sp{};
-  sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  sp.cb.send = internal_send_done;
-  sp.user_data = st.get();
-  auto r = ucp_tag_send_nbx(ep, &impl->welcome, sizeof(Welcome), kWelcomeTag, &sp);
+  st->ep = impl;
+  ucs_status_ptr_t r;
+  {
+    std::lock_guard lock(impl->m);
+    if (!impl->ep || impl->state != EpState::kOpen) return;
+    track(st);
+    ucp_request_param_t sp{};
+    sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    sp.cb.send = internal_send_done;
+    sp.user_data = st.get();
+    r = ucp_tag_send_nbx(impl->ep, &impl->welcome, sizeof(Welcome), kWelcomeTag, &sp);
+  }
   finish_post(std::move(st), r, {});
+  {
+    std::lock_guard lock(mu);
+    endpoints.push_back(impl);
+  }
   if (on_accept) on_accept(Endpoint(impl));
 }
 
@@ -264,7 +310,13 @@ Request Client::connect_async(std::string host, uint16_t port, Callback cb) {
     }
     impl->id = w.id;
     node->client_id = w.id;
-    user->complete(Completion{w.id, r->length});
+    // Complete the connect once our own lanes are wired up too (see accept()).
+    const Completion done{w.id, r->length};
+    node->outside_progress([node, impl, user, done] {
+      node->ready_after_flush(
+          impl, [user, done] { user->complete(done); },
+          [user](const Result<Completion>& failed) { user->complete(failed); });
+    });
   };
   auto welcome = n.recv(std::as_writable_bytes(std::span(&n.welcome_in, 1)), detail::kWelcomeTag,
                         ~uint64_t{0}, on_welcome, detail::Kind::kConnect);

@@ -73,7 +73,7 @@ void ep_op_done(void* request, ucs_status_t status, void* user);
 
 enum class Kind { kSend, kRecv, kFlush, kClose, kConnect, kInternal };
 
-struct RequestState {
+struct RequestState : std::enable_shared_from_this<RequestState> {
   RequestState(std::shared_ptr<NodeImpl> n, Kind k, Callback cb)
       : node(std::move(n)), kind(k), callback(std::move(cb)) {}
   ~RequestState();
@@ -198,14 +198,28 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   bool progress();       // progress_once, re-arming the fd in kEventFd mode
   void run_thread();
   void defer(std::function<void()> fn);
+  bool run_deferred();  // in the progress context; whether there was any
+  // Runs fn now, or after the current ucp_worker_progress when called from inside it.
+  void outside_progress(std::function<void()> fn);
   void wait_fd(int timeout_ms);
   bool on_progress_thread() const { return std::this_thread::get_id() == thread_id; }
   // Whether this thread is inside this node's ucp_worker_progress (its callbacks run
   // there), in any mode. Per thread: several threads may progress one node at once.
   bool in_callback() const;
+  // Whether this thread is the one progressing this node now (inside progress_once,
+  // deferred work included, or the progress thread): the only place a request's
+  // completion cannot race with a call on it.
+  bool in_progress_context() const;
+  // Wakes the progress (thread or event fd) to run deferred work.
+  void kick();
 
   // ---- endpoints (endpoint.cpp) ----
   void accept(ucp_conn_request_h request);
+  // Flushes a new endpoint (completes once its lanes are wired up), then runs `then`
+  // outside progress; nothing when the endpoint fails first.
+  void ready_after_flush(const std::shared_ptr<EndpointImpl>& ep, std::function<void()> then,
+                         Callback on_fail = {});
+  void welcome_and_announce(const std::shared_ptr<EndpointImpl>& ep);
   void endpoint_failed(EndpointImpl* ep, ucs_status_t status);
   // Closes the UCX endpoint (once), drops it from the lists; the returned request
   // completes when UCX has released it.

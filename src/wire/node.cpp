@@ -145,24 +145,40 @@ std::shared_ptr<RequestState> RequestState::claim(void* user) {
 }
 
 void RequestState::attach(void* request) {
-  std::unique_lock lock(m);
-  ucx = request;
-  if (cancel_requested && !done.load(std::memory_order_acquire)) {
-    lock.unlock();
-    ucp_request_cancel(node->worker.get(), request);
+  bool cancel_now;
+  {
+    std::lock_guard lock(m);
+    ucx = request;
+    cancel_now = cancel_requested && !done.load(std::memory_order_acquire);
   }
+  if (cancel_now) cancel();
 }
 
 void RequestState::cancel(std::optional<Error> reason) {
-  std::unique_lock lock(m);
-  if (done.load(std::memory_order_acquire)) return;
-  if (reason && !fail_as) fail_as = std::move(reason);
-  if (!ucx) {
-    cancel_requested = true;
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_acquire)) return;
+    if (reason && !fail_as) fail_as = std::move(reason);
+    if (!ucx) {
+      cancel_requested = true;  // attach() cancels once the handle is known
+      return;
+    }
+  }
+  // ucp_request_cancel on a request that UCX has completed but whose callback has not run
+  // yet trips UCX's assertion (tag_match.c: !(req->flags & COMPLETED)), and a thread that
+  // is not progressing cannot tell. Only the progress context can: there a completion and
+  // its callback happen together. Elsewhere the cancel is handed to it.
+  if (!node->in_progress_context()) {
+    node->defer([self = shared_from_this()] { self->cancel(); });
+    node->kick();
     return;
   }
-  void* request = ucx;
-  lock.unlock();
+  void* request;
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_acquire)) return;
+    request = ucx;
+  }
   // UCX may run the completion callback from inside ucp_request_cancel.
   ucp_request_cancel(node->worker.get(), request);
 }
@@ -488,27 +504,56 @@ void NodeImpl::defer(std::function<void()> fn) {
 
 namespace {
 thread_local const NodeImpl* tls_progressing = nullptr;  // for close()'s check
+thread_local const NodeImpl* tls_progress_context = nullptr;
 }  // namespace
+
+bool NodeImpl::in_progress_context() const {
+  if (tls_progress_context == this) return true;
+  // kThread: only the progress thread progresses; a thread that is not it never is.
+  return options.progress == ProgressMode::kThread && thread.joinable() && on_progress_thread();
+}
+
+void NodeImpl::kick() {
+  if (options.progress == ProgressMode::kThread) posted.fetch_add(1, std::memory_order_seq_cst);
+  if (options.progress != ProgressMode::kPolling) ucp_worker_signal(worker.get());
+}
+
+void NodeImpl::outside_progress(std::function<void()> fn) {
+  if (!in_callback()) {
+    fn();
+    return;
+  }
+  defer(std::move(fn));
+}
 
 bool NodeImpl::in_callback() const {
   return tls_progressing == this;
 }
 
-bool NodeImpl::progress_once() {
-  bool any = false;
-  const NodeImpl* outer = std::exchange(tls_progressing, this);
-  while (ucp_worker_progress(worker.get()) != 0)
-    any = true;
-  tls_progressing = outer;
+bool NodeImpl::run_deferred() {
   std::vector<std::function<void()>> work;
   {
     std::lock_guard lock(mu);
+    if (deferred.empty()) return false;
     work.swap(deferred);
   }
   for (auto& fn : work)
     fn();
-  if (!work.empty()) any = true;
+  return true;
+}
+
+bool NodeImpl::progress_once() {
+  const NodeImpl* outer_context = std::exchange(tls_progress_context, this);
+  // Deferred work first too: a cancel handed over by another thread must take effect
+  // before UCX matches the next message to the receive it cancels.
+  bool any = run_deferred();
+  const NodeImpl* outer = std::exchange(tls_progressing, this);
+  while (ucp_worker_progress(worker.get()) != 0)
+    any = true;
+  tls_progressing = outer;
+  any |= run_deferred();
   check_connect_deadline();
+  tls_progress_context = outer_context;
   return any;
 }
 

@@ -20,6 +20,13 @@ from pathlib import Path
 
 import pytest
 
+# The wire tests of the ASan tree run python3 with the sanitizer runtime preloaded (for
+# the sanitized _voxcast_wire module; tests/CMakeLists.txt). This process keeps it; the
+# processes it starts (the voxcast binary, with its own runtime) must not inherit it.
+if os.environ.get("VOXCAST_WIRE_PRELOAD") and os.environ.get("LD_PRELOAD"):
+    os.environ.pop("LD_PRELOAD")
+    os.environ.pop("ASAN_OPTIONS", None)
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:

@@ -105,6 +105,11 @@ def import_wire():
     try:
         core = importlib.import_module("_voxcast_wire")
     except ImportError as e:
+        if "runtime" in str(e) and "ASan" in str(e):
+            raise ImportError(
+                f"{where}/_voxcast_wire is built with AddressSanitizer: run python3 with "
+                "LD_PRELOAD=$(clang++ -print-file-name=libclang_rt.asan-x86_64.so) and "
+                "ASAN_OPTIONS=detect_leaks=0 (ctest does this)") from e
         raise ImportError(f"no _voxcast_wire module in {where} (build the target voxcast_wire_py "
                           f"of that tree, or set VOXCAST_WIRE_PATH): {e}") from e
     got = Path(core.__file__).resolve().parent
