@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from vxhelpers import import_wire, wire_module_dir
+from vxhelpers import import_wire, wire_child_env, wire_module_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 wire = import_wire()  # the module of the tree under test, or fail
@@ -243,7 +243,8 @@ CHILD_SERVER = textwrap.dedent("""
 @pytest.mark.parametrize("tls", ["tcp", "shm"])
 async def test_killed_peer_fails_pending_operations_quickly(tls):
     code = CHILD_SERVER.format(root=str(ROOT / "python"), wire=WIRE_PATH, tls=tls)
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             env=wire_child_env())
     try:
         port = int(child.stdout.readline())
         client = wire.Client(tls=tls)
@@ -294,7 +295,7 @@ async def test_flush_then_close_delivers_a_large_message(tls):
     n = 16 << 20
     code = CHILD_SENDER.format(root=str(ROOT / "python"), wire=WIRE_PATH, tls=tls,
                                port=server.port, n=n)
-    child = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=wire_child_env())
     buf = np.zeros(n, np.uint8)
     got = await asyncio.wait_for(server.arecv(buf, 42, ~0), 60)
     assert got == (42, n)

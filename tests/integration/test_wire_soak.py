@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from vxhelpers import wire_module_dir
+from vxhelpers import wire_child_env
 
-ROOT = Path(__file__).resolve().parents[2]
 PEER = Path(__file__).with_name("wire_soak_peer.py")
 COUNT = int(os.environ.get("VOXCAST_SOAK_COUNT", "100000"))
 PARAMS = [(t, m) for t in ("tcp", "shm") for m in ("thread", "eventfd")]
@@ -35,21 +34,11 @@ IDS = [f"{t}-{m}" for t, m in PARAMS]
 RUN_TIMEOUT = 600
 
 
-def peer_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(wire_module_dir()), str(ROOT / "python")])
-    preload = os.environ.get("VOXCAST_WIRE_PRELOAD")  # the sanitizer runtime (ASan tree)
-    if preload:
-        env["LD_PRELOAD"] = preload
-        env["ASAN_OPTIONS"] = f"detect_leaks=0:suppressions={ROOT}/tests/asan_ucx.supp"
-    return env
-
-
 def run_pair(tls: str, mode: str, count: int, client_args=(), server_args=()):
     """Runs both peers; returns (server_report, client_report, server, client) where a
     report is the peer's final JSON line (None if it printed none) and the others are
     (returncode, stderr) pairs."""
-    env = peer_env()
+    env = wire_child_env(pythonpath=True)
     common = ["--tls", tls, "--mode", mode, "--count", str(count),
               "--timeout", str(RUN_TIMEOUT - 60)]
     server = subprocess.Popen([sys.executable, str(PEER), "server", *common, *server_args],

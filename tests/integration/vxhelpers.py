@@ -91,6 +91,22 @@ def wire_module_dir() -> Path:
     return (binary.parent.parent.parent / "python").resolve()
 
 
+def wire_child_env(pythonpath: bool = False) -> dict:
+    """The environment for a python3 child that imports voxcast.wire: in the ASan tree
+    the sanitizer runtime preloaded (conftest.py took it away from other children), with
+    leak checks off for the interpreter; with ``pythonpath`` the module's folder and
+    python/ on PYTHONPATH."""
+    env = dict(os.environ)
+    root = Path(__file__).resolve().parents[2]
+    preload = os.environ.get("VOXCAST_WIRE_PRELOAD")
+    if preload:
+        env["LD_PRELOAD"] = preload
+        env["ASAN_OPTIONS"] = f"detect_leaks=0:suppressions={root}/tests/asan_ucx.supp"
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(wire_module_dir()), str(root / "python")])
+    return env
+
+
 def import_wire():
     """Puts the module folder and python/ first on sys.path and imports voxcast.wire,
     failing (never falling back to another build) unless _voxcast_wire comes from
