@@ -81,9 +81,17 @@ void NodeImpl::accept(ucp_conn_request_h request) {
   }
   auto impl = std::make_shared<EndpointImpl>(shared_from_this());
   ucp_conn_request_attr_t attr{};
-  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
+  attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR | UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ID;
   if (ucp_conn_request_query(request, &attr) == UCS_OK) {
     impl->peer = format_address(reinterpret_cast<const sockaddr*>(&attr.client_address));
+  }
+  // A client whose UCX settings differ from ours would take this process down in UCX's
+  // wire-up (an assertion), and one that is not a wire client could not speak to us:
+  // both are refused before any endpoint exists (the client sees kRefused).
+  if (attr.client_id != config_id()) {
+    rejected.fetch_add(1);
+    ucp_listener_reject(listener.get(), request);
+    return;
   }
   ucp_ep_params_t p{};
   p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLER |
@@ -324,7 +332,7 @@ Request Client::connect_async(std::string host, uint16_t port, Callback cb) {
   ucp_ep_params_t p{};
   p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
                  UCP_EP_PARAM_FIELD_ERR_HANDLER | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-  p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+  p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER | UCP_EP_PARAMS_FLAGS_SEND_CLIENT_ID;
   p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&*addr);
   p.sockaddr.addrlen = len;
   p.err_mode =

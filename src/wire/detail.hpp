@@ -58,6 +58,10 @@ Errc errc_of(ucs_status_t status);
 // completes when it arrives. Sent once, before any user message, with kWelcomeTag.
 inline constexpr uint64_t kWelcomeTag = 0xffff'ffff'ffff'fffeULL;
 inline constexpr uint32_t kWelcomeMagic = 0x31575856;  // "VXW1" little-endian
+// What a client announces in its connection request (UCP client_id): the magic in the
+// high half, then the settings both peers of an endpoint must share.
+inline constexpr uint32_t kConfigNoRndvLanes = 1;  // UCX MAX_RNDV_LANES=0
+
 struct Welcome {
   uint32_t magic = kWelcomeMagic;
   uint32_t version = 1;
@@ -135,7 +139,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
 
   Options options;
   bool server = false;
-  std::string tls;  // the UCX_TLS value applied
+  std::string tls;             // the UCX_TLS value applied
+  bool no_rndv_lanes = false;  // UCX MAX_RNDV_LANES=0 is in effect
+  uint64_t config_id() const;  // kWelcomeMagic << 32 | settings peers must share
   std::string host;
   uint16_t port = 0;
 
@@ -151,6 +157,7 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::atomic<bool> sleeping{false};
   std::atomic<uint64_t> posted{0};
   std::atomic<bool> closed{false};
+  std::atomic<uint64_t> rejected{0};  // server: clients refused for their settings
   std::mutex close_mutex;
 
   // Requests in flight (the map holds the reference the UCX callback will drop).

@@ -92,9 +92,17 @@ void NodeImpl::endpoint_failed(EndpointImpl* raw, ucs_status_t status) {
   }
   if (!ep || ep->failed.load()) return;
   const bool welcomed = server || client_id.load() != 0;
+  // A server refuses a client whose UCX settings differ (accept()); the client only sees
+  // the connection go away, so it says what to check.
+  const bool reset = status == UCS_ERR_REJECTED || status == UCS_ERR_CONNECTION_RESET ||
+                     status == UCS_ERR_UNREACHABLE;
   Error err = welcomed ? ucx_error(status, "peer " + ep->peer)
                        : Error{Errc::kRefused,
-                               "cannot connect to " + ep->peer + ": " + ucs_status_string(status),
+                               "cannot connect to " + ep->peer + ": " + ucs_status_string(status) +
+                                   (reset ? " (is it a voxcast wire server of the same version, "
+                                            "with the same UCX_MAX_RNDV_LANES and shm/tcp "
+                                            "choice? a server refuses clients that differ)"
+                                          : ""),
                                static_cast<int>(status)};
   if (welcomed) err.code = Errc::kPeerFailure;
   ep->error = err;

@@ -240,6 +240,10 @@ namespace detail {
 
 // ---- setup -----------------------------------------------------------------------
 
+uint64_t NodeImpl::config_id() const {
+  return (uint64_t{kWelcomeMagic} << 32) | (no_rndv_lanes ? kConfigNoRndvLanes : 0u);
+}
+
 std::string NodeImpl::name() const {
   if (server) return "server " + host + ":" + std::to_string(port);
   // client_ep is set once by connect and cleared only by close, after the progress stops.
@@ -314,13 +318,24 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
   // it for rendezvous lanes next to shared memory (cma is not offered on error-handling
   // endpoints), which caps large messages at loopback TCP speed (4 GB/s against 10).
   // Sending large messages eagerly through the shared memory segments instead is a local
-  // choice that any peer understands. (UCX_MAX_RNDV_LANES=0 would also stop tcp being
-  // polled, which is faster still, but a peer whose lanes differ trips an assertion in
-  // UCX 1.13's wire-up and aborts: docs/wire.md.) The environment's setting wins.
+  // choice that any peer understands. The rendezvous lanes are then never used, so they
+  // go too (MAX_RNDV_LANES=0): otherwise every progress call polls tcp, which makes an
+  // 8-byte message over shm 3x to 4x slower (docs/benchmarks.md). Peers must agree on
+  // that setting (UCX 1.13 aborts in wire-up when they do not), so clients announce
+  // theirs in the connection request and servers refuse a client that differs
+  // (config_id()). The environment's settings win.
   if (tcp_added && may_use_shm(tls) && !std::getenv("UCX_RNDV_THRESH")) {
     if (auto s = ucp_config_modify(config.get(), "RNDV_THRESH", "inf"); s != UCS_OK) {
       return tl::unexpected(ucx_error(s, "setting RNDV_THRESH"));
     }
+  }
+  if (const char* env = std::getenv("UCX_MAX_RNDV_LANES")) {
+    no_rndv_lanes = std::string_view(env) == "0";
+  } else if (tcp_added && may_use_shm(tls)) {
+    if (auto s = ucp_config_modify(config.get(), "MAX_RNDV_LANES", "0"); s != UCS_OK) {
+      return tl::unexpected(ucx_error(s, "setting MAX_RNDV_LANES"));
+    }
+    no_rndv_lanes = true;
   }
   if (options.spin.count() < 0) {
     // Auto: polling while operations are in flight only pays where a core is spare; on
@@ -339,7 +354,8 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
   context = UcxContext(ctx);
 
   ucp_worker_params_t wp{};
-  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_CLIENT_ID;
+  wp.client_id = config_id();  // sent with a client's connection request
   wp.thread_mode = UCS_THREAD_MODE_MULTI;
   ucp_worker_h w = nullptr;
   if (auto s = ucp_worker_create(context.get(), &wp, &w); s != UCS_OK) {
