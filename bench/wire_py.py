@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import multiprocessing as mp
 import statistics
@@ -29,7 +30,7 @@ def total_bytes(size: int) -> int:
     return max(256 << 20, size * 16)
 
 
-def server_main(tls, mode, spin, iters, port_q):
+def server_main(tls, mode, spin, iters, api, port_q):
     from voxcast import wire
 
     async def run():
@@ -47,8 +48,20 @@ def server_main(tls, mode, spin, iters, port_q):
             bufs = [np.zeros(size, np.uint8) for _ in range(window)]
             for b in bufs:
                 b.fill(1)  # fault the pages in before timing
-            # Keep `window` receives posted at all times (like the C++ bench): a message that
-            # finds no receive waiting is buffered by UCX and copied twice.
+            if api == "stream":
+                # A Receiver keeps `window` receives posted into bufs (like the C++ bench:
+                # a message that finds no receive waiting is buffered by UCX and copied
+                # twice) and wakes the loop once per batch of completions.
+                rx = server.receiver(DATA, ~0, buffers=bufs)
+                done_count = 0
+                async for _msg in rx:
+                    done_count += 1
+                    if done_count == count:
+                        break
+                await rx.aclose()
+                await ep.asend(buf, ACK)
+                continue
+            # One future per message (the plain arecv API), for comparison.
             pending = {asyncio.ensure_future(server.arecv(bufs[j], DATA, ~0)): j
                        for j in range(window)}
             posted = window
@@ -69,7 +82,7 @@ def server_main(tls, mode, spin, iters, port_q):
     asyncio.run(run())
 
 
-async def client_run(tls, mode, spin, port, iters, out):
+async def client_run(tls, mode, spin, port, iters, api, out):
     from voxcast import wire
 
     client = wire.Client(tls=tls, mode=mode, spin_us=spin)
@@ -93,14 +106,24 @@ async def client_run(tls, mode, spin, port, iters, out):
         window = min(16, count, max(2, (32 << 20) // size))
         data = np.full(size, 7, np.uint8)
         t0 = time.perf_counter()
-        pending = set()
-        for i in range(count):
-            pending.add(asyncio.ensure_future(client.asend(data, DATA)))
-            if len(pending) >= window:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for d in done:
-                    d.result()
-        await asyncio.gather(*pending)
+        if api == "stream":
+            ops = collections.deque()  # posted sends, no future unless one is awaited
+            for i in range(count):
+                ops.append(client.post_send(data, DATA))
+                if len(ops) >= window:
+                    await ops.popleft()
+            for op in ops:
+                await op
+        else:
+            pending = set()
+            for i in range(count):
+                pending.add(asyncio.ensure_future(client.asend(data, DATA)))
+                if len(pending) >= window:
+                    done, pending = await asyncio.wait(pending,
+                                                       return_when=asyncio.FIRST_COMPLETED)
+                    for d in done:
+                        d.result()
+            await asyncio.gather(*pending)
         await client.arecv(ack, ACK, ~0)
         dt = time.perf_counter() - t0
         out(dict(test="bw", size=size, value=round(count * size / dt / 1e6, 1), unit="MB/s"))
@@ -114,19 +137,23 @@ def main():
     ap.add_argument("--spin-us", type=float, default=0.0,
                     help="eventfd mode: busy-poll this long before yielding (default 0)")
     ap.add_argument("--iters", type=int, default=20000, help="ping-pong round trips")
+    ap.add_argument("--api", default="stream", choices=["stream", "futures"],
+                    help="bandwidth: Receiver + post_send (stream, default) or one future "
+                         "per message (arecv/asend)")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
-    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, port_q))
+    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, args.api, port_q))
     srv.start()
     port = port_q.get(timeout=30)
 
     def out(rec):
-        name = f"python-{args.mode}" + (f"-spin{args.spin_us:g}" if args.spin_us else "")
+        name = (f"python-{args.mode}" + (f"-spin{args.spin_us:g}" if args.spin_us else "")
+                + ("-futures" if args.api == "futures" else ""))
         rec = dict(impl=name, tls=args.tls, mode=args.mode, spin_us=args.spin_us, **rec)
         print(json.dumps(rec), flush=True)
 
-    asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, out))
+    asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, args.api, out))
     srv.join(60)
     if srv.exitcode != 0:
         print(f"server exited with {srv.exitcode}", file=sys.stderr)

@@ -273,11 +273,12 @@ class _Node:
         return self._operation(
             self._post(self._core.recv, buffer, _mask(tag), _mask(tag_mask), False))
 
-    def receiver(self, tag: int = 0, tag_mask: int = ANY_TAG_MASK, *, size: int,
-                 depth: int = 8) -> "Receiver":
-        """A stream of messages matching (tag, tag_mask), each up to ``size`` bytes, with
-        ``depth`` receives kept posted: ``async for msg in node.receiver(...)``."""
-        return Receiver(self, tag, tag_mask, size, depth)
+    def receiver(self, tag: int = 0, tag_mask: int = ANY_TAG_MASK, *, size: int = 0,
+                 depth: int = 8, buffers=None) -> "Receiver":
+        """A stream of messages matching (tag, tag_mask) with ``depth`` receives kept
+        posted into ``depth`` new ``size``-byte buffers, or into the writable ``buffers``
+        given (NumPy arrays, bytearrays): ``async for msg in node.receiver(...)``."""
+        return Receiver(self, tag, tag_mask, size, depth, buffers)
 
     async def aflush(self):
         """Completes when every earlier send has been delivered to its peer's worker."""
@@ -576,15 +577,21 @@ class Receiver:
     had already arrived are still yielded, nothing is lost, and no buffer is written after
     it returns."""
 
-    def __init__(self, node: "_Node", tag: int, tag_mask: int, size: int, depth: int):
-        if size <= 0 or depth <= 0:
-            raise WireError("invalid_argument",
-                            f"receiver: size ({size}) and depth ({depth}) must be positive")
+    def __init__(self, node: "_Node", tag: int, tag_mask: int, size: int, depth: int,
+                 buffers=None):
+        if buffers is None:
+            if size <= 0 or depth <= 0:
+                raise WireError("invalid_argument",
+                                f"receiver: size ({size}) and depth ({depth}) must be positive")
+            buffers = [bytearray(size) for _ in range(depth)]
+        elif not buffers:
+            raise WireError("invalid_argument", "receiver: buffers is empty")
         self._node = node
         self._tag = _mask(tag)
         self._mask = _mask(tag_mask)
-        self._buffers = [bytearray(size) for _ in range(depth)]
-        self._views = [memoryview(b) for b in self._buffers]
+        self._buffers = list(buffers)
+        self._views = [memoryview(b).cast("B") for b in self._buffers]
+        depth = len(self._buffers)
         self._ready: "collections.deque" = collections.deque()
         self._posted: dict[int, Operation] = {}
         self._wake: Optional[asyncio.Future] = None

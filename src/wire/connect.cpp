@@ -154,6 +154,12 @@ void NodeImpl::welcome_and_announce(const std::shared_ptr<EndpointImpl>& impl) {
   {
     std::lock_guard lock(impl->m);
     if (!impl->ep || impl->state != EpState::kOpen) return;
+    {
+      // Listed before the welcome leaves: a client that has its welcome finds itself in
+      // endpoints(). Sends the accept callback posts follow the welcome on the endpoint.
+      std::lock_guard list_lock(mu);
+      endpoints.push_back(impl);
+    }
     track(st);
     ucp_request_param_t sp{};
     sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -162,10 +168,6 @@ void NodeImpl::welcome_and_announce(const std::shared_ptr<EndpointImpl>& impl) {
     r = ucp_tag_send_nbx(impl->ep, &impl->welcome, sizeof(Welcome), kWelcomeTag, &sp);
   }
   finish_post(std::move(st), r, {});
-  {
-    std::lock_guard lock(mu);
-    endpoints.push_back(impl);
-  }
   if (on_accept) on_accept(Endpoint(impl));
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "wire/detail.hpp"
@@ -281,6 +282,13 @@ std::string transports_for(const Options& opts, bool* tcp_added) {
   return tls;
 }
 
+// Whether the machine has RDMA devices (InfiniBand, RoCE) that UCX could use.
+bool has_rdma_devices() {
+  std::error_code ec;
+  auto it = std::filesystem::directory_iterator("/sys/class/infiniband", ec);
+  return !ec && it != std::filesystem::directory_iterator();
+}
+
 // Whether the list can select posix/sysv shared memory (else MM_ERROR_HANDLING would be
 // reported by UCX as an unused setting).
 bool may_use_shm(std::string_view tls) {
@@ -318,11 +326,11 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
   // it for rendezvous lanes next to shared memory (cma is not offered on error-handling
   // endpoints), which caps large messages at loopback TCP speed (4 GB/s against 10).
   // Sending large messages eagerly through the shared memory segments instead is a local
-  // choice that any peer understands. The rendezvous lanes are then never used, so they
-  // go too (MAX_RNDV_LANES=0): otherwise every progress call polls tcp, which makes an
-  // 8-byte message over shm 3x to 4x slower (docs/benchmarks.md). Peers must agree on
-  // that setting (UCX 1.13 aborts in wire-up when they do not), so clients announce
-  // theirs in the connection request and servers refuse a client that differs
+  // choice that any peer understands. Without RDMA devices the rendezvous lanes are
+  // tcp and go too (MAX_RNDV_LANES=0): otherwise every progress call polls tcp, which
+  // makes an 8-byte message over shm 2x to 4x slower (docs/benchmarks.md). Peers must
+  // agree on that setting (UCX 1.13 aborts in wire-up when they do not), so clients
+  // announce theirs in the connection request and servers refuse a client that differs
   // (config_id()). The environment's settings win.
   if (tcp_added && may_use_shm(tls) && !std::getenv("UCX_RNDV_THRESH")) {
     if (auto s = ucp_config_modify(config.get(), "RNDV_THRESH", "inf"); s != UCS_OK) {
@@ -331,7 +339,11 @@ Status NodeImpl::init(const Options& opts, bool is_server) {
   }
   if (const char* env = std::getenv("UCX_MAX_RNDV_LANES")) {
     no_rndv_lanes = std::string_view(env) == "0";
-  } else if (tcp_added && may_use_shm(tls)) {
+  } else if (!has_rdma_devices()) {
+    // Without RDMA hardware the rendezvous lanes are tcp; with them gone UCX sends large
+    // messages over its active-message lanes (measured in docs/benchmarks.md). Every
+    // node of this machine makes the same choice, whatever its transports, so two
+    // defaults always agree. Where RDMA devices exist they carry rendezvous: kept.
     if (auto s = ucp_config_modify(config.get(), "MAX_RNDV_LANES", "0"); s != UCS_OK) {
       return tl::unexpected(ucx_error(s, "setting MAX_RNDV_LANES"));
     }

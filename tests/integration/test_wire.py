@@ -302,3 +302,52 @@ async def test_flush_then_close_delivers_a_large_message(tls):
     assert np.array_equal(buf, np.arange(n, dtype=np.uint8))
     assert await asyncio.wait_for(child.wait(), 60) == 0
     await server.aclose()
+
+
+CHILD_MISMATCHED = textwrap.dedent("""
+    import sys, asyncio
+    sys.path[:0] = [{root!r}, {wire!r}]
+    from voxcast import wire
+
+    async def main():
+        c = wire.Client(tls={tls!r}, connect_timeout=10)
+        try:
+            await c.aconnect("127.0.0.1", {port})
+            print("connected")
+        except wire.RefusedError as e:
+            print("refused:", e.message)
+        await c.aclose(force=True)
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize("tls", ["tcp", "shm"])
+async def test_a_client_with_other_ucx_settings_is_refused_not_fatal(tls):
+    # Peers that disagree on UCX's rendezvous lanes make UCX 1.13 abort in wire-up; the
+    # server must refuse such a client before that, stay up, and the client must be told
+    # what to check.
+    server = wire.Server("127.0.0.1", 0, tls=tls)
+    server.start()
+    code = CHILD_MISMATCHED.format(root=str(ROOT / "python"), wire=WIRE_PATH, tls=tls,
+                                   port=server.port)
+    env = wire_child_env()
+    env["UCX_MAX_RNDV_LANES"] = "2"
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=env,
+                                                 stdout=subprocess.PIPE)
+    out, _ = await asyncio.wait_for(child.communicate(), 60)
+    text = out.decode()
+    assert child.returncode == 0, text
+    assert text.startswith("refused:") and "UCX_MAX_RNDV_LANES" in text, text
+    assert "127.0.0.1:" in text, text
+    # The server is still there for a client that agrees.
+    client = wire.Client(tls=tls)
+    await client.aconnect("127.0.0.1", server.port)
+    ep = await server.aaccept(10)
+    buf = bytearray(5)
+    recv = asyncio.ensure_future(server.arecv(buf, 9, ~0))
+    await client.asend(b"still", 9)
+    assert await asyncio.wait_for(recv, 10) == (9, 5) and bytes(buf) == b"still"
+    assert ep.id == client.id
+    await client.aclose(force=True)
+    await server.aclose(force=True)
