@@ -49,7 +49,6 @@ const vx = {
   requestKeyframe: () => conn.requestKeyframe(),
   probe: null,        // the last probe reply (with the `pixel` it asked for)
   histograms: null,   // the last histogram reply's layers
-  probeAt: (x, y) => { cursor = {x, y}; askProbe(); },   // frame pixels
   autoContrast: (i) => autoContrast(i),
   layerOps: null,     // {duplicate(i), remove(i), move(i, delta), add(channel)}
 };
@@ -268,7 +267,7 @@ function frameDrawn(h) {
 
 // ---- probe, histograms, auto-contrast -----------------------------------------------------
 
-let cursor = null;  // the mouse over the view, in frame pixels (null: elsewhere)
+let cursor = null;  // the mouse over the view, client (CSS) coordinates (null: elsewhere)
 let histSeq = -1;   // the state seq the histograms were last asked for
 
 const probes = new Coalescer('probe', (m) => conn.request(m), (reply, req) => {
@@ -297,13 +296,17 @@ function autoContrast(i) {
   autoC.ask({layers: [i], bins: 64, percentiles: [0.5, 99.5]});
 }
 
+// Asks for the voxel under the mouse, mapped to frame pixels through the current scene (its
+// canvas may have changed size since the mouse last moved).
 function askProbe() {
-  if (cursor && vx.scene) probes.ask({pixel: [cursor.x, cursor.y]});
+  const px = cursor && framePixel(cursor);
+  if (px) probes.ask({pixel: [px.x, px.y]});
+  else showProbe();
 }
 
 function showProbe() {
   const p = $('#probe');
-  p.hidden = !cursor || !vx.probe;
+  p.hidden = !cursor || !vx.probe || !framePixel(cursor);
   if (!p.hidden) p.textContent = probeText(vx.probe, worldAxes(currentInfo()));
 }
 
@@ -319,9 +322,8 @@ function framePixel(e) {
 }
 
 canvas.addEventListener('pointermove', (e) => {
-  cursor = framePixel(e);
-  if (cursor) askProbe();
-  else showProbe();
+  cursor = {clientX: e.clientX, clientY: e.clientY};
+  askProbe();
 });
 canvas.addEventListener('pointerleave', () => {
   cursor = null;
@@ -446,6 +448,7 @@ const layerOps = {
   },
 };
 vx.layerOps = layerOps;
+vx.coalescers = {probes, histograms, autoC};
 
 function fillAddLayer(scene) {
   const sel = $('#add-layer-channel');

@@ -1,0 +1,247 @@
+"""The viewer's everyday tools in headless Chromium against the real `voxcast serve`: the
+busy indicator, the probe under the mouse, the layer histograms and auto-contrast, layer
+duplicate/reorder/remove, the scale bar and 3D overlays, and play on a non-displayed axis.
+
+    /usr/bin/python3 -m pytest tests/browser/test_view_tools.py -q -rs
+
+Waits are for events (a frame reflecting a state, a reply), never for a duration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import conftest
+from conftest import Server, free_port
+from test_browser import (FIRST_FRAME_S, assert_canvas_matches_render, canvas_rgb, final_frame,
+                          open_client, vx, wait)
+
+
+def start_with(voxcast_bin, data, extra=()):
+    """A server of `data` (conftest.Server serves conftest.DATA)."""
+    old = conftest.DATA
+    conftest.DATA = data
+    try:
+        return Server(voxcast_bin, free_port(), extra=extra)
+    finally:
+        conftest.DATA = old
+
+
+@pytest.fixture
+def serve_data(voxcast_bin):
+    started = []
+
+    def start(data, extra=()):
+        s = start_with(voxcast_bin, data, extra)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.check_clean_exit()
+
+
+def send(d, patch):
+    return d.execute_script("return window.voxcast.send(arguments[0]);", patch)
+
+
+def busy_snapshot(d):
+    return d.execute_script("""
+      const v = window.voxcast, h = v.lastHeader;
+      if (!h || !v.lastAck) return null;
+      return {frame: h.stateSeq, refining: h.refining, ack: v.lastAck.seq,
+              shown: !document.getElementById('busy').hidden, busy: v.busy,
+              text: document.getElementById('busy').innerText};""")
+
+
+# ---- busy indicator ---------------------------------------------------------------------
+
+def test_busy_indicator_while_refining_and_behind(serve_data, browser):
+    """Slow storage (every chunk read waits): new slices come refining first. The overlay
+    is shown exactly when the frame drawn is refining or older than the acked state."""
+    d = browser
+    s = serve_data("synthetic:cells?shape=64x256x256&chunk=32&latency_ms=300")
+    open_client(d, s.url("/"))
+    wait(d, "an ack", lambda: vx(d, ".lastAck.seq"))
+    seen_refining_shown = seen_hidden = False
+    z0 = vx(d, ".scene.dims.point")[0]
+    for step in range(1, 6):
+        seq = send(d, {"dims": {"point": [z0 + 4 * step * (-1) ** step, 128, 128]}})
+        assert seq, "not connected"
+
+        def check():
+            nonlocal seen_refining_shown, seen_hidden
+            snap = busy_snapshot(d)
+            if not snap:
+                return None
+            behind = snap["frame"] < snap["ack"] or snap["refining"]
+            assert snap["shown"] == behind, f"busy indicator wrong: {snap}"
+            if snap["shown"] and snap["refining"] and snap["frame"] >= snap["ack"]:
+                seen_refining_shown = True
+                assert "loading" in snap["text"], snap
+            if snap["frame"] < snap["ack"]:
+                assert "updating" in snap["text"], snap
+            if not snap["shown"]:
+                seen_hidden = True
+            return snap["ack"] >= seq and snap["frame"] >= seq and not snap["refining"]
+        wait(d, f"the final frame of state {seq}", check, timeout=FIRST_FRAME_S, poll=0.02)
+    assert seen_refining_shown, "never saw the indicator on a refining frame"
+    assert seen_hidden, "the indicator never went away"
+    assert busy_snapshot(d)["shown"] is False
+    assert vx(d, ".busyShown") >= 1
+
+
+# ---- probe ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def coded_volume(tmp_path_factory):
+    """A volume whose value says where it is: z * 10000 + y * 100 + x."""
+    z, y, x = np.meshgrid(np.arange(5), np.arange(60), np.arange(80), indexing="ij")
+    a = (z * 10000 + y * 100 + x).astype(np.uint16)
+    p = tmp_path_factory.mktemp("probe") / "coded.npy"
+    np.save(p, a)
+    return p, a
+
+
+def test_probe_shows_the_voxel_under_the_mouse(serve_data, browser, coded_volume):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    path, a = coded_volume
+    d = browser
+    s = serve_data(str(path))
+    open_client(d, s.url("/"))
+    final_frame(d)
+    canvas = d.find_element(By.ID, "view")
+    # Where the mouse really is (the page's own pointer events), in CSS pixels.
+    d.execute_script("""
+      window.lastMouse = null;
+      document.getElementById('view').addEventListener('pointermove',
+          (e) => { window.lastMouse = [e.clientX, e.clientY]; });""")
+    for dx, dy in ((0, 0), (-100, 40), (120, -60)):
+        ActionChains(d).move_to_element_with_offset(canvas, dx, dy).perform()
+        wait(d, "the pointer event", lambda: d.execute_script("return window.lastMouse"))
+        mouse = d.execute_script("const m = window.lastMouse; window.lastMouse = null; return m;")
+        want = {}
+
+        def answered():
+            # The expected voxel through the scene as it is now (its canvas may change size).
+            geo = d.execute_script("""
+              const r = document.getElementById('view').getBoundingClientRect();
+              return {w: r.width, h: r.height, cx: r.left + r.width / 2, cy: r.top + r.height / 2,
+                      scene: window.voxcast.scene};""")
+            sc = geo["scene"]
+            k = min(geo["w"] / sc["canvas"]["width"], geo["h"] / sc["canvas"]["height"])
+            c, zoom = sc["camera"]["center"], sc["camera"]["zoom"]
+            want.update(y=c[1] + ((mouse[1] - geo["cy"]) / k) / zoom,
+                        x=c[2] + ((mouse[0] - geo["cx"]) / k) / zoom,
+                        z=round(sc["dims"]["point"][0]))
+            p = vx(d, ".probe")
+            if not p or not p.get("pixel") or not p["layers"]:
+                return None
+            wy, wx = p["world"][1], p["world"][2]
+            ok = abs(wy - want["y"]) < 2 / zoom + 1e-6 and abs(wx - want["x"]) < 2 / zoom + 1e-6
+            return p if ok else None
+        p = wait(d, f"a probe at ({dx}, {dy}) from the centre", answered)
+        (layer,) = p["layers"]
+        assert layer["status"] == "ok" and layer["level"] == 0, p
+        vz, vy, vxi = layer["voxel"]
+        assert vz == want["z"] and abs(vy - want["y"]) <= 1 and abs(vxi - want["x"]) <= 1, (layer, want)
+        assert layer["value"] == int(a[vz, vy, vxi]) == vz * 10000 + vy * 100 + vxi, layer
+        text = d.find_element(By.ID, "probe").text
+        assert d.find_element(By.ID, "probe").is_displayed(), "probe overlay hidden"
+        assert str(layer["value"]) in text and f"y {vy}" in text and f"x {vxi}" in text, text
+    # Leaving the canvas hides it.
+    ActionChains(d).move_to_element(d.find_element(By.ID, "panel")).perform()
+    wait(d, "the probe to hide", lambda: not d.find_element(By.ID, "probe").is_displayed())
+
+
+# ---- histogram and auto-contrast ------------------------------------------------------------
+
+def hist_state(d, i=0):
+    return d.execute_script("""
+      const c = document.querySelectorAll('#layers .layer canvas.histogram')[arguments[0]];
+      if (!c) return null;
+      return {status: c.dataset.status, samples: +c.dataset.samples, lo: +c.dataset.loX,
+              hi: +c.dataset.hiX, title: c.title, visible: c.offsetWidth > 0,
+              pixels: c.toDataURL()};""", i)
+
+
+def test_histogram_with_limits_and_auto_contrast(server, browser):
+    from selenium.webdriver.common.by import By
+    d = browser
+    open_client(d, server.url("/"))
+    final_frame(d)
+    h = wait(d, "layer histograms", lambda: (lambda s: s if s and s["samples"] > 0 else None)(hist_state(d)))
+    assert h["visible"] and h["status"] in ("ok", "partial"), h
+    server_h = vx(d, ".histograms")
+    assert len(server_h) == len(vx(d, ".scene.layers")) and server_h[0]["samples"] == h["samples"]
+    # Moving the high limit moves its marker on the histogram (and redraws it).
+    cl = vx(d, ".scene.layers[0].contrast_limits")
+    n = len(vx(d, ".scene.layers"))
+    send(d, {"layers": [{"contrast_limits": [cl[0], cl[1] * 0.5]}] + [{}] * (n - 1)})
+    h2 = wait(d, "the marker to move", lambda: (lambda s: s if s and s["hi"] < h["hi"] else None)(hist_state(d)))
+    assert h2["pixels"] != h["pixels"] and h2["lo"] == h["lo"], (h2["lo"], h["lo"])
+    # Auto-contrast: the percentiles of what is on screen become the limits.
+    d.find_elements(By.CSS_SELECTOR, "#layers .layer button.auto")[0].click()
+    res = wait(d, "the auto-contrast answer", lambda: vx(d, ".autoContrastResult"))
+    assert res["layer"] == 0 and res["limits"][0] < res["limits"][1], res
+    wait(d, "the scene to take the limits",
+         lambda: vx(d, ".scene.layers[0].contrast_limits") == res["limits"])
+    assert res["limits"] != [cl[0], cl[1] * 0.5]
+    assert_canvas_matches_render(d)
+
+
+# ---- layers ------------------------------------------------------------------------------
+
+def layer_names(d):
+    return [l["name"] for l in vx(d, ".scene.layers")]
+
+
+def click_op(d, i, op):
+    from selenium.webdriver.common.by import By
+    cards = d.find_elements(By.CSS_SELECTOR, "#layers .layer")
+    cards[i].find_element(By.CSS_SELECTOR, f"button.op.{op}").click()
+
+
+def test_layer_duplicate_reorder_remove_change_the_frame(server, browser):
+    d = browser
+    open_client(d, server.url("/"))
+    final_frame(d)
+    names = layer_names(d)
+    assert len(names) == 2, names
+    # Opaque layers: the later one covers the earlier, so the order shows.
+    send(d, {"layers": [{"blending": "opaque", "colormap": "green"},
+                        {"blending": "opaque", "colormap": "magenta"}]})
+    final_frame(d)
+    before = canvas_rgb(d)
+    click_op(d, 0, "down")
+    wait(d, "the reorder", lambda: layer_names(d) == [names[1], names[0]])
+    final_frame(d)
+    after = canvas_rgb(d)
+    diff = np.abs(after.astype(int) - before.astype(int)).mean()
+    assert diff > 2, f"reordering opaque layers did not change the frame (mean diff {diff:.2f})"
+    assert_canvas_matches_render(d)
+    # Duplicate the (now) first layer: three layers, the copy after it, same channel.
+    click_op(d, 0, "duplicate")
+    wait(d, "the duplicate", lambda: len(layer_names(d)) == 3)
+    layers = vx(d, ".scene.layers")
+    assert layers[1]["name"] == f"{names[1]} copy" and layers[1]["channel"] == layers[0]["channel"]
+    # Show the copy on top with another colormap: the frame changes.
+    final_frame(d)
+    before = canvas_rgb(d)
+    send(d, {"layers": [{}, {"colormap": "yellow", "blending": "additive"}, {"visible": False}]})
+    final_frame(d)
+    assert np.abs(canvas_rgb(d).astype(int) - before.astype(int)).mean() > 2
+    assert_canvas_matches_render(d)
+    # Remove the copy.
+    click_op(d, 1, "remove")
+    wait(d, "the removal", lambda: len(layer_names(d)) == 2)
+    assert layer_names(d) == [names[1], names[0]]
+    # Add a layer of channel 0 from the panel.
+    d.execute_script("document.getElementById('add-layer-channel').value = '0';"
+                     "document.getElementById('add-layer').click();")
+    wait(d, "the added layer", lambda: len(layer_names(d)) == 3)
+    assert vx(d, ".scene.layers[2].channel") == 0
+    assert_canvas_matches_render(d)
