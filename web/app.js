@@ -8,6 +8,7 @@
 import {applyPatch, canvasSize, clone, hashOf, layerPatch, layersPatch, mergePatches, parseFrame,
         tokenFrom, viewFromHash, withToken, worldAxes} from './protocol.js';
 import {Coalescer, probeText} from './tools.js';
+import {drawHud} from './overlay.js';
 import {FrameDrawer, h264Supported} from './decoder.js';
 import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
@@ -51,6 +52,7 @@ const vx = {
   histograms: null,   // the last histogram reply's layers
   autoContrast: (i) => autoContrast(i),
   layerOps: null,     // {duplicate(i), remove(i), move(i, delta), add(channel)}
+  hud: null,          // what the overlay drew last: {scaleBar, axes, box}
 };
 window.voxcast = vx;
 
@@ -138,6 +140,7 @@ function welcome(msg) {
   pending = null;
   lastSentSeq = 0;
   lastAckedSeq = 0;
+  scenes.length = 0;
   sentAt.clear();
   drawer.reset();
   probes.reset();
@@ -163,6 +166,7 @@ async function loadDatasets(msg) {
     notice(`could not read /api/v1/datasets (${e.message}); sliders step by 1`);
   }
   ui.refresh();
+  drawOverlay();
 }
 
 function currentInfo() {
@@ -179,6 +183,7 @@ function message(msg) {
       vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), clone(msg.changes)) : msg.scene;
       vx.lastAck = Object.assign({}, msg, {scene: vx.scene});
       if (Number.isInteger(msg.seq) && msg.seq > lastAckedSeq) lastAckedSeq = msg.seq;
+      rememberScene(msg.seq, vx.scene);
       updateBusy();
       // Adopt the server's scene when nothing newer is on its way (else the view would
       // jump back while the user drags).
@@ -256,6 +261,7 @@ function frameDrawn(h) {
   }
   ui.frame(h);
   updateBusy();
+  drawOverlay();
   // The picture changed: what is under the cursor may have too (or finished loading), and
   // a final frame of a new state gets new histograms.
   if (cursor) askProbe();
@@ -329,6 +335,37 @@ canvas.addEventListener('pointerleave', () => {
   cursor = null;
   showProbe();
 });
+
+// ---- the overlay: scale bar, 3D axes and bounding box (overlay.js) ----------------------
+
+// The scenes of recent acks by seq, so the overlay follows the frame on screen, not the
+// newest state (which may not be drawn yet).
+const scenes = [];  // [seq, scene], oldest first
+function rememberScene(seq, scene) {
+  if (!Number.isInteger(seq)) return;
+  scenes.push([seq, scene]);
+  if (scenes.length > 64) scenes.shift();
+}
+function sceneOf(stateSeq) {
+  for (let i = scenes.length - 1; i >= 0; --i) if (scenes[i][0] <= stateSeq) return scenes[i][1];
+  return vx.welcome ? vx.welcome.scene : vx.scene;
+}
+
+function drawOverlay() {
+  const hud = $('#hud');
+  const dpr = window.devicePixelRatio || 1;
+  const r = hud.getBoundingClientRect();
+  const w = Math.max(1, Math.round(r.width * dpr)), h = Math.max(1, Math.round(r.height * dpr));
+  if (hud.width !== w || hud.height !== h) {
+    hud.width = w;
+    hud.height = h;
+  }
+  const shown = vx.lastHeader ? sceneOf(vx.lastHeader.stateSeq) : null;
+  // The frame's own size: the scene's canvas while a resize is on its way may differ.
+  const scene = shown && vx.lastHeader ? Object.assign({}, shown, {canvas: {width: vx.lastHeader.width, height: vx.lastHeader.height}}) : null;
+  vx.hud = drawHud(hud, scene, worldAxes(currentInfo()), dpr);
+}
+new ResizeObserver(() => drawOverlay()).observe($('#hud'));
 
 // ---- the busy indicator ------------------------------------------------------------------
 
@@ -471,7 +508,9 @@ const dimsBar = new DimsBar($('#dims'), (axis, value) => {
   const point = vx.view.dims.point.slice();
   point[axis] = value;
   queue({dims: {point}}, false);
-});
+}, () => !pending && (!vx.lastHeader || vx.lastHeader.stateSeq >= lastAckedSeq) &&
+         lastAckedSeq >= lastSentSeq);
+vx.dims = dimsBar;
 
 attachInteraction(canvas, {
   view: () => vx.view,

@@ -206,14 +206,20 @@ export class LayerPanel {
   }
 }
 
-// Sliders for the axes that are not displayed (napari's dims sliders).
+// Sliders for the axes that are not displayed (napari's dims sliders), each with a play
+// button and a frame rate: playing steps the axis by one voxel at that rate, wrapping at the
+// end, and waits for the last step to reach the screen (`canStep()`) before the next, so a
+// slow server is never asked for more than it shows. One axis plays at a time.
 export class DimsBar {
-  // onPoint(axis, value, final)
-  constructor(root, onPoint) {
+  // onPoint(axis, value, final); canStep() -> whether the last step has been drawn.
+  constructor(root, onPoint, canStep = () => true) {
     this.root = root;
     this.onPoint = onPoint;
+    this.canStep = canStep;
     this.key = '';
     this.rows = new Map();
+    this.playing = null;  // {axis, fps, timer}
+    this.scene = null;
   }
 
   // The axes to slice, first first: the non-displayed entries of dims.order.
@@ -223,11 +229,46 @@ export class DimsBar {
     return d.order.slice(0, Math.max(0, d.order.length - d.ndisplay));
   }
 
+  play(axis, fps) {
+    this.stop();
+    const r = this.rows.get(axis);
+    if (!r) return;
+    fps = Math.min(60, Math.max(0.1, +fps || 10));
+    const tick = () => {
+      if (!this.canStep() || !this.scene) return;
+      const ax = r.ax || {lo: 0, hi: 0, step: 1};
+      const p = this.scene.dims.point[axis];
+      // The next voxel on the axis's grid (the default point may sit between two).
+      let next = ax.lo + (Math.floor((p - ax.lo) / ax.step + 1e-9) + 1) * ax.step;
+      if (next > ax.hi + ax.step / 2) next = ax.lo;  // wrap around
+      this.onPoint(axis, next, true);
+    };
+    this.playing = {axis, fps, timer: setInterval(tick, 1000 / fps)};
+    this._buttons();
+  }
+
+  stop() {
+    if (this.playing) clearInterval(this.playing.timer);
+    this.playing = null;
+    this._buttons();
+  }
+
+  _buttons() {
+    for (const [a, r] of this.rows) {
+      const on = !!this.playing && this.playing.axis === a;
+      r.play.textContent = on ? '⏸' : '▶';
+      r.play.title = on ? 'pause' : `play ${r.name} at the frame rate beside`;
+      r.play.classList.toggle('on', on);
+    }
+  }
+
   update(scene, axes) {
+    this.scene = scene;
     const sliced = DimsBar.sliced(scene);
     const key = sliced.join(',') + (axes ? '+' : '');
     if (key !== this.key) {
       this.key = key;
+      if (this.playing && !sliced.includes(this.playing.axis)) this.stop();
       this.root.replaceChildren();
       this.rows.clear();
       for (const a of sliced) {
@@ -235,11 +276,23 @@ export class DimsBar {
         const name = ax ? ax.name : `axis ${a}`;
         const range = el('input', {type: 'range', 'data-axis': a});
         const val = el('span', {class: 'value'});
+        const play = el('button', {class: 'play', 'data-axis': a});
+        const fps = el('input', {type: 'number', class: 'fps', min: 0.1, max: 60, step: 'any', value: 10,
+                                 title: 'frames per second', 'data-axis': a});
+        play.addEventListener('click', () => {
+          if (this.playing && this.playing.axis === a) this.stop();
+          else this.play(a, fps.value);
+        });
+        fps.addEventListener('change', () => {
+          if (this.playing && this.playing.axis === a) this.play(a, fps.value);
+        });
         range.addEventListener('input', () => this.onPoint(a, +range.value, false));
         range.addEventListener('change', () => this.onPoint(a, +range.value, true));
-        this.root.append(el('div', {class: 'dim'}, el('label', {text: name}), range, val));
-        this.rows.set(a, {range, val, ax});
+        this.root.append(el('div', {class: 'dim'}, el('label', {text: name}), play, range, val,
+                            el('span', {class: 'fps-box'}, fps, el('span', {class: 'unit', text: 'fps'}))));
+        this.rows.set(a, {range, val, ax, play, fps, name});
       }
+      this._buttons();
     }
     for (const [a, r] of this.rows) {
       const p = scene.dims.point[a];

@@ -245,3 +245,138 @@ def test_layer_duplicate_reorder_remove_change_the_frame(server, browser):
     wait(d, "the added layer", lambda: len(layer_names(d)) == 3)
     assert vx(d, ".scene.layers[2].channel") == 0
     assert_canvas_matches_render(d)
+
+
+# ---- scale bar, 3D axes and bounding box ----------------------------------------------------
+
+def hud_pixels(d):
+    """(lit fraction of the hud canvas, lit fraction of its bottom-right corner)."""
+    return d.execute_script("""
+      const c = document.getElementById('hud');
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let lit = 0, corner = 0, nc = 0;
+      for (let y = 0; y < c.height; y += 2) for (let x = 0; x < c.width; x += 2) {
+        const a = px[(y * c.width + x) * 4 + 3] > 0;
+        lit += a;
+        if (x > c.width * 0.7 && y > c.height * 0.85) { corner += a; ++nc; }
+      }
+      return [lit / (c.width * c.height / 4), corner / nc];""")
+
+
+def test_overlay_modules(server, browser):
+    """Unit checks of web/overlay.js: 1-2-5 lengths and unit prefixes."""
+    d = browser
+    d.get(server.url("/"))
+    r = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./overlay.js' + location.search).then((o) => done({
+        nice: [7.3, 199, 0.031, 1, 2, 5, 10, 4.99, 1e-7, 0, -1, Infinity].map(o.niceLength),
+        labels: [o.lengthLabel(1000, 'micrometer'), o.lengthLabel(0.5, 'micrometer'),
+                 o.lengthLabel(20, ''), o.lengthLabel(2, 'second'), o.lengthLabel(5, 'nanometer'),
+                 o.lengthLabel(2000, 'millimeter'), o.lengthLabel(0.2, 'angstrom')],
+        bar: o.scaleBar(3, 'micrometer', 160)}), (e) => done({error: String(e)}));""")
+    assert "error" not in r, r
+    assert r["nice"] == pytest.approx([5, 100, 0.02, 1, 2, 5, 10, 2, 1e-7, 0, 0, 0])
+    assert r["labels"] == ["1 mm", "500 nm", "20", "2 second", "5 nm", "2 m", "20 pm"], r["labels"]
+    assert r["bar"] == {"length": 50, "px": 150, "label": "50 µm"}, r["bar"]
+
+
+def test_scale_bar_and_3d_overlays_leave_the_frame_exact(server, browser):
+    d = browser
+    open_client(d, server.url("/"))
+    final_frame(d)
+    wait(d, "the scale bar", lambda: vx(d, ".hud.scaleBar"))
+    bar = vx(d, ".hud.scaleBar")
+    zoom = vx(d, ".lastAck.scene.camera.zoom") if vx(d, ".lastAck") else vx(d, ".scene.camera.zoom")
+    m = bar["length"] / 10 ** np.floor(np.log10(bar["length"]))
+    assert round(m, 6) in (1, 2, 5), bar
+    assert bar["px"] == pytest.approx(bar["length"] * zoom) and bar["label"].endswith("µm"), bar
+    lit, corner = hud_pixels(d)
+    assert corner > 0.005 and lit < 0.05, (lit, corner)
+    assert vx(d, ".hud.axes") is None and vx(d, ".hud.box") is None
+    # The frame itself has no overlay in it.
+    assert_canvas_matches_render(d)
+    # Zoom in 4x: the bar stays a 1-2-5 length and scales with the zoom.
+    seq = send(d, {"camera": {"zoom": zoom * 4}})
+    final_frame(d, seq)
+    wait(d, "the scale bar of the new zoom",
+         lambda: (lambda b: b if b and b["px"] == pytest.approx(b["length"] * zoom * 4) else None)(vx(d, ".hud.scaleBar")))
+    # 3D: axes marker and the bounding box around what is drawn.
+    seq = send(d, {"dims": {"ndisplay": 3}, "camera": {"zoom": zoom, "angles": [0, 0, 90]}})
+    final_frame(d, seq)
+    hud = wait(d, "the 3D overlay", lambda: (lambda h: h if h and h["box"] else None)(vx(d, ".hud")))
+    assert sorted(a["name"] for a in hud["axes"]) == ["x", "y", "z"], hud["axes"]
+    ax = {a["name"]: a for a in hud["axes"]}
+    # Looking down z: x points right, y down, z at the viewer (no length on screen).
+    assert ax["x"]["dx"] > 10 and abs(ax["x"]["dy"]) < 1, ax
+    assert ax["y"]["dy"] > 10 and abs(ax["y"]["dx"]) < 1, ax
+    assert abs(ax["z"]["dx"]) < 1 and abs(ax["z"]["dy"]) < 1, ax
+    box = np.array(hud["box"])
+    sc = vx(d, ".lastAck.scene")
+    w, h = sc["canvas"]["width"], sc["canvas"]["height"]
+    # 256 x 256 voxels of 1 µm around the centre: the box's edges on screen.
+    assert box[:, 0].min() == pytest.approx(w / 2 - 128 * zoom, abs=0.6)
+    assert box[:, 0].max() == pytest.approx(w / 2 + 128 * zoom, abs=0.6)
+    assert box[:, 1].max() - box[:, 1].min() == pytest.approx(256 * zoom, abs=0.6)
+    rgb = canvas_rgb(d)
+    ys, xs = np.nonzero(rgb.max(axis=2) > 40)
+    assert len(xs) > 100
+    assert xs.min() >= box[:, 0].min() - 2 and xs.max() <= box[:, 0].max() + 2, (xs.min(), xs.max(), box)
+    assert ys.min() >= box[:, 1].min() - 2 and ys.max() <= box[:, 1].max() + 2, (ys.min(), ys.max(), box)
+    assert_canvas_matches_render(d)
+    # Turned: the box and the marker follow the camera.
+    seq = send(d, {"camera": {"angles": [0, 35, 120]}})
+    final_frame(d, seq)
+    hud2 = wait(d, "the turned overlay",
+                lambda: (lambda h: h if h and h["box"] and h["box"] != hud["box"] else None)(vx(d, ".hud")))
+    assert abs({a["name"]: a for a in hud2["axes"]}["z"]["dx"]) > 5
+
+
+# ---- play on non-displayed axes ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def timelapse(tmp_path_factory):
+    """An OME-Zarr t, c, z, y, x time series: 4 time points of 5 slices."""
+    import sys
+    sys.path.insert(0, str(conftest.REPO_ROOT / "tests" / "integration"))
+    import fixtures  # noqa: E402
+    root = tmp_path_factory.mktemp("timelapse")
+    return fixtures.build_zarr2(root, shape=(4, 1, 5, 40, 48), dtype="uint16", chunks=(1, 1, 5, 40, 48),
+                                compressor=None, nlevels=1)
+
+
+def test_play_steps_time_and_wraps(serve_data, browser, timelapse):
+    from selenium.webdriver.common.by import By
+    d = browser
+    s = serve_data(timelapse.path)
+    open_client(d, s.url("/"))
+    final_frame(d)
+    wait(d, "the dims sliders with play buttons",
+         lambda: len(d.find_elements(By.CSS_SELECTOR, "#dims .dim button.play")) == 2)
+    labels = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#dims .dim label")]
+    assert labels == ["t", "z"], labels
+    t_axis = 0
+    t0 = vx(d, ".scene.dims.point")[t_axis]
+    fps = d.find_elements(By.CSS_SELECTOR, "#dims .dim input.fps")[0]
+    fps.clear()
+    fps.send_keys("30")
+    play = d.find_elements(By.CSS_SELECTOR, "#dims .dim button.play")[0]
+    play.click()
+    assert vx(d, ".dims.playing.axis") == t_axis and vx(d, ".dims.playing.fps") == 30
+    seen = set()
+
+    def stepped():
+        p = vx(d, ".lastAck.scene.dims.point")
+        if p:
+            seen.add(p[t_axis])
+        return seen >= want
+    # t: 4 points, 0.5 s apart (the fixture's scale).
+    want = {0.0, 0.5, 1.0, 1.5}
+    wait(d, "every time point, wrapping around", stepped)
+    assert seen - {t0} == want, (seen, t0)
+    play.click()
+    assert vx(d, ".dims.playing") is None and play.text == "▶"
+    assert t0 in seen
+    # Stopped: the last step reaches the screen as the server renders it.
+    final_frame(d)
+    assert_canvas_matches_render(d, data=timelapse.path)
