@@ -209,7 +209,9 @@ std::optional<Box> view_box(const render::Scene& s, const data::VolumeInfo& info
       const double c = s.camera.center[is_y ? 1 : 2];
       const double u0 = (c - pixels / 2 / s.camera.zoom - t) / sc;
       const double u1 = (c + pixels / 2 / s.camera.zoom - t) / sc;
-      const double lo = std::floor(std::min(u0, u1) + 0.5), hi = std::floor(std::max(u0, u1) - 0.5);
+      // Voxel i covers [i - 0.5, i + 0.5): those that overlap [u0, u1] (one at least).
+      const double lo = std::floor(std::min(u0, u1) + 0.5),
+                   hi = std::ceil(std::max(u0, u1) + 0.5) - 1;
       if (!(hi >= 0 && lo <= last && hi >= lo)) return std::nullopt;
       b.lo[a] = std::int64_t(std::max(0.0, lo));
       b.hi[a] = std::int64_t(std::min(last, hi));
@@ -267,7 +269,7 @@ std::size_t chunk_count(const data::Level& lv, const Box& b) {
 
 // The sampled values of the cached chunks of `lb`: every `stride`-th voxel on the displayed
 // axes, from the box's corner.
-std::vector<double> sample(const data::VolumeInfo& info, const LayerBox& lb) {
+std::vector<double> sample(const data::VolumeInfo& info, const LayerBox& lb, std::size_t budget) {
   const auto& lv = info.levels[std::size_t(lb.level)];
   const int nd = lv.ndim();
   double voxels = 1;
@@ -277,8 +279,8 @@ std::vector<double> sample(const data::VolumeInfo& info, const LayerBox& lb) {
       voxels *= double(lb.box.hi[std::size_t(d)] - lb.box.lo[std::size_t(d)] + 1);
       ++shown;
     }
-  const auto stride = std::int64_t(std::max(
-      1.0, std::ceil(std::pow(voxels / double(kHistogramSamples), 1.0 / std::max(1, shown)))));
+  const auto stride = std::int64_t(
+      std::max(1.0, std::ceil(std::pow(voxels / double(budget), 1.0 / std::max(1, shown)))));
   std::vector<double> values;
   for (std::size_t k = 0; k < lb.chunks.size(); ++k) {
     if (!lb.pins[k]) continue;
@@ -358,6 +360,10 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
       which.push_back(i);
   }
   const auto world = in.data.axis_names();
+  // The samples of one request stay bounded whatever the number of layers (it is answered
+  // on the connection's thread).
+  const std::size_t budget =
+      std::max(kHistogramMinSamples, kHistogramSamples / std::max<std::size_t>(1, which.size()));
   json out = json::array();
   for (const auto li : which) {
     const auto& layer = scene.layers[li];
@@ -413,7 +419,7 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
       out.push_back(std::move(entry));
       continue;
     }
-    auto values = sample(info, *use);
+    auto values = sample(info, *use, budget);
     const auto h = render::make_histogram(values, bins);
     entry["status"] = complete ? "ok" : "partial";
     entry["level"] = use->level;

@@ -17,7 +17,10 @@ using json = nlohmann::json;
 
 // Limits of the histogram request.
 inline constexpr int kMaxHistogramBins = 1024;
-inline constexpr std::size_t kHistogramSamples = std::size_t(1) << 20;  // per layer, at most
+// Voxels sampled per request, at most (shared by its layers, each getting at least
+// kHistogramMinSamples).
+inline constexpr std::size_t kHistogramSamples = std::size_t(1) << 20;
+inline constexpr std::size_t kHistogramMinSamples = std::size_t(1) << 16;
 inline constexpr std::size_t kHistogramChunks = 4096;  // chunks looked at per layer, at most
 
 // Answers a `probe` request: `pixel` [x, y] (canvas pixels of `scene`, continuous, y down) or
@@ -33,7 +36,8 @@ Result<json> probe(const render::Scene& scene, const render::RenderInputs& in, c
 // the voxels on screen (2D: the visible part of the slice; 3D: the volume, sliced on the axes
 // not displayed) at `drawn[layer]` (the level its last frame drew; < 0 or absent: the level
 // that matches the zoom), or the finest coarser level that is all in memory; sampled on a
-// regular grid to at most kHistogramSamples values. Returns the reply's `layers`.
+// regular grid to at most kHistogramSamples values per request (split between its layers).
+// Returns the reply's `layers`.
 Result<json> histogram(const render::Scene& scene, const render::RenderInputs& in,
                        std::span<const int> drawn, const json& request);
 

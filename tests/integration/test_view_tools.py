@@ -269,3 +269,37 @@ def test_layers_added_duplicated_reordered_removed_within_limits(serve):
         await px.close()
 
     asyncio.run(go())
+
+
+def test_probe_and_histogram_in_3d_and_at_extreme_zoom(serve, volume):
+    path, a = volume
+
+    async def go():
+        s = serve(str(path))
+        st, px, welcome = await open_session(s, codecs=("jpeg",))
+        # One voxel fills the screen: the histogram holds it (and only it).
+        await settled(st, px, {"dims": {"point": [1, 20, 28]},
+                               "camera": {"zoom": 5000, "center": [1, 7.2, 9.1]}}, seq=1)
+        h = (await ask(st, {"type": "histogram", "id": 0}))["layers"][0]
+        assert h["status"] == "ok" and h["samples"] == 1 and h["range"] == [a[1, 7, 9]] * 2, h
+        # 3D, looking down z: the centre pixel is the camera's centre; the histogram is the
+        # whole volume at the level drawn (one level here).
+        sc = await settled(st, px, {"dims": {"ndisplay": 3},
+                                    "camera": {"zoom": 4, "center": [2.5, 20, 28], "angles": [0, 0, 90]},
+                                    "canvas": {"width": 320, "height": 240}}, seq=2)
+        r = await ask(st, {"type": "probe", "id": 1, "pixel": [160, 120]})
+        assert r["world"] == pytest.approx([2.5, 20, 28]), r
+        (layer,) = r["layers"]
+        assert layer["status"] == "ok" and layer["voxel"][1:] == [20, 28], layer
+        assert layer["value"] == int(a[tuple(layer["voxel"])]), layer
+        # Perspective: the centre pixel's ray still crosses the centre plane at the centre.
+        await settled(st, px, {"camera": {"perspective": 40, "angles": [0, 30, 60]}}, seq=3)
+        r = await ask(st, {"type": "probe", "id": 2, "pixel": [160, 120]})
+        assert r["world"] == pytest.approx([2.5, 20, 28], abs=1e-6), r
+        h = (await ask(st, {"type": "histogram", "id": 3}))["layers"][0]
+        assert h["status"] == "ok" and h["samples"] == a.size, (h["samples"], a.size, sc)
+        assert h["range"] == [a.min(), a.max()]
+        await st.close()
+        await px.close()
+
+    asyncio.run(go())
