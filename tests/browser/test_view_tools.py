@@ -263,6 +263,35 @@ def hud_pixels(d):
       return [lit / (c.width * c.height / 4), corner / nc];""")
 
 
+def test_coalescer_keeps_one_request_in_flight(server, browser):
+    """Unit checks of web/tools.js: a moving mouse costs one probe per round trip, the latest
+    position waiting; an error with the id (rate_limited) frees the slot too."""
+    d = browser
+    d.get(server.url("/"))
+    r = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./tools.js' + location.search).then((t) => {
+        const sent = [], got = [];
+        const c = new t.Coalescer('probe', (m) => { sent.push(m); return true; }, (r, q) => got.push([r.v, q.pixel]));
+        for (let i = 0; i < 5; ++i) c.ask({pixel: [i, 0]});
+        const first = sent.length;
+        const stray = c.answer({type: 'probe', id: 'probe-9', v: 'x'});
+        c.answer({type: 'probe', id: sent[0].id, v: 'a'});
+        c.answer({type: 'error', id: sent[1].id, code: 'rate_limited'});
+        c.ask({pixel: [7, 7]});
+        done({first, stray, sent: sent.map((m) => [m.id, m.pixel]), got, inFlight: !!c.inFlight,
+              text: t.probeText({world: [2, 10.25, 3], layers: [{layer: 0, name: 'n', status: 'ok', value: 7, level: 1, voxel: [2, 10, 3]},
+                                                               {layer: 1, name: 'm', status: 'loading', voxel: [2, 10, 3]}]},
+                                [{name: 'z', unit: 'micrometer'}, {name: 'y', unit: 'micrometer'}, {name: 'x', unit: ''}])});
+      }, (e) => done({error: String(e)}));""")
+    assert "error" not in r, r
+    assert r["first"] == 1 and r["stray"] is False, r
+    # The first, then the latest waiting (4, not 1..3), then the one after the error.
+    assert r["sent"] == [["probe-1", [0, 0]], ["probe-2", [4, 0]], ["probe-3", [7, 7]]], r["sent"]
+    assert r["got"] == [["a", [0, 0]]] and r["inFlight"] is True, r
+    assert r["text"] == "z 2 (2 µm)  y 10 (10.25 µm)  x 3 (3)\nn: 7 (level 1)\nm: loading…", r["text"]
+
+
 def test_overlay_modules(server, browser):
     """Unit checks of web/overlay.js: 1-2-5 lengths and unit prefixes."""
     d = browser
