@@ -178,13 +178,13 @@ json probe_layer(const render::Scene& s, const render::RenderInputs& in, std::si
 }
 
 // The box of one layer's source at `level` that is on screen: inclusive [lo, hi] per source
-// axis, or nullopt when the view misses the data.
+// axis (the layer's `channel` on the channel axis), or nullopt when the view misses the data.
 struct Box {
   std::vector<std::int64_t> lo, hi;
   std::vector<bool> displayed;
 };
 std::optional<Box> view_box(const render::Scene& s, const data::VolumeInfo& info, const Axes& axes,
-                            int level) {
+                            int level, int channel) {
   const auto& lv = info.levels[std::size_t(level)];
   const auto nd = std::size_t(lv.ndim());
   const auto n = axes.world_to_source.size();
@@ -192,6 +192,11 @@ std::optional<Box> view_box(const render::Scene& s, const data::VolumeInfo& info
         std::vector<bool>(nd, false)};
   const auto nshow = std::size_t(s.dims.ndisplay);
   if (s.dims.order.size() != n || n < nshow) return std::nullopt;
+  if (axes.channel >= 0) {
+    const auto c = std::size_t(axes.channel);
+    if (channel < 0 || channel >= lv.shape[c]) return std::nullopt;
+    b.lo[c] = b.hi[c] = channel;
+  }
   for (std::size_t k = 0; k < n; ++k) {
     const auto a = std::size_t(axes.world_to_source[k]);
     const double t = lv.translation[a], sc = lv.scale[a];
@@ -389,7 +394,7 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
     // Never look at more than kHistogramChunks chunks: a coarser level stands in.
     std::optional<Box> box;
     for (; level < levels; ++level) {
-      box = view_box(scene, info, *axes, level);
+      box = view_box(scene, info, *axes, level, layer.channel);
       if (!box || chunk_count(info.levels[std::size_t(level)], *box) <= kHistogramChunks ||
           level == levels - 1)
         break;
@@ -403,7 +408,7 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
     const auto id = in.sources.at(std::size_t(layer.source));
     std::optional<LayerBox> use, partial;
     for (int L = level; L < levels && !use; ++L) {
-      auto b = L == level ? box : view_box(scene, info, *axes, L);
+      auto b = L == level ? box : view_box(scene, info, *axes, L, layer.channel);
       if (!b || chunk_count(info.levels[std::size_t(L)], *b) > kHistogramChunks) continue;
       auto lb = look_up(in, id, info.levels[std::size_t(L)], L, std::move(*b));
       if (lb.cached == lb.chunks.size())

@@ -303,3 +303,36 @@ def test_probe_and_histogram_in_3d_and_at_extreme_zoom(serve, volume):
         await px.close()
 
     asyncio.run(go())
+
+
+def test_probe_and_histogram_per_channel(serve, tmp_path):
+    """Two channels, two layers: each layer's probe and histogram read its own channel."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 1000, size=(2, 4, 20, 24), dtype=np.uint16)
+    a[1] += 5000  # channel 1 is brighter everywhere
+    path = tmp_path / "two.npy"
+    np.save(path, a)
+
+    async def go():
+        s = serve(str(path))
+        st, px, welcome = await open_session(s, codecs=("jpeg",))
+        assert [l["channel"] for l in welcome["scene"]["layers"]] == [0, 1]
+        await settled(st, px, {"dims": {"point": [1, 10, 12]}}, seq=1)
+        r = await ask(st, {"type": "probe", "id": 0, "world": [1, 7, 9]})
+        assert [l["value"] for l in r["layers"]] == [int(a[0, 1, 7, 9]), int(a[1, 1, 7, 9])], r
+        r = await ask(st, {"type": "histogram", "id": 1, "percentiles": [0, 100]})
+        for c, h in enumerate(r["layers"]):
+            sl = a[c, 1]
+            assert h["layer"] == c and h["status"] == "ok" and h["samples"] == sl.size, h
+            assert h["range"] == [sl.min(), sl.max()] == h["percentiles"], (c, h["range"])
+        # Duplicating a layer gives the same answers for the copy.
+        l1 = welcome["scene"]["layers"][1]
+        ack = await ask(st, {"type": "state.update", "seq": 2,
+                             "patch": {"layers": [{}, {}, dict(l1, colormap="magma")]}})
+        assert ack["type"] == "ack", ack
+        r = await ask(st, {"type": "probe", "id": 2, "world": [1, 7, 9]})
+        assert [l["value"] for l in r["layers"]] == [int(a[0, 1, 7, 9])] + [int(a[1, 1, 7, 9])] * 2
+        await st.close()
+        await px.close()
+
+    asyncio.run(go())
