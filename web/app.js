@@ -150,7 +150,14 @@ function welcome(msg) {
   fillAddLayer(msg.scene);
   // A copied link (or the view before a reconnect) first, then this window's canvas.
   const linked = viewFromHash(location.hash);
-  if (linked) sendNow(linked);
+  if (linked) {
+    // A link this client wrote holds every layer whole: it is the list (layers removed from
+    // the default scene stay removed). A hand-written one may patch only the first layers.
+    const whole = Array.isArray(linked.layers) && linked.layers.every(
+        (l) => l && typeof l === 'object' && 'name' in l && 'source' in l && 'channel' in l);
+    if (whole) linked.layers = layersPatch(msg.scene.layers || [], linked.layers).layers;
+    sendNow(linked);
+  }
   sendCanvasSize(true);
   loadDatasets(msg);
   ui.refresh();

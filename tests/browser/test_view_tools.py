@@ -15,8 +15,8 @@ import pytest
 
 import conftest
 from conftest import Server, free_port
-from test_browser import (FIRST_FRAME_S, assert_canvas_matches_render, canvas_rgb, final_frame,
-                          open_client, vx, wait)
+from test_browser import (FIRST_FRAME_S, TOLERANCE, assert_canvas_matches_render, canvas_rgb,
+                          final_frame, open_client, psnr, render_reference, vx, wait)
 
 
 def start_with(voxcast_bin, data, extra=()):
@@ -245,6 +245,31 @@ def test_layer_duplicate_reorder_remove_change_the_frame(server, browser):
     wait(d, "the added layer", lambda: len(layer_names(d)) == 3)
     assert vx(d, ".scene.layers[2].channel") == 0
     assert_canvas_matches_render(d)
+    # Remove two and reload the link: the one layer left, not the default's two.
+    click_op(d, 0, "remove")
+    wait(d, "the removal", lambda: len(layer_names(d)) == 2)
+    click_op(d, 0, "remove")
+    wait(d, "the removal", lambda: len(layer_names(d)) == 1)
+    want = vx(d, ".scene.layers")
+    from urllib.parse import unquote
+    wait(d, "the link to hold one layer",
+         lambda: len(json.loads(unquote(d.execute_script("return location.hash")[1:]))["layers"]) == 1)
+    d.execute_script("window.oldPage = true;")
+    d.refresh()
+    wait(d, "the reloaded page", lambda: d.execute_script("return !window.oldPage && !!window.voxcast"))
+    wait(d, "the first frame", lambda: (vx(d, ".framesDecoded") or 0) >= 1, timeout=FIRST_FRAME_S)
+    wait(d, "the linked layers", lambda: [l["name"] for l in vx(d, ".scene.layers")] == [l["name"] for l in want])
+    assert [l["colormap"] for l in vx(d, ".scene.layers")] == [l["colormap"] for l in want]
+    # `voxcast render --view` merges a view into the default scene (2 layers here): nulls
+    # remove the default layers past the view's.
+    for _ in range(10):  # the state acked may move on (a resize) while the canvas is read
+        ack = final_frame(d)
+        got = canvas_rgb(d)
+        if (vx(d, ".lastAck.seq"), vx(d, ".lastHeader.stateSeq")) == (ack["seq"], ack["seq"]):
+            break
+    scene = dict(ack["scene"], layers=ack["scene"]["layers"] + [None])
+    p = psnr(got, render_reference(scene))
+    assert p >= TOLERANCE[vx(d, ".lastHeader.codec")]["psnr_db"], f"PSNR {p:.1f} dB"
 
 
 # ---- scale bar, 3D axes and bounding box ----------------------------------------------------
