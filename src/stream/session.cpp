@@ -152,6 +152,10 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   // What one frame may cost, so that one client cannot starve the others.
   const auto visible = std::count_if(next.layers.begin(), next.layers.end(),
                                      [](const render::Layer& l) { return l.visible; });
+  if (visible > engine_.max_layers)
+    return fail(ErrorCode::kUnsupported,
+                "field 'layers': {} visible layers are over the limit of {} (--max-layers)",
+                visible, engine_.max_layers);
   // Hidden layers cost no rendering, but every ack carries them: at most 4 x --max-layers
   // (or as many as the data's own default scene has).
   const auto max_total =
@@ -162,10 +166,6 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
                 "field 'layers': {} layers are over the limit of {} (4 x --max-layers), hidden "
                 "ones included",
                 next.layers.size(), max_total);
-  if (visible > engine_.max_layers)
-    return fail(ErrorCode::kUnsupported,
-                "field 'layers': {} visible layers are over the limit of {} (--max-layers)",
-                visible, engine_.max_layers);
   if (const double cost = scene_cost(next); cost > engine_.max_scene_cost)
     return fail(ErrorCode::kUnsupported,
                 "field 'layers': the scene costs {:.0f} (canvas megapixels x visible layers, a 3D "
