@@ -434,3 +434,26 @@ def test_play_steps_time_and_wraps(serve_data, browser, timelapse):
     # Stopped: the last step reaches the screen as the server renders it.
     final_frame(d)
     assert_canvas_matches_render(d, data=timelapse.path)
+
+
+def test_layer_patches_follow_the_server(server, browser):
+    """Unit checks of web/protocol.js: the client's optimistic scene applies `layers` as the
+    server does (element-wise, layers past the array kept, null removes), and layersPatch
+    turns one list into another."""
+    d = browser
+    d.get(server.url("/"))
+    r = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./protocol.js' + location.search).then((p) => {
+        const scene = {layers: [{name: 'a', gamma: 1}, {name: 'b'}, {name: 'c'}]};
+        const next = [{name: 'c'}, {name: 'a', gamma: 2}];
+        const patch = p.layersPatch(scene.layers, next);
+        done({patch, applied: p.applyPatch(scene, patch).layers,
+              partial: p.applyPatch(scene, {layers: [{gamma: 3}]}).layers,
+              removed: p.applyPatch(scene, {layers: [{}, null]}).layers});
+      }, (e) => done({error: String(e)}));""")
+    assert "error" not in r, r
+    assert r["patch"] == {"layers": [{"name": "c"}, {"name": "a", "gamma": 2}, None]}
+    assert r["applied"] == [{"name": "c", "gamma": 1}, {"name": "a", "gamma": 2}], r["applied"]
+    assert r["partial"] == [{"name": "a", "gamma": 3}, {"name": "b"}, {"name": "c"}]
+    assert r["removed"] == [{"name": "a", "gamma": 1}, {"name": "c"}]
