@@ -171,7 +171,10 @@ json probe_layer(const render::Scene& s, const render::RenderInputs& in, std::si
     const double value = value_at(pin->bytes(), info.dtype, offset_in_chunk(lv, idx));
     out["status"] = "ok";
     out["level"] = L;
-    out["value"] = std::isfinite(value) ? json(value) : json(nullptr);
+    const bool integral = info.dtype != DType::kFloat32 && info.dtype != DType::kFloat64;
+    out["value"] = integral               ? json(std::int64_t(value))
+                   : std::isfinite(value) ? json(value)
+                                          : json(nullptr);
     break;
   }
   return out;

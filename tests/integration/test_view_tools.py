@@ -336,3 +336,27 @@ def test_probe_and_histogram_per_channel(serve, tmp_path):
         await px.close()
 
     asyncio.run(go())
+
+
+def test_float_data_nan_voxels(serve, tmp_path):
+    a = np.linspace(-1, 1, 3 * 10 * 12, dtype=np.float32).reshape(3, 10, 12)
+    a[1, 4, 5] = np.nan
+    path = tmp_path / "float.npy"
+    np.save(path, a)
+
+    async def go():
+        s = serve(str(path))
+        st, px, _ = await open_session(s, codecs=("jpeg",))
+        await settled(st, px, {"dims": {"point": [1, 5, 6]}}, seq=1)
+        r = await ask(st, {"type": "probe", "id": 0, "world": [1, 4, 5]})
+        assert r["layers"][0]["status"] == "ok" and r["layers"][0]["value"] is None, r
+        r = await ask(st, {"type": "probe", "id": 1, "world": [1, 4, 6]})
+        assert r["layers"][0]["value"] == pytest.approx(float(a[1, 4, 6]), abs=0), r
+        h = (await ask(st, {"type": "histogram", "id": 2}))["layers"][0]
+        sl = a[1][~np.isnan(a[1])]
+        assert h["samples"] == sl.size == a[1].size - 1, h
+        assert h["range"] == pytest.approx([float(sl.min()), float(sl.max())], abs=0), h
+        await st.close()
+        await px.close()
+
+    asyncio.run(go())
