@@ -124,7 +124,7 @@ export class LayerPanel {
     c.ops = el('span', {class: 'ops'},
                a.move ? op('up', 'move up (drawn earlier)', '↑', () => a.move(i, -1)) : null,
                a.move ? op('down', 'move down (drawn later, on top)', '↓', () => a.move(i, 1)) : null,
-               a.duplicate ? op('duplicate', 'duplicate this layer', '⧉', () => a.duplicate(i)) : null,
+               a.duplicate ? op('duplicate', 'duplicate this layer (another view of the same channel)', 'copy', () => a.duplicate(i)) : null,
                a.remove ? op('remove', 'remove this layer', '✕', () => a.remove(i)) : null);
     const head = el('summary', {}, c.visible, c.swatch, c.name, c.ops);
     c.head = head;
