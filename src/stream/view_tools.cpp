@@ -361,7 +361,9 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
           e.get<std::int64_t>() >= std::int64_t(scene.layers.size()))
         return fail(ErrorCode::kInvalidArgument, "field 'layers': {} is not a layer (0..{})",
                     e.dump().substr(0, 64), std::int64_t(scene.layers.size()) - 1);
-      which.push_back(e.get<std::size_t>());
+      // Each layer once, whatever the list repeats (the sample budget is per request).
+      if (std::find(which.begin(), which.end(), e.get<std::size_t>()) == which.end())
+        which.push_back(e.get<std::size_t>());
     }
   } else {
     for (std::size_t i = 0; i < scene.layers.size(); ++i)

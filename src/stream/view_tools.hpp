@@ -20,7 +20,7 @@ inline constexpr int kMaxHistogramBins = 1024;
 // Voxels sampled per request, at most (shared by its layers, each getting at least
 // kHistogramMinSamples).
 inline constexpr std::size_t kHistogramSamples = std::size_t(1) << 20;
-inline constexpr std::size_t kHistogramMinSamples = std::size_t(1) << 16;
+inline constexpr std::size_t kHistogramMinSamples = std::size_t(1) << 12;
 inline constexpr std::size_t kHistogramChunks = 4096;  // chunks looked at per layer, at most
 
 // Answers a `probe` request: `pixel` [x, y] (canvas pixels of `scene`, continuous, y down) or

@@ -68,7 +68,10 @@ def test_busy_indicator_while_refining_and_behind(serve_data, browser):
     seen_refining_shown = seen_hidden = False
     z0 = vx(d, ".scene.dims.point")[0]
     for step in range(1, 6):
-        seq = send(d, {"dims": {"point": [z0 + 4 * step * (-1) ** step, 128, 128]}})
+        # Another slice and another part of it each time: chunks never read before.
+        z, sign = z0 + 4 * step * (-1) ** step, (-1) ** step
+        seq = send(d, {"dims": {"point": [z, 128, 128]},
+                       "camera": {"zoom": 8, "center": [z, 128 + 24 * step * sign, 128 - 24 * step * sign]}})
         assert seq, "not connected"
 
         def check():
