@@ -5,8 +5,10 @@
 //           #<scene>  (camera, dims, layers as URI-encoded JSON; kept up to date, so a
 //                      copied link opens the same view)
 
-import {applyPatch, canvasSize, clone, hashOf, layerPatch, mergePatches, parseFrame,
+import {applyPatch, canvasSize, clone, hashOf, layerPatch, layersPatch, mergePatches, parseFrame,
         tokenFrom, viewFromHash, withToken, worldAxes} from './protocol.js';
+import {Coalescer, probeText} from './tools.js';
+import {drawHud} from './overlay.js';
 import {FrameDrawer, h264Supported} from './decoder.js';
 import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
@@ -42,8 +44,15 @@ const vx = {
   fps: 0,
   kbps: 0,
   h264Available: null,
+  busy: null,         // why the picture is behind (null: it shows the latest change)
+  busyShown: 0,       // how many times the busy indicator appeared
   send: (patch, interactive = false) => sendNow(patch, interactive),
   requestKeyframe: () => conn.requestKeyframe(),
+  probe: null,        // the last probe reply (with the `pixel` it asked for)
+  histograms: null,   // the last histogram reply's layers
+  autoContrast: (i) => autoContrast(i),
+  layerOps: null,     // {duplicate(i), remove(i), move(i, delta), add(channel)}
+  hud: null,          // what the overlay drew last: {scaleBar, axes, box}
 };
 window.voxcast = vx;
 
@@ -53,6 +62,7 @@ let pending = null;
 let pendingInteractive = false;
 let flushHandle = null;
 let lastSentSeq = 0;
+let lastAckedSeq = 0;  // the newest state.update the server applied
 const sentAt = new Map();  // seq -> performance.now() when sent
 
 function queue(patch, interactive = false) {
@@ -129,11 +139,25 @@ function welcome(msg) {
   vx.view = clone(msg.scene);
   pending = null;
   lastSentSeq = 0;
+  lastAckedSeq = 0;
+  scenes.length = 0;
   sentAt.clear();
   drawer.reset();
+  probes.reset();
+  histograms.reset();
+  autoC.reset();
+  histSeq = -1;
+  fillAddLayer(msg.scene);
   // A copied link (or the view before a reconnect) first, then this window's canvas.
   const linked = viewFromHash(location.hash);
-  if (linked) sendNow(linked);
+  if (linked) {
+    // A link this client wrote holds every layer whole: it is the list (layers removed from
+    // the default scene stay removed). A hand-written one may patch only the first layers.
+    const whole = Array.isArray(linked.layers) && linked.layers.every(
+        (l) => l && typeof l === 'object' && 'name' in l && 'source' in l && 'channel' in l);
+    if (whole) linked.layers = layersPatch(msg.scene.layers || [], linked.layers).layers;
+    sendNow(linked);
+  }
   sendCanvasSize(true);
   loadDatasets(msg);
   ui.refresh();
@@ -149,6 +173,7 @@ async function loadDatasets(msg) {
     notice(`could not read /api/v1/datasets (${e.message}); sliders step by 1`);
   }
   ui.refresh();
+  drawOverlay();
 }
 
 function currentInfo() {
@@ -164,15 +189,30 @@ function message(msg) {
       if (!msg.changes && !msg.scene) break;  // the answer to a keyframe.request
       vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), clone(msg.changes)) : msg.scene;
       vx.lastAck = Object.assign({}, msg, {scene: vx.scene});
+      if (Number.isInteger(msg.seq) && msg.seq > lastAckedSeq) lastAckedSeq = msg.seq;
+      rememberScene(msg.seq, vx.scene);
+      updateBusy();
       // Adopt the server's scene when nothing newer is on its way (else the view would
       // jump back while the user drags).
       if (msg.seq >= lastSentSeq && !pending) vx.view = clone(vx.scene);
       scheduleHash();
       ui.refresh();
       break;
+    case 'probe':
+      probes.answer(msg);
+      break;
+    case 'histogram':
+      if (!histograms.answer(msg)) autoC.answer(msg);
+      break;
     case 'error':
       vx.errors.push(msg);
       if (vx.errors.length > 50) vx.errors.shift();
+      // The answer to a probe or histogram (rate_limited too): no scene to restore.
+      if (msg.id !== undefined && msg.id !== null &&
+          (probes.answer(msg) || histograms.answer(msg) || autoC.answer(msg))) {
+        if (msg.code !== 'rate_limited') notice(`server: ${msg.code}: ${msg.message}`, 8000);
+        break;
+      }
       notice(`server: ${msg.code}: ${msg.message}`, 8000);
       if ((msg.seq === null || msg.seq >= lastSentSeq) && !pending && vx.scene) {
         vx.view = clone(vx.scene);
@@ -227,6 +267,133 @@ function frameDrawn(h) {
     for (const seq of [...sentAt.keys()]) if (seq <= h.stateSeq) sentAt.delete(seq);
   }
   ui.frame(h);
+  updateBusy();
+  drawOverlay();
+  // The picture changed: what is under the cursor may have too (or finished loading), and
+  // a final frame of a new state gets new histograms.
+  if (cursor) askProbe();
+  if (!h.refining && !h.interactive && h.stateSeq !== histSeq) {
+    histSeq = h.stateSeq;
+    histograms.ask({bins: 64});
+  }
+}
+
+// ---- probe, histograms, auto-contrast -----------------------------------------------------
+
+let cursor = null;  // the mouse over the view, client (CSS) coordinates (null: elsewhere)
+let histSeq = -1;   // the state seq the histograms were last asked for
+
+const probes = new Coalescer('probe', (m) => conn.request(m), (reply, req) => {
+  vx.probe = Object.assign({}, reply, {pixel: req.pixel});
+  showProbe();
+});
+const histograms = new Coalescer('histogram', (m) => conn.request(m), (reply) => {
+  vx.histograms = reply.layers;
+  for (const e of reply.layers || []) layerPanel.setHistogram(e.layer, e);
+});
+const autoC = new Coalescer('histogram', (m) => conn.request(m), (reply, req) => {
+  const e = (reply.layers || [])[0];
+  const i = req.layers[0];
+  const n = vx.view && vx.view.layers ? vx.view.layers.length : 0;
+  if (!e || !e.percentiles || i >= n) {
+    notice(`auto-contrast: ${e && e.status === 'loading' ? 'the data on screen is still loading' : 'no data on screen'}`);
+    return;
+  }
+  let [lo, hi] = e.percentiles;
+  if (!(hi > lo)) hi = lo + (Number.isInteger(lo) ? 1 : Math.max(1e-6, Math.abs(lo) * 1e-6));
+  vx.autoContrastResult = {layer: i, limits: [lo, hi]};
+  queue(layerPatch(n, i, {contrast_limits: [lo, hi]}));
+}, 'auto');
+
+function autoContrast(i) {
+  autoC.ask({layers: [i], bins: 64, percentiles: [0.5, 99.5]});
+}
+
+// Asks for the voxel under the mouse, mapped to frame pixels through the current scene (its
+// canvas may have changed size since the mouse last moved).
+function askProbe() {
+  const px = cursor && framePixel(cursor);
+  if (px) probes.ask({pixel: [px.x, px.y]});
+  else showProbe();
+}
+
+function showProbe() {
+  const p = $('#probe');
+  p.hidden = !cursor || !vx.probe || !framePixel(cursor);
+  if (!p.hidden) p.textContent = probeText(vx.probe, worldAxes(currentInfo()));
+}
+
+// The frame pixel under a pointer event (the canvas is letterboxed: object-fit contain).
+function framePixel(e) {
+  const s = vx.scene && vx.scene.canvas;
+  if (!s) return null;
+  const r = canvas.getBoundingClientRect();
+  const k = Math.min(r.width / s.width, r.height / s.height) || 1;
+  const x = (e.clientX - (r.left + r.width / 2)) / k + s.width / 2;
+  const y = (e.clientY - (r.top + r.height / 2)) / k + s.height / 2;
+  return x >= 0 && y >= 0 && x < s.width && y < s.height ? {x, y} : null;
+}
+
+canvas.addEventListener('pointermove', (e) => {
+  cursor = {clientX: e.clientX, clientY: e.clientY};
+  askProbe();
+});
+canvas.addEventListener('pointerleave', () => {
+  cursor = null;
+  showProbe();
+});
+
+// ---- the overlay: scale bar, 3D axes and bounding box (overlay.js) ----------------------
+
+// The scenes of recent acks by seq, so the overlay follows the frame on screen, not the
+// newest state (which may not be drawn yet).
+const scenes = [];  // [seq, scene], oldest first
+function rememberScene(seq, scene) {
+  if (!Number.isInteger(seq)) return;
+  scenes.push([seq, scene]);
+  if (scenes.length > 64) scenes.shift();
+}
+function sceneOf(stateSeq) {
+  for (let i = scenes.length - 1; i >= 0; --i) if (scenes[i][0] <= stateSeq) return scenes[i][1];
+  return vx.welcome ? vx.welcome.scene : vx.scene;
+}
+
+function drawOverlay() {
+  const hud = $('#hud');
+  const dpr = window.devicePixelRatio || 1;
+  const r = hud.getBoundingClientRect();
+  const w = Math.max(1, Math.round(r.width * dpr)), h = Math.max(1, Math.round(r.height * dpr));
+  if (hud.width !== w || hud.height !== h) {
+    hud.width = w;
+    hud.height = h;
+  }
+  const shown = vx.lastHeader ? sceneOf(vx.lastHeader.stateSeq) : null;
+  // The frame's own size: the scene's canvas while a resize is on its way may differ.
+  const scene = shown && vx.lastHeader ? Object.assign({}, shown, {canvas: {width: vx.lastHeader.width, height: vx.lastHeader.height}}) : null;
+  vx.hud = drawHud(hud, scene, worldAxes(currentInfo()), dpr);
+}
+new ResizeObserver(() => drawOverlay()).observe($('#hud'));
+
+// ---- the busy indicator ------------------------------------------------------------------
+
+// The picture on screen does not show the latest change yet: the frame drawn reflects an
+// older state than the server has acknowledged, or it is refining (drawn from coarser data
+// while chunks load). Said on the canvas, not only in the latency number.
+function busyReason() {
+  const h = vx.lastHeader;
+  if (!h || vx.state !== 'open') return null;
+  if (h.stateSeq < lastAckedSeq) return 'updating…';
+  if (h.refining) return 'loading data…';
+  return null;
+}
+
+function updateBusy() {
+  const why = busyReason();
+  const b = $('#busy');
+  if (why && b.hidden) vx.busyShown += 1;
+  b.hidden = !why;
+  if (why) b.querySelector('.busy-text').textContent = why;
+  vx.busy = why;
 }
 
 function rates() {
@@ -276,16 +443,81 @@ function writeHash() {
 
 // ---- the page ---------------------------------------------------------------------------
 
+// ---- layers: add, remove, reorder, duplicate ----------------------------------------------
+
+// Sends a new list of layers at once (every layer whole, null for those past its end), after
+// whatever is queued: later element-wise patches then refer to the new list.
+function setLayers(next) {
+  if (!vx.view || !Array.isArray(vx.view.layers)) return;
+  if (pending) {
+    const p = pending;
+    pending = null;
+    sendNow(p, pendingInteractive);
+  }
+  sendNow(layersPatch(vx.view.layers, next));
+  ui.refresh();
+}
+
+const layerOps = {
+  duplicate(i) {
+    const layers = vx.view.layers.slice();
+    if (!layers[i]) return;
+    const copy = clone(layers[i]);
+    copy.name = `${copy.name || 'layer ' + i} copy`;
+    layers.splice(i + 1, 0, copy);
+    setLayers(layers);
+  },
+  remove(i) {
+    const layers = vx.view.layers.slice();
+    if (!layers[i]) return;
+    layers.splice(i, 1);
+    setLayers(layers);
+  },
+  move(i, delta) {
+    const layers = vx.view.layers.slice();
+    const j = i + delta;
+    if (!layers[i] || j < 0 || j >= layers.length) return;
+    [layers[i], layers[j]] = [layers[j], layers[i]];
+    setLayers(layers);
+  },
+  // A new layer showing `channel` of the dataset, as the default scene shows it.
+  add(channel) {
+    const defaults = (vx.welcome && vx.welcome.scene && vx.welcome.scene.layers) || [];
+    const base = defaults.find((l) => l.channel === channel) || defaults[0];
+    if (!base || !vx.view) return;
+    const layer = clone(base);
+    layer.visible = true;
+    if (vx.view.layers.some((l) => l.name === layer.name)) layer.name = `${layer.name} ${vx.view.layers.length}`;
+    setLayers(vx.view.layers.concat([layer]));
+  },
+};
+vx.layerOps = layerOps;
+vx.coalescers = {probes, histograms, autoC};
+
+function fillAddLayer(scene) {
+  const sel = $('#add-layer-channel');
+  sel.replaceChildren();
+  for (const l of (scene && scene.layers) || []) {
+    const o = document.createElement('option');
+    o.value = l.channel;
+    o.textContent = `${l.name || 'channel ' + l.channel}`;
+    sel.append(o);
+  }
+}
+$('#add-layer').addEventListener('click', () => layerOps.add(+$('#add-layer-channel').value || 0));
+
 const layerPanel = new LayerPanel($('#layers'), (i, fields) => {
   const n = vx.view && vx.view.layers ? vx.view.layers.length : 0;
   if (i < n) queue(layerPatch(n, i, fields), false);
-});
+}, {auto: (i) => autoContrast(i), ...layerOps});
 const dimsBar = new DimsBar($('#dims'), (axis, value) => {
   if (!vx.view) return;
   const point = vx.view.dims.point.slice();
   point[axis] = value;
   queue({dims: {point}}, false);
-});
+}, () => !pending && (!vx.lastHeader || vx.lastHeader.stateSeq >= lastAckedSeq) &&
+         lastAckedSeq >= lastSentSeq);
+vx.dims = dimsBar;
 
 attachInteraction(canvas, {
   view: () => vx.view,
@@ -329,6 +561,7 @@ const ui = {
     s.dataset.state = state;
     $('#overlay').hidden = state === 'open' && vx.framesDecoded > 0;
     $('#overlay').textContent = state === 'open' ? 'waiting for the first frame…' : text;
+    updateBusy();
     this.codec();
   },
   codec() {

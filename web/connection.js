@@ -52,6 +52,11 @@ export class Connection {
     this._lost(this.generation, reason).then(() => { this.backoff = BACKOFF_MIN_S; });
   }
 
+  // Sends any other client message (probe, histogram); false when not connected.
+  request(obj) {
+    return this._send(obj);
+  }
+
   requestKeyframe() {
     return this._send({type: 'keyframe.request'});
   }

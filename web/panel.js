@@ -4,6 +4,7 @@
 // synced from the server's scene, except in the control the user is editing.
 
 import {channelRange} from './protocol.js';
+import {drawHistogram} from './tools.js';
 
 export const COLORMAPS = ['gray', 'viridis', 'magma', 'inferno', 'plasma', 'turbo',
                           'red', 'green', 'blue', 'cyan', 'magenta', 'yellow'];
@@ -70,18 +71,35 @@ function sliderRow(label, {min, max, step}, onInput) {
 }
 
 export class LayerPanel {
-  // onPatch(layerIndex, fields, final): the user changed one layer.
-  constructor(root, onPatch) {
+  // onPatch(layerIndex, fields, final): the user changed one layer. actions: auto(i) (auto-
+  // contrast), duplicate(i), remove(i), move(i, delta) (reorder), each optional.
+  constructor(root, onPatch, actions = {}) {
     this.root = root;
     this.onPatch = onPatch;
+    this.actions = actions;
     this.cards = [];
     this.key = '';
+    this.histograms = [];  // per layer index: the last `histogram` entry
+  }
+
+  // A histogram entry of the server's `histogram` reply for layer i.
+  setHistogram(i, entry) {
+    this.histograms[i] = entry;
+    const c = this.cards[i];
+    if (c && c.current) this._drawHistogram(c, c.current);
+  }
+
+  _drawHistogram(c, l) {
+    drawHistogram(c.hist, this.histograms[c.index] || null, l.contrast_limits,
+                  SWATCH[l.colormap] && !SWATCH[l.colormap].startsWith('linear') ? SWATCH[l.colormap] : '#9aa0a6');
   }
 
   update(scene, info) {
     const layers = (scene && scene.layers) || [];
     const key = layers.map((l) => `${l.name}/${l.source}/${l.channel}`).join('|') + (info ? '+' : '');
     if (key !== this.key) {
+      // Another set of layers (added, removed, reordered): histograms follow their layer.
+      if (this.key) this.histograms = [];
       this.key = key;
       this.root.replaceChildren();
       this.cards = layers.map((l, i) => this._card(l, i, info));
@@ -98,8 +116,22 @@ export class LayerPanel {
                              onchange: () => patch({visible: c.visible.checked})});
     c.swatch = el('span', {class: 'swatch'});
     c.name = el('span', {class: 'name'});
-    const head = el('summary', {}, c.visible, c.swatch, c.name);
+    // Layer operations: move up/down (the list is drawn bottom to top as in the scene),
+    // duplicate, remove. Clicks must not toggle the <details>.
+    const op = (name, title, text, fn) => el('button', {class: `op ${name}`, title, text,
+      onclick: (e) => { e.preventDefault(); e.stopPropagation(); fn(); }});
+    const a = this.actions;
+    c.ops = el('span', {class: 'ops'},
+               a.move ? op('up', 'move up (drawn earlier)', '↑', () => a.move(i, -1)) : null,
+               a.move ? op('down', 'move down (drawn later, on top)', '↓', () => a.move(i, 1)) : null,
+               a.duplicate ? op('duplicate', 'duplicate this layer (another view of the same channel)', 'copy', () => a.duplicate(i)) : null,
+               a.remove ? op('remove', 'remove this layer', '✕', () => a.remove(i)) : null);
+    const head = el('summary', {}, c.visible, c.swatch, c.name, c.ops);
     c.head = head;
+    c.index = i;
+    c.hist = el('canvas', {class: 'histogram', width: 200, height: 40});
+    c.auto = el('button', {class: 'auto', text: 'auto', title: 'contrast limits from what is on screen (0.5 and 99.5 percentiles)',
+                           onclick: () => a.auto && a.auto(i)});
 
     c.colormap = el('select', {class: 'colormap', onchange: () => patch({colormap: c.colormap.value})});
     COLORMAPS.forEach((n) => c.colormap.append(el('option', {value: n, text: n})));
@@ -142,7 +174,8 @@ export class LayerPanel {
     c.renderingRow = row('rendering', c.rendering);
     c.root = el('details', {class: 'layer', open: ''}, head,
                 el('div', {class: 'controls'},
-                   row('colormap', c.colormap), c.clim[0], c.clim[1], c.gamma, c.opacity,
+                   row('colormap', c.colormap), el('div', {class: 'hist-row'}, c.hist, c.auto),
+                   c.clim[0], c.clim[1], c.gamma, c.opacity,
                    row('blending', c.blending), c.renderingRow, c.iso, c.atten));
     c.root.dataset.index = i;
     return c;
@@ -164,6 +197,7 @@ export class LayerPanel {
     setSelect(c.rendering, l.rendering, RENDERINGS);
     c.iso.set(l.iso_threshold, lo, hi);
     c.atten.set(l.attenuation, 0, 0.5);
+    this._drawHistogram(c, l);
     const is3d = scene.dims && scene.dims.ndisplay === 3;
     c.renderingRow.classList.toggle('dim', !is3d);
     c.renderingRow.title = is3d ? '' : 'used in 3D views';
@@ -172,14 +206,20 @@ export class LayerPanel {
   }
 }
 
-// Sliders for the axes that are not displayed (napari's dims sliders).
+// Sliders for the axes that are not displayed (napari's dims sliders), each with a play
+// button and a frame rate: playing steps the axis by one voxel at that rate, wrapping at the
+// end, and waits for the last step to reach the screen (`canStep()`) before the next, so a
+// slow server is never asked for more than it shows. One axis plays at a time.
 export class DimsBar {
-  // onPoint(axis, value, final)
-  constructor(root, onPoint) {
+  // onPoint(axis, value, final); canStep() -> whether the last step has been drawn.
+  constructor(root, onPoint, canStep = () => true) {
     this.root = root;
     this.onPoint = onPoint;
+    this.canStep = canStep;
     this.key = '';
     this.rows = new Map();
+    this.playing = null;  // {axis, fps, timer}
+    this.scene = null;
   }
 
   // The axes to slice, first first: the non-displayed entries of dims.order.
@@ -189,11 +229,46 @@ export class DimsBar {
     return d.order.slice(0, Math.max(0, d.order.length - d.ndisplay));
   }
 
+  play(axis, fps) {
+    this.stop();
+    const r = this.rows.get(axis);
+    if (!r) return;
+    fps = Math.min(60, Math.max(0.1, +fps || 10));
+    const tick = () => {
+      if (!this.canStep() || !this.scene) return;
+      const ax = r.ax || {lo: 0, hi: 0, step: 1};
+      const p = this.scene.dims.point[axis];
+      // The next voxel on the axis's grid (the default point may sit between two).
+      let next = ax.lo + (Math.floor((p - ax.lo) / ax.step + 1e-9) + 1) * ax.step;
+      if (next > ax.hi + ax.step / 2) next = ax.lo;  // wrap around
+      this.onPoint(axis, next, true);
+    };
+    this.playing = {axis, fps, timer: setInterval(tick, 1000 / fps)};
+    this._buttons();
+  }
+
+  stop() {
+    if (this.playing) clearInterval(this.playing.timer);
+    this.playing = null;
+    this._buttons();
+  }
+
+  _buttons() {
+    for (const [a, r] of this.rows) {
+      const on = !!this.playing && this.playing.axis === a;
+      r.play.textContent = on ? '⏸' : '▶';
+      r.play.title = on ? 'pause' : `play ${r.name} at the frame rate beside`;
+      r.play.classList.toggle('on', on);
+    }
+  }
+
   update(scene, axes) {
+    this.scene = scene;
     const sliced = DimsBar.sliced(scene);
     const key = sliced.join(',') + (axes ? '+' : '');
     if (key !== this.key) {
       this.key = key;
+      if (this.playing && !sliced.includes(this.playing.axis)) this.stop();
       this.root.replaceChildren();
       this.rows.clear();
       for (const a of sliced) {
@@ -201,11 +276,23 @@ export class DimsBar {
         const name = ax ? ax.name : `axis ${a}`;
         const range = el('input', {type: 'range', 'data-axis': a});
         const val = el('span', {class: 'value'});
+        const play = el('button', {class: 'play', 'data-axis': a});
+        const fps = el('input', {type: 'number', class: 'fps', min: 0.1, max: 60, step: 'any', value: 10,
+                                 title: 'frames per second', 'data-axis': a});
+        play.addEventListener('click', () => {
+          if (this.playing && this.playing.axis === a) this.stop();
+          else this.play(a, fps.value);
+        });
+        fps.addEventListener('change', () => {
+          if (this.playing && this.playing.axis === a) this.play(a, fps.value);
+        });
         range.addEventListener('input', () => this.onPoint(a, +range.value, false));
         range.addEventListener('change', () => this.onPoint(a, +range.value, true));
-        this.root.append(el('div', {class: 'dim'}, el('label', {text: name}), range, val));
-        this.rows.set(a, {range, val, ax});
+        this.root.append(el('div', {class: 'dim'}, el('label', {text: name}), play, range, val,
+                            el('span', {class: 'fps-box'}, fps, el('span', {class: 'unit', text: 'fps'}))));
+        this.rows.set(a, {range, val, ax, play, fps, name});
       }
+      this._buttons();
     }
     for (const [a, r] of this.rows) {
       const p = scene.dims.point[a];

@@ -140,8 +140,14 @@ export function applyPatch(scene, patch) {
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else if (k === 'layers' && Array.isArray(v)) {
+      // Element i merges into layer i, layers past the array stay, null removes a layer.
       const old = Array.isArray(out.layers) ? out.layers : [];
-      out.layers = v.map((lp, i) => applyPatch(old[i] || {}, lp));
+      const layers = [];
+      for (let i = 0; i < Math.max(old.length, v.length); ++i) {
+        if (i >= v.length) layers.push(old[i]);
+        else if (v[i] !== null) layers.push(applyPatch(old[i] || {}, v[i]));
+      }
+      out.layers = layers;
     } else if (isObject(v) && isObject(out[k])) out[k] = applyPatch(out[k], v);
     else out[k] = clone(v);
   }
@@ -150,6 +156,14 @@ export function applyPatch(scene, patch) {
 
 export function clone(x) {
   return x === undefined ? undefined : JSON.parse(JSON.stringify(x));
+}
+
+// The patch that turns a scene's `layers` into `next` (added, removed, reordered or
+// duplicated layers): every layer of `next` whole, and null for old layers past its end.
+export function layersPatch(old, next) {
+  const layers = next.map((l) => clone(l));
+  for (let i = next.length; i < old.length; ++i) layers.push(null);
+  return {layers};
 }
 
 // A patch that changes only layer `i` of `n` layers.

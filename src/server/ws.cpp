@@ -93,10 +93,17 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     const auto now = std::chrono::steady_clock::now();
     while (!recent_.empty() && now - recent_.front() > std::chrono::seconds(1))
       recent_.pop_front();
-    if (int(recent_.size()) >= ctx_->options.max_messages_per_s)
-      return error(nullptr, "rate_limited",
-                   fmt::format("over max_messages_per_s ({}); message not applied",
-                               ctx_->options.max_messages_per_s));
+    if (int(recent_.size()) >= ctx_->options.max_messages_per_s) {
+      json reply = {{"type", "error"},
+                    {"seq", nullptr},
+                    {"code", "rate_limited"},
+                    {"message", fmt::format("over max_messages_per_s ({}); message not applied",
+                                            ctx_->options.max_messages_per_s)}};
+      // A probe or histogram's id comes back, so a client waiting for its answer hears.
+      const json m = json::parse(text, nullptr, false);
+      if (m.is_object() && m.contains("id")) reply["id"] = m["id"];
+      return send(reply);
+    }
     recent_.push_back(now);
     const json msg = json::parse(text, nullptr, false);
     if (msg.is_discarded() || !msg.is_object())
@@ -114,10 +121,31 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
       return send({{"type", "ack"}, {"seq", seq}});
     }
     if (type == "state.update") return update(msg);
+    if (type == "probe" || type == "histogram") return view_tool(type, msg);
     error(seq, "bad_message",
           fmt::format("field 'type': '{}' is not one of hello, state.update, keyframe.request, "
-                      "ping",
+                      "ping, probe, histogram",
                       type));
+  }
+
+  // probe and histogram: answered at once from memory (they never wait for a chunk), with
+  // the client's `id` echoed so that it can match replies (docs/protocol.md).
+  void view_tool(const std::string& type, const json& msg) {
+    const json id = msg.value("id", json(nullptr));
+    auto r = type == "probe" ? session_->probe(msg) : session_->histogram(msg);
+    if (!r)
+      return send(
+          {{"type", "error"},
+           {"seq", nullptr},
+           {"id", id},
+           {"code", r.error().code == ErrorCode::kInvalidArgument ? "bad_message" : "unsupported"},
+           {"message", r.error().message}});
+    json reply = {{"type", type}, {"id", id}};
+    if (r->is_object())
+      reply.update(*r);
+    else
+      reply["layers"] = std::move(*r);
+    send(reply);
   }
 
   void hello(const json& msg) {

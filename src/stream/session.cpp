@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "stream/view_tools.hpp"
 
 namespace vx::stream {
 
@@ -155,6 +156,16 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
     return fail(ErrorCode::kUnsupported,
                 "field 'layers': {} visible layers are over the limit of {} (--max-layers)",
                 visible, engine_.max_layers);
+  // Hidden layers cost no rendering, but every ack carries them: at most 4 x --max-layers
+  // (or as many as the data's own default scene has).
+  const auto max_total =
+      std::max<std::size_t>(4 * std::size_t(std::max(0, engine_.max_layers)),
+                            engine_.defaults[std::size_t(dataset_)].layers.size());
+  if (next.layers.size() > max_total)
+    return fail(ErrorCode::kUnsupported,
+                "field 'layers': {} layers are over the limit of {} (4 x --max-layers), hidden "
+                "ones included",
+                next.layers.size(), max_total);
   if (const double cost = scene_cost(next); cost > engine_.max_scene_cost)
     return fail(ErrorCode::kUnsupported,
                 "field 'layers': the scene costs {:.0f} (canvas megapixels x visible layers, a 3D "
@@ -189,6 +200,34 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   }
   schedule();
   return render::to_json(scene_);
+}
+
+Result<json> Session::probe(const json& request) const {
+  render::Scene scene;
+  {
+    std::lock_guard lock(mutex_);
+    scene = scene_;
+  }
+  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
+  render::RenderInputs in{engine_.cache,
+                          {engine_.ids[std::size_t(dataset_)]},
+                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
+  return stream::probe(scene, in, request);
+}
+
+Result<json> Session::histogram(const json& request) const {
+  render::Scene scene;
+  std::vector<int> drawn;
+  {
+    std::lock_guard lock(mutex_);
+    scene = scene_;
+    if (drawn_levels_.size() == scene_.layers.size()) drawn = drawn_levels_;
+  }
+  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
+  render::RenderInputs in{engine_.cache,
+                          {engine_.ids[std::size_t(dataset_)]},
+                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
+  return stream::histogram(scene, in, drawn, request);
 }
 
 void Session::request_keyframe() {
@@ -393,6 +432,10 @@ void Session::render_job() {
   const auto t2 = Clock::now();
   const bool refining = frame->refining, reduced = frame->interactive;
   const bool degraded = !frame->failed.empty();
+  {
+    std::lock_guard lock(mutex_);
+    drawn_levels_ = frame->levels;
+  }
   counters->done++;
   renderer_->recycle(std::move(*frame));
 

@@ -119,6 +119,11 @@ class Session : public std::enable_shared_from_this<Session> {
   Result<json> update(std::uint64_t seq, const json& patch, bool interactive);
   void request_keyframe();
 
+  // The view tools of stream/view_tools.hpp on this session's current scene, from memory
+  // only (never waiting for a chunk): the `probe` and `histogram` replies' fields.
+  Result<json> probe(const json& request) const;
+  Result<json> histogram(const json& request) const;
+
   // The pixel channel. `send` takes one frame; the socket calls written() once it is out.
   // A new sink replaces the old one and gets a keyframe first. attach() returns the sink's
   // generation: detach() and written() from a replaced sink are ignored.
@@ -169,6 +174,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string encoder_name_, fallback_;
   int enc_w_ = 0, enc_h_ = 0;
   std::uint32_t frame_seq_ = 0;
+  std::vector<int> drawn_levels_;  // the level each layer of the last frame was drawn from
   SessionStats stats_;
 };
 
