@@ -2,11 +2,12 @@
 // turns the user's gestures and the layer panel into scene patches (docs/protocol.md).
 //
 // Page URL: /?token=T (when the server has one) &codec=jpeg|h264 (force a codec)
+//           &dataset=N|NAME (which of the served datasets; default the first)
 //           #<scene>  (camera, dims, layers as URI-encoded JSON; kept up to date, so a
 //                      copied link opens the same view)
 
-import {applyPatch, canvasSize, clone, hashOf, layerPatch, mergePatches, parseFrame,
-        tokenFrom, viewFromHash, withToken, worldAxes} from './protocol.js';
+import {applyPatch, canvasSize, clone, hashOf, layerPatch, mergePatches, parseFrame, parseHash,
+        splitUnknown, tokenFrom, withToken, worldAxes} from './protocol.js';
 import {FrameDrawer, h264Supported} from './decoder.js';
 import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
@@ -36,8 +37,11 @@ const vx = {
   encoder: null,
   welcome: null,
   datasets: null,     // GET /api/v1/datasets
+  dataset: 0,         // the index of the dataset on screen (?dataset=)
+  datasetName: null,
   stats: null,
   errors: [],         // server error messages, newest last
+  warnings: [],       // what the page noticed about its URL (unknown keys, datasets)
   latencyMs: null,
   fps: 0,
   kbps: 0,
@@ -110,6 +114,7 @@ const drawer = new FrameDrawer(canvas, {
 
 const conn = new Connection({
   token,
+  dataset: 0,  // set by chooseDataset() before start
   codecs,
   client: `voxcast-web (${navigator.userAgent.match(/Chrom\w*\/[\d.]+|Firefox\/[\d.]+|Safari\/[\d.]+/)?.[0] || 'browser'})`,
   onStatus: (state, text) => {
@@ -127,16 +132,42 @@ function welcome(msg) {
   vx.encoder = msg.encoder;
   vx.scene = clone(msg.scene);
   vx.view = clone(msg.scene);
+  vx.defaults = clone(msg.scene);  // the dataset's defaults: what slider ranges derive from
   pending = null;
   lastSentSeq = 0;
   sentAt.clear();
   drawer.reset();
   // A copied link (or the view before a reconnect) first, then this window's canvas.
-  const linked = viewFromHash(location.hash);
+  const linked = linkedView(msg.scene);
   if (linked) sendNow(linked);
   sendCanvasSize(true);
   loadDatasets(msg);
   ui.refresh();
+}
+
+// The view in the URL hash, its misspelt or unknown keys reported (status line, console)
+// and left out, once per hash.
+let reportedHash = null;
+function linkedView(scene) {
+  const parsed = parseHash(location.hash);
+  if (!parsed) return null;
+  const report = (text) => {
+    if (reportedHash === location.hash) return;
+    console.warn(`voxcast: ${text}`);
+    vx.warnings.push(text);
+    notice(text, 15000);
+  };
+  if (parsed.error) {
+    report(`URL hash ignored: not a view (${parsed.error})`);
+    reportedHash = location.hash;
+    return null;
+  }
+  const {view, unknown} = splitUnknown(parsed.value, scene);
+  if (!view) report('URL hash ignored: not a JSON object');
+  else if (unknown.length)
+    report(`URL hash: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} ignored`);
+  reportedHash = location.hash;
+  return view && Object.keys(view).length ? view : null;
 }
 
 async function loadDatasets(msg) {
@@ -154,8 +185,66 @@ async function loadDatasets(msg) {
 function currentInfo() {
   const list = vx.datasets && vx.datasets.datasets;
   if (!Array.isArray(list) || !list.length) return null;
-  return (list.find((d) => d.id === 0) || list[0]).info || null;
+  return (list.find((d) => d.id === vx.dataset) || list[0]).info || null;
 }
+
+// ---- which dataset: ?dataset=N or ?dataset=NAME, and the picker ----------------------
+
+const datasetName = (d) => d.name || d.location || `dataset ${d.id}`;
+
+// Reads the list once before connecting, resolves ?dataset= against it (an unknown one is
+// reported and the first is shown) and fills the picker.
+async function chooseDataset() {
+  const want = params.get('dataset');
+  let list = null;
+  try {
+    const r = await fetch(withToken('/api/v1/datasets', token), {cache: 'no-store'});
+    if (r.ok) {
+      vx.datasets = await r.json();
+      list = vx.datasets.datasets;
+    }
+  } catch (e) { /* the connection reports an unreachable server */ }
+  if (!Array.isArray(list) || !list.length) {
+    vx.dataset = want !== null && /^\d+$/.test(want) ? +want : 0;
+    return;
+  }
+  let found = null;
+  if (want !== null && want !== '') {
+    found = /^\d+$/.test(want) ? list.find((d) => d.id === +want)
+                               : list.find((d) => d.name === want || d.location === want);
+    if (!found) {
+      const names = list.map((d) => `${d.id} ${datasetName(d)}`).join(', ');
+      const msg = `?dataset=${want}: no such dataset (${names}); showing ${datasetName(list[0])}`;
+      console.warn(`voxcast: ${msg}`);
+      vx.warnings.push(msg);
+      setTimeout(() => notice(msg, 15000), 0);
+    }
+  }
+  const d = found || list[0];
+  vx.dataset = d.id;
+  vx.datasetName = datasetName(d);
+  document.title = `${vx.datasetName} — voxcast`;
+  $('#st-dataset').textContent = vx.datasetName;
+  $('#st-dataset').title = d.location || '';
+  const picker = $('#dataset-picker');
+  picker.replaceChildren(...list.map((x) => {
+    const o = document.createElement('option');
+    o.value = String(x.id);
+    o.textContent = datasetName(x);
+    o.title = x.location || '';
+    return o;
+  }));
+  picker.value = String(d.id);
+  $('#dataset-row').hidden = list.length < 2;
+}
+
+// Another dataset is another session and another scene: a fresh page on ?dataset=N (the
+// token and codec kept, the view in the hash dropped).
+$('#dataset-picker').addEventListener('change', () => {
+  const q = new URLSearchParams(location.search);
+  q.set('dataset', $('#dataset-picker').value);
+  location.assign(`${location.pathname}?${q.toString()}`);
+});
 
 function message(msg) {
   switch (msg.type) {
@@ -307,7 +396,8 @@ $('#copy-link').addEventListener('click', async () => {
     notice('copy the address bar: it holds this view', 4000);
   }
 });
-vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, notice});
+vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, dataset: () => vx.dataset,
+                                 notice});
 
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 
@@ -356,7 +446,7 @@ const ui = {
       const v = vx.view;
       if (!v) return;
       const info = currentInfo();
-      layerPanel.update(v, info);
+      layerPanel.update(v, info, vx.defaults);
       dimsBar.update(v, worldAxes(info));
       $('#toggle-3d').textContent = v.dims && v.dims.ndisplay === 3 ? '3D' : '2D';
       $('#toggle-3d').title = 'switch to ' + (v.dims && v.dims.ndisplay === 3 ? '2D' : '3D');
@@ -385,4 +475,7 @@ setInterval(() => {
 // Keep the state channel alive through idle periods (the server closes it after 10 min).
 setInterval(() => conn.ping(Date.now()), 60000);
 
-conn.start();
+chooseDataset().then(() => {
+  conn.opts.dataset = vx.dataset;
+  conn.start();
+});

@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "core/log.hpp"
+#include "core/paths.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
 #include "server/server.hpp"
@@ -22,8 +23,10 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
   cmd.add_option("--web-dir", o.web_dir, "The browser client's files")->capture_default_str();
-  cmd.add_option("--data-dir", o.data_dir, "Where job results are kept (survive restarts)")
-      ->capture_default_str();
+  cmd.add_option("--data-dir", o.data_dir,
+                 "Where job results are kept (they survive restarts). Default: one folder per "
+                 "set of datasets, $XDG_STATE_HOME/voxcast/NAME-HASH (~/.local/state/voxcast/... "
+                 "without it); printed at start");
   cmd.add_option("--jobs", o.job_concurrency, "Render jobs (orbits) running at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -85,12 +88,14 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.token = token;
   so.max_clients = o.max_clients;
   so.web_dir = o.web_dir;
-  so.data_dir = o.data_dir;
+  so.data_dir = o.data_dir.empty() ? default_data_dir(specs).string() : o.data_dir;
   so.job_concurrency = o.job_concurrency;
   so.max_jobs = o.max_jobs;
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
+    fmt::print("voxcast: job results in {}{}\n", so.data_dir,
+               o.data_dir.empty() ? " (--data-dir to choose another)" : "");
     fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
                url);
     fmt::print("voxcast: open it in a browser; Ctrl-C stops\n");

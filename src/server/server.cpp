@@ -421,9 +421,18 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
     for (const auto& w : warnings)
       VX_LOG(warn, "serve.contrast", "message={}", log_quote(w));
     e.defaults.push_back(std::move(scene));
-    ctx->datasets_full.push_back(
-        {{"id", i}, {"location", info.location}, {"info", data::info_to_json(info)}});
-    ctx->datasets_brief.push_back({{"id", i}, {"location", info.location}});
+  }
+  std::vector<std::string> locations;
+  for (const auto& info : e.datasets)
+    locations.push_back(info.location);
+  const auto names = dataset_names(locations);
+  for (std::size_t i = 0; i < e.datasets.size(); ++i) {
+    const auto& info = e.datasets[i];
+    ctx->datasets_full.push_back({{"id", i},
+                                  {"name", names[i]},
+                                  {"location", info.location},
+                                  {"info", data::info_to_json(info)}});
+    ctx->datasets_brief.push_back({{"id", i}, {"name", names[i]}, {"location", info.location}});
   }
   jobs::JobQueue job_queue(
       jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs},

@@ -38,8 +38,8 @@ struct Context {
   ServerOptions options;
   net::io_context& ioc;
   stream::Engine engine;
-  json datasets_full = json::array();   // [{id, location, info}]
-  json datasets_brief = json::array();  // [{id, location}]
+  json datasets_full = json::array();   // [{id, name, location, info}]
+  json datasets_brief = json::array();  // [{id, name, location}]
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<int> clients{0};
   jobs::JobQueue* jobs = nullptr;
