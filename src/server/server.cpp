@@ -182,6 +182,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                   false);
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
+    if (path == "/api/v1/screenshot") return screenshot(std::move(req));
     try {
       if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
     } catch (const json::exception& e) {  // a field of the wrong type that slipped through
@@ -224,6 +225,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
     return send_file(req, path == "/" ? "/index.html" : path);
+  }
+
+  // Rendered on the pool; the answer comes back to this connection's strand.
+  void screenshot(http::request<http::string_body> req) {
+    const bool keep = req.keep_alive();
+    screenshot_route(
+        ctx_, req, [self = shared_from_this(), keep](http::response<http::string_body> res) {
+          net::post(self->stream_.get_executor(), [self, keep, res = std::move(res)]() mutable {
+            res.keep_alive(keep);
+            self->stream_.expires_after(std::chrono::seconds(60));
+            self->send(std::move(res), keep);
+          });
+        });
   }
 
   void upgrade(http::request<http::string_body> req, const std::string& path) {
