@@ -82,7 +82,7 @@ def test_dataset_by_name_and_old_links(two, browser):
     wait(browser, "the linked zoom", lambda: js(browser, "window.voxcast.scene.camera.zoom") == 2)
 
 
-@pytest.mark.parametrize("bad", ["7", "nope.tif", "-1"])
+@pytest.mark.parametrize("bad", ["7", "nope.tif", "-1", "../../etc/passwd"])
 def test_unknown_dataset_is_reported(two, browser, bad):
     open_page(browser, two.url("/", dataset=bad))
     p = page(browser)

@@ -50,6 +50,9 @@ async def test_dataset_by_index_or_name(serve, tmp_path, calibrated):
         await voxcast.connect(s.ws, dataset="nope.tif", codecs=["jpeg"])
     with pytest.raises(voxcast.ServerError, match="field 'dataset'"):
         await voxcast.connect(s.ws, dataset=2, codecs=["jpeg"])
+    # A path is only ever a name to look up among the served datasets, never opened.
+    with pytest.raises(ValueError, match="not served here"):
+        await voxcast.connect(s.ws, dataset="/etc/passwd", codecs=["jpeg"])
 
 
 @pytest.mark.asyncio

@@ -81,8 +81,9 @@ def test_jobs_record_their_dataset_across_restarts(serve, tmp_path):
     assert body["job"]["dataset"]["name"] == "synthetic:cells"
     assert wait_done(s, "of-second")["state"] == "succeeded"
     wait_done(s, "of-first")
-    status, body = call(s, "POST", "/api/v1/jobs", {"kind": "orbit", "params": {**small, "dataset": 2}})
-    assert status == 400 and "params.dataset" in body["error"]["message"], body
+    for bad in (2, -1, "../../etc/passwd", 1.5):
+        status, body = call(s, "POST", "/api/v1/jobs", {"kind": "orbit", "params": {**small, "dataset": bad}})
+        assert status == 400 and "params.dataset" in body["error"]["message"], body
     code, _ = s.stop()
     assert code == 0
     s2 = serve(*args)
