@@ -227,6 +227,25 @@ class Layer:
         return dict(get_path(self._owner._local_scene(), ("layers", self._index), {}) or {})
 
     @property
+    def data(self) -> list:
+        """napari's multiscale ``layer.data``: the layer's channel as lazy arrays, one per
+        level, finest first (:class:`voxcast.lazy.LazyArray`); ``layer.data[0][5, 100:200]``
+        reads only that box (``await layer.data[0].aget(key)`` on the event loop)."""
+        from .lazy import layer_levels
+
+        info_of = getattr(self._owner, "_dataset_info", None)
+        info = info_of() if info_of else None
+        if not isinstance(info, dict):
+            raise AttributeError("layer.data: the server did not describe its dataset")
+        d = self.as_dict()
+        return layer_levels(self._owner.endpoint, self._owner.dataset, info,
+                            int(d.get("channel") or 0))
+
+    @property
+    def multiscale(self) -> bool:
+        return True
+
+    @property
     def scale(self) -> Tuple[float, ...]:
         """napari's ``layer.scale``: world units per voxel of level 0, per world axis (from
         the dataset's metadata; read-only: the data's calibration)."""

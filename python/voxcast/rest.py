@@ -32,15 +32,15 @@ def http_url(endpoint: Endpoint, path: str) -> str:
 
 
 def request(endpoint: Endpoint, method: str, path: str, body: Any = None,
-            timeout: float = 30) -> Tuple[bytes, str]:
-    """(body, content type) of a 2xx answer; raises on anything else."""
+            timeout: float = 30) -> Tuple[bytes, dict]:
+    """(body, headers) of a 2xx answer; raises on anything else."""
     url = http_url(endpoint, path)
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json", **endpoint.headers}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.read(), r.headers.get("Content-Type", "")
+            return r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         raw = e.read()
         if e.code == 401:
@@ -57,7 +57,7 @@ def request(endpoint: Endpoint, method: str, path: str, body: Any = None,
 
 
 async def arequest(endpoint: Endpoint, method: str, path: str, body: Any = None,
-                   timeout: float = 30) -> Tuple[bytes, str]:
+                   timeout: float = 30) -> Tuple[bytes, dict]:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, lambda: request(endpoint, method, path, body, timeout))
 
@@ -86,6 +86,20 @@ def resolve_dataset(choice: Any, served: list) -> int:
             return int(d["id"])
     names = ", ".join(f"{d.get('id')} {d.get('name')!r}" for d in served)
     raise ValueError(f"dataset {choice!r}: not served here ({names})")
+
+
+def read_region(endpoint: Endpoint, dataset: int, level: int, start, shape,
+                timeout: float = 120) -> np.ndarray:
+    """The box ``[start, start + shape)`` of one level, every axis (``POST /api/v1/region``)."""
+    body = {"dataset": int(dataset), "level": int(level), "start": [int(v) for v in start],
+            "shape": [int(v) for v in shape]}
+    raw, headers = request(endpoint, "POST", "/api/v1/region", body, timeout)
+    dtype = np.dtype(headers.get("X-Voxcast-Dtype", ""))
+    got = tuple(int(v) for v in headers.get("X-Voxcast-Shape", "").split(","))
+    if got != tuple(body["shape"]) or len(raw) != dtype.itemsize * int(np.prod(got)):
+        raise ServerError("bad_reply", f"POST /api/v1/region: {len(raw)} bytes of {dtype} "
+                                       f"shaped {got}, asked for {tuple(body['shape'])}")
+    return np.frombuffer(raw, dtype=dtype).reshape(got)
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -182,7 +182,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                   false);
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
-    if (path == "/api/v1/screenshot") return screenshot(std::move(req));
+    if (path == "/api/v1/screenshot") return on_pool(std::move(req), screenshot_route);
+    if (path == "/api/v1/region") return on_pool(std::move(req), region_route);
     try {
       if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
     } catch (const json::exception& e) {  // a field of the wrong type that slipped through
@@ -227,17 +228,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     return send_file(req, path == "/" ? "/index.html" : path);
   }
 
-  // Rendered on the pool; the answer comes back to this connection's strand.
-  void screenshot(http::request<http::string_body> req) {
+  // Routes answered from the render pool: the answer comes back to this connection's strand.
+  template <class Route>
+  void on_pool(http::request<http::string_body> req, Route route) {
     const bool keep = req.keep_alive();
-    screenshot_route(
-        ctx_, req, [self = shared_from_this(), keep](http::response<http::string_body> res) {
-          net::post(self->stream_.get_executor(), [self, keep, res = std::move(res)]() mutable {
-            res.keep_alive(keep);
-            self->stream_.expires_after(std::chrono::seconds(60));
-            self->send(std::move(res), keep);
-          });
-        });
+    route(ctx_, req, [self = shared_from_this(), keep](http::response<http::string_body> res) {
+      net::post(self->stream_.get_executor(), [self, keep, res = std::move(res)]() mutable {
+        res.keep_alive(keep);
+        self->stream_.expires_after(std::chrono::seconds(60));
+        self->send(std::move(res), keep);
+      });
+    });
   }
 
   void upgrade(http::request<http::string_body> req, const std::string& path) {

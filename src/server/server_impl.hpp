@@ -84,6 +84,11 @@ constexpr int kMaxScreenshotsAtOnce = 2;
 void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
                       std::function<void(http::response<http::string_body>)> reply);
 
+// POST /api/v1/region: a raw box of one level (at most kMaxRegionBytes), like screenshot_route.
+constexpr std::uint64_t kMaxRegionBytes = 64ull << 20;
+void region_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
+                  std::function<void(http::response<http::string_body>)> reply);
+
 // Takes over an upgraded connection.
 void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,
                         http::request<http::string_body> req);

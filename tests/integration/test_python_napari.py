@@ -138,3 +138,82 @@ async def test_screenshot_path_and_size_equals_voxcast_render(serve, voxcast_bin
         assert img.shape == (150, 200, 3)
         with pytest.raises(voxcast.ServerError, match="field 'height'"):
             await v.screenshot(size=(100000, 400))
+
+
+@pytest.mark.asyncio
+async def test_layer_data_is_lazy_and_reads_only_the_box(serve, tmp_path, calibrated):
+    s = serve(calibrated.path, "--data-dir", tmp_path / "d")
+    truth = calibrated.levels
+    async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+        layer = v.layers[1]
+        ch = layer.as_dict()["channel"]
+        data = layer.data
+        assert layer.multiscale and len(data) == len(truth)
+        assert data[0].shape == truth[0].shape[1:] and data[0].dtype == truth[0].dtype
+        assert data[1].shape == truth[1].shape[1:]
+        got = data[0][5, 3:20:4, ::-3]  # a strided box
+        assert np.array_equal(got, truth[0][ch, 5, 3:20:4, ::-3])
+        assert np.array_equal(await data[0].aget((-1, Ellipsis, 7)), truth[0][ch, -1, :, 7])
+        assert np.array_equal(np.asarray(data[1]), truth[1][ch])
+        with pytest.raises(IndexError):
+            data[0][99]
+        with pytest.raises(IndexError):
+            data[0][0, 0, 0, 0]
+
+
+def test_indexing_reads_only_the_chunks_of_its_box(serve, tmp_path):
+    """Chunks of 32: a box inside one chunk is one chunk read, a 2x2 box of chunks four."""
+    from voxcast.lazy import LazyArray
+    from voxcast.connection import parse_url
+    s = serve("synthetic:cells?shape=64x256x256&chunk=32", "--data-dir", tmp_path / "d")
+    arr = LazyArray(parse_url(s.ws), 0, 0, (2, 64, 256, 256), "uint16", channel_axis=0, channel=1)
+    assert arr.shape == (64, 256, 256)
+    before = health_misses(s)
+    a = arr[40, 100:110, 200:220]
+    assert a.shape == (10, 20) and health_misses(s) - before == 1
+    before = health_misses(s)
+    b = arr[33, 60:70, 90:100]  # y 32..63 and 64..95, x 64..95 and 96..127
+    assert b.shape == (10, 10) and health_misses(s) - before == 4
+    before = health_misses(s)
+    assert np.array_equal(arr[40, 100:110, 200:220], a) and health_misses(s) == before
+
+
+def health_misses(s) -> int:
+    import urllib.request
+    with urllib.request.urlopen(f"{s.http}/api/v1/health", timeout=10) as r:
+        return json.load(r)["cache"]["misses"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"level": 0, "start": [0, 0, 0, 0], "shape": [1, 1, 1, 1], "dataset": 3}, "'dataset'"),
+    ({"level": 9, "start": [0, 0, 0, 0], "shape": [1, 1, 1, 1]}, "'level'"),
+    ({"start": [0, 0, 0], "shape": [1, 1, 1, 1]}, "'start'"),
+    ({"start": [0, 0, 0, -1], "shape": [1, 1, 1, 1]}, "'start', 'shape'"),
+    ({"start": [0, 0, 0, 30], "shape": [1, 1, 1, 5]}, "'start', 'shape'"),
+    ({"start": [0, 0, 0, 0], "shape": [2, 16, 32, 0]}, "'start', 'shape'"),
+    ({"start": [0, 0, 0, "../etc"], "shape": [1, 1, 1, 1]}, "'start'"),
+    ({"start": [0, 0, 0, 0], "shape": [1, 1, 1, 1], "path": "/etc/passwd"}, "'path'"),
+])
+def test_region_route_names_the_field(serve, tmp_path, calibrated, body, field):
+    import urllib.error
+    import urllib.request
+    s = serve(calibrated.path, "--data-dir", tmp_path / "d")
+    req = urllib.request.Request(f"{s.http}/api/v1/region", data=json.dumps(body).encode(),
+                                 method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 400
+    msg = json.loads(info.value.read())["error"]["message"]
+    assert field in msg, msg
+
+
+def test_region_route_size_limit(serve, tmp_path):
+    import urllib.error
+    import urllib.request
+    s = serve("synthetic:cells?shape=512x1024x1024", "--data-dir", tmp_path / "d")
+    body = {"start": [0, 0, 0, 0], "shape": [2, 512, 1024, 1024]}
+    req = urllib.request.Request(f"{s.http}/api/v1/region", data=json.dumps(body).encode(),
+                                 method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 400 and "MiB" in json.loads(info.value.read())["error"]["message"]
