@@ -13,6 +13,8 @@ import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
 import {attachInteraction} from './interaction.js';
 import {mountJobs} from './jobs.js';
+import {mountPicker, resolveDataset} from './datasets.js';
+import {screenshot} from './screenshot.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -140,6 +142,9 @@ function welcome(msg) {
   // A copied link (or the view before a reconnect) first, then this window's canvas.
   const linked = linkedView(msg.scene);
   if (linked) sendNow(linked);
+  // The dims sliders take room from the stage: lay them out before measuring it (the
+  // datasets were read before connecting), so the first canvas size is the final one.
+  if (currentInfo()) dimsBar.update(vx.view, worldAxes(currentInfo()));
   sendCanvasSize(true);
   loadDatasets(msg);
   ui.refresh();
@@ -188,63 +193,10 @@ function currentInfo() {
   return (list.find((d) => d.id === vx.dataset) || list[0]).info || null;
 }
 
-// ---- which dataset: ?dataset=N or ?dataset=NAME, and the picker ----------------------
+// ---- which dataset (datasets.js): resolved before connecting ---------------------------
 
-const datasetName = (d) => d.name || d.location || `dataset ${d.id}`;
-
-// Reads the list once before connecting, resolves ?dataset= against it (an unknown one is
-// reported and the first is shown) and fills the picker.
-async function chooseDataset() {
-  const want = params.get('dataset');
-  let list = null;
-  try {
-    const r = await fetch(withToken('/api/v1/datasets', token), {cache: 'no-store'});
-    if (r.ok) {
-      vx.datasets = await r.json();
-      list = vx.datasets.datasets;
-    }
-  } catch (e) { /* the connection reports an unreachable server */ }
-  if (!Array.isArray(list) || !list.length) {
-    vx.dataset = want !== null && /^\d+$/.test(want) ? +want : 0;
-    return;
-  }
-  let found = null;
-  if (want !== null && want !== '') {
-    found = /^\d+$/.test(want) ? list.find((d) => d.id === +want)
-                               : list.find((d) => d.name === want || d.location === want);
-    if (!found) {
-      const names = list.map((d) => `${d.id} ${datasetName(d)}`).join(', ');
-      const msg = `?dataset=${want}: no such dataset (${names}); showing ${datasetName(list[0])}`;
-      console.warn(`voxcast: ${msg}`);
-      vx.warnings.push(msg);
-      setTimeout(() => notice(msg, 15000), 0);
-    }
-  }
-  const d = found || list[0];
-  vx.dataset = d.id;
-  vx.datasetName = datasetName(d);
-  document.title = `${vx.datasetName} — voxcast`;
-  $('#st-dataset').textContent = vx.datasetName;
-  $('#st-dataset').title = d.location || '';
-  const picker = $('#dataset-picker');
-  picker.replaceChildren(...list.map((x) => {
-    const o = document.createElement('option');
-    o.value = String(x.id);
-    o.textContent = datasetName(x);
-    o.title = x.location || '';
-    return o;
-  }));
-  picker.value = String(d.id);
-  $('#dataset-row').hidden = list.length < 2;
-}
-
-// Another dataset is another session and another scene: a fresh page on ?dataset=N (the
-// token and codec kept, the view in the hash dropped).
-$('#dataset-picker').addEventListener('change', () => {
-  const q = new URLSearchParams(location.search);
-  q.set('dataset', $('#dataset-picker').value);
-  location.assign(`${location.pathname}?${q.toString()}`);
-});
+const chooseDataset = () => resolveDataset(vx, {token, want: params.get('dataset'), notice});
+mountPicker($('#dataset-picker'));
 
 function message(msg) {
   switch (msg.type) {
@@ -396,51 +348,11 @@ $('#copy-link').addEventListener('click', async () => {
     notice('copy the address bar: it holds this view', 4000);
   }
 });
-// ---- screenshots: POST /api/v1/screenshot renders the view at final quality ------------
+// ---- screenshots (screenshot.js): the server renders the view at final quality ---------
 
-const MAX_SHOT_SIDE = 8192;
-
-async function screenshot(scale = 1) {
-  const scene = vx.scene;
-  if (!scene || !scene.canvas) return null;
-  const c = scene.canvas;
-  const k = Math.max(1, Math.min(scale, MAX_SHOT_SIDE / c.width, MAX_SHOT_SIDE / c.height));
-  const body = {dataset: vx.dataset, scene: clone(scene), width: Math.round(c.width * k),
-                height: Math.round(c.height * k)};
-  notice(`rendering a ${body.width}×${body.height} screenshot…`, 60000);
-  let r;
-  try {
-    r = await fetch(withToken('/api/v1/screenshot', token), {
-      method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-  } catch (e) {
-    r = {ok: false, status: 0, json: async () => ({error: {message: e.message}})};
-  }
-  if (!r.ok) {
-    const e = await r.json().catch(() => null);
-    const why = (e && e.error && e.error.message) || `HTTP ${r.status}`;
-    notice(`screenshot failed: ${why}`, 10000);
-    vx.lastScreenshot = {request: body, error: why};
-    return vx.lastScreenshot;
-  }
-  const blob = await r.blob();
-  const url = URL.createObjectURL(blob);
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const filename = `${(vx.datasetName || 'voxcast').replace(/[^\w.-]+/g, '_')}-${stamp}.png`;
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = filename;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  if (vx.lastScreenshot && vx.lastScreenshot.url) URL.revokeObjectURL(vx.lastScreenshot.url);
-  vx.lastScreenshot = {request: body, width: body.width, height: body.height, bytes: blob.size,
-                       url, filename};
-  notice(`saved ${filename} (${body.width}×${body.height})`, 4000);
-  return vx.lastScreenshot;
-}
-vx.screenshot = screenshot;
+vx.screenshot = (scale = 1) => screenshot(vx, {token, notice}, scale);
 vx.lastScreenshot = null;
-$('#screenshot').addEventListener('click', () => screenshot(+$('#screenshot-scale').value || 1));
+$('#screenshot').addEventListener('click', () => vx.screenshot(+$('#screenshot-scale').value || 1));
 
 vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, dataset: () => vx.dataset,
                                  notice});
