@@ -96,6 +96,12 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: job results in {}{}\n", so.data_dir,
                o.data_dir.empty() ? " (--data-dir to choose another)" : "");
+    if (specs.size() > 1) {  // the page has a picker; each has its own link too
+      const auto names = dataset_names(specs);
+      const char* sep = url.find('?') == std::string::npos ? "?" : "&";
+      for (std::size_t i = 0; i < specs.size(); ++i)
+        fmt::print("voxcast:   [{}] {}  {}{}dataset={}\n", i, names[i], url, sep, i);
+    }
     fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
                url);
     fmt::print("voxcast: open it in a browser; Ctrl-C stops\n");
@@ -117,6 +123,8 @@ Runner add_serve(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("DATA", *specs, "Dataset paths or synthetic:NAME[?k=v&...]")->required();
   add_serve_options(*cmd, *o);
   cmd->footer(
+      "Several datasets: the page has a picker, and ?dataset=N (or ?dataset=NAME) in its URL\n"
+      "opens one. Job results go to a folder per set of datasets (printed; --data-dir).\n"
       "Example: voxcast serve /scratch/brain.ome.zarr --port 8080\n"
       "         then on a laptop: ssh -L 8080:localhost:8080 gpu-node, open http://localhost:8080");
   return [specs, o, &g]() { return serve_datasets(*specs, *o, g); };

@@ -47,6 +47,10 @@ def test_names_welcome_and_bad_index(serve, tmp_path):
     a = npy(tmp_path / "x", "img.npy")
     b = npy(tmp_path / "y", "img.npy")
     s = serve(SYN, a, b, "--data-dir", tmp_path / "d")
+    # Each dataset's own link is printed at start, after the folder of job results.
+    assert f"job results in {tmp_path / 'd'}\n" in s.printed
+    for i, name in enumerate(["synthetic:cells", "x/img.npy", "y/img.npy"]):
+        assert f"[{i}] {name}  {s.http}/?dataset={i}\n" in s.printed, s.printed
     status, body = call(s, "GET", "/api/v1/datasets")
     assert status == 200
     assert [d["name"] for d in body["datasets"]] == ["synthetic:cells", "x/img.npy", "y/img.npy"]
