@@ -2,11 +2,12 @@
 // turns the user's gestures and the layer panel into scene patches (docs/protocol.md).
 //
 // Page URL: /?token=T (when the server has one) &codec=jpeg|h264 (force a codec)
+//           &dataset=N|NAME (which of the served datasets; default the first)
 //           #<scene>  (camera, dims, layers as URI-encoded JSON; kept up to date, so a
 //                      copied link opens the same view)
 
 import {applyPatch, canvasSize, clone, hashOf, layerPatch, layersPatch, mergePatches, parseFrame,
-        tokenFrom, viewFromHash, withToken, worldAxes} from './protocol.js';
+        parseHash, splitUnknown, tokenFrom, withToken, worldAxes} from './protocol.js';
 import {Coalescer, probeText} from './tools.js';
 import {drawHud} from './overlay.js';
 import {FrameDrawer, h264Supported} from './decoder.js';
@@ -14,6 +15,8 @@ import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
 import {attachInteraction} from './interaction.js';
 import {mountJobs} from './jobs.js';
+import {mountPicker, resolveDataset} from './datasets.js';
+import {screenshot} from './screenshot.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -38,8 +41,11 @@ const vx = {
   encoder: null,
   welcome: null,
   datasets: null,     // GET /api/v1/datasets
+  dataset: 0,         // the index of the dataset on screen (?dataset=)
+  datasetName: null,
   stats: null,
   errors: [],         // server error messages, newest last
+  warnings: [],       // what the page noticed about its URL (unknown keys, datasets)
   latencyMs: null,
   fps: 0,
   kbps: 0,
@@ -120,6 +126,7 @@ const drawer = new FrameDrawer(canvas, {
 
 const conn = new Connection({
   token,
+  dataset: 0,  // set by chooseDataset() before start
   codecs,
   client: `voxcast-web (${navigator.userAgent.match(/Chrom\w*\/[\d.]+|Firefox\/[\d.]+|Safari\/[\d.]+/)?.[0] || 'browser'})`,
   onStatus: (state, text) => {
@@ -137,6 +144,7 @@ function welcome(msg) {
   vx.encoder = msg.encoder;
   vx.scene = clone(msg.scene);
   vx.view = clone(msg.scene);
+  vx.defaults = clone(msg.scene);  // the dataset's defaults: what slider ranges derive from
   pending = null;
   lastSentSeq = 0;
   lastAckedSeq = 0;
@@ -149,7 +157,7 @@ function welcome(msg) {
   histSeq = -1;
   fillAddLayer(msg.scene);
   // A copied link (or the view before a reconnect) first, then this window's canvas.
-  const linked = viewFromHash(location.hash);
+  const linked = linkedView(msg.scene);
   if (linked) {
     // A link this client wrote holds every layer whole: it is the list (layers removed from
     // the default scene stay removed). A hand-written one may patch only the first layers.
@@ -158,9 +166,37 @@ function welcome(msg) {
     if (whole) linked.layers = layersPatch(msg.scene.layers || [], linked.layers).layers;
     sendNow(linked);
   }
+  // The dims sliders take room from the stage: lay them out before measuring it (the
+  // datasets were read before connecting), so the first canvas size is the final one.
+  if (currentInfo()) dimsBar.update(vx.view, worldAxes(currentInfo()));
   sendCanvasSize(true);
   loadDatasets(msg);
   ui.refresh();
+}
+
+// The view in the URL hash, its misspelt or unknown keys reported (status line, console)
+// and left out, once per hash.
+let reportedHash = null;
+function linkedView(scene) {
+  const parsed = parseHash(location.hash);
+  if (!parsed) return null;
+  const report = (text) => {
+    if (reportedHash === location.hash) return;
+    console.warn(`voxcast: ${text}`);
+    vx.warnings.push(text);
+    notice(text, 15000);
+  };
+  if (parsed.error) {
+    report(`URL hash ignored: not a view (${parsed.error})`);
+    reportedHash = location.hash;
+    return null;
+  }
+  const {view, unknown} = splitUnknown(parsed.value, scene);
+  if (!view) report('URL hash ignored: not a JSON object');
+  else if (unknown.length)
+    report(`URL hash: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} ignored`);
+  reportedHash = location.hash;
+  return view && Object.keys(view).length ? view : null;
 }
 
 async function loadDatasets(msg) {
@@ -179,8 +215,13 @@ async function loadDatasets(msg) {
 function currentInfo() {
   const list = vx.datasets && vx.datasets.datasets;
   if (!Array.isArray(list) || !list.length) return null;
-  return (list.find((d) => d.id === 0) || list[0]).info || null;
+  return (list.find((d) => d.id === vx.dataset) || list[0]).info || null;
 }
+
+// ---- which dataset (datasets.js): resolved before connecting ---------------------------
+
+const chooseDataset = () => resolveDataset(vx, {token, want: params.get('dataset'), notice});
+mountPicker($('#dataset-picker'));
 
 function message(msg) {
   switch (msg.type) {
@@ -539,7 +580,14 @@ $('#copy-link').addEventListener('click', async () => {
     notice('copy the address bar: it holds this view', 4000);
   }
 });
-vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, notice});
+// ---- screenshots (screenshot.js): the server renders the view at final quality ---------
+
+vx.screenshot = (scale = 1) => screenshot(vx, {token, notice}, scale);
+vx.lastScreenshot = null;
+$('#screenshot').addEventListener('click', () => vx.screenshot(+$('#screenshot-scale').value || 1));
+
+vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, dataset: () => vx.dataset,
+                                 notice});
 
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 
@@ -589,7 +637,7 @@ const ui = {
       const v = vx.view;
       if (!v) return;
       const info = currentInfo();
-      layerPanel.update(v, info);
+      layerPanel.update(v, info, vx.defaults);
       dimsBar.update(v, worldAxes(info));
       $('#toggle-3d').textContent = v.dims && v.dims.ndisplay === 3 ? '3D' : '2D';
       $('#toggle-3d').title = 'switch to ' + (v.dims && v.dims.ndisplay === 3 ? '2D' : '3D');
@@ -618,4 +666,7 @@ setInterval(() => {
 // Keep the state channel alive through idle periods (the server closes it after 10 min).
 setInterval(() => conn.ping(Date.now()), 60000);
 
-conn.start();
+chooseDataset().then(() => {
+  conn.opts.dataset = vx.dataset;
+  conn.start();
+});

@@ -83,7 +83,15 @@ export function orbitView(scene, size) {
   return v;
 }
 
-// mountJobs(root, {token, scene: () => the current scene, notice(text)})
+// The dataset a job is of, for the list: its name (older jobs: the index in its params).
+export function datasetText(j) {
+  if (j && j.dataset && j.dataset.name) return j.dataset.name;
+  const p = (j && j.params) || {};
+  return `dataset ${p.dataset || 0}`;
+}
+
+// mountJobs(root, {token, scene: () => the current scene, dataset: () => its index,
+//                  notice(text)})
 export function mountJobs(root, opts = {}) {
   const token = opts.token || null;
   const api = (path = '') => withToken(API + path, token);
@@ -159,6 +167,8 @@ export function mountJobs(root, opts = {}) {
 
   async function submit(params = {}) {
     const p = {columns: +columns.value, rows: +rows.value, size: +size.value, ...params};
+    // The dataset on screen (the page's ?dataset=), unless the caller names one.
+    if (!('dataset' in p) && opts.dataset && opts.dataset() > 0) p.dataset = opts.dataset();
     if (!('view' in params)) {
       const view = orbitView(opts.scene ? opts.scene() : null, p.size || DEFAULTS.size);
       if (view) p.view = view;
@@ -312,7 +322,9 @@ export function mountJobs(root, opts = {}) {
                     el('span', {class: `badge ${j.state}`, text: j.state}),
                     el('span', {class: 'count', text: `${j.done || 0}/${j.total || '?'}`}),
                     el('span', {class: 'created', text: createdText(j.created)}),
-                    el('span', {class: 'grid', text: grid}));
+                    el('span', {class: 'grid', text: grid}),
+                    el('span', {class: 'dataset', text: datasetText(j),
+                                title: j.dataset && j.dataset.location ? j.dataset.location : ''}));
       if (j.id === currentId) li.classList.add('current');
       if (j.error) li.title = j.error;
       const acts = el('span', {class: 'acts'});

@@ -94,22 +94,25 @@ export class LayerPanel {
                   SWATCH[l.colormap] && !SWATCH[l.colormap].startsWith('linear') ? SWATCH[l.colormap] : '#9aa0a6');
   }
 
-  update(scene, info) {
+  // `defaults`: the dataset's default scene (the welcome's), whose contrast limits set the
+  // sliders' ranges, so a reload with other limits in the link shows the same ranges.
+  update(scene, info, defaults = null) {
     const layers = (scene && scene.layers) || [];
-    const key = layers.map((l) => `${l.name}/${l.source}/${l.channel}`).join('|') + (info ? '+' : '');
+    const key = layers.map((l) => `${l.name}/${l.source}/${l.channel}`).join('|') + (info ? '+' : '') +
+                (defaults ? 'd' : '');
     if (key !== this.key) {
       // Another set of layers (added, removed, reordered): histograms follow their layer.
       if (this.key) this.histograms = [];
       this.key = key;
       this.root.replaceChildren();
-      this.cards = layers.map((l, i) => this._card(l, i, info));
+      this.cards = layers.map((l, i) => this._card(l, i, info, defaults));
       this.cards.forEach((c) => this.root.append(c.root));
       if (!layers.length) this.root.append(el('div', {class: 'empty', text: 'no layers'}));
     }
     layers.forEach((l, i) => this._sync(this.cards[i], l, scene));
   }
 
-  _card(layer, i, info) {
+  _card(layer, i, info, defaults) {
     const patch = (fields, final = true) => this.onPatch(i, fields, final);
     const c = {};
     c.visible = el('input', {type: 'checkbox', title: 'visible', class: 'visible',
@@ -136,11 +139,16 @@ export class LayerPanel {
     c.colormap = el('select', {class: 'colormap', onchange: () => patch({colormap: c.colormap.value})});
     COLORMAPS.forEach((n) => c.colormap.append(el('option', {value: n, text: n})));
 
-    // The slider spans the data range, or twice the initial window when that is much
-    // narrower (a uint16 channel windowed at 100..3500 would use 5% of a 0..65535 slider);
-    // the number boxes take any value and the slider grows to include it.
+    // The slider spans the data range, or twice the dataset's default window when that is
+    // much narrower (a uint16 channel windowed at 100..3500 would use 5% of a 0..65535
+    // slider): from the data, never from the current limits, so it stays put across reloads.
+    // The number boxes take any value and the slider grows to include it.
     const [lo, full] = channelRange(info, layer.channel);
-    const hi = Math.min(full, Math.max(lo + 1e-6, lo + 2 * (layer.contrast_limits[1] - lo)));
+    const dl = defaults && Array.isArray(defaults.layers)
+      ? defaults.layers.find((d) => d.channel === layer.channel && d.source === layer.source) : null;
+    const hi = dl && Array.isArray(dl.contrast_limits)
+      ? Math.min(full, Math.max(lo + 1e-6, lo + 2 * (dl.contrast_limits[1] - lo)))
+      : full;
     const cstep = hi - lo > 100 ? 1 : (hi - lo) / 1000;
     c.range = [lo, hi];
     c.clim = [0, 1].map((k) => sliderRow(k ? 'max' : 'min', {min: lo, max: hi, step: cstep}, (v, final) => {
@@ -199,7 +207,7 @@ export class LayerPanel {
     c.atten.set(l.attenuation, 0, 0.5);
     this._drawHistogram(c, l);
     const is3d = scene.dims && scene.dims.ndisplay === 3;
-    c.renderingRow.classList.toggle('dim', !is3d);
+    c.renderingRow.classList.toggle('inactive', !is3d);
     c.renderingRow.title = is3d ? '' : 'used in 3D views';
     c.iso.hidden = !(is3d && l.rendering === 'iso');
     c.atten.hidden = !(is3d && l.rendering === 'attenuated_mip');

@@ -196,6 +196,46 @@ export function viewFromHash(hash) {
   }
 }
 
+// The parsed JSON of a URL hash: {value} (any JSON), {error} when it is not JSON, or null
+// when there is no hash.
+export function parseHash(hash) {
+  if (!hash || hash.length < 2) return null;
+  try {
+    return {value: JSON.parse(decodeURIComponent(hash.slice(1)))};
+  } catch (e) {
+    return {error: e.message};
+  }
+}
+
+// Splits a view from a link against a full scene (the server's welcome scene has every
+// field): {view, unknown}, where `view` keeps the keys the scene has (camera, dims, layers;
+// a canvas is each viewer's own and dropped) and `unknown` lists the dotted paths of the
+// others ('camera.zoon', 'layers[0].colourmap'), so a misspelt key is reported instead of
+// refusing the whole view or vanishing.
+export function splitUnknown(value, scene) {
+  const unknown = [];
+  const walk = (v, ref, path) => {
+    const out = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (!(k in ref)) {
+        unknown.push(path + k);
+      } else if (k === 'layers' && Array.isArray(x) && Array.isArray(ref.layers)) {
+        out.layers = x.map((l, i) => (isObject(l) && isObject(ref.layers[0])
+          ? walk(l, ref.layers[0], `layers[${i}].`) : clone(l)));
+      } else if (isObject(x) && isObject(ref[k])) {
+        out[k] = walk(x, ref[k], `${path}${k}.`);
+      } else {
+        out[k] = clone(x);
+      }
+    }
+    return out;
+  };
+  if (!isObject(value)) return {view: null, unknown: []};
+  const view = walk(value, isObject(scene) ? scene : {camera: {}, dims: {}, layers: [], canvas: {}}, '');
+  delete view.canvas;
+  return {view, unknown};
+}
+
 // ---- data -----------------------------------------------------------------------------
 
 // World axes of a dataset (`voxcast info --json`): the non-channel axes of level 0 with

@@ -1,5 +1,8 @@
 // <voxcast-orbit src="site/brain/orbit.json" width="480" height="360">: an interactive,
-// serverless view of an orbit written by `voxcast orbit DATA -o DIR` (docs/formats.md).
+// serverless view of an orbit written by `voxcast orbit DATA -o DIR` (docs/orbit.md).
+// `manifest="ID"` reads orbit.json from the <script type="application/json" id="ID"> of the
+// page instead of fetching `src` (the sheets are still found beside `src`): so a page opened
+// from disk (file://), where fetch() is refused, works too.
 // Columns of the grid are yaw angles (left to right), rows are pitch angles (top to bottom).
 // The pointer position over the element (mouse hover, or a finger drag) picks the tile, eased
 // toward per animation frame; arrow keys step it; on phones the tilt of the device can drive
@@ -70,7 +73,7 @@ async function loadSheet(url) {
 }
 
 export class VoxcastOrbit extends HTMLElement {
-  static get observedAttributes() { return ['src', 'width', 'height']; }
+  static get observedAttributes() { return ['src', 'manifest', 'width', 'height']; }
 
   constructor() {
     super();
@@ -144,8 +147,15 @@ export class VoxcastOrbit extends HTMLElement {
 
   attributeChangedCallback(name, oldV, newV) {
     if (oldV === newV) return;
-    if (name === 'src') { if (this.isConnected) this._load(); }
+    if (name === 'src' || name === 'manifest') { if (this.isConnected) this._load(); }
     else { this._resize(); this._render(); }
+  }
+
+  // The element named by the `manifest` attribute (the id of a <script type="application/json">
+  // holding orbit.json, as index.html has it), or null.
+  _inlineManifest() {
+    const id = this.getAttribute('manifest');
+    return id ? this.ownerDocument.getElementById(id) : null;
   }
 
   _setLabel(text) { if (this._ownLabel) this.setAttribute('aria-label', text); }
@@ -205,21 +215,38 @@ export class VoxcastOrbit extends HTMLElement {
         if (token && web(u)) u.searchParams.set('token', token);
         return u.href;
       };
-      let res;
-      try {
-        res = await fetch(url);
-      } catch (e) {
-        throw new Error(`${url.href}: ${e.message || 'network error'}`);
-      }
-      if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status} ${res.statusText}`.trim());
-      let json;
-      try {
-        json = await res.json();
-      } catch (e) {
-        throw new Error(`${url.href} is not valid JSON`);
+      let json, base = url;
+      const inline = this._inlineManifest();
+      if (inline) {
+        try {
+          json = JSON.parse(inline.textContent);
+        } catch (e) {
+          throw new Error(`the manifest in #${inline.id} is not valid JSON`);
+        }
+      } else {
+        let res;
+        try {
+          res = await fetch(url);
+        } catch (e) {
+          // Browsers refuse fetch() to pages opened from disk; say so, and what works.
+          if (location.protocol === 'file:' || url.protocol === 'file:') {
+            throw new Error(`${url.href}: a page opened from disk (file://) may not read ` +
+                            'orbit.json. Open the index.html that voxcast orbit wrote (it ' +
+                            'carries orbit.json inside), or serve the folder over HTTP ' +
+                            '(python3 -m http.server)');
+          }
+          throw new Error(`${url.href}: ${e.message || 'network error'}`);
+        }
+        if (!res.ok) throw new Error(`${url.href}: HTTP ${res.status} ${res.statusText}`.trim());
+        try {
+          json = await res.json();
+        } catch (e) {
+          throw new Error(`${url.href} is not valid JSON`);
+        }
+        if (res.url) base = new URL(res.url);
       }
       const m = parseManifest(json);
-      const imgs = await Promise.all(m.sheets.map((s) => loadSheet(withToken(new URL(s.file, res.url || url).href))));
+      const imgs = await Promise.all(m.sheets.map((s) => loadSheet(withToken(new URL(s.file, base).href))));
       if (gen !== this._gen) return;
       this._tiles = this._tileTable(m, imgs);
       this._m = m;

@@ -4,6 +4,7 @@
 
 #include "commands.hpp"
 #include "core/log.hpp"
+#include "core/paths.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
 #include "server/server.hpp"
@@ -22,8 +23,10 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
   cmd.add_option("--web-dir", o.web_dir, "The browser client's files")->capture_default_str();
-  cmd.add_option("--data-dir", o.data_dir, "Where job results are kept (survive restarts)")
-      ->capture_default_str();
+  cmd.add_option("--data-dir", o.data_dir,
+                 "Where job results are kept (they survive restarts). Default: one folder per "
+                 "set of datasets, $XDG_STATE_HOME/voxcast/NAME-HASH (~/.local/state/voxcast/... "
+                 "without it); printed at start");
   cmd.add_option("--jobs", o.job_concurrency, "Render jobs (orbits) running at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -85,12 +88,20 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.token = token;
   so.max_clients = o.max_clients;
   so.web_dir = o.web_dir;
-  so.data_dir = o.data_dir;
+  so.data_dir = o.data_dir.empty() ? default_data_dir(specs).string() : o.data_dir;
   so.job_concurrency = o.job_concurrency;
   so.max_jobs = o.max_jobs;
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
+    fmt::print("voxcast: job results in {}{}\n", so.data_dir,
+               o.data_dir.empty() ? " (--data-dir to choose another)" : "");
+    if (specs.size() > 1) {  // the page has a picker; each has its own link too
+      const auto names = dataset_names(specs);
+      const char* sep = url.find('?') == std::string::npos ? "?" : "&";
+      for (std::size_t i = 0; i < specs.size(); ++i)
+        fmt::print("voxcast:   [{}] {}  {}{}dataset={}\n", i, names[i], url, sep, i);
+    }
     fmt::print("voxcast: serving {} dataset{} at {}\n", specs.size(), specs.size() == 1 ? "" : "s",
                url);
     fmt::print("voxcast: open it in a browser; Ctrl-C stops\n");
@@ -112,6 +123,8 @@ Runner add_serve(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("DATA", *specs, "Dataset paths or synthetic:NAME[?k=v&...]")->required();
   add_serve_options(*cmd, *o);
   cmd->footer(
+      "Several datasets: the page has a picker, and ?dataset=N (or ?dataset=NAME) in its URL\n"
+      "opens one. Job results go to a folder per set of datasets (printed; --data-dir).\n"
       "Example: voxcast serve /scratch/brain.ome.zarr --port 8080\n"
       "         then on a laptop: ssh -L 8080:localhost:8080 gpu-node, open http://localhost:8080");
   return [specs, o, &g]() { return serve_datasets(*specs, *o, g); };

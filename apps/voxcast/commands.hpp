@@ -38,7 +38,7 @@ struct ServeOptions {
   std::string token;
   int max_clients = 32;
   std::string web_dir = VOXCAST_WEB_DIR;
-  std::string data_dir = "voxcast-data";
+  std::string data_dir;  // empty: vx::default_data_dir() of the datasets
   int job_concurrency = 1;
   int max_jobs = 16;
   int wire_port = -1;    // -1: no wire fast path

@@ -17,10 +17,13 @@ Example::
 Modules: :mod:`voxcast.protocol` (frame header, messages), :mod:`voxcast.scene` (merge
 patches), :mod:`voxcast.components` (camera, dims, canvas, layers), :mod:`voxcast.decode`
 (PyAV decoding), :mod:`voxcast.h264` (SPS parsing), :mod:`voxcast.yuv` (colour
-conversion), :mod:`voxcast.client` (the asyncio session).
+conversion), :mod:`voxcast.client` (the asyncio session), :mod:`voxcast.frames` (its pixel
+channel), :mod:`voxcast.outgoing` (messages awaiting replies), :mod:`voxcast.rest` (the HTTP
+routes: datasets, screenshots).
 """
 
 from .client import Viewer, connect
+from .components import Colormap
 from .connection import Endpoint, parse_url
 from .errors import AuthenticationError, ServerError, VoxcastConnectionError, VoxcastError
 from .protocol import FrameHeader, ProtocolError, parse_header
@@ -39,6 +42,7 @@ def wire_client(host: str = "127.0.0.1", port: int = 0, **kwargs):
 __all__ = [
     "wire_client",
     "AuthenticationError",
+    "Colormap",
     "Endpoint",
     "FrameHeader",
     "ProtocolError",

@@ -24,23 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import websockets
 import websockets.exceptions
 
-from . import protocol
-from .components import Camera, Canvas, Dims, LayerList
-from .decode import DecodeError, FrameDecoder, Picture
+from . import protocol, rest
+from .components import Camera, Canvas, Colormap, Dims, LayerList  # noqa: F401
+from .decode import FrameDecoder, Picture
 from .connection import Endpoint, close_text, open_ws, parse_url
 from .errors import ServerError, VoxcastConnectionError
+from .frames import FrameStream
+from .outgoing import _Outgoing, _Site
 from .scene import merge_patch, to_json_value
 
 log = logging.getLogger("voxcast")
@@ -49,29 +49,7 @@ CLIENT_NAME = "voxcast-python/0.1"
 _ACKED_SCENES_KEPT = 256
 KEEPALIVE_S = 240.0  # a protocol `ping` after this long without a message (servers close at 600)
 
-_decode_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
-_decode_pool_lock = threading.Lock()
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _decode_pool
-    with _decode_pool_lock:
-        if _decode_pool is None:
-            _decode_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="voxcast-decode")
-        return _decode_pool
-
-
-@dataclass
-class _Outgoing:
-    kind: str  # "update", "ping", "keyframe", "raw"
-    seq: Optional[int]
-    text: str
-    future: "asyncio.Future"
-    awaited: bool = True  # False: an attribute assignment or set(); its error waits for sync()
-
-
-class Viewer:
+class Viewer(FrameStream):
     """One streaming session. Create it with :func:`connect`.
 
     Attributes mirror napari: ``camera``, ``dims``, ``canvas``, ``layers``; ``scene`` is the
@@ -88,6 +66,9 @@ class Viewer:
         self.limits: Dict[str, Any] = dict(protocol.DEFAULT_LIMITS)
         self.stats: Optional[Dict[str, Any]] = None
         self.protocol_violations: List[str] = []
+        #: The index of the session's dataset (``connect(..., dataset=)``, by index or name).
+        self.dataset = 0
+        self._datasets_full: Optional[list] = None  # GET /api/v1/datasets, with ``info``
         self.frames_received = 0
         self.decode_errors = 0
         #: Headers of the last 256 frames received, oldest first.
@@ -183,12 +164,30 @@ class Viewer:
         self._confirmed = scene
         self._acked_scenes[0] = scene
         self._local_cache = None
+        if isinstance(msg.get("dataset"), int):
+            self.dataset = msg["dataset"]
 
     # --- public API ---------------------------------------------------------------------
 
     @property
     def datasets(self) -> list:
         return list(self.welcome.get("datasets") or [])
+
+    @property
+    def dataset_name(self) -> Optional[str]:
+        """The name of the session's dataset (as the web client's picker shows it)."""
+        for d in self.datasets:
+            if d.get("id") == self.dataset:
+                return d.get("name") or d.get("location")
+        return None
+
+    def _dataset_info(self) -> Optional[dict]:
+        """``voxcast info --json`` of the session's dataset, or None when the server did not
+        say (components use it for axis labels, steps and scales)."""
+        for d in self._datasets_full or ():
+            if d.get("id") == self.dataset:
+                return d.get("info")
+        return None
 
     @property
     def encoder(self) -> Optional[str]:
@@ -224,8 +223,9 @@ class Viewer:
 
     def set(self, patch: dict, interactive: bool = False) -> int:
         """Queues a ``state.update`` and returns its seq at once (no waiting for the reply).
-        An ``error`` reply is raised later by :meth:`sync` or :meth:`screenshot`."""
-        return self._queue_update(patch, interactive, awaited=False)[0]
+        An ``error`` reply is raised later by :meth:`sync` or :meth:`screenshot`, pointing at
+        the line that called this."""
+        return self._queue_update(patch, interactive, awaited=False, site=_Site.here())[0]
 
     async def update(self, patch: dict, interactive: bool = False,
                      timeout: Optional[float] = 30) -> Dict[str, Any]:
@@ -237,7 +237,9 @@ class Viewer:
 
     async def sync(self, timeout: Optional[float] = 30) -> None:
         """Waits until every update sent so far is answered; raises the first ``error``
-        reply to an attribute assignment or :meth:`set` that nobody has seen yet."""
+        reply to an attribute assignment or :meth:`set` that nobody has seen yet. The error
+        names the assignment (``err.assignment``, ``err.filename``, ``err.lineno``) and its
+        traceback ends at that line, as if the assignment had raised it."""
         self._check_thread()
         if self._last_future is not None:
             await self._await(asyncio.shield(self._last_future), timeout, "replies")
@@ -247,7 +249,7 @@ class Viewer:
         if self._unreported:
             err = self._unreported[0]
             self._unreported.clear()
-            raise err
+            raise err.with_traceback(err.__traceback__)
 
     async def ping(self, timeout: Optional[float] = 30) -> float:
         """Round-trip time of a ``ping`` on the state channel, in seconds."""
@@ -272,46 +274,30 @@ class Viewer:
         fut = self._enqueue("raw", None, text)
         return self._result(await self._await(fut, timeout, "the reply"))
 
-    async def next_frame(self, timeout: Optional[float] = 30, after: Optional[int] = None
-                         ) -> Tuple[protocol.FrameHeader, np.ndarray]:
-        """The next frame: ``(header, rgb)``, rgb (H, W, 3) uint8. "Next" is the first frame
-        whose frame seq is above ``after`` (default: the latest frame at the time of the
-        call; -1 accepts the latest frame already received). If several arrived before the
-        caller ran, the newest."""
-        if after is None:
-            after = self._latest.header.frame_seq if self._latest is not None else 0
-        pic = await self._wait_frame(lambda p: p.header.frame_seq > after, timeout,
-                                     f"a frame after frame {after}")
-        return pic.header, pic.to_rgb().copy()
+    async def screenshot(self, path: Optional[str] = None,
+                         size: Optional[Tuple[int, int]] = None,
+                         timeout: Optional[float] = 30) -> np.ndarray:
+        """The picture of the current scene as an (H, W, 3) uint8 array.
 
-    async def final_frame(self, timeout: Optional[float] = 30
-                          ) -> Tuple[protocol.FrameHeader, np.ndarray]:
-        """Like :meth:`screenshot`, with the frame's header."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        Without ``path`` and ``size``: waits for the replies to all updates sent, then for
+        the first streamed frame whose state seq reaches the last one applied and that is
+        neither refining nor interactive (decoded from the stream: H.264 or JPEG).
+
+        With ``size`` (napari's order: ``(height, width)``) or ``path``: the server renders
+        the scene at final quality, lossless, at that size (default: the canvas's; a larger
+        size shows the same view with more pixels), as ``voxcast render`` would
+        (``POST /api/v1/screenshot``); ``path`` gets the PNG. A bad size raises
+        :class:`ServerError` naming the field."""
+        if path is None and size is None:
+            return (await self.final_frame(timeout))[1]
         await self.sync(timeout)
-        target = self._last_acked
-        target_scene = self._acked_scenes.get(target)
-
-        def shows_target(p: Picture) -> bool:
-            h = p.header
-            if not h.final:
-                return False
-            if h.state_seq >= target:
-                return True
-            # An update that changed nothing need not cause a frame: an earlier frame of an
-            # identical scene shows it.
-            return target_scene is not None and self._acked_scenes.get(h.state_seq) == target_scene
-
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        pic = await self._wait_frame(shows_target, left,
-                                     f"a final frame with state seq >= {target}")
-        return pic.header, pic.to_rgb().copy()
-
-    async def screenshot(self, timeout: Optional[float] = 30) -> np.ndarray:
-        """The picture of the current scene: waits for the replies to all updates sent, then
-        for the first frame whose state seq reaches the last one applied and that is neither
-        refining nor interactive; returns it as an (H, W, 3) uint8 array."""
-        return (await self.final_frame(timeout))[1]
+        body = {"dataset": self.dataset, "scene": self.confirmed_scene, **rest.size_fields(size)}
+        data, _ = await rest.arequest(self.endpoint, "POST", "/api/v1/screenshot", body,
+                                      timeout if timeout is not None else 600)
+        if path is not None:
+            with open(path, "wb") as f:
+                f.write(data)
+        return rest.decode_png(data)
 
     async def close(self) -> None:
         """Closes both channels and stops the background tasks (idempotent)."""
@@ -353,13 +339,14 @@ class Viewer:
         return self._local_cache
 
     def _send_patch(self, patch: dict) -> None:
+        site = _Site.here()
         if self._thread is not None and threading.get_ident() != self._thread:
-            self._loop.call_soon_threadsafe(self._queue_update, patch, False, False)
+            self._loop.call_soon_threadsafe(self._queue_update, patch, False, False, site)
             return
-        self._queue_update(patch, False, False)
+        self._queue_update(patch, False, False, site)
 
-    def _queue_update(self, patch: dict, interactive: bool,
-                      awaited: bool) -> Tuple[int, asyncio.Future]:
+    def _queue_update(self, patch: dict, interactive: bool, awaited: bool,
+                      site: Optional[_Site] = None) -> Tuple[int, asyncio.Future]:
         if not isinstance(patch, dict):
             raise TypeError(f"a patch is a dict (JSON object), not {type(patch).__name__}")
         if self._closed is not None:
@@ -374,16 +361,16 @@ class Viewer:
         self._seq = seq
         self._pending[seq] = patch
         self._local_cache = None
-        fut = self._enqueue("update", seq, text, awaited)
+        fut = self._enqueue("update", seq, text, awaited, site)
         self._last_future = fut
         return seq, fut
 
     def _enqueue(self, kind: str, seq: Optional[int], text: str,
-                 awaited: bool = True) -> asyncio.Future:
+                 awaited: bool = True, site: Optional[_Site] = None) -> asyncio.Future:
         if self._closed is not None:
             raise self._closed
         fut = self._loop.create_future()
-        self._outq.put_nowait(_Outgoing(kind, seq, text, fut, awaited))
+        self._outq.put_nowait(_Outgoing(kind, seq, text, fut, awaited, site))
         return fut
 
     def _check_thread(self) -> None:
@@ -497,7 +484,7 @@ class Viewer:
                 self._pending.pop(out.seq, None)
                 self._local_cache = None
                 if not out.awaited:
-                    self._unreported.append(err)
+                    self._unreported.append(out.site.attach(err) if out.site else err)
             _resolve(out.future, err)
             return
         expected = {"update": "ack", "ping": "pong", "keyframe": None}[out.kind]
@@ -516,6 +503,7 @@ class Viewer:
                         self._acked_scenes.popitem(last=False)
             elif out.kind == "update":
                 self._violation(f"ack {seq} without a scene or changes object")
+            out.site = None  # answered: the caller's frame is no longer needed
             if out.seq is not None:
                 self._pending.pop(out.seq, None)
                 self._last_acked = max(self._last_acked, out.seq)
@@ -533,84 +521,6 @@ class Viewer:
         if isinstance(changes, dict) and isinstance(self._confirmed, dict):
             return {**self._confirmed, **changes}
         return msg.get("scene")
-
-    async def _pixel_reader(self) -> None:
-        loop = asyncio.get_running_loop()
-        reason = "the server closed the pixel channel"
-        try:
-            async for data in self._pixel_ws:
-                if isinstance(data, str):
-                    self._violation("a text message on the pixel channel")
-                    continue
-                try:
-                    header, payload = protocol.split_frame(data)
-                except protocol.ProtocolError as e:
-                    self._violation(str(e))
-                    continue
-                self._check_frame(header)
-                self.recent_headers.append(header)
-                self._last_frame_seq = header.frame_seq
-                self._last_state_seq = header.state_seq
-                try:
-                    pics = await loop.run_in_executor(_pool(), self._decoder.decode, header,
-                                                      payload)
-                except DecodeError as e:
-                    self.decode_errors += 1
-                    log.warning("%s", e)
-                    pics = []
-                while self._decoder.violations:
-                    self._violation(self._decoder.violations.pop(0))
-                if self._decoder.needs_keyframe and self._closed is None:
-                    self._decoder.needs_keyframe = False  # one request per loss
-                    self._enqueue("keyframe", None, protocol.keyframe_message(), awaited=False)
-                if pics:
-                    self._latest = pics[-1]
-                    self.frames_received += len(pics)
-                    async with self._frame_cond:
-                        self._frame_cond.notify_all()
-        except websockets.exceptions.ConnectionClosed as e:
-            reason = f"the pixel channel closed ({close_text(e)})"
-        self._disconnected(reason)
-
-    def _check_frame(self, h: protocol.FrameHeader) -> None:
-        if self._last_frame_seq == 0 and not h.keyframe:
-            self._violation(f"frame {h.frame_seq}, the first on the pixel channel, is not a "
-                            f"keyframe")
-        # Frame seqs count 1, 2, ... per session; skipping happens before rendering, so a
-        # channel sees every number after its first frame.
-        if self._last_frame_seq and h.frame_seq != self._last_frame_seq + 1:
-            self._violation(f"frame seq {h.frame_seq} after {self._last_frame_seq}")
-        if h.state_seq < self._last_state_seq:
-            self._violation(f"frame {h.frame_seq}: state seq {h.state_seq} after "
-                            f"{self._last_state_seq}")
-        if h.state_seq > self._seq:
-            self._violation(f"frame {h.frame_seq}: state seq {h.state_seq}, but the last "
-                            f"update sent was {self._seq}")
-        if h.codec_name != self.codec:
-            self._violation(f"frame {h.frame_seq} is {h.codec_name}, the session's codec is "
-                            f"{self.codec}")
-        if h.flags & ~protocol.KNOWN_FLAGS or h.reserved:
-            self._violation(f"frame {h.frame_seq}: unknown flags {h.flags:#x} or reserved "
-                            f"{h.reserved}")
-        if h.codec == protocol.CODEC_JPEG and not h.keyframe:
-            self._violation(f"frame {h.frame_seq}: a JPEG frame without the keyframe flag")
-
-    async def _wait_frame(self, pred, timeout: Optional[float], what: str) -> Picture:
-        self._check_thread()
-
-        def ready():
-            return self._closed is not None or (self._latest is not None and pred(self._latest))
-
-        try:
-            async with self._frame_cond:
-                await asyncio.wait_for(self._frame_cond.wait_for(ready), timeout)
-        except asyncio.TimeoutError:
-            last = self._latest.header if self._latest is not None else None
-            raise TimeoutError(f"{self.url}: no {what} within {timeout:g} s (last frame: "
-                               f"{last})") from None
-        if self._latest is not None and pred(self._latest):
-            return self._latest
-        raise self._closed  # type: ignore[misc]
 
     def _disconnected(self, reason: str) -> None:
         if self._closed is None and not self._closing:
@@ -643,9 +553,13 @@ def _resolve(fut: asyncio.Future, value: Any) -> None:
         fut.set_result(value)
 
 
-async def connect(url: str, dataset: int = 0, codecs: Sequence[str] = ("h264", "jpeg"),
+async def connect(url: str, dataset: Union[int, str] = 0,
+                  codecs: Sequence[str] = ("h264", "jpeg"),
                   token: Optional[str] = None, timeout: float = 30) -> Viewer:
     """Opens a session: ``/ws/state`` (``hello`` -> ``welcome``), then ``/ws/pixels``.
+
+    ``dataset`` is the index of one of the server's datasets or its name (``"b.ome.zarr"``,
+    as ``/api/v1/datasets`` lists it; a name not served raises ``ValueError`` listing them).
 
     ``url`` is ``ws://host:port`` or ``http://host:port`` (a path prefix and ``?token=`` are
     allowed). Raises :class:`AuthenticationError` (a ``PermissionError``) on HTTP 401,
@@ -661,5 +575,13 @@ async def connect(url: str, dataset: int = 0, codecs: Sequence[str] = ("h264", "
         codecs = [codecs]
     codecs = list(codecs)
     viewer = Viewer(parse_url(url, token))
-    await viewer._open(dataset, codecs, timeout)
+    if not isinstance(dataset, (int, np.integer)) or isinstance(dataset, bool):
+        viewer._datasets_full = await rest.datasets(viewer.endpoint, timeout)
+        dataset = rest.resolve_dataset(dataset, viewer._datasets_full)
+    await viewer._open(int(dataset), codecs, timeout)
+    if viewer._datasets_full is None:
+        try:
+            viewer._datasets_full = await rest.datasets(viewer.endpoint, timeout)
+        except Exception as e:  # noqa: BLE001 - only axis labels and scales need it
+            log.info("%s: no dataset descriptions (%s)", viewer.url, e)
     return viewer

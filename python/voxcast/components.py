@@ -26,6 +26,45 @@ from typing import Any, Iterator, Sequence, Tuple, Union
 from .scene import LAYER_FIELDS, field_patch, get_path, layer_patch, to_json_value
 
 
+class Colormap(str):
+    """A layer's colormap: its name, compared as a string (``layer.colormap == "magma"``),
+    with napari's ``.name``. Assign a name or any object with ``.name``.
+
+    >>> c = Colormap("magma")
+    >>> c.name, c == "magma", repr(c)
+    ('magma', True, "Colormap('magma')")
+    """
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    def __repr__(self) -> str:
+        return f"Colormap({str(self)!r})"
+
+
+def _world_axes(owner: Any) -> list:
+    """The non-channel axes of level 0 of the owner's dataset (``voxcast info --json``), as
+    (name, scale, translation); [] when the owner does not know its dataset."""
+    info_of = getattr(owner, "_dataset_info", None)
+    info = info_of() if info_of else None
+    if not isinstance(info, dict) or not info.get("levels"):
+        return []
+    lv = info["levels"][0]
+    axes = info.get("axes") or []
+    out = []
+    for d, _ in enumerate(lv.get("shape") or ()):
+        ax = axes[d] if d < len(axes) and isinstance(axes[d], dict) else {}
+        if ax.get("type") == "channel":
+            continue
+        scale = (lv.get("scale") or [1] * (d + 1))[d] or 1
+        t = (lv.get("translation") or [0] * (d + 1))[d] or 0
+        out.append((ax.get("name") or str(len(out)), float(scale), float(t)))
+    return out
+
+
 def _tuple(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_tuple(v) for v in value)
@@ -97,6 +136,36 @@ class Dims(_Section):
     def ndim(self) -> int:
         return len(self.point or ())
 
+    @property
+    def axis_labels(self) -> Tuple[str, ...]:
+        """napari's ``dims.axis_labels``: the names of the world axes (``("z", "y", "x")``),
+        from the dataset's metadata; ``("0", "1", ...)`` when the server did not say."""
+        axes = _world_axes(self._owner)
+        if len(axes) == self.ndim:
+            return tuple(a[0] for a in axes)
+        return tuple(str(i) for i in range(self.ndim))
+
+    @property
+    def current_step(self) -> Tuple[int, ...]:
+        """napari's ``dims.current_step``: ``point`` as a voxel index of level 0 per axis."""
+        axes = _world_axes(self._owner)
+        point = self.point or ()
+        if len(axes) != len(point):
+            return tuple(int(round(p)) for p in point)
+        return tuple(int(round((p - t) / s)) for p, (_, s, t) in zip(point, axes))
+
+    @current_step.setter
+    def current_step(self, step: Sequence[int]) -> None:
+        axes = _world_axes(self._owner)
+        point = list(self.point or ())
+        step = list(step)
+        if len(step) != len(point):
+            raise ValueError(f"current_step needs {len(point)} values (one per axis "
+                             f"{self.axis_labels}), got {len(step)}")
+        if len(axes) != len(point):
+            axes = [("", 1.0, 0.0)] * len(point)
+        self.point = [t + s * int(i) for i, (_, s, t) in zip(step, axes)]
+
     def set_point(self, axis: Union[int, Sequence[int]], value: Any) -> None:
         """napari's ``dims.set_point``: one axis (or several) of ``point``, in one update."""
         point = list(self.point or ())
@@ -130,9 +199,12 @@ class Canvas(_Section):
 
 def _layer_field(name: str) -> property:
     def fget(self):
-        return _tuple(get_path(self._owner._local_scene(), ("layers", self._index, name)))
+        value = _tuple(get_path(self._owner._local_scene(), ("layers", self._index, name)))
+        return Colormap(value) if name == "colormap" and isinstance(value, str) else value
 
     def fset(self, value):
+        if name == "colormap" and not isinstance(value, str) and hasattr(value, "name"):
+            value = str(value.name)
         self._owner._send_patch(layer_patch(self._index, {name: value}))
 
     return property(fget, fset, doc=f"The layer's {name!r}.")
@@ -153,6 +225,35 @@ class Layer:
 
     def as_dict(self) -> dict:
         return dict(get_path(self._owner._local_scene(), ("layers", self._index), {}) or {})
+
+    @property
+    def data(self) -> list:
+        """napari's multiscale ``layer.data``: the layer's channel as lazy arrays, one per
+        level, finest first (:class:`voxcast.lazy.LazyArray`); ``layer.data[0][5, 100:200]``
+        reads only that box (``await layer.data[0].aget(key)`` on the event loop)."""
+        from .lazy import layer_levels
+
+        info_of = getattr(self._owner, "_dataset_info", None)
+        info = info_of() if info_of else None
+        if not isinstance(info, dict):
+            raise AttributeError("layer.data: the server did not describe its dataset")
+        d = self.as_dict()
+        return layer_levels(self._owner.endpoint, self._owner.dataset, info,
+                            int(d.get("channel") or 0))
+
+    @property
+    def multiscale(self) -> bool:
+        return True
+
+    @property
+    def scale(self) -> Tuple[float, ...]:
+        """napari's ``layer.scale``: world units per voxel of level 0, per world axis (from
+        the dataset's metadata; read-only: the data's calibration)."""
+        axes = _world_axes(self._owner)
+        if axes:
+            return tuple(a[1] for a in axes)
+        n = len(get_path(self._owner._local_scene(), ("dims", "point"), ()) or ())
+        return (1.0,) * n
 
     def update(self, **fields: Any) -> None:
         """Several fields in one update: ``layer.update(contrast_limits=(0, 2000), gamma=0.8)``."""

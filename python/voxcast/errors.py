@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 
@@ -22,6 +23,12 @@ class ServerError(VoxcastError):
     """An ``error`` reply on the state channel: ``code`` (``bad_patch``, ``bad_seq``, ...),
     ``message`` (names the field or limit) and the ``seq`` it answers (or None)."""
 
+    #: For the reply to an attribute assignment (or ``set()``) raised by ``sync()``: the
+    #: source line that made it, and where.
+    assignment: Optional[str] = None
+    filename: Optional[str] = None
+    lineno: Optional[int] = None
+
     def __init__(self, code: str, message: str, seq: Optional[int] = None):
         self.code = code
         self.message = message
@@ -30,6 +37,9 @@ class ServerError(VoxcastError):
 
     def __str__(self) -> str:
         tail = f" (seq {self.seq})" if self.seq is not None else ""
+        if self.lineno is not None:
+            what = f"`{self.assignment}` " if self.assignment else ""
+            tail += f", from {what}at {os.path.basename(self.filename or '?')}:{self.lineno}"
         return f"{self.code}: {self.message}{tail}"
 
 

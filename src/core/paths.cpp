@@ -1,6 +1,9 @@
 #include "core/paths.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <system_error>
 
 namespace vx {
@@ -57,6 +60,81 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   // volatile: keeps the compiler from turning the loop into an early exit.
   volatile unsigned result = diff;
   return result == 0;
+}
+
+namespace {
+
+std::string name_of(std::string loc, int parents) {
+  if (loc.rfind("synthetic:", 0) == 0) return loc.substr(0, loc.find('?'));
+  while (loc.size() > 1 && loc.back() == '/')
+    loc.pop_back();
+  fs::path p(loc);
+  fs::path out = p.filename();
+  for (int i = 0; i < parents && p.has_parent_path() && p.parent_path() != p; ++i) {
+    p = p.parent_path();
+    if (p.filename().empty()) break;
+    out = p.filename() / out;
+  }
+  return out.empty() ? loc : out.string();
+}
+
+}  // namespace
+
+std::vector<std::string> dataset_names(const std::vector<std::string>& locations) {
+  std::vector<std::string> names(locations.size());
+  std::vector<int> parents(locations.size(), 0);
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < locations.size(); ++i)
+      names[i] = name_of(locations[i], parents[i]);
+    bool again = false;
+    for (std::size_t i = 0; i < names.size(); ++i)
+      for (std::size_t j = 0; j < names.size(); ++j)
+        if (i != j && names[i] == names[j] && locations[i] != locations[j]) {
+          ++parents[i];
+          again = true;
+          break;
+        }
+    if (!again) break;
+  }
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    int n = 1;
+    for (std::size_t j = 0; j < i; ++j)
+      if (names[j] == names[i] || names[j].rfind(names[i] + " #", 0) == 0) ++n;
+    if (n > 1) names[i] += " #" + std::to_string(n);
+  }
+  return names;
+}
+
+fs::path default_data_dir(const std::vector<std::string>& locations) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (const auto& loc : locations) {
+    std::string key = loc;
+    if (loc.rfind("synthetic:", 0) != 0) {
+      std::error_code ec;
+      auto abs = fs::weakly_canonical(fs::absolute(loc, ec), ec);
+      if (!ec) key = abs.string();
+    }
+    for (unsigned char ch : key + '\n') {
+      h ^= ch;
+      h *= 1099511628211ull;
+    }
+  }
+  std::string name;
+  for (char ch : locations.empty() ? std::string("voxcast") : dataset_names(locations)[0]) {
+    const bool ok =
+        std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    if (name.size() < 40) name += ok ? ch : '_';
+  }
+  char hex[13];
+  std::snprintf(hex, sizeof hex, "%012llx", static_cast<unsigned long long>(h & 0xffffffffffffull));
+  fs::path base;
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x && fs::path(x).is_absolute())
+    base = x;
+  else if (const char* home = std::getenv("HOME"); home && *home)
+    base = fs::path(home) / ".local" / "state";
+  else
+    base = ".voxcast-state";
+  return base / "voxcast" / (name + "-" + hex);
 }
 
 }  // namespace vx

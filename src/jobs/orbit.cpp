@@ -4,6 +4,7 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -52,27 +53,83 @@ Status write_file(const std::filesystem::path& p, std::span<const std::uint8_t> 
   return {};
 }
 
-std::string index_html(const std::string& component, const OrbitOptions& o) {
+// Text safe inside an HTML element or attribute.
+std::string html_escape(std::string_view text) {
+  std::string out;
+  for (char ch : text) {
+    switch (ch) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+// Inlined into a <script> element, "</script" (in any case, even in a comment) would end the
+// element early and "<!--" could start HTML's escaped script state: "<\/script" and "<\!--"
+// are the same text to JavaScript (in strings, comments and regular expressions alike).
+std::string script_escape(std::string script) {
+  for (std::size_t at = 0; (at = script.find('<', at)) != std::string::npos; ++at) {
+    if (script.compare(at, 4, "<!--") == 0) {
+      script.insert(at + 1, "\\");
+    } else if (at + 8 <= script.size() && script[at + 1] == '/') {
+      std::string word = script.substr(at + 2, 6);
+      for (auto& ch : word)
+        ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      if (word == "script") script.insert(at + 1, "\\");
+    }
+  }
+  return script;
+}
+
+// A self-contained page that opens from disk (file://) too: the component and orbit.json
+// inlined (a page opened from disk may not fetch a file beside it; it may show images from
+// there, so the sheets stay beside it). Served over HTTP, it is the same page.
+std::string index_html(const std::string& component, const std::string& manifest,
+                       const std::string& dataset, const OrbitOptions& o) {
   const int w = std::min(o.size * 2, 720);
-  std::string script = component.empty()
-                           ? "document.body.append('voxcast-orbit.js was not found when this "
-                             "orbit was written');"
-                           : component;
-  // Inlined, "</script" (even in a comment) would end the element early: "<\/script" is
-  // the same text to JavaScript.
-  for (auto at = script.find("</script"); at != std::string::npos; at = script.find("</script", at))
-    script.replace(at, 2, "<\\/");
-  // A self-contained page: the component inlined, the sheets beside it.
+  const std::string script = component.empty()
+                                 ? "document.body.append('voxcast-orbit.js was not found when this "
+                                   "orbit was written');"
+                                 : script_escape(component);
+  // '<' only occurs inside JSON strings, where \u003c is the same character.
+  std::string data;
+  for (char ch : manifest)
+    data += ch == '<' ? std::string("\\u003c") : std::string(1, ch);
+  std::string name = dataset;
+  if (name.rfind("synthetic:", 0) != 0) {
+    while (name.size() > 1 && name.back() == '/')
+      name.pop_back();
+    name = std::filesystem::path(name).filename().string();
+  }
+  const std::string title = name.empty() ? "voxcast orbit" : name + " \u2014 voxcast orbit";
   return "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-         "<title>voxcast orbit</title>\n"
+         "<title>" +
+         html_escape(title) +
+         "</title>\n"
          "<style>body{margin:0;background:#111;color:#ddd;font:14px system-ui;display:flex;"
          "flex-direction:column;align-items:center;justify-content:center;min-height:100vh}"
-         "p{opacity:.7}</style>\n</head>\n<body>\n<voxcast-orbit src=\"orbit.json\" width=\"" +
+         "p{opacity:.7}</style>\n</head>\n<body>\n"
+         "<voxcast-orbit src=\"orbit.json\" manifest=\"voxcast-orbit-manifest\" width=\"" +
          std::to_string(w) + "\" height=\"" + std::to_string(w) +
          "\"></voxcast-orbit>\n<p>Move the pointer (or a finger) over the view to turn it; "
-         "arrow keys work too.</p>\n<script type=\"module\">\n" +
-         script + "\n</script>\n</body>\n</html>\n";
+         "arrow keys work too.</p>\n"
+         "<script type=\"application/json\" id=\"voxcast-orbit-manifest\">\n" +
+         data + "\n</script>\n<script type=\"module\">\n" + script +
+         "\n</script>\n</body>\n</html>\n";
 }
 
 }  // namespace
@@ -218,7 +275,8 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
   const std::string text = doc.dump(1);
   VX_TRY(write_file(std::filesystem::path(dir) / "orbit.json",
                     {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}));
-  const std::string html = index_html(o.component_js, o);
+  const std::string html =
+      index_html(o.component_js, doc.dump(), doc.at("dataset").get<std::string>(), o);
   VX_TRY(write_file(std::filesystem::path(dir) / "index.html",
                     {reinterpret_cast<const std::uint8_t*>(html.data()), html.size()}));
   result.files.push_back("orbit.json");

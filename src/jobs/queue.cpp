@@ -40,6 +40,7 @@ json JobInfo::to_json() const {
   json j = {{"id", id},
             {"kind", kind},
             {"params", params},
+            {"dataset", dataset},
             {"state", std::string(to_string(state))},
             {"done", done},
             {"total", total},
@@ -118,6 +119,7 @@ JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
       i.id = folder;
       i.kind = j.value("kind", "");
       i.params = j.value("params", json::object());
+      if (j.contains("dataset") && j["dataset"].is_object()) i.dataset = j["dataset"];
       const std::string st = j.value("state", "failed");
       i.state = JobState::kFailed;
       for (int k = 0; k < 5; ++k)
@@ -256,8 +258,8 @@ int JobQueue::retry_after_s() const {
   return 5;
 }
 
-Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
-                                 const json& params) {
+Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind, const json& params,
+                                 const json& dataset) {
   if (!valid_id(id))
     return fail(ErrorCode::kInvalidArgument, "job id '{}': 1 to 64 letters, digits, '-' or '_'",
                 id);
@@ -289,6 +291,7 @@ Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
     job->info.id = id;
     job->info.kind = kind;
     job->info.params = params;
+    job->info.dataset = dataset;
     job->info.created = now_s();
     std::error_code ec;
     fs::create_directories(job->folder, ec);

@@ -31,6 +31,9 @@ std::string_view to_string(JobState s);
 struct JobInfo {
   std::string id, kind;
   json params;
+  // What the job is of, for people: {"id", "name", "location"} of its dataset (null when
+  // the kind has none). Recorded at submission, so it stays right after a restart.
+  json dataset;
   JobState state = JobState::kQueued;
   std::uint64_t done = 0, total = 0;
   double rate = 0;   // units per second while running
@@ -72,7 +75,9 @@ class JobQueue {
   // kBusy: the queue is full (retry later). kInvalidArgument: unknown kind, bad id.
   // kConflict: `id` is taken by a job with other parameters. The same id and
   // parameters again returns the existing job (idempotent).
-  Result<JobInfo> submit(const std::string& id, const std::string& kind, const json& params);
+  // `dataset` is recorded as JobInfo::dataset (not compared for idempotence).
+  Result<JobInfo> submit(const std::string& id, const std::string& kind, const json& params,
+                         const json& dataset = nullptr);
   std::vector<JobInfo> list() const;
   std::optional<JobInfo> get(const std::string& id) const;
   Result<JobInfo> cancel(const std::string& id);

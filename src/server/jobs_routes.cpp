@@ -226,7 +226,12 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     if (!params) return error_response(req, params.error());
     const std::string jid = method == http::verb::put ? id : jobs::JobQueue::new_id();
     const bool existed = ctx.jobs->get(jid).has_value();
-    auto info = ctx.jobs->submit(jid, kind, *params);
+    json dataset = nullptr;
+    if (kind == "orbit") {
+      const int di = params->value("dataset", 0);
+      dataset = ctx.datasets_brief.at(std::size_t(di));  // validated: it exists
+    }
+    auto info = ctx.jobs->submit(jid, kind, *params, dataset);
     if (!info) return error_response(req, info.error());
     auto res = json_response(req, existed ? http::status::ok : http::status::accepted,
                              {{"job", info->to_json()}});

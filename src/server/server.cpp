@@ -182,6 +182,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                   false);
     const std::string path = target.substr(0, target.find('?'));
     if (websocket::is_upgrade(req)) return upgrade(std::move(req), path);
+    if (path == "/api/v1/screenshot") return on_pool(std::move(req), screenshot_route);
+    if (path == "/api/v1/region") return on_pool(std::move(req), region_route);
     try {
       if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
     } catch (const json::exception& e) {  // a field of the wrong type that slipped through
@@ -224,6 +226,19 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
     return send_file(req, path == "/" ? "/index.html" : path);
+  }
+
+  // Routes answered from the render pool: the answer comes back to this connection's strand.
+  template <class Route>
+  void on_pool(http::request<http::string_body> req, Route route) {
+    const bool keep = req.keep_alive();
+    route(ctx_, req, [self = shared_from_this(), keep](http::response<http::string_body> res) {
+      net::post(self->stream_.get_executor(), [self, keep, res = std::move(res)]() mutable {
+        res.keep_alive(keep);
+        self->stream_.expires_after(std::chrono::seconds(60));
+        self->send(std::move(res), keep);
+      });
+    });
   }
 
   void upgrade(http::request<http::string_body> req, const std::string& path) {
@@ -421,9 +436,18 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
     for (const auto& w : warnings)
       VX_LOG(warn, "serve.contrast", "message={}", log_quote(w));
     e.defaults.push_back(std::move(scene));
-    ctx->datasets_full.push_back(
-        {{"id", i}, {"location", info.location}, {"info", data::info_to_json(info)}});
-    ctx->datasets_brief.push_back({{"id", i}, {"location", info.location}});
+  }
+  std::vector<std::string> locations;
+  for (const auto& info : e.datasets)
+    locations.push_back(info.location);
+  const auto names = dataset_names(locations);
+  for (std::size_t i = 0; i < e.datasets.size(); ++i) {
+    const auto& info = e.datasets[i];
+    ctx->datasets_full.push_back({{"id", i},
+                                  {"name", names[i]},
+                                  {"location", info.location},
+                                  {"info", data::info_to_json(info)}});
+    ctx->datasets_brief.push_back({{"id", i}, {"name", names[i]}, {"location", info.location}});
   }
   jobs::JobQueue job_queue(
       jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs},

@@ -38,11 +38,12 @@ struct Context {
   ServerOptions options;
   net::io_context& ioc;
   stream::Engine engine;
-  json datasets_full = json::array();   // [{id, location, info}]
-  json datasets_brief = json::array();  // [{id, location}]
+  json datasets_full = json::array();   // [{id, name, location, info}]
+  json datasets_brief = json::array();  // [{id, name, location}]
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<int> clients{0};
   jobs::JobQueue* jobs = nullptr;
+  std::atomic<int> screenshots{0};  // rendering now (POST /api/v1/screenshot)
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;
@@ -74,6 +75,19 @@ std::optional<http::response<http::string_body>> jobs_route(
     Context& ctx, const http::request<http::string_body>& req, const std::string& path);
 // The "orbit" job kind, rendering through the server's cache.
 jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx);
+
+// POST /api/v1/screenshot: limits, and the route. `reply` is called once, from this thread
+// (errors) or from a render thread (the PNG).
+constexpr int kMinScreenshotSide = 16, kMaxScreenshotSide = 8192;
+constexpr std::uint64_t kMaxScreenshotPixels = 32ull << 20;
+constexpr int kMaxScreenshotsAtOnce = 2;
+void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
+                      std::function<void(http::response<http::string_body>)> reply);
+
+// POST /api/v1/region: a raw box of one level (at most kMaxRegionBytes), like screenshot_route.
+constexpr std::uint64_t kMaxRegionBytes = 64ull << 20;
+void region_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
+                  std::function<void(http::response<http::string_body>)> reply);
 
 // Takes over an upgraded connection.
 void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,

@@ -190,6 +190,7 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
           {"encoder", session_->encoder_name()},
           {"fallback", fallback.empty() ? json(nullptr) : json(fallback)},
           {"scene", confirmed_},
+          {"dataset", dataset.get<int>()},
           {"datasets", ctx_->datasets_brief},
           {"limits", ctx_->limits()}});
   }

@@ -223,6 +223,7 @@ class Server:
         self.token = parse_qs(u.query).get("token", [None])[0]
         self.http = f"http://{self.host}:{self.port}"
         self.ws = f"ws://{self.host}:{self.port}"
+        self.printed = out  # stdout up to the URL line
 
     def stop(self, sig=None):
         """Stops it with SIGTERM (or `sig`); returns (exit code, stderr)."""

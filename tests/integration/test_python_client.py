@@ -807,7 +807,7 @@ def test_bad_headers_are_rejected_naming_the_field(data, field):
 
 
 @pytest.mark.parametrize("module", ["protocol", "scene", "components", "h264", "yuv",
-                                    "decode", "errors", "client"])
+                                    "decode", "errors", "client", "rest", "lazy"])
 def test_doctests(module):
     import doctest
     import importlib

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -88,6 +89,31 @@ TEST(LogQuote, ControlCharactersCannotForgeALine) {
   EXPECT_EQ(log_quote(""), "\"\"");
   for (const auto* s : {"a\nb", "a\rb", "\x7f", "tab\there"})
     EXPECT_EQ(log_quote(s).find_first_of("\n\r\x7f\t"), std::string::npos) << s;
+}
+
+TEST(DatasetNames, LastComponentSyntheticWithoutOptionsAndDistinct) {
+  EXPECT_EQ(dataset_names({"/scratch/brain.ome.zarr/", "synthetic:cells?shape=8x8x8", "a.tif"}),
+            (std::vector<std::string>{"brain.ome.zarr", "synthetic:cells", "a.tif"}));
+  EXPECT_EQ(dataset_names({"/x/a/img.tif", "/x/b/img.tif"}),
+            (std::vector<std::string>{"a/img.tif", "b/img.tif"}));
+  EXPECT_EQ(dataset_names({"synthetic:cells?shape=8x8x8", "synthetic:cells?shape=16x16x16"}),
+            (std::vector<std::string>{"synthetic:cells", "synthetic:cells #2"}));
+}
+
+TEST(DefaultDataDir, PerDatasetsUnderXdgStateHome) {
+  ::setenv("XDG_STATE_HOME", "/tmp/vx-state", 1);
+  const auto a = default_data_dir({"/data/a.tif"});
+  const auto a2 = default_data_dir({"/data/a.tif"});
+  const auto b = default_data_dir({"/data/b.tif"});
+  const auto ab = default_data_dir({"/data/a.tif", "/data/b.tif"});
+  ::unsetenv("XDG_STATE_HOME");
+  EXPECT_EQ(a, a2);
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, ab);
+  EXPECT_EQ(a.parent_path(), fs::path("/tmp/vx-state/voxcast"));
+  EXPECT_EQ(a.filename().string().rfind("a.tif-", 0), 0u) << a;
+  const auto odd = default_data_dir({"/data/we ird/../x y?.tif"});
+  EXPECT_EQ(odd.filename().string().find_first_of(" ?/"), std::string::npos) << odd;
 }
 
 }  // namespace
