@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 from typing import Callable, Optional
 
 try:
@@ -151,11 +152,16 @@ def address_of(buffer) -> int:
 class _Node:
     """What Server and Client share: a core, its futures, and the loop's readers."""
 
-    def __init__(self, core, spin_us: float = 0.0):
+    def __init__(self, core, spin_us: Optional[float] = None):
         self._core = core
-        # eventfd mode: progress for up to this long before yielding to the loop when an
-        # operation is awaited (a reply about to arrive then costs no wake-up).
-        self._spin_us = spin_us if core.event_fd >= 0 else 0.0
+        # When an operation is awaited, wait for completions for up to this long before
+        # yielding to the loop: in eventfd mode progressing UCX on this thread, in thread
+        # mode watching the progress thread's queue. A reply about to arrive then costs no
+        # loop wake-up. None: 50 us in thread mode where a core is spare (more than two),
+        # else 0 (on two cores the spinning threads would starve the ones doing the work).
+        if spin_us is None:
+            spin_us = 50.0 if core.event_fd < 0 and (os.cpu_count() or 1) > 2 else 0.0
+        self._spin_us = float(spin_us)
         # Pending operations by id: an asyncio future, or a callable taking
         # (ok, tag, nbytes, code, message) (Operation, Receiver: no future per message).
         self._futures: dict[int, object] = {}
@@ -387,7 +393,7 @@ class Server(_Node):
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0, *, tls: str = "",
                  mode: str = "thread", on_accept: Optional[Callable] = None,
-                 on_disconnect: Optional[Callable] = None, spin_us: float = 0.0):
+                 on_disconnect: Optional[Callable] = None, spin_us: Optional[float] = None):
         _check_mode(mode)
         try:
             core = _core.Core.server(host, port, tls, mode)
@@ -454,7 +460,7 @@ class Client(_Node):
     """A client; ``await aconnect(host, port)`` before sending."""
 
     def __init__(self, *, tls: str = "", mode: str = "thread", connect_timeout: float = 5.0,
-                 spin_us: float = 0.0):
+                 spin_us: Optional[float] = None):
         _check_mode(mode)
         try:
             core = _core.Core.client(tls, mode, connect_timeout)

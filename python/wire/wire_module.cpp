@@ -262,9 +262,10 @@ class Core {
       out.push_back(to_tuple(d));
     return out;  // `finished` releases its views here, with the GIL held
   }
-  // kEventFd/kPolling: progresses UCX on the calling (loop) thread for up to `spin_us`
-  // until something completes, and returns what completed. Spinning trades CPU for the
-  // wake-up of an awaited reply that is about to arrive (bounded, only while awaiting).
+  // Waits for up to `spin_us` until something completes and returns what completed:
+  // kEventFd progresses UCX on the calling (loop) thread meanwhile; kThread (progress() is a
+  // no-op there) watches the progress thread's queue, sparing the loop's wake-up. Spinning trades
+  // CPU for the wake-up of an awaited reply that is about to arrive (bounded, only while awaiting).
   std::vector<py::tuple> progress_spin(double spin_us) {
     {
       py::gil_scoped_release release;
