@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <set>
 
@@ -294,6 +295,18 @@ int SceneData::channels(int source) const {
   return c >= 0 ? int(info.levels[0].shape[std::size_t(c)]) : 1;
 }
 
+std::string default_channel_colormap(int channel, int channels) {
+  // napari's curated sets for additive blending (napari.utils.colormaps: MAGENTA_GREEN and
+  // CYMRGB), used as add_image(..., channel_axis=...) does: one channel gray, two magenta
+  // and green, more cycle through cyan, yellow, magenta, red, green, blue.
+  static constexpr std::array<const char*, 2> kMagentaGreen = {"magenta", "green"};
+  static constexpr std::array<const char*, 6> kCymrgb = {"cyan", "yellow", "magenta",
+                                                         "red",  "green",  "blue"};
+  if (channels <= 1 || channel < 0) return "gray";
+  if (channels == 2) return kMagentaGreen[std::size_t(channel % 2)];
+  return kCymrgb[std::size_t(channel % 6)];
+}
+
 Scene default_scene(const SceneData& data, int width, int height) {
   Scene s;
   s.canvas.width = width;
@@ -329,7 +342,8 @@ Scene default_scene(const SceneData& data, int width, int height) {
           c < int(info.channels.size()) ? &info.channels[std::size_t(c)] : nullptr;
       l.name = meta ? meta->name : fmt::format("channel {}", c);
       l.visible = meta ? meta->visible : true;
-      l.colormap = meta && meta->color ? colormap_for_color(*meta->color) : "gray";
+      l.colormap = meta && meta->color ? colormap_for_color(*meta->color)
+                                       : default_channel_colormap(c, data.channels(src));
       if (meta && meta->window && meta->window->start < meta->window->end) {
         l.contrast_limits = {meta->window->start, meta->window->end};
       } else {

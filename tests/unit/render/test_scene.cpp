@@ -52,6 +52,47 @@ TEST(Scene, DefaultsComeFromTheData) {
   EXPECT_NEAR(s.camera.zoom, 0.95 * std::min(1000.0 / 255.0, 500.0 / 127.0), 1e-9);
 }
 
+// A czyx source with `channels` channels and no colours in its metadata (as a .npy).
+SceneData plain_channels(int channels) {
+  data::VolumeInfo info;
+  info.axes = {{"c", data::AxisType::kChannel, ""},
+               {"z", data::AxisType::kSpace, ""},
+               {"y", data::AxisType::kSpace, ""},
+               {"x", data::AxisType::kSpace, ""}};
+  info.dtype = data::DType::kUInt16;
+  data::Level lv;
+  lv.shape = {channels, 4, 8, 8};
+  lv.chunks = {1, 4, 8, 8};
+  lv.scale = {1, 1, 1, 1};
+  lv.translation = {0, 0, 0, 0};
+  info.levels.push_back(lv);
+  for (int c = 0; c < channels; ++c)
+    info.channels.push_back({"channel", {}, {}, true});
+  return SceneData{{info}};
+}
+
+std::vector<std::string> colormaps(const Scene& s) {
+  std::vector<std::string> out;
+  for (const auto& l : s.layers)
+    out.push_back(l.colormap);
+  return out;
+}
+
+TEST(Scene, ChannelsWithoutColoursGetNapariChannelColormaps) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(colormaps(default_scene(plain_channels(1))), V{"gray"});
+  EXPECT_EQ(colormaps(default_scene(plain_channels(2))), (V{"magenta", "green"}));
+  EXPECT_EQ(colormaps(default_scene(plain_channels(3))), (V{"cyan", "yellow", "magenta"}));
+  EXPECT_EQ(colormaps(default_scene(plain_channels(7))),
+            (V{"cyan", "yellow", "magenta", "red", "green", "blue", "cyan"}));
+  // A colour in the metadata wins over the default for its channel only.
+  auto data = plain_channels(2);
+  data.sources[0].channels[1].color = std::array<std::uint8_t, 3>{255, 0, 0};
+  EXPECT_EQ(colormaps(default_scene(data)), (V{"magenta", "red"}));
+  for (const auto& l : default_scene(plain_channels(3)).layers)
+    EXPECT_EQ(l.blending, Blending::kAdditive);
+}
+
 TEST(Scene, PatchesMergeAndRoundTrip) {
   const auto data = synthetic_data();
   const auto base = default_scene(data);
