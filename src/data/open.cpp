@@ -5,6 +5,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/log.hpp"
 #include "data/file_io.hpp"
 #include "data/formats.hpp"
 
@@ -44,6 +45,10 @@ Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec,
                 options.latency_ms);
   if (spec.starts_with("synthetic:")) return open_synthetic(spec);
   VX_ASSIGN(auto src, open_path(spec));
+  // Each metadata problem once, when the dataset is opened (voxcast info also lists them).
+  for (const auto& w : src->info().warnings)
+    VX_LOG(warn, "data.metadata", "file={} field={} message={}", log_quote(w.file),
+           log_quote(w.field), log_quote(w.message));
   if (options.latency_ms > 0)
     return std::shared_ptr<VolumeSource>(std::make_shared<LatencySource>(src, options.latency_ms));
   return src;

@@ -8,6 +8,7 @@
 
 #include "data/file_io.hpp"
 #include "data/formats.hpp"
+#include "data/tiff_meta.hpp"
 
 namespace vx::data {
 namespace {
@@ -178,6 +179,7 @@ Result<SourcePtr> open_tiff(const std::string& path) {
     return fail(ErrorCode::kUnsupported, "{}: {} (BitsPerSample={}, SampleFormat={})", path,
                 dt.error().message, first.bps, first.sample_format);
   VolumeInfo info;
+  std::optional<std::array<double, 2>> display_range;
   info.location = path;
   info.format = "tiff";
   info.dtype = *dt;
@@ -192,8 +194,27 @@ Result<SourcePtr> open_tiff(const std::string& path) {
     lv.chunks = {1, std::min<std::int64_t>(std::int64_t(k) * first.rows_per_strip, first.height),
                  first.width};
   }
-  lv.scale = {1, 1, 1};
   lv.translation = {0, 0, 0};
+  // Calibration from page 0 (ImageJ, OME-XML, or centimetre resolution tags).
+  {
+    TiffResolution res;
+    float xres = 0, yres = 0;
+    std::uint16_t res_unit = RESUNIT_INCH;
+    TIFFSetDirectory(t.get(), 0);
+    if (TIFFGetField(t.get(), TIFFTAG_XRESOLUTION, &xres)) res.x = xres;
+    if (TIFFGetField(t.get(), TIFFTAG_YRESOLUTION, &yres)) res.y = yres;
+    TIFFGetFieldDefaulted(t.get(), TIFFTAG_RESOLUTIONUNIT, &res_unit);
+    res.unit = res_unit;
+    const char* desc = nullptr;
+    std::string_view description;
+    if (TIFFGetField(t.get(), TIFFTAG_IMAGEDESCRIPTION, &desc) && desc) description = desc;
+    auto cal = read_tiff_calibration(description, res, path);
+    lv.scale = {cal.scale[0], cal.scale[1], cal.scale[2]};
+    for (std::size_t d = 0; d < 3; ++d)
+      info.axes[d].unit = cal.unit[d];
+    info.warnings = std::move(cal.warnings);
+    display_range = cal.display_range;
+  }
   const char* comp = first.compression == COMPRESSION_NONE            ? "none"
                      : first.compression == COMPRESSION_ADOBE_DEFLATE ? "deflate"
                      : first.compression == COMPRESSION_DEFLATE       ? "deflate"
@@ -204,6 +225,9 @@ Result<SourcePtr> open_tiff(const std::string& path) {
   lv.codec = fmt::format("tiff {} ({})", first.tiled ? "tiles" : "strips", comp);
   info.levels.push_back(std::move(lv));
   info.channels = default_channels(info.axes, info.levels[0].shape);
+  if (display_range)
+    info.channels[0].window =
+        Window{(*display_range)[0], (*display_range)[1], (*display_range)[0], (*display_range)[1]};
   return SourcePtr(std::make_shared<TiffSource>(std::move(info), path, std::move(pages), first));
 }
 
