@@ -25,6 +25,19 @@ std::vector<Axis> default_axes(int ndim);
 std::vector<Channel> default_channels(const std::vector<Axis>& axes,
                                       const std::vector<std::int64_t>& shape);
 
+// A copy of OME attributes with misspelt keys read as the key they miss (one warning for each
+// unknown key) and a warning for each dataset without its coordinateTransformations.
+json repair_ome(const json& attrs, const std::string& file, std::vector<MetadataWarning>& out);
+// An axis type outside space/time/channel (read as the nearest when close, e.g. "chanel"),
+// and a unit outside the OME-NGFF lists (read as its NGFF name when known, e.g. "um"): each
+// with a warning.
+AxisType checked_axis_type(const std::string& type, const Where& w,
+                           std::vector<MetadataWarning>& out);
+std::string checked_axis_unit(const std::string& unit, AxisType type, const Where& w,
+                              std::vector<MetadataWarning>& out);
+// Warns about levels whose spatial scale decreases or does not match their shape.
+void check_ome_levels(VolumeInfo& info, const std::string& file);
+
 // Parses OME-NGFF "multiscales" (v0.4 or v0.5, taken from a .zattrs or attributes.ome) and
 // "omero" into `info`; dataset paths are returned for the caller to open as arrays.
 Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,

@@ -28,14 +28,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)parse_zarr_json_v3(*j, "zarr.json");
   VolumeInfo info;
   std::vector<std::string> paths;
-  if (parse_ome(*j, ".zattrs", info, paths)) {
+  const json fixed = repair_ome(*j, ".zattrs", info.warnings);
+  if (parse_ome(fixed, ".zattrs", info, paths)) {
     for (std::size_t i = 0; i < paths.size(); ++i) {
       Level lv;
       lv.shape.assign(info.axes.empty() ? 3 : info.axes.size(), 4);
       info.levels.push_back(lv);
     }
     if (info.axes.empty()) info.axes = default_axes(3);
-    (void)apply_ome_transforms(*j, ".zattrs", info);
+    if (apply_ome_transforms(fixed, ".zattrs", info)) check_ome_levels(info, ".zattrs");
   }
   return 0;
 }
