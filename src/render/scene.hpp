@@ -87,6 +87,10 @@ Scene default_scene(const SceneData& data, int width = 1280, int height = 720);
 
 json to_json(const Scene& scene);
 
+// An error naming the axis when dims.point puts a slice (an axis not displayed) outside the
+// data: beyond half a voxel past the first or last voxel centre of level 0.
+Status check_slices_in_range(const Scene& scene, const SceneData& data);
+
 // Reads a view file (scene JSON); a syntax error names the file and the position.
 Result<json> read_scene_file(const std::string& path);
 
