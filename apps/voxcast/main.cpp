@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   using namespace vx::app;
   CLI::App app{
       "voxcast: open terabyte image volumes where they live and stream views of them.\n"
-      "DATA is a path (OME-Zarr v0.4/v0.5 directory, .npy, TIFF stack, NIfTI .nii/.nii.gz; the\n"
+      "DATA is a path (OME-Zarr v0.4/v0.5 directory, .npy, TIFF, PNG, NIfTI .nii/.nii.gz; the\n"
       "format is detected from content and name) or synthetic:cells[?shape=ZxYxX&chunk=N&...].",
       "voxcast"};
   app.require_subcommand(1);

@@ -17,7 +17,12 @@ Result<SourcePtr> open_zarr(const std::string& path);
 Result<SourcePtr> open_npy(const std::string& path);
 Result<SourcePtr> open_tiff(const std::string& path);
 Result<SourcePtr> open_nifti(const std::string& path);
+Result<SourcePtr> open_png(const std::string& path);
 Result<SourcePtr> open_synthetic(std::string_view spec);
+
+// Channels of an image's samples: 3 or 4 (rgb) are red, green, blue with the type's full range
+// as their window; 1 or 2 gray; the 2nd or 4th (alpha) a hidden channel "alpha".
+std::vector<Channel> colour_channels(int samples, bool rgb, DType dtype);
 
 // Axes guessed for plain arrays: 2 -> yx, 3 -> zyx, 4 -> czyx, 5 -> tczyx; 1 -> x.
 std::vector<Axis> default_axes(int ndim);
