@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -89,6 +90,25 @@ TiffCalibration parse_imagej_description(std::string_view description, const Tif
     auto it = kv.find(k);
     return it == kv.end() ? nullptr : &it->second;
   };
+  // Hyperstack layout (pages in c, z, t order, c fastest); sizes that are not positive
+  // integers are ignored with a warning.
+  for (auto [key, dst] :
+       {std::pair{"channels", &c.channels}, {"slices", &c.slices}, {"frames", &c.frames}}) {
+    const auto* v = get(key);
+    if (!v) continue;
+    const auto n = to_double(*v);
+    if (n && *n >= 1 && *n <= 1e9 && *n == std::floor(*n))
+      *dst = std::int64_t(*n);
+    else
+      col.warn(key, fmt::format("'{}' is not a positive whole number; ignored", shown(*v)));
+  }
+  if (const auto* f = get("finterval")) {
+    const auto v = to_double(*f);
+    if (v && std::isfinite(*v) && *v > 0)
+      c.frame_interval = *v;
+    else
+      col.warn("finterval", fmt::format("'{}' is not a positive number; ignored", shown(*f)));
+  }
   // The unit: ImageJ's "unit" (x, y and z) with optional "yunit"/"zunit"; without one, the
   // ResolutionUnit tag's, as ImageJ reads it.
   std::string xy_unit;
@@ -236,6 +256,32 @@ TiffCalibration parse_ome_xml(std::string_view xml, const std::string& file) {
   if (!pixels) {
     col.warn("Pixels", "no well-formed Pixels element; the data is uncalibrated");
     return c;
+  }
+  for (auto [key, dst] :
+       {std::pair{"SizeC", &c.channels}, {"SizeZ", &c.slices}, {"SizeT", &c.frames}}) {
+    auto it = pixels->find(key);
+    if (it == pixels->end()) continue;
+    const auto n = to_double(it->second);
+    if (n && *n >= 1 && *n <= 1e9 && *n == std::floor(*n))
+      *dst = std::int64_t(*n);
+    else
+      col.warn(std::string("Pixels.") + key,
+               fmt::format("'{}' is not a positive whole number; ignored", shown(it->second)));
+  }
+  if (auto it = pixels->find("DimensionOrder"); it != pixels->end()) {
+    // XYZCT, XYCZT, ...: the three page axes, fastest first.
+    std::string o = it->second;
+    for (auto& ch : o)
+      ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    std::string rest = o.size() == 5 && o.starts_with("xy") ? o.substr(2) : "";
+    std::string sorted = rest;
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted == "ctz")
+      c.order = rest;
+    else
+      col.warn(
+          "Pixels.DimensionOrder",
+          fmt::format("'{}' is not an OME dimension order (such as XYZCT)", shown(it->second)));
   }
   static constexpr std::array<const char*, 3> kAxes = {"Z", "Y", "X"};
   for (std::size_t d = 0; d < 3; ++d) {

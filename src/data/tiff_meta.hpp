@@ -18,6 +18,11 @@ struct TiffCalibration {
   std::array<double, 3> scale{1, 1, 1};  // z, y, x: physical size of one voxel
   std::array<std::string, 3> unit;       // z, y, x: NGFF unit names, "" when uncalibrated
   std::optional<std::array<double, 2>> display_range;  // ImageJ min=, max=
+  // How pages map to channels, z and time (ImageJ hyperstacks, OME-XML Size*/DimensionOrder):
+  // sizes (0 when the metadata does not say) and the order of the page axes, fastest first.
+  std::int64_t channels = 0, slices = 0, frames = 0;
+  std::string order = "czt";
+  double frame_interval = 0;  // seconds between time points (ImageJ finterval), 0 unknown
   std::vector<MetadataWarning> warnings;
 };
 

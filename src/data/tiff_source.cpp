@@ -4,6 +4,7 @@
 
 #include <cstdarg>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 #include "data/file_io.hpp"
@@ -69,8 +70,15 @@ PageFormat read_format(TIFF* t) {
 
 class TiffSource final : public VolumeSource {
  public:
-  TiffSource(VolumeInfo info, std::string path, std::vector<toff_t> pages, PageFormat fmt_)
-      : info_(std::move(info)), path_(std::move(path)), pages_(std::move(pages)), fmt_(fmt_) {}
+  // `lead`: per axis before y and x, the pages one step along it advances, or -1 for the
+  // axis of a pixel's samples.
+  TiffSource(VolumeInfo info, std::string path, std::vector<toff_t> pages, PageFormat fmt_,
+             std::vector<std::int64_t> lead)
+      : info_(std::move(info)),
+        path_(std::move(path)),
+        pages_(std::move(pages)),
+        fmt_(fmt_),
+        lead_(std::move(lead)) {}
 
   const VolumeInfo& info() const override { return info_; }
 
@@ -84,10 +92,17 @@ class TiffSource final : public VolumeSource {
     for (int d = 0; d < nd; ++d)
       if (index[std::size_t(d)] < 0 || index[std::size_t(d)] >= grid[std::size_t(d)])
         return fail(ErrorCode::kInvalidArgument, "{}: chunk index out of range", path_);
-    // Leading axes: c when a pixel has several samples, then z when there are several pages.
-    std::size_t d = 0;
-    const auto sample = fmt_.spp > 1 ? std::uint16_t(index[d++]) : std::uint16_t(0);
-    const auto page = pages_.size() > 1 ? std::size_t(index[d++]) : std::size_t(0);
+    // Leading axes: a pixel's samples, or steps through the pages (z, channels, time).
+    std::uint16_t sample = 0;
+    std::size_t page = 0;
+    for (std::size_t d = 0; d < lead_.size(); ++d) {
+      if (lead_[d] < 0)
+        sample = std::uint16_t(index[d]);
+      else
+        page += std::size_t(index[d] * lead_[d]);
+    }
+    if (page >= pages_.size())
+      return fail(ErrorCode::kInvalidArgument, "{}: page {} out of range", path_, page);
     const auto iy = index[std::size_t(nd - 2)], ix = index[std::size_t(nd - 1)];
     VX_ASSIGN(auto handle, acquire());
     TIFF* t = handle.get();
@@ -172,6 +187,7 @@ class TiffSource final : public VolumeSource {
   std::string path_;
   std::vector<toff_t> pages_;
   PageFormat fmt_;
+  std::vector<std::int64_t> lead_;
   mutable std::mutex mutex_;
   mutable std::vector<TiffPtr> free_;
 };
@@ -211,22 +227,71 @@ Result<SourcePtr> open_tiff(const std::string& path) {
   info.location = path;
   info.format = "tiff";
   info.dtype = *dt;
-  // (c) when a pixel has several samples, (z) when there are several pages, then y, x: a
-  // single page is a 2D image.
+  // Calibration and page layout from page 0 (ImageJ, OME-XML, or centimetre resolution tags).
+  TiffCalibration cal;
+  {
+    TiffResolution res;
+    float xres = 0, yres = 0;
+    std::uint16_t res_unit = RESUNIT_INCH;
+    TIFFSetDirectory(t.get(), 0);
+    if (TIFFGetField(t.get(), TIFFTAG_XRESOLUTION, &xres)) res.x = xres;
+    if (TIFFGetField(t.get(), TIFFTAG_YRESOLUTION, &yres)) res.y = yres;
+    TIFFGetFieldDefaulted(t.get(), TIFFTAG_RESOLUTIONUNIT, &res_unit);
+    res.unit = res_unit;
+    const char* desc = nullptr;
+    std::string_view description;
+    if (TIFFGetField(t.get(), TIFFTAG_IMAGEDESCRIPTION, &desc) && desc) description = desc;
+    cal = read_tiff_calibration(description, res, path);
+  }
+  info.warnings = std::move(cal.warnings);
+  // Axes before y and x: (c) for a pixel's samples; else pages as a hyperstack (t, c, z in
+  // the metadata's page order) or a z stack; a single page is a 2D image.
   Level lv;
-  if (first.spp > 1) {
-    info.axes.push_back(Axis{"c", AxisType::kChannel, ""});
-    lv.shape.push_back(first.spp);
+  std::vector<std::int64_t> lead;
+  auto add = [&](Axis a, std::int64_t size, std::int64_t stride) {
+    info.axes.push_back(std::move(a));
+    lv.shape.push_back(size);
     lv.chunks.push_back(1);
+    lead.push_back(stride);
+  };
+  const auto npages = std::int64_t(pages.size());
+  std::int64_t nc = std::max<std::int64_t>(1, cal.channels),
+               nt = std::max<std::int64_t>(1, cal.frames);
+  std::int64_t nz = cal.slices > 0 ? cal.slices : npages / (nc * nt);
+  const bool hyper = first.spp == 1 && (nc > 1 || nt > 1);
+  const bool fits = hyper && nc * nz * nt == npages;
+  if (hyper && !fits)
+    info.warnings.push_back(
+        {path, cal.kind == "ome" ? "OME-XML: Pixels" : "ImageDescription: channels/slices/frames",
+         fmt::format("{} channels x {} slices x {} frames do not make the file's {} pages; read "
+                     "as a z stack",
+                     nc, nz, nt, npages)});
+  int z_axis = -1;
+  if (fits) {
+    std::map<char, std::int64_t> size{{'c', nc}, {'z', nz}, {'t', nt}}, stride;
+    std::int64_t step = 1;
+    for (char ch : cal.order) {
+      stride[ch] = step;
+      step *= size[ch];
+    }
+    if (nt > 1) {
+      add(Axis{"t", AxisType::kTime, cal.frame_interval > 0 ? "second" : ""}, nt, stride['t']);
+      if (cal.frame_interval > 0) lv.scale.resize(1, cal.frame_interval);
+    }
+    if (nc > 1) add(Axis{"c", AxisType::kChannel, ""}, nc, stride['c']);
+    if (nz > 1) {
+      z_axis = int(info.axes.size());
+      add(Axis{"z", AxisType::kSpace, ""}, nz, stride['z']);
+    }
+  } else {
+    if (first.spp > 1) add(Axis{"c", AxisType::kChannel, ""}, first.spp, -1);
+    if (npages > 1) {
+      z_axis = int(info.axes.size());
+      add(Axis{"z", AxisType::kSpace, ""}, npages, 1);
+    }
   }
-  const bool stack = pages.size() > 1;
-  if (stack) {
-    info.axes.push_back(Axis{"z", AxisType::kSpace, ""});
-    lv.shape.push_back(std::int64_t(pages.size()));
-    lv.chunks.push_back(1);
-  }
-  info.axes.push_back(Axis{"y", AxisType::kSpace, ""});
-  info.axes.push_back(Axis{"x", AxisType::kSpace, ""});
+  info.axes.push_back(Axis{"y", AxisType::kSpace, cal.unit[1]});
+  info.axes.push_back(Axis{"x", AxisType::kSpace, cal.unit[2]});
   lv.shape.push_back(first.height);
   lv.shape.push_back(first.width);
   if (first.tiled) {
@@ -241,29 +306,14 @@ Result<SourcePtr> open_tiff(const std::string& path) {
   }
   const std::size_t nd = lv.shape.size();
   lv.translation.assign(nd, 0.0);
-  lv.scale.assign(nd, 1.0);
-  // Calibration from page 0 (ImageJ, OME-XML, or centimetre resolution tags).
-  {
-    TiffResolution res;
-    float xres = 0, yres = 0;
-    std::uint16_t res_unit = RESUNIT_INCH;
-    TIFFSetDirectory(t.get(), 0);
-    if (TIFFGetField(t.get(), TIFFTAG_XRESOLUTION, &xres)) res.x = xres;
-    if (TIFFGetField(t.get(), TIFFTAG_YRESOLUTION, &yres)) res.y = yres;
-    TIFFGetFieldDefaulted(t.get(), TIFFTAG_RESOLUTIONUNIT, &res_unit);
-    res.unit = res_unit;
-    const char* desc = nullptr;
-    std::string_view description;
-    if (TIFFGetField(t.get(), TIFFTAG_IMAGEDESCRIPTION, &desc) && desc) description = desc;
-    auto cal = read_tiff_calibration(description, res, path);
-    // cal is (z, y, x): the last two axes, and z when it is a stack.
-    for (std::size_t k = stack ? 0 : 1; k < 3; ++k) {
-      lv.scale[nd - 3 + k] = cal.scale[k];
-      info.axes[nd - 3 + k].unit = cal.unit[k];
-    }
-    info.warnings = std::move(cal.warnings);
-    display_range = cal.display_range;
+  lv.scale.resize(nd, 1.0);
+  lv.scale[nd - 2] = cal.scale[1];
+  lv.scale[nd - 1] = cal.scale[2];
+  if (z_axis >= 0) {
+    lv.scale[std::size_t(z_axis)] = cal.scale[0];
+    info.axes[std::size_t(z_axis)].unit = cal.unit[0];
   }
+  display_range = cal.display_range;
   const char* comp = first.compression == COMPRESSION_NONE            ? "none"
                      : first.compression == COMPRESSION_ADOBE_DEFLATE ? "deflate"
                      : first.compression == COMPRESSION_DEFLATE       ? "deflate"
@@ -284,10 +334,11 @@ Result<SourcePtr> open_tiff(const std::string& path) {
   } else {
     info.channels = default_channels(info.axes, info.levels[0].shape);
   }
-  if (display_range && first.spp == 1)
+  if (display_range && info.channels.size() == 1)
     info.channels[0].window =
         Window{(*display_range)[0], (*display_range)[1], (*display_range)[0], (*display_range)[1]};
-  return SourcePtr(std::make_shared<TiffSource>(std::move(info), path, std::move(pages), first));
+  return SourcePtr(std::make_shared<TiffSource>(std::move(info), path, std::move(pages), first,
+                                                std::move(lead)));
 }
 
 }  // namespace vx::data

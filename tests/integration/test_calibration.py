@@ -141,3 +141,41 @@ def test_3d_render_uses_the_anisotropic_scale(run_ok, tmp_path):
     assert abs(h - 64) <= 4 and abs(w - 64) <= 4, f"calibrated cube drawn {w}x{h}"
     h, w = extent(str(plain))
     assert min(h, w) / max(h, w) < 0.3, f"uncalibrated slab drawn {w}x{h}"
+
+
+def test_imagej_hyperstack_is_t_c_z_y_x(info, export, tmp_path):
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 4000, size=(3, 4, 2, 16, 20), dtype=np.uint16)  # T Z C Y X
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(path, data, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZCYX", "spacing": 3.0, "unit": "um", "finterval": 0.5})
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["channels"] == 2 and len(tif.pages) == 24
+    meta = info(str(path))
+    assert axes_of(meta) == [("t", "time", "second"), ("c", "channel", "")] + ZYX_UM
+    assert meta["levels"][0]["scale"] == pytest.approx([0.5, 1, 3.0, 0.5, 0.5])
+    assert len(meta["channels"]) == 2
+    got = export(str(path))
+    assert np.array_equal(got, data.transpose(0, 2, 1, 3, 4))
+
+
+def test_ome_tiff_channels_follow_the_dimension_order(info, export, tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4000, size=(2, 5, 16, 20), dtype=np.uint16)  # C Z Y X
+    path = tmp_path / "cz.ome.tif"
+    tifffile.imwrite(path, data, ome=True, metadata={"axes": "CZYX", "PhysicalSizeZ": 2.0})
+    meta = info(str(path))
+    assert [a["name"] for a in meta["axes"]] == ["c", "z", "y", "x"]
+    assert meta["levels"][0]["scale"] == pytest.approx([1, 2.0, 1, 1])
+    assert np.array_equal(export(str(path)), data)
+
+
+def test_hyperstack_sizes_that_do_not_fit_the_pages_warn(info, tmp_path):
+    path = tmp_path / "liar.tif"
+    tifffile.imwrite(path, np.zeros((4, 8, 8), np.uint8), photometric="minisblack",
+                     metadata=None,
+                     description="ImageJ=1.53t\nimages=6\nchannels=3\nslices=2\n")
+    meta = info(str(path))
+    assert [a["name"] for a in meta["axes"]] == ["z", "y", "x"]
+    assert meta["levels"][0]["shape"] == [4, 8, 8]
+    assert [w["field"] for w in meta["warnings"]] == ["ImageDescription: channels/slices/frames"]

@@ -87,6 +87,41 @@ TEST(ImageJ, NonPositiveOrNonFiniteSizesWarn) {
   EXPECT_EQ(c.warnings[0].field, "ImageDescription: XResolution");
 }
 
+TEST(ImageJ, HyperstackSizesAndFrameInterval) {
+  const auto c = parse_imagej_description(
+      "ImageJ=1.53t\nimages=24\nchannels=2\nslices=4\nframes=3\nhyperstack=true\n"
+      "finterval=0.5\n",
+      TiffResolution{}, "h.tif");
+  EXPECT_EQ(c.channels, 2);
+  EXPECT_EQ(c.slices, 4);
+  EXPECT_EQ(c.frames, 3);
+  EXPECT_EQ(c.order, "czt");
+  EXPECT_EQ(c.frame_interval, 0.5);
+  EXPECT_TRUE(c.warnings.empty());
+  const auto bad = parse_imagej_description(
+      "ImageJ=1\nchannels=two\nslices=-4\nframes=1.5\nfinterval=0\n", TiffResolution{}, "h");
+  EXPECT_EQ(bad.channels, 0);
+  EXPECT_EQ(bad.slices, 0);
+  EXPECT_EQ(bad.frames, 0);
+  EXPECT_EQ(bad.warnings.size(), 4u);
+}
+
+TEST(OmeXml, SizesAndDimensionOrder) {
+  const auto c = parse_ome_xml(
+      R"(<OME><Image><Pixels DimensionOrder="XYCZT" SizeC="2" SizeZ="5" SizeT="1"/></Image></OME>)",
+      "o.tif");
+  EXPECT_EQ(c.order, "czt");
+  EXPECT_EQ(c.channels, 2);
+  EXPECT_EQ(c.slices, 5);
+  const auto z = parse_ome_xml(R"(<Pixels DimensionOrder="XYZTC" SizeC="0"/>)", "o.tif");
+  EXPECT_EQ(z.order, "ztc");
+  ASSERT_EQ(z.warnings.size(), 1u);  // SizeC 0
+  const auto bad = parse_ome_xml(R"(<Pixels DimensionOrder="XYZZT"/>)", "o.tif");
+  EXPECT_EQ(bad.order, "czt");
+  ASSERT_EQ(bad.warnings.size(), 1u);
+  EXPECT_EQ(bad.warnings[0].field, "OME-XML: Pixels.DimensionOrder");
+}
+
 TEST(OmeXml, PhysicalSizesAndUnitsOfTheFirstPixels) {
   const auto c = parse_ome_xml(
       R"(<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="8" SizeY="8" SizeC="1" SizeZ="4" SizeT="1" PhysicalSizeX="0.5" PhysicalSizeXUnit="&#181;m" PhysicalSizeY='0.5' PhysicalSizeZ="2.0" PhysicalSizeZUnit="nm"><Channel ID="Channel:0:0"/></Pixels></Image><Image><Pixels PhysicalSizeX="9"/></Image></OME>)",
