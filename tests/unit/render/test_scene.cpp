@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "render/colormap.hpp"
 #include "render/scene.hpp"
 
@@ -91,6 +93,35 @@ TEST(Scene, ChannelsWithoutColoursGetNapariChannelColormaps) {
   EXPECT_EQ(colormaps(default_scene(data)), (V{"magenta", "red"}));
   for (const auto& l : default_scene(plain_channels(3)).layers)
     EXPECT_EQ(l.blending, Blending::kAdditive);
+}
+
+TEST(Scene, SlicesOutsideTheDataAreNamedErrors) {
+  const auto data = synthetic_data();  // 64 x 128 x 256, scale 1
+  auto s = default_scene(data, 100, 100);
+  EXPECT_TRUE(check_slices_in_range(s, data));
+  for (double z : {0.0, 63.0, -0.5, 63.5}) {
+    s.dims.point[0] = z;
+    EXPECT_TRUE(check_slices_in_range(s, data)) << z;
+  }
+  for (double z : {-0.6, 63.6, 64.0, 1e12, std::nan("")}) {
+    s.dims.point[0] = z;
+    auto st = check_slices_in_range(s, data);
+    ASSERT_FALSE(st) << z;
+    EXPECT_NE(st.error().message.find("dims.point[0]"), std::string::npos);
+    EXPECT_NE(st.error().message.find("'z'"), std::string::npos);
+    EXPECT_NE(st.error().message.find("0..63"), std::string::npos);
+  }
+  // Displayed axes are not slices: in 3D, z may be anywhere.
+  s.dims.ndisplay = 3;
+  s.dims.point[0] = 1e6;
+  EXPECT_TRUE(check_slices_in_range(s, data));
+  // With z displayed (order 1, 0, 2... the first axis in the order is the slice), y is checked.
+  s.dims.ndisplay = 2;
+  s.dims.order = {1, 0, 2};
+  s.dims.point = {1e6, 200, 0};
+  auto st = check_slices_in_range(s, data);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("'y'"), std::string::npos);
 }
 
 TEST(Scene, PatchesMergeAndRoundTrip) {
