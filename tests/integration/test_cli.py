@@ -81,6 +81,8 @@ USAGE = {
     "orbit-grid": lambda t: ["orbit", DATA, "--grid", "3by3", "-o", t / "orbit"],
     "orbit-yaw": lambda t: ["orbit", DATA, "--yaw", "left", "-o", t / "orbit"],
     "serve-port": lambda t: ["serve", DATA, "--port", "99999"],
+    "demo-shape": lambda t: ["demo", "--offline", "--shape", "abc", "-o", t / "a.ome.zarr"],
+    "convert-codec": lambda t: ["convert", DATA, t / "a.ome.zarr", "--codec", "lzma"],
     "info-extra": lambda t: ["info", DATA, "extra"],
     "no-command": lambda t: [],
 }
