@@ -42,6 +42,10 @@ Runner add_demo(CLI::App& app, const GlobalOptions& g) {
       return serve_datasets({"synthetic:cells"}, *serve, g);
     }
     const std::string crop = "synthetic:cells?shape=" + *shape;
+    if (auto probe = data::open_volume(crop); !probe)  // a bad --shape is a usage error
+      return probe.error().code == ErrorCode::kInvalidArgument
+                 ? usage_error(fmt::format("--shape '{}': {}", *shape, probe.error().message))
+                 : report(probe.error().what());
     fmt::print("\n== Converting {} to {} ==\n", crop, *out);
     data::ConvertOptions c;
     c.cache_bytes = g.cache_bytes();

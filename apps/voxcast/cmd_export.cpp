@@ -86,13 +86,13 @@ Runner add_export(CLI::App& app, const GlobalOptions& g) {
     if (!src) return report(src.error().what());
     const auto& info = (*src)->info();
     if (o->level >= int(info.levels.size()))
-      return report(
-          fmt::format("--level {}: {} has {} levels", o->level, o->data, info.levels.size()));
+      return usage_error(fmt::format("--level {}: {} has {} levels (0..{})", o->level, o->data,
+                                     info.levels.size(), info.levels.size() - 1));
     std::vector<std::int64_t> start(info.levels[std::size_t(o->level)].shape.size(), 0);
     std::vector<std::int64_t> size = info.levels[std::size_t(o->level)].shape;
     if (!o->box.empty()) {
       auto b = parse_box(o->box, info, o->level);
-      if (!b) return report(b.error().what());
+      if (!b) return usage_error(b.error().message);
       std::tie(start, size) = *b;
     }
     std::size_t bytes = dtype_size(info.dtype);

@@ -49,6 +49,11 @@ void print_info(const VolumeInfo& info) {
                         : "-",
                c.visible ? "" : "  (hidden)");
   }
+  if (!info.warnings.empty()) {
+    fmt::print("  warnings  (the metadata has problems; opened as far as possible)\n");
+    for (const auto& w : info.warnings)
+      fmt::print("    {}\n", w.str());
+  }
   fmt::print("  levels\n");
   fmt::print("    {:<5} {:<6} {:<26} {:<18} {:<24} {}\n", "level", "path", "shape", "chunks",
              "scale", "codec");
@@ -71,11 +76,23 @@ Runner add_info(CLI::App& app, const GlobalOptions& g) {
   auto data = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("DATA", *data, "Dataset path or synthetic:NAME[?k=v&...]")->required();
+  auto strict = std::make_shared<bool>(false);
   cmd->add_flag("--json", *as_json, "Print one JSON object for machines");
-  cmd->footer("Example: voxcast info /scratch/brain.ome.zarr --json");
-  return [data, as_json, &g]() {
+  cmd->add_flag("--strict", *strict,
+                "Validate: every metadata warning is an error (exit code 1), for checking data "
+                "before sharing it");
+  cmd->footer(
+      "Example: voxcast info /scratch/brain.ome.zarr --json\n"
+      "         voxcast info --strict /scratch/brain.ome.zarr   # exit 1 on any metadata problem");
+  return [data, as_json, strict, &g]() {
     auto src = open_volume(*data, g.open_options());
     if (!src) return report(src.error().what());
+    if (*strict && !(*src)->info().warnings.empty()) {
+      for (const auto& w : (*src)->info().warnings)
+        report("invalid metadata: " + w.str());
+      return report(fmt::format("{}: {} metadata problem(s) (--strict)", *data,
+                                (*src)->info().warnings.size()));
+    }
     if (*as_json)
       fmt::print("{}\n", info_json((*src)->info()));
     else

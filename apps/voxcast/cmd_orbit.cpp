@@ -64,13 +64,14 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     double cols = 0, rows = 0;
     if (!parse_pair(o->grid, 'x', cols, rows) || cols != std::floor(cols) ||
         rows != std::floor(rows))
-      return report(fmt::format("--grid '{}': expected COLUMNSxROWS, e.g. 30x30", o->grid));
+      return usage_error(fmt::format("--grid '{}': expected COLUMNSxROWS, e.g. 30x30", o->grid));
     oo.columns = int(cols);
     oo.rows = int(rows);
     if (!parse_pair(o->yaw, ':', oo.yaw_min, oo.yaw_max))
-      return report(fmt::format("--yaw '{}': expected FIRST:LAST in degrees, e.g. -60:60", o->yaw));
+      return usage_error(
+          fmt::format("--yaw '{}': expected FIRST:LAST in degrees, e.g. -60:60", o->yaw));
     if (!parse_pair(o->pitch, ':', oo.pitch_min, oo.pitch_max))
-      return report(
+      return usage_error(
           fmt::format("--pitch '{}': expected FIRST:LAST in degrees, e.g. -45:45", o->pitch));
     oo.size = o->size;
     oo.format = o->format;
@@ -99,7 +100,10 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       auto j = render::read_scene_file(o->view);
       if (!j) return report(j.error().what());
       auto s = render::apply_patch(defaults, *j, sd);
-      if (!s) return report(fmt::format("{}: {}", o->view, s.error().what()));
+      if (!s) {
+        const auto msg = fmt::format("{}: {}", o->view, s.error().what());
+        return s.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
+      }
       scene = std::move(*s);
     }
     ProgressBar bar("orbit", std::uint64_t(oo.columns) * std::uint64_t(oo.rows), "views",
@@ -107,7 +111,10 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     jobs::OrbitProgress progress;
     progress.on_view = [&bar](int, int) { bar.add(1); };
     auto result = jobs::render_orbit(scene, inputs, oo, o->out, progress);
-    if (!result) return report(result.error().what());
+    if (!result)  // options out of range (--grid, --size) are usage errors
+      return result.error().code == ErrorCode::kInvalidArgument
+                 ? usage_error(result.error().message)
+                 : report(result.error().what());
     VX_LOG(info, "orbit.done", "dir={} views={} seconds={:.2f} files={} bytes={}",
            log_quote(o->out), result->views, result->seconds, result->files.size(), result->bytes);
     fmt::print("wrote {} views in {:.1f} s to {}: {} sheets, {:.1f} MiB; open {}/index.html\n",

@@ -1,14 +1,41 @@
 #include <fmt/format.h>
 
+#include <cctype>
 #include <charconv>
+#include <filesystem>
 
+#include "codec/encoder.hpp"
 #include "codec/png.hpp"
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "data/chunk_cache.hpp"
+#include "data/file_io.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::app {
+namespace {
+
+// "png" or "jpeg" from the output's extension (any case), "" when neither.
+std::string image_type(const std::string& path) {
+  auto ext = std::filesystem::path(path).extension().string();
+  for (auto& ch : ext)
+    ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == ".png") return "png";
+  if (ext == ".jpg" || ext == ".jpeg") return "jpeg";
+  return "";
+}
+
+Status write_jpeg(const std::string& path, int width, int height,
+                  std::span<const std::uint8_t> rgba) {
+  codec::EncoderOptions eo{width, height};
+  eo.jpeg_quality = 92;
+  VX_ASSIGN(auto enc, codec::make_encoder(codec::Codec::kJpeg, eo));
+  codec::Encoded out;
+  VX_TRY(enc.encoder->encode(rgba.data(), true, out));
+  return data::write_file_atomic(path, std::as_bytes(std::span(out.data)));
+}
+
+}  // namespace
 
 Runner add_render(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand(
@@ -26,12 +53,17 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("DATA", o->data, "Dataset path or synthetic:NAME[?k=v&...]")->required();
   cmd->add_option("--view", o->view, "Scene JSON file (default: the data's default view)");
   cmd->add_option("--size", o->size, "Canvas WxH, overriding the view's canvas");
-  cmd->add_option("-o,--output", o->out, "Output .png")->required();
+  cmd->add_option("-o,--output", o->out, "Output image: .png, or .jpg/.jpeg (JPEG, quality 92)")
+      ->required();
   cmd->add_flag("--still", o->still, "Final quality (the default; kept for scripts)");
   cmd->footer(
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
       "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
   return [o, &g]() {
+    const auto type = image_type(o->out);
+    if (type.empty())
+      return usage_error(fmt::format("-o '{}': unknown image type '{}'; use .png, .jpg or .jpeg",
+                                     o->out, std::filesystem::path(o->out).extension().string()));
     auto src = data::open_volume(o->data, g.open_options());
     if (!src) return report(src.error().what());
     render::SceneData sd{{(*src)->info()}};
@@ -47,9 +79,9 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       const char* s = o->size.data();
       if (x == std::string::npos || std::from_chars(s, s + x, w).ptr != s + x ||
           std::from_chars(s + x + 1, s + o->size.size(), h).ptr != s + o->size.size())
-        return report(fmt::format("--size '{}': expected WxH, e.g. 1920x1080", o->size));
+        return usage_error(fmt::format("--size '{}': expected WxH, e.g. 1920x1080", o->size));
       if (!patch.is_object())
-        return report(fmt::format("{}: a view must be a JSON object", o->view));
+        return usage_error(fmt::format("{}: a view must be a JSON object", o->view));
       patch["canvas"]["width"] = w;
       patch["canvas"]["height"] = h;
     }
@@ -71,15 +103,22 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     for (const auto& msg : warnings)
       VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
     auto scene = render::apply_patch(defaults, patch, sd);
-    if (!scene)
-      return report(
-          fmt::format("{}: {}", o->view.empty() ? "--size" : o->view, scene.error().what()));
+    if (!scene) {
+      const auto msg =
+          fmt::format("{}: {}", o->view.empty() ? "--size" : o->view, scene.error().what());
+      return scene.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
+    }
+    // A slice past the end is a mistake in the view, not a black picture.
+    if (auto st = render::check_slices_in_range(*scene, sd); !st)
+      return usage_error(
+          fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
     auto renderer = render::make_cpu_renderer();
     auto frame = renderer->render(*scene, inputs);
     if (!frame) return report(frame.error().what());
     for (const auto& f : frame->failed)  // drawn without them: say so, one line each
       VX_LOG(warn, "render.chunk_failed", "message={}", log_quote(f));
-    auto st = codec::write_png(o->out, frame->width, frame->height, frame->pixels);
+    auto st = type == "png" ? codec::write_png(o->out, frame->width, frame->height, frame->pixels)
+                            : write_jpeg(o->out, frame->width, frame->height, frame->pixels);
     if (!st) return report(st.error().what());
     const auto c = cache.counters();
     VX_LOG(info, "render.done",

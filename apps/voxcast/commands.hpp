@@ -61,5 +61,8 @@ std::string info_json(const data::VolumeInfo& info);
 
 // Prints "voxcast: error: <message>" on stderr and returns 1.
 int report(const std::string& message);
+// A usage error (an option or its value, a view that asks for what cannot be): prints
+// "voxcast: error: <message>" on stderr and returns 2, as CLI11's own parse errors do.
+int usage_error(const std::string& message);
 
 }  // namespace vx::app

@@ -1,10 +1,16 @@
 // voxcast: one binary for every user path (see DESIGN.md, "Contracts").
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "core/memory.hpp"
+#include "core/text.hpp"
+#include "core/version.hpp"
 
 namespace vx::app {
 
@@ -17,17 +23,22 @@ int report(const std::string& message) {
   return 1;
 }
 
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "voxcast: error: %s\n", message.c_str());
+  return 2;
+}
+
 }  // namespace vx::app
 
 int main(int argc, char** argv) {
   using namespace vx::app;
   CLI::App app{
       "voxcast: open terabyte image volumes where they live and stream views of them.\n"
-      "DATA is a path (OME-Zarr v0.4/v0.5 directory, .npy, TIFF stack, NIfTI .nii/.nii.gz; the\n"
+      "DATA is a path (OME-Zarr v0.4/v0.5 directory, .npy, TIFF, PNG, NIfTI .nii/.nii.gz; the\n"
       "format is detected from content and name) or synthetic:cells[?shape=ZxYxX&chunk=N&...].",
       "voxcast"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "voxcast 0.1.0");
+  app.set_version_flag("--version", std::string("voxcast ") + vx::kVersion);
   app.footer(
       "Run 'voxcast COMMAND --help' for the options of a command.\n"
       "Example: voxcast info synthetic:cells");
@@ -63,6 +74,27 @@ int main(int argc, char** argv) {
   for (auto& [sub, _] : runners)
     sub->fallthrough();
 
+  // A misspelt command: say which one was meant, before CLI11's generic message.
+  {
+    std::vector<std::string> names;
+    for (auto* sub : app.get_subcommands({}))
+      names.push_back(sub->get_name());
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--log-level" || arg == "--cache-mb" || arg == "--io-threads" ||
+          arg == "--latency-ms") {
+        ++i;  // its value
+        continue;
+      }
+      if (arg.starts_with("-")) continue;
+      if (std::find(names.begin(), names.end(), arg) != names.end()) break;
+      const auto near = vx::closest_word(arg, names);
+      return usage_error(
+          near.empty() ? fmt::format("unknown command '{}' (commands: {}); run 'voxcast --help'",
+                                     arg, fmt::join(names, ", "))
+                       : fmt::format("unknown command '{}'; did you mean '{}'?", arg, near));
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

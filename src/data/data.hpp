@@ -76,6 +76,15 @@ struct Channel {
   bool visible = true;
 };
 
+// A problem in the metadata that did not stop the data from opening (each reported once):
+// the file, the field (a JSON path such as "multiscales[0].axes[1].type", or a TIFF tag such
+// as "ImageDescription: spacing") and what is wrong.
+struct MetadataWarning {
+  std::string file, field, message;
+  std::string str() const;  // "FILE: field 'FIELD': MESSAGE"
+  bool operator==(const MetadataWarning&) const = default;
+};
+
 struct VolumeInfo {
   std::string location;        // the path or synthetic: spec it was opened from
   std::string format;          // "ome-zarr", "zarr", "npy", "tiff", "nifti", "synthetic"
@@ -84,8 +93,9 @@ struct VolumeInfo {
   std::vector<Axis> axes;
   DType dtype = DType::kUInt8;
   double fill_value = 0;
-  std::vector<Level> levels;      // finest first
-  std::vector<Channel> channels;  // one per index of the channel axis (or one)
+  std::vector<Level> levels;              // finest first
+  std::vector<Channel> channels;          // one per index of the channel axis (or one)
+  std::vector<MetadataWarning> warnings;  // problems that did not stop opening
 
   int ndim() const { return static_cast<int>(axes.size()); }
   // Index of the first axis named `name`, or -1.

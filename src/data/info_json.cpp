@@ -28,6 +28,9 @@ json info_to_json(const VolumeInfo& info) {
                      {"max", c.window->max}};
     channels.push_back(j);
   }
+  json warnings = json::array();
+  for (const auto& w : info.warnings)
+    warnings.push_back({{"file", w.file}, {"field", w.field}, {"message", w.message}});
   json fill = info.fill_value;
   if (std::isnan(info.fill_value)) fill = "NaN";
   return {{"location", info.location},
@@ -38,7 +41,8 @@ json info_to_json(const VolumeInfo& info) {
           {"fill_value", fill},
           {"axes", axes},
           {"levels", levels},
-          {"channels", channels}};
+          {"channels", channels},
+          {"warnings", warnings}};
 }
 
 }  // namespace vx::data

@@ -1,6 +1,7 @@
 // NIfTI-1 (.nii memory-mapped; .nii.gz inflated once into memory).
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/memory.hpp"
@@ -29,6 +30,20 @@ const char* unit_name(int code) {
       return "millimeter";
     case 3:
       return "micrometer";
+    default:
+      return "";
+  }
+}
+
+// xyzt_units bits 3..5: NIFTI_UNITS_SEC 8, _MSEC 16, _USEC 24 (Hz, ppm, rad/s: no time unit).
+const char* time_unit_name(int code) {
+  switch (code & 0x38) {
+    case 8:
+      return "second";
+    case 16:
+      return "millisecond";
+    case 24:
+      return "microsecond";
     default:
       return "";
   }
@@ -66,7 +81,7 @@ Result<NiftiHeader> parse_nifti_header(std::span<const std::byte> bytes, const s
       return fail(ErrorCode::kFormat, "{}: field 'dim[{}]' is {}, must be positive", file, i,
                   dim[i]);
     const double px = get<float>(p, 76 + 4 * std::size_t(i), swap);
-    pix[i] = px > 0 ? px : 1.0;
+    pix[i] = px > 0 && std::isfinite(px) ? px : 1.0;
   }
   const int datatype = get<std::int16_t>(p, 70, swap);
   DType dt;
@@ -130,7 +145,7 @@ Result<NiftiHeader> parse_nifti_header(std::span<const std::byte> bytes, const s
            i <= 3   ? AxisType::kSpace
            : i == 4 ? AxisType::kTime
                     : AxisType::kChannel,
-           i <= 3 ? unit_name(units) : (i == 4 ? "second" : "")};
+           i <= 3 ? unit_name(units) : (i == 4 ? time_unit_name(units) : "")};
     h.axes.push_back(std::move(a));
     h.scale.push_back(i <= 4 ? pix[i] : 1.0);
   }

@@ -92,6 +92,13 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
     info.format_version = *v;
   else if (auto t = attrs.find("version"); t != attrs.end() && t->is_string())
     info.format_version = *t;
+  if (!info.format_version.empty() && info.format_version != "0.1" &&
+      info.format_version != "0.2" && info.format_version != "0.3" &&
+      info.format_version != "0.4" && info.format_version != "0.5")
+    info.warnings.push_back({file, "multiscales[0].version",
+                             fmt::format("version '{}' is not an OME-NGFF version voxcast knows "
+                                         "(0.1 to 0.5); read as far as it matches them",
+                                         info.format_version)});
   VX_ASSIGN(auto axes, optional_field(*ms, "axes", w));
   if (axes) {
     if (!axes->is_array())
@@ -104,16 +111,23 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
       } else {
         VX_ASSIGN(auto n, require(a, "name", (w / "axes").at(i)));
         VX_ASSIGN(axis.name, as_string(*n, (w / "axes").at(i) / "name"));
-        if (auto u = a.find("unit"); u != a.end() && u->is_string()) axis.unit = *u;
+        const Where wa = (w / "axes").at(i);
         if (auto t = a.find("type"); t != a.end() && !t->is_null()) {
-          VX_ASSIGN(const std::string type, as_string(*t, (w / "axes").at(i) / "type"));
-          axis.type = type == "space"     ? AxisType::kSpace
-                      : type == "time"    ? AxisType::kTime
-                      : type == "channel" ? AxisType::kChannel
-                                          : AxisType::kOther;
-          info.axes.push_back(std::move(axis));
-          continue;
+          VX_ASSIGN(const std::string type, as_string(*t, wa / "type"));
+          axis.type = checked_axis_type(type, wa / "type", info.warnings);
+        } else {
+          axis.type = axis.name == "t"   ? AxisType::kTime
+                      : axis.name == "c" ? AxisType::kChannel
+                                         : AxisType::kSpace;
         }
+        if (auto u = a.find("unit"); u != a.end() && u->is_string())
+          axis.unit = checked_axis_unit(*u, axis.type, wa / "unit", info.warnings);
+        for (const auto& other : info.axes)
+          if (other.name == axis.name)
+            info.warnings.push_back({file, (wa / "name").field,
+                                     fmt::format("axis name '{}' is used twice", axis.name)});
+        info.axes.push_back(std::move(axis));
+        continue;
       }
       axis.type = axis.name == "t"   ? AxisType::kTime
                   : axis.name == "c" ? AxisType::kChannel
@@ -161,7 +175,14 @@ Status parse_ome(const json& attrs, const std::string& file, VolumeInfo& info,
             }
           }
           if (wd.max == 0 && wd.min == 0) wd.max = wd.end, wd.min = wd.start;
-          ch.window = wd;
+          if (!(wd.start < wd.end))
+            info.warnings.push_back(
+                {file, ww.field,
+                 fmt::format("start {:g} is not below end {:g}; the display range is estimated "
+                             "from the data",
+                             wd.start, wd.end)});
+          else
+            ch.window = wd;
         }
         info.channels.push_back(std::move(ch));
       }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/log.hpp"
 #include "data/file_io.hpp"
 #include "data/formats.hpp"
 
@@ -44,6 +45,10 @@ Result<std::shared_ptr<VolumeSource>> open_volume(std::string_view spec,
                 options.latency_ms);
   if (spec.starts_with("synthetic:")) return open_synthetic(spec);
   VX_ASSIGN(auto src, open_path(spec));
+  // Each metadata problem once, when the dataset is opened (voxcast info also lists them).
+  for (const auto& w : src->info().warnings)
+    VX_LOG(warn, "data.metadata", "file={} field={} message={}", log_quote(w.file),
+           log_quote(w.field), log_quote(w.message));
   if (options.latency_ms > 0)
     return std::shared_ptr<VolumeSource>(std::make_shared<LatencySource>(src, options.latency_ms));
   return src;
@@ -71,6 +76,7 @@ Result<std::shared_ptr<VolumeSource>> open_path(std::string_view spec) {
   if (std::memcmp(h, "II*\0", 4) == 0 || std::memcmp(h, "MM\0*", 4) == 0 ||
       std::memcmp(h, "II+\0", 4) == 0 || std::memcmp(h, "MM\0+", 4) == 0)
     return open_tiff(path);
+  if (std::memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0) return open_png(path);
   if (std::memcmp(h + 344, "n+1\0", 4) == 0 || std::memcmp(h + 344, "ni1\0", 4) == 0 ||
       (h[0] == 0x1f && h[1] == 0x8b && ends_with(".nii.gz")))
     return open_nifti(path);
@@ -78,13 +84,14 @@ Result<std::shared_ptr<VolumeSource>> open_path(std::string_view spec) {
   if (ends_with(".npy")) return open_npy(path);
   if (ends_with(".tif") || ends_with(".tiff")) return open_tiff(path);
   if (ends_with(".nii") || ends_with(".nii.gz")) return open_nifti(path);
+  if (ends_with(".png")) return open_png(path);
   if (ends_with("zarr.json") || ends_with(".zarray") || ends_with(".zattrs"))
     return fail(ErrorCode::kInvalidArgument,
                 "{}: pass the Zarr store's directory, not its metadata file", path);
-  return fail(
-      ErrorCode::kFormat,
-      "{}: not a recognized dataset (OME-Zarr directory, .npy, TIFF, NIfTI, or synthetic:NAME)",
-      path);
+  return fail(ErrorCode::kFormat,
+              "{}: not a recognized dataset (OME-Zarr directory, .npy, TIFF, NIfTI, PNG, or "
+              "synthetic:NAME)",
+              path);
 }
 
 }  // namespace

@@ -106,6 +106,10 @@ std::string color_hex(const std::array<std::uint8_t, 3>& rgb) {
   return s;
 }
 
+std::string MetadataWarning::str() const {
+  return field.empty() ? file + ": " + message : file + ": field '" + field + "': " + message;
+}
+
 std::vector<std::int64_t> Level::grid() const {
   std::vector<std::int64_t> g(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i)

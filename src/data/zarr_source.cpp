@@ -215,13 +215,14 @@ Result<SourcePtr> open_plain_array(const std::string& path, int zarr_format) {
   return SourcePtr(std::make_shared<ZarrSource>(std::move(info), std::move(arrays)));
 }
 
-Result<SourcePtr> open_ome_group(const std::string& path, const json& attrs, int zarr_format,
+Result<SourcePtr> open_ome_group(const std::string& path, const json& raw_attrs, int zarr_format,
                                  const std::string& meta_file) {
   VolumeInfo info;
   info.location = path;
   info.format = "ome-zarr";
   info.zarr_format = zarr_format;
   std::vector<std::string> paths;
+  const json attrs = repair_ome(raw_attrs, meta_file, info.warnings);
   VX_TRY(parse_ome(attrs, meta_file, info, paths));
   std::vector<LevelArray> arrays;
   for (std::size_t i = 0; i < paths.size(); ++i) {
@@ -248,7 +249,13 @@ Result<SourcePtr> open_ome_group(const std::string& path, const json& attrs, int
     arrays.push_back(std::move(*a));
   }
   VX_TRY(apply_ome_transforms(attrs, meta_file, info));
+  check_ome_levels(info, meta_file);
   const auto defaults = default_channels(info.axes, info.levels[0].shape);
+  if (!info.channels.empty() && info.channels.size() != defaults.size())
+    info.warnings.push_back({meta_file, "omero.channels",
+                             fmt::format("lists {} channels but the data has {}; they are "
+                                         "matched by index",
+                                         info.channels.size(), defaults.size())});
   if (info.channels.size() != defaults.size()) {
     // omero lists a different number of channels than the data has: keep what matches.
     info.channels.resize(defaults.size());

@@ -62,20 +62,32 @@ Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::
         n *= std::size_t(lv.shape[sd]);
       }
     }
-    constexpr std::size_t kMaxVoxels = std::size_t(1) << 24;  // 16 Mi: the coarsest level is small
-    if (n == 0 || n > kMaxVoxels) continue;
+    // The coarsest level is usually small; a single-level source (a TIFF stack, a .npy) may
+    // not be. Beyond kMaxVoxels, chunks spread evenly over the level are read instead.
+    constexpr std::size_t kMaxVoxels = std::size_t(1) << 24;  // 16 Mi
+    if (n == 0) continue;
+    std::int64_t per_chunk = 1, total = 1;
+    for (int d = 0; d < nd; ++d) {
+      const auto sd = std::size_t(d);
+      total *= hi[sd] - lo[sd];
+      if (info.axes[sd].type != data::AxisType::kChannel) per_chunk *= lv.chunks[sd];
+    }
+    const std::int64_t wanted =
+        n <= kMaxVoxels ? total
+                        : std::clamp<std::int64_t>(std::int64_t(kMaxVoxels) / per_chunk, 1, total);
     std::vector<data::Index> indices;
-    data::Index idx{};
-    for (int d = 0; d < nd; ++d)
-      idx[std::size_t(d)] = lo[std::size_t(d)];
-    for (;;) {
-      indices.push_back(idx);
-      int d = nd - 1;
-      for (; d >= 0; --d) {
-        if (++idx[std::size_t(d)] < hi[std::size_t(d)]) break;
-        idx[std::size_t(d)] = lo[std::size_t(d)];
+    for (std::int64_t j = 0; j < wanted; ++j) {
+      // Chunk number j of `wanted`, evenly spaced (the middle of each stretch) in C order.
+      std::int64_t k =
+          wanted == total ? j : std::int64_t((double(j) + 0.5) * double(total) / double(wanted));
+      data::Index idx{};
+      for (int d = nd - 1; d >= 0; --d) {
+        const auto sd = std::size_t(d);
+        const auto extent = hi[sd] - lo[sd];
+        idx[sd] = lo[sd] + k % extent;
+        k /= extent;
       }
-      if (d < 0) break;
+      indices.push_back(idx);
     }
     const auto id = in.sources.at(std::size_t(layer.source));
     auto got = data::get_chunks_partial(*in.cache, id, level, indices);
@@ -85,7 +97,7 @@ Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::
             fmt::format("default contrast of layer '{}' estimated without a chunk of level {}: {}",
                         layer.name, level, e.message));
     std::vector<double> values;
-    values.reserve(n);
+    values.reserve(std::min(n, kMaxVoxels));
     const std::size_t item = data::dtype_size(info.dtype);
     for (std::size_t k = 0; k < indices.size(); ++k) {
       if (!got.pins[k]) continue;

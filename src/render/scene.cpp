@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <set>
 
@@ -285,6 +286,36 @@ std::vector<std::array<double, 2>> SceneData::world_extent() const {
   return out;
 }
 
+Status check_slices_in_range(const Scene& scene, const SceneData& data) {
+  if (data.sources.empty()) return {};
+  const auto& info = data.sources[0];
+  const auto& lv = info.levels[0];
+  const auto names = data.axis_names();
+  const auto extent = data.world_extent();
+  std::vector<double> scale;
+  std::vector<std::int64_t> shape;
+  for (std::size_t d = 0; d < info.axes.size(); ++d)
+    if (info.axes[d].type != data::AxisType::kChannel) {
+      scale.push_back(lv.scale[d]);
+      shape.push_back(lv.shape[d]);
+    }
+  const auto n = scene.dims.order.size();
+  const auto shown = std::size_t(std::clamp(scene.dims.ndisplay, 0, int(n)));
+  for (std::size_t i = 0; i + shown < n; ++i) {
+    const auto k = std::size_t(scene.dims.order[i]);
+    if (k >= extent.size() || k >= scene.dims.point.size()) continue;
+    const double p = scene.dims.point[k], half = 0.5 * scale[k];
+    if (!(p >= extent[k][0] - half && p <= extent[k][1] + half)) {
+      const double index = (p - extent[k][0]) / scale[k];
+      return fail(ErrorCode::kInvalidArgument,
+                  "field 'dims.point[{}]': {:g} on axis '{}' is slice {:g}, outside the data "
+                  "(slices 0..{}, world {:g}..{:g})",
+                  k, p, names[k], std::round(index), shape[k] - 1, extent[k][0], extent[k][1]);
+    }
+  }
+  return {};
+}
+
 int SceneData::channels(int source) const {
   if (source < 0 || source >= int(sources.size())) return 0;
   const auto& info = sources[std::size_t(source)];
@@ -292,6 +323,18 @@ int SceneData::channels(int source) const {
   for (std::size_t d = 0; d < info.axes.size(); ++d)
     if (info.axes[d].type == data::AxisType::kChannel) return int(info.levels[0].shape[d]);
   return c >= 0 ? int(info.levels[0].shape[std::size_t(c)]) : 1;
+}
+
+std::string default_channel_colormap(int channel, int channels) {
+  // napari's curated sets for additive blending (napari.utils.colormaps: MAGENTA_GREEN and
+  // CYMRGB), used as add_image(..., channel_axis=...) does: one channel gray, two magenta
+  // and green, more cycle through cyan, yellow, magenta, red, green, blue.
+  static constexpr std::array<const char*, 2> kMagentaGreen = {"magenta", "green"};
+  static constexpr std::array<const char*, 6> kCymrgb = {"cyan", "yellow", "magenta",
+                                                         "red",  "green",  "blue"};
+  if (channels <= 1 || channel < 0) return "gray";
+  if (channels == 2) return kMagentaGreen[std::size_t(channel % 2)];
+  return kCymrgb[std::size_t(channel % 6)];
 }
 
 Scene default_scene(const SceneData& data, int width, int height) {
@@ -329,7 +372,8 @@ Scene default_scene(const SceneData& data, int width, int height) {
           c < int(info.channels.size()) ? &info.channels[std::size_t(c)] : nullptr;
       l.name = meta ? meta->name : fmt::format("channel {}", c);
       l.visible = meta ? meta->visible : true;
-      l.colormap = meta && meta->color ? colormap_for_color(*meta->color) : "gray";
+      l.colormap = meta && meta->color ? colormap_for_color(*meta->color)
+                                       : default_channel_colormap(c, data.channels(src));
       if (meta && meta->window && meta->window->start < meta->window->end) {
         l.contrast_limits = {meta->window->start, meta->window->end};
       } else {

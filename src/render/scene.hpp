@@ -73,13 +73,23 @@ struct SceneData {
   int channels(int source) const;
 };
 
+// The colormap napari gives channel `channel` of `channels` without a colour in the metadata:
+// gray for one; magenta, green for two; cyan, yellow, magenta, red, green, blue (cycled) for
+// more.
+std::string default_channel_colormap(int channel, int channels);
+
 // What napari would show: all channels of every source as layers (colours and windows from
-// the metadata, additive blending when there are several), the whole volume framed, the
+// the metadata, else default_channel_colormap(); additive blending when there are several),
+// the whole volume framed, the
 // middle slice. Contrast without a metadata window uses the dtype's range until
 // estimate_contrast() refines it.
 Scene default_scene(const SceneData& data, int width = 1280, int height = 720);
 
 json to_json(const Scene& scene);
+
+// An error naming the axis when dims.point puts a slice (an axis not displayed) outside the
+// data: beyond half a voxel past the first or last voxel centre of level 0.
+Status check_slices_in_range(const Scene& scene, const SceneData& data);
 
 // Reads a view file (scene JSON); a syntax error names the file and the position.
 Result<json> read_scene_file(const std::string& path);

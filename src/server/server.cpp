@@ -12,6 +12,7 @@
 
 #include "core/log.hpp"
 #include "core/paths.hpp"
+#include "core/version.hpp"
 #include "data/info_json.hpp"
 #include "server/server_impl.hpp"
 
@@ -205,7 +206,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       const auto& rc = *ctx_->engine.counters;
       const auto cc = ctx_->engine.cache->counters();
       return send_json(req, {{"status", "ok"},
-                             {"version", "0.3.0"},
+                             {"version", kVersion},
                              {"sessions", sessions},
                              {"uptime_s", up.count()},
                              {"renders",

@@ -30,6 +30,8 @@ def check_info(meta: dict, ds: fixtures.Dataset) -> None:
     assert meta["zarr_format"] == ds.zarr_format
     assert meta["format_version"] == ds.format_version
     assert meta["dtype"] == ds.dtype
+    # Metadata from the writers is valid: no warning is a false alarm.
+    assert meta["warnings"] == [], meta["warnings"]
     got_axes = [(a["name"], a["type"], a.get("unit") or "") for a in meta["axes"]]
     assert got_axes == [tuple(a) for a in ds.axes]
 

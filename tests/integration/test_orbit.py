@@ -74,7 +74,7 @@ def test_sheets_split_past_4096_pixels(run_ok, tmp_path):
 ])
 def test_bad_arguments_name_the_option(run, tmp_path, args, what):
     res = run("orbit", DATA, *args, "-o", tmp_path / "x", "-q")
-    error_line(res, what)
+    error_line(res, what, code=2)
 
 
 def test_bad_format_and_2d_data(run, tmp_path):

@@ -93,7 +93,7 @@ def test_size_overrides_the_canvas_and_default_view_frames_the_data(run_ok, stor
 def test_malformed_view_files_name_the_field(run, store, tmp_path, scene, field):
     path, _ = store
     res = run("render", path, "--view", view(tmp_path, scene), "-o", tmp_path / "x.png")
-    error_line(res, field, scrub=tmp_path)
+    error_line(res, field, scrub=tmp_path, code=2)  # the view asks for what cannot be
     assert not (tmp_path / "x.png").exists()
 
 
@@ -108,7 +108,7 @@ def test_view_that_is_not_json(run, store, tmp_path):
 def test_bad_size(run, store, tmp_path):
     path, _ = store
     res = run("render", path, "--size", "wide", "-o", tmp_path / "x.png")
-    error_line(res, "--size")
+    error_line(res, "--size", code=2)
 
 
 def test_demo_converts_describes_and_renders(run_ok, tmp_path):

@@ -117,7 +117,7 @@ def test_3d_needs_three_spatial_axes(run, tmp_path):
     np.save(tmp_path / "plane.npy", np.zeros((32, 32), dtype=np.uint8))
     res = run("render", tmp_path / "plane.npy", "--view",
               view(tmp_path, {"dims": {"ndisplay": 3}}), "-o", tmp_path / "x.png")
-    error_line(res, "dims.ndisplay")
+    error_line(res, "dims.ndisplay", code=2)
 
 
 @pytest.mark.parametrize("scene,field", [
@@ -131,5 +131,5 @@ def test_malformed_3d_fields_name_the_field(run, store, tmp_path, scene, field):
     path, _ = store
     scene = {**scene, "dims": {"ndisplay": 3}}
     res = run("render", path, "--view", view(tmp_path, scene), "-o", tmp_path / "x.png")
-    error_line(res, field, scrub=tmp_path)
+    error_line(res, field, scrub=tmp_path, code=2)
     assert not (tmp_path / "x.png").exists()

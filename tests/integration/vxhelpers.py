@@ -47,15 +47,17 @@ def assert_equal_arrays(got: np.ndarray, want: np.ndarray, what: str) -> None:
                     f"got {got[first]}, expected {want[first]}", pytrace=False)
 
 
-def error_line(res: subprocess.CompletedProcess, *needles, scrub=()) -> str:
-    """Asserts exit code 1 and that ONE stderr line names every needle (case-insensitive).
+def error_line(res: subprocess.CompletedProcess, *needles, scrub=(), code=1) -> str:
+    """Asserts exit code `code` (1, a runtime error; 2, a usage error) and that ONE stderr
+    line names every needle (case-insensitive).
 
     A needle is a string or a tuple of alternatives. ``scrub`` lists strings (the test's
     temporary directory, a synthetic spec) that do not count as naming a field: a needle
     that is not itself a path under them must appear in the line outside them, so that a
     field name that happens to be part of a directory name does not match. Returns the
     line."""
-    assert res.returncode == 1, "expected exit code 1 (runtime error)\n" + describe(res)
+    kind = "usage error" if code == 2 else "runtime error"
+    assert res.returncode == code, f"expected exit code {code} ({kind})\n" + describe(res)
     if isinstance(scrub, (str, Path)):
         scrub = (scrub,)
     scrub = [str(s).lower() for s in scrub]

@@ -240,6 +240,32 @@ TEST(Contrast, EstimatedFromTheCoarsestLevelWhereMetadataHasNoWindow) {
   EXPECT_EQ(t.layers[0].contrast_limits, before);
 }
 
+TEST(Contrast, ALargeSingleLevelSourceIsSampledNotLeftAtTheDtypeRange) {
+  // 4160 x 4160 uint8 (17 Mi voxels, more than the estimate reads whole), one level, values
+  // spread evenly over 50..150: the estimate reads chunks spread over it instead.
+  const auto path = (std::filesystem::temp_directory_path() / "vx_contrast_big.npy").string();
+  const std::vector<std::int64_t> shape = {4160, 4160};
+  const auto header = data::make_npy_header(data::DType::kUInt8, shape);
+  std::vector<std::uint8_t> values(std::size_t(shape[0] * shape[1]));
+  for (std::size_t y = 0; y < std::size_t(shape[0]); ++y)
+    for (std::size_t x = 0; x < std::size_t(shape[1]); ++x)
+      values[y * std::size_t(shape[1]) + x] = std::uint8_t(50 + (y * 31 + x * 17) % 101);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(header.data(), std::streamsize(header.size()));
+    out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size()));
+  }
+  Fixture f(path);
+  ASSERT_EQ(f.inputs.data.sources[0].levels.size(), 1u);
+  Scene s = default_scene(f.inputs.data, 64, 64);
+  EXPECT_EQ(s.layers[0].contrast_limits, (std::array<double, 2>{0, 255}));
+  ASSERT_TRUE(estimate_contrast(s, f.inputs));
+  EXPECT_NEAR(s.layers[0].contrast_limits[0], 50, 1.5);
+  EXPECT_NEAR(s.layers[0].contrast_limits[1], 150, 1.5);
+  EXPECT_NEAR(s.layers[0].iso_threshold, 100, 1.5);
+  std::filesystem::remove(path);
+}
+
 TEST(Png, WritesAReadablePngAndRefusesBadSizes) {
   const auto path = (std::filesystem::temp_directory_path() / "vx_test.png").string();
   std::vector<std::uint8_t> rgba(4 * 3 * 4, 200);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "render/colormap.hpp"
 #include "render/scene.hpp"
 
@@ -50,6 +52,76 @@ TEST(Scene, DefaultsComeFromTheData) {
   EXPECT_DOUBLE_EQ(s.camera.center[2], 127.5);
   // 255 x 127 world units framed in 1000 x 500 pixels with a 5% margin: height limits.
   EXPECT_NEAR(s.camera.zoom, 0.95 * std::min(1000.0 / 255.0, 500.0 / 127.0), 1e-9);
+}
+
+// A czyx source with `channels` channels and no colours in its metadata (as a .npy).
+SceneData plain_channels(int channels) {
+  data::VolumeInfo info;
+  info.axes = {{"c", data::AxisType::kChannel, ""},
+               {"z", data::AxisType::kSpace, ""},
+               {"y", data::AxisType::kSpace, ""},
+               {"x", data::AxisType::kSpace, ""}};
+  info.dtype = data::DType::kUInt16;
+  data::Level lv;
+  lv.shape = {channels, 4, 8, 8};
+  lv.chunks = {1, 4, 8, 8};
+  lv.scale = {1, 1, 1, 1};
+  lv.translation = {0, 0, 0, 0};
+  info.levels.push_back(lv);
+  for (int c = 0; c < channels; ++c)
+    info.channels.push_back({"channel", {}, {}, true});
+  return SceneData{{info}};
+}
+
+std::vector<std::string> colormaps(const Scene& s) {
+  std::vector<std::string> out;
+  for (const auto& l : s.layers)
+    out.push_back(l.colormap);
+  return out;
+}
+
+TEST(Scene, ChannelsWithoutColoursGetNapariChannelColormaps) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(colormaps(default_scene(plain_channels(1))), V{"gray"});
+  EXPECT_EQ(colormaps(default_scene(plain_channels(2))), (V{"magenta", "green"}));
+  EXPECT_EQ(colormaps(default_scene(plain_channels(3))), (V{"cyan", "yellow", "magenta"}));
+  EXPECT_EQ(colormaps(default_scene(plain_channels(7))),
+            (V{"cyan", "yellow", "magenta", "red", "green", "blue", "cyan"}));
+  // A colour in the metadata wins over the default for its channel only.
+  auto data = plain_channels(2);
+  data.sources[0].channels[1].color = std::array<std::uint8_t, 3>{255, 0, 0};
+  EXPECT_EQ(colormaps(default_scene(data)), (V{"magenta", "red"}));
+  for (const auto& l : default_scene(plain_channels(3)).layers)
+    EXPECT_EQ(l.blending, Blending::kAdditive);
+}
+
+TEST(Scene, SlicesOutsideTheDataAreNamedErrors) {
+  const auto data = synthetic_data();  // 64 x 128 x 256, scale 1
+  auto s = default_scene(data, 100, 100);
+  EXPECT_TRUE(check_slices_in_range(s, data));
+  for (double z : {0.0, 63.0, -0.5, 63.5}) {
+    s.dims.point[0] = z;
+    EXPECT_TRUE(check_slices_in_range(s, data)) << z;
+  }
+  for (double z : {-0.6, 63.6, 64.0, 1e12, std::nan("")}) {
+    s.dims.point[0] = z;
+    auto st = check_slices_in_range(s, data);
+    ASSERT_FALSE(st) << z;
+    EXPECT_NE(st.error().message.find("dims.point[0]"), std::string::npos);
+    EXPECT_NE(st.error().message.find("'z'"), std::string::npos);
+    EXPECT_NE(st.error().message.find("0..63"), std::string::npos);
+  }
+  // Displayed axes are not slices: in 3D, z may be anywhere.
+  s.dims.ndisplay = 3;
+  s.dims.point[0] = 1e6;
+  EXPECT_TRUE(check_slices_in_range(s, data));
+  // With z displayed (order 1, 0, 2... the first axis in the order is the slice), y is checked.
+  s.dims.ndisplay = 2;
+  s.dims.order = {1, 0, 2};
+  s.dims.point = {1e6, 200, 0};
+  auto st = check_slices_in_range(s, data);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("'y'"), std::string::npos);
 }
 
 TEST(Scene, PatchesMergeAndRoundTrip) {
