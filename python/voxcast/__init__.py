@@ -28,7 +28,7 @@ from .connection import Endpoint, parse_url
 from .errors import AuthenticationError, ServerError, VoxcastConnectionError, VoxcastError
 from .protocol import FrameHeader, ProtocolError, parse_header
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"  # = project(VERSION) in CMakeLists.txt
 
 
 def wire_client(host: str = "127.0.0.1", port: int = 0, **kwargs):

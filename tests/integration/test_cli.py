@@ -119,3 +119,12 @@ def test_version_matches_health(run_ok, serve):
     status, body = http_get(f"{s.http}/api/v1/health")
     assert status == 200
     assert json.loads(body)["version"] == m.group(1)
+
+
+def test_python_package_has_the_same_version(run_ok):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+    import voxcast
+    version = run_ok("--version").stdout.strip()
+    assert version == f"voxcast {voxcast.__version__}", (version, voxcast.__version__)
