@@ -176,13 +176,18 @@ void NodeImpl::check_connect_deadline() {
   std::shared_ptr<EndpointImpl> ep;
   {
     std::lock_guard lock(mu);
-    if (!connect_request) return;
+    if (!connect_request) {
+      connecting.store(false, std::memory_order_relaxed);
+      return;
+    }
     if (connect_request->done.load()) {
       connect_request.reset();
+      connecting.store(false, std::memory_order_relaxed);
       return;
     }
     if (std::chrono::steady_clock::now() < connect_deadline) return;
     st = std::exchange(connect_request, nullptr);
+    connecting.store(false, std::memory_order_relaxed);
     ep = client_ep;
   }
   std::string peer = ep ? ep->peer : "?";
@@ -298,6 +303,7 @@ Request Client::connect_async(std::string host, uint16_t port, Callback cb) {
     std::lock_guard lock(n.mu);
     n.client_ep = impl;
     n.connect_request = st;
+    n.connecting.store(true, std::memory_order_release);
     n.connect_deadline = std::chrono::steady_clock::now() + n.options.connect_timeout;
   }
 

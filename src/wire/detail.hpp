@@ -166,6 +166,8 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::vector<std::shared_ptr<EndpointImpl>> endpoints;  // server: connected ones
   std::vector<std::shared_ptr<EndpointImpl>> live;       // every ep not yet released
   std::vector<std::function<void()>> deferred;           // run after progress
+  std::atomic<bool> has_deferred{false};                 // deferred is not empty
+  std::atomic<bool> connecting{false};                   // connect_request is set
   uint32_t next_id = 1;
 
   // Server callbacks.

@@ -528,6 +528,7 @@ Request NodeImpl::flush(Callback cb) {
 void NodeImpl::defer(std::function<void()> fn) {
   std::lock_guard lock(mu);
   deferred.push_back(std::move(fn));
+  has_deferred.store(true, std::memory_order_release);
 }
 
 namespace {
@@ -559,9 +560,13 @@ bool NodeImpl::in_callback() const {
 }
 
 bool NodeImpl::run_deferred() {
+  // The common case, nothing deferred, costs an atomic load rather than the lock: this
+  // runs twice per progress call, which is the latency path.
+  if (!has_deferred.load(std::memory_order_acquire)) return false;
   std::vector<std::function<void()>> work;
   {
     std::lock_guard lock(mu);
+    has_deferred.store(false, std::memory_order_relaxed);
     if (deferred.empty()) return false;
     work.swap(deferred);
   }
@@ -580,7 +585,7 @@ bool NodeImpl::progress_once() {
     any = true;
   tls_progressing = outer;
   any |= run_deferred();
-  check_connect_deadline();
+  if (connecting.load(std::memory_order_acquire)) check_connect_deadline();
   tls_progress_context = outer_context;
   return any;
 }

@@ -402,7 +402,8 @@ TEST(FetchSet, AsksOnceReportsArrivalsAndCancelsWhatTheViewDropped) {
     EXPECT_EQ(fetch.pending(), 1u);
     EXPECT_EQ(cache.counters().queued, 1u);
   });
-  while (fetch.pending() > 0)
+  // The arrival is counted before the listener runs (on the I/O thread): wait for both.
+  while (fetch.pending() > 0 || events.load() == 0)
     std::this_thread::yield();
   EXPECT_EQ(events.load(), 1);
   EXPECT_EQ(src->reads.load(), 2);  // 0 and 2
