@@ -351,3 +351,28 @@ async def test_a_client_with_other_ucx_settings_is_refused_not_fatal(tls):
     assert ep.id == client.id
     await client.aclose(force=True)
     await server.aclose(force=True)
+
+
+async def test_operations_and_receivers_refuse_bad_arguments(pair):
+    server, client, ep = pair
+    with pytest.raises(TypeError, match="writable"):
+        server.post_recv(b"read-only bytes", 1, ~0)
+    with pytest.raises(wire.WireError, match="size .* and depth .* must be positive"):
+        server.receiver(1, ~0, size=0)
+    with pytest.raises(wire.WireError, match="depth"):
+        server.receiver(1, ~0, size=16, depth=0)
+    with pytest.raises(wire.WireError, match="buffers is empty"):
+        server.receiver(1, ~0, buffers=[])
+    # A receive cancelled before anything matched ends Cancelled, names itself, and its
+    # buffer stays untouched; the next message goes to the next receive.
+    buf = bytearray(b"\xa5" * 16)
+    op = server.post_recv(buf, 5, ~0)
+    op.cancel()
+    with pytest.raises(wire.Cancelled) as info:
+        await asyncio.wait_for(op, 10)
+    assert info.value.message and bytes(buf) == b"\xa5" * 16
+    got = bytearray(4)
+    nxt = server.post_recv(got, 5, ~0)
+    await client.post_send(b"next", 5)
+    assert await asyncio.wait_for(nxt, 10) == (5, 4) and bytes(got) == b"next"
+    assert bytes(buf) == b"\xa5" * 16

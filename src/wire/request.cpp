@@ -1,0 +1,233 @@
+// Error codes and their text, UCX status mapping, and requests: RequestState (one
+// operation's completion, cancel and error text) and the public Request handle.
+#include <string>
+
+#include "wire/detail.hpp"
+
+namespace vx::wire {
+
+std::string_view to_string(Errc code) {
+  switch (code) {
+    case Errc::kInvalidArgument:
+      return "invalid_argument";
+    case Errc::kAddress:
+      return "address";
+    case Errc::kRefused:
+      return "refused";
+    case Errc::kPeerFailure:
+      return "peer_failure";
+    case Errc::kTruncated:
+      return "truncated";
+    case Errc::kCancelled:
+      return "cancelled";
+    case Errc::kClosed:
+      return "closed";
+    case Errc::kTimedOut:
+      return "timed_out";
+    case Errc::kUcx:
+      return "ucx";
+  }
+  return "ucx";
+}
+
+std::string Error::what() const {
+  return std::string(to_string(code)) + ": " + message;
+}
+
+std::string_view to_string(ProgressMode mode) {
+  switch (mode) {
+    case ProgressMode::kThread:
+      return "thread";
+    case ProgressMode::kEventFd:
+      return "eventfd";
+    case ProgressMode::kPolling:
+      return "polling";
+  }
+  return "thread";
+}
+
+Result<ProgressMode> parse_progress_mode(std::string_view name) {
+  if (name == "thread") return ProgressMode::kThread;
+  if (name == "eventfd") return ProgressMode::kEventFd;
+  if (name == "polling") return ProgressMode::kPolling;
+  return tl::unexpected(
+      Error{Errc::kInvalidArgument,
+            "progress mode '" + std::string(name) + "' is not one of thread, eventfd, polling"});
+}
+
+namespace detail {
+
+Errc errc_of(ucs_status_t status) {
+  switch (status) {
+    case UCS_ERR_CANCELED:
+      return Errc::kCancelled;
+    case UCS_ERR_MESSAGE_TRUNCATED:
+      return Errc::kTruncated;
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_IO_ERROR:
+      return Errc::kPeerFailure;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_REJECTED:
+      return Errc::kRefused;
+    case UCS_ERR_TIMED_OUT:
+      return Errc::kTimedOut;
+    case UCS_ERR_INVALID_ADDR:
+    case UCS_ERR_BUSY:
+      return Errc::kAddress;
+    case UCS_ERR_INVALID_PARAM:
+      return Errc::kInvalidArgument;
+    default:
+      return Errc::kUcx;
+  }
+}
+
+Error ucx_error(ucs_status_t status, std::string_view who) {
+  return Error{errc_of(status), std::string(who) + ": " + ucs_status_string(status),
+               static_cast<int>(status)};
+}
+
+// ---- requests --------------------------------------------------------------------
+
+RequestState::~RequestState() {
+  if (ucx) ucp_request_free(ucx);
+}
+
+void RequestState::complete(Result<Completion> r) {
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_relaxed)) return;
+    if (!r && fail_as && r.error().code == Errc::kCancelled) r = tl::unexpected(*fail_as);
+    // Every error names what failed; one without a message would be a bug here, so it
+    // says so rather than reaching the caller empty.
+    if (!r && r.error().message.empty()) {
+      r.error().message = describe() + ": failed without a reason (a wire bug: please report)";
+    }
+    result = std::move(r);
+    done.store(true, std::memory_order_release);
+  }
+  cv.notify_all();
+  if (callback) callback(result);
+}
+
+std::string RequestState::describe() const {
+  auto e = ep.lock();
+  const std::string peer = e ? "peer " + e->peer : node->name();
+  switch (kind) {
+    case Kind::kSend:
+      return "send to " + peer;
+    case Kind::kRecv:
+      return "receive on " + node->name();
+    case Kind::kFlush:
+      return (e ? "flush of " : "flush on ") + peer;
+    case Kind::kClose:
+      return "close of the endpoint to " + peer;
+    case Kind::kConnect:
+      return "connect of " + node->name();
+    case Kind::kInternal:
+      return "welcome to " + peer;
+  }
+  return "operation on " + node->name();
+}
+
+Error RequestState::failure(ucs_status_t status) const {
+  return ucx_error(status, describe());
+}
+
+std::shared_ptr<RequestState> RequestState::claim(void* user) {
+  auto* raw = static_cast<RequestState*>(user);
+  return raw->node->untrack(raw);
+}
+
+void RequestState::attach(void* request) {
+  bool cancel_now;
+  {
+    std::lock_guard lock(m);
+    ucx = request;
+    cancel_now = cancel_requested && !done.load(std::memory_order_acquire);
+  }
+  if (cancel_now) cancel();
+}
+
+void RequestState::cancel(std::optional<Error> reason) {
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_acquire)) return;
+    if (reason && !fail_as) fail_as = std::move(reason);
+    if (!ucx) {
+      cancel_requested = true;  // attach() cancels once the handle is known
+      return;
+    }
+  }
+  // ucp_request_cancel on a request that UCX has completed but whose callback has not run
+  // yet trips UCX's assertion (tag_match.c: !(req->flags & COMPLETED)), and a thread that
+  // is not progressing cannot tell. Only the progress context can: there a completion and
+  // its callback happen together. Elsewhere the cancel is handed to it.
+  if (!node->in_progress_context()) {
+    node->defer([self = shared_from_this()] { self->cancel(); });
+    node->kick();
+    return;
+  }
+  void* request;
+  {
+    std::lock_guard lock(m);
+    if (done.load(std::memory_order_acquire)) return;
+    request = ucx;
+  }
+  // UCX may run the completion callback from inside ucp_request_cancel.
+  ucp_request_cancel(node->worker.get(), request);
+}
+
+}  // namespace detail
+
+Request::Request() = default;
+Request::~Request() = default;
+Request::Request(Request&&) noexcept = default;
+Request& Request::operator=(Request&&) noexcept = default;
+Request::Request(std::shared_ptr<detail::RequestState> state) : state_(std::move(state)) {}
+
+bool Request::done() const {
+  return state_ && state_->done.load(std::memory_order_acquire);
+}
+
+Result<Completion> Request::wait() {
+  return wait_for(std::chrono::nanoseconds::max());
+}
+
+Result<Completion> Request::wait_for(std::chrono::nanoseconds timeout) {
+  if (!state_) return tl::unexpected(Error{Errc::kInvalidArgument, "empty request"});
+  auto& st = *state_;
+  auto& node = *st.node;
+  const bool forever = timeout == std::chrono::nanoseconds::max();
+  const auto deadline = forever ? std::chrono::steady_clock::time_point::max()
+                                : std::chrono::steady_clock::now() + timeout;
+  auto timed_out = [&] {
+    return Error{Errc::kTimedOut,
+                 "request still pending after " + std::to_string(timeout.count() / 1000) + " us"};
+  };
+  if (node.options.progress == ProgressMode::kThread && !node.on_progress_thread()) {
+    std::unique_lock lock(st.m);
+    auto is_done = [&] { return st.done.load(std::memory_order_acquire); };
+    if (forever) {
+      st.cv.wait(lock, is_done);
+    } else if (!st.cv.wait_until(lock, deadline, is_done)) {
+      return tl::unexpected(timed_out());
+    }
+    return st.result;
+  }
+  while (!st.done.load(std::memory_order_acquire)) {
+    bool any =
+        node.options.progress == ProgressMode::kEventFd ? node.progress() : node.progress_once();
+    if (st.done.load(std::memory_order_acquire)) break;
+    if (std::chrono::steady_clock::now() >= deadline) return tl::unexpected(timed_out());
+    if (!any && node.options.progress == ProgressMode::kEventFd) node.wait_fd(50);
+  }
+  std::lock_guard lock(st.m);
+  if (!st.done) return tl::unexpected(Error{Errc::kClosed, "node closed while waiting"});
+  return st.result;
+}
+
+void Request::cancel() {
+  if (state_) state_->cancel();
+}
+}  // namespace vx::wire
