@@ -104,8 +104,12 @@ def test_a_peer_that_exits_mid_way(tls, mode, dies):
         server_args=exit_after if dies == "server" else ())
     dead_proc, alive, alive_proc = ((cproc, srv, sproc) if dies == "client"
                                     else (sproc, cli, cproc))
-    assert dead_proc[0] == 3, f"the {dies} did not exit mid-way: {dead_proc[0]}\n{tail(dead_proc[1])}"
     survivor = "server" if dies == "client" else "client"
+    dead_report = cli if dies == "client" else srv
+    assert dead_proc[0] == 3, (
+        f"the {dies} did not exit mid-way: exit code {dead_proc[0]}, report {dead_report}\n"
+        f"{tail(dead_proc[1])}\n--- the {survivor} (exit code {alive_proc[0]}): {alive}\n"
+        f"{tail(alive_proc[1])}")
     assert alive is not None, f"{survivor}: no report\n{tail(alive_proc[1])}"
     # Everything that arrived before the exit was intact, and the exit surfaced as an error
     # that names the peer (its address) rather than a hang or a crash.
