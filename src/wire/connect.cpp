@@ -29,6 +29,18 @@ std::string format_address(const sockaddr* sa) {
   return "?";
 }
 
+std::string ucx_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
+}
+
+bool ucx_connects_over_ipv6() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return major > 1 || (major == 1 && minor > 13);
+}
+
 struct AddrInfo {
   addrinfo* ai = nullptr;
   ~AddrInfo() {
@@ -297,6 +309,17 @@ Request Client::connect_async(std::string host, uint16_t port, Callback cb) {
   socklen_t len = 0;
   auto addr = detail::resolve(host, port, false, &len);
   if (!addr) return detail::NodeImpl::failed(st, addr.error());
+  if (addr->ss_family == AF_INET6 && !detail::ucx_connects_over_ipv6()) {
+    // UCX 1.13 cannot finish such a connect (docs/wire.md, "IPv6"), and on its way to the
+    // refusal it corrupts the heap of a release build (malloc aborts at a thread's exit).
+    // Refused here, before UCX is involved, with the same error it would have given.
+    return detail::NodeImpl::failed(
+        st,
+        Error{Errc::kRefused,
+              "connect to " + detail::format_address(reinterpret_cast<const sockaddr*>(&*addr)) +
+                  " refused: UCX " + detail::ucx_version() +
+                  " cannot connect over IPv6; use an IPv4 address"});
+  }
   auto impl = std::make_shared<detail::EndpointImpl>(impl_);
   impl->peer = detail::format_address(reinterpret_cast<const sockaddr*>(&*addr));
   {
