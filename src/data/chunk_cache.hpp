@@ -108,7 +108,6 @@ struct CacheOptions {
   // (the server's "host" budget), it charges that, and budget_bytes is ignored: the cache
   // then shares the limit with pipelines and derived results (core/resources.hpp).
   std::uint64_t budget_bytes = 256ull << 20;
-  Budget* budget = nullptr;
   // 0: automatic, the largest VolumeSource::io_concurrency() of the sources added (2 per
   // core on local storage, many more on network file systems, where reads wait ms each).
   // Sources hold a CpuSlots slot while decoding, so decoding never oversubscribes the cores.
@@ -121,6 +120,7 @@ struct CacheOptions {
   unsigned failure_ttl_ms = 30'000;
   // Queued reads beyond this drop the lowest-priority ones (their requests get kBusy).
   std::size_t max_queued = 1 << 16;
+  Budget* budget = nullptr;  // see budget_bytes
 };
 
 struct CacheCounters {
