@@ -62,11 +62,12 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
                    const GlobalOptions& g) {
   // One host budget for cached chunks, derived results and pipelines (GET /api/v1/resources).
+  // The manager outlives the cache: derived sources in it compute until it is gone.
   Budget budget("host", g.cache_bytes());
+  pipeline::Manager pipelines(pipeline::builtin_registry(), budget);  // loads on first use
   data::CacheOptions copts{g.cache_bytes(), g.io_threads, 16};
   copts.budget = &budget;
   data::ChunkCache cache(copts);
-  pipeline::Manager pipelines(pipeline::builtin_registry(), budget);  // loads on first use
   std::vector<data::SourceId> ids;
   for (const auto& spec : specs) {
     auto src = data::open_volume(spec, g.open_options());

@@ -427,6 +427,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   e.max_height = options.max_height;
   e.max_layers = options.max_layers;
   e.max_scene_cost = options.max_scene_cost;
+  e.pipelines = options.pipelines;
   for (std::size_t i = 0; i < datasets.size(); ++i) {
     const auto& info = cache.source(datasets[i]).info();
     e.ids.push_back(datasets[i]);
