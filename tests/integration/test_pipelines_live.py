@@ -104,3 +104,39 @@ def test_live_parameters_reach_the_frames(serve):
     assert res["cache"]["computed"] > 0
     (host,) = res["budgets"]
     assert host["peak_bytes"] <= host["limit_bytes"] + host["slack_bytes"] + (64 << 20)
+
+
+def test_python_client_adds_a_derived_layer_and_changes_its_params(serve):
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    if str(root / "python") not in sys.path:
+        sys.path.insert(0, str(root / "python"))
+    import voxcast
+
+    s = serve(DATA)
+
+    async def go():
+        async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+            v.canvas.size = (128, 128)
+            limits = v.layers[0].contrast_limits
+            layer = v.add_layer(pipeline="median", input=0, radius=2,
+                                layer={"contrast_limits": limits, "name": "median"})
+            await v.sync()
+            assert layer.index == len(v.layers) - 1
+            assert v.confirmed_scene["layers"][layer.index]["source"] == {
+                "pipeline": "median", "input": 0, "params": {"radius": 2}}
+            assert layer.params.radius == 2
+            layer.params.radius = 1
+            img = await v.screenshot(timeout=120)
+            assert img.shape == (128, 128, 3)
+            assert v.confirmed_scene["layers"][layer.index]["source"]["params"] == {"radius": 1}
+            layer.params.radius = 99
+            try:
+                await v.sync()
+                raise AssertionError("radius 99 accepted")
+            except voxcast.ServerError as e:
+                assert f"layers[{layer.index}].source.params.radius" in e.message
+            assert layer.params.radius == 1
+
+    asyncio.run(go())
