@@ -74,23 +74,16 @@ Block correlate_axis(const BlockView& in, int axis, std::span<const float> w) {
   for_planes(oz, [&](std::int64_t z) {
     for (std::int64_t y = 0; y < oy; ++y) {
       float* dst = &out.data[std::size_t((z * oy + y) * ox)];
-      if (axis == 2) {
-        const float* src = in.data + (z * iy + y) * ix;
-        for (std::int64_t x = 0; x < ox; ++x) {
-          float acc = 0;
-          for (std::int64_t j = 0; j < k; ++j)
-            acc += w[std::size_t(j)] * src[x + j];
-          dst[x] = acc;
-        }
-      } else {
-        std::fill(dst, dst + ox, 0.0f);
-        for (std::int64_t j = 0; j < k; ++j) {
-          const float* src = axis == 0 ? in.data + ((z + j) * iy + y) * ix
-                                       : in.data + (z * iy + y + j) * ix;
-          const float wj = w[std::size_t(j)];
-          for (std::int64_t x = 0; x < ox; ++x)
-            dst[x] += wj * src[x];
-        }
+      // One tap at a time over the whole row: contiguous, so it vectorizes on every axis
+      // (along x the taps are the row shifted by j).
+      std::fill(dst, dst + ox, 0.0f);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const float* src = axis == 0   ? in.data + ((z + j) * iy + y) * ix
+                           : axis == 1 ? in.data + (z * iy + y + j) * ix
+                                       : in.data + (z * iy + y) * ix + j;
+        const float wj = w[std::size_t(j)];
+        for (std::int64_t x = 0; x < ox; ++x)
+          dst[x] += wj * src[x];
       }
     }
   });
