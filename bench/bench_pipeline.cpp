@@ -96,9 +96,8 @@ int main(int argc, char** argv) {
   for (int r = 0; r < repeats; ++r) {
     data::ChunkCache cache(opts);  // cold every time: the input is read, the output computed
     const auto in = cache.add_source(mem);
-    auto d = pipeline::DerivedSource::create(manager, cache, in,
-                                             (*step)["pipeline"].get<std::string>(),
-                                             (*step)["params"]);
+    auto d = pipeline::DerivedSource::create(
+        manager, cache, in, (*step)["pipeline"].get<std::string>(), (*step)["params"]);
     if (!d) {
       fmt::print(stderr, "{}\n", d.error().what());
       return 1;
@@ -121,7 +120,8 @@ int main(int argc, char** argv) {
   }
   auto sorted = seconds;
   std::sort(sorted.begin(), sorted.end());
-  fmt::print("{{\"pipeline\": \"{}\", \"chunk\": {}, \"seconds\": [{:.4f}], \"median_s\": {:.4f}}}\n",
-             argv[2], chunk, fmt::join(seconds, ", "), sorted[sorted.size() / 2]);
+  fmt::print(
+      "{{\"pipeline\": \"{}\", \"chunk\": {}, \"seconds\": [{:.4f}], \"median_s\": {:.4f}}}\n",
+      argv[2], chunk, fmt::join(seconds, ", "), sorted[sorted.size() / 2]);
   return 0;
 }

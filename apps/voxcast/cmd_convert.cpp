@@ -75,9 +75,9 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
       o->c.transform = [&, steps](data::ChunkCache& cache,
                                   std::uint32_t id) -> Result<std::uint32_t> {
         for (const auto& step : steps) {
-          VX_ASSIGN(auto d, pipeline::DerivedSource::create(*manager, cache, id,
-                                                            step["pipeline"].get<std::string>(),
-                                                            step["params"]));
+          VX_ASSIGN(auto d,
+                    pipeline::DerivedSource::create(
+                        *manager, cache, id, step["pipeline"].get<std::string>(), step["params"]));
           VX_LOG(info, "convert.pipeline", "pipeline={} params={}", d->pipeline_name(),
                  log_quote(d->params().dump()));
           id = cache.add_source(d);

@@ -3,11 +3,11 @@
 #include <cstdio>
 
 #include "commands.hpp"
-#include "pipeline/pipeline.hpp"
 #include "core/log.hpp"
 #include "core/paths.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
+#include "pipeline/pipeline.hpp"
 #include "server/server.hpp"
 #include "server/wire_service.hpp"
 

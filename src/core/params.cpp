@@ -40,14 +40,22 @@ namespace {
 json scalar_schema(const ParamSpec& p) {
   json s;
   switch (p.type) {
-    case ParamType::kNumber: s["type"] = "number"; break;
-    case ParamType::kInteger: s["type"] = "integer"; break;
-    case ParamType::kBoolean: s["type"] = "boolean"; break;
+    case ParamType::kNumber:
+      s["type"] = "number";
+      break;
+    case ParamType::kInteger:
+      s["type"] = "integer";
+      break;
+    case ParamType::kBoolean:
+      s["type"] = "boolean";
+      break;
     case ParamType::kChoice:
       s["type"] = "string";
       s["enum"] = p.choices;
       break;
-    case ParamType::kString: s["type"] = "string"; break;
+    case ParamType::kString:
+      s["type"] = "string";
+      break;
   }
   if (p.minimum) s["minimum"] = *p.minimum;
   if (p.maximum) s["maximum"] = *p.maximum;
@@ -56,16 +64,20 @@ json scalar_schema(const ParamSpec& p) {
 
 std::string type_words(const ParamSpec& p) {
   switch (p.type) {
-    case ParamType::kNumber: return "a number";
-    case ParamType::kInteger: return "an integer";
-    case ParamType::kBoolean: return "true or false";
+    case ParamType::kNumber:
+      return "a number";
+    case ParamType::kInteger:
+      return "an integer";
+    case ParamType::kBoolean:
+      return "true or false";
     case ParamType::kChoice: {
       std::string s = "one of ";
       for (std::size_t i = 0; i < p.choices.size(); ++i)
         s += (i ? ", '" : "'") + p.choices[i] + "'";
       return s;
     }
-    case ParamType::kString: return "a string";
+    case ParamType::kString:
+      return "a string";
   }
   return "?";
 }
@@ -98,8 +110,7 @@ Result<json> check_scalar(const ParamSpec& p, const json& v, const std::string& 
       break;
     case ParamType::kChoice:
       if (!v.is_string()) return wrong();
-      if (std::find(p.choices.begin(), p.choices.end(), v.get<std::string>()) ==
-          p.choices.end())
+      if (std::find(p.choices.begin(), p.choices.end(), v.get<std::string>()) == p.choices.end())
         return wrong();
       out = v;
       break;
@@ -146,8 +157,8 @@ json ParamSchema::to_json_schema() const {
 
 Result<json> ParamSchema::validate(const json& in, std::string_view where) const {
   if (!in.is_null() && !in.is_object())
-    return fail(ErrorCode::kInvalidArgument, "{}: expected an object of parameters (got {})",
-                where, in.dump());
+    return fail(ErrorCode::kInvalidArgument, "{}: expected an object of parameters (got {})", where,
+                in.dump());
   json out = json::object();
   if (in.is_object()) {
     for (const auto& [key, value] : in.items()) {
@@ -155,8 +166,8 @@ Result<json> ParamSchema::validate(const json& in, std::string_view where) const
         std::string known;
         for (const auto& p : params_)
           known += (known.empty() ? "" : ", ") + p.name;
-        return fail(ErrorCode::kInvalidArgument, "{}.{}: unknown parameter (known: {})", where,
-                    key, known.empty() ? "none" : known);
+        return fail(ErrorCode::kInvalidArgument, "{}.{}: unknown parameter (known: {})", where, key,
+                    known.empty() ? "none" : known);
       }
     }
   }

@@ -160,9 +160,9 @@ Status Budget::Holder::charge(std::uint64_t bytes) {
     return {};
   }
   b.refusals_++;
-  const auto msg = fmt::format(
-      "budget '{}' cannot give {} {} ({} of {} in use, held by {})", b.name_, entry_->name,
-      format_bytes(bytes), format_bytes(b.used_), format_bytes(b.limit_), b.holders_text());
+  const auto msg = fmt::format("budget '{}' cannot give {} {} ({} of {} in use, held by {})",
+                               b.name_, entry_->name, format_bytes(bytes), format_bytes(b.used_),
+                               format_bytes(b.limit_), b.holders_text());
   VX_LOG(warn, "budget.refused", "budget={} holder={} bytes={} used={} limit={}", b.name_,
          log_quote(entry_->name), bytes, b.used_, b.limit_);
   return make_error(ErrorCode::kOutOfMemory, msg);

@@ -81,9 +81,8 @@ ChunkCache::ChunkCache(CacheOptions options)
   options_.budget_bytes = budget_->limit();
   pool_buffers_->limit =
       std::min<std::uint64_t>(options_.budget_bytes / 8, std::uint64_t(256) << 20);
-  holder_ = budget_->add_holder("chunk_cache", kRankCache, [this](std::uint64_t want) {
-    return evict_bytes(0, want);
-  });
+  holder_ = budget_->add_holder("chunk_cache", kRankCache,
+                                [this](std::uint64_t want) { return evict_bytes(0, want); });
   if (options_.shards == 0) options_.shards = 1;
   if (options_.max_queued == 0) options_.max_queued = 1;
   for (unsigned i = 0; i < options_.shards; ++i)

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/thread_pool.hpp"
 #include "core/resources.hpp"
+#include "core/thread_pool.hpp"
 #include "data/data.hpp"
 
 namespace vx::data {
@@ -155,8 +155,7 @@ class ComputedSource : public VolumeSource {
   // The input chunks chunk `index` of `level` needs (its region plus the halo).
   virtual Result<std::vector<ChunkKey>> inputs(int level, const Index& index) const = 0;
   // Fills `out` (info().chunk_bytes(level)) from `pins` (in the order of inputs()).
-  virtual Result<ReadResult> compute(int level, const Index& index,
-                                     std::span<const ChunkPin> pins,
+  virtual Result<ReadResult> compute(int level, const Index& index, std::span<const ChunkPin> pins,
                                      std::span<std::byte> out) const = 0;
   // The cache the inputs live in.
   virtual ChunkCache& input_cache() const = 0;

@@ -263,8 +263,7 @@ void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
       std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
       Result<ReadResult> r = make_error(ErrorCode::kInternal, "not computed");
       try {
-        r = computed->compute(e->key.level, e->key.index, g->pins,
-                              std::span(buffer.get(), bytes));
+        r = computed->compute(e->key.level, e->key.index, g->pins, std::span(buffer.get(), bytes));
       } catch (const std::exception& ex) {  // a pipeline's bug must not take the server down
         r = fail(ErrorCode::kInternal, "{}: {}", slot->source->info().location, ex.what());
       }

@@ -33,7 +33,8 @@ void gather_typed(const std::byte* const* chunks, const std::vector<std::int64_t
   for (std::int64_t z = 0; z < out.shape[0]; ++z)
     for (std::int64_t y = 0; y < out.shape[1]; ++y) {
       const auto czy = (cidx[0][std::size_t(z)] * cn[1] + cidx[1][std::size_t(y)]) * cn[2];
-      const auto ozy = lead + off[0][std::size_t(z)] * stride[0] + off[1][std::size_t(y)] * stride[1];
+      const auto ozy =
+          lead + off[0][std::size_t(z)] * stride[0] + off[1][std::size_t(y)] * stride[1];
       float* dst = &out.at(z, y, 0);
       for (std::int64_t x = 0; x < out.shape[2]; ++x) {
         const auto* src =
@@ -66,14 +67,30 @@ void store_typed(const BlockView& in, std::byte* out, const std::array<std::int6
 template <class F>
 void dispatch(data::DType t, F&& f) {
   switch (t) {
-    case data::DType::kUInt8: f(std::uint8_t{}); break;
-    case data::DType::kInt8: f(std::int8_t{}); break;
-    case data::DType::kUInt16: f(std::uint16_t{}); break;
-    case data::DType::kInt16: f(std::int16_t{}); break;
-    case data::DType::kUInt32: f(std::uint32_t{}); break;
-    case data::DType::kInt32: f(std::int32_t{}); break;
-    case data::DType::kFloat32: f(float{}); break;
-    case data::DType::kFloat64: f(double{}); break;
+    case data::DType::kUInt8:
+      f(std::uint8_t{});
+      break;
+    case data::DType::kInt8:
+      f(std::int8_t{});
+      break;
+    case data::DType::kUInt16:
+      f(std::uint16_t{});
+      break;
+    case data::DType::kInt16:
+      f(std::int16_t{});
+      break;
+    case data::DType::kUInt32:
+      f(std::uint32_t{});
+      break;
+    case data::DType::kInt32:
+      f(std::int32_t{});
+      break;
+    case data::DType::kFloat32:
+      f(float{});
+      break;
+    case data::DType::kFloat64:
+      f(double{});
+      break;
   }
 }
 
@@ -99,8 +116,7 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
   const auto& in = cache.source(input).info();
   // Spatial axes: the last 2 or 3, after any channel/time axes (OME-NGFF's order).
   int spatial = 0;
-  for (int a = in.ndim() - 1; a >= 0 && in.axes[std::size_t(a)].type == data::AxisType::kSpace;
-       --a)
+  for (int a = in.ndim() - 1; a >= 0 && in.axes[std::size_t(a)].type == data::AxisType::kSpace; --a)
     ++spatial;
   for (int a = 0; a < in.ndim() - spatial; ++a)
     if (in.axes[std::size_t(a)].type == data::AxisType::kSpace) spatial = 0;
@@ -300,8 +316,9 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
       gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, sstride, lead, in_block.view());
     });
     VX_TRY(lease->process(params_, lc, in_block.view(), out_block.view()));
-    dispatch(info_.dtype,
-             [&](auto t) { store_typed<decltype(t)>(out_block.view(), out.data(), sstride, lead); });
+    dispatch(info_.dtype, [&](auto t) {
+      store_typed<decltype(t)>(out_block.view(), out.data(), sstride, lead);
+    });
   }
   return data::ReadResult{};
 }

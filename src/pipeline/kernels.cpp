@@ -129,8 +129,7 @@ void crop_into(const BlockView& in, const BlockView& out) {
   });
 }
 
-void gaussian_into(const BlockView& in, const Vec3& sigma, double truncate,
-                   const BlockView& out) {
+void gaussian_into(const BlockView& in, const Vec3& sigma, double truncate, const BlockView& out) {
   Block cur;
   BlockView v = in;
   for (int a = 0; a < 3; ++a) {

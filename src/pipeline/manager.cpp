@@ -9,10 +9,14 @@ using SteadyClock = std::chrono::steady_clock;
 
 std::string_view to_string(LoadStatus s) {
   switch (s) {
-    case LoadStatus::kNotLoaded: return "not_loaded";
-    case LoadStatus::kLoading: return "loading";
-    case LoadStatus::kLoaded: return "loaded";
-    case LoadStatus::kError: return "error";
+    case LoadStatus::kNotLoaded:
+      return "not_loaded";
+    case LoadStatus::kLoading:
+      return "loading";
+    case LoadStatus::kLoaded:
+      return "loaded";
+    case LoadStatus::kError:
+      return "error";
   }
   return "?";
 }
@@ -131,7 +135,8 @@ Result<Lease> Manager::use(std::string_view name) {
     s->error = charged.error().what();
     VX_LOG(warn, "pipeline.load_failed", "pipeline={} error={}", s->desc->name,
            log_quote(s->error));
-    return tl::unexpected(with_context(charged.error(), fmt::format("loading pipeline '{}'", name)));
+    return tl::unexpected(
+        with_context(charged.error(), fmt::format("loading pipeline '{}'", name)));
   }
   s->instance = std::move(inst);
   s->bytes = *bytes;

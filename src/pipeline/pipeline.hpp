@@ -169,8 +169,7 @@ class DerivedSource final : public data::ComputedSource {
   // Validates `params` (errors name "params.FIELD"), runs the pipeline's prepare(). The input
   // must have been added to `cache`.
   static Result<std::shared_ptr<DerivedSource>> create(Manager& manager, data::ChunkCache& cache,
-                                                       data::SourceId input,
-                                                       std::string_view name,
+                                                       data::SourceId input, std::string_view name,
                                                        const json& params);
 
   const data::VolumeInfo& info() const override { return info_; }

@@ -51,9 +51,9 @@ Result<json> parse_pipeline_arg(const Registry& registry, std::string_view text)
       known += (known.empty() ? "" : ", ") + x->name;
     return fail(ErrorCode::kNotFound, "unknown pipeline '{}' (known: {})", name, known);
   }
-  VX_ASSIGN(auto params, d->schema.parse_cli(
-                             colon == std::string_view::npos ? "" : text.substr(colon + 1),
-                             fmt::format("{}.params", name)));
+  VX_ASSIGN(auto params,
+            d->schema.parse_cli(colon == std::string_view::npos ? "" : text.substr(colon + 1),
+                                fmt::format("{}.params", name)));
   return json{{"pipeline", name}, {"params", std::move(params)}};
 }
 

@@ -24,8 +24,10 @@ Response reply(const http::request<http::string_body>& req, const json& body) {
 
 Response error_reply(const http::request<http::string_body>& req, const Error& e) {
   switch (e.code) {
-    case ErrorCode::kNotFound: return json_error(req, http::status::not_found, "not_found", e.message);
-    case ErrorCode::kBusy: return json_error(req, http::status::conflict, "busy", e.message);
+    case ErrorCode::kNotFound:
+      return json_error(req, http::status::not_found, "not_found", e.message);
+    case ErrorCode::kBusy:
+      return json_error(req, http::status::conflict, "busy", e.message);
     case ErrorCode::kOutOfMemory:
       return json_error(req, http::status::service_unavailable, "out_of_memory", e.message);
     case ErrorCode::kInvalidArgument:
@@ -43,8 +45,8 @@ json budget_json(const BudgetSnapshot& s) {
                        {"bytes", h.bytes},
                        {"idle_s", h.idle_s},
                        {"evicted_bytes", h.evicted_bytes}});
-  return {{"name", s.name},      {"limit_bytes", s.limit}, {"slack_bytes", s.slack},
-          {"used_bytes", s.used}, {"peak_bytes", s.peak},   {"evictions", s.evictions},
+  return {{"name", s.name},         {"limit_bytes", s.limit}, {"slack_bytes", s.slack},
+          {"used_bytes", s.used},   {"peak_bytes", s.peak},   {"evictions", s.evictions},
           {"refusals", s.refusals}, {"holders", holders}};
 }
 
@@ -59,12 +61,13 @@ std::optional<Response> pipelines_route(Context& ctx, const http::request<http::
       return json_error(req, http::status::method_not_allowed, "bad_method",
                         fmt::format("{} {}: only GET", req.method_string(), path));
     const auto c = ctx.engine.cache->counters();
-    return reply(req, {{"budgets", json::array({budget_json(ctx.engine.cache->budget().snapshot())})},
-                       {"cache",
-                        {{"bytes", c.bytes_cached},
-                         {"entries", c.entries},
-                         {"evictions", c.evictions},
-                         {"computed", c.computed}}}});
+    return reply(req,
+                 {{"budgets", json::array({budget_json(ctx.engine.cache->budget().snapshot())})},
+                  {"cache",
+                   {{"bytes", c.bytes_cached},
+                    {"entries", c.entries},
+                    {"evictions", c.evictions},
+                    {"computed", c.computed}}}});
   }
   constexpr std::string_view kPrefix = "/api/v1/pipelines";
   if (!path.starts_with(kPrefix)) return std::nullopt;
@@ -91,8 +94,8 @@ std::optional<Response> pipelines_route(Context& ctx, const http::request<http::
   if (!m)
     return json_error(req, http::status::not_found, "not_found", "this server has no pipelines");
   if (!m->registry().find(name))
-    return error_reply(req, Error{ErrorCode::kNotFound,
-                                  fmt::format("unknown pipeline '{}'", name)});
+    return error_reply(req,
+                       Error{ErrorCode::kNotFound, fmt::format("unknown pipeline '{}'", name)});
   auto st = action == "load" ? m->load(name) : m->unload(name);
   if (!st) return error_reply(req, st.error());
   return reply(req, {{"name", name}, {"status", to_string(m->status(name))}});

@@ -19,7 +19,8 @@ constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
 }  // namespace
 
 render::RenderInputs Session::inputs_locked() const {
-  render::RenderInputs in{engine_.cache, {engine_.ids[std::size_t(dataset_)]},
+  render::RenderInputs in{engine_.cache,
+                          {engine_.ids[std::size_t(dataset_)]},
                           render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
   for (const auto& d : derived_) {
     in.sources.push_back(d.id);
@@ -38,7 +39,8 @@ json Session::source_json(int index) const {
 json Session::scene_json_locked() const {
   json j = render::to_json(scene_);
   for (std::size_t i = 0; i < scene_.layers.size(); ++i)
-    if (scene_.layers[i].source > 0) j["layers"][i]["source"] = source_json(scene_.layers[i].source);
+    if (scene_.layers[i].source > 0)
+      j["layers"][i]["source"] = source_json(scene_.layers[i].source);
   return j;
 }
 
@@ -74,11 +76,11 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
     std::string known;
     for (const auto* d : engine_.pipelines->registry().list())
       known += (known.empty() ? "" : ", ") + d->name;
-    return fail(ErrorCode::kInvalidArgument, "field '{}.pipeline': unknown pipeline '{}' (known: {})",
-                field, name, known);
+    return fail(ErrorCode::kInvalidArgument,
+                "field '{}.pipeline': unknown pipeline '{}' (known: {})", field, name, known);
   }
-  VX_ASSIGN(const int input, resolve_source(spec.value("input", json(0)), field + ".input",
-                                            depth + 1));
+  VX_ASSIGN(const int input,
+            resolve_source(spec.value("input", json(0)), field + ".input", depth + 1));
   auto params = desc->schema.validate(spec.value("params", json::object()), field + ".params");
   if (!params) {  // "layers[1].source.params.sigma: must be >= 0" -> "field '...': must ..."
     const auto& m = params.error().message;
@@ -90,10 +92,10 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
   for (std::size_t i = 0; i < derived_.size(); ++i)
     if (derived_[i].spec == canonical) return int(i + 1);
   if (derived_.size() >= kMaxDerived)
-    return fail(ErrorCode::kUnsupported, "field '{}': a session may name {} derived sources",
-                field, kMaxDerived);
-  const auto input_id = input == 0 ? engine_.ids[std::size_t(dataset_)]
-                                   : derived_[std::size_t(input - 1)].id;
+    return fail(ErrorCode::kUnsupported, "field '{}': a session may name {} derived sources", field,
+                kMaxDerived);
+  const auto input_id =
+      input == 0 ? engine_.ids[std::size_t(dataset_)] : derived_[std::size_t(input - 1)].id;
   const std::string key = fmt::format("{}|{}|{}", input_id, name, params->dump());
   DerivedCatalog::Entry entry;
   {
@@ -104,7 +106,8 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
     } else {
       auto made = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id,
                                                   name, *params);
-      if (!made) return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
+      if (!made)
+        return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
       entry.source = *made;
       entry.id = engine_.cache->add_source(*made);
       engine_.derived->by_key.emplace(key, entry);
@@ -117,8 +120,7 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
 }
 
 Result<json> Session::resolve_patch(const json& patch) {
-  if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array())
-    return patch;
+  if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return patch;
   json out = patch;
   auto& layers = out["layers"];
   for (std::size_t i = 0; i < layers.size(); ++i) {

@@ -199,7 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<LayerSource> derived_;
   Result<int> resolve_source(const json& spec, const std::string& field, int depth);
   Result<json> resolve_patch(const json& patch);  // derived specs -> session source indices
-  json source_json(int index) const;               // the other way, inputs expanded
+  json source_json(int index) const;              // the other way, inputs expanded
   json scene_json_locked() const;
   render::RenderInputs inputs_locked() const;
   std::unique_ptr<render::Renderer> renderer_;

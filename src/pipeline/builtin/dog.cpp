@@ -33,8 +33,10 @@ class DifferenceOfGaussians final : public Pipeline {
 }  // namespace
 
 void register_dog(Registry& r) {
-  Descriptor d{"dog", "1.0", "Difference of Gaussians: gaussian(low_sigma) - gaussian(high_sigma)",
-               {}, [] { return std::make_unique<DifferenceOfGaussians>(); }};
+  Descriptor d{
+      "dog", "1.0", "Difference of Gaussians: gaussian(low_sigma) - gaussian(high_sigma)", {}, [] {
+        return std::make_unique<DifferenceOfGaussians>();
+      }};
   d.schema.number("low_sigma", 1.0).range(0, 1000).axes().with_unit("physical").with_step(0.1);
   d.schema.number("high_sigma", 2.0).range(0, 1000).axes().with_unit("physical").with_step(0.1);
   d.schema.number("truncate", 4.0).range(0.5, 10).with_step(0.5);

@@ -23,8 +23,10 @@ class Gaussian final : public Pipeline {
 }  // namespace
 
 void register_gaussian(Registry& r) {
-  Descriptor d{"gaussian", "1.0",
-               "Gaussian blur (scipy.ndimage.gaussian_filter), sigma in the data's units", {},
+  Descriptor d{"gaussian",
+               "1.0",
+               "Gaussian blur (scipy.ndimage.gaussian_filter), sigma in the data's units",
+               {},
                [] { return std::make_unique<Gaussian>(); }};
   d.schema.number("sigma", 1.0)
       .range(0, 1000)
@@ -32,8 +34,10 @@ void register_gaussian(Registry& r) {
       .with_unit("physical")
       .with_step(0.1)
       .describe("standard deviation per spatial axis, in the data's physical units");
-  d.schema.number("truncate", 4.0).range(0.5, 10).with_step(0.5).describe(
-      "the kernel stops at truncate x sigma");
+  d.schema.number("truncate", 4.0)
+      .range(0.5, 10)
+      .with_step(0.5)
+      .describe("the kernel stops at truncate x sigma");
   (void)r.add(std::move(d));
 }
 

@@ -22,8 +22,10 @@ class Median final : public Pipeline {
 }  // namespace
 
 void register_median(Registry& r) {
-  Descriptor d{"median", "1.0", "Median over a box of (2 radius + 1) voxels per spatial axis",
-               {}, [] { return std::make_unique<Median>(); }};
+  Descriptor d{
+      "median", "1.0", "Median over a box of (2 radius + 1) voxels per spatial axis", {}, [] {
+        return std::make_unique<Median>();
+      }};
   d.schema.integer("radius", 1).range(0, 8).with_step(1).describe("half the box size, in voxels");
   (void)r.add(std::move(d));
 }

@@ -68,9 +68,7 @@ bool is_integer(data::DType t) {
 
 class Threshold final : public Pipeline {
  public:
-  data::DType output_dtype(data::DType, const json&) const override {
-    return data::DType::kUInt8;
-  }
+  data::DType output_dtype(data::DType, const json&) const override { return data::DType::kUInt8; }
   Result<json> prepare(const json& p, data::DType input, int levels,
                        const LevelReader& read) const override {
     json out = p;
@@ -97,9 +95,11 @@ class Threshold final : public Pipeline {
 }  // namespace
 
 void register_threshold(Registry& r) {
-  Descriptor d{"threshold", "1.0",
+  Descriptor d{"threshold",
+               "1.0",
                "Labels: 1 above a threshold (manual, or Otsu's on the coarsest level), else 0",
-               {}, [] { return std::make_unique<Threshold>(); }};
+               {},
+               [] { return std::make_unique<Threshold>(); }};
   d.schema.choice("method", "otsu", {"otsu", "manual"});
   d.schema.number("value", 0).describe("the threshold for method 'manual', in data units");
   (void)r.add(std::move(d));

@@ -37,12 +37,16 @@ class TopHat final : public Pipeline {
 }  // namespace
 
 void register_tophat(Registry& r) {
-  Descriptor d{"tophat", "1.0",
+  Descriptor d{"tophat",
+               "1.0",
                "Background subtraction: white top-hat (input - opening) with a box of "
                "2 radius + 1 voxels",
-               {}, [] { return std::make_unique<TopHat>(); }};
-  d.schema.integer("radius", 5).range(1, 32).with_step(1).describe(
-      "half the box size, in voxels; larger than the objects to keep");
+               {},
+               [] { return std::make_unique<TopHat>(); }};
+  d.schema.integer("radius", 5)
+      .range(1, 32)
+      .with_step(1)
+      .describe("half the box size, in voxels; larger than the objects to keep");
   (void)r.add(std::move(d));
 }
 

@@ -76,10 +76,17 @@ std::vector<double> read_all(data::ChunkCache& cache, data::SourceId id) {
   std::vector<double> out(n);
   for (std::size_t i = 0; i < n; ++i) {
     switch (info.dtype) {
-      case DType::kFloat32: out[i] = reinterpret_cast<const float*>(raw.data())[i]; break;
-      case DType::kUInt16: out[i] = reinterpret_cast<const std::uint16_t*>(raw.data())[i]; break;
-      case DType::kUInt8: out[i] = reinterpret_cast<const std::uint8_t*>(raw.data())[i]; break;
-      default: ADD_FAILURE() << "dtype";
+      case DType::kFloat32:
+        out[i] = reinterpret_cast<const float*>(raw.data())[i];
+        break;
+      case DType::kUInt16:
+        out[i] = reinterpret_cast<const std::uint16_t*>(raw.data())[i];
+        break;
+      case DType::kUInt8:
+        out[i] = reinterpret_cast<const std::uint8_t*>(raw.data())[i];
+        break;
+      default:
+        ADD_FAILURE() << "dtype";
     }
   }
   return out;
@@ -191,8 +198,8 @@ TEST(Pipelines, BadRequestsNameWhatIsWrong) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(bad.error().message.rfind("params.sigma", 0), 0u) << bad.error().message;
-  auto axes = DerivedSource::create(f.manager, f.cache, src, "gaussian",
-                                    {{"sigma", json::array({1, 2})}});
+  auto axes =
+      DerivedSource::create(f.manager, f.cache, src, "gaussian", {{"sigma", json::array({1, 2})}});
   ASSERT_FALSE(axes);
   EXPECT_EQ(axes.error().message.rfind("params.sigma", 0), 0u) << axes.error().message;
   EXPECT_FALSE(parse_pipeline_arg(f.manager.registry(), "gaussian:sigma=x"));
