@@ -219,13 +219,17 @@ class Thrower final : public Pipeline {
 };
 class Heavy final : public Pipeline {
  public:
-  Result<std::uint64_t> load() override { return std::uint64_t(600); }
+  explicit Heavy(std::uint64_t bytes = 600) : bytes_(bytes) {}
+  Result<std::uint64_t> load() override { return bytes_; }
   Ext3 halo(const json&, const LevelContext&) const override { return {0, 0, 0}; }
   Status process(const json&, const LevelContext&, const BlockView& in,
                  const BlockView& out) const override {
     std::copy(in.data, in.data + in.voxels(), out.data);
     return {};
   }
+
+ private:
+  std::uint64_t bytes_;
 };
 
 Registry test_registry() {
@@ -298,6 +302,31 @@ TEST(Pipelines, ChunkScratchOverTheBudgetIsOutOfMemory) {
   EXPECT_NE(r.error().message.find("gaussian"), std::string::npos) << r.error().message;
   EXPECT_TRUE(cache.get(src, 0, Index{1, 1, 1}));  // the cache still serves
   EXPECT_GE(budget.snapshot().refusals, 1u);
+}
+
+TEST(Pipelines, CachedChunksMakeRoomForAPipeline) {
+  Budget budget("host", 64u << 10);
+  Registry r;
+  ASSERT_TRUE(r.add({"big", "1", "", {}, [] { return std::make_unique<Heavy>(48u << 10); }}));
+  Manager manager(std::move(r), budget);
+  data::CacheOptions o{0, 2, 4};
+  o.budget = &budget;
+  data::ChunkCache cache(o);
+  const std::vector<std::int64_t> shape{24, 24, 24};
+  const auto src = cache.add_source(
+      std::make_shared<MemSource>(shape, std::vector<std::int64_t>{8, 8, 8}, noise(24 * 24 * 24)));
+  for (std::int64_t z = 0; z < 3; ++z)
+    for (std::int64_t y = 0; y < 3; ++y)
+      for (std::int64_t x = 0; x < 3; ++x)
+        ASSERT_TRUE(cache.get(src, 0, Index{z, y, x}));
+  const auto before = cache.counters();
+  EXPECT_GT(before.bytes_cached, 30u << 10);
+  ASSERT_TRUE(manager.load("big"));  // the cache gives back its least recently used chunks
+  const auto after = cache.counters();
+  EXPECT_GT(after.evictions, before.evictions);
+  EXPECT_LE(budget.used(), budget.limit());
+  EXPECT_EQ(manager.status("big"), LoadStatus::kLoaded);
+  EXPECT_TRUE(cache.try_get(src, 0, Index{2, 2, 2}));  // the most recent one stayed
 }
 
 }  // namespace
