@@ -105,6 +105,18 @@ def test_bad_pipelines_are_usage_errors(volume, run, tmp_path):
     assert "median.params.size: unknown parameter" in res.stderr
 
 
+def test_memory_exhaustion_is_a_clear_error(volume, run, tmp_path):
+    """A chunk whose working memory cannot fit the budget fails with out_of_memory naming
+    the budget and what holds it; the process exits cleanly (no crash, no sanitizer report)."""
+    _, src = volume
+    # sigma 8: a 16^3 chunk needs its 80^3 float32 block (2 MiB) in a 1 MiB budget.
+    res = run("--cache-mb", "1", "convert", src, tmp_path / "oom.zarr", "-q",
+              "--pipeline", "gaussian:sigma=8")
+    assert res.returncode == 1, res.stderr
+    assert "out_of_memory" in res.stderr and "budget 'host'" in res.stderr, res.stderr
+    assert "scratch gaussian" in res.stderr and "held by" in res.stderr, res.stderr
+
+
 def test_pipelines_lists_schemas(run_ok):
     out = json.loads(run_ok("pipelines", "--json").stdout)
     by_name = {p["name"]: p for p in out}
