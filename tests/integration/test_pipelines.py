@@ -113,7 +113,7 @@ def test_memory_exhaustion_is_a_clear_error(volume, run, tmp_path):
     res = run("--cache-mb", "1", "convert", src, tmp_path / "oom.zarr", "-q",
               "--pipeline", "gaussian:sigma=8")
     assert res.returncode == 1, res.stderr
-    assert "out_of_memory" in res.stderr and "budget 'host'" in res.stderr, res.stderr
+    assert "out of memory" in res.stderr and "budget 'host'" in res.stderr, res.stderr
     assert "scratch gaussian" in res.stderr and "held by" in res.stderr, res.stderr
 
 
