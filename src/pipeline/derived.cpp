@@ -25,21 +25,45 @@ std::int64_t reflect(std::int64_t i, std::int64_t n) {
   return m < n ? m : p - 1 - m;
 }
 
+// Along x, consecutive block positions mostly read consecutive voxels of one chunk: runs.
+struct Run {
+  std::int64_t x0 = 0, n = 0, chunk = 0, offset = 0;
+};
+
+std::vector<Run> x_runs(const std::vector<std::int64_t>& cidx,
+                        const std::vector<std::int64_t>& off) {
+  std::vector<Run> runs;
+  for (std::size_t x = 0; x < cidx.size(); ++x) {
+    if (!runs.empty()) {
+      auto& r = runs.back();
+      if (cidx[x] == r.chunk && off[x] == r.offset + r.n) {
+        ++r.n;
+        continue;
+      }
+    }
+    runs.push_back({std::int64_t(x), 1, cidx[x], off[x]});
+  }
+  return runs;
+}
+
 template <class T>
 void gather_typed(const std::byte* const* chunks, const std::vector<std::int64_t>* cidx,
                   const std::vector<std::int64_t>* off, const std::array<std::int64_t, 3>& cn,
                   const std::array<std::int64_t, 3>& stride, std::int64_t lead,
                   const BlockView& out) {
+  const auto runs = x_runs(cidx[2], off[2]);  // x is the last axis: stride 1
   for (std::int64_t z = 0; z < out.shape[0]; ++z)
     for (std::int64_t y = 0; y < out.shape[1]; ++y) {
       const auto czy = (cidx[0][std::size_t(z)] * cn[1] + cidx[1][std::size_t(y)]) * cn[2];
       const auto ozy =
           lead + off[0][std::size_t(z)] * stride[0] + off[1][std::size_t(y)] * stride[1];
       float* dst = &out.at(z, y, 0);
-      for (std::int64_t x = 0; x < out.shape[2]; ++x) {
-        const auto* src =
-            reinterpret_cast<const T*>(chunks[std::size_t(czy + cidx[2][std::size_t(x)])]);
-        dst[x] = float(src[ozy + off[2][std::size_t(x)] * stride[2]]);
+      for (const auto& r : runs) {
+        const T* src = reinterpret_cast<const T*>(chunks[std::size_t(czy + r.chunk)]) + ozy +
+                       r.offset * stride[2];
+        float* d = dst + r.x0;
+        for (std::int64_t i = 0; i < r.n; ++i)
+          d[i] = float(src[i]);
       }
     }
 }

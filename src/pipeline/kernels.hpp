@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -19,11 +20,11 @@ Vec3 to_voxels(const Vec3& physical, const LevelContext& level);
 
 // An owned block.
 struct Block {
-  std::vector<float> data;
+  std::unique_ptr<float[]> data;  // not zeroed: every pass writes all of its output
   Ext3 shape{0, 0, 0};
   Block() = default;
-  explicit Block(Ext3 s) : data(std::size_t(s[0] * s[1] * s[2])), shape(s) {}
-  BlockView view() { return {data.data(), shape}; }
+  explicit Block(Ext3 s) : data(new float[std::size_t(s[0] * s[1] * s[2])]), shape(s) {}
+  BlockView view() { return {data.get(), shape}; }
 };
 
 // scipy.ndimage's Gaussian kernel: radius int(truncate * sigma + 0.5), normalized.
