@@ -7,6 +7,7 @@
 #include "core/paths.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
+#include "pipeline/pipeline.hpp"
 #include "server/server.hpp"
 #include "server/wire_service.hpp"
 
@@ -60,7 +61,13 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
                    const GlobalOptions& g) {
-  data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+  // One host budget for cached chunks, derived results and pipelines (GET /api/v1/resources).
+  // The manager outlives the cache: derived sources in it compute until it is gone.
+  Budget budget("host", g.cache_bytes());
+  pipeline::Manager pipelines(pipeline::builtin_registry(), budget);  // loads on first use
+  data::CacheOptions copts{g.cache_bytes(), g.io_threads, 16};
+  copts.budget = &budget;
+  data::ChunkCache cache(copts);
   std::vector<data::SourceId> ids;
   for (const auto& spec : specs) {
     auto src = data::open_volume(spec, g.open_options());
@@ -93,6 +100,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.max_jobs = o.max_jobs;
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
+  so.pipelines = &pipelines;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: job results in {}{}\n", so.data_dir,
                o.data_dir.empty() ? " (--data-dir to choose another)" : "");

@@ -221,6 +221,14 @@ class Viewer(FrameStream):
     def closed(self) -> bool:
         return self._closed is not None
 
+    def add_layer(self, pipeline: str, input: Any = 0, layer: Optional[dict] = None,
+                  **params: Any):
+        """napari's ``add_image`` for processed data: a layer showing ``pipeline`` applied
+        to ``input`` (0: this session's dataset), e.g. ``v.add_layer(pipeline="gaussian",
+        input=0, sigma=2.0)``; change it live with ``v.layers[-1].params.sigma = 3.0``.
+        ``GET /api/v1/pipelines`` (or ``voxcast pipelines``) lists pipelines and parameters."""
+        return self.layers.add(pipeline, input, layer, **params)
+
     def set(self, patch: dict, interactive: bool = False) -> int:
         """Queues a ``state.update`` and returns its seq at once (no waiting for the reply).
         An ``error`` reply is raised later by :meth:`sync` or :meth:`screenshot`, pointing at

@@ -21,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence, Tuple, Union
+from typing import Any, Iterator, Mapping, Sequence, Tuple, Union
 
 from .scene import LAYER_FIELDS, field_patch, get_path, layer_patch, to_json_value
 
@@ -263,9 +263,53 @@ class Layer:
                                  f"(known: {', '.join(LAYER_FIELDS)})")
         self._owner._send_patch(layer_patch(self._index, fields))
 
+    @property
+    def params(self) -> "PipelineParams":
+        """A derived layer's pipeline parameters, live: ``v.layers[1].params.sigma = 3.0``
+        sends a ``state.update`` of that parameter alone (docs/pipelines.md)."""
+        return PipelineParams(self._owner, self._index)
+
     def __repr__(self) -> str:
         d = self.as_dict()
         return f"Layer({self._index}, name={d.get('name')!r}, colormap={d.get('colormap')!r})"
+
+
+class PipelineParams:
+    """The ``params`` of a derived layer's source (``{"pipeline", "input", "params"}``):
+    reading gives the scene's values, defaults filled in by the server; assigning sends a
+    ``state.update`` that merges into the layer's source. A value outside the pipeline's
+    schema is an ``error`` that names the field (raised by ``sync()``)."""
+
+    __slots__ = ("_owner", "_index")
+
+    def __init__(self, owner: Any, index: int):
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_index", index)
+
+    def as_dict(self) -> dict:
+        src = get_path(self._owner._local_scene(), ("layers", self._index, "source"))
+        if not isinstance(src, dict):
+            raise AttributeError(f"layer {self._index} is not a derived layer (its source is "
+                                 f"{src!r})")
+        return dict(src.get("params") or {})
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.as_dict()
+        if name not in params:
+            raise AttributeError(f"the pipeline has no parameter {name!r} "
+                                 f"(known: {', '.join(params)})")
+        return _tuple(params[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update(**{name: value})
+
+    def update(self, **params: Any) -> None:
+        """Several parameters in one update."""
+        self.as_dict()  # a derived layer, or AttributeError
+        self._owner._send_patch(layer_patch(self._index, {"source": {"params": params}}))
+
+    def __repr__(self) -> str:
+        return f"PipelineParams({self.as_dict()!r})"
 
 
 for _name in LAYER_FIELDS:
@@ -310,6 +354,22 @@ class LayerList:
     @property
     def names(self) -> list:
         return [layer.get("name") for layer in self._layers()]
+
+    def add(self, pipeline: str, input: Any = 0, layer: Mapping[str, Any] | None = None,
+            **params: Any) -> Layer:
+        """Appends a derived layer: ``pipeline`` applied to source ``input`` (0: the dataset;
+        a derived layer's source for a chain) with ``params``; ``layer`` holds layer fields
+        (``contrast_limits``, ``colormap``, ``name``, ...). Returns the new layer at once;
+        ``await v.sync()`` raises the server's error if the pipeline or a parameter is bad."""
+        fields = dict(layer or {})
+        unknown = [k for k in fields if k not in LAYER_FIELDS]
+        if unknown:
+            raise AttributeError(f"layers have no field {unknown[0]!r} "
+                                 f"(known: {', '.join(LAYER_FIELDS)})")
+        fields["source"] = {"pipeline": pipeline, "input": input, "params": params}
+        index = len(self)
+        self._owner._send_patch(layer_patch(index, fields))
+        return Layer(self._owner, index)
 
     def __repr__(self) -> str:
         return f"LayerList({self.names!r})"

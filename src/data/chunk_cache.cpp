@@ -71,12 +71,18 @@ bool ChunkRequest::cancelled() const {
 
 ChunkCache::ChunkCache(CacheOptions options)
     : options_(options),
+      own_budget_(options.budget ? nullptr
+                                 : std::make_unique<Budget>("chunk_cache", options.budget_bytes)),
+      budget_(options.budget ? options.budget : own_budget_.get()),
       stats_(std::make_unique<Atomics>()),
       pool_buffers_(std::make_unique<BufferPool>()),
       queue_(std::make_unique<IoQueue>()),
       link_(std::make_shared<detail::CancelLink>()) {
+  options_.budget_bytes = budget_->limit();
   pool_buffers_->limit =
       std::min<std::uint64_t>(options_.budget_bytes / 8, std::uint64_t(256) << 20);
+  holder_ = budget_->add_holder("chunk_cache", kRankCache,
+                                [this](std::uint64_t want) { return evict_bytes(0, want); });
   if (options_.shards == 0) options_.shards = 1;
   if (options_.max_queued == 0) options_.max_queued = 1;
   for (unsigned i = 0; i < options_.shards; ++i)
@@ -88,6 +94,8 @@ ChunkCache::ChunkCache(CacheOptions options)
 }
 
 ChunkCache::~ChunkCache() {
+  holder_ = {};  // no evictions from other holders from here on
+  stopping_ = true;
   {
     std::lock_guard lock(link_->mutex);  // waits for a cancel() in progress
     link_->cancel = nullptr;
@@ -104,6 +112,9 @@ ChunkCache::~ChunkCache() {
   }
   for (auto& t : threads)
     t.join();  // running reads finish; queued ones are dropped below
+  // Running computations finish (their input callbacks see stopping_ and do nothing);
+  // queued ones are dropped; their entries' waiters are cancelled below.
+  compute_.reset();
   queue_->items.clear();
   for (auto& shard : shards_) {
     std::vector<std::shared_ptr<RequestState>> orphans;
@@ -127,6 +138,8 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   for (const auto& lv : slot->source->info().levels)
     slot->grids.push_back(lv.grid());
   if (options_.io_threads == 0) ensure_io_threads(std::min(slot->source->io_concurrency(), 256u));
+  if (!compute_ && dynamic_cast<const ComputedSource*>(slot->source.get()))
+    compute_ = std::make_unique<PriorityPool>(std::max(1u, std::thread::hardware_concurrency()));
   sources_.push_back(std::move(slot));
   return SourceId(sources_.size() - 1);
 }
@@ -154,6 +167,7 @@ CacheCounters ChunkCache::counters() const {
   c.retries = stats_->retries;
   c.failed_hits = stats_->failed_hits;
   c.dropped = stats_->dropped;
+  c.computed = stats_->computed;
   {
     std::lock_guard lock(queue_->mutex);
     c.queued = queue_->items.size();
@@ -246,6 +260,7 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
     // Expired: forget it and read again.
     shard.lru.erase(it->second->lru);
     bytes_cached_ -= it->second->charge;
+    holder_.release(it->second->charge);
     entries_--;
     shard.map.erase(it);
     it = shard.map.end();
@@ -283,9 +298,20 @@ ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int
 // unpinned entry is the oldest of all, and evicts from it down to the next shard's age. (Taking
 // one shard's tail to the end before looking at the others would throw out chunks that just
 // arrived while older ones wait in other shards: a view near the budget would thrash.)
+// The budget may be shared (pipelines, other caches): idle pipelines are offloaded first.
 void ChunkCache::evict_over_budget(std::size_t start) {
+  if (budget_->used() <= budget_->limit()) return;
+  holder_.reclaim_others();
+  const auto used = budget_->used(), limit = budget_->limit();
+  if (used > limit) evict_bytes(start, used - limit);
+}
+
+// Evicts least recently used unpinned chunks until `want` bytes are freed (or only pinned
+// ones are left); returns the bytes freed.
+std::uint64_t ChunkCache::evict_bytes(std::size_t start, std::uint64_t want) {
   constexpr std::uint64_t kNone = ~std::uint64_t(0);
-  while (bytes_cached_.load() > options_.budget_bytes) {
+  std::uint64_t freed = 0;
+  while (freed < want) {
     std::uint64_t oldest = kNone, second = kNone;
     std::size_t victim = 0;
     for (std::size_t i = 0; i < shards_.size(); ++i) {
@@ -304,18 +330,20 @@ void ChunkCache::evict_over_budget(std::size_t start) {
         break;
       }
     }
-    if (oldest == kNone) return;  // everything is pinned: over budget until pins go
+    if (oldest == kNone) return freed;  // everything is pinned: over budget until pins go
     auto& shard = *shards_[victim];
     std::lock_guard lock(shard.mutex);
     auto it = shard.lru.end();
     bool evicted = false;
-    while (it != shard.lru.begin() && bytes_cached_.load() > options_.budget_bytes) {
+    while (it != shard.lru.begin() && freed < want) {
       --it;
       CacheEntry* e = *it;
       if (e->pins.load(std::memory_order_acquire) != 0) continue;
       if (evicted && e->tick > second) break;  // another shard holds older ones now
       evicted = true;
       bytes_cached_ -= e->charge;
+      holder_.release(e->charge);
+      freed += e->charge;
       entries_--;
       stats_->evictions++;
       it = shard.lru.erase(it);
@@ -325,8 +353,9 @@ void ChunkCache::evict_over_budget(std::size_t start) {
       const Key key = e->key;  // erase() frees e: do not pass a reference into it
       shard.map.erase(key);
     }
-    if (!evicted) return;  // raced with a pin; try again on the next insert
+    if (!evicted) return freed;  // raced with a pin; try again on the next insert
   }
+  return freed;
 }
 
 Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int priority) {

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/resources.hpp"
+#include "core/thread_pool.hpp"
 #include "data/data.hpp"
 
 namespace vx::data {
@@ -102,6 +104,9 @@ class ChunkRequest {
 };
 
 struct CacheOptions {
+  // Without `budget`, the cache makes its own budget "chunk_cache" of budget_bytes. With one
+  // (the server's "host" budget), it charges that, and budget_bytes is ignored: the cache
+  // then shares the limit with pipelines and derived results (core/resources.hpp).
   std::uint64_t budget_bytes = 256ull << 20;
   // 0: automatic, the largest VolumeSource::io_concurrency() of the sources added (2 per
   // core on local storage, many more on network file systems, where reads wait ms each).
@@ -115,6 +120,7 @@ struct CacheOptions {
   unsigned failure_ttl_ms = 30'000;
   // Queued reads beyond this drop the lowest-priority ones (their requests get kBusy).
   std::size_t max_queued = 1 << 16;
+  Budget* budget = nullptr;  // see budget_bytes
 };
 
 struct CacheCounters {
@@ -134,6 +140,29 @@ struct CacheCounters {
   std::uint64_t bytes_cached = 0;  // resident now
   std::uint64_t entries = 0;       // resident now
   std::uint64_t bytes_pooled = 0;  // buffers of evicted chunks kept for reuse
+  std::uint64_t computed = 0;      // chunks of computed sources produced
+};
+
+class ChunkCache;
+
+// A source whose chunks are computed from chunks of other sources of the same cache (a
+// derived source, src/pipeline). The cache requests inputs() asynchronously with the
+// request's priority and runs compute() on its compute threads once all are pinned: an I/O
+// thread never waits for another chunk, and compute() never waits at all. Results are cached
+// under the computed source's own id like any chunk.
+class ComputedSource : public VolumeSource {
+ public:
+  // The input chunks chunk `index` of `level` needs (its region plus the halo).
+  virtual Result<std::vector<ChunkKey>> inputs(int level, const Index& index) const = 0;
+  // Fills `out` (info().chunk_bytes(level)) from `pins` (in the order of inputs()).
+  virtual Result<ReadResult> compute(int level, const Index& index, std::span<const ChunkPin> pins,
+                                     std::span<std::byte> out) const = 0;
+  // The cache the inputs live in.
+  virtual ChunkCache& input_cache() const = 0;
+  // A blocking read for callers outside the cache (voxcast convert): gets the inputs through
+  // input_cache() and computes. Never called by the cache itself.
+  Result<ReadResult> read_chunk(int level, const Index& index,
+                                std::span<std::byte> out) const override;
 };
 
 using ChunkCallback = std::function<void(Result<ChunkPin>)>;
@@ -159,7 +188,8 @@ class ChunkCache {
   Result<ChunkPin> get(SourceId id, int level, const Index& index, int priority = kPriorityVisible);
 
   CacheCounters counters() const;
-  std::uint64_t budget_bytes() const { return options_.budget_bytes; }
+  std::uint64_t budget_bytes() const { return budget_->limit(); }
+  Budget& budget() const { return *budget_; }
 
   struct Shard;
   struct SourceSlot;
@@ -168,6 +198,11 @@ class ChunkCache {
 
  private:
   void run_read(std::shared_ptr<detail::CacheEntry> entry);
+  void run_compute(std::shared_ptr<detail::CacheEntry> entry, SourceSlot* slot);
+  // Hands a read's or computation's result to the entry's waiters (caches it on success).
+  void finish(const std::shared_ptr<detail::CacheEntry>& entry, SourceSlot* slot,
+              Result<ReadResult> result, std::shared_ptr<std::byte[]> buffer);
+  std::uint64_t evict_bytes(std::size_t start_shard, std::uint64_t want);
   void io_worker();
   void ensure_io_threads(unsigned n);
   void on_cancel(const std::shared_ptr<detail::CacheEntry>& entry);
@@ -178,6 +213,11 @@ class ChunkCache {
   Shard& shard_for(std::size_t hash);
 
   CacheOptions options_;
+  std::unique_ptr<Budget> own_budget_;
+  Budget* budget_ = nullptr;
+  Budget::Holder holder_;
+  std::atomic<bool> stopping_{false};
+  std::unique_ptr<PriorityPool> compute_;  // made when the first computed source is added
   std::vector<std::unique_ptr<Shard>> shards_;
   mutable std::mutex sources_mutex_;
   std::vector<std::unique_ptr<SourceSlot>> sources_;

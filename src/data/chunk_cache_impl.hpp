@@ -113,7 +113,8 @@ struct ChunkCache::BufferPool {
 
 struct ChunkCache::Atomics {
   std::atomic<std::uint64_t> hits{0}, misses{0}, joined{0}, bytes_read{0}, bytes_decoded{0},
-      evictions{0}, cancelled{0}, errors{0}, missing{0}, retries{0}, failed_hits{0}, dropped{0};
+      evictions{0}, cancelled{0}, errors{0}, missing{0}, retries{0}, failed_hits{0}, dropped{0},
+      computed{0};
 };
 
 // Reads waiting for an I/O thread, highest priority first, FIFO among equals. An entry is in

@@ -113,6 +113,10 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     std::lock_guard lock(sources_mutex_);
     slot = sources_[e->key.source].get();
   }
+  if (dynamic_cast<const ComputedSource*>(slot->source.get())) {
+    run_compute(std::move(e), slot);
+    return;
+  }
   const auto& info = slot->source->info();
   const std::size_t bytes = info.chunk_bytes(e->key.level);
   std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
@@ -131,7 +135,14 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     stats_->retries++;
     result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
   }
+  finish(e, slot, std::move(result), std::move(buffer));
+}
 
+void ChunkCache::finish(const std::shared_ptr<CacheEntry>& e, SourceSlot* slot,
+                        Result<ReadResult> result, std::shared_ptr<std::byte[]> buffer) {
+  auto& shard = shard_for(e->hash);
+  const auto& info = slot->source->info();
+  const std::size_t bytes = info.chunk_bytes(e->key.level);
   std::shared_ptr<const std::byte[]> fill;
   if (result && result->missing) {
     std::lock_guard lock(slot->mutex);
@@ -152,7 +163,10 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     e->waiters.clear();
     if (!result) {
       // Remembered, so that the views that need it draw without it instead of asking again.
-      if (options_.failure_ttl_ms > 0) {
+      // Not when memory was short or the request was cancelled: those are tried again.
+      const auto code = result.error().code;
+      if (options_.failure_ttl_ms > 0 && code != ErrorCode::kOutOfMemory &&
+          code != ErrorCode::kCancelled) {
         e->error = result.error();
         e->expires =
             std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.failure_ttl_ms);
@@ -161,6 +175,7 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
         e->tick = clock_++;
         e->lru = shard.lru.begin();
         bytes_cached_ += e->charge;
+        holder_.force_charge(e->charge);
         entries_++;
       } else if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e) {
         shard.map.erase(it);
@@ -185,6 +200,7 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
         if (live) e->pins.fetch_add(1, std::memory_order_acq_rel);
       }
       bytes_cached_ += e->charge;
+      holder_.force_charge(e->charge);
       entries_++;
     }
   }
@@ -206,4 +222,91 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
   for (std::size_t i = 0; i < waiters.size(); ++i)
     if (pinned[i]) waiters[i]->callback(ChunkPin(e));
 }
+
+namespace {
+
+// The inputs of one computation, filled by their callbacks (any thread); the last one in
+// starts the computation.
+struct Gather {
+  std::vector<ChunkPin> pins;
+  std::atomic<std::size_t> remaining{0};
+  std::mutex mutex;
+  std::optional<Error> error;
+};
+
+}  // namespace
+
+void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
+  const auto* computed = static_cast<const ComputedSource*>(slot->source.get());
+  auto keys = computed->inputs(e->key.level, e->key.index);
+  if (!keys) {
+    finish(e, slot, tl::unexpected(keys.error()), nullptr);
+    return;
+  }
+  int priority;
+  {
+    std::lock_guard lock(shard_for(e->hash).mutex);
+    priority = e->priority;
+  }
+  auto g = std::make_shared<Gather>();
+  g->pins.resize(keys->size());
+  g->remaining = keys->size() + 1;  // +1: held until every request is made
+  auto done = [this, e, slot, computed, g, priority] {
+    if (stopping_) return;  // the destructor cancels the entry's waiters
+    if (g->error) {
+      finish(e, slot, tl::unexpected(*g->error), nullptr);
+      return;
+    }
+    compute_->submit(priority, [this, e, slot, computed, g] {
+      if (stopping_) return;
+      const std::size_t bytes = slot->source->info().chunk_bytes(e->key.level);
+      std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
+      Result<ReadResult> r = make_error(ErrorCode::kInternal, "not computed");
+      try {
+        r = computed->compute(e->key.level, e->key.index, g->pins, std::span(buffer.get(), bytes));
+      } catch (const std::exception& ex) {  // a pipeline's bug must not take the server down
+        r = fail(ErrorCode::kInternal, "{}: {}", slot->source->info().location, ex.what());
+      }
+      g->pins.clear();  // unpin the inputs before the result is counted
+      if (r) stats_->computed++;
+      finish(e, slot, std::move(r), std::move(buffer));
+    });
+  };
+  auto arrive = [g, done](std::size_t i, Result<ChunkPin> r) {
+    if (r) {
+      g->pins[i] = std::move(*r);
+    } else {
+      std::lock_guard lock(g->mutex);
+      if (!g->error) g->error = with_context(r.error(), "computing from an input chunk");
+    }
+    if (g->remaining.fetch_sub(1) == 1) done();
+  };
+  // Not kept: the computation is not cancelled once its inputs are asked for.
+  for (std::size_t i = 0; i < keys->size(); ++i) {
+    const auto& k = (*keys)[i];
+    request(k.source, k.level, k.index, priority,
+            [arrive, i](Result<ChunkPin> r) { arrive(i, std::move(r)); });
+  }
+  if (g->remaining.fetch_sub(1) == 1) done();
+}
+
+Result<ReadResult> ComputedSource::read_chunk(int level, const Index& index,
+                                              std::span<std::byte> out) const {
+  VX_ASSIGN(auto keys, inputs(level, index));
+  std::vector<ChunkPin> pins;
+  pins.reserve(keys.size());
+  // Runs of one (source, level) are read concurrently (inputs are usually one run).
+  for (std::size_t i = 0; i < keys.size();) {
+    std::size_t j = i;
+    std::vector<Index> run;
+    while (j < keys.size() && keys[j].source == keys[i].source && keys[j].level == keys[i].level)
+      run.push_back(keys[j++].index);
+    VX_ASSIGN(auto got, get_chunks(input_cache(), keys[i].source, keys[i].level, run));
+    for (auto& p : got)
+      pins.push_back(std::move(p));
+    i = j;
+  }
+  return compute(level, index, pins, out);
+}
+
 }  // namespace vx::data

@@ -253,7 +253,14 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
     return fail(ErrorCode::kInvalidArgument,
                 "--shard needs --zarr-version 3 (Zarr v2 has no sharding)");
   VX_ASSIGN(auto src, open_volume(input));
-  const VolumeInfo in = src->info();
+  CacheOptions copts{o.cache_bytes, o.io_threads, 16};
+  copts.budget = o.budget;
+  ChunkCache cache(copts);
+  SourceId input_id = cache.add_source(src);
+  if (o.transform) {
+    VX_ASSIGN(input_id, o.transform(cache, input_id));
+  }
+  const VolumeInfo in = cache.source(input_id).info();
   const int nd = in.ndim();
   std::vector<bool> spatial(static_cast<std::size_t>(nd));
   for (int d = 0; d < nd; ++d)
@@ -272,8 +279,6 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
                       array_metadata(plans[l], in.dtype, in.fill_value, o, in.axes)));
   }
 
-  ChunkCache cache(CacheOptions{o.cache_bytes, o.io_threads, 16});
-  const SourceId input_id = cache.add_source(src);
   const CodecChain chain = output_chain(o.codec);
   const std::size_t item = dtype_size(in.dtype);
 

@@ -5,12 +5,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/resources.hpp"
 
 namespace vx::data {
+
+class ChunkCache;
 
 enum class OutputCodec { kZstd, kLz4, kNone };
 
@@ -23,7 +27,11 @@ struct ConvertOptions {
   std::uint64_t cache_bytes = 256ull << 20;
   unsigned io_threads = 0;  // 0: the cache's default
   bool progress = true;
-  bool overwrite = false;  // replace an existing Zarr store at the output path
+  bool overwrite = false;    // replace an existing Zarr store at the output path
+  Budget* budget = nullptr;  // the cache's budget (default: its own of cache_bytes)
+  // Applied to the input before writing (voxcast convert --pipeline): given the cache and the
+  // input's id, returns the id of the source to write (a derived source of the same cache).
+  std::function<Result<std::uint32_t>(ChunkCache&, std::uint32_t input)> transform;
 };
 
 struct ConvertStats {

@@ -187,6 +187,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (path == "/api/v1/region") return on_pool(std::move(req), region_route);
     try {
       if (auto res = jobs_route(*ctx_, req, path)) return send(std::move(*res), req.keep_alive());
+      if (auto res = pipelines_route(*ctx_, req, path))
+        return send(std::move(*res), req.keep_alive());
     } catch (const json::exception& e) {  // a field of the wrong type that slipped through
       return send(json_error(req, http::status::bad_request, "bad_request", e.what()),
                   req.keep_alive());
@@ -425,6 +427,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   e.max_height = options.max_height;
   e.max_layers = options.max_layers;
   e.max_scene_cost = options.max_scene_cost;
+  e.pipelines = options.pipelines;
   for (std::size_t i = 0; i < datasets.size(); ++i) {
     const auto& info = cache.source(datasets[i]).info();
     e.ids.push_back(datasets[i]);

@@ -10,6 +10,10 @@
 #include "core/error.hpp"
 #include "data/chunk_cache.hpp"
 
+namespace vx::pipeline {
+class Manager;
+}
+
 namespace vx::server {
 
 struct ServerOptions {
@@ -29,6 +33,9 @@ struct ServerOptions {
   int job_concurrency = 1;
   int max_jobs = 16;     // queued + running; more get HTTP 429
   unsigned threads = 0;  // network threads; 0: 2
+  // The pipelines (GET /api/v1/pipelines, load, unload); none when null. Its budget is the
+  // cache's (GET /api/v1/resources).
+  pipeline::Manager* pipelines = nullptr;
 };
 
 // Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every

@@ -73,6 +73,10 @@ http::response<http::string_body> json_error(const http::request<http::string_bo
 // The job routes (/api/v1/jobs...), or nullopt for other paths.
 std::optional<http::response<http::string_body>> jobs_route(
     Context& ctx, const http::request<http::string_body>& req, const std::string& path);
+// GET /api/v1/pipelines, POST /api/v1/pipelines/NAME/load|unload, GET /api/v1/resources,
+// or nullopt for other paths.
+std::optional<http::response<http::string_body>> pipelines_route(
+    Context& ctx, const http::request<http::string_body>& req, const std::string& path);
 // The "orbit" job kind, rendering through the server's cache.
 jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx);
 

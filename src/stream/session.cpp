@@ -133,7 +133,7 @@ std::string Session::encoder_fallback() const {
 
 json Session::scene_json() const {
   std::lock_guard lock(mutex_);
-  return render::to_json(scene_);
+  return scene_json_locked();
 }
 
 Result<json> Session::update(std::uint64_t seq, const json& patch, bool interactive) {
@@ -141,8 +141,8 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   if (seq <= state_seq_)
     return fail(ErrorCode::kInvalidArgument, "field 'seq': {} is not greater than {}", seq,
                 state_seq_);
-  render::SceneData data{{engine_.datasets[std::size_t(dataset_)]}};
-  VX_ASSIGN(auto next, render::apply_patch(scene_, patch, data));
+  VX_ASSIGN(const json resolved, resolve_patch(patch));
+  VX_ASSIGN(auto next, render::apply_patch(scene_, resolved, inputs_locked().data));
   if (next.canvas.width > engine_.max_width || next.canvas.height > engine_.max_height)
     return fail(ErrorCode::kUnsupported, "field 'canvas': {}x{} is over the streaming limit {}x{}",
                 next.canvas.width, next.canvas.height, engine_.max_width, engine_.max_height);
@@ -199,34 +199,32 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
     interactive_until_ = {};
   }
   schedule();
-  return render::to_json(scene_);
+  return scene_json_locked();
 }
 
 Result<json> Session::probe(const json& request) const {
   render::Scene scene;
+  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
+  render::RenderInputs in{engine_.cache, {}, {}};
   {
     std::lock_guard lock(mutex_);
     scene = scene_;
+    in = inputs_locked();
   }
-  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
-  render::RenderInputs in{engine_.cache,
-                          {engine_.ids[std::size_t(dataset_)]},
-                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
   return stream::probe(scene, in, request);
 }
 
 Result<json> Session::histogram(const json& request) const {
   render::Scene scene;
   std::vector<int> drawn;
+  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
+  render::RenderInputs in{engine_.cache, {}, {}};
   {
     std::lock_guard lock(mutex_);
     scene = scene_;
+    in = inputs_locked();
     if (drawn_levels_.size() == scene_.layers.size()) drawn = drawn_levels_;
   }
-  if (!engine_.cache) return fail(ErrorCode::kUnsupported, "this session has no data cache");
-  render::RenderInputs in{engine_.cache,
-                          {engine_.ids[std::size_t(dataset_)]},
-                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
   return stream::histogram(scene, in, drawn, request);
 }
 
@@ -348,10 +346,12 @@ void Session::render_job() {
   Clock::time_point since;
   bool key, interactive;
   std::uint64_t generation;
+  render::RenderInputs in{engine_.cache, {}, {}};
   {
     std::lock_guard lock(mutex_);
     generation = sink_generation_;
     scene = scene_;
+    in = inputs_locked();
     state_seq = std::uint32_t(state_seq_);
     since = cause_time_;
     key = force_key_;
@@ -403,9 +403,6 @@ void Session::render_job() {
   opt.interactive = interactive;
   opt.fetch = fetch_.get();
   opt.cancel = &cancel_;
-  render::RenderInputs in{engine_.cache,
-                          {engine_.ids[std::size_t(dataset_)]},
-                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
   if (fetch_) fetch_->begin_round();
   auto frame = renderer_->render(scene, in, opt);
   if (fetch_ && frame) fetch_->end_round();  // cancels what this view no longer needs

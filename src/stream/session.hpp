@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,10 @@
 #include "data/chunk_cache.hpp"
 #include "data/fetch_set.hpp"
 #include "render/renderer.hpp"
+
+namespace vx::pipeline {
+class Manager;
+}
 
 namespace vx::stream {
 
@@ -64,6 +69,18 @@ struct RenderCounters {
   std::atomic<std::uint64_t> running{0}, done{0}, cancelled{0}, failed{0};
 };
 
+// Derived sources (a pipeline on an input) made for scenes, shared by every session of an
+// engine: the same pipeline with the same parameters on the same input is one source, so
+// its computed chunks are cached once (docs/pipelines.md).
+struct DerivedCatalog {
+  struct Entry {
+    std::shared_ptr<const data::VolumeSource> source;
+    data::SourceId id = 0;
+  };
+  std::mutex mutex;
+  std::map<std::string, Entry> by_key;  // "INPUT_ID|NAME|PARAMS"
+};
+
 // What the sessions of one server share.
 struct Engine {
   data::ChunkCache* cache = nullptr;
@@ -79,6 +96,9 @@ struct Engine {
   int max_layers = 16;
   double max_scene_cost = 128;
   std::shared_ptr<RenderCounters> counters = std::make_shared<RenderCounters>();
+  // Layers whose source is {"pipeline", "input", "params"}; none without a manager.
+  pipeline::Manager* pipelines = nullptr;
+  std::shared_ptr<DerivedCatalog> derived = std::make_shared<DerivedCatalog>();
 };
 
 // Render-pool priorities of the session's jobs.
@@ -169,6 +189,19 @@ class Session : public std::enable_shared_from_this<Session> {
   // a pixel channel joining, chunks arriving): the frame header's server time counts from it.
   Clock::time_point cause_time_ = Clock::now();
   void mark_dirty(bool refine = false);  // needs mutex_ held
+  // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
+  // helpers below need mutex_ held.
+  struct LayerSource {
+    json spec;  // {"pipeline", "input": session source index, "params"}
+    data::SourceId id = 0;
+    data::VolumeInfo info;
+  };
+  std::vector<LayerSource> derived_;
+  Result<int> resolve_source(const json& spec, const std::string& field, int depth);
+  Result<json> resolve_patch(const json& patch);  // derived specs -> session source indices
+  json source_json(int index) const;              // the other way, inputs expanded
+  json scene_json_locked() const;
+  render::RenderInputs inputs_locked() const;
   std::unique_ptr<render::Renderer> renderer_;
   std::unique_ptr<codec::Encoder> encoder_;  // used by the render job only
   std::string encoder_name_, fallback_;

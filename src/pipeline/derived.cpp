@@ -1,0 +1,350 @@
+// DerivedSource: a pipeline applied to an input source of the chunk cache, chunk by chunk.
+// A chunk's input is its region plus the halo, gathered from the input's chunks with scipy's
+// 'reflect' boundary (d c b a | a b c d) outside the array, so that a chunk computed alone
+// equals the same region of the pipeline run on the whole array.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/log.hpp"
+#include "pipeline/kernels.hpp"
+
+namespace vx::pipeline {
+
+namespace {
+
+// scipy.ndimage's 'reflect' (numpy's 'symmetric'): period 2n, mirrored about -0.5 and n-0.5.
+std::int64_t reflect(std::int64_t i, std::int64_t n) {
+  if (n == 1) return 0;
+  const std::int64_t p = 2 * n;
+  std::int64_t m = i % p;
+  if (m < 0) m += p;
+  return m < n ? m : p - 1 - m;
+}
+
+// Along x, consecutive block positions mostly read consecutive voxels of one chunk: runs.
+struct Run {
+  std::int64_t x0 = 0, n = 0, chunk = 0, offset = 0;
+};
+
+std::vector<Run> x_runs(const std::vector<std::int64_t>& cidx,
+                        const std::vector<std::int64_t>& off) {
+  std::vector<Run> runs;
+  for (std::size_t x = 0; x < cidx.size(); ++x) {
+    if (!runs.empty()) {
+      auto& r = runs.back();
+      if (cidx[x] == r.chunk && off[x] == r.offset + r.n) {
+        ++r.n;
+        continue;
+      }
+    }
+    runs.push_back({std::int64_t(x), 1, cidx[x], off[x]});
+  }
+  return runs;
+}
+
+template <class T>
+void gather_typed(const std::byte* const* chunks, const std::vector<std::int64_t>* cidx,
+                  const std::vector<std::int64_t>* off, const std::array<std::int64_t, 3>& cn,
+                  const std::array<std::int64_t, 3>& stride, std::int64_t lead,
+                  const BlockView& out) {
+  const auto runs = x_runs(cidx[2], off[2]);  // x is the last axis: stride 1
+  for (std::int64_t z = 0; z < out.shape[0]; ++z)
+    for (std::int64_t y = 0; y < out.shape[1]; ++y) {
+      const auto czy = (cidx[0][std::size_t(z)] * cn[1] + cidx[1][std::size_t(y)]) * cn[2];
+      const auto ozy =
+          lead + off[0][std::size_t(z)] * stride[0] + off[1][std::size_t(y)] * stride[1];
+      float* dst = &out.at(z, y, 0);
+      for (const auto& r : runs) {
+        const T* src = reinterpret_cast<const T*>(chunks[std::size_t(czy + r.chunk)]) + ozy +
+                       r.offset * stride[2];
+        float* d = dst + r.x0;
+        for (std::int64_t i = 0; i < r.n; ++i)
+          d[i] = float(src[i]);
+      }
+    }
+}
+
+template <class T>
+void store_typed(const BlockView& in, std::byte* out, const std::array<std::int64_t, 3>& stride,
+                 std::int64_t lead) {
+  T* o = reinterpret_cast<T*>(out);
+  for (std::int64_t z = 0; z < in.shape[0]; ++z)
+    for (std::int64_t y = 0; y < in.shape[1]; ++y) {
+      const float* src = &in.at(z, y, 0);
+      T* dst = o + lead + z * stride[0] + y * stride[1];
+      for (std::int64_t x = 0; x < in.shape[2]; ++x) {
+        if constexpr (std::is_floating_point_v<T>) {
+          dst[x * stride[2]] = T(src[x]);
+        } else {
+          const double v = std::nearbyint(double(src[x]));
+          dst[x * stride[2]] = T(std::clamp(v, double(std::numeric_limits<T>::lowest()),
+                                            double(std::numeric_limits<T>::max())));
+        }
+      }
+    }
+}
+
+template <class F>
+void dispatch(data::DType t, F&& f) {
+  switch (t) {
+    case data::DType::kUInt8:
+      f(std::uint8_t{});
+      break;
+    case data::DType::kInt8:
+      f(std::int8_t{});
+      break;
+    case data::DType::kUInt16:
+      f(std::uint16_t{});
+      break;
+    case data::DType::kInt16:
+      f(std::int16_t{});
+      break;
+    case data::DType::kUInt32:
+      f(std::uint32_t{});
+      break;
+    case data::DType::kInt32:
+      f(std::int32_t{});
+      break;
+    case data::DType::kFloat32:
+      f(float{});
+      break;
+    case data::DType::kFloat64:
+      f(double{});
+      break;
+  }
+}
+
+}  // namespace
+
+Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
+                                                             data::ChunkCache& cache,
+                                                             data::SourceId input,
+                                                             std::string_view name,
+                                                             const json& params) {
+  const auto* desc = manager.registry().find(name);
+  if (!desc) {
+    std::string known;
+    for (const auto* d : manager.registry().list())
+      known += (known.empty() ? "" : ", ") + d->name;
+    return fail(ErrorCode::kNotFound, "unknown pipeline '{}' (known: {})", name, known);
+  }
+  VX_ASSIGN(auto validated, desc->schema.validate(params, "params"));
+  std::shared_ptr<DerivedSource> d(new DerivedSource(manager, cache));
+  d->input_ = input;
+  d->name_ = std::string(name);
+  d->params_ = validated;
+  const auto& in = cache.source(input).info();
+  // Spatial axes: the last 2 or 3, after any channel/time axes (OME-NGFF's order).
+  int spatial = 0;
+  for (int a = in.ndim() - 1; a >= 0 && in.axes[std::size_t(a)].type == data::AxisType::kSpace; --a)
+    ++spatial;
+  for (int a = 0; a < in.ndim() - spatial; ++a)
+    if (in.axes[std::size_t(a)].type == data::AxisType::kSpace) spatial = 0;
+  if (spatial < 2 || spatial > 3)
+    return fail(ErrorCode::kUnsupported,
+                "{}: pipeline '{}' needs 2 or 3 spatial axes after any others (the data has {})",
+                in.location, name, spatial);
+  d->spatial_ = spatial;
+  d->first_spatial_ = in.ndim() - spatial;
+  for (const auto& spec : desc->schema.params()) {
+    const auto& v = validated[spec.name];
+    if (spec.per_axis && v.is_array() && v.size() != 1 && int(v.size()) != spatial)
+      return fail(ErrorCode::kInvalidArgument,
+                  "params.{}: expected a number or {} values (one per spatial axis), got {}",
+                  spec.name, spatial, v.size());
+  }
+  VX_ASSIGN(auto lease, manager.use(name));
+  d->scratch_ = manager.scratch_holder(d->name_);
+  // Whole-volume preparation (Otsu): reads levels through the cache, as float32.
+  const int levels = int(in.levels.size());
+  auto reader = [&](int level, Ext3& shape) -> Result<std::vector<float>> {
+    if (level < 0 || level >= levels)
+      return fail(ErrorCode::kInvalidArgument, "level {} does not exist", level);
+    const auto& lv = in.levels[std::size_t(level)];
+    std::vector<std::int64_t> start(lv.shape.size(), 0);
+    std::int64_t n = 1;
+    for (auto s : lv.shape)
+      n *= s;
+    if (std::uint64_t(n) * (dtype_size(in.dtype) + 4) > cache.budget_bytes())
+      return fail(ErrorCode::kOutOfMemory, "{}: level {} is larger than the budget '{}'",
+                  in.location, level, cache.budget().name());
+    std::vector<std::byte> raw(std::size_t(n) * dtype_size(in.dtype));
+    VX_TRY(data::read_region(cache, input, level, start, lv.shape, raw));
+    std::vector<float> out(static_cast<std::size_t>(n));
+    dispatch(in.dtype, [&](auto t) {
+      using T = decltype(t);
+      const T* p = reinterpret_cast<const T*>(raw.data());
+      for (std::int64_t i = 0; i < n; ++i)
+        out[std::size_t(i)] = float(p[i]);
+    });
+    shape = {1, 1, 1};
+    for (int a = 0; a < lv.ndim(); ++a)
+      shape[std::size_t(std::max(0, 3 - lv.ndim() + a))] *= lv.shape[std::size_t(a)];
+    return out;
+  };
+  json prepared;
+  try {
+    VX_ASSIGN(prepared, lease->prepare(validated, in.dtype, levels, reader));
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kInternal, "pipeline '{}': {}", name, e.what());
+  }
+  d->params_ = std::move(prepared);
+  d->info_ = in;
+  d->info_.format = "derived";
+  d->info_.format_version.clear();
+  d->info_.zarr_format = 0;
+  d->info_.dtype = lease->output_dtype(in.dtype, d->params_);
+  d->info_.fill_value = 0;
+  d->info_.warnings.clear();
+  d->info_.location = fmt::format("{}({}) of {}", name, validated.dump(), in.location);
+  for (auto& ch : d->info_.channels)
+    ch.window.reset();  // the input's display window does not fit the output
+  for (int l = 0; l < levels; ++l) {
+    auto& lv = d->info_.levels[std::size_t(l)];
+    lv.codec = fmt::format("pipeline:{}", name);
+    LevelContext lc;
+    lc.spatial_dims = spatial;
+    lc.input_dtype = in.dtype;
+    for (int a = 0; a < spatial; ++a)
+      lc.voxel_size[std::size_t(3 - spatial + a)] =
+          lv.scale.empty() ? 1.0 : lv.scale[std::size_t(d->first_spatial_ + a)];
+    Ext3 h = lease->halo(d->params_, lc);
+    if (spatial == 2) h[0] = 0;
+    d->levels_.push_back(lc);
+    d->halos_.push_back(h);
+  }
+  return d;
+}
+
+json DerivedSource::spec(const json& input_spec) const {
+  json p = params_;
+  for (auto it = p.begin(); it != p.end();)
+    it = it.key().starts_with("_") ? p.erase(it) : std::next(it);
+  return json{{"pipeline", name_}, {"input", input_spec}, {"params", p}};
+}
+
+namespace {
+
+struct ChunkGeometry {
+  Ext3 c0{0, 0, 0}, ext{1, 1, 1}, shape{1, 1, 1}, chunk{1, 1, 1};
+  Ext3 lo{0, 0, 0}, hi{0, 0, 0};  // input chunk index range per axis (inclusive)
+};
+
+ChunkGeometry geometry(const data::Level& lv, int first, int spatial, const data::Index& index,
+                       const Ext3& halo) {
+  ChunkGeometry g;
+  for (int a = 3 - spatial; a < 3; ++a) {
+    const auto d = std::size_t(first + a - (3 - spatial));
+    const auto s = std::size_t(a);
+    g.chunk[s] = lv.chunks[d];
+    g.shape[s] = lv.shape[d];
+    g.c0[s] = index[d] * lv.chunks[d];
+    g.ext[s] = std::min(lv.chunks[d], lv.shape[d] - g.c0[s]);
+    const auto from = std::max<std::int64_t>(0, g.c0[s] - halo[s]);
+    const auto to = std::min(lv.shape[d], g.c0[s] + g.ext[s] + halo[s]);
+    g.lo[s] = from / lv.chunks[d];
+    g.hi[s] = (to - 1) / lv.chunks[d];
+  }
+  return g;
+}
+
+}  // namespace
+
+Result<std::vector<data::ChunkKey>> DerivedSource::inputs(int level,
+                                                          const data::Index& index) const {
+  if (level < 0 || level >= int(halos_.size()))
+    return fail(ErrorCode::kInvalidArgument, "level {} does not exist", level);
+  const auto& lv = info_.levels[std::size_t(level)];
+  const auto g = geometry(lv, first_spatial_, spatial_, index, halos_[std::size_t(level)]);
+  std::vector<data::ChunkKey> keys;
+  for (auto z = g.lo[0]; z <= g.hi[0]; ++z)
+    for (auto y = g.lo[1]; y <= g.hi[1]; ++y)
+      for (auto x = g.lo[2]; x <= g.hi[2]; ++x) {
+        data::ChunkKey k{input_, level, index};
+        const Ext3 c{z, y, x};
+        for (int a = 3 - spatial_; a < 3; ++a)
+          k.index[std::size_t(first_spatial_ + a - (3 - spatial_))] = c[std::size_t(a)];
+        keys.push_back(k);
+      }
+  return keys;
+}
+
+Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& index,
+                                                std::span<const data::ChunkPin> pins,
+                                                std::span<std::byte> out) const {
+  const auto& lv = info_.levels[std::size_t(level)];
+  const auto& halo = halos_[std::size_t(level)];
+  const auto& lc = levels_[std::size_t(level)];
+  const auto g = geometry(lv, first_spatial_, spatial_, index, halo);
+  const int nd = lv.ndim();
+  // Strides (elements) of a full chunk, shared by input and output (same chunk shape).
+  std::vector<std::int64_t> stride(std::size_t(nd), 1);
+  for (int d = nd - 2; d >= 0; --d)
+    stride[std::size_t(d)] = stride[std::size_t(d + 1)] * lv.chunks[std::size_t(d + 1)];
+  std::array<std::int64_t, 3> sstride{0, 0, 0};
+  for (int a = 3 - spatial_; a < 3; ++a)
+    sstride[std::size_t(a)] = stride[std::size_t(first_spatial_ + a - (3 - spatial_))];
+  const Ext3 bshape{g.ext[0] + 2 * halo[0], g.ext[1] + 2 * halo[1], g.ext[2] + 2 * halo[2]};
+  const Ext3 oshape = g.ext;
+  VX_ASSIGN(auto lease, manager_.use(name_));
+  const std::uint64_t scratch =
+      std::uint64_t(bshape[0] * bshape[1] * bshape[2] + oshape[0] * oshape[1] * oshape[2]) * 4 +
+      lease->scratch_bytes(params_, bshape);
+  if (auto ok = scratch_.charge(scratch); !ok)
+    return tl::unexpected(with_context(ok.error(), fmt::format("pipeline '{}'", name_)));
+  struct Release {
+    Budget::Holder& h;
+    std::uint64_t n;
+    ~Release() { h.release(n); }
+  } release{scratch_, scratch};
+
+  // Per spatial axis: for each block position, the input chunk (relative to lo) and offset.
+  std::vector<std::int64_t> cidx[3], off[3];
+  std::array<std::int64_t, 3> cn{};
+  for (std::size_t a = 0; a < 3; ++a) {
+    cn[a] = g.hi[a] - g.lo[a] + 1;
+    for (std::int64_t p = 0; p < bshape[a]; ++p) {
+      const auto r = reflect(g.c0[a] - halo[a] + p, g.shape[a]);
+      cidx[a].push_back(r / g.chunk[a] - g.lo[a]);
+      off[a].push_back(r % g.chunk[a]);
+    }
+  }
+  std::vector<const std::byte*> chunks;
+  for (const auto& p : pins)
+    chunks.push_back(p.bytes().data());
+  if (std::int64_t(chunks.size()) != cn[0] * cn[1] * cn[2])
+    return fail(ErrorCode::kInternal, "pipeline '{}': {} input chunks, expected {}", name_,
+                chunks.size(), cn[0] * cn[1] * cn[2]);
+
+  std::memset(out.data(), 0, out.size());
+  Block in_block(bshape), out_block(oshape);
+  // Leading (channel, time) axes: each position within the chunk is a separate volume.
+  std::vector<std::int64_t> lext(static_cast<std::size_t>(first_spatial_));
+  std::int64_t batches = 1;
+  for (int d = 0; d < first_spatial_; ++d) {
+    const auto c0 = index[std::size_t(d)] * lv.chunks[std::size_t(d)];
+    lext[std::size_t(d)] = std::min(lv.chunks[std::size_t(d)], lv.shape[std::size_t(d)] - c0);
+    batches *= lext[std::size_t(d)];
+  }
+  for (std::int64_t b = 0; b < batches; ++b) {
+    std::int64_t lead = 0, rest = b;
+    for (int d = first_spatial_ - 1; d >= 0; --d) {
+      lead += (rest % lext[std::size_t(d)]) * stride[std::size_t(d)];
+      rest /= lext[std::size_t(d)];
+    }
+    dispatch(cache_.source(input_).info().dtype, [&](auto t) {
+      gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, sstride, lead, in_block.view());
+    });
+    VX_TRY(lease->process(params_, lc, in_block.view(), out_block.view()));
+    dispatch(info_.dtype, [&](auto t) {
+      store_typed<decltype(t)>(out_block.view(), out.data(), sstride, lead);
+    });
+  }
+  return data::ReadResult{};
+}
+
+}  // namespace vx::pipeline

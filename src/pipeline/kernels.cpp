@@ -1,0 +1,235 @@
+#include "pipeline/kernels.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+namespace vx::pipeline {
+
+Result<Vec3> per_axis(const json& v, int spatial_dims, std::string_view field) {
+  Vec3 out{0, 0, 0};
+  if (v.is_number()) {
+    out = {v.get<double>(), v.get<double>(), v.get<double>()};
+  } else if (v.is_array() && v.size() == 1) {
+    out = {v[0].get<double>(), v[0].get<double>(), v[0].get<double>()};
+  } else if (v.is_array() && int(v.size()) == spatial_dims) {
+    for (int i = 0; i < spatial_dims; ++i)
+      out[std::size_t(3 - spatial_dims + i)] = v[std::size_t(i)].get<double>();
+  } else {
+    return fail(ErrorCode::kInvalidArgument,
+                "{}: expected a number or {} values (one per spatial axis), got {}", field,
+                spatial_dims, v.dump());
+  }
+  if (spatial_dims == 2) out[0] = 0;
+  return out;
+}
+
+Vec3 to_voxels(const Vec3& physical, const LevelContext& level) {
+  Vec3 out{};
+  for (std::size_t a = 0; a < 3; ++a)
+    out[a] = level.voxel_size[a] > 0 ? physical[a] / level.voxel_size[a] : physical[a];
+  if (level.spatial_dims == 2) out[0] = 0;
+  return out;
+}
+
+std::vector<float> gaussian_kernel(double sigma, double truncate) {
+  const auto r = gaussian_radius(sigma, truncate);
+  std::vector<double> w(std::size_t(2 * r + 1));
+  double sum = 0;
+  for (std::int64_t i = -r; i <= r; ++i) {
+    w[std::size_t(i + r)] = std::exp(-0.5 / (sigma * sigma) * double(i * i));
+    sum += w[std::size_t(i + r)];
+  }
+  std::vector<float> out(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i)
+    out[i] = float(w[i] / sum);
+  if (r == 0) out = {1.0f};
+  return out;
+}
+
+namespace {
+
+Ext3 shrunk(Ext3 s, int axis, std::int64_t r) {
+  s[std::size_t(axis)] -= 2 * r;
+  return s;
+}
+
+// Runs fn(z) for every plane of the output, in parallel.
+template <class F>
+void for_planes(std::int64_t nz, F&& fn) {
+  tbb::parallel_for(std::int64_t(0), nz, [&](std::int64_t z) { fn(z); });
+}
+
+}  // namespace
+
+Block correlate_axis(const BlockView& in, int axis, std::span<const float> w) {
+  const auto r = std::int64_t(w.size() / 2);
+  Block out(shrunk(in.shape, axis, r));
+  const auto oz = out.shape[0], oy = out.shape[1], ox = out.shape[2];
+  const auto iy = in.shape[1], ix = in.shape[2];
+  const auto k = std::int64_t(w.size());
+  for_planes(oz, [&](std::int64_t z) {
+    for (std::int64_t y = 0; y < oy; ++y) {
+      float* dst = &out.data[std::size_t((z * oy + y) * ox)];
+      // One tap at a time over the whole row: contiguous, so it vectorizes on every axis
+      // (along x the taps are the row shifted by j).
+      std::fill(dst, dst + ox, 0.0f);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const float* src = axis == 0   ? in.data + ((z + j) * iy + y) * ix
+                           : axis == 1 ? in.data + (z * iy + y + j) * ix
+                                       : in.data + (z * iy + y) * ix + j;
+        const float wj = w[std::size_t(j)];
+        for (std::int64_t x = 0; x < ox; ++x)
+          dst[x] += wj * src[x];
+      }
+    }
+  });
+  return out;
+}
+
+Block extremum_axis(const BlockView& in, int axis, std::int64_t r, bool maximum) {
+  Block out(shrunk(in.shape, axis, r));
+  const auto oz = out.shape[0], oy = out.shape[1], ox = out.shape[2];
+  const auto iy = in.shape[1], ix = in.shape[2];
+  const auto k = 2 * r + 1;
+  for_planes(oz, [&](std::int64_t z) {
+    for (std::int64_t y = 0; y < oy; ++y) {
+      float* dst = &out.data[std::size_t((z * oy + y) * ox)];
+      for (std::int64_t j = 0; j < k; ++j) {
+        const float* src = axis == 0   ? in.data + ((z + j) * iy + y) * ix
+                           : axis == 1 ? in.data + (z * iy + y + j) * ix
+                                       : in.data + (z * iy + y) * ix + j;
+        if (j == 0) {
+          std::copy(src, src + ox, dst);
+        } else if (maximum) {
+          for (std::int64_t x = 0; x < ox; ++x)
+            dst[x] = std::max(dst[x], src[x]);
+        } else {
+          for (std::int64_t x = 0; x < ox; ++x)
+            dst[x] = std::min(dst[x], src[x]);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+void crop_into(const BlockView& in, const BlockView& out) {
+  Ext3 m{};
+  for (int a = 0; a < 3; ++a)
+    m[std::size_t(a)] = (in.shape[std::size_t(a)] - out.shape[std::size_t(a)]) / 2;
+  for_planes(out.shape[0], [&](std::int64_t z) {
+    for (std::int64_t y = 0; y < out.shape[1]; ++y) {
+      const float* src = &in.at(z + m[0], y + m[1], m[2]);
+      std::copy(src, src + out.shape[2], &out.at(z, y, 0));
+    }
+  });
+}
+
+void gaussian_into(const BlockView& in, const Vec3& sigma, double truncate, const BlockView& out) {
+  Block cur;
+  BlockView v = in;
+  for (int a = 0; a < 3; ++a) {
+    if (sigma[std::size_t(a)] <= 1e-15) continue;
+    const auto w = gaussian_kernel(sigma[std::size_t(a)], truncate);
+    // Only the margin this pass needs: cut what the block has beyond out + 2r first.
+    Block next = correlate_axis(v, a, w);
+    cur = std::move(next);
+    v = cur.view();
+  }
+  crop_into(v, out);
+}
+
+namespace {
+
+// Batcher's odd-even merge sort network on n (a power of two) wires, pruned to the
+// comparators that can change wire `keep` (the median's position).
+std::vector<std::pair<int, int>> median_network(int n, int keep) {
+  std::vector<std::pair<int, int>> net;
+  for (int p = 1; p < n; p <<= 1)
+    for (int k = p; k >= 1; k >>= 1)
+      for (int j = k % p; j + k < n; j += 2 * k)
+        for (int i = 0; i < std::min(k, n - j - k); ++i)
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) net.emplace_back(i + j, i + j + k);
+  std::vector<char> needed(std::size_t(n), 0);
+  needed[std::size_t(keep)] = 1;
+  std::vector<std::pair<int, int>> pruned;
+  for (auto it = net.rbegin(); it != net.rend(); ++it) {
+    if (needed[std::size_t(it->first)] || needed[std::size_t(it->second)]) {
+      needed[std::size_t(it->first)] = needed[std::size_t(it->second)] = 1;
+      pruned.push_back(*it);
+    }
+  }
+  std::reverse(pruned.begin(), pruned.end());
+  return pruned;
+}
+
+}  // namespace
+
+void median_into(const BlockView& in, const Ext3& radius, const BlockView& out) {
+  const auto rz = radius[0], ry = radius[1], rx = radius[2];
+  const auto kz = 2 * rz + 1, ky = 2 * ry + 1, kx = 2 * rx + 1;
+  const int count = int(kz * ky * kx);
+  const int mid = count / 2;
+  // The offsets' voxels sit in the block at (z + dz, y + dy, x + dx) for the output voxel
+  // (z, y, x) when the block is cropped to out.shape + 2 * radius first.
+  Ext3 m{};
+  for (int a = 0; a < 3; ++a)
+    m[std::size_t(a)] =
+        (in.shape[std::size_t(a)] - out.shape[std::size_t(a)]) / 2 - radius[std::size_t(a)];
+  int wires = 1;
+  while (wires < count)
+    wires <<= 1;
+  if (wires <= 128) {
+    // Sorting network across a segment of the row: each comparator is a min and a max over
+    // contiguous arrays, which vectorize. Padding wires hold +inf (they sort above all).
+    const auto net = median_network(wires, mid);
+    constexpr std::int64_t kSeg = 64;
+    for_planes(out.shape[0], [&](std::int64_t z) {
+      std::vector<float> buf(std::size_t(wires * kSeg));
+      for (std::int64_t y = 0; y < out.shape[1]; ++y) {
+        for (std::int64_t x0 = 0; x0 < out.shape[2]; x0 += kSeg) {
+          const auto len = std::min(kSeg, out.shape[2] - x0);
+          int wi = 0;
+          for (std::int64_t dz = 0; dz < kz; ++dz)
+            for (std::int64_t dy = 0; dy < ky; ++dy)
+              for (std::int64_t dx = 0; dx < kx; ++dx, ++wi) {
+                const float* src = &in.at(z + m[0] + dz, y + m[1] + dy, x0 + m[2] + dx);
+                std::copy(src, src + len, &buf[std::size_t(wi * kSeg)]);
+              }
+          for (; wi < wires; ++wi)
+            std::fill_n(&buf[std::size_t(wi * kSeg)], kSeg, std::numeric_limits<float>::infinity());
+          for (const auto& [a, b] : net) {
+            float* pa = &buf[std::size_t(a * kSeg)];
+            float* pb = &buf[std::size_t(b * kSeg)];
+            for (std::int64_t i = 0; i < kSeg; ++i) {
+              const float lo = std::min(pa[i], pb[i]), hi = std::max(pa[i], pb[i]);
+              pa[i] = lo;
+              pb[i] = hi;
+            }
+          }
+          std::copy_n(&buf[std::size_t(mid * kSeg)], len, &out.at(z, y, x0));
+        }
+      }
+    });
+    return;
+  }
+  for_planes(out.shape[0], [&](std::int64_t z) {
+    std::vector<float> vals(static_cast<std::size_t>(count));
+    for (std::int64_t y = 0; y < out.shape[1]; ++y)
+      for (std::int64_t x = 0; x < out.shape[2]; ++x) {
+        std::size_t i = 0;
+        for (std::int64_t dz = 0; dz < kz; ++dz)
+          for (std::int64_t dy = 0; dy < ky; ++dy)
+            for (std::int64_t dx = 0; dx < kx; ++dx)
+              vals[i++] = in.at(z + m[0] + dz, y + m[1] + dy, x + m[2] + dx);
+        std::nth_element(vals.begin(), vals.begin() + mid, vals.end());
+        out.at(z, y, x) = vals[std::size_t(mid)];
+      }
+  });
+}
+
+}  // namespace vx::pipeline

@@ -1,0 +1,60 @@
+#include <fmt/format.h>
+
+#include "pipeline/pipeline.hpp"
+
+namespace vx::pipeline {
+
+namespace builtin {
+// One per file under builtin/ (builtins.inc is generated from the file names).
+#define VX_BUILTIN(name) void register_##name(Registry&);
+#include "pipeline/builtins.inc"
+#undef VX_BUILTIN
+}  // namespace builtin
+
+Status Registry::add(Descriptor d) {
+  if (d.name.empty() || !d.make)
+    return fail(ErrorCode::kInvalidArgument, "a pipeline needs a name and a factory");
+  if (items_.count(d.name))
+    return fail(ErrorCode::kConflict, "pipeline '{}' is registered twice", d.name);
+  std::string name = d.name;
+  items_.emplace(std::move(name), std::move(d));
+  return {};
+}
+
+const Descriptor* Registry::find(std::string_view name) const {
+  auto it = items_.find(name);
+  return it == items_.end() ? nullptr : &it->second;
+}
+
+std::vector<const Descriptor*> Registry::list() const {
+  std::vector<const Descriptor*> out;
+  for (const auto& [name, d] : items_)
+    out.push_back(&d);
+  return out;
+}
+
+Registry builtin_registry() {
+  Registry r;
+#define VX_BUILTIN(name) builtin::register_##name(r);
+#include "pipeline/builtins.inc"
+#undef VX_BUILTIN
+  return r;
+}
+
+Result<json> parse_pipeline_arg(const Registry& registry, std::string_view text) {
+  const auto colon = text.find(':');
+  const std::string name(text.substr(0, colon));
+  const auto* d = registry.find(name);
+  if (!d) {
+    std::string known;
+    for (const auto* x : registry.list())
+      known += (known.empty() ? "" : ", ") + x->name;
+    return fail(ErrorCode::kNotFound, "unknown pipeline '{}' (known: {})", name, known);
+  }
+  VX_ASSIGN(auto params,
+            d->schema.parse_cli(colon == std::string_view::npos ? "" : text.substr(colon + 1),
+                                fmt::format("{}.params", name)));
+  return json{{"pipeline", name}, {"params", std::move(params)}};
+}
+
+}  // namespace vx::pipeline

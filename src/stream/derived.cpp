@@ -1,0 +1,142 @@
+// Layers whose source is a pipeline applied to another source (docs/pipelines.md):
+//   "source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 2}}
+// A session's sources are its dataset (0) and the derived sources its scene names (1...);
+// the scene model itself only sees indices. A patch that changes a derived layer's params
+// merges into its current specification (JSON Merge Patch) and names a new source; the
+// chunks of the old one stay cached, and views fall back to coarser levels of the new one
+// (refining) until its chunks are computed.
+#include <fmt/format.h>
+
+#include "core/log.hpp"
+#include "pipeline/pipeline.hpp"
+#include "stream/session.hpp"
+
+namespace vx::stream {
+
+namespace {
+constexpr int kMaxChain = 8;             // pipelines in one chain
+constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
+}  // namespace
+
+render::RenderInputs Session::inputs_locked() const {
+  render::RenderInputs in{engine_.cache,
+                          {engine_.ids[std::size_t(dataset_)]},
+                          render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
+  for (const auto& d : derived_) {
+    in.sources.push_back(d.id);
+    in.data.sources.push_back(d.info);
+  }
+  return in;
+}
+
+json Session::source_json(int index) const {
+  if (index <= 0 || index > int(derived_.size())) return index;
+  json spec = derived_[std::size_t(index - 1)].spec;
+  spec["input"] = source_json(spec["input"].get<int>());
+  return spec;
+}
+
+json Session::scene_json_locked() const {
+  json j = render::to_json(scene_);
+  for (std::size_t i = 0; i < scene_.layers.size(); ++i)
+    if (scene_.layers[i].source > 0)
+      j["layers"][i]["source"] = source_json(scene_.layers[i].source);
+  return j;
+}
+
+Result<int> Session::resolve_source(const json& spec, const std::string& field, int depth) {
+  const int count = 1 + int(derived_.size());
+  if (spec.is_number_integer()) {
+    const int i = spec.get<int>();
+    if (i < 0 || i >= count)
+      return fail(ErrorCode::kInvalidArgument, "field '{}': source {} is not one of 0..{}", field,
+                  i, count - 1);
+    return i;
+  }
+  if (!spec.is_object())
+    return fail(ErrorCode::kInvalidArgument,
+                "field '{}': expected a source index or {{\"pipeline\", \"input\", \"params\"}}",
+                field);
+  if (depth >= kMaxChain)
+    return fail(ErrorCode::kInvalidArgument, "field '{}': chains are limited to {} pipelines",
+                field, kMaxChain);
+  for (const auto& [k, v] : spec.items())
+    if (k != "pipeline" && k != "input" && k != "params")
+      return fail(ErrorCode::kInvalidArgument,
+                  "field '{}.{}': unknown (a derived source has pipeline, input, params)", field,
+                  k);
+  if (!engine_.pipelines || !engine_.cache)
+    return fail(ErrorCode::kUnsupported, "field '{}': this server has no pipelines", field);
+  if (!spec.contains("pipeline") || !spec["pipeline"].is_string())
+    return fail(ErrorCode::kInvalidArgument, "field '{}.pipeline': expected a pipeline name",
+                field);
+  const std::string name = spec["pipeline"].get<std::string>();
+  const auto* desc = engine_.pipelines->registry().find(name);
+  if (!desc) {
+    std::string known;
+    for (const auto* d : engine_.pipelines->registry().list())
+      known += (known.empty() ? "" : ", ") + d->name;
+    return fail(ErrorCode::kInvalidArgument,
+                "field '{}.pipeline': unknown pipeline '{}' (known: {})", field, name, known);
+  }
+  VX_ASSIGN(const int input,
+            resolve_source(spec.value("input", json(0)), field + ".input", depth + 1));
+  auto params = desc->schema.validate(spec.value("params", json::object()), field + ".params");
+  if (!params) {  // "layers[1].source.params.sigma: must be >= 0" -> "field '...': must ..."
+    const auto& m = params.error().message;
+    const auto colon = m.find(": ");
+    if (colon == std::string::npos) return tl::unexpected(params.error());
+    return fail(params.error().code, "field '{}': {}", m.substr(0, colon), m.substr(colon + 2));
+  }
+  const json canonical{{"pipeline", name}, {"input", input}, {"params", *params}};
+  for (std::size_t i = 0; i < derived_.size(); ++i)
+    if (derived_[i].spec == canonical) return int(i + 1);
+  if (derived_.size() >= kMaxDerived)
+    return fail(ErrorCode::kUnsupported, "field '{}': a session may name {} derived sources", field,
+                kMaxDerived);
+  const auto input_id =
+      input == 0 ? engine_.ids[std::size_t(dataset_)] : derived_[std::size_t(input - 1)].id;
+  const std::string key = fmt::format("{}|{}|{}", input_id, name, params->dump());
+  DerivedCatalog::Entry entry;
+  {
+    std::lock_guard lock(engine_.derived->mutex);
+    auto it = engine_.derived->by_key.find(key);
+    if (it != engine_.derived->by_key.end()) {
+      entry = it->second;
+    } else {
+      auto made = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id,
+                                                  name, *params);
+      if (!made)
+        return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
+      entry.source = *made;
+      entry.id = engine_.cache->add_source(*made);
+      engine_.derived->by_key.emplace(key, entry);
+      VX_LOG(info, "stream.derived_source", "pipeline={} params={} id={}", name,
+             log_quote(params->dump()), entry.id);
+    }
+  }
+  derived_.push_back({canonical, entry.id, entry.source->info()});
+  return int(derived_.size());
+}
+
+Result<json> Session::resolve_patch(const json& patch) {
+  if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return patch;
+  json out = patch;
+  auto& layers = out["layers"];
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto& l = layers[i];
+    if (!l.is_object() || !l.contains("source") || !l["source"].is_object()) continue;
+    json spec = l["source"];
+    // A patch of a derived layer's source (say only its params) merges into what it is.
+    if (i < scene_.layers.size() && scene_.layers[i].source > 0) {
+      json base = source_json(scene_.layers[i].source);
+      base.merge_patch(spec);
+      spec = std::move(base);
+    }
+    VX_ASSIGN(const int index, resolve_source(spec, fmt::format("layers[{}].source", i), 0));
+    l["source"] = index;
+  }
+  return out;
+}
+
+}  // namespace vx::stream

@@ -1,0 +1,173 @@
+"""Pipelines against their scipy / scikit-image references, through `voxcast convert
+--pipeline`: the input is an OME-Zarr of 16^3 chunks, so every result crosses chunk borders
+(each chunk is computed alone from its halo) and array borders (scipy's 'reflect')."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import skimage.filters
+import zarr
+
+SHAPE = (37, 41, 45)  # not multiples of the chunk: edge chunks too
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory, run_ok):
+    """(array, path of an OME-Zarr of it with 16^3 chunks and a pyramid)."""
+    rng = np.random.default_rng(15)
+    base = ndi.gaussian_filter(rng.normal(1000, 300, SHAPE), 1.5)  # blobs, not just noise
+    a = np.clip(base + rng.normal(0, 100, SHAPE), 0, 65535).astype(np.uint16)
+    root = tmp_path_factory.mktemp("pipelines")
+    np.save(root / "in.npy", a)
+    out = root / "in.ome.zarr"
+    run_ok("convert", root / "in.npy", out, "--chunk", "16", "-q")
+    return a, out
+
+
+def processed(run_ok, tmp_path, src, *pipelines):
+    out = tmp_path / "out.ome.zarr"
+    args = ["convert", src, out, "--chunk", "16", "--levels", "1", "-q"]
+    for p in pipelines:
+        args += ["--pipeline", p]
+    run_ok(*args)
+    return np.asarray(zarr.open(str(out), mode="r")["0"])
+
+
+def test_gaussian_equals_scipy(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "gaussian:sigma=2")
+    want = ndi.gaussian_filter(a.astype(np.float64), 2.0)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-2)
+
+
+def test_gaussian_per_axis(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "gaussian:sigma=0.5/1/3")
+    want = ndi.gaussian_filter(a.astype(np.float64), (0.5, 1.0, 3.0))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-2)
+
+
+def test_median_equals_scipy(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "median:radius=1")
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, ndi.median_filter(a, size=3))
+
+
+def test_difference_of_gaussians(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "dog:low_sigma=1,high_sigma=3")
+    f = a.astype(np.float64)
+    want = ndi.gaussian_filter(f, 1.0) - ndi.gaussian_filter(f, 3.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-2)
+
+
+def test_tophat_equals_scipy(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "tophat:radius=3")
+    np.testing.assert_array_equal(got, ndi.white_tophat(a, size=7))
+
+
+def test_otsu_threshold_on_the_coarsest_level(volume, run_ok, tmp_path):
+    a, src = volume
+    levels = zarr.open(str(src), mode="r")
+    coarsest = np.asarray(levels[str(len(levels) - 1)])
+    t = skimage.filters.threshold_otsu(coarsest)
+    got = processed(run_ok, tmp_path, src, "threshold:method=otsu")
+    assert got.dtype == np.uint8
+    want = (a > t).astype(np.uint8)
+    assert 0 < want.sum() < want.size
+    np.testing.assert_array_equal(got, want)
+
+
+def test_chain(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "median:radius=1", "gaussian:sigma=1.5")
+    want = ndi.gaussian_filter(ndi.median_filter(a, size=3).astype(np.float64), 1.5)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-2)
+
+
+def test_bad_pipelines_are_usage_errors(volume, run, tmp_path):
+    _, src = volume
+    res = run("convert", src, tmp_path / "x.zarr", "--pipeline", "sharpen:amount=2")
+    assert res.returncode == 2
+    assert "unknown pipeline 'sharpen'" in res.stderr and "gaussian" in res.stderr
+    res = run("convert", src, tmp_path / "y.zarr", "--pipeline", "gaussian:sigma=-1")
+    assert res.returncode == 2
+    assert "gaussian.params.sigma" in res.stderr and ">= 0" in res.stderr
+    res = run("convert", src, tmp_path / "z.zarr", "--pipeline", "median:size=3")
+    assert res.returncode == 2
+    assert "median.params.size: unknown parameter" in res.stderr
+
+
+def test_memory_exhaustion_is_a_clear_error(volume, run, tmp_path):
+    """A chunk whose working memory cannot fit the budget fails with out_of_memory naming
+    the budget and what holds it; the process exits cleanly (no crash, no sanitizer report)."""
+    _, src = volume
+    # sigma 8: a 16^3 chunk needs its 80^3 float32 block (2 MiB) in a 1 MiB budget.
+    res = run("--cache-mb", "1", "convert", src, tmp_path / "oom.zarr", "-q",
+              "--pipeline", "gaussian:sigma=8")
+    assert res.returncode == 1, res.stderr
+    assert "out of memory" in res.stderr and "budget 'host'" in res.stderr, res.stderr
+    assert "scratch gaussian" in res.stderr and "held by" in res.stderr, res.stderr
+
+
+def test_pipelines_lists_schemas(run_ok):
+    out = json.loads(run_ok("pipelines", "--json").stdout)
+    by_name = {p["name"]: p for p in out}
+    assert {"gaussian", "median", "dog", "tophat", "threshold"} <= set(by_name)
+    sigma = by_name["gaussian"]["schema"]["properties"]["sigma"]
+    assert sigma["default"] == 1.0 and sigma["x-unit"] == "physical"
+    assert by_name["threshold"]["schema"]["properties"]["method"]["enum"] == ["otsu", "manual"]
+    text = run_ok("pipelines").stdout
+    assert "median 1.0" in text and "radius = 1" in text
+
+
+def _post(url):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_server_lists_loads_and_unloads_pipelines(serve):
+    from vxhelpers import http_get
+    s = serve("synthetic:cells?shape=32x64x64&chunk=32", "--cache-mb", "64")
+    code, body = http_get(f"{s.http}/api/v1/pipelines")
+    assert code == 200
+    listed = {p["name"]: p for p in json.loads(body)["pipelines"]}
+    assert all(p["status"] == "not_loaded" for p in listed.values())  # lazy: nothing yet
+    assert listed["median"]["schema"]["properties"]["radius"]["type"] == "integer"
+
+    code, body = _post(f"{s.http}/api/v1/pipelines/gaussian/load")
+    assert (code, body["status"]) == (200, "loaded")
+    code, body = http_get(f"{s.http}/api/v1/pipelines")
+    listed = {p["name"]: p for p in json.loads(body)["pipelines"]}
+    assert listed["gaussian"]["status"] == "loaded" and listed["gaussian"]["loads"] == 1
+    assert listed["median"]["status"] == "not_loaded"
+
+    code, body = _post(f"{s.http}/api/v1/pipelines/gaussian/unload")
+    assert (code, body["status"]) == (200, "not_loaded")
+    code, body = _post(f"{s.http}/api/v1/pipelines/sharpen/load")
+    assert code == 404 and "unknown pipeline 'sharpen'" in body["error"]["message"]
+    code, body = _post(f"{s.http}/api/v1/pipelines/gaussian/explode")
+    assert code == 404
+    code, _ = http_get(f"{s.http}/api/v1/pipelines/gaussian/load")
+    assert code == 405
+
+    code, body = http_get(f"{s.http}/api/v1/resources")
+    assert code == 200
+    (host,) = json.loads(body)["budgets"]
+    assert host["name"] == "host" and host["limit_bytes"] == 64 << 20
+    names = {h["name"] for h in host["holders"]}
+    assert "chunk_cache" in names and "pipeline gaussian" in names
+    assert host["used_bytes"] <= host["limit_bytes"]

@@ -1,0 +1,142 @@
+"""Derived layers in a live session: a layer whose source is a pipeline on the dataset,
+its parameters changed by state.update and reaching the frames; bad parameters are errors
+that name the field and change nothing; pipelines load on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+
+import numpy as np
+import websockets
+from PIL import Image
+
+from vxhelpers import http_get as get
+
+DATA = "synthetic:cells?shape=32x128x128&chunk=32"
+HEADER = struct.Struct("<4sHBBIIHHIIIIQI")
+
+
+async def reply(st, timeout=60):
+    while True:
+        m = json.loads(await asyncio.wait_for(st.recv(), timeout))
+        if m["type"] != "stats":
+            return m
+
+
+async def final_frame(px, state_seq, timeout=120):
+    """The pixels of the first final frame that reflects `state_seq`."""
+    async def loop():
+        while True:
+            m = await px.recv()
+            (_, _, _, flags, _, sseq, _, _, _, _, _, n, _, _) = HEADER.unpack_from(m, 0)
+            if sseq >= state_seq and not flags & (2 | 4):
+                img = Image.open(io.BytesIO(m[48:48 + n])).convert("L")
+                return np.asarray(img, dtype=np.float64)
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def test_live_parameters_reach_the_frames(serve):
+    s = serve(DATA, "--cache-mb", "256")
+    code, body = get(f"{s.http}/api/v1/pipelines")
+    assert all(p["status"] == "not_loaded" for p in json.loads(body)["pipelines"])
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        assert welcome["type"] == "welcome"
+        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                      max_size=None)
+        limits = welcome["scene"]["layers"][0]["contrast_limits"]
+        layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 0.5}},
+                 "contrast_limits": limits, "colormap": "gray", "blending": "translucent"}
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 256, "height": 256},
+            "layers": [{"visible": False}, layer]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack" and ack["seq"] == 1, ack
+        src = ack["changes"]["layers"][1]["source"]
+        assert src == {"pipeline": "gaussian", "input": 0,
+                       "params": {"sigma": 0.5, "truncate": 4.0}}, src
+        sharp = await final_frame(px, 1)
+
+        # Only the parameter changes (merged into the layer's source).
+        await st.send(json.dumps({"type": "state.update", "seq": 2, "patch": {
+            "layers": [{}, {"source": {"params": {"sigma": 4}}}]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack" and ack["seq"] == 2, ack
+        assert ack["changes"]["layers"][1]["source"]["params"]["sigma"] == 4
+        blurred = await final_frame(px, 2)
+        assert blurred.std() < 0.8 * sharp.std(), (sharp.std(), blurred.std())
+
+        # A parameter outside the schema: an error naming the field; nothing changes.
+        await st.send(json.dumps({"type": "state.update", "seq": 4, "patch": {
+            "layers": [{}, {"source": {"params": {"sigma": -1}}}]}}))
+        err = await reply(st)
+        assert err["type"] == "error" and err["seq"] == 4, err
+        assert "layers[1].source.params.sigma" in err["message"], err
+        await st.send(json.dumps({"type": "state.update", "seq": 5, "patch": {
+            "layers": [{}, {"source": {"pipeline": "sharpen"}}]}}))
+        err = await reply(st)
+        assert err["type"] == "error" and "unknown pipeline 'sharpen'" in err["message"], err
+        await st.send(json.dumps({"type": "state.update", "seq": 6, "patch": {
+            "layers": [{}, {"source": {"input": 7}}]}}))
+        err = await reply(st)
+        assert err["type"] == "error" and "layers[1].source.input" in err["message"], err
+        # Still the blurred layer, and still rendering.
+        await st.send(json.dumps({"type": "state.update", "seq": 8, "patch": {
+            "camera": {"zoom": 1.5}}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack" and ack["seq"] == 8, ack
+        await final_frame(px, 8)
+        await st.close()
+        await px.close()
+
+    asyncio.run(go())
+    code, body = get(f"{s.http}/api/v1/pipelines")
+    status = {p["name"]: p["status"] for p in json.loads(body)["pipelines"]}
+    assert status["gaussian"] == "loaded" and status["median"] == "not_loaded"
+    code, body = get(f"{s.http}/api/v1/resources")
+    res = json.loads(body)
+    assert res["cache"]["computed"] > 0
+    (host,) = res["budgets"]
+    assert host["peak_bytes"] <= host["limit_bytes"] + host["slack_bytes"] + (64 << 20)
+
+
+def test_python_client_adds_a_derived_layer_and_changes_its_params(serve):
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    if str(root / "python") not in sys.path:
+        sys.path.insert(0, str(root / "python"))
+    import voxcast
+
+    s = serve(DATA)
+
+    async def go():
+        async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+            v.canvas.size = (128, 128)
+            limits = v.layers[0].contrast_limits
+            layer = v.add_layer(pipeline="median", input=0, radius=2,
+                                layer={"contrast_limits": limits, "name": "median"})
+            await v.sync()
+            assert layer.index == len(v.layers) - 1
+            assert v.confirmed_scene["layers"][layer.index]["source"] == {
+                "pipeline": "median", "input": 0, "params": {"radius": 2}}
+            assert layer.params.radius == 2
+            layer.params.radius = 1
+            img = await v.screenshot(timeout=120)
+            assert img.shape == (128, 128, 3)
+            assert v.confirmed_scene["layers"][layer.index]["source"]["params"] == {"radius": 1}
+            layer.params.radius = 99
+            try:
+                await v.sync()
+                raise AssertionError("radius 99 accepted")
+            except voxcast.ServerError as e:
+                assert f"layers[{layer.index}].source.params.radius" in e.message
+            assert layer.params.radius == 1
+
+    asyncio.run(go())
