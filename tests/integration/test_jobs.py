@@ -82,7 +82,7 @@ def test_submit_progress_success_files_and_idempotency(serve, tmp_path):
 
 
 @pytest.mark.parametrize("body,field", [
-    ({"kind": "movie", "params": {}}, "kind"),
+    ({"kind": "nope", "params": {}}, "kind"),
     ({"kind": "orbit", "params": {"size": 5}}, "params.size"),
     ({"kind": "orbit", "params": {"grid": "3x3"}}, "params.grid"),
     ({"kind": "orbit", "params": {"yaw": 30}}, "params.yaw"),
