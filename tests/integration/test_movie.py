@@ -206,3 +206,37 @@ def test_bad_cli_movies_are_usage_errors(run, tmp_path, timeline, args, needle):
     assert res.returncode == 2, describe(res)
     assert needle in res.stderr, describe(res)
     assert not out.exists()
+
+
+def test_python_client_keyframes_and_movie(serve, tmp_path):
+    import asyncio
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    if str(repo / "python") not in sys.path:
+        sys.path.insert(0, str(repo / "python"))
+    import voxcast
+
+    s = serve(DATA, "--data-dir", tmp_path / "d")
+    out = tmp_path / "py.mp4"
+    seen = []
+
+    async def go():
+        async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+            v.dims.ndisplay = 3
+            v.camera.angles = (0, 0, 90)
+            await v.sync()
+            k0 = v.keyframe(0)
+            v.camera.angles = (0, 90, 90)
+            await v.sync()
+            k1 = v.keyframe(0.5, easing="ease-in-out")
+            assert k0["scene"]["camera"]["angles"] != k1["scene"]["camera"]["angles"]
+            assert "canvas" not in k0["scene"]
+            return await v.movie([k0, k1], fps=12, size=(48, 64), path=str(out),
+                                 on_progress=lambda d, t: seen.append((d, t)))
+
+    j = asyncio.run(go())
+    assert j["state"] == "succeeded" and j["kind"] == "movie"
+    st, frames = decode(out)
+    assert len(frames) == 6 and st.average_rate == 12
+    assert frames[0].shape == (48, 64, 3)
+    assert seen and seen[-1] == (6, 6)
