@@ -131,6 +131,7 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   enc->color_primaries = AVCOL_PRI_BT709;
   enc->color_trc = AVCOL_TRC_BT709;
   if (fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  enc->thread_count = 2;  // beside the renderers, which keep the other cores busy
   av_opt_set(enc->priv_data, "preset", o.preset.c_str(), 0);
   av_opt_set_double(enc->priv_data, "crf", o.crf, 0);
   take_last_av_message();

@@ -146,6 +146,10 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
                   }
                   ++done;
                   if (progress.on_frame) progress.on_frame(done, total);
+                  // The buffer goes back to a renderer: the next frame reuses its pages.
+                  render::Frame spent;
+                  spent.pixels = std::move(item->pixels);
+                  renderers.local()->recycle(std::move(spent));
                 }));
   });
   if (error) return tl::unexpected(*error);
