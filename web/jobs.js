@@ -191,6 +191,11 @@ export function mountJobs(root, opts = {}) {
       const view = orbitView(opts.scene ? opts.scene() : null, p.size || DEFAULTS.size);
       if (view) p.view = view;
     }
+    return submitJob('orbit', p);
+  }
+
+  // Submits a job of any kind; its progress and result show here.
+  async function submitJob(kind, p) {
     const wait = Math.ceil((retryUntil - performance.now()) / 1000);
     if (wait > 0) {
       showError(`the server is busy: try again in ${wait} s`);
@@ -199,7 +204,7 @@ export function mountJobs(root, opts = {}) {
     showError(null);
     renderBtn.disabled = true;
     try {
-      const res = await call('POST', '', {kind: 'orbit', params: p});
+      const res = await call('POST', '', {kind, params: p});
       if (res.status === 429) {
         const s = parseInt(res.retryAfter, 10) || 5;
         retryUntil = performance.now() + s * 1000;
@@ -208,14 +213,14 @@ export function mountJobs(root, opts = {}) {
         return null;
       }
       if (!res.ok || !res.data || !res.data.job) {
-        showError(`could not start the orbit: ${why(res)}`);
+        showError(`could not start the ${kind}: ${why(res)}`);
         return null;
       }
       currentId = res.data.job.id;
       upsert(res.data.job);
       return res.data.job;
     } catch (e) {
-      showError(`could not start the orbit: ${e.message}`);
+      showError(`could not start the ${kind}: ${e.message}`);
       return null;
     } finally {
       renderBtn.disabled = performance.now() < retryUntil;
@@ -444,6 +449,7 @@ export function mountJobs(root, opts = {}) {
     get events() { return events; },
     get error() { return error; },
     submit,
+    submitJob,
     cancel,
     show,
     refresh,
