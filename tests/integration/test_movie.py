@@ -62,7 +62,9 @@ def keyframe_views(timeline):
 def decode(path):
     with av.open(str(path)) as c:
         st = c.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(st)]
+        # BT.709 limited range, as the file says (swscale's default would be BT.601).
+        frames = [f.reformat(format="rgb24", src_colorspace="ITU709").to_ndarray()
+                  for f in c.decode(st)]
         return st, frames
 
 
@@ -108,10 +110,13 @@ def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
     # +faststart: the index (moov) comes before the media (mdat).
     head = out.read_bytes()
     assert head.find(b"moov") < head.find(b"mdat"), "moov after mdat: not +faststart"
-    # BT.709 signalled in the stream.
+    # yuv420p, and BT.709 signalled in the container: the 'colr' box, type nclx, with
+    # primaries, transfer and matrix 1 (BT.709) and the limited-range flag clear.
     with av.open(str(out)) as c:
-        cc = c.streams.video[0].codec_context
-        assert cc.format.name == "yuv420p"
+        assert c.streams.video[0].codec_context.format.name == "yuv420p"
+    at = head.find(b"colrnclx")
+    assert at > 0, "no colr box"
+    assert head[at + 8:at + 15] == bytes([0, 1, 0, 1, 0, 1, 0]), head[at:at + 15]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], \
         "temporary files left beside the output"
 
