@@ -149,7 +149,8 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   if (const int rc = avio_open(&fmt->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
     return fail(ErrorCode::kIo, "{}: cannot open for writing: {}", path, av_error(rc));
   AVDictionary* opts = nullptr;
-  av_dict_set(&opts, "movflags", "+faststart", 0);
+  // The index first (+faststart) and the colour description in a colr box (write_colr).
+  av_dict_set(&opts, "movflags", "+faststart+write_colr", 0);
   const int rc = avformat_write_header(fmt.get(), &opts);
   av_dict_free(&opts);
   if (rc < 0) return fail(ErrorCode::kIo, "{}: writing the header failed: {}", path, av_error(rc));
