@@ -245,3 +245,24 @@ def test_python_client_keyframes_and_movie(serve, tmp_path):
     assert len(frames) == 6 and st.average_rate == 12
     assert frames[0].shape == (48, 64, 3)
     assert seen and seen[-1] == (6, 6)
+
+
+def test_cli_runs_any_kind(run, run_ok, tmp_path):
+    """`voxcast job KIND`: the same kinds as the server, run here."""
+    schema = json.loads(run_ok("job", "movie", "--schema").stdout)
+    assert schema["properties"]["quality"]["maximum"] == 51 and schema["required"] == ["timeline"]
+    params = {"timeline": {"keyframes": TIMELINE["keyframes"][:2]}, "fps": 8, "width": 48,
+              "height": 32}
+    res = run_ok("job", "movie", DATA, "--params", json.dumps(params), "-o", tmp_path / "m", "-q")
+    assert res.stdout.strip().endswith("movie.mp4"), describe(res)
+    _, frames = decode(tmp_path / "m" / "movie.mp4")
+    assert len(frames) == 4 and frames[0].shape == (32, 48, 3)
+    p = tmp_path / "orbit.json"
+    p.write_text(json.dumps({"columns": 2, "rows": 1, "size": 32}))
+    run_ok("job", "orbit", DATA, "--params", p, "-o", tmp_path / "o", "-q")
+    m = json.loads((tmp_path / "o" / "orbit.json").read_text())
+    assert m["grid"] == {"columns": 2, "rows": 1}
+    bad = run("job", "gif", DATA, "-o", tmp_path / "g")
+    assert bad.returncode == 2 and "orbit" in bad.stderr and "movie" in bad.stderr, describe(bad)
+    bad = run("job", "orbit", DATA, "--params", '{"size": 5}', "-o", tmp_path / "g")
+    assert bad.returncode == 2 and "params.size" in bad.stderr, describe(bad)
