@@ -112,6 +112,7 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
                 o.width, o.height);
   if (o.fps < 1 || o.fps > 240)
     return fail(ErrorCode::kInvalidArgument, "{}: fps {}: 1 to 240", path, o.fps);
+  hook_av_log();
   AVFormatContext* raw = nullptr;
   if (const int rc = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str()); rc < 0)
     return fail(ErrorCode::kUnsupported, "{}: no MP4 muxer: {}", path, av_error(rc));
