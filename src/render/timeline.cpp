@@ -62,13 +62,14 @@ std::array<double, 3> quaternion_to_angles(const Quaternion& q) {
   const double m21 = 2 * (y * z + w * x);
   // M = Rx(c) Rz(b) Ry(a): M01 = -sin b, (M00, M02) = cos b (cos a, sin a),
   // (M11, M21) = cos b (cos c, sin c).
-  const double sb = std::clamp(-m01, -1.0, 1.0);
-  const double b = std::asin(sb);
+  // b from atan2 rather than asin: precise near +-90 degrees too.
+  const double cb = std::hypot(m00, m02);
+  const double b = std::atan2(-m01, cb);
   double a = 0, c = 0;
-  if (std::abs(sb) < 1 - 1e-9) {
+  if (cb > 1e-9) {
     a = std::atan2(m02, m00);
     c = std::atan2(m21, m11);
-  } else if (sb > 0) {  // gimbal lock: only c - a is defined; a = 0
+  } else if (-m01 > 0) {  // gimbal lock: only c - a is defined; a = 0
     c = std::atan2(-m12, m10);
   } else {  // only c + a is defined; a = 0
     c = std::atan2(-m12, -m10);
@@ -107,7 +108,7 @@ Scene interpolate(const Scene& a, const Scene& b, double u) {
   Scene s = late ? b : a;  // every discrete field, switched at the midpoint
   s.canvas.background = lerp(a.canvas.background, b.canvas.background, u);
   s.camera.center = lerp(a.camera.center, b.camera.center, u);
-  if (a.camera.zoom > 0 && b.camera.zoom > 0)
+  if (a.camera.zoom > 0 && b.camera.zoom > 0 && a.camera.zoom != b.camera.zoom)
     s.camera.zoom = std::exp(lerp(std::log(a.camera.zoom), std::log(b.camera.zoom), u));
   s.camera.perspective = lerp(a.camera.perspective, b.camera.perspective, u);
   if (a.camera.angles != b.camera.angles)
