@@ -592,7 +592,7 @@ vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, datase
 // The movie timeline: keyframes of the view, rendered as a `movie` job in the jobs panel.
 vx.timeline = mountTimeline($('#timeline'), {
   scene: () => vx.view || vx.scene,
-  apply: (scene) => queue(scene),
+  apply: (scene, interactive = false) => queue(scene, interactive),
   dataset: () => vx.dataset,
   jobs: vx.jobs,
 });

@@ -1,10 +1,12 @@
 // The "movie" section of the side panel: a timeline strip of keyframes (docs/movies.md).
 // "+ keyframe" takes the current view; each keyframe has the seconds it takes to reach it
 // from the one before and an easing, moves up or down, goes to its view when clicked, and
-// can be deleted. "preview" steps the live view through the keyframes at their times (the
-// server renders each; the movie interpolates between them); "render movie" submits a
-// `movie` job through the jobs panel, which shows its progress and then a <video>.
+// can be deleted. "preview" plays the timeline in the live view at its real speed (this
+// client interpolates as the server's movie will, and streams interactive-quality frames
+// while it plays, a final one at the end); "render movie" submits a `movie` job through the
+// jobs panel, which shows its progress and then a <video>.
 import {clone} from './protocol.js';
+import {anglesFromMatrix, matrixFromAngles} from './rotation.js';
 
 const SIZES = ['640x360', '1280x720', '1920x1080'];
 
@@ -18,6 +20,97 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) if (c) e.append(c);
   return e;
+}
+
+// ---- interpolation, as the server's (src/render/timeline.cpp, docs/movies.md) -----------
+
+export function ease(easing, u) {
+  u = Math.max(0, Math.min(1, u));
+  return easing === 'ease-in-out' ? u * u * (3 - 2 * u) : u;
+}
+
+function quatFromMatrix(m) {  // unit quaternion (w, x, y, z) of a rotation matrix
+  const t = m[0][0] + m[1][1] + m[2][2];
+  let q;
+  if (t > 0) {
+    const s = Math.sqrt(t + 1) * 2;
+    q = [s / 4, (m[2][1] - m[1][2]) / s, (m[0][2] - m[2][0]) / s, (m[1][0] - m[0][1]) / s];
+  } else if (m[0][0] > m[1][1] && m[0][0] > m[2][2]) {
+    const s = Math.sqrt(1 + m[0][0] - m[1][1] - m[2][2]) * 2;
+    q = [(m[2][1] - m[1][2]) / s, s / 4, (m[0][1] + m[1][0]) / s, (m[0][2] + m[2][0]) / s];
+  } else if (m[1][1] > m[2][2]) {
+    const s = Math.sqrt(1 + m[1][1] - m[0][0] - m[2][2]) * 2;
+    q = [(m[0][2] - m[2][0]) / s, (m[0][1] + m[1][0]) / s, s / 4, (m[1][2] + m[2][1]) / s];
+  } else {
+    const s = Math.sqrt(1 + m[2][2] - m[0][0] - m[1][1]) * 2;
+    q = [(m[1][0] - m[0][1]) / s, (m[0][2] + m[2][0]) / s, (m[1][2] + m[2][1]) / s, s / 4];
+  }
+  return q;
+}
+
+function matrixFromQuat([w, x, y, z]) {
+  return [[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+          [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+          [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]];
+}
+
+// Slerp along the shorter arc.
+export function slerp(a, b, u) {
+  let d = a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3];
+  if (d < 0) { b = b.map((v) => -v); d = -d; }
+  let out;
+  if (d > 1 - 1e-9) {
+    out = a.map((v, i) => v + (b[i] - v) * u);
+  } else {
+    const th = Math.acos(Math.min(1, d)), s = Math.sin(th);
+    const wa = Math.sin((1 - u) * th) / s, wb = Math.sin(u * th) / s;
+    out = a.map((v, i) => wa * v + wb * b[i]);
+  }
+  const n = Math.hypot(...out);
+  return out.map((v) => v / n);
+}
+
+const lerp = (a, b, u) => a + (b - a) * u;
+const lerpArr = (a, b, u) =>
+  (Array.isArray(a) && Array.isArray(b) && a.length === b.length ? a.map((v, i) => lerp(v, b[i], u)) : null);
+
+// The scene between a and b at eased fraction u: numbers lerp (zoom geometrically), the
+// camera turns by slerp, everything else switches at the midpoint.
+export function interpolate(a, b, u) {
+  if (u <= 0) return clone(a);
+  if (u >= 1) return clone(b);
+  const s = clone(u >= 0.5 ? b : a);
+  const ca = a.camera || {}, cb = b.camera || {};
+  if (s.camera) {
+    const center = lerpArr(ca.center, cb.center, u);
+    if (center) s.camera.center = center;
+    if (ca.zoom > 0 && cb.zoom > 0) s.camera.zoom = Math.exp(lerp(Math.log(ca.zoom), Math.log(cb.zoom), u));
+    if (Array.isArray(ca.angles) && Array.isArray(cb.angles))
+      s.camera.angles = anglesFromMatrix(matrixFromQuat(slerp(
+          quatFromMatrix(matrixFromAngles(ca.angles)), quatFromMatrix(matrixFromAngles(cb.angles)), u)));
+  }
+  const pa = a.dims && a.dims.point, pb = b.dims && b.dims.point;
+  if (s.dims && lerpArr(pa, pb, u)) s.dims.point = lerpArr(pa, pb, u);
+  const la = a.layers || [], lb = b.layers || [];
+  for (let i = 0; i < Math.min(la.length, lb.length, (s.layers || []).length); ++i) {
+    for (const k of ['opacity', 'gamma', 'iso_threshold', 'attenuation'])
+      if (typeof la[i][k] === 'number' && typeof lb[i][k] === 'number') s.layers[i][k] = lerp(la[i][k], lb[i][k], u);
+    const cl = lerpArr(la[i].contrast_limits, lb[i].contrast_limits, u);
+    if (cl) s.layers[i].contrast_limits = cl;
+  }
+  return s;
+}
+
+// The scene of a timeline document at time t (clamped to its ends).
+export function sceneAt(tl, t) {
+  const k = tl.keyframes;
+  if (t <= k[0].time) return clone(k[0].scene);
+  for (let i = 1; i < k.length; ++i)
+    if (t < k[i].time) {
+      const u = (t - k[i - 1].time) / (k[i].time - k[i - 1].time);
+      return interpolate(k[i - 1].scene, k[i].scene, ease(k[i].easing, u));
+    }
+  return clone(k[k.length - 1].scene);
 }
 
 // The part of a scene a keyframe keeps: everything but the canvas (the movie's size decides).
@@ -44,7 +137,6 @@ export function toTimeline(frames) {
 //                      jobs: the jobs panel (submitJob)})
 export function mountTimeline(root, opts = {}) {
   const frames = [];  // {scene, duration, easing}
-  let previewTimers = [];
 
   const addBtn = el('button', {class: 'add-keyframe', text: '+ keyframe',
                                title: 'add the current view as a keyframe',
@@ -56,7 +148,7 @@ export function mountTimeline(root, opts = {}) {
                   ...SIZES.map((s) => el('option', {value: s, text: s})));
   size.value = '1280x720';
   const previewBtn = el('button', {class: 'preview', text: 'preview',
-                                   title: 'step the view through the keyframes at their times',
+                                   title: 'play the timeline in the view at its real speed',
                                    onclick: () => preview()});
   const renderBtn = el('button', {class: 'render-movie', text: 'render movie',
                                   onclick: () => render()});
@@ -116,11 +208,21 @@ export function mountTimeline(root, opts = {}) {
     previewBtn.disabled = frames.length === 0;
   }
 
+  // Plays the timeline through the live view at its real speed: interactive frames while
+  // it plays, a final one at the end.
+  let playing = null;
   function preview() {
-    for (const t of previewTimers) clearTimeout(t);
+    if (playing) cancelAnimationFrame(playing);
     const tl = toTimeline(frames);
-    previewTimers = tl.keyframes.map((k) =>
-      setTimeout(() => opts.apply && opts.apply(clone(k.scene)), k.time * 1000));
+    const end = tl.keyframes[tl.keyframes.length - 1].time;
+    const t0 = performance.now();
+    const step = () => {
+      const t = (performance.now() - t0) / 1000;
+      const done = t >= end;
+      if (opts.apply) opts.apply(sceneAt(tl, Math.min(t, end)), !done);
+      playing = done ? null : requestAnimationFrame(step);
+    };
+    step();
   }
 
   async function render() {
@@ -139,6 +241,7 @@ export function mountTimeline(root, opts = {}) {
   return {
     get keyframes() { return frames; },
     get timeline() { return toTimeline(frames); },
+    get playing() { return playing !== null; },
     add, move, remove, preview, render,
   };
 }

@@ -107,3 +107,29 @@ def test_timeline_to_movie(movie_server, browser):
         st = c.streams.video[0]
         frames = list(c.decode(st))
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (640, 360)
+
+
+def test_preview_interpolates_like_the_server(movie_server, browser):
+    """The page's interpolation (the preview) against the server's (the movie): the same
+    timeline at the same time gives the same camera; slerp takes the short way."""
+    d, s = browser, movie_server
+    d.get(s.url("/"))
+    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
+    got = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./timeline.js' + location.search).then((m) => {
+        const tl = {keyframes: [
+          {time: 0, scene: {camera: {angles: [0, 0, 90], zoom: 1, center: [0, 0, 0]},
+                            layers: [{opacity: 1, colormap: 'gray'}]}},
+          {time: 2, easing: 'ease-in-out',
+           scene: {camera: {angles: [0, 350, 90], zoom: 4, center: [10, 20, 30]},
+                   layers: [{opacity: 0, colormap: 'viridis'}]}}]};
+        done([0, 0.5, 1, 1.5, 2].map((t) => m.sceneAt(tl, t)));
+      }, (e) => done(String(e)));""")
+    assert isinstance(got, list), got
+    yaw = [round(sc["camera"]["angles"][1], 6) for sc in got]
+    # Smoothstep at 1/4, 1/2, 3/4 of the way: 0.15625, 0.5, 0.84375 of -10 degrees.
+    assert yaw == [0, -1.5625, -5, -8.4375, 350], yaw
+    assert [round(sc["camera"]["zoom"], 6) for sc in got][2] == 2  # geometric: sqrt(1 * 4)
+    assert [sc["layers"][0]["colormap"] for sc in got] == ["gray", "gray", "viridis", "viridis", "viridis"]
+    assert got[1]["camera"]["center"] == [1.5625, 3.125, 4.6875]
