@@ -112,6 +112,7 @@ def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
     out = tmp_path / "m.mp4"
     res = run_ok("movie", DATA, "--timeline", t, "--fps", "24", "--size", "96x64", "-o", out)
     assert "wrote 24 frames" in res.stdout, describe(res)
+    assert "[libx264" not in res.stderr, "libav prints to stderr instead of the log"
     check_movie(out, run_ok, tmp_path, 24, 96, 64, 24)
     # +faststart: the index (moov) comes before the media (mdat).
     head = out.read_bytes()
