@@ -15,6 +15,7 @@ import {Connection} from './connection.js';
 import {DimsBar, LayerPanel} from './panel.js';
 import {attachInteraction} from './interaction.js';
 import {mountJobs} from './jobs.js';
+import {mountTimeline} from './timeline.js';
 import {mountPicker, resolveDataset} from './datasets.js';
 import {screenshot} from './screenshot.js';
 
@@ -588,6 +589,13 @@ $('#screenshot').addEventListener('click', () => vx.screenshot(+$('#screenshot-s
 
 vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, dataset: () => vx.dataset,
                                  notice});
+// The movie timeline: keyframes of the view, rendered as a `movie` job in the jobs panel.
+vx.timeline = mountTimeline($('#timeline'), {
+  scene: () => vx.view || vx.scene,
+  apply: (scene, interactive = false) => queue(scene, interactive),
+  dataset: () => vx.dataset,
+  jobs: vx.jobs,
+});
 
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 

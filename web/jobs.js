@@ -36,20 +36,33 @@ export function duration(s) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
+// How the panel shows each kind of job (GET /api/v1/job-kinds lists them): what progress
+// counts, a one-line summary of its params, and its main result file. A kind not in the
+// table is shown by its name, with its files as links.
+export const KINDS = {
+  orbit: {unit: 'views', main: 'index.html',
+          summary: (p) => `${p.columns || 30}×${p.rows || 30} @ ${p.size || 256} px`},
+  movie: {unit: 'frames', main: 'movie.mp4',
+          summary: (p) => `${p.width || 1920}×${p.height || 1080} @ ${p.fps || 30} fps`},
+};
+const kindOf = (j) => KINDS[j && j.kind] ||
+  {unit: 'units', main: null, summary: () => (j && j.kind) || 'job'};
+
 // "running 37/96 · 4.2 views/s · ETA 15 s" and the like.
 export function progressText(j) {
   if (!j) return '';
+  const unit = kindOf(j).unit;
   const n = `${j.done || 0}/${j.total || '?'}`;
   switch (j.state) {
     case 'queued':
       return j.queue_position ? `queued (position ${j.queue_position})` : 'queued';
     case 'running': {
-      const rate = j.rate > 0 ? ` · ${j.rate.toFixed(j.rate < 10 ? 1 : 0)} views/s` : '';
+      const rate = j.rate > 0 ? ` · ${j.rate.toFixed(j.rate < 10 ? 1 : 0)} ${unit}/s` : '';
       const eta = j.rate > 0 && j.done > 0 ? ` · ETA ${duration(j.eta_s)}` : '';
       return `running ${n}${rate}${eta}`;
     }
     case 'succeeded':
-      return `done: ${n} views in ${duration((j.finished || 0) - (j.started || 0))}`;
+      return `done: ${n} ${unit} in ${duration((j.finished || 0) - (j.started || 0))}`;
     case 'failed':
       return `failed: ${j.error || 'unknown error'}`;
     case 'canceled':
@@ -127,6 +140,11 @@ export function mountJobs(root, opts = {}) {
   const copyBtn = el('button', {class: 'copy', text: 'Copy', onclick: () => copy()});
   const pageLink = el('a', {class: 'page-link', target: '_blank', rel: 'noopener', text: 'open page'});
   const jsonLink = el('a', {class: 'json-link', target: '_blank', rel: 'noopener', text: 'orbit.json'});
+  const video = el('video', {class: 'movie', controls: '', playsinline: '', preload: 'metadata'});
+  const videoLink = el('a', {class: 'download', text: 'download'});
+  const videoSnippet = el('textarea', {class: 'snippet', rows: 2, readonly: '', spellcheck: 'false'});
+  const videoBox = el('div', {class: 'movie-result', hidden: ''}, video,
+                      el('div', {class: 'links'}, videoLink), videoSnippet);
   const embedBox = el('div', {class: 'orbit-embed', hidden: ''}, viewer,
                       el('div', {class: 'snippet-row'}, snippet, copyBtn),
                       el('div', {class: 'links'}, pageLink, jsonLink));
@@ -135,7 +153,7 @@ export function mountJobs(root, opts = {}) {
       el('div', {class: 'row grid-row'}, el('label', {text: 'grid'}),
          el('span', {class: 'pair'}, columns, el('span', {text: '×'}), rows)),
       el('div', {class: 'row'}, el('label', {text: 'tile'}), size, el('span', {class: 'unit', text: 'px'})),
-      el('div', {class: 'actions'}, renderBtn), errBox, progressBox, embedBox,
+      el('div', {class: 'actions'}, renderBtn), errBox, progressBox, embedBox, videoBox,
       el('div', {class: 'section-title'}, 'past jobs'), list);
 
   // ---- the server ------------------------------------------------------------------------
@@ -173,6 +191,11 @@ export function mountJobs(root, opts = {}) {
       const view = orbitView(opts.scene ? opts.scene() : null, p.size || DEFAULTS.size);
       if (view) p.view = view;
     }
+    return submitJob('orbit', p);
+  }
+
+  // Submits a job of any kind; its progress and result show here.
+  async function submitJob(kind, p) {
     const wait = Math.ceil((retryUntil - performance.now()) / 1000);
     if (wait > 0) {
       showError(`the server is busy: try again in ${wait} s`);
@@ -181,7 +204,7 @@ export function mountJobs(root, opts = {}) {
     showError(null);
     renderBtn.disabled = true;
     try {
-      const res = await call('POST', '', {kind: 'orbit', params: p});
+      const res = await call('POST', '', {kind, params: p});
       if (res.status === 429) {
         const s = parseInt(res.retryAfter, 10) || 5;
         retryUntil = performance.now() + s * 1000;
@@ -190,14 +213,14 @@ export function mountJobs(root, opts = {}) {
         return null;
       }
       if (!res.ok || !res.data || !res.data.job) {
-        showError(`could not start the orbit: ${why(res)}`);
+        showError(`could not start the ${kind}: ${why(res)}`);
         return null;
       }
       currentId = res.data.job.id;
       upsert(res.data.job);
       return res.data.job;
     } catch (e) {
-      showError(`could not start the orbit: ${e.message}`);
+      showError(`could not start the ${kind}: ${e.message}`);
       return null;
     } finally {
       renderBtn.disabled = performance.now() < retryUntil;
@@ -317,7 +340,7 @@ export function mountJobs(root, opts = {}) {
   function renderList() {
     const items = sorted().map((j) => {
       const p = j.params || {};
-      const grid = `${p.columns || 30}×${p.rows || 30} @ ${p.size || 256} px`;
+      const grid = `${j.kind || 'job'} ${kindOf(j).summary(p)}`;
       const li = el('li', {class: 'job', 'data-id': j.id, 'data-state': j.state},
                     el('span', {class: `badge ${j.state}`, text: j.state}),
                     el('span', {class: 'count', text: `${j.done || 0}/${j.total || '?'}`}),
@@ -329,9 +352,11 @@ export function mountJobs(root, opts = {}) {
       if (j.error) li.title = j.error;
       const acts = el('span', {class: 'acts'});
       if (j.state === 'succeeded') {
-        acts.append(el('button', {class: 'show', text: 'show', onclick: () => show(j.id)}),
-                    el('a', {href: fileUrl(j.id, 'index.html'), target: '_blank', rel: 'noopener',
-                             text: 'page'}));
+        acts.append(el('button', {class: 'show', text: 'show', onclick: () => show(j.id)}));
+        const main = kindOf(j).main;
+        for (const f of main ? [main] : (j.files || []))
+          acts.append(el('a', {href: fileUrl(j.id, f), target: '_blank', rel: 'noopener',
+                               text: f === 'index.html' ? 'page' : f}));
       } else if (ACTIVE.has(j.state)) {
         acts.append(el('button', {class: 'cancel', text: 'cancel', onclick: () => cancel(j.id)}));
       }
@@ -351,16 +376,31 @@ export function mountJobs(root, opts = {}) {
 
   function unembed() {
     embedId = null;
+    videoBox.hidden = true;
+    video.removeAttribute('src');
     viewer.replaceChildren();
     embedBox.hidden = true;
     if (blobUrl) URL.revokeObjectURL(blobUrl);
     blobUrl = null;
   }
 
+  // A finished job's result: a movie plays in a <video>; an orbit turns in <voxcast-orbit>.
   async function embed(j) {
     if (embedId === j.id) return;
     unembed();
     embedId = j.id;
+    const main = kindOf(j).main;
+    if (main && main.endsWith('.mp4')) {
+      const url = fileUrl(j.id, main);
+      video.src = url;
+      videoLink.href = url;
+      videoLink.setAttribute('download', `${j.id}.mp4`);
+      videoSnippet.value = `<video src="${main}" controls playsinline></video>`;
+      videoBox.dataset.id = j.id;
+      videoBox.hidden = false;
+      return;
+    }
+    if (main !== 'index.html') return;
     embedBox.hidden = false;
     embedBox.dataset.id = j.id;
     pageLink.href = fileUrl(j.id, 'index.html');
@@ -409,6 +449,7 @@ export function mountJobs(root, opts = {}) {
     get events() { return events; },
     get error() { return error; },
     submit,
+    submitJob,
     cancel,
     show,
     refresh,

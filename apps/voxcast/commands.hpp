@@ -31,6 +31,8 @@ Runner add_render(CLI::App& app, const GlobalOptions& g);
 Runner add_serve(CLI::App& app, const GlobalOptions& g);
 Runner add_orbit(CLI::App& app, const GlobalOptions& g);
 Runner add_pipelines(CLI::App& app, const GlobalOptions& g);
+Runner add_movie(CLI::App& app, const GlobalOptions& g);
+Runner add_job(CLI::App& app, const GlobalOptions& g);
 
 // `serve` and `demo` share these.
 struct ServeOptions {

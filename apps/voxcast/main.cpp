@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
   reg(add_serve);
   reg(add_orbit);
   reg(add_pipelines);
+  reg(add_movie);
+  reg(add_job);
   reg(add_demo);
   // Global options may also follow the subcommand.
   for (auto& [sub, _] : runners)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import json
 import logging
 import threading
 import time
@@ -306,6 +307,62 @@ class Viewer(FrameStream):
             with open(path, "wb") as f:
                 f.write(data)
         return rest.decode_png(data)
+
+    def keyframe(self, t: float, easing: str = "linear") -> Dict[str, Any]:
+        """The current scene as a keyframe of a movie timeline, reached at ``t`` seconds
+        (docs/movies.md); ``easing`` (``"linear"`` or ``"ease-in-out"``) shapes the segment
+        that arrives at it. The canvas is left out: the movie's size decides."""
+        scene = copy.deepcopy(self.scene)
+        scene.pop("canvas", None)
+        return {"time": float(t), "scene": scene, "easing": easing}
+
+    async def movie(self, timeline: Union[dict, list], fps: int = 30,
+                    path: Optional[str] = None, size: Optional[Tuple[int, int]] = None,
+                    quality: int = 18, timeout: Optional[float] = None,
+                    on_progress=None) -> Dict[str, Any]:
+        """Renders a movie of ``timeline`` (a list of :meth:`keyframe` results, or a whole
+        timeline document) as a server job and, with ``path``, downloads the MP4 there.
+        ``size`` is ``(height, width)`` (default: the canvas, rounded down to even);
+        ``quality`` is x264's CRF (lower is better). ``on_progress(done, total)`` is called
+        as frames are encoded. Returns the finished job; a failed job raises
+        :class:`ServerError` with its error, and cancelling the awaiting task cancels the
+        job."""
+        doc = {"keyframes": list(timeline)} if isinstance(timeline, (list, tuple)) else timeline
+        if size is None:
+            canvas = self.scene.get("canvas", {})
+            size = (int(canvas.get("height", 1080)), int(canvas.get("width", 1920)))
+        params = {"dataset": self.dataset, "timeline": doc, "fps": int(fps),
+                  "width": int(size[1]) // 2 * 2, "height": int(size[0]) // 2 * 2,
+                  "quality": int(quality)}
+        data, _ = await rest.arequest(self.endpoint, "POST", "/api/v1/jobs",
+                                      {"kind": "movie", "params": params})
+        job = json.loads(data)["job"]
+        jid = job["id"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while job["state"] in ("queued", "running"):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise asyncio.TimeoutError(f"movie job {jid} did not finish in {timeout} s")
+                await asyncio.sleep(0.2)
+                data, _ = await rest.arequest(self.endpoint, "GET", f"/api/v1/jobs/{jid}")
+                job = json.loads(data)["job"]
+                if on_progress is not None:
+                    on_progress(job.get("done", 0), job.get("total", 0))
+        except BaseException:
+            if job["state"] in ("queued", "running"):
+                try:
+                    await rest.arequest(self.endpoint, "DELETE", f"/api/v1/jobs/{jid}")
+                except Exception:  # the server is gone: nothing to cancel
+                    pass
+            raise
+        if job["state"] != "succeeded":
+            raise ServerError("job_" + job["state"], f"movie job {jid}: {job.get('error')}")
+        if path is not None:
+            data, _ = await rest.arequest(self.endpoint, "GET",
+                                          f"/api/v1/jobs/{jid}/files/movie.mp4", None, 600)
+            with open(path, "wb") as f:
+                f.write(data)
+        return job
 
     async def close(self) -> None:
         """Closes both channels and stops the background tasks (idempotent)."""

@@ -36,6 +36,11 @@ void av_to_log(void* avcl, int level, const char* fmt, va_list args) {
 
 }  // namespace
 
+void hook_av_log() {
+  static std::once_flag hooked;
+  std::call_once(hooked, [] { av_log_set_callback(av_to_log); });
+}
+
 std::string take_last_av_message() {
   return std::exchange(last_av_message, {});
 }
@@ -50,8 +55,7 @@ Result<EncoderChoice> make_encoder(Codec codec, const EncoderOptions& options) {
     VX_ASSIGN(choice.encoder, open_turbojpeg(options));
     return choice;
   }
-  static std::once_flag hooked;
-  std::call_once(hooked, [] { av_log_set_callback(av_to_log); });
+  hook_av_log();
   // Whether NVENC opens depends on the machine, not on the options: probe it once per
   // process (each failed probe loads the driver libraries again and costs tens of ms), and
   // remember why it failed. Deliberately process-wide state.

@@ -92,7 +92,7 @@ std::string JobQueue::new_id() {
   return s.str();
 }
 
-JobQueue::JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds)
+JobQueue::JobQueue(QueueOptions options, Kinds kinds)
     : options_(std::move(options)), kinds_(std::move(kinds)) {
   std::error_code ec;
   const fs::path root = fs::path(options_.data_dir) / "jobs";
@@ -258,8 +258,8 @@ int JobQueue::retry_after_s() const {
   return 5;
 }
 
-Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind, const json& params,
-                                 const json& dataset) {
+Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
+                                 const json& params) {
   if (!valid_id(id))
     return fail(ErrorCode::kInvalidArgument, "job id '{}': 1 to 64 letters, digits, '-' or '_'",
                 id);
@@ -269,6 +269,8 @@ Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
       known += (known.empty() ? "" : ", ") + k;
     return fail(ErrorCode::kInvalidArgument, "field 'kind': '{}' is not one of {}", kind, known);
   }
+  // Checked before the id: a bad submission is refused whether or not the id exists.
+  VX_ASSIGN(const json dataset, kinds_.at(kind)->validate(params));
   std::shared_ptr<Job> job;
   JobInfo snapshot;
   {
@@ -365,7 +367,11 @@ void JobQueue::worker() {
     notify(*get(job->info.id));
     Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
     try {
-      files = kinds_.at(job->info.kind)(job->info.params, *job);
+      auto it = kinds_.find(job->info.kind);
+      if (it == kinds_.end())
+        files = fail(ErrorCode::kInvalidArgument, "kind '{}' is not known here", job->info.kind);
+      else
+        files = it->second->run(job->info.params, *job);
     } catch (const std::exception& e) {
       files = fail(ErrorCode::kInternal, "job crashed: {}", e.what());
     }

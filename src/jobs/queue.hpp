@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "jobs/kind.hpp"
 
 namespace vx::jobs {
 
@@ -46,19 +47,6 @@ struct JobInfo {
   json to_json() const;
 };
 
-// What a running job sees.
-class JobContext {
- public:
-  virtual ~JobContext() = default;
-  virtual void progress(std::uint64_t done, std::uint64_t total) = 0;
-  virtual const std::atomic<bool>& cancelled() const = 0;
-  virtual const std::string& dir() const = 0;  // where to write results
-};
-
-// Runs a job of one kind: returns the files it wrote (relative to ctx.dir()).
-using JobRunner =
-    std::function<Result<std::vector<std::string>>(const json& params, JobContext& ctx)>;
-
 struct QueueOptions {
   std::string data_dir;
   int concurrency = 1;
@@ -67,17 +55,17 @@ struct QueueOptions {
 
 class JobQueue {
  public:
-  JobQueue(QueueOptions options, std::map<std::string, JobRunner> kinds);
+  JobQueue(QueueOptions options, Kinds kinds);
   ~JobQueue();  // cancels queued and running jobs ("server stopped") and waits for them
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 
-  // kBusy: the queue is full (retry later). kInvalidArgument: unknown kind, bad id.
+  // kBusy: the queue is full (retry later). kInvalidArgument: unknown kind, bad id, or
+  // parameters the kind's validate() refuses (the error names the field).
   // kConflict: `id` is taken by a job with other parameters. The same id and
   // parameters again returns the existing job (idempotent).
-  // `dataset` is recorded as JobInfo::dataset (not compared for idempotence).
-  Result<JobInfo> submit(const std::string& id, const std::string& kind, const json& params,
-                         const json& dataset = nullptr);
+  Result<JobInfo> submit(const std::string& id, const std::string& kind, const json& params);
+  const Kinds& kinds() const { return kinds_; }
   std::vector<JobInfo> list() const;
   std::optional<JobInfo> get(const std::string& id) const;
   Result<JobInfo> cancel(const std::string& id);
@@ -103,7 +91,7 @@ class JobQueue {
   JobInfo info_of(const Job& j) const;
 
   QueueOptions options_;
-  std::map<std::string, JobRunner> kinds_;
+  Kinds kinds_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;

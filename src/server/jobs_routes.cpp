@@ -1,4 +1,4 @@
-// The job routes of the REST API and the orbit job kind (docs/protocol.md, "Jobs").
+// The job routes of the REST API, generic over job kinds (docs/protocol.md, "Jobs").
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "core/paths.hpp"
-#include "jobs/orbit.hpp"
+#include "jobs/kind.hpp"
 #include "server/server_impl.hpp"
 
 namespace vx::server {
@@ -53,109 +53,43 @@ Response error_response(const http::request<http::string_body>& req, const Error
   return res;
 }
 
-// The scene an orbit of `p` renders from: the dataset's defaults, its `view` patch on top.
-// Checked at submission too, so that a bad dataset or view is refused with 400 then.
-Result<render::Scene> orbit_base_scene(const Context& ctx, const json& p) {
-  const auto& e = ctx.engine;
-  const int dataset = p.value("dataset", 0);
-  if (dataset < 0 || dataset >= int(e.datasets.size()))
-    return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} is not one of 0..{}",
-                dataset, int(e.datasets.size()) - 1);
-  render::SceneData sd{{e.datasets[std::size_t(dataset)]}};
-  auto scene = jobs::orbit_scene(sd, p.value("size", 256));
-  const auto& defaults = e.defaults[std::size_t(dataset)];
-  for (std::size_t i = 0; i < scene.layers.size() && i < defaults.layers.size(); ++i)
-    scene.layers[i].contrast_limits = defaults.layers[i].contrast_limits;
-  if (p.contains("view")) {
-    auto view = p["view"];
-    if (view.is_object()) view.erase("canvas");  // the tile size decides
-    auto patched = render::apply_patch(scene, view, sd);
-    if (!patched) return tl::unexpected(with_context(patched.error(), "field 'params.view'"));
-    scene = std::move(*patched);
-  }
-  return scene;
+bool method_is_read(http::verb v) {
+  return v == http::verb::get || v == http::verb::head;
+}
+
+std::string kind_names(const Context& ctx) {
+  std::string names;
+  for (const auto& [name, k] : ctx.jobs->kinds())
+    names += (names.empty() ? "" : ", ") + name;
+  return names;
 }
 
 }  // namespace
 
-jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx) {
-  return [ctx](const json& p, jobs::JobContext& job) -> Result<std::vector<std::string>> {
-    auto& e = ctx->engine;
-    VX_ASSIGN(auto scene, orbit_base_scene(*ctx, p));
-    const int dataset = p.value("dataset", 0);
-    jobs::OrbitOptions o;
-    o.columns = p.value("columns", 30);
-    o.rows = p.value("rows", 30);
-    o.size = p.value("size", 256);
-    o.format = p.value("format", std::string("webp"));
-    o.quality = p.value("quality", 85);
-    if (p.contains("yaw")) o.yaw_min = p["yaw"].at(0), o.yaw_max = p["yaw"].at(1);
-    if (p.contains("pitch")) o.pitch_min = p["pitch"].at(0), o.pitch_max = p["pitch"].at(1);
-    {
-      std::ifstream js(ctx->options.web_dir + "/voxcast-orbit.js");
-      std::ostringstream ss;
-      ss << js.rdbuf();
-      o.component_js = ss.str();
-    }
-    render::SceneData sd{{e.datasets[std::size_t(dataset)]}};
-    render::RenderInputs in{e.cache, {e.ids[std::size_t(dataset)]}, sd};
-    jobs::OrbitProgress progress;
-    progress.cancel = &job.cancelled();
-    progress.on_view = [&job](int done, int total) {
-      job.progress(std::uint64_t(done), std::uint64_t(total));
-    };
-    job.progress(0, std::uint64_t(o.columns) * std::uint64_t(o.rows));  // the total, at once
-    VX_ASSIGN(auto result, jobs::render_orbit(scene, in, o, job.dir(), progress));
-    return result.files;
+jobs::DatasetLookup dataset_lookup(std::shared_ptr<Context> ctx) {
+  return [ctx](int i) -> Result<jobs::Dataset> {
+    const auto& e = ctx->engine;
+    if (i < 0 || i >= int(e.datasets.size()))
+      return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} is not one of 0..{}", i,
+                  int(e.datasets.size()) - 1);
+    const auto at = std::size_t(i);
+    jobs::Dataset d;
+    d.inputs = render::RenderInputs{e.cache, {e.ids[at]}, render::SceneData{{e.datasets[at]}}};
+    d.defaults = e.defaults[at];
+    d.brief = ctx->datasets_brief.at(at);
+    return d;
   };
-}
-
-Result<json> validate_orbit_params(const Context& ctx, const json& p) {
-  if (!p.is_object())
-    return fail(ErrorCode::kInvalidArgument, "field 'params': expected an object");
-  static const std::set<std::string> known = {"dataset", "view",    "columns", "rows", "size",
-                                              "format",  "quality", "yaw",     "pitch"};
-  for (const auto& [k, v] : p.items())
-    if (!known.count(k))
-      return fail(ErrorCode::kInvalidArgument,
-                  "field 'params.{}': unknown (dataset, view, columns, rows, size, format, "
-                  "quality, yaw, pitch)",
-                  k);
-  auto integer = [&](const char* k, int lo, int hi) -> Status {
-    if (!p.contains(k)) return {};
-    if (!p[k].is_number_integer() || p[k].get<std::int64_t>() < lo || p[k].get<std::int64_t>() > hi)
-      return fail(ErrorCode::kInvalidArgument, "field 'params.{}': expected an integer in {}..{}",
-                  k, lo, hi);
-    return {};
-  };
-  VX_TRY(integer("dataset", 0, 1000));
-  VX_TRY(integer("columns", 1, 100));
-  VX_TRY(integer("rows", 1, 100));
-  VX_TRY(integer("size", 16, 1024));
-  VX_TRY(integer("quality", 1, 100));
-  {
-    const double views = double(p.value("columns", 30)) * double(p.value("rows", 30));
-    const double side = double(p.value("size", 256));
-    if (views * side * side > double(jobs::kMaxOrbitPixels))
-      return fail(ErrorCode::kInvalidArgument,
-                  "field 'params.size': {} views of {}x{} px is over the {} Mpx an orbit may hold",
-                  views, side, side, jobs::kMaxOrbitPixels >> 20);
-  }
-  if (p.contains("format") && p["format"] != "webp" && p["format"] != "jpeg")
-    return fail(ErrorCode::kInvalidArgument, "field 'params.format': webp or jpeg");
-  for (const char* k : {"yaw", "pitch"})
-    if (p.contains(k) &&
-        !(p[k].is_array() && p[k].size() == 2 && p[k][0].is_number() && p[k][1].is_number()))
-      return fail(ErrorCode::kInvalidArgument, "field 'params.{}': expected [first, last]", k);
-  if (p.contains("view") && !p["view"].is_object())
-    return fail(ErrorCode::kInvalidArgument, "field 'params.view': expected a scene object");
-  VX_TRY(orbit_base_scene(ctx, p));  // the dataset exists and the view applies to it
-  return p;
 }
 
 std::optional<Response> jobs_route(Context& ctx, const http::request<http::string_body>& req,
                                    const std::string& path) {
   constexpr std::string_view base = "/api/v1/jobs";
+  if (path == "/api/v1/job-kinds" && ctx.jobs) {
+    if (method_is_read(req.method()))
+      return json_response(req, http::status::ok, jobs::describe_kinds(ctx.jobs->kinds()));
+    return json_error(req, http::status::method_not_allowed, "bad_method",
+                      "/api/v1/job-kinds: GET only");
+  }
   if (path.rfind(base, 0) != 0 || !ctx.jobs) return std::nullopt;
   const std::string rest = path.substr(base.size());
   const auto method = req.method();
@@ -204,6 +138,7 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
                                        : ext == ".html" ? "text/html; charset=utf-8"
                                        : ext == ".webp" ? "image/webp"
                                        : ext == ".jpeg" ? "image/jpeg"
+                                       : ext == ".mp4"  ? "video/mp4"
                                                         : "application/octet-stream");
     res.keep_alive(req.keep_alive());
     res.body() = ss.str();  // a HEAD request gets the headers alone (HttpSession::send)
@@ -216,22 +151,16 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     const json body = json::parse(req.body(), nullptr, false);
     if (body.is_discarded() || !body.is_object())
       return json_error(req, http::status::bad_request, "bad_json",
-                        "the body must be a JSON object: {\"kind\": \"orbit\", \"params\": {...}}");
-    if (body.contains("kind") && !body["kind"].is_string())
+                        "the body must be a JSON object: {\"kind\": KIND, \"params\": {...}}");
+    if (!body.contains("kind") || !body["kind"].is_string())
       return json_error(req, http::status::bad_request, "bad_request",
-                        "field 'kind': expected a string (orbit)");
-    const std::string kind = body.value("kind", std::string("orbit"));
-    auto params = kind == "orbit" ? validate_orbit_params(ctx, body.value("params", json::object()))
-                                  : Result<json>(body.value("params", json::object()));
-    if (!params) return error_response(req, params.error());
+                        fmt::format("field 'kind': expected a string ({}; GET /api/v1/job-kinds)",
+                                    kind_names(ctx)));
+    const std::string kind = body["kind"];
+    const json params = body.value("params", json::object());
     const std::string jid = method == http::verb::put ? id : jobs::JobQueue::new_id();
     const bool existed = ctx.jobs->get(jid).has_value();
-    json dataset = nullptr;
-    if (kind == "orbit") {
-      const int di = params->value("dataset", 0);
-      dataset = ctx.datasets_brief.at(std::size_t(di));  // validated: it exists
-    }
-    auto info = ctx.jobs->submit(jid, kind, *params, dataset);
+    auto info = ctx.jobs->submit(jid, kind, params);
     if (!info) return error_response(req, info.error());
     auto res = json_response(req, existed ? http::status::ok : http::status::accepted,
                              {{"job", info->to_json()}});

@@ -116,6 +116,14 @@ http::response<http::string_body> json_error(const http::request<http::string_bo
 
 namespace {
 
+// A whole text file, or "" when it cannot be read.
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 std::string_view mime_type(const std::string& path) {
   const auto ext = std::filesystem::path(path).extension().string();
   if (ext == ".html") return "text/html; charset=utf-8";
@@ -455,7 +463,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   }
   jobs::JobQueue job_queue(
       jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs},
-      {{"orbit", orbit_runner(ctx)}});
+      jobs::builtin_kinds(dataset_lookup(ctx), read_text(options.web_dir + "/voxcast-orbit.js")));
   ctx->jobs = &job_queue;
   e.after = [&ioc](std::chrono::milliseconds delay, std::function<void()> fn) {
     auto timer = std::make_shared<net::steady_timer>(ioc, delay);

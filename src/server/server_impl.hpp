@@ -77,8 +77,8 @@ std::optional<http::response<http::string_body>> jobs_route(
 // or nullopt for other paths.
 std::optional<http::response<http::string_body>> pipelines_route(
     Context& ctx, const http::request<http::string_body>& req, const std::string& path);
-// The "orbit" job kind, rendering through the server's cache.
-jobs::JobRunner orbit_runner(std::shared_ptr<Context> ctx);
+// The server's datasets for job kinds (jobs::builtin_kinds), rendering through its cache.
+jobs::DatasetLookup dataset_lookup(std::shared_ptr<Context> ctx);
 
 // POST /api/v1/screenshot: limits, and the route. `reply` is called once, from this thread
 // (errors) or from a render thread (the PNG).

@@ -82,7 +82,7 @@ def test_submit_progress_success_files_and_idempotency(serve, tmp_path):
 
 
 @pytest.mark.parametrize("body,field", [
-    ({"kind": "movie", "params": {}}, "kind"),
+    ({"kind": "nope", "params": {}}, "kind"),
     ({"kind": "orbit", "params": {"size": 5}}, "params.size"),
     ({"kind": "orbit", "params": {"grid": "3x3"}}, "params.grid"),
     ({"kind": "orbit", "params": {"yaw": 30}}, "params.yaw"),
@@ -104,7 +104,7 @@ def test_bad_submissions_name_the_field(serve, tmp_path, body, field):
 
 def test_bad_ids_and_bodies(serve, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d")
-    code, _, _ = call(s, "PUT", "/api/v1/jobs/" + "x" * 80, {"params": SMALL})
+    code, _, _ = call(s, "PUT", "/api/v1/jobs/" + "x" * 80, {"kind": "orbit", "params": SMALL})
     assert code == 400
     req = urllib.request.Request(f"{s.http}/api/v1/jobs", data=b"{not json", method="POST")
     with pytest.raises(urllib.error.HTTPError) as e:
@@ -130,11 +130,11 @@ def test_bad_dataset_or_view_is_refused_at_submit(serve, tmp_path):
 
 def test_cancel_overload_and_queue_position(serve, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d", "--max-jobs", "2")
-    assert call(s, "PUT", "/api/v1/jobs/big", {"params": BIG})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/big", {"kind": "orbit", "params": BIG})[0] == 202
     wait_state(s, "big", {"running"})  # then "next" waits behind it, first in line
-    code, _, body = call(s, "PUT", "/api/v1/jobs/next", {"params": SMALL})
+    code, _, body = call(s, "PUT", "/api/v1/jobs/next", {"kind": "orbit", "params": SMALL})
     assert code == 202 and json.loads(body)["job"]["queue_position"] == 1
-    code, headers, body = call(s, "PUT", "/api/v1/jobs/third", {"params": SMALL})
+    code, headers, body = call(s, "PUT", "/api/v1/jobs/third", {"kind": "orbit", "params": SMALL})
     assert code == 429 and headers["Retry-After"] == "5"
     assert json.loads(body)["error"]["code"] == "overloaded"
     code, _, body = call(s, "DELETE", "/api/v1/jobs/big")
@@ -147,8 +147,8 @@ def test_cancel_overload_and_queue_position(serve, tmp_path):
     assert j["done"] - at_cancel <= (os.cpu_count() or 1) + 1, (at_cancel, j)
     wait_state(s, "next", {"succeeded"})
     # Canceling a queued job: at once.
-    assert call(s, "PUT", "/api/v1/jobs/big2", {"params": BIG})[0] == 202
-    assert call(s, "PUT", "/api/v1/jobs/q", {"params": SMALL})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/big2", {"kind": "orbit", "params": BIG})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/q", {"kind": "orbit", "params": SMALL})[0] == 202
     assert json.loads(call(s, "DELETE", "/api/v1/jobs/q")[2])["job"]["state"] == "canceled"
     call(s, "DELETE", "/api/v1/jobs/big2")
 
@@ -160,9 +160,9 @@ def test_history_survives_a_restart_and_a_crash_marks_running_jobs_failed(serve,
         (d / "jobs" / name).mkdir(parents=True)
         (d / "jobs" / name / "job.json").write_text(text)
     s = serve(DATA, "--data-dir", d)
-    assert call(s, "PUT", "/api/v1/jobs/kept", {"params": SMALL})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/kept", {"kind": "orbit", "params": SMALL})[0] == 202
     wait_state(s, "kept", {"succeeded"})
-    assert call(s, "PUT", "/api/v1/jobs/crashed", {"params": BIG})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/crashed", {"kind": "orbit", "params": BIG})[0] == 202
     wait_state(s, "crashed", {"running"})
     s.proc.send_signal(signal.SIGKILL)  # not a clean stop
     s.proc.wait(timeout=30)
@@ -179,9 +179,9 @@ def test_history_survives_a_restart_and_a_crash_marks_running_jobs_failed(serve,
 def test_graceful_stop_cancels_running_and_queued_jobs(serve, tmp_path):
     d = tmp_path / "d"
     s = serve(DATA, "--data-dir", d)
-    assert call(s, "PUT", "/api/v1/jobs/running", {"params": BIG})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/running", {"kind": "orbit", "params": BIG})[0] == 202
     wait_state(s, "running", {"running"})
-    assert call(s, "PUT", "/api/v1/jobs/waiting", {"params": SMALL})[0] == 202
+    assert call(s, "PUT", "/api/v1/jobs/waiting", {"kind": "orbit", "params": SMALL})[0] == 202
     code, _ = s.stop(signal.SIGTERM)
     assert code == 0
     for jid in ("running", "waiting"):  # as stored, and as the next start reports them
@@ -202,7 +202,7 @@ def test_events_push_progress(serve, tmp_path):
         first = json.loads(await ws.recv())
         assert first["type"] == "jobs" and first["jobs"] == []
         await asyncio.get_running_loop().run_in_executor(
-            None, call, s, "PUT", "/api/v1/jobs/e", {"params": SMALL})
+            None, call, s, "PUT", "/api/v1/jobs/e", {"kind": "orbit", "params": SMALL})
         states = []
         while True:
             m = json.loads(await asyncio.wait_for(ws.recv(), 60))
@@ -297,11 +297,11 @@ def test_jobs_run_side_by_side_and_the_queue_keeps_its_order(serve, tmp_path):
     positions, not by time."""
     s = serve(DATA, "--data-dir", tmp_path / "d", "--jobs", "2", "--max-jobs", "8")
     for jid in ("big1", "big2"):
-        assert call(s, "PUT", f"/api/v1/jobs/{jid}", {"params": BIG})[0] == 202
+        assert call(s, "PUT", f"/api/v1/jobs/{jid}", {"kind": "orbit", "params": BIG})[0] == 202
     wait_state(s, "big1", {"running"})
     wait_state(s, "big2", {"running"})  # both at once: the second did not wait for the first
     for i, jid in enumerate(("q1", "q2", "q3"), start=1):
-        code, _, body = call(s, "PUT", f"/api/v1/jobs/{jid}", {"params": SMALL})
+        code, _, body = call(s, "PUT", f"/api/v1/jobs/{jid}", {"kind": "orbit", "params": SMALL})
         assert code == 202 and json.loads(body)["job"]["queue_position"] == i, body
     assert [job(s, j)["state"] for j in ("q1", "q2", "q3")] == ["queued"] * 3
     # One slot frees: the first in line starts, the others move up.

@@ -1,0 +1,162 @@
+#include "codec/mp4.hpp"
+
+#include "codec/encoder_backends.hpp"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/error.h>
+#include <libavutil/frame.h>
+#include <libavutil/opt.h>
+}
+
+namespace vx::codec {
+namespace {
+
+std::string av_error(int code) {
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(code, buf, sizeof buf);
+  return buf;
+}
+
+struct CodecDeleter {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct FormatDeleter {
+  void operator()(AVFormatContext* f) const {
+    if (f->pb) avio_closep(&f->pb);
+    avformat_free_context(f);
+  }
+};
+struct FrameDeleter {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct PacketDeleter {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+
+class AvMp4Writer final : public Mp4Writer {
+ public:
+  AvMp4Writer(std::string path, std::unique_ptr<AVFormatContext, FormatDeleter> fmt,
+              std::unique_ptr<AVCodecContext, CodecDeleter> enc, AVStream* stream)
+      : path_(std::move(path)),
+        fmt_(std::move(fmt)),
+        enc_(std::move(enc)),
+        stream_(stream),
+        frame_(av_frame_alloc()),
+        packet_(av_packet_alloc()) {}
+
+  Status write(const std::uint8_t* pixels) override {
+    const int w = enc_->width, h = enc_->height;
+    AVFrame* f = frame_.get();
+    f->format = AV_PIX_FMT_YUV420P;
+    f->width = w;
+    f->height = h;
+    f->data[0] = const_cast<std::uint8_t*>(pixels);
+    f->data[1] = f->data[0] + std::size_t(w) * std::size_t(h);
+    f->data[2] = f->data[1] + std::size_t(w / 2) * std::size_t(h / 2);
+    f->linesize[0] = w;
+    f->linesize[1] = f->linesize[2] = w / 2;
+    f->pts = frames_++;
+    f->color_range = AVCOL_RANGE_MPEG;
+    f->colorspace = AVCOL_SPC_BT709;
+    f->color_primaries = AVCOL_PRI_BT709;
+    f->color_trc = AVCOL_TRC_BT709;
+    if (const int rc = avcodec_send_frame(enc_.get(), f); rc < 0)
+      return fail(ErrorCode::kIo, "{}: encoding frame {} failed: {}", path_, frames_ - 1,
+                  av_error(rc));
+    return drain();
+  }
+
+  Status finish() override {
+    if (const int rc = avcodec_send_frame(enc_.get(), nullptr); rc < 0 && rc != AVERROR_EOF)
+      return fail(ErrorCode::kIo, "{}: flushing the encoder failed: {}", path_, av_error(rc));
+    VX_TRY(drain());
+    if (const int rc = av_write_trailer(fmt_.get()); rc < 0)
+      return fail(ErrorCode::kIo, "{}: writing the index failed: {}", path_, av_error(rc));
+    if (const int rc = avio_closep(&fmt_->pb); rc < 0)
+      return fail(ErrorCode::kIo, "{}: closing failed: {}", path_, av_error(rc));
+    return {};
+  }
+
+  std::int64_t frames() const override { return frames_; }
+
+ private:
+  Status drain() {
+    for (;;) {
+      const int rc = avcodec_receive_packet(enc_.get(), packet_.get());
+      if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return {};
+      if (rc < 0) return fail(ErrorCode::kIo, "{}: no packet: {}", path_, av_error(rc));
+      av_packet_rescale_ts(packet_.get(), enc_->time_base, stream_->time_base);
+      packet_->stream_index = stream_->index;
+      // Takes the packet's reference (and unrefs it) whatever it returns.
+      if (const int wr = av_interleaved_write_frame(fmt_.get(), packet_.get()); wr < 0)
+        return fail(ErrorCode::kIo, "{}: writing failed (disk full?): {}", path_, av_error(wr));
+    }
+  }
+
+  std::string path_;
+  std::unique_ptr<AVFormatContext, FormatDeleter> fmt_;
+  std::unique_ptr<AVCodecContext, CodecDeleter> enc_;
+  AVStream* stream_;  // owned by fmt_
+  std::unique_ptr<AVFrame, FrameDeleter> frame_;
+  std::unique_ptr<AVPacket, PacketDeleter> packet_;
+  std::int64_t frames_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, const Mp4Options& o) {
+  if (o.width <= 0 || o.height <= 0 || o.width % 2 || o.height % 2)
+    return fail(ErrorCode::kInvalidArgument, "{}: {}x{}: H.264 needs even, positive sizes", path,
+                o.width, o.height);
+  if (o.fps < 1 || o.fps > 240)
+    return fail(ErrorCode::kInvalidArgument, "{}: fps {}: 1 to 240", path, o.fps);
+  hook_av_log();
+  AVFormatContext* raw = nullptr;
+  if (const int rc = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str()); rc < 0)
+    return fail(ErrorCode::kUnsupported, "{}: no MP4 muxer: {}", path, av_error(rc));
+  std::unique_ptr<AVFormatContext, FormatDeleter> fmt(raw);
+  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+  if (!codec) return fail(ErrorCode::kUnsupported, "libx264: not in this libavcodec");
+  std::unique_ptr<AVCodecContext, CodecDeleter> enc(avcodec_alloc_context3(codec));
+  if (!enc) return fail(ErrorCode::kIo, "libx264: out of memory");
+  enc->width = o.width;
+  enc->height = o.height;
+  enc->pix_fmt = AV_PIX_FMT_YUV420P;
+  enc->time_base = AVRational{1, o.fps};
+  enc->framerate = AVRational{o.fps, 1};
+  enc->gop_size = std::max(1, o.fps * 2);  // a keyframe every 2 s: seeking stays quick
+  enc->color_range = AVCOL_RANGE_MPEG;
+  enc->colorspace = AVCOL_SPC_BT709;
+  enc->color_primaries = AVCOL_PRI_BT709;
+  enc->color_trc = AVCOL_TRC_BT709;
+  if (fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  enc->thread_count = 2;  // beside the renderers, which keep the other cores busy
+  av_opt_set(enc->priv_data, "preset", o.preset.c_str(), 0);
+  av_opt_set_double(enc->priv_data, "crf", o.crf, 0);
+  take_last_av_message();
+  if (const int rc = avcodec_open2(enc.get(), codec, nullptr); rc < 0) {
+    const auto said = take_last_av_message();
+    return fail(ErrorCode::kUnsupported, "libx264: cannot open ({}){}", av_error(rc),
+                said.empty() ? "" : ": " + said);
+  }
+  AVStream* st = avformat_new_stream(fmt.get(), nullptr);
+  if (!st) return fail(ErrorCode::kIo, "{}: out of memory", path);
+  st->time_base = enc->time_base;
+  st->avg_frame_rate = enc->framerate;
+  if (const int rc = avcodec_parameters_from_context(st->codecpar, enc.get()); rc < 0)
+    return fail(ErrorCode::kInternal, "{}: codec parameters: {}", path, av_error(rc));
+  if (const int rc = avio_open(&fmt->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
+    return fail(ErrorCode::kIo, "{}: cannot open for writing: {}", path, av_error(rc));
+  AVDictionary* opts = nullptr;
+  // The index first (+faststart) and the colour description in a colr box (write_colr).
+  av_dict_set(&opts, "movflags", "+faststart+write_colr", 0);
+  const int rc = avformat_write_header(fmt.get(), &opts);
+  av_dict_free(&opts);
+  if (rc < 0) return fail(ErrorCode::kIo, "{}: writing the header failed: {}", path, av_error(rc));
+  return std::unique_ptr<Mp4Writer>(
+      std::make_unique<AvMp4Writer>(path, std::move(fmt), std::move(enc), st));
+}
+
+}  // namespace vx::codec

@@ -1,0 +1,173 @@
+#include "jobs/movie.hpp"
+
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+
+#include "codec/mp4.hpp"
+#include "core/log.hpp"
+
+namespace vx::jobs {
+
+namespace fs = std::filesystem;
+
+int movie_frames(const render::Timeline& tl, int fps) {
+  const double n = std::round(tl.duration() * fps);
+  return n < 1 ? 1 : n > 1e9 ? 1000000000 : int(n);
+}
+
+double movie_frame_time(const render::Timeline& tl, int i, int n) {
+  if (n <= 1 || i <= 0) return tl.start();
+  if (i >= n - 1) return tl.end();
+  return tl.start() + tl.duration() * double(i) / double(n - 1);
+}
+
+Status check_movie(const render::Timeline& tl, const MovieOptions& o) {
+  if (o.fps < kMinFps || o.fps > kMaxFps)
+    return fail(ErrorCode::kInvalidArgument, "fps {}: {} to {}", o.fps, kMinFps, kMaxFps);
+  for (const auto& [name, v] : {std::pair{"width", o.width}, std::pair{"height", o.height}})
+    if (v < kMinMovieSide || v > kMaxMovieSide || v % 2)
+      return fail(ErrorCode::kInvalidArgument, "{} {}: an even number of pixels, {} to {}", name, v,
+                  kMinMovieSide, kMaxMovieSide);
+  if (o.quality < 0 || o.quality > 51)
+    return fail(ErrorCode::kInvalidArgument, "quality {}: 0 (best) to 51", o.quality);
+  const int n = movie_frames(tl, o.fps);
+  if (n > kMaxMovieFrames)
+    return fail(ErrorCode::kInvalidArgument,
+                "{} frames ({} s at {} fps): over the cap of {} frames a movie may have", n,
+                tl.duration(), o.fps, kMaxMovieFrames);
+  const double px = double(n) * o.width * o.height;
+  if (px > double(kMaxMoviePixels))
+    return fail(ErrorCode::kInvalidArgument,
+                "{} frames of {}x{} are {:.1f} Gpx: over the cap of {} Gpx a movie may have", n,
+                o.width, o.height, px / double(1ull << 30), kMaxMoviePixels >> 30);
+  return {};
+}
+
+Result<MovieResult> render_movie(const render::Timeline& tl, const render::RenderInputs& in,
+                                 const MovieOptions& o, const std::string& path,
+                                 const MovieProgress& progress) {
+  VX_TRY(check_movie(tl, o));
+  const auto t0 = std::chrono::steady_clock::now();
+  const fs::path target(path);
+  // The temporary name: hidden, beside the result (same file system, so rename is atomic).
+  const fs::path temp = target.parent_path() / ("." + target.filename().string() + ".partial");
+  struct Cleanup {  // removes the temporary file unless the movie is complete
+    fs::path p;
+    bool keep = false;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!keep) fs::remove(p, ec);
+    }
+  } cleanup{temp};
+  codec::Mp4Options mo;
+  mo.width = o.width;
+  mo.height = o.height;
+  mo.fps = o.fps;
+  mo.crf = o.quality;
+  mo.preset = o.preset;
+  std::unique_ptr<codec::Mp4Writer> writer;
+  {
+    auto w = codec::Mp4Writer::open(temp.string(), mo);
+    if (!w) return tl::unexpected(w.error());
+    writer = std::move(*w);
+  }
+
+  const int total = movie_frames(tl, o.fps);
+  tbb::enumerable_thread_specific<std::unique_ptr<render::Renderer>> renderers(
+      [] { return render::make_cpu_renderer(); });
+  std::atomic<bool> stop{false};
+  std::mutex error_mutex;
+  std::optional<Error> error;
+  const auto set_error = [&](const Error& e) {
+    std::lock_guard lock(error_mutex);
+    if (!error) error = e;
+    stop = true;
+  };
+  const auto cancelled = [&] { return progress.cancel && progress.cancel->load(); };
+  render::RenderOptions ropt;
+  ropt.format = render::PixelFormat::kI420;
+  ropt.cancel = progress.cancel;
+  struct Item {
+    int index = 0;
+    std::vector<std::uint8_t> pixels;  // I420; empty when the frame failed
+  };
+  int next = 0, done = 0;
+  // Batch work, as orbits: a low-priority arena so that live sessions' frames come first.
+  // In flight: a few frames per thread, so rendering never waits on the (serial) encoder.
+  tbb::task_arena arena(tbb::task_arena::automatic, 1, tbb::task_arena::priority::low);
+  arena.execute([&] {
+    const auto tokens = std::size_t(std::max(2, 2 * arena.max_concurrency()));
+    tbb::parallel_pipeline(
+        tokens,
+        tbb::make_filter<void, std::shared_ptr<Item>>(
+            tbb::filter_mode::serial_in_order,
+            [&](tbb::flow_control& fc) -> std::shared_ptr<Item> {
+              if (next >= total || stop || cancelled()) {
+                fc.stop();
+                return nullptr;
+              }
+              auto item = std::make_shared<Item>();
+              item->index = next++;
+              return item;
+            }) &
+            tbb::make_filter<std::shared_ptr<Item>, std::shared_ptr<Item>>(
+                tbb::filter_mode::parallel,
+                [&](std::shared_ptr<Item> item) {
+                  if (stop || cancelled()) return item;
+                  render::Scene s = render::scene_at(tl, movie_frame_time(tl, item->index, total));
+                  s.canvas.width = o.width;
+                  s.canvas.height = o.height;
+                  auto frame = renderers.local()->render(s, in, ropt);
+                  if (!frame) {
+                    if (frame.error().code != ErrorCode::kCancelled)
+                      set_error(with_context(frame.error(), fmt::format("frame {}", item->index)));
+                    stop = true;
+                    return item;
+                  }
+                  for (const auto& f : frame->failed)
+                    VX_LOG(warn, "movie.chunk_failed", "frame={} message={}", item->index,
+                           log_quote(f));
+                  item->pixels = std::move(frame->pixels);
+                  return item;
+                }) &
+            tbb::make_filter<std::shared_ptr<Item>, void>(
+                tbb::filter_mode::serial_in_order, [&](std::shared_ptr<Item> item) {
+                  if (stop || item->pixels.empty()) return;
+                  if (auto st = writer->write(item->pixels.data()); !st) {
+                    set_error(st.error());
+                    return;
+                  }
+                  ++done;
+                  if (progress.on_frame) progress.on_frame(done, total);
+                  // The buffer goes back to a renderer: the next frame reuses its pages.
+                  render::Frame spent;
+                  spent.pixels = std::move(item->pixels);
+                  renderers.local()->recycle(std::move(spent));
+                }));
+  });
+  if (error) return tl::unexpected(*error);
+  if (cancelled() || done < total)
+    return fail(ErrorCode::kCancelled, "movie canceled after {} of {} frames", done, total);
+  VX_TRY(writer->finish());
+  writer.reset();
+  std::error_code ec;
+  fs::rename(temp, target, ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "{}: cannot rename {} to it: {}", path, temp.string(),
+                ec.message());
+  cleanup.keep = true;
+  MovieResult r;
+  r.frames = total;
+  r.bytes = fs::file_size(target, ec);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace vx::jobs

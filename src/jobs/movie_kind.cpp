@@ -1,0 +1,98 @@
+// The "movie" job kind: a keyframe timeline -> movie.mp4 (docs/movies.md).
+#include "jobs/kind.hpp"
+#include "jobs/movie.hpp"
+
+namespace vx::jobs {
+
+namespace {
+
+class MovieKind final : public JobKind {
+ public:
+  explicit MovieKind(DatasetLookup datasets) : datasets_(std::move(datasets)) {
+    using T = Param::Type;
+    const double inf = INFINITY;
+    params_ = {
+        {"dataset", T::kInteger, "Index of the dataset (GET /api/v1/datasets)", 0, 0, 1000},
+        {"timeline",
+         T::kObject,
+         "The keyframe timeline (docs/movies.md)",
+         nullptr,
+         -inf,
+         inf,
+         {},
+         true},
+        {"fps", T::kInteger, "Frames per second", 30, kMinFps, kMaxFps},
+        {"width", T::kInteger, "Frame width, pixels (even)", 1920, kMinMovieSide, kMaxMovieSide},
+        {"height", T::kInteger, "Frame height, pixels (even)", 1080, kMinMovieSide, kMaxMovieSide},
+        {"quality", T::kInteger, "x264 CRF: 0 (best) to 51; 18 is visually lossless", 18, 0, 51},
+    };
+  }
+  std::string name() const override { return "movie"; }
+  std::string description() const override {
+    return "An H.264 MP4 of a keyframe timeline, every frame at final quality (movie.mp4)";
+  }
+  const std::vector<Param>& params() const override { return params_; }
+
+  Result<json> validate(const json& p) const override {
+    VX_TRY(check_params(p, params_));
+    VX_ASSIGN(auto plan, prepare(p));
+    return plan.dataset.brief;
+  }
+
+  Result<std::vector<std::string>> run(const json& p, JobContext& job) const override {
+    VX_ASSIGN(auto plan, prepare(p));
+    MovieProgress progress;
+    progress.cancel = &job.cancelled();
+    progress.on_frame = [&job](int done, int total) {
+      job.progress(std::uint64_t(done), std::uint64_t(total));
+    };
+    job.progress(0, std::uint64_t(movie_frames(plan.timeline, plan.options.fps)));
+    const std::string name = "movie.mp4";
+    VX_TRY(render_movie(plan.timeline, plan.dataset.inputs, plan.options, job.dir() + "/" + name,
+                        progress));
+    return std::vector<std::string>{name};
+  }
+
+ private:
+  struct Plan {
+    Dataset dataset;
+    render::Timeline timeline;
+    MovieOptions options;
+  };
+
+  Result<Plan> prepare(const json& p) const {
+    Plan plan;
+    auto& o = plan.options;
+    o.fps = p.value("fps", 30);
+    o.width = p.value("width", 1920);
+    o.height = p.value("height", 1080);
+    o.quality = p.value("quality", 18);
+    for (const auto& [name, v] : {std::pair{"width", o.width}, std::pair{"height", o.height}})
+      if (v % 2)
+        return fail(ErrorCode::kInvalidArgument,
+                    "field 'params.{}': {} is odd (H.264 with yuv420p needs even sizes)", name, v);
+    VX_ASSIGN(plan.dataset, datasets_(p.value("dataset", 0)));
+    const auto& sd = plan.dataset.inputs.data;
+    // The dataset's default view framed for the movie's size, with its layers (contrast
+    // estimated): what `voxcast render --size WxH` starts from too.
+    auto base = render::default_scene(sd, o.width, o.height);
+    if (base.layers.size() == plan.dataset.defaults.layers.size())
+      base.layers = plan.dataset.defaults.layers;
+    VX_ASSIGN(plan.timeline,
+              render::parse_timeline(p.at("timeline"), base, sd, "field 'params.timeline'"));
+    if (auto st = check_movie(plan.timeline, o); !st)
+      return tl::unexpected(with_context(st.error(), "field 'params'"));
+    return plan;
+  }
+
+  DatasetLookup datasets_;
+  std::vector<Param> params_;
+};
+
+}  // namespace
+
+std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets) {
+  return std::make_shared<MovieKind>(std::move(datasets));
+}
+
+}  // namespace vx::jobs

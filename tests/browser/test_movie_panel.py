@@ -1,0 +1,135 @@
+"""The movie section of the web client (web/timeline.js) against the real `voxcast serve`, in
+headless Chromium: keyframes from the current view, reorder, durations and easing, delete,
+render as a `movie` job, then the <video> of the result and its download.
+
+    /usr/bin/python3 -m pytest tests/browser/test_movie_panel.py -q
+"""
+
+from __future__ import annotations
+
+import io
+
+import av
+import pytest
+from conftest import Server, free_port
+from test_jobs_panel import call, console, js, wait, wait_job
+
+FIRST_FRAME_S = 60
+MOVIE_S = 180
+
+
+@pytest.fixture(scope="module")
+def movie_server(voxcast_bin, tmp_path_factory):
+    s = Server(voxcast_bin, free_port(), extra=["--data-dir", str(tmp_path_factory.mktemp("movie-data"))])
+    yield s
+    _, _, body = call(s, "GET", "/api/v1/jobs")
+    for j in (body or {}).get("jobs", []):
+        if j["state"] in ("queued", "running"):
+            call(s, "DELETE", f"/api/v1/jobs/{j['id']}")
+    s.check_clean_exit()
+
+
+def click(d, css):
+    d.find_element("css selector", css).click()
+
+
+def angles(d):
+    return js(d, "window.voxcast.timeline.keyframes.map((k) => k.scene.camera.angles[1])")
+
+
+def test_timeline_to_movie(movie_server, browser):
+    d, s = browser, movie_server
+    d.get(s.url("/"))
+    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
+    wait(d, "the first frame", lambda: (js(d, "window.voxcast.framesDecoded") or 0) >= 1,
+         timeout=FIRST_FRAME_S)
+    if not d.execute_script("return document.getElementById('movie-section').open"):
+        click(d, "#movie-section > summary")
+    if not d.execute_script("return document.getElementById('orbit-section').open"):
+        click(d, "#orbit-section > summary")  # where the job's progress and result show
+    wait(d, "the + keyframe button",
+         lambda: d.find_element("css selector", "#timeline .add-keyframe").is_displayed())
+
+    # Three keyframes of the current view at yaw 0, 40, 80.
+    for yaw in (0, 40, 80):
+        d.execute_script("window.voxcast.send({dims: {ndisplay: 3}, camera: {angles: [0, arguments[0], 90]}})",
+                         yaw)
+        click(d, "#timeline .add-keyframe")
+    assert angles(d) == [0, 40, 80], console(d)
+    # Reorder: the last one up, then back down.
+    click(d, '#timeline li[data-index="2"] .up')
+    assert angles(d) == [0, 80, 40]
+    click(d, '#timeline li[data-index="1"] .down')
+    assert angles(d) == [0, 40, 80]
+    # Delete the middle one; durations and easing of the last.
+    click(d, '#timeline li[data-index="1"] .delete')
+    assert angles(d) == [0, 80]
+    dur = d.find_element("css selector", '#timeline li[data-index="1"] .duration')
+    dur.clear()
+    dur.send_keys("0.5")
+    d.execute_script("""const s = document.querySelector('#timeline li[data-index="1"] .easing');
+                        s.value = 'ease-in-out'; s.dispatchEvent(new Event('change'));""")
+    fps = d.find_element("css selector", "#timeline input[name=fps]")
+    fps.clear()
+    fps.send_keys("12")
+    d.execute_script("const s = document.querySelector('#timeline select[name=movie-size]');"
+                     "s.value = '640x360';")
+    tl = js(d, "window.voxcast.timeline.timeline")
+    assert [k["time"] for k in tl["keyframes"]] == [0, 0.5], tl
+    assert tl["keyframes"][1]["easing"] == "ease-in-out"
+    assert "canvas" not in tl["keyframes"][0]["scene"]
+
+    click(d, "#timeline .render-movie")
+    cur = wait(d, "the movie job", lambda: js(d, "window.voxcast.jobs.current"))
+    assert cur["kind"] == "movie", cur
+    j = wait_job(s, cur["id"], {"succeeded", "failed", "canceled"}, timeout=MOVIE_S)
+    assert j["state"] == "succeeded", j
+    assert j["total"] == 6 and j["params"]["width"] == 640 and j["params"]["fps"] == 12, j
+    # The result: a <video> of movie.mp4 with a download link.
+    src = wait(d, "the <video>", lambda: js(
+        d, "(() => { const v = document.querySelector('#jobs .movie-result video');"
+           " const box = document.querySelector('#jobs .movie-result');"
+           " return v && !box.hidden && v.getAttribute('src'); })()"))
+    assert src.endswith(f"/api/v1/jobs/{cur['id']}/files/movie.mp4"), src
+    link = js(d, "document.querySelector('#jobs .movie-result a.download').getAttribute('href')")
+    assert link == src
+    if js(d, "document.querySelector('#jobs video').canPlayType('video/mp4; codecs=\"avc1.64001e\"')"):
+        # This Chromium plays H.264: the video loads and lasts the movie's length.
+        dur = wait(d, "the video's metadata", lambda: js(
+            d, "(() => { const v = document.querySelector('#jobs video');"
+               " return v.readyState >= 1 && v.duration; })()"), timeout=30)
+        assert abs(dur - 0.5) < 0.1, dur
+    # The download is the movie: decodes with PyAV, 6 frames of 640x360.
+    import urllib.request
+    with urllib.request.urlopen(s.url(src), timeout=30) as r:
+        raw = r.read()
+    with av.open(io.BytesIO(raw)) as c:
+        st = c.streams.video[0]
+        frames = list(c.decode(st))
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (640, 360)
+
+
+def test_preview_interpolates_like_the_server(movie_server, browser):
+    """The page's interpolation (the preview) against the server's (the movie): the same
+    timeline at the same time gives the same camera; slerp takes the short way."""
+    d, s = browser, movie_server
+    d.get(s.url("/"))
+    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
+    got = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./timeline.js' + location.search).then((m) => {
+        const tl = {keyframes: [
+          {time: 0, scene: {camera: {angles: [0, 0, 90], zoom: 1, center: [0, 0, 0]},
+                            layers: [{opacity: 1, colormap: 'gray'}]}},
+          {time: 2, easing: 'ease-in-out',
+           scene: {camera: {angles: [0, 350, 90], zoom: 4, center: [10, 20, 30]},
+                   layers: [{opacity: 0, colormap: 'viridis'}]}}]};
+        done([0, 0.5, 1, 1.5, 2].map((t) => m.sceneAt(tl, t)));
+      }, (e) => done(String(e)));""")
+    assert isinstance(got, list), got
+    yaw = [round(sc["camera"]["angles"][1], 6) for sc in got]
+    # Smoothstep at 1/4, 1/2, 3/4 of the way: 0.15625, 0.5, 0.84375 of -10 degrees.
+    assert yaw == [0, -1.5625, -5, -8.4375, 350], yaw
+    assert [round(sc["camera"]["zoom"], 6) for sc in got][2] == 2  # geometric: sqrt(1 * 4)
+    assert [sc["layers"][0]["colormap"] for sc in got] == ["gray", "gray", "viridis", "viridis", "viridis"]
+    assert got[1]["camera"]["center"] == [1.5625, 3.125, 4.6875]
