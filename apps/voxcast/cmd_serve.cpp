@@ -1,6 +1,10 @@
 #include <fmt/format.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 
 #include "commands.hpp"
 #include "core/log.hpp"
@@ -57,7 +61,41 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
                  "counting 8 (128 allows 7 3D layers at 1920x1080); more is refused")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e6));
+  cmd.add_option("--unload-idle", o.unload_idle_s,
+                 "Seconds a loaded pipeline may go unused before it is unloaded and its memory "
+                 "returned to the cache budget (0: keep loaded pipelines until memory is short)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 7 * 24 * 3600));
 }
+
+namespace {
+
+// Unloads pipelines that no session has used for `idle`, checking every `idle`/10 (at least
+// a second) until it is destroyed. Their memory goes back to the budget before it is needed,
+// rather than at the moment a charge would not fit.
+class IdleUnloader {
+ public:
+  IdleUnloader(pipeline::Manager& manager, std::chrono::seconds idle) {
+    if (idle.count() <= 0) return;
+    const auto period = std::max<std::chrono::milliseconds>(std::chrono::seconds(1), idle / 10);
+    thread_ = std::jthread([&manager, idle, period, this](std::stop_token stop) {
+      std::unique_lock lock(mutex_);
+      while (!cv_.wait_for(lock, stop, period, [] { return false; })) {
+        if (stop.stop_requested()) break;
+        if (int n = manager.unload_idle(idle); n > 0) {
+          VX_LOG(info, "pipeline.idle_unload", "unloaded={} idle_s={}", n, idle.count());
+        }
+      }
+    });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any cv_;
+  std::jthread thread_;  // last: stopped and joined before the members above go
+};
+
+}  // namespace
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
                    const GlobalOptions& g) {
@@ -65,6 +103,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   // The manager outlives the cache: derived sources in it compute until it is gone.
   Budget budget("host", g.cache_bytes());
   pipeline::Manager pipelines(pipeline::builtin_registry(), budget);  // loads on first use
+  IdleUnloader idle_unloader(pipelines, std::chrono::seconds(o.unload_idle_s));
   data::CacheOptions copts{g.cache_bytes(), g.io_threads, 16};
   copts.budget = &budget;
   data::ChunkCache cache(copts);

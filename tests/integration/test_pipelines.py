@@ -171,3 +171,21 @@ def test_server_lists_loads_and_unloads_pipelines(serve):
     names = {h["name"] for h in host["holders"]}
     assert "chunk_cache" in names and "pipeline gaussian" in names
     assert host["used_bytes"] <= host["limit_bytes"]
+
+
+def test_server_unloads_pipelines_left_idle(serve):
+    import time
+    from vxhelpers import http_get
+
+    def status():
+        code, body = http_get(f"{s.http}/api/v1/pipelines")
+        assert code == 200
+        return {p["name"]: p["status"] for p in json.loads(body)["pipelines"]}
+
+    s = serve("synthetic:cells?shape=32x64x64&chunk=32", "--unload-idle", "1")
+    code, body = _post(f"{s.http}/api/v1/pipelines/median/load")
+    assert (code, body["status"]) == (200, "loaded")
+    deadline = time.monotonic() + 30  # a bound against a hang; idle is 1 s, checked each 1 s
+    while status()["median"] == "loaded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status()["median"] == "not_loaded", "a pipeline idle past --unload-idle stayed loaded"
