@@ -89,9 +89,13 @@ def test_soak_both_ways_mixed_sizes_tags_and_cancels(tls, mode):
     assert_clean(srv, sproc, "server")
     assert_clean(cli, cproc, "client")
     for report in (srv, cli):
-        # The cancellation paths were exercised, both outcomes included.
+        # The cancellation paths were exercised. Whether a class M cancel beats the match
+        # depends on timing (with the sender far ahead, every receive matches as it is
+        # posted), so each M cancel must end one way or the other, and the Cancelled outcome
+        # is required of class X, whose receives can never match.
         assert report["cancel_requested"] > COUNT // 100, report
-        assert report["cancelled"] > 0 and report["x_cancelled"] > 0, report
+        assert report["cancelled"] + report["delivered_after_cancel"] > 0, report
+        assert report["x_cancelled"] > 0, report
 
 
 @pytest.mark.parametrize("tls,mode", PARAMS, ids=IDS)

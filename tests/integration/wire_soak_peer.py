@@ -185,14 +185,14 @@ async def run(args) -> dict:
             while free:
                 buf = free.pop()
                 op = node.post_recv(buf, CLS_M << CLASS_SHIFT, CLASS_MASK)
-                cancel = rng.random() < 0.33
+                cancel = requested = rng.random() < 0.33
                 if cancel:
                     stats["cancel_requested"] += 1
                     if rng.random() < 0.5:
                         op.cancel()  # at once
                         cancel = False
-                pending.append((op, buf, cancel))
-            op, buf, cancel_later = pending.pop(0)
+                pending.append((op, buf, cancel, requested))
+            op, buf, cancel_later, requested = pending.pop(0)
             if cancel_later:
                 await asyncio.sleep(0)
                 op.cancel()
@@ -207,12 +207,14 @@ async def run(args) -> dict:
                     buf = bytearray([SENTINEL]) * M_MAX
                 free.append(buf)
                 continue
+            if requested:
+                stats["delivered_after_cancel"] += 1  # the cancel came after the match
             checker.check(CLS_M, tag, nbytes, buf)
             buf[:nbytes] = bytes([SENTINEL]) * nbytes
             free.append(buf)
             got += 1
             received_one()
-        for op, buf, _ in pending:  # surplus receives: cancel, they must not deliver
+        for op, buf, _, _ in pending:  # surplus receives: cancel, they must not deliver
             op.cancel()
             try:
                 await op
