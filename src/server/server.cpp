@@ -4,6 +4,7 @@
 // timeouts set at start.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -529,6 +530,13 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
       if (auto s = w.lock()) s->close();
   }
   ctx->jobs = nullptr;
+  // Closing cancelled the renders in flight; they stop at their next check. Wait for them
+  // (bounded) so the counts below say how each one ended.
+  const auto drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (e.counters->running.load() > 0 && std::chrono::steady_clock::now() < drain_until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (const auto left = e.counters->running.load())
+    VX_LOG(warn, "serve.renders_left", "running={} after=30s", left);
   VX_LOG(info, "serve.stopped", "renders_done={} renders_cancelled={}", e.counters->done.load(),
          e.counters->cancelled.load());
   return {};

@@ -430,10 +430,11 @@ def test_play_steps_time_and_wraps(serve_data, browser, timelapse):
     # t: 4 points, 0.5 s apart (the fixture's scale).
     want = {0.0, 0.5, 1.0, 1.5}
     wait(d, "every time point, wrapping around", stepped)
+    # The opening point (0.75, the middle of the extent) is seen only if a poll ran before
+    # the first step's ack, so it is allowed, never required.
     assert seen - {t0} == want, (seen, t0)
     play.click()
     assert vx(d, ".dims.playing") is None and play.text == "▶"
-    assert t0 in seen
     # Stopped: the last step reaches the screen as the server renders it.
     final_frame(d)
     assert_canvas_matches_render(d, data=timelapse.path)

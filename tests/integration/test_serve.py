@@ -134,14 +134,18 @@ def test_first_frame_is_a_keyframe_and_frames_follow_the_state(serve):
 
 
 def test_refining_frames_converge_and_moving_3d_frames_are_interactive(serve):
-    s = serve("synthetic:cells?shape=128x256x256&chunk=32&latency_ms=20")
+    s = serve("synthetic:cells?shape=192x256x256&chunk=32&latency_ms=20")
 
     async def go():
         st, px, _ = await open_session(s, codecs=("jpeg",))
         await st.send(json.dumps({"type": "state.update", "seq": 1,
                                   "patch": {"canvas": {"width": 256, "height": 192},
-                                            "camera": {"zoom": 3}}}))
+                                            "camera": {"zoom": 3},
+                                            "dims": {"point": [2.0, 128.0, 128.0]}}}))
         assert (await reply(st))["type"] == "ack"
+        # The opening view shows the middle slice (z 95 or 96: chunk 2 or 3) and prefetches
+        # only the neighbour chunks along z (1 to 4), so chunk 0 at z=2 is certainly cold: its first frame is drawn
+        # while its chunks are still being read (20 ms each).
         seen_refining = False
         while True:
             h = header(await asyncio.wait_for(px.recv(), 60))
