@@ -103,6 +103,14 @@ class WireTest : public testing::TestWithParam<Param> {
 };
 
 TEST_P(WireTest, ConnectsAndAgreesOnTheId) {
+  // The server calls on_accept after posting the welcome that completes the client's
+  // connect, so the client can get here first (its progress thread, or this one): wait.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (accepted_.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    server_->progress();
+    client_->progress();
+    std::this_thread::sleep_for(100us);
+  }
   EXPECT_EQ(accepted_.load(), 1);
   auto ep = server_ep();
   ASSERT_TRUE(ep);
