@@ -16,15 +16,6 @@ namespace vx::pipeline {
 
 namespace {
 
-// scipy.ndimage's 'reflect' (numpy's 'symmetric'): period 2n, mirrored about -0.5 and n-0.5.
-std::int64_t reflect(std::int64_t i, std::int64_t n) {
-  if (n == 1) return 0;
-  const std::int64_t p = 2 * n;
-  std::int64_t m = i % p;
-  if (m < 0) m += p;
-  return m < n ? m : p - 1 - m;
-}
-
 // Along x, consecutive block positions mostly read consecutive voxels of one chunk: runs.
 struct Run {
   std::int64_t x0 = 0, n = 0, chunk = 0, offset = 0;
@@ -308,7 +299,7 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
   for (std::size_t a = 0; a < 3; ++a) {
     cn[a] = g.hi[a] - g.lo[a] + 1;
     for (std::int64_t p = 0; p < bshape[a]; ++p) {
-      const auto r = reflect(g.c0[a] - halo[a] + p, g.shape[a]);
+      const auto r = reflect_index(g.c0[a] - halo[a] + p, g.shape[a]);
       cidx[a].push_back(r / g.chunk[a] - g.lo[a]);
       off[a].push_back(r % g.chunk[a]);
     }

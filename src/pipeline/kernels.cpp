@@ -27,6 +27,14 @@ Result<Vec3> per_axis(const json& v, int spatial_dims, std::string_view field) {
   return out;
 }
 
+std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
+  if (n == 1) return 0;
+  const std::int64_t p = 2 * n;  // period 2n, mirrored about -0.5 and n - 0.5
+  std::int64_t m = i % p;
+  if (m < 0) m += p;
+  return m < n ? m : p - 1 - m;
+}
+
 Vec3 to_voxels(const Vec3& physical, const LevelContext& level) {
   Vec3 out{};
   for (std::size_t a = 0; a < 3; ++a)

@@ -33,6 +33,9 @@ inline std::int64_t gaussian_radius(double sigma, double truncate) {
   return sigma > 1e-15 ? std::int64_t(truncate * sigma + 0.5) : 0;
 }
 
+// scipy.ndimage's 'reflect' (numpy's 'symmetric', d c b a | a b c d) of index i into [0, n).
+std::int64_t reflect_index(std::int64_t i, std::int64_t n);
+
 // Correlates along `axis` (0 z, 1 y, 2 x) with `weights` (odd length 2r+1): the result is
 // shape - 2r along that axis.
 Block correlate_axis(const BlockView& in, int axis, std::span<const float> weights);
