@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/log.hpp"
+#include "pipeline/pipeline.hpp"
 #include "server/server_impl.hpp"
 
 namespace vx::server {
@@ -411,6 +412,17 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
       versions_[j.id] = std::max(versions_[j.id], j.version);
     }
     send({{"type", "jobs"}, {"jobs", list}}, true);
+    if (auto* m = ctx_->options.pipelines) {
+      // Pipeline status changes (docs/protocol.md, "/ws/events"); the list itself is
+      // GET /api/v1/pipelines.
+      pipeline_events_ = m->subscribe([weak = weak_from_this()](const json& change) {
+        if (auto self = weak.lock())
+          net::post(self->ws_.get_executor(),
+                    [self, msg = json{{"type", "pipeline"}, {"pipeline", change}}] {
+                      self->send(msg, true);
+                    });
+      });
+    }
     read();
   }
 
@@ -458,6 +470,7 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   beast::flat_buffer buffer_;
   std::deque<std::pair<std::string, bool>> queue_;
   std::map<std::string, std::uint64_t> versions_;  // the newest snapshot sent, per job
+  pipeline::Manager::Subscription pipeline_events_;
   std::uint64_t token_ = 0;
   bool closing_ = false;
 };
