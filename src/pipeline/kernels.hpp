@@ -20,10 +20,15 @@ Vec3 to_voxels(const Vec3& physical, const LevelContext& level);
 
 // An owned block.
 struct Block {
-  std::unique_ptr<float[]> data;  // not zeroed: every pass writes all of its output
+  // Blocks are reused: a freed one goes back to its thread's pool (up to 8 MiB a thread), so
+  // a chunk's passes do not fault fresh pages in each time (kernels.cpp, BlockFree).
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data;  // not zeroed: every pass writes all of its output
   Ext3 shape{0, 0, 0};
   Block() = default;
-  explicit Block(Ext3 s) : data(new float[std::size_t(s[0] * s[1] * s[2])]), shape(s) {}
+  explicit Block(Ext3 s);
   BlockView view() { return {data.get(), shape}; }
 };
 
