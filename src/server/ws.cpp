@@ -391,6 +391,18 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   void on_accept(beast::error_code ec) {
     if (ec || !ctx_->jobs) return;
     ctx_->add_socket(shared_from_this());
+    if (auto* m = ctx_->options.pipelines) {
+      // Pipeline status changes (docs/protocol.md, "/ws/events"); the list itself is
+      // GET /api/v1/pipelines. Subscribed before the first message goes out, so that a
+      // client that saw it misses no change (they queue behind it on this executor).
+      pipeline_events_ = m->subscribe([weak = weak_from_this()](const json& change) {
+        if (auto self = weak.lock())
+          net::post(self->ws_.get_executor(),
+                    [self, msg = json{{"type", "pipeline"}, {"pipeline", change}}] {
+                      self->send(msg, true);
+                    });
+      });
+    }
     token_ = ctx_->jobs->subscribe([weak = weak_from_this()](const jobs::JobInfo& info) {
       if (auto self = weak.lock()) {
         const bool progress_only = info.state == jobs::JobState::kRunning && info.done > 0;
@@ -412,17 +424,6 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
       versions_[j.id] = std::max(versions_[j.id], j.version);
     }
     send({{"type", "jobs"}, {"jobs", list}}, true);
-    if (auto* m = ctx_->options.pipelines) {
-      // Pipeline status changes (docs/protocol.md, "/ws/events"); the list itself is
-      // GET /api/v1/pipelines.
-      pipeline_events_ = m->subscribe([weak = weak_from_this()](const json& change) {
-        if (auto self = weak.lock())
-          net::post(self->ws_.get_executor(),
-                    [self, msg = json{{"type", "pipeline"}, {"pipeline", change}}] {
-                      self->send(msg, true);
-                    });
-      });
-    }
     read();
   }
 
