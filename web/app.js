@@ -16,6 +16,7 @@ import {DimsBar, LayerPanel} from './panel.js';
 import {attachInteraction} from './interaction.js';
 import {mountJobs} from './jobs.js';
 import {mountTimeline} from './timeline.js';
+import {mountProcessing} from './processing.js';
 import {mountPicker, resolveDataset} from './datasets.js';
 import {screenshot} from './screenshot.js';
 
@@ -256,6 +257,7 @@ function message(msg) {
         break;
       }
       notice(`server: ${msg.code}: ${msg.message}`, 8000);
+      vx.processing.error(msg);
       if ((msg.seq === null || msg.seq >= lastSentSeq) && !pending && vx.scene) {
         vx.view = clone(vx.scene);
         ui.refresh();
@@ -597,6 +599,14 @@ vx.timeline = mountTimeline($('#timeline'), {
   jobs: vx.jobs,
 });
 
+// The processing panel (processing.js): derived layers, controls from each pipeline's schema.
+vx.processing = mountProcessing($('#processing'), {
+  token,
+  scene: () => vx.view,
+  addLayer: (layer) => vx.view && setLayers(vx.view.layers.concat([layer])),
+  patchLayer: (i, fields) => layerPanel.onPatch(i, fields),
+});
+
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 
 // A message in the status line (server errors, decoder trouble) for a few seconds.
@@ -647,6 +657,7 @@ const ui = {
       const info = currentInfo();
       layerPanel.update(v, info, vx.defaults);
       dimsBar.update(v, worldAxes(info));
+      vx.processing.refresh(v);
       $('#toggle-3d').textContent = v.dims && v.dims.ndisplay === 3 ? '3D' : '2D';
       $('#toggle-3d').title = 'switch to ' + (v.dims && v.dims.ndisplay === 3 ? '2D' : '3D');
       $('#toggle-3d').classList.toggle('on', v.dims && v.dims.ndisplay === 3);

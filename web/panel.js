@@ -18,7 +18,7 @@ const SWATCH = {gray: '#ccc', red: '#f33', green: '#3f3', blue: '#46f', cyan: '#
                 plasma: 'linear-gradient(90deg,#0d0887,#cc4778,#f0f921)',
                 turbo: 'linear-gradient(90deg,#30123b,#1ae4b6,#fb8022,#7a0403)'};
 
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === 'class') e.className = v;
@@ -30,21 +30,21 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-function fmt(x) {
+export function fmt(x) {
   if (!Number.isFinite(x)) return String(x);
   const a = Math.abs(x);
   if (a >= 1000 || Number.isInteger(x)) return String(Math.round(x * 100) / 100);
   return String(Math.round(x * 1000) / 1000);
 }
 
-function setSelect(sel, value, names) {
+export function setSelect(sel, value, names) {
   if (!names.includes(value) && ![...sel.options].some((o) => o.value === value))
     sel.append(el('option', {value, text: value}));
   if (sel.value !== value && document.activeElement !== sel) sel.value = value;
 }
 
 // A labelled slider with a number box beside it, kept in sync. onInput(value, final).
-function sliderRow(label, {min, max, step}, onInput) {
+export function sliderRow(label, {min, max, step}, onInput) {
   const range = el('input', {type: 'range', min, max, step});
   const num = el('input', {type: 'number', step: 'any', class: 'num'});
   range.addEventListener('input', () => {

@@ -10,6 +10,7 @@
 #include "core/progress.hpp"
 #include "data/chunk_cache.hpp"
 #include "jobs/orbit.hpp"
+#include "view_sources.hpp"
 
 namespace vx::app {
 
@@ -87,7 +88,12 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     render::SceneData sd{{(*src)->info()}};
     if (sd.axis_names().size() < 3)
       return report(fmt::format("{}: an orbit needs three spatial axes", o->data));
-    data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+    // Derived layers (pipelines) charge the cache's budget; declared before the cache.
+    Budget budget("host", g.cache_bytes());
+    ViewSources derived(budget);
+    data::CacheOptions co{g.cache_bytes(), g.io_threads, 16};
+    co.budget = &budget;
+    data::ChunkCache cache(co);
     render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
     auto defaults = jobs::orbit_scene(sd, o->size);
     std::vector<std::string> warnings;
@@ -99,7 +105,11 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     if (!o->view.empty()) {
       auto j = render::read_scene_file(o->view);
       if (!j) return report(j.error().what());
-      auto s = render::apply_patch(defaults, *j, sd);
+      if (auto st = derived.resolve(*j, inputs); !st) {
+        const auto msg = fmt::format("{}: {}", o->view, st.error().what());
+        return st.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
+      }
+      auto s = render::apply_patch(defaults, *j, inputs.data);
       if (!s) {
         const auto msg = fmt::format("{}: {}", o->view, s.error().what());
         return s.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);

@@ -11,6 +11,7 @@
 #include "data/chunk_cache.hpp"
 #include "data/file_io.hpp"
 #include "render/renderer.hpp"
+#include "view_sources.hpp"
 
 namespace vx::app {
 namespace {
@@ -92,8 +93,17 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
         canvas.is_object() && canvas.value("width", 0) > 0 ? canvas.value("width", 1280) : 1280;
     const int h =
         canvas.is_object() && canvas.value("height", 0) > 0 ? canvas.value("height", 720) : 720;
-    data::ChunkCache cache(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
+    // Derived layers (pipelines) charge the cache's budget; declared before the cache.
+    Budget budget("host", g.cache_bytes());
+    ViewSources derived(budget);
+    data::CacheOptions co{g.cache_bytes(), g.io_threads, 16};
+    co.budget = &budget;
+    data::ChunkCache cache(co);
     render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
+    if (auto st = derived.resolve(patch, inputs); !st) {
+      const auto msg = fmt::format("{}: {}", o->view, st.error().what());
+      return st.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
+    }
     // Defaults from the data (contrast estimated where the metadata has no window), then the
     // view on top, so that what it sets wins.
     auto defaults = render::default_scene(sd, w, h);
@@ -102,14 +112,14 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       return report(st.error().what());
     for (const auto& msg : warnings)
       VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
-    auto scene = render::apply_patch(defaults, patch, sd);
+    auto scene = render::apply_patch(defaults, patch, inputs.data);
     if (!scene) {
       const auto msg =
           fmt::format("{}: {}", o->view.empty() ? "--size" : o->view, scene.error().what());
       return scene.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
     }
     // A slice past the end is a mistake in the view, not a black picture.
-    if (auto st = render::check_slices_in_range(*scene, sd); !st)
+    if (auto st = render::check_slices_in_range(*scene, inputs.data); !st)
       return usage_error(
           fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
     auto renderer = render::make_cpu_renderer();

@@ -16,15 +16,6 @@ namespace vx::pipeline {
 
 namespace {
 
-// scipy.ndimage's 'reflect' (numpy's 'symmetric'): period 2n, mirrored about -0.5 and n-0.5.
-std::int64_t reflect(std::int64_t i, std::int64_t n) {
-  if (n == 1) return 0;
-  const std::int64_t p = 2 * n;
-  std::int64_t m = i % p;
-  if (m < 0) m += p;
-  return m < n ? m : p - 1 - m;
-}
-
 // Along x, consecutive block positions mostly read consecutive voxels of one chunk: runs.
 struct Run {
   std::int64_t x0 = 0, n = 0, chunk = 0, offset = 0;
@@ -75,14 +66,15 @@ void store_typed(const BlockView& in, std::byte* out, const std::array<std::int6
   for (std::int64_t z = 0; z < in.shape[0]; ++z)
     for (std::int64_t y = 0; y < in.shape[1]; ++y) {
       const float* src = &in.at(z, y, 0);
+      // x is the array's last axis (stride 1): contiguous, so the loop vectorizes.
       T* dst = o + lead + z * stride[0] + y * stride[1];
       for (std::int64_t x = 0; x < in.shape[2]; ++x) {
         if constexpr (std::is_floating_point_v<T>) {
-          dst[x * stride[2]] = T(src[x]);
+          dst[x] = T(src[x]);
         } else {
           const double v = std::nearbyint(double(src[x]));
-          dst[x * stride[2]] = T(std::clamp(v, double(std::numeric_limits<T>::lowest()),
-                                            double(std::numeric_limits<T>::max())));
+          dst[x] = T(std::clamp(v, double(std::numeric_limits<T>::lowest()),
+                                double(std::numeric_limits<T>::max())));
         }
       }
     }
@@ -308,7 +300,7 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
   for (std::size_t a = 0; a < 3; ++a) {
     cn[a] = g.hi[a] - g.lo[a] + 1;
     for (std::int64_t p = 0; p < bshape[a]; ++p) {
-      const auto r = reflect(g.c0[a] - halo[a] + p, g.shape[a]);
+      const auto r = reflect_index(g.c0[a] - halo[a] + p, g.shape[a]);
       cidx[a].push_back(r / g.chunk[a] - g.lo[a]);
       off[a].push_back(r % g.chunk[a]);
     }
@@ -320,7 +312,6 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
     return fail(ErrorCode::kInternal, "pipeline '{}': {} input chunks, expected {}", name_,
                 chunks.size(), cn[0] * cn[1] * cn[2]);
 
-  std::memset(out.data(), 0, out.size());
   Block in_block(bshape), out_block(oshape);
   // Leading (channel, time) axes: each position within the chunk is a separate volume.
   std::vector<std::int64_t> lext(static_cast<std::size_t>(first_spatial_));
@@ -330,6 +321,11 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
     lext[std::size_t(d)] = std::min(lv.chunks[std::size_t(d)], lv.shape[std::size_t(d)] - c0);
     batches *= lext[std::size_t(d)];
   }
+  // Only an edge chunk has voxels past the array (the fill value, 0) that no block writes.
+  bool partial = g.ext != g.chunk;
+  for (int d = 0; d < first_spatial_; ++d)
+    partial = partial || lext[std::size_t(d)] != lv.chunks[std::size_t(d)];
+  if (partial) std::memset(out.data(), 0, out.size());
   for (std::int64_t b = 0; b < batches; ++b) {
     std::int64_t lead = 0, rest = b;
     for (int d = first_spatial_ - 1; d >= 0; --d) {

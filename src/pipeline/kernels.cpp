@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 namespace vx::pipeline {
@@ -27,12 +30,86 @@ Result<Vec3> per_axis(const json& v, int spatial_dims, std::string_view field) {
   return out;
 }
 
+std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
+  if (n == 1) return 0;
+  const std::int64_t p = 2 * n;  // period 2n, mirrored about -0.5 and n - 0.5
+  std::int64_t m = i % p;
+  if (m < 0) m += p;
+  return m < n ? m : p - 1 - m;
+}
+
 Vec3 to_voxels(const Vec3& physical, const LevelContext& level) {
   Vec3 out{};
   for (std::size_t a = 0; a < 3; ++a)
     out[a] = level.voxel_size[a] > 0 ? physical[a] / level.voxel_size[a] : physical[a];
   if (level.spatial_dims == 2) out[0] = 0;
   return out;
+}
+
+namespace {
+
+// A thread's free blocks. Each allocation has a 64-byte header holding its capacity (floats)
+// and stays 64-byte aligned after it.
+constexpr std::size_t kHeader = 64 / sizeof(float);
+constexpr std::size_t kPoolBytes = 8 << 20;
+
+struct BlockPool {
+  std::vector<float*> free;  // data pointers (after the header)
+  std::size_t bytes = 0;
+  ~BlockPool() {
+    for (float* p : free)
+      release(p);
+  }
+  static std::size_t capacity(const float* p) {
+    std::size_t c;
+    std::memcpy(&c, p - kHeader, sizeof(c));
+    return c;
+  }
+  static void release(float* p) { ::operator delete[](p - kHeader, std::align_val_t(64)); }
+  float* take(std::size_t n) {
+    // The smallest free block that fits and wastes at most half of itself.
+    auto best = free.end();
+    for (auto it = free.begin(); it != free.end(); ++it) {
+      const auto c = capacity(*it);
+      if (c >= n && c <= 2 * n && (best == free.end() || c < capacity(*best))) best = it;
+    }
+    if (best != free.end()) {
+      float* p = *best;
+      bytes -= capacity(p) * sizeof(float);
+      free.erase(best);
+      return p;
+    }
+    auto* raw =
+        static_cast<float*>(::operator new[]((n + kHeader) * sizeof(float), std::align_val_t(64)));
+    std::memcpy(raw, &n, sizeof(n));
+    return raw + kHeader;
+  }
+  void give(float* p) {
+    const auto b = capacity(p) * sizeof(float);
+    while (!free.empty() && bytes + b > kPoolBytes) {  // the oldest go first
+      bytes -= capacity(free.front()) * sizeof(float);
+      release(free.front());
+      free.erase(free.begin());
+    }
+    if (b > kPoolBytes) return release(p);
+    free.push_back(p);
+    bytes += b;
+  }
+};
+
+BlockPool& block_pool() {
+  thread_local BlockPool pool;
+  return pool;
+}
+
+}  // namespace
+
+Block::Block(Ext3 s)
+    : data(block_pool().take(std::size_t(std::max<std::int64_t>(1, s[0] * s[1] * s[2])))),
+      shape(s) {}
+
+void Block::Free::operator()(float* p) const {
+  if (p) block_pool().give(p);
 }
 
 std::vector<float> gaussian_kernel(double sigma, double truncate) {
@@ -65,27 +142,66 @@ void for_planes(std::int64_t nz, F&& fn) {
 
 }  // namespace
 
+namespace {
+
+// One output row of a correlation: dst[x] = sum_j w[j] * (base + j * step)[x]. The sum for
+// kLanes voxels stays in registers across the taps (one load and one FMA per tap and voxel,
+// no store until the end), and a symmetric kernel (every Gaussian) adds the two voxels a
+// weight shares before multiplying: half the multiplications.
+void correlate_row(const float* base, std::int64_t step, std::span<const float> w, float* dst,
+                   std::int64_t n, bool symmetric) {
+  constexpr std::int64_t kLanes = 32;
+  const auto k = std::int64_t(w.size());
+  const auto r = k / 2;
+  auto block = [&](std::int64_t x0, auto lanes) {
+    constexpr std::int64_t L = decltype(lanes)::value;
+    float acc[L];
+    const float* c = base + r * step + x0;
+    for (std::int64_t i = 0; i < L; ++i)
+      acc[i] = w[std::size_t(r)] * c[i];
+    if (symmetric) {
+      for (std::int64_t j = 0; j < r; ++j) {
+        const float* a = base + j * step + x0;
+        const float* b = base + (k - 1 - j) * step + x0;
+        const float wj = w[std::size_t(j)];
+        for (std::int64_t i = 0; i < L; ++i)
+          acc[i] += wj * (a[i] + b[i]);
+      }
+    } else {
+      for (std::int64_t j = 0; j < k; ++j) {
+        if (j == r) continue;
+        const float* a = base + j * step + x0;
+        const float wj = w[std::size_t(j)];
+        for (std::int64_t i = 0; i < L; ++i)
+          acc[i] += wj * a[i];
+      }
+    }
+    std::copy(acc, acc + L, dst + x0);
+  };
+  std::int64_t x = 0;
+  for (; x + kLanes <= n; x += kLanes)
+    block(x, std::integral_constant<std::int64_t, kLanes>{});
+  for (; x < n; ++x)
+    block(x, std::integral_constant<std::int64_t, 1>{});
+}
+
+}  // namespace
+
 Block correlate_axis(const BlockView& in, int axis, std::span<const float> w) {
   const auto r = std::int64_t(w.size() / 2);
   Block out(shrunk(in.shape, axis, r));
   const auto oz = out.shape[0], oy = out.shape[1], ox = out.shape[2];
   const auto iy = in.shape[1], ix = in.shape[2];
-  const auto k = std::int64_t(w.size());
+  bool symmetric = true;
+  for (std::size_t j = 0; j < w.size() / 2; ++j)
+    symmetric = symmetric && w[j] == w[w.size() - 1 - j];
+  // Taps are whole rows shifted by one step of the axis (along x, by one voxel), so every
+  // axis reads contiguous memory and vectorizes.
+  const std::int64_t step = axis == 0 ? iy * ix : axis == 1 ? ix : 1;
   for_planes(oz, [&](std::int64_t z) {
-    for (std::int64_t y = 0; y < oy; ++y) {
-      float* dst = &out.data[std::size_t((z * oy + y) * ox)];
-      // One tap at a time over the whole row: contiguous, so it vectorizes on every axis
-      // (along x the taps are the row shifted by j).
-      std::fill(dst, dst + ox, 0.0f);
-      for (std::int64_t j = 0; j < k; ++j) {
-        const float* src = axis == 0   ? in.data + ((z + j) * iy + y) * ix
-                           : axis == 1 ? in.data + (z * iy + y + j) * ix
-                                       : in.data + (z * iy + y) * ix + j;
-        const float wj = w[std::size_t(j)];
-        for (std::int64_t x = 0; x < ox; ++x)
-          dst[x] += wj * src[x];
-      }
-    }
+    for (std::int64_t y = 0; y < oy; ++y)
+      correlate_row(in.data + (z * iy + y) * ix, step, w, &out.data[std::size_t((z * oy + y) * ox)],
+                    ox, symmetric);
   });
   return out;
 }

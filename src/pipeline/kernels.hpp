@@ -20,10 +20,15 @@ Vec3 to_voxels(const Vec3& physical, const LevelContext& level);
 
 // An owned block.
 struct Block {
-  std::unique_ptr<float[]> data;  // not zeroed: every pass writes all of its output
+  // Blocks are reused: a freed one goes back to its thread's pool (up to 8 MiB a thread), so
+  // a chunk's passes do not fault fresh pages in each time (kernels.cpp, BlockFree).
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::unique_ptr<float[], Free> data;  // not zeroed: every pass writes all of its output
   Ext3 shape{0, 0, 0};
   Block() = default;
-  explicit Block(Ext3 s) : data(new float[std::size_t(s[0] * s[1] * s[2])]), shape(s) {}
+  explicit Block(Ext3 s);
   BlockView view() { return {data.get(), shape}; }
 };
 
@@ -32,6 +37,9 @@ std::vector<float> gaussian_kernel(double sigma, double truncate);
 inline std::int64_t gaussian_radius(double sigma, double truncate) {
   return sigma > 1e-15 ? std::int64_t(truncate * sigma + 0.5) : 0;
 }
+
+// scipy.ndimage's 'reflect' (numpy's 'symmetric', d c b a | a b c d) of index i into [0, n).
+std::int64_t reflect_index(std::int64_t i, std::int64_t n);
 
 // Correlates along `axis` (0 z, 1 y, 2 x) with `weights` (odd length 2r+1): the result is
 // shape - 2r along that axis.

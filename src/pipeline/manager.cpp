@@ -21,6 +21,49 @@ std::string_view to_string(LoadStatus s) {
   return "?";
 }
 
+struct Manager::Subscription::Listeners {
+  std::mutex mutex;
+  std::uint64_t next = 1;
+  std::map<std::uint64_t, std::shared_ptr<const Listener>> items;
+
+  void notify(const json& change) {
+    std::vector<std::shared_ptr<const Listener>> all;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, l] : items)
+        all.push_back(l);
+    }
+    for (const auto& l : all)
+      (*l)(change);
+  }
+};
+
+Manager::Subscription::~Subscription() {
+  if (auto l = listeners_.lock()) {
+    std::lock_guard lock(l->mutex);
+    l->items.erase(id_);
+  }
+}
+
+Manager::Subscription& Manager::Subscription::operator=(Subscription&& o) noexcept {
+  if (this != &o) {
+    this->~Subscription();
+    listeners_ = std::move(o.listeners_);
+    id_ = o.id_;
+    o.id_ = 0;
+  }
+  return *this;
+}
+
+Manager::Subscription Manager::subscribe(Listener listener) {
+  Subscription sub;
+  std::lock_guard lock(listeners_->mutex);
+  sub.listeners_ = listeners_;
+  sub.id_ = listeners_->next++;
+  listeners_->items.emplace(sub.id_, std::make_shared<const Listener>(std::move(listener)));
+  return sub;
+}
+
 struct Lease::Slot {
   const Descriptor* desc = nullptr;
   std::mutex load_mutex;  // serializes load and unload
@@ -34,9 +77,24 @@ struct Lease::Slot {
   std::uint64_t loads = 0;
   SteadyClock::time_point last_use = SteadyClock::now();
   Budget::Holder holder;
+  std::shared_ptr<Manager::Subscription::Listeners> listeners;
+
+  // Tells the listeners the current status (call with no lock held).
+  void changed(std::string_view reason) const {
+    json j;
+    {
+      std::lock_guard lock(mutex);
+      j = {{"name", desc->name},
+           {"status", to_string(status)},
+           {"memory_bytes", bytes},
+           {"reason", reason}};
+      if (!error.empty()) j["error"] = error;
+    }
+    if (listeners) listeners->notify(j);
+  }
 
   // Unloads when loaded and idle; returns the bytes freed. Needs load_mutex held.
-  std::uint64_t unload_if_idle(bool* unloaded = nullptr) {
+  std::uint64_t unload_if_idle(bool* unloaded = nullptr, std::string_view reason = "request") {
     std::unique_ptr<Pipeline> inst;
     std::uint64_t bytes_freed;
     {
@@ -50,7 +108,9 @@ struct Lease::Slot {
     inst->unload();
     holder.release(bytes_freed);
     if (unloaded) *unloaded = true;
-    VX_LOG(info, "pipeline.unloaded", "pipeline={} bytes={}", desc->name, bytes_freed);
+    VX_LOG(info, "pipeline.unloaded", "pipeline={} bytes={} reason={}", desc->name, bytes_freed,
+           reason);
+    changed(reason);
     return bytes_freed;
   }
 };
@@ -64,14 +124,16 @@ Lease::~Lease() {
 
 Manager::Manager(Registry registry, Budget& budget)
     : registry_(std::move(registry)), budget_(budget) {
+  listeners_ = std::make_shared<Subscription::Listeners>();
   for (const auto* d : registry_.list()) {
     auto s = std::make_shared<Lease::Slot>();
     s->desc = d;
     Lease::Slot* raw = s.get();
     s->holder = budget_.add_holder("pipeline " + d->name, kRankPipeline, [raw](std::uint64_t) {
       std::unique_lock lock(raw->load_mutex, std::try_to_lock);
-      return lock ? raw->unload_if_idle() : std::uint64_t(0);
+      return lock ? raw->unload_if_idle(nullptr, "offloaded") : std::uint64_t(0);
     });
+    s->listeners = listeners_;
     slots_.emplace(d->name, std::move(s));
   }
 }
@@ -118,6 +180,7 @@ Result<Lease> Manager::use(std::string_view name) {
     if (s->status == LoadStatus::kLoaded) return lease();
     s->status = LoadStatus::kLoading;
   }
+  s->changed("use");
   const auto t0 = SteadyClock::now();
   std::unique_ptr<Pipeline> inst;
   Result<std::uint64_t> bytes = make_error(ErrorCode::kInternal, "not loaded");
@@ -128,24 +191,31 @@ Result<Lease> Manager::use(std::string_view name) {
     bytes = fail(ErrorCode::kInternal, "{}", e.what());
   }
   Status charged = bytes ? s->holder.charge(*bytes) : Status(tl::unexpected(bytes.error()));
-  std::lock_guard lock(s->mutex);
-  if (!charged) {
-    if (bytes && inst) inst->unload();
-    s->status = LoadStatus::kError;
-    s->error = charged.error().what();
-    VX_LOG(warn, "pipeline.load_failed", "pipeline={} error={}", s->desc->name,
-           log_quote(s->error));
+  Lease l;
+  {
+    std::lock_guard lock(s->mutex);
+    if (!charged) {
+      if (bytes && inst) inst->unload();
+      s->status = LoadStatus::kError;
+      s->error = charged.error().what();
+      VX_LOG(warn, "pipeline.load_failed", "pipeline={} error={}", s->desc->name,
+             log_quote(s->error));
+    } else {
+      s->instance = std::move(inst);
+      s->bytes = *bytes;
+      s->status = LoadStatus::kLoaded;
+      s->error.clear();
+      s->loads++;
+      VX_LOG(info, "pipeline.loaded", "pipeline={} bytes={} ms={:.1f}", s->desc->name, *bytes,
+             std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+      l = lease();
+    }
+  }
+  s->changed("use");
+  if (!charged)
     return tl::unexpected(
         with_context(charged.error(), fmt::format("loading pipeline '{}'", name)));
-  }
-  s->instance = std::move(inst);
-  s->bytes = *bytes;
-  s->status = LoadStatus::kLoaded;
-  s->error.clear();
-  s->loads++;
-  VX_LOG(info, "pipeline.loaded", "pipeline={} bytes={} ms={:.1f}", s->desc->name, *bytes,
-         std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
-  return lease();
+  return l;
 }
 
 Status Manager::load(std::string_view name) {
@@ -158,11 +228,13 @@ Status Manager::unload(std::string_view name) {
   if (!s) return fail(ErrorCode::kNotFound, "unknown pipeline '{}'", name);
   std::lock_guard load_lock(s->load_mutex);
   {
-    std::lock_guard lock(s->mutex);
+    std::unique_lock lock(s->mutex);
     if (s->status != LoadStatus::kLoaded) {
       if (s->status == LoadStatus::kError) {
         s->status = LoadStatus::kNotLoaded;
         s->error.clear();
+        lock.unlock();
+        s->changed("request");
       }
       return {};
     }
@@ -183,7 +255,7 @@ int Manager::unload_idle(std::chrono::milliseconds idle) {
       if (now - s->last_use < idle) continue;
     }
     bool unloaded = false;
-    s->unload_if_idle(&unloaded);
+    s->unload_if_idle(&unloaded, "idle");
     n += unloaded ? 1 : 0;
   }
   return n;

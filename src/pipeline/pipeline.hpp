@@ -150,11 +150,33 @@ class Manager {
   // A fresh scratch-memory holder for a derived source (charged per chunk computed).
   Budget::Holder scratch_holder(const std::string& name);
 
+  // Status changes as they happen, for /ws/events: {"name", "status", "memory_bytes",
+  // "reason", "error"?}; reason is "use" (loading, loaded, error), "request" (unload),
+  // "offloaded" (the budget needed the memory) or "idle" (unload_idle). Listeners run on the
+  // thread that made the change, with no lock held; they must not block. Unsubscribes when
+  // the Subscription goes (before or after the manager).
+  using Listener = std::function<void(const json& change)>;
+  class Subscription {
+   public:
+    Subscription() = default;
+    ~Subscription();
+    Subscription(Subscription&&) noexcept = default;
+    Subscription& operator=(Subscription&&) noexcept;
+    struct Listeners;  // opaque
+
+   private:
+    friend class Manager;
+    std::weak_ptr<Listeners> listeners_;
+    std::uint64_t id_ = 0;
+  };
+  [[nodiscard]] Subscription subscribe(Listener listener);
+
  private:
   Lease::Slot* slot(std::string_view name) const;
   Registry registry_;
   Budget& budget_;
   std::map<std::string, std::shared_ptr<Lease::Slot>, std::less<>> slots_;
+  std::shared_ptr<Subscription::Listeners> listeners_;
 };
 
 // "gaussian:sigma=2,truncate=4" -> {"pipeline": "gaussian", "params": {...}} validated.

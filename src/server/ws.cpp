@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/log.hpp"
+#include "pipeline/pipeline.hpp"
 #include "server/server_impl.hpp"
 
 namespace vx::server {
@@ -390,6 +391,18 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   void on_accept(beast::error_code ec) {
     if (ec || !ctx_->jobs) return;
     ctx_->add_socket(shared_from_this());
+    if (auto* m = ctx_->options.pipelines) {
+      // Pipeline status changes (docs/protocol.md, "/ws/events"); the list itself is
+      // GET /api/v1/pipelines. Subscribed before the first message goes out, so that a
+      // client that saw it misses no change (they queue behind it on this executor).
+      pipeline_events_ = m->subscribe([weak = weak_from_this()](const json& change) {
+        if (auto self = weak.lock())
+          net::post(self->ws_.get_executor(),
+                    [self, msg = json{{"type", "pipeline"}, {"pipeline", change}}] {
+                      self->send(msg, true);
+                    });
+      });
+    }
     token_ = ctx_->jobs->subscribe([weak = weak_from_this()](const jobs::JobInfo& info) {
       if (auto self = weak.lock()) {
         const bool progress_only = info.state == jobs::JobState::kRunning && info.done > 0;
@@ -458,6 +471,7 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   beast::flat_buffer buffer_;
   std::deque<std::pair<std::string, bool>> queue_;
   std::map<std::string, std::uint64_t> versions_;  // the newest snapshot sent, per job
+  pipeline::Manager::Subscription pipeline_events_;
   std::uint64_t token_ = 0;
   bool closing_ = false;
 };

@@ -189,3 +189,77 @@ def test_server_unloads_pipelines_left_idle(serve):
     while status()["median"] == "loaded" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert status()["median"] == "not_loaded", "a pipeline idle past --unload-idle stayed loaded"
+
+
+# Richardson-Lucy: skimage.restoration.richardson_lucy (clip=False) with the 'reflect'
+# boundary of the other built-ins, i.e. skimage on the array extended by reflection far
+# enough (2 r n voxels) that its own zero boundary cannot reach the original array.
+# Chunks use the halo min(2 r n, 3 r), not 2 r n: they differ from the whole-array result by
+# less than RL_TOLERANCE of the data's range (docs/pipelines.md).
+RL_TOLERANCE = 1e-3
+
+
+def richardson_lucy_reference(a, psf, iterations):
+    from skimage.restoration import richardson_lucy
+    pad = [2 * (s // 2) * iterations + s // 2 for s in psf.shape]
+    big = np.pad(a.astype(np.float64), [(p, p) for p in pad], mode="symmetric")
+    out = richardson_lucy(big, psf / psf.sum(), num_iter=iterations, clip=False)
+    return out[tuple(slice(p, p + s) for p, s in zip(pad, a.shape))]
+
+
+def gaussian_psf(sigmas, truncate=4.0):
+    k = []
+    for s in sigmas:
+        r = int(truncate * s + 0.5)
+        x = np.arange(-r, r + 1)
+        w = np.exp(-0.5 * x * x / (s * s))
+        k.append(w / w.sum())
+    return np.einsum("i,j,k->ijk", *k)
+
+
+def test_richardson_lucy_gaussian_psf_equals_skimage(volume, run_ok, tmp_path):
+    a, src = volume
+    got = processed(run_ok, tmp_path, src, "richardson_lucy:sigma=1,iterations=6")
+    want = richardson_lucy_reference(a, gaussian_psf((1.0, 1.0, 1.0)), 6)
+    assert got.dtype == np.float32
+    err = np.abs(got - want).max() / (want.max() - want.min())
+    assert err < RL_TOLERANCE, f"max error {err:.2e} of the range (16^3 chunks, halo 3 r)"
+
+
+def test_richardson_lucy_psf_file_equals_skimage(volume, run_ok, tmp_path):
+    a, src = volume
+    psf = gaussian_psf((0.8, 1.2, 0.6))[:, :, 1:-1]  # not a Gaussian of the schema's kind
+    psf = (psf * np.linspace(0.5, 1.5, psf.size).reshape(psf.shape)).astype(np.float32)
+    np.save(tmp_path / "psf.npy", psf)
+    got = processed(run_ok, tmp_path, src,
+                    f"richardson_lucy:psf_file={tmp_path / 'psf.npy'},iterations=5")
+    want = richardson_lucy_reference(a, psf.astype(np.float64), 5)
+    err = np.abs(got - want).max() / (want.max() - want.min())
+    assert err < RL_TOLERANCE, f"max error {err:.2e} of the range"
+
+
+def test_richardson_lucy_rejects_bad_psf_files(volume, run, tmp_path):
+    _, src = volume
+    cases = {
+        "missing.npy": (None, "is not a readable file"),
+        "even.npy": (np.ones((4, 3, 3), np.float32), "each side odd"),
+        "zero.npy": (np.zeros((3, 3, 3), np.float32), "sums to 0"),
+        "negative.npy": (-np.ones((3, 3, 3), np.float32), "finite and non-negative"),
+        "ints.npy": (np.ones((3, 3, 3), np.int32), "float32 or float64"),
+        "huge.npy": (np.ones((65, 65, 65), np.float32), "at most 1048576"),
+        "line.npy": (np.ones(5, np.float32), "has 1 axes"),
+    }
+    for name, (arr, message) in cases.items():
+        if arr is not None:
+            np.save(tmp_path / name, arr)
+        res = run("convert", src, tmp_path / f"{name}.zarr", "-q",
+                  "--pipeline", f"richardson_lucy:psf_file={tmp_path / name}")
+        assert res.returncode != 0, name
+        assert "params.psf_file" in res.stderr and message in res.stderr, (name, res.stderr)
+    (tmp_path / "text.npy").write_bytes(b"not numpy at all")
+    res = run("convert", src, tmp_path / "text.zarr", "-q",
+              "--pipeline", f"richardson_lucy:psf_file={tmp_path / 'text.npy'}")
+    assert res.returncode != 0 and "params.psf_file" in res.stderr, res.stderr
+    res = run("convert", src, tmp_path / "notnpy.zarr", "-q",
+              "--pipeline", "richardson_lucy:psf_file=/etc/passwd")
+    assert res.returncode != 0 and "is not a .npy file" in res.stderr, res.stderr

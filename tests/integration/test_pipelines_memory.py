@@ -1,0 +1,134 @@
+"""Peak memory under a small host budget with a derived layer: the server's peak RSS
+(VmHWM, /proc/PID/status) stays within what it held before any derived chunk (the program,
+its threads, the renderer and encoder, the raw first frame) plus the budget plus SLACK.
+
+The premise is certain, not hoped for: the test walks the derived layer through slices
+until the derived chunks computed (read back from GET /api/v1/resources) add up to more
+than budget + SLACK, so that keeping them (without offloading) would have grown the process
+past the bound; and it checks that the budget did evict.
+
+SLACK (docs/pipelines.md, "Resources"): what the budget lets run over its limit, the chunks
+pinned at once (a final frame pins the chunks it draws: a 512 x 512 canvas over 256 x 256
+voxels draws level 0, 64 derived chunks of 128 KiB, 8 MiB, and each computation pins its
+input chunks with their halo), plus computation
+scratch and allocator slack: 32 MiB (measured: 0 to 1 MiB over the budget in a release
+build). Under AddressSanitizer freed memory is held in
+quarantine (limited to 16 MiB for this server) and every allocation has redzones and
+shadow memory: the slack is doubled there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+
+import websockets
+
+from vxhelpers import http_get
+
+DATA = "synthetic:cells?shape=512x256x256&chunk=32"  # uint16, 2 channels: 64 MiB each
+BUDGET_MB = 16
+SLACK_MB = 32
+HEADER = struct.Struct("<4sHBBIIHHIIIIQI")
+CHUNK_BYTES = 32 ** 3 * 4  # a derived (float32) chunk
+
+
+def status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+def is_asan(binary) -> bool:
+    with open(binary, "rb") as f:
+        return b"AddressSanitizer" in f.read()
+
+
+async def reply(st, timeout=120):
+    while True:
+        m = json.loads(await asyncio.wait_for(st.recv(), timeout))
+        if m["type"] != "stats":
+            return m
+
+
+async def final_frame(px, state_seq, timeout=180):
+    async def loop():
+        while True:
+            m = await px.recv()
+            (_, _, _, flags, _, sseq, *_rest) = HEADER.unpack_from(m, 0)
+            if sseq >= state_seq and not flags & (2 | 4):
+                return
+    await asyncio.wait_for(loop(), timeout)
+
+
+def computed_bytes(s):
+    code, body = http_get(f"{s.http}/api/v1/resources")
+    assert code == 200, body
+    r = json.loads(body)
+    return r["cache"]["computed"] * CHUNK_BYTES, r
+
+
+def test_peak_rss_stays_within_budget_plus_slack(serve, voxcast_bin, monkeypatch):
+    asan = is_asan(voxcast_bin)
+    if asan:
+        opts = os.environ.get("ASAN_OPTIONS", "")
+        monkeypatch.setenv("ASAN_OPTIONS", (opts + ":" if opts else "")
+                           + "quarantine_size_mb=16:thread_local_quarantine_size_kb=256")
+    slack_mb = SLACK_MB * (2 if asan else 1)
+    s = serve(DATA, "--cache-mb", str(BUDGET_MB))
+    pid = s.proc.pid
+    budget = BUDGET_MB << 20
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        assert welcome["type"] == "welcome", welcome
+        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                      max_size=None)
+        n = len(welcome["scene"]["layers"])
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 512, "height": 512}}}))
+        assert (await reply(st))["type"] == "ack"
+        await final_frame(px, 1)
+        baseline = status_kb(pid, "VmRSS") << 10
+
+        layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 1}},
+                 "channel": 0, "contrast_limits": [0, 4000], "colormap": "gray"}
+        seq = 2
+        await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": {
+            "layers": [{"visible": False}] * n + [layer]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack", ack
+        # Through the slices, one chunk row apart, until more than budget + slack was computed.
+        z, walked = 16, []
+        while computed_bytes(s)[0] <= budget + (slack_mb << 20):
+            assert z < 512, f"computed only {computed_bytes(s)[1]} through every slice"
+            seq += 1
+            point = list(ack["changes"].get("dims", welcome["scene"]["dims"])["point"])
+            point[-3] = z
+            await st.send(json.dumps({"type": "state.update", "seq": seq,
+                                      "patch": {"dims": {"point": point}}}))
+            m = await reply(st)
+            assert m["type"] == "ack", m
+            await final_frame(px, seq)
+            walked.append(z)
+            z += 32
+        await st.close()
+        await px.close()
+        return baseline, walked
+
+    baseline, walked = asyncio.run(go())
+    done, resources = computed_bytes(s)
+    (host,) = resources["budgets"]
+    peak = status_kb(pid, "VmHWM") << 10
+    info = (f"baseline {baseline >> 20} MiB, peak {peak >> 20} MiB, budget {BUDGET_MB} MiB, "
+            f"slack {slack_mb} MiB, computed {done >> 20} MiB over slices {walked}, "
+            f"budget peak {host['peak_bytes'] >> 20} MiB, evictions {host['evictions']}")
+    print(info)
+    assert done > budget + (slack_mb << 20) and host["evictions"] > 0, info
+    assert peak <= baseline + budget + (slack_mb << 20), info
