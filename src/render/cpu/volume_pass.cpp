@@ -154,6 +154,7 @@ struct Staging {
   std::array<std::int64_t, kMaxSlices> b_lo{}, b_hi{};
   std::int64_t nb = 0, a_lo = 0, na = 0;
   std::vector<T> buf;  // [slice index in group][b - b_lo[slice]][a - a_lo]
+  std::vector<T> scratch;
 
   bool holds(std::int64_t k, int dir, std::int64_t b0, std::int64_t b1, std::int64_t a0,
              std::int64_t a1) const {
@@ -218,14 +219,19 @@ struct Staging {
               return buf.data() + std::size_t((slice * nb + (b - b_lo[std::size_t(slice)])) * na +
                                               (first - a_lo));
             };
+            // Slices of a block that do not need the row (the rows follow the shear) write
+            // into a scratch line instead.
+            scratch.resize(std::size_t(na) + 8);
             for (; i + 8 <= count; i += 8) {
-              bool all = true;
-              for (int q = i; q < i + 8; ++q)
-                all &= b >= b_lo[std::size_t(q)] && b <= b_hi[std::size_t(q)];
-              if (!all) break;
               T* d[8];
-              for (int q = 0; q < 8; ++q)
-                d[q] = dst_of(i + q);
+              bool any = false;
+              for (int q = 0; q < 8; ++q) {
+                const auto sq = std::size_t(i + q);
+                const bool need = b >= b_lo[sq] && b <= b_hi[sq];
+                d[q] = need ? dst_of(i + q) : scratch.data();
+                any |= need;
+              }
+              if (!any) continue;
               std::int64_t j = 0;
               for (; j + 8 <= cnt; j += 8)
                 transpose8(src + j * sa + i * sc, sa, sc, d, j);
