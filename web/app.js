@@ -193,7 +193,15 @@ function linkedView(scene) {
     reportedHash = location.hash;
     return null;
   }
-  const {view, unknown} = splitUnknown(parsed.value, scene);
+  let value = parsed.value;
+  if (value && typeof value === 'object' && !Array.isArray(value) && 'timeline' in value) {
+    // The movie timeline travels with the view (timeline.js).
+    value = {...value};
+    const err = vx.timeline ? vx.timeline.load(value.timeline) : null;
+    if (err) report(`URL hash: timeline ignored (${err})`);
+    delete value.timeline;
+  }
+  const {view, unknown} = splitUnknown(value, scene);
   if (!view) report('URL hash ignored: not a JSON object');
   else if (unknown.length)
     report(`URL hash: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} ignored`);
@@ -482,7 +490,8 @@ function writeHash() {
   hashTimer = null;
   lastHashAt = performance.now();
   if (!vx.scene) return;
-  history.replaceState(history.state, '', location.pathname + location.search + hashOf(vx.scene));
+  const tl = vx.timeline && vx.timeline.keyframes.length ? vx.timeline.timeline : null;
+  history.replaceState(history.state, '', location.pathname + location.search + hashOf(vx.scene, tl));
 }
 
 // ---- the page ---------------------------------------------------------------------------
@@ -597,6 +606,7 @@ vx.timeline = mountTimeline($('#timeline'), {
   apply: (scene, interactive = false) => queue(scene, interactive),
   dataset: () => vx.dataset,
   jobs: vx.jobs,
+  changed: () => scheduleHash(),
 });
 
 // The processing panel (processing.js): derived layers, controls from each pipeline's schema.

@@ -8,6 +8,7 @@
 
 import {clone, withToken, wsUrl} from './protocol.js';
 import './voxcast-orbit.js';
+import {alertBox, el} from './panel.js';
 
 const API = '/api/v1/jobs';
 const ACTIVE = new Set(['queued', 'running']);
@@ -16,18 +17,6 @@ const BACKOFF_MIN_S = 1;
 const BACKOFF_MAX_S = 10;
 export const SNIPPET = '<script type="module" src="voxcast-orbit.js"></script>\n' +
                        '<voxcast-orbit src="orbit.json"></voxcast-orbit>';
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'text') e.textContent = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) if (c) e.append(c);
-  return e;
-}
 
 export function duration(s) {
   if (!Number.isFinite(s) || s < 0) return '–';
@@ -128,7 +117,7 @@ export function mountJobs(root, opts = {}) {
   const renderBtn = el('button', {class: 'render', text: 'Render orbit',
                                   title: 'render the current view from every angle of the grid',
                                   onclick: () => submit()});
-  const errBox = el('div', {class: 'jobs-error', role: 'alert', hidden: ''});
+  const errBox = alertBox('jobs-error');
   const state = el('div', {class: 'job-state'});
   const bar = el('progress', {max: 1, value: 0});
   const cancelBtn = el('button', {class: 'cancel', text: 'Cancel', onclick: () => cancel(currentId)});
@@ -159,8 +148,7 @@ export function mountJobs(root, opts = {}) {
   // ---- the server ------------------------------------------------------------------------
   function showError(msg) {
     error = msg || null;
-    errBox.textContent = error || '';
-    errBox.hidden = !error;
+    errBox.show(error);
   }
 
   async function call(method, path, body) {

@@ -18,6 +18,9 @@ const SWATCH = {gray: '#ccc', red: '#f33', green: '#3f3', blue: '#46f', cyan: '#
                 plasma: 'linear-gradient(90deg,#0d0887,#cc4778,#f0f921)',
                 turbo: 'linear-gradient(90deg,#30123b,#1ae4b6,#fb8022,#7a0403)'};
 
+// An element with attributes ('class', 'text', 'onEVENT' listeners, the rest as is) and
+// children; the side panel's sections (jobs.js, timeline.js, processing.js) build theirs
+// with it too.
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -28,6 +31,16 @@ export function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) if (c) e.append(c);
   return e;
+}
+
+// An alert box of class `cls`, hidden while empty: box.show(message or null).
+export function alertBox(cls) {
+  const box = el('div', {class: cls, role: 'alert', hidden: ''});
+  box.show = (msg) => {
+    box.textContent = msg || '';
+    box.hidden = !msg;
+  };
+  return box;
 }
 
 export function fmt(x) {

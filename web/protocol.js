@@ -181,8 +181,12 @@ export function viewOf(scene) {
   return v;
 }
 
-export function hashOf(scene) {
-  return '#' + encodeURIComponent(JSON.stringify(viewOf(scene)));
+// The URL hash of a view; with a movie timeline (docs/movies.md) when one is given, under
+// the key "timeline" beside camera, dims and layers.
+export function hashOf(scene, timeline = null) {
+  const v = viewOf(scene);
+  if (v && timeline) v.timeline = timeline;
+  return '#' + encodeURIComponent(JSON.stringify(v));
 }
 
 // The view a URL hash holds, or null when it holds none (or garbage).

@@ -7,20 +7,9 @@
 // jobs panel, which shows its progress and then a <video>.
 import {clone} from './protocol.js';
 import {anglesFromMatrix, matrixFromAngles} from './rotation.js';
+import {alertBox, el} from './panel.js';
 
 const SIZES = ['640x360', '1280x720', '1920x1080'];
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'text') e.textContent = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) if (c) e.append(c);
-  return e;
-}
 
 // ---- interpolation, as the server's (src/render/timeline.cpp, docs/movies.md) -----------
 
@@ -133,8 +122,32 @@ export function toTimeline(frames) {
   };
 }
 
+// A timeline document from a link (the URL hash's "timeline") as keyframes of the strip:
+// {frames} or {error} saying what is wrong with it.
+export function framesFromTimeline(doc) {
+  const isObj = (x) => x !== null && typeof x === 'object' && !Array.isArray(x);
+  if (!isObj(doc) || !Array.isArray(doc.keyframes)) return {error: 'expected {"keyframes": [...]}'};
+  if (doc.keyframes.length > 1000) return {error: `${doc.keyframes.length} keyframes: at most 1000`};
+  const frames = [];
+  let prev = null;
+  for (const [i, k] of doc.keyframes.entries()) {
+    if (!isObj(k)) return {error: `keyframes[${i}]: not an object`};
+    if (typeof k.time !== 'number' || !Number.isFinite(k.time) || k.time < 0 || k.time > 3600)
+      return {error: `keyframes[${i}].time: a number of seconds, 0 to 3600`};
+    if (prev !== null && !(k.time > prev))
+      return {error: `keyframes[${i}].time: ${k.time} is not after ${prev} (keyframes out of order)`};
+    if (!isObj(k.scene)) return {error: `keyframes[${i}].scene: not a scene object`};
+    if (k.easing !== undefined && k.easing !== 'linear' && k.easing !== 'ease-in-out')
+      return {error: `keyframes[${i}].easing: '${k.easing}' is not linear or ease-in-out`};
+    frames.push({scene: keyframeScene(k.scene), duration: prev === null ? 0 : +(k.time - prev).toFixed(3),
+                 easing: k.easing || 'linear'});
+    prev = k.time;
+  }
+  return {frames};
+}
+
 // mountTimeline(root, {scene: () => the current scene, apply(scene), dataset: () => index,
-//                      jobs: the jobs panel (submitJob)})
+//                      jobs: the jobs panel (submitJob), changed: () => after every edit})
 export function mountTimeline(root, opts = {}) {
   const frames = [];  // {scene, duration, easing}
 
@@ -152,16 +165,13 @@ export function mountTimeline(root, opts = {}) {
                                    onclick: () => preview()});
   const renderBtn = el('button', {class: 'render-movie', text: 'render movie',
                                   onclick: () => render()});
-  const errBox = el('div', {class: 'timeline-error', role: 'alert', hidden: ''});
+  const errBox = alertBox('timeline-error');
   root.replaceChildren(
       el('div', {class: 'actions'}, addBtn), strip,
       el('div', {class: 'row'}, el('label', {text: 'fps'}), fps, size),
       el('div', {class: 'actions'}, previewBtn, renderBtn), errBox);
 
-  function showError(msg) {
-    errBox.textContent = msg || '';
-    errBox.hidden = !msg;
-  }
+  const showError = (msg) => errBox.show(msg);
 
   function add() {
     const s = opts.scene ? opts.scene() : null;
@@ -184,16 +194,23 @@ export function mountTimeline(root, opts = {}) {
   }
 
   function draw() {
+    if (opts.changed) opts.changed();
     const items = frames.map((k, i) => {
       const dur = el('input', {type: 'number', class: 'num duration', value: k.duration, min: 0.05,
                                max: 600, step: 0.5, title: 'seconds from the previous keyframe'});
       dur.disabled = i === 0;
-      dur.addEventListener('change', () => { k.duration = +dur.value; });
+      dur.addEventListener('change', () => {
+        k.duration = +dur.value;
+        if (opts.changed) opts.changed();
+      });
       const ease = el('select', {class: 'easing', title: 'how the view moves into this keyframe'},
                       el('option', {value: 'linear', text: 'linear'}),
                       el('option', {value: 'ease-in-out', text: 'ease-in-out'}));
       ease.value = k.easing;
-      ease.addEventListener('change', () => { k.easing = ease.value; });
+      ease.addEventListener('change', () => {
+        k.easing = ease.value;
+        if (opts.changed) opts.changed();
+      });
       return el('li', {class: 'keyframe', 'data-index': i},
                 el('button', {class: 'go', text: `#${i + 1}`, title: 'go to this view',
                               onclick: () => opts.apply && opts.apply(clone(k.scene))}),
@@ -237,8 +254,19 @@ export function mountTimeline(root, opts = {}) {
     return job;
   }
 
+  // Replaces the strip with a timeline document's keyframes (a link's); an error message
+  // when it is not a timeline (the strip is then left as it was).
+  function load(doc) {
+    const got = framesFromTimeline(doc);
+    if (got.error) return got.error;
+    frames.splice(0, frames.length, ...got.frames);
+    draw();
+    return null;
+  }
+
   draw();
   return {
+    load,
     get keyframes() { return frames; },
     get timeline() { return toTimeline(frames); },
     get playing() { return playing !== null; },

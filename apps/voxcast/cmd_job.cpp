@@ -1,15 +1,9 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
-#include <optional>
-#include <sstream>
 
 #include "commands.hpp"
-#include "core/log.hpp"
-#include "core/progress.hpp"
-#include "data/chunk_cache.hpp"
-#include "jobs/kind.hpp"
+#include "local_job.hpp"
 
 namespace vx::app {
 
@@ -35,21 +29,13 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast job movie brain.ome.zarr --params '{\"timeline\": {\"keyframes\": "
       "[{\"time\": 0}, {\"time\": 2}]}, \"width\": 640, \"height\": 360}' -o out/");
   return [o, &g]() {
-    std::optional<jobs::Dataset> dataset;
-    std::optional<data::ChunkCache> cache;
-    const auto lookup = [&dataset](int i) -> Result<jobs::Dataset> {
-      if (i != 0 || !dataset)
-        return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} (there is one: 0)", i);
-      return *dataset;
+    std::optional<LocalDataset> local;
+    const auto lookup = [&local](int i) -> Result<jobs::Dataset> {
+      if (!local)
+        return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} (there is none)", i);
+      return local->lookup()(i);
     };
-    std::string component;
-    {
-      std::ifstream js(std::string(VOXCAST_WEB_DIR) + "/voxcast-orbit.js");
-      std::ostringstream ss;
-      ss << js.rdbuf();
-      component = ss.str();
-    }
-    const auto kinds = jobs::builtin_kinds(lookup, component);
+    const auto kinds = jobs::builtin_kinds(lookup, orbit_component_js());
     const auto it = kinds.find(o->kind);
     if (it == kinds.end()) {
       std::string names;
@@ -69,32 +55,11 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       if (!j) return report(j.error().what());
       params = std::move(*j);
     }
-    auto src = data::open_volume(o->data, g.open_options());
-    if (!src) return report(src.error().what());
-    render::SceneData sd{{(*src)->info()}};
-    cache.emplace(data::CacheOptions{g.cache_bytes(), g.io_threads, 16});
-    jobs::Dataset d;
-    d.inputs = render::RenderInputs{&*cache, {cache->add_source(*src)}, sd};
-    d.defaults = render::default_scene(sd);
-    std::vector<std::string> warnings;
-    if (auto st = render::estimate_contrast(d.defaults, d.inputs, &warnings); !st)
-      return report(st.error().what());
-    for (const auto& msg : warnings)
-      VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
-    d.brief = {{"id", 0}, {"location", o->data}};
-    dataset = std::move(d);
-    std::optional<ProgressBar> bar;
-    std::uint64_t shown = 0;
-    auto files =
-        jobs::run_local(*it->second, params, o->out, [&](std::uint64_t done, std::uint64_t total) {
-          if (!bar) bar.emplace(o->kind, total, "units", !o->quiet);
-          bar->add(done - shown);
-          shown = done;
-        });
-    bar.reset();
-    if (!files)
-      return files.error().code == ErrorCode::kInvalidArgument ? usage_error(files.error().message)
-                                                               : report(files.error().what());
+    auto opened = open_local_dataset(o->data, g);
+    if (!opened) return report(opened.error().what());
+    local = std::move(*opened);
+    auto files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
+    if (!files) return job_error(files.error(), {});
     for (const auto& f : *files)
       fmt::print("{}\n", (std::filesystem::path(o->out) / f).string());
     return 0;

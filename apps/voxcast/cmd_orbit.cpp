@@ -1,15 +1,14 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "commands.hpp"
 #include "core/log.hpp"
-#include "core/progress.hpp"
-#include "data/chunk_cache.hpp"
-#include "jobs/orbit.hpp"
+#include "jobs/kind.hpp"
+#include "local_job.hpp"
 #include "view_sources.hpp"
 
 namespace vx::app {
@@ -47,7 +46,7 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("--pitch", o->pitch, "First:last pitch, degrees (rows)")->capture_default_str();
   cmd->add_option("--size", o->size, "Tile side, pixels")
       ->capture_default_str()
-      ->check(CLI::Range(16, 4096));
+      ->check(CLI::Range(16, 1024));
   cmd->add_option("--format", o->format, "webp or jpeg")
       ->capture_default_str()
       ->check(CLI::IsMember({"webp", "jpeg"}));
@@ -61,75 +60,68 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       "site/brain\n"
       "         then put site/brain on any web server and open site/brain/index.html");
   return [o, &g]() {
-    jobs::OrbitOptions oo;
-    double cols = 0, rows = 0;
+    double cols = 0, rows = 0, yaw0 = 0, yaw1 = 0, pitch0 = 0, pitch1 = 0;
     if (!parse_pair(o->grid, 'x', cols, rows) || cols != std::floor(cols) ||
-        rows != std::floor(rows))
+        rows != std::floor(rows) || cols < 1 || rows < 1)
       return usage_error(fmt::format("--grid '{}': expected COLUMNSxROWS, e.g. 30x30", o->grid));
-    oo.columns = int(cols);
-    oo.rows = int(rows);
-    if (!parse_pair(o->yaw, ':', oo.yaw_min, oo.yaw_max))
+    if (!parse_pair(o->yaw, ':', yaw0, yaw1))
       return usage_error(
           fmt::format("--yaw '{}': expected FIRST:LAST in degrees, e.g. -60:60", o->yaw));
-    if (!parse_pair(o->pitch, ':', oo.pitch_min, oo.pitch_max))
+    if (!parse_pair(o->pitch, ':', pitch0, pitch1))
       return usage_error(
           fmt::format("--pitch '{}': expected FIRST:LAST in degrees, e.g. -45:45", o->pitch));
-    oo.size = o->size;
-    oo.format = o->format;
-    oo.quality = o->quality;
-    {
-      std::ifstream js(std::string(VOXCAST_WEB_DIR) + "/voxcast-orbit.js");
-      std::ostringstream ss;
-      ss << js.rdbuf();
-      oo.component_js = ss.str();
-    }
-    auto src = data::open_volume(o->data, g.open_options());
-    if (!src) return report(src.error().what());
-    render::SceneData sd{{(*src)->info()}};
-    if (sd.axis_names().size() < 3)
-      return report(fmt::format("{}: an orbit needs three spatial axes", o->data));
-    // Derived layers (pipelines) charge the cache's budget; declared before the cache.
+    jobs::json params = {{"columns", int(cols)},
+                         {"rows", int(rows)},
+                         {"size", o->size},
+                         {"format", o->format},
+                         {"quality", o->quality},
+                         {"yaw", jobs::json::array({yaw0, yaw1})},
+                         {"pitch", jobs::json::array({pitch0, pitch1})}};
+    // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
+    // cache must go first.
     Budget budget("host", g.cache_bytes());
     ViewSources derived(budget);
-    data::CacheOptions co{g.cache_bytes(), g.io_threads, 16};
-    co.budget = &budget;
-    data::ChunkCache cache(co);
-    render::RenderInputs inputs{&cache, {cache.add_source(*src)}, sd};
-    auto defaults = jobs::orbit_scene(sd, o->size);
-    std::vector<std::string> warnings;
-    if (auto st = render::estimate_contrast(defaults, inputs, &warnings); !st)
-      return report(st.error().what());
-    for (const auto& msg : warnings)
-      VX_LOG(warn, "data.contrast", "message={}", log_quote(msg));
-    render::Scene scene = defaults;
+    auto local = open_local_dataset(o->data, g, 0, 0, &budget);
+    if (!local) return report(local.error().what());
     if (!o->view.empty()) {
       auto j = render::read_scene_file(o->view);
       if (!j) return report(j.error().what());
-      if (auto st = derived.resolve(*j, inputs); !st) {
+      if (auto st = derived.resolve(*j, local->dataset.inputs); !st) {
         const auto msg = fmt::format("{}: {}", o->view, st.error().what());
         return st.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
       }
-      auto s = render::apply_patch(defaults, *j, inputs.data);
-      if (!s) {
-        const auto msg = fmt::format("{}: {}", o->view, s.error().what());
-        return s.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
-      }
-      scene = std::move(*s);
+      params["view"] = std::move(*j);
     }
-    ProgressBar bar("orbit", std::uint64_t(oo.columns) * std::uint64_t(oo.rows), "views",
-                    !o->quiet);
-    jobs::OrbitProgress progress;
-    progress.on_view = [&bar](int, int) { bar.add(1); };
-    auto result = jobs::render_orbit(scene, inputs, oo, o->out, progress);
-    if (!result)  // options out of range (--grid, --size) are usage errors
-      return result.error().code == ErrorCode::kInvalidArgument
-                 ? usage_error(result.error().message)
-                 : report(result.error().what());
+    // The same job kind as the server's: one code path.
+    const auto kind = jobs::make_orbit_kind(local->lookup(), orbit_component_js());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto files = run_with_progress(*kind, params, o->out, "orbit", "views", o->quiet);
+    if (!files) {
+      if (files.error().message.rfind("field 'params.dataset'", 0) == 0)  // e.g. a 2D image
+        return report(fmt::format(
+            "{}{}", o->data,
+            files.error().message.substr(std::string("field 'params.dataset'").size())));
+      return job_error(files.error(), {{"params.columns", "--grid"},
+                                       {"params.rows", "--grid"},
+                                       {"params.size", "--size"},
+                                       {"params.yaw", "--yaw"},
+                                       {"params.pitch", "--pitch"},
+                                       {"params.view", o->view},
+                                       {"params", "orbit"}});
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::uintmax_t bytes = 0;
+    for (const auto& f : *files) {
+      std::error_code ec;
+      const auto n = std::filesystem::file_size(std::filesystem::path(o->out) / f, ec);
+      bytes += ec ? 0 : n;
+    }
+    const int views = int(cols * rows);
     VX_LOG(info, "orbit.done", "dir={} views={} seconds={:.2f} files={} bytes={}",
-           log_quote(o->out), result->views, result->seconds, result->files.size(), result->bytes);
+           log_quote(o->out), views, secs, files->size(), bytes);
     fmt::print("wrote {} views in {:.1f} s to {}: {} sheets, {:.1f} MiB; open {}/index.html\n",
-               result->views, result->seconds, o->out, result->files.size() - 2,
-               double(result->bytes) / (1 << 20), o->out);
+               views, secs, o->out, files->size() - 2, double(bytes) / (1 << 20), o->out);
     return 0;
   };
 }

@@ -4,31 +4,17 @@
 
 #include "codec/encoder_backends.hpp"
 
+#include "codec/av_util.hpp"
+
 extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavutil/error.h>
-#include <libavutil/frame.h>
 #include <libavutil/opt.h>
 }
 
 namespace vx::codec {
 namespace {
 
-std::string av_error(int code) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, buf, sizeof buf);
-  return buf;
-}
-
-struct ContextDeleter {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameDeleter {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketDeleter {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
+using ContextDeleter = av::CodecDeleter;
+using av::error_text;
 
 class AvH264Encoder final : public Encoder {
  public:
@@ -46,28 +32,19 @@ class AvH264Encoder final : public Encoder {
     const int w = ctx_->width, h = ctx_->height;
     // The renderer's I420 buffer is handed over as is: no copy, no conversion pass.
     AVFrame* f = frame_.get();
-    f->format = AV_PIX_FMT_YUV420P;
-    f->width = w;
-    f->height = h;
-    f->data[0] = const_cast<std::uint8_t*>(pixels);
-    f->data[1] = f->data[0] + std::size_t(w) * std::size_t(h);
-    f->data[2] = f->data[1] + std::size_t(w / 2) * std::size_t(h / 2);
-    f->linesize[0] = w;
-    f->linesize[1] = f->linesize[2] = w / 2;
+    av::wrap_i420(f, pixels, w, h);
     f->pts = pts_++;
     f->pict_type = force_keyframe ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
     f->key_frame = force_keyframe ? 1 : 0;
-    f->color_range = AVCOL_RANGE_MPEG;
-    f->colorspace = AVCOL_SPC_BT709;
     if (const int rc = avcodec_send_frame(ctx_.get(), f); rc < 0)
-      return fail(ErrorCode::kIo, "{}: encoding a frame failed: {}", name_, av_error(rc));
+      return fail(ErrorCode::kIo, "{}: encoding a frame failed: {}", name_, error_text(rc));
     out.data.clear();
     out.keyframe = false;
     // Zero latency: the access unit of this frame is ready now.
     for (;;) {
       const int rc = avcodec_receive_packet(ctx_.get(), packet_.get());
       if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) break;
-      if (rc < 0) return fail(ErrorCode::kIo, "{}: no packet: {}", name_, av_error(rc));
+      if (rc < 0) return fail(ErrorCode::kIo, "{}: no packet: {}", name_, error_text(rc));
       out.data.insert(out.data.end(), packet_->data, packet_->data + packet_->size);
       out.keyframe |= (packet_->flags & AV_PKT_FLAG_KEY) != 0;
       av_packet_unref(packet_.get());
@@ -80,8 +57,8 @@ class AvH264Encoder final : public Encoder {
  private:
   std::string name_;
   std::unique_ptr<AVCodecContext, ContextDeleter> ctx_;
-  std::unique_ptr<AVFrame, FrameDeleter> frame_;
-  std::unique_ptr<AVPacket, PacketDeleter> packet_;
+  av::FramePtr frame_;
+  av::PacketPtr packet_;
   std::int64_t pts_ = 0;
 };
 
@@ -132,7 +109,7 @@ Result<std::unique_ptr<Encoder>> open_avcodec_h264(const std::string& backend,
   take_last_av_message();
   if (const int rc = avcodec_open2(ctx.get(), codec, nullptr); rc < 0) {
     const auto said = take_last_av_message();
-    return fail(ErrorCode::kUnsupported, "{}: cannot open ({}){}", backend, av_error(rc),
+    return fail(ErrorCode::kUnsupported, "{}: cannot open ({}){}", backend, error_text(rc),
                 said.empty() ? "" : ": " + said);
   }
   return std::unique_ptr<Encoder>(std::make_unique<AvH264Encoder>(backend, std::move(ctx)));

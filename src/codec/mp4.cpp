@@ -2,38 +2,18 @@
 
 #include "codec/encoder_backends.hpp"
 
+#include "codec/av_util.hpp"
+
 extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
-#include <libavutil/error.h>
-#include <libavutil/frame.h>
 #include <libavutil/opt.h>
 }
 
 namespace vx::codec {
 namespace {
 
-std::string av_error(int code) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, buf, sizeof buf);
-  return buf;
-}
-
-struct CodecDeleter {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FormatDeleter {
-  void operator()(AVFormatContext* f) const {
-    if (f->pb) avio_closep(&f->pb);
-    avformat_free_context(f);
-  }
-};
-struct FrameDeleter {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketDeleter {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
+using av::CodecDeleter;
+using av::error_text;
+using av::FormatDeleter;
 
 class AvMp4Writer final : public Mp4Writer {
  public:
@@ -47,35 +27,23 @@ class AvMp4Writer final : public Mp4Writer {
         packet_(av_packet_alloc()) {}
 
   Status write(const std::uint8_t* pixels) override {
-    const int w = enc_->width, h = enc_->height;
     AVFrame* f = frame_.get();
-    f->format = AV_PIX_FMT_YUV420P;
-    f->width = w;
-    f->height = h;
-    f->data[0] = const_cast<std::uint8_t*>(pixels);
-    f->data[1] = f->data[0] + std::size_t(w) * std::size_t(h);
-    f->data[2] = f->data[1] + std::size_t(w / 2) * std::size_t(h / 2);
-    f->linesize[0] = w;
-    f->linesize[1] = f->linesize[2] = w / 2;
+    av::wrap_i420(f, pixels, enc_->width, enc_->height);
     f->pts = frames_++;
-    f->color_range = AVCOL_RANGE_MPEG;
-    f->colorspace = AVCOL_SPC_BT709;
-    f->color_primaries = AVCOL_PRI_BT709;
-    f->color_trc = AVCOL_TRC_BT709;
     if (const int rc = avcodec_send_frame(enc_.get(), f); rc < 0)
       return fail(ErrorCode::kIo, "{}: encoding frame {} failed: {}", path_, frames_ - 1,
-                  av_error(rc));
+                  error_text(rc));
     return drain();
   }
 
   Status finish() override {
     if (const int rc = avcodec_send_frame(enc_.get(), nullptr); rc < 0 && rc != AVERROR_EOF)
-      return fail(ErrorCode::kIo, "{}: flushing the encoder failed: {}", path_, av_error(rc));
+      return fail(ErrorCode::kIo, "{}: flushing the encoder failed: {}", path_, error_text(rc));
     VX_TRY(drain());
     if (const int rc = av_write_trailer(fmt_.get()); rc < 0)
-      return fail(ErrorCode::kIo, "{}: writing the index failed: {}", path_, av_error(rc));
+      return fail(ErrorCode::kIo, "{}: writing the index failed: {}", path_, error_text(rc));
     if (const int rc = avio_closep(&fmt_->pb); rc < 0)
-      return fail(ErrorCode::kIo, "{}: closing failed: {}", path_, av_error(rc));
+      return fail(ErrorCode::kIo, "{}: closing failed: {}", path_, error_text(rc));
     return {};
   }
 
@@ -86,12 +54,12 @@ class AvMp4Writer final : public Mp4Writer {
     for (;;) {
       const int rc = avcodec_receive_packet(enc_.get(), packet_.get());
       if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return {};
-      if (rc < 0) return fail(ErrorCode::kIo, "{}: no packet: {}", path_, av_error(rc));
+      if (rc < 0) return fail(ErrorCode::kIo, "{}: no packet: {}", path_, error_text(rc));
       av_packet_rescale_ts(packet_.get(), enc_->time_base, stream_->time_base);
       packet_->stream_index = stream_->index;
       // Takes the packet's reference (and unrefs it) whatever it returns.
       if (const int wr = av_interleaved_write_frame(fmt_.get(), packet_.get()); wr < 0)
-        return fail(ErrorCode::kIo, "{}: writing failed (disk full?): {}", path_, av_error(wr));
+        return fail(ErrorCode::kIo, "{}: writing failed (disk full?): {}", path_, error_text(wr));
     }
   }
 
@@ -99,8 +67,8 @@ class AvMp4Writer final : public Mp4Writer {
   std::unique_ptr<AVFormatContext, FormatDeleter> fmt_;
   std::unique_ptr<AVCodecContext, CodecDeleter> enc_;
   AVStream* stream_;  // owned by fmt_
-  std::unique_ptr<AVFrame, FrameDeleter> frame_;
-  std::unique_ptr<AVPacket, PacketDeleter> packet_;
+  av::FramePtr frame_;
+  av::PacketPtr packet_;
   std::int64_t frames_ = 0;
 };
 
@@ -115,7 +83,7 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   hook_av_log();
   AVFormatContext* raw = nullptr;
   if (const int rc = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str()); rc < 0)
-    return fail(ErrorCode::kUnsupported, "{}: no MP4 muxer: {}", path, av_error(rc));
+    return fail(ErrorCode::kUnsupported, "{}: no MP4 muxer: {}", path, error_text(rc));
   std::unique_ptr<AVFormatContext, FormatDeleter> fmt(raw);
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
   if (!codec) return fail(ErrorCode::kUnsupported, "libx264: not in this libavcodec");
@@ -138,7 +106,7 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   take_last_av_message();
   if (const int rc = avcodec_open2(enc.get(), codec, nullptr); rc < 0) {
     const auto said = take_last_av_message();
-    return fail(ErrorCode::kUnsupported, "libx264: cannot open ({}){}", av_error(rc),
+    return fail(ErrorCode::kUnsupported, "libx264: cannot open ({}){}", error_text(rc),
                 said.empty() ? "" : ": " + said);
   }
   AVStream* st = avformat_new_stream(fmt.get(), nullptr);
@@ -146,15 +114,16 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   st->time_base = enc->time_base;
   st->avg_frame_rate = enc->framerate;
   if (const int rc = avcodec_parameters_from_context(st->codecpar, enc.get()); rc < 0)
-    return fail(ErrorCode::kInternal, "{}: codec parameters: {}", path, av_error(rc));
+    return fail(ErrorCode::kInternal, "{}: codec parameters: {}", path, error_text(rc));
   if (const int rc = avio_open(&fmt->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
-    return fail(ErrorCode::kIo, "{}: cannot open for writing: {}", path, av_error(rc));
+    return fail(ErrorCode::kIo, "{}: cannot open for writing: {}", path, error_text(rc));
   AVDictionary* opts = nullptr;
   // The index first (+faststart) and the colour description in a colr box (write_colr).
   av_dict_set(&opts, "movflags", "+faststart+write_colr", 0);
   const int rc = avformat_write_header(fmt.get(), &opts);
   av_dict_free(&opts);
-  if (rc < 0) return fail(ErrorCode::kIo, "{}: writing the header failed: {}", path, av_error(rc));
+  if (rc < 0)
+    return fail(ErrorCode::kIo, "{}: writing the header failed: {}", path, error_text(rc));
   return std::unique_ptr<Mp4Writer>(
       std::make_unique<AvMp4Writer>(path, std::move(fmt), std::move(enc), st));
 }

@@ -133,3 +133,56 @@ def test_preview_interpolates_like_the_server(movie_server, browser):
     assert [round(sc["camera"]["zoom"], 6) for sc in got][2] == 2  # geometric: sqrt(1 * 4)
     assert [sc["layers"][0]["colormap"] for sc in got] == ["gray", "gray", "viridis", "viridis", "viridis"]
     assert got[1]["camera"]["center"] == [1.5625, 3.125, 4.6875]
+
+
+def test_timeline_travels_in_the_url_hash(movie_server, browser):
+    """The timeline is saved in the URL hash with the view and restored from it on load; a
+    malformed timeline in a link is reported and left out, and the view still applies."""
+    import json
+    import urllib.parse
+    d, s = browser, movie_server
+    d.get(s.url("/"))
+    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
+    wait(d, "the first frame", lambda: (js(d, "window.voxcast.framesDecoded") or 0) >= 1,
+         timeout=FIRST_FRAME_S)
+    for yaw in (10, 50):
+        d.execute_script("window.voxcast.send({dims: {ndisplay: 3}, camera: {angles: [0, arguments[0], 90]}})",
+                         yaw)
+        wait(d, f"the view at yaw {yaw}",
+             lambda: js(d, "(window.voxcast.scene || {}).camera.angles[1]") == yaw)
+        js(d, "window.voxcast.timeline.add()")
+
+    def hashed():
+        h = js(d, "location.hash")
+        try:
+            return json.loads(urllib.parse.unquote(h[1:]))
+        except ValueError:
+            return {}
+
+    link = wait(d, "the timeline in the hash",
+                lambda: len(hashed().get("timeline", {}).get("keyframes", [])) == 2 and hashed())
+    assert [k["scene"]["camera"]["angles"][1] for k in link["timeline"]["keyframes"]] == [10, 50], link
+    assert link["camera"]["angles"][1] == 50, link  # the view travels beside it
+    url = js(d, "location.href")
+
+    # A fresh page from the link: the strip holds the two keyframes again.
+    d.get("about:blank")
+    d.get(url)
+    wait(d, "the restored timeline", lambda: js(
+        d, "window.voxcast && window.voxcast.timeline && window.voxcast.timeline.keyframes.length") == 2,
+         timeout=FIRST_FRAME_S)
+    assert js(d, "window.voxcast.timeline.keyframes.map((k) => k.scene.camera.angles[1])") == [10, 50]
+    assert js(d, "window.voxcast.timeline.keyframes[1].duration") == 2
+
+    # A malformed timeline (out of order): reported, not loaded; the view still applies.
+    bad = {"camera": {"angles": [0, 30, 90]}, "dims": {"ndisplay": 3},
+           "timeline": {"keyframes": [{"time": 2, "scene": {}}, {"time": 1, "scene": {}}]}}
+    d.get("about:blank")
+    d.get(s.url("/") + "#" + urllib.parse.quote(json.dumps(bad)))
+    wait(d, "the warning", lambda: any("timeline ignored" in w for w in
+                                       (js(d, "window.voxcast && window.voxcast.warnings") or [])),
+         timeout=FIRST_FRAME_S)
+    warn = [w for w in js(d, "window.voxcast.warnings") if "timeline ignored" in w]
+    assert "keyframes[1].time" in warn[0], warn
+    assert js(d, "window.voxcast.timeline.keyframes.length") == 0
+    wait(d, "the linked view", lambda: js(d, "(window.voxcast.scene || {camera: {angles: [0, 0]}}).camera.angles[1]") == 30)

@@ -309,9 +309,13 @@ def test_jobs_run_side_by_side_and_the_queue_keeps_its_order(serve, tmp_path):
     wait_state(s, "big1", {"canceled"})
     q1 = wait_state(s, "q1", {"running", "succeeded"})
     assert job(s, "big2")["state"] == "running"
+    # q1 may already be done and q2 started meanwhile: read q3 first, then q2. States only
+    # move forward, so a q2 still queued at the second read was queued at the first, and q3
+    # was then behind it.
+    q3 = job(s, "q3")
     q2 = job(s, "q2")
-    if q2["state"] == "queued":  # q1 may already be done and q2 started: both are in order
-        assert q2["queue_position"] == 1 and job(s, "q3")["queue_position"] == 2
+    if q2["state"] == "queued":
+        assert q2["queue_position"] == 1 and q3["queue_position"] == 2, (q2, q3)
     call(s, "DELETE", "/api/v1/jobs/big2")
     done = [wait_state(s, j, {"succeeded"}) for j in ("q1", "q2", "q3")]
     assert done[0]["started"] <= done[1]["started"] <= done[2]["started"], done

@@ -7,6 +7,10 @@ schema."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -273,3 +277,30 @@ def test_cli_runs_any_kind(run, run_ok, tmp_path):
     assert bad.returncode == 2 and "orbit" in bad.stderr and "movie" in bad.stderr, describe(bad)
     bad = run("job", "orbit", DATA, "--params", '{"size": 5}', "-o", tmp_path / "g")
     assert bad.returncode == 2 and "params.size" in bad.stderr, describe(bad)
+
+
+def test_full_disk_gives_a_clear_error_and_no_movie(voxcast_bin, tmp_path):
+    """The disk fills while the movie is written: a file size limit (RLIMIT_FSIZE, with
+    SIGXFSZ ignored) makes every write past 64 KiB fail with EFBIG, as a full disk fails with
+    ENOSPC. The error names the file, and nothing is left under the result name or beside it."""
+    t = tmp_path / "t.json"
+    t.write_text(json.dumps(TIMELINE))
+    out = tmp_path / "m.mp4"
+    limit = 64 << 10
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited across exec
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    # Quality 0 (lossless) at 256x256: far more than 64 KiB, so the limit is certain to bite.
+    cmd = [str(voxcast_bin), "movie", DATA, "--timeline", str(t), "--fps", "30",
+           "--size", "256x256", "--quality", "0", "-q", "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=120,
+                         stdin=subprocess.DEVNULL, preexec_fn=full_disk,
+                         env=dict(os.environ, UBSAN_OPTIONS="print_stacktrace=1"))
+    said = f"exit {res.returncode}\nstdout: {res.stdout[-2000:]}\nstderr: {res.stderr[-2000:]}"
+    assert res.returncode == 1, said
+    assert str(out) in res.stderr, said  # names the movie it could not write
+    assert "File too large" in res.stderr or "No space" in res.stderr, said
+    assert not out.exists(), said
+    assert list(tmp_path.iterdir()) == [t], f"left behind: {list(tmp_path.iterdir())}"

@@ -3,12 +3,14 @@
 // screen. See volume.hpp for the method.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "render/cpu/volume_impl.hpp"
+#include "render/cpu/volume_staging.hpp"
 
 namespace vx::render::cpu {
 namespace {
@@ -99,10 +101,13 @@ std::optional<Slicing> make_slicing(const Projection& proj, const Geom& g, const
 
 // Reads the voxel line of slice k between rows b0 and b1 (weight fb) over [a_lo, a_hi] into
 // L[1 .. len], with L[0] and L[len + 1] repeating the ends (clamp to edge). False when every
-// brick on it is empty: the row cannot change the result.
+// brick on it is empty: the row cannot change the result. The voxels come from `st` when it
+// holds them.
 template <class T>
 bool build_line(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t k, std::int64_t b0,
-                std::int64_t b1, float fb, std::int64_t a_lo, std::int64_t a_hi, float* L) {
+                std::int64_t b1, float fb, std::int64_t a_lo, std::int64_t a_hi, float* L,
+                const Staging<T>& st) {
+  const bool staged = st.holds(k, s.dir, b0, b1, a_lo, a_hi);
   const auto C = std::size_t(s.c), A = std::size_t(s.a), B = std::size_t(s.b);
   const std::int64_t ck = k / g.chunk[C], cb0 = b0 / g.chunk[B], cb1 = b1 / g.chunk[B];
   const std::int64_t off0 =
@@ -119,6 +124,9 @@ bool build_line(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t 
       if (idx[d] < br.lo[d] || idx[d] >= br.lo[d] + br.dim[d]) return std::size_t(-1);
     return br.flat(idx[0], idx[1], idx[2]);
   };
+  const std::int64_t kn = k + s.dir * s.kstep;
+  const bool next_in_brick = !staged && kn >= 0 && kn < g.n[C] && kn / g.chunk[C] == ck;
+  const std::int64_t next_delta = s.dir * s.kstep * g.stride[C];
   bool any = false;
   for (std::int64_t ca = a_lo / g.chunk[A]; ca <= a_hi / g.chunk[A]; ++ca) {
     const std::int64_t first = std::max(a_lo, ca * g.chunk[A]);
@@ -135,9 +143,28 @@ bool build_line(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t 
       std::fill(dst, dst + cnt, 0.f);
       continue;
     }
-    const T* x = reinterpret_cast<const T*>(p0) + off0 + (first % g.chunk[A]) * sa;
-    const T* y = reinterpret_cast<const T*>(p1) + off1 + (first % g.chunk[A]) * sa;
-    if (sa == 1) {
+    const T* x;
+    const T* y;
+    std::int64_t step = sa;
+    if (staged) {
+      x = st.line(k, s.dir, b0, first);
+      y = st.line(k, s.dir, b1, first);
+      step = 1;
+    } else {
+      x = reinterpret_cast<const T*>(p0) + off0 + (first % g.chunk[A]) * sa;
+      y = reinterpret_cast<const T*>(p1) + off1 + (first % g.chunk[A]) * sa;
+      if (sa == 1 && next_in_brick) {
+        // The same run of the next slice: short runs in separate bricks defeat the hardware
+        // prefetcher, and the next slice is a whole row pass away.
+        constexpr std::int64_t kLine =
+            64 / std::int64_t(sizeof(T)) > 0 ? 64 / std::int64_t(sizeof(T)) : 1;
+        for (std::int64_t j = 0; j < cnt; j += kLine) {
+          __builtin_prefetch(x + next_delta + j);
+          if (fb != 0) __builtin_prefetch(y + next_delta + j);
+        }
+      }
+    }
+    if (step == 1) {
       if (fb == 0) {
         for (std::int64_t j = 0; j < cnt; ++j)
           dst[j] = float(x[j]);
@@ -211,10 +238,36 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
   L.resize(std::size_t(g.n[A]) + 2);
   const bool fast = s.fa_int > 0 && look.linear;
   if (fast && s.fa_int > 1) E.resize(std::size_t(s.fa_int) * (std::size_t(g.n[A]) + 1) + 1);
+  thread_local Staging<T> st;
+  st.count = 0;
+  st.on = s.kstep == 1 && g.stride[A] > 1 && g.stride[std::size_t(s.c)] < g.stride[A];
   int slab = 0;
   for (std::int64_t k = s.k0;; k += s.dir * s.kstep) {
     if (look.cancel && (++slab & 15) == 0 && look.cancel->load(std::memory_order_relaxed)) return;
     const double kd = double(k);
+    if (st.on && (st.count == 0 || (k - st.k_last) * s.dir > 0)) {
+      // The rows each slice of the group reads for this block of rows, and the columns of
+      // all of them: the extremes of b_at and a_at over the corners (both are monotonic in
+      // v, u and k).
+      auto clampi = [](double x, std::int64_t n) {
+        return std::clamp<std::int64_t>(std::int64_t(std::clamp(x, -1.0, double(n))), 0, n - 1);
+      };
+      const auto rows = [&](std::int64_t kk) {
+        const double b0 = s.b_at(double(v0), double(kk)), b1 = s.b_at(double(v1 - 1), double(kk));
+        return std::pair{clampi(std::floor(std::min(b0, b1)) - 1, g.n[B]),
+                         clampi(std::floor(std::max(b0, b1)) + 2, g.n[B])};
+      };
+      const std::int64_t kl =
+          k + s.dir * std::min<std::int64_t>(Staging<T>::kMaxSlices - 1, (s.k1 - k) * s.dir);
+      double alo = 1e300, ahi = -1e300;
+      for (const double kk : {kd, double(kl)})
+        for (const double uu : {0.0, double(s.nu - 1)}) {
+          const double a = s.a_at(uu, kk);
+          alo = std::min(alo, a), ahi = std::max(ahi, a);
+        }
+      st.fill(g, br, s, k, s.k1, rows, clampi(std::floor(alo) - 1, g.n[A]),
+              clampi(std::floor(ahi) + 2, g.n[A]));
+    }
     const double A0 = s.a_at(0, kd), dA = s.beta(kd) / s.fa;
     for (int v = v0; v < v1; ++v) {
       const double bpos = s.b_at(v, kd);
@@ -237,7 +290,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           std::clamp<std::int64_t>(std::int64_t(std::floor(A0 + double(u_lo) * dA)), 0, g.n[A] - 1);
       const auto a_hi = std::clamp<std::int64_t>(
           std::int64_t(std::floor(A0 + double(u_hi) * dA)) + 1, 0, g.n[A] - 1);
-      if (!build_line<T>(g, br, s, k, b0, b1, fb, a_lo, a_hi, L.data())) continue;
+      if (!build_line<T>(g, br, s, k, b0, b1, fb, a_lo, a_hi, L.data(), st)) continue;
       const double x0 = A0 - double(a_lo - 1);  // line coordinate of column 0
       Op<M> op{pl.p[0].empty() ? nullptr : pl.row(0, v),
                pl.p[1].empty() ? nullptr : pl.row(1, v),
@@ -372,10 +425,12 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
   }
   with_dtype(g.dtype, [&]<class T>() {
     auto run = [&]<Mode M>() {
-      tbb::parallel_for(tbb::blocked_range<int>(0, pl.nv, 8),
-                        [&](const tbb::blocked_range<int>& r) {
-                          slice_rows<T, M>(g, bricks, *s, look, pl, r.begin(), r.end());
-                        });
+      tbb::parallel_for(
+          tbb::blocked_range<int>(0, pl.nv, 16),
+          [&](const tbb::blocked_range<int>& r) {
+            slice_rows<T, M>(g, bricks, *s, look, pl, r.begin(), r.end());
+          },
+          tbb::simple_partitioner());
     };
     switch (look.mode) {
       case Mode::kMip:
