@@ -1,0 +1,122 @@
+// A Python pipeline worker as the server sees it: a child process started on first use,
+// connected over wire to the hub (a wire::Server on loopback), asked to compute with the
+// request/reply protocol of docs/pipelines.md ("Worker protocol"), restarted with backoff
+// when it dies, stopped when the last pipeline using it is unloaded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "pipeline/worker_spawn.hpp"
+#include "pipeline/workers.hpp"
+
+namespace vx::pipeline::detail {
+
+using json = nlohmann::json;
+
+// Tag layout (u64): [63:32] the worker's wire id, [31:28] the kind, [27:0] a sequence number.
+enum class Kind : std::uint64_t {
+  kHello = 1,        // worker -> server, JSON; sequence = the launch number
+  kRequest = 2,      // server -> worker, JSON header
+  kRequestData = 3,  // server -> worker, the block (float32)
+  kReply = 4,        // worker -> server, JSON header
+  kReplyData = 5,    // worker -> server, the result
+};
+inline constexpr std::uint64_t kSeqMask = (1u << 28) - 1;
+inline constexpr std::size_t kHeaderMax = 64 * 1024;
+inline std::uint64_t make_tag(std::uint32_t wire_id, Kind kind, std::uint64_t seq) {
+  return (std::uint64_t(wire_id) << 32) | (std::uint64_t(kind) << 28) | (seq & kSeqMask);
+}
+
+class Hub;
+using Bytes = std::shared_ptr<std::vector<std::byte>>;
+
+// How a request went, for the caller to decide (retry once after a death).
+enum class Outcome { kOk, kFailed, kDied };
+
+struct Reply {
+  json header;  // {"ok": true, ...}
+  Bytes data;   // the reply data (kReplyData), when the request expected some
+  std::size_t data_bytes = 0;
+};
+
+class WorkerProcess {
+ public:
+  WorkerProcess(WorkerSpec spec, std::shared_ptr<Hub> hub, std::vector<std::string> pipelines);
+  ~WorkerProcess();
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  const WorkerSpec& spec() const { return spec_; }
+  // A pipeline of this worker was loaded / unloaded: the process starts with the first and
+  // stops with the last.
+  Status acquire();
+  void release();
+  // Sends `header` (and `payload` as the request data) and waits for the reply, within the
+  // worker's timeout; starts or restarts the worker first when needed. A reply data buffer
+  // of `reply_bytes` is posted when `reply_bytes` > 0. A request lost to the worker's death
+  // is sent once more to the restarted worker.
+  Result<Reply> call(json header, std::span<const std::byte> payload, std::size_t reply_bytes);
+  // Empty while healthy; otherwise why not (the last death, a restart pending).
+  std::string health() const;
+  json details() const;  // {"worker", "pid", "starts", "deaths", "last_death"?}
+
+ private:
+  struct Conn;
+  Result<std::shared_ptr<Conn>> running();  // starts or restarts as needed
+  Result<std::shared_ptr<Conn>> start();
+  void stop(const std::shared_ptr<Conn>& c);
+  // Marks the connection dead (once): kills and reaps the process, records why.
+  void died(const std::shared_ptr<Conn>& c, std::string why, bool kill_it);
+  std::pair<Outcome, Result<Reply>> attempt(const json& header, std::span<const std::byte> payload,
+                                            std::size_t reply_bytes);
+  std::string name_;  // "worker 'NAME'"
+  WorkerSpec spec_;
+  std::shared_ptr<Hub> hub_;
+  std::vector<std::string> pipelines_;
+  std::mutex start_mutex_;  // one start at a time
+  mutable std::mutex mutex_;
+  // Guarded by mutex_:
+  std::shared_ptr<Conn> conn_;
+  int users_ = 0;
+  std::uint64_t starts_ = 0, deaths_ = 0;
+  int consecutive_deaths_ = 0;
+  std::chrono::steady_clock::time_point next_start_{};
+  std::string last_death_;
+};
+
+// The wire server workers connect to (loopback, a free port), made on the first start, and a
+// pool of transfer buffers.
+class Hub {
+ public:
+  explicit Hub(std::string transports);
+  ~Hub();
+  struct Server;
+  // The listening server (made on first use).
+  Result<Server*> server();
+  std::uint64_t next_seq() { return seq_.fetch_add(1) & kSeqMask; }
+  std::uint64_t next_launch() { return (launch_.fetch_add(1) + 1) & kSeqMask; }
+  // A buffer of `bytes`, from the pool; it returns there when the last reference goes.
+  Bytes buffer(std::size_t bytes);
+
+ private:
+  std::string transports_;
+  std::mutex mutex_;
+  std::unique_ptr<Server> server_;
+  std::atomic<std::uint64_t> seq_{1}, launch_{0};
+  struct Pool;
+  std::shared_ptr<Pool> pool_;
+};
+
+}  // namespace vx::pipeline::detail
