@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Overhead of a Python pipeline worker per 64^3 chunk: the server's process() round trip
+(request, the 68^3 float32 block with a 2-voxel halo over wire, the function, the result back)
+against an in-process call of the same function on the same block, side by side in one run.
+
+    /usr/bin/python3 bench/pipeline_worker.py [--calls 200] [--chunk 64]
+
+Needs build/release/bench/voxcast_bench_pipeline_worker and the wire module
+(build/release/python). Prints a Markdown table; the goal is an overhead of at most 1 ms.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "build" / "release" / "bench" / "voxcast_bench_pipeline_worker"
+WORKER = '''
+import scipy.ndimage as ndi
+from voxcast import pipeline as vp
+
+@vp.pipeline("copy", halo=2)
+def copy(block):
+    return block          # the library crops the halo: the result is a 64^3 copy
+
+@vp.pipeline("gauss", halo=2)
+def gauss(block):
+    return ndi.gaussian_filter(block, 0.5)   # radius int(4 * 0.5 + 0.5) = 2
+
+if __name__ == "__main__":
+    raise SystemExit(vp.main())
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--chunk", type=int, default=64)
+    a = ap.parse_args()
+    wire = os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python"))
+    sys.path[:0] = [str(ROOT / "python")]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "bench_worker.py").write_text(WORKER)
+        man = tmp / "pipelines.json"
+        man.write_text(json.dumps({"workers": [{
+            "name": "bench", "command": [sys.executable, "bench_worker.py"],
+            "env": {"PYTHONPATH": f"{ROOT / 'python'}:{wire}", "OMP_NUM_THREADS": "1"}}]}))
+        spec = importlib.util.spec_from_file_location("bench_worker", tmp / "bench_worker.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        n = a.chunk + 4
+        block = np.random.default_rng(15).uniform(0, 4000, (n, n, n)).astype(np.float32)
+        rows = []
+        for name in ("copy", "gauss"):
+            r = subprocess.run([str(BENCH), str(man), name, str(a.chunk), "2", str(a.calls)],
+                               capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                raise SystemExit(f"{BENCH} failed: {r.stderr}")
+            worker = json.loads(r.stdout.strip().splitlines()[-1])
+            times = []
+            for _ in range(a.calls + 5):
+                t0 = time.perf_counter()
+                mod.vp.call_in_process(name, block, {}, halo=(2, 2, 2))
+                times.append((time.perf_counter() - t0) * 1e6)
+            local = statistics.median(times[5:])
+            rows.append((name, worker["median_us"], worker["p90_us"], local,
+                         worker["median_us"] - local, worker["median_us"] / local))
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or ''} "
+          f"python {platform.python_version()}, {a.calls} calls of a {a.chunk}^3 chunk "
+          f"(block {a.chunk + 4}^3 float32 with halo 2)")
+    print("| function | worker round trip median (p90) | in process median | overhead | ratio |")
+    print("|---|---|---|---|---|")
+    for name, wm, wp, lm, over, ratio in rows:
+        print(f"| {name} | {wm / 1000:.3f} ms ({wp / 1000:.3f}) | {lm / 1000:.3f} ms | "
+              f"{over / 1000:.3f} ms | {ratio:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
