@@ -98,6 +98,9 @@ class ExternalPipeline final : public Pipeline {
     if (got != data::dtype_name(dtype))
       return fail(ErrorCode::kInternal, "{} returned dtype {} where \"{}\" was expected", e_.where,
                   got.dump(), data::dtype_name(dtype));
+    if (r->truncated)
+      return fail(ErrorCode::kInternal, "{} returned more than the {} bytes expected", e_.where,
+                  want);
     if (r->data_bytes != want)
       return fail(ErrorCode::kInternal, "{} returned {} bytes where {} were expected", e_.where,
                   r->data_bytes, want);

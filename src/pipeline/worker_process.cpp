@@ -432,14 +432,11 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
   if (data) {
     if (auto e = await(r_data, got))
       return e->message == "died" ? death() : failed(Outcome::kFailed, *e);
-    if (!got)
-      return failed(Outcome::kFailed,
-                    Error{ErrorCode::kInternal,
-                          got.error().code == wire::Errc::kTruncated
-                              ? fmt::format("returned more than the {} bytes expected", reply_bytes)
-                              : got.error().what()});
+    if (!got && got.error().code != wire::Errc::kTruncated)
+      return failed(Outcome::kFailed, Error{ErrorCode::kInternal, got.error().what()});
+    reply.truncated = !got;
+    reply.data_bytes = got ? got->length : 0;
     reply.data = std::move(data);
-    reply.data_bytes = got->length;
   }
   return {Outcome::kOk, std::move(reply)};
 }

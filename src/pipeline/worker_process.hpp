@@ -49,6 +49,7 @@ struct Reply {
   json header;  // {"ok": true, ...}
   Bytes data;   // the reply data (kReplyData), when the request expected some
   std::size_t data_bytes = 0;
+  bool truncated = false;  // the reply data was larger than expected (consumed, not kept)
 };
 
 class WorkerProcess {
