@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--chunk", type=int, default=64)
     a = ap.parse_args()
-    wire = os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python"))
+    wire = ROOT / os.environ.get("VOXCAST_WIRE_PATH", "build/release/python")
     sys.path[:0] = [str(ROOT / "python")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -34,7 +34,6 @@ import inspect
 import json
 import os
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
@@ -303,7 +302,7 @@ class Worker:
                 raise KeyError(f"this worker has no pipeline {h.get('pipeline')!r}")
             ctx = _context(p, h)
             if h["op"] == "halo":
-                return {"ok": True, "halo": p.halo_for(h.get("params", {}), ctx)}
+                return {"ok": True, "halo": p.halo_for(h.get("params", {}), ctx)}, None
             if h["op"] != "process":
                 raise ValueError(f"unknown request {h['op']!r}")
             out = p.call(block, h.get("params", {}), ctx)
@@ -347,4 +346,4 @@ def call_in_process(name: str, block: np.ndarray, params: Optional[dict] = None,
 
 
 __all__ = ["pipeline", "number", "integer", "boolean", "choice", "string", "Context",
-           "Pipeline", "main", "registered", "call_in_process", "schema_of", "time"]
+           "Pipeline", "main", "registered", "call_in_process", "schema_of"]

@@ -35,7 +35,7 @@ if str(ROOT / "python") not in sys.path:
 def worker_env(extra=None) -> dict:
     """What a worker needs: the voxcast package and the wire module (and, in the ASan tree,
     the sanitizer runtime first: tests/CMakeLists.txt)."""
-    wire = os.environ.get("VOXCAST_WIRE_PATH", str(ROOT / "build" / "release" / "python"))
+    wire = ROOT / os.environ.get("VOXCAST_WIRE_PATH", "build/release/python")  # abs. stays
     env = {"PYTHONPATH": f"{ROOT / 'python'}:{wire}", "PYTHONDONTWRITEBYTECODE": "1",
            "OMP_NUM_THREADS": "1"}
     if os.environ.get("VOXCAST_WIRE_PRELOAD"):
