@@ -313,11 +313,12 @@ def test_faults_in_a_session_leave_the_server_and_other_sessions_up(volume, serv
         assert "fault_raise" in warned["message"] and "worker 'faults'" in warned["message"], warned
         # The malformed one: an error naming it, and nothing changes.
         await bad_st.send(json.dumps({"type": "state.update", "seq": 2, "patch": {
-            "layers": [{}, {"source": {"pipeline": "fault_schema", "input": 0}}]}}))
+            "layers": [{}, {"source": {"pipeline": "fault_schema", "params": None}}]}}))
         err = await _reply(bad_st)
         while err["type"] == "warning":
             err = await _reply(bad_st)
         assert err["type"] == "error" and "fault_schema" in err["message"], err
+        assert "malformed description: schema.properties.x" in err["message"], err
         # Another session, another worker: untouched.
         await good_st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
             "canvas": {"width": 96, "height": 96},
