@@ -253,6 +253,8 @@ class Worker:
         self.host, self.port, self.token, self.launch = host, port, token, launch
         self._buffers: dict = {}  # preallocated receive buffers by shape
         self._header = bytearray(HEADER_MAX)
+        self.shm = _map_shm(os.environ.get("VOXCAST_WORKER_SHM", ""),
+                            int(os.environ.get("VOXCAST_WORKER_SHM_BYTES", "0") or 0))
 
     def _buffer(self, shape) -> np.ndarray:
         shape = tuple(int(s) for s in shape)
@@ -265,11 +267,16 @@ class Worker:
 
     async def run(self):
         from voxcast import wire
-        client = wire.Client(mode=os.environ.get("VOXCAST_WORKER_WIRE_MODE", "thread"))
+        # eventfd: no progress thread, the loop progresses UCX itself (one thread hop less per
+        # message; docs/benchmarks.md, "Python worker overhead").
+        spin = os.environ.get("VOXCAST_WORKER_SPIN_US")
+        client = wire.Client(mode=os.environ.get("VOXCAST_WORKER_WIRE_MODE", "eventfd"),
+                             spin_us=float(spin) if spin else None)
         await client.aconnect(self.host, self.port)
         self.client, self.id = client, client.id
         msg = hello(self.pipelines)
         msg["token"] = self.token
+        msg["shm"] = self.shm is not None
         await client.asend(json.dumps(msg).encode(), tag(self.id, KIND_HELLO, self.launch))
         try:
             while True:
@@ -284,11 +291,25 @@ class Worker:
     async def _serve(self, h: dict):
         seq = int(h["seq"])
         block = None
-        if h.get("op") == "process":
+        shm = h.get("shm")
+        if h.get("op") == "process" and shm is not None and self.shm is not None:
+            # The block is in shared memory already: a view of it, no copy at all.
+            block = np.ndarray(tuple(h["shape"]), np.float32, buffer=self.shm, offset=shm["in"])
+        elif h.get("op") == "process":
             block = self._buffer(h["shape"])
             await self.client.arecv(block, tag(self.id, KIND_REQUEST_DATA, seq), 0xFFFFFFFF)
         reply, data = self.handle(h, block)
         reply["seq"] = seq
+        if shm is not None and data is not None:
+            # The result goes back through shared memory, when its size is the one expected
+            # (else the server reports the shape or dtype it got).
+            if data.nbytes == shm["out_bytes"]:
+                out = np.ndarray(data.shape, data.dtype, buffer=self.shm, offset=shm["out"])
+                np.copyto(out, data)
+                reply["shm"] = True
+            else:
+                reply["shm"] = False
+            data = None
         await self.client.asend(json.dumps(reply).encode(), tag(self.id, KIND_REPLY, seq))
         if data is not None:
             await self.client.asend(data, tag(self.id, KIND_REPLY_DATA, seq))
@@ -310,6 +331,21 @@ class Worker:
         except Exception as exc:  # reported to the server, which names the pipeline
             tb = traceback.format_exc(limit=8)
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}, None
+
+
+def _map_shm(name: str, size: int):
+    """The server's shared memory region for this worker (docs/pipelines.md), or None."""
+    if not name or size <= 0:
+        return None
+    import mmap
+    try:
+        fd = os.open("/dev/shm/" + name.lstrip("/"), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
 
 
 def main(argv=None, pipelines: Optional[dict] = None):

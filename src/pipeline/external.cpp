@@ -101,15 +101,15 @@ class ExternalPipeline final : public Pipeline {
     if (r->truncated)
       return fail(ErrorCode::kInternal, "{} returned more than the {} bytes expected", e_.where,
                   want);
-    if (r->data_bytes != want)
+    if (r->data.size() != want)
       return fail(ErrorCode::kInternal, "{} returned {} bytes where {} were expected", e_.where,
-                  r->data_bytes, want);
+                  r->data.size(), want);
     dispatch_dtype(dtype, [&](auto t) {
       using T = decltype(t);
       if constexpr (std::is_same_v<T, float>) {
-        std::memcpy(out.data, r->data->data(), want);
+        std::memcpy(out.data, r->data.data(), want);
       } else {
-        const T* p = reinterpret_cast<const T*>(r->data->data());
+        const T* p = reinterpret_cast<const T*>(r->data.data());
         for (std::int64_t i = 0; i < out.voxels(); ++i)
           out.data[i] = float(p[i]);
       }
@@ -151,7 +151,7 @@ Result<WorkerSpec> read_worker(const std::filesystem::path& file, const json& w,
     if (!known.count(k))
       return tl::unexpected(format_error(file, field + "." + k,
                                          "unknown field (known: name, command, env, cwd, "
-                                         "memory_mb, timeout_s, start_timeout_s)")
+                                         "memory_mb, timeout_s, start_timeout_s, shm_mb)")
                                 .error());
   WorkerSpec s;
   if (!w.contains("name") || !w["name"].is_string() ||
@@ -201,6 +201,8 @@ Result<WorkerSpec> read_worker(const std::filesystem::path& file, const json& w,
   VX_ASSIGN(auto mem, number("memory_mb", 0, 1 << 24));
   VX_ASSIGN(auto timeout, number("timeout_s", 0.01, 86400));
   VX_ASSIGN(auto start, number("start_timeout_s", 0.1, 3600));
+  VX_ASSIGN(auto shm, number("shm_mb", 0, 1 << 16));
+  if (shm) s.shm_bytes = std::uint64_t(*shm * (1 << 20));
   if (mem) s.memory_bytes = std::uint64_t(*mem * (1 << 20));
   if (timeout) s.timeout = std::chrono::milliseconds(std::int64_t(*timeout * 1000));
   if (start) s.start_timeout = std::chrono::milliseconds(std::int64_t(*start * 1000));

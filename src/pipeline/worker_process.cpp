@@ -1,6 +1,8 @@
 #include "pipeline/worker_process.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,10 +91,62 @@ Bytes Hub::buffer(std::size_t bytes) {
   });
 }
 
+// ---- Slab ----
+
+std::unique_ptr<Slab> Slab::create(std::string name, std::size_t bytes) {
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    VX_LOG(warn, "pipeline.worker_shm", "name={} error={}", name, log_quote(std::strerror(errno)));
+    return nullptr;
+  }
+  void* p = MAP_FAILED;
+  if (::ftruncate(fd, off_t(bytes)) == 0)
+    p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int err = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    ::shm_unlink(name.c_str());
+    VX_LOG(warn, "pipeline.worker_shm", "name={} error={}", name, log_quote(std::strerror(err)));
+    return nullptr;
+  }
+  return std::unique_ptr<Slab>(new Slab(std::move(name), static_cast<std::byte*>(p), bytes));
+}
+
+Slab::~Slab() {
+  unlink();
+  ::munmap(base_, size_);
+}
+
+void Slab::unlink() {
+  std::lock_guard lock(mutex_);
+  if (linked_) ::shm_unlink(name_.c_str());
+  linked_ = false;
+}
+
+std::optional<std::size_t> Slab::alloc(std::size_t bytes) {
+  bytes = (bytes + 63) & ~std::size_t(63);
+  std::lock_guard lock(mutex_);
+  std::size_t at = 0;
+  for (const auto& [off, n] : used_) {
+    if (off - at >= bytes) break;
+    at = (off + n + 63) & ~std::size_t(63);
+  }
+  if (at + bytes > size_) return std::nullopt;
+  used_.emplace(at, bytes);
+  return at;
+}
+
+void Slab::free(std::size_t offset) {
+  std::lock_guard lock(mutex_);
+  used_.erase(offset);
+}
+
 // ---- WorkerProcess ----
 
 struct WorkerProcess::Conn {
   pid_t pid = 0;
+  std::unique_ptr<Slab> slab;  // mapped by the worker too when `shm`
+  bool shm = false;
   wire::Endpoint ep;
   std::uint32_t id = 0;
   std::atomic<bool> dead{false};
@@ -246,13 +300,20 @@ Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::start() {
   cmd.env["VOXCAST_WORKER_LAUNCH"] = std::to_string(launch);
   cmd.env["VOXCAST_WORKER_NAME"] = spec_.name;
   if (!spec_.transports.empty()) cmd.env["UCX_TLS"] = spec_.transports;
+  auto c = std::make_shared<Conn>();
+  if (spec_.shm_bytes > 0) {
+    c->slab = Slab::create(fmt::format("/voxcast-{}-{}", ::getpid(), launch), spec_.shm_bytes);
+    if (c->slab) {
+      cmd.env["VOXCAST_WORKER_SHM"] = c->slab->name();
+      cmd.env["VOXCAST_WORKER_SHM_BYTES"] = std::to_string(c->slab->size());
+    }
+  }
   const auto t0 = SteadyClock::now();
   auto pid = spawn(cmd);
   if (!pid) {
     r.cancel();
     return fail(pid.error().code, "cannot start {}: {}", name_, pid.error().message);
   }
-  auto c = std::make_shared<Conn>();
   c->pid = *pid;
   auto abandon = [&](std::string why) {
     r.cancel();
@@ -297,6 +358,10 @@ Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::start() {
   if (names != expected)
     return abandon(fmt::format("{} announced pipelines [{}] but described [{}] at start", name_,
                                fmt::join(names, ", "), fmt::join(expected, ", ")));
+  if (c->slab) {
+    c->slab->unlink();  // mapped by both now (or never by the worker)
+    c->shm = h.value("shm", false) == true;
+  }
   c->id = std::uint32_t(got->tag >> 32);
   for (const auto& ep : srv.endpoints())
     if (ep.id() == c->id) c->ep = ep;
@@ -357,15 +422,29 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
   auto& srv = (*hs)->server;
   const auto seq = hub_->next_seq();
   auto hdr = hub_->buffer(kHeaderMax);
-  Bytes data = reply_bytes ? hub_->buffer(reply_bytes) : nullptr;
+  json h = request;
+  h["seq"] = seq;
+  // The block and the result through shared memory when there is room: only headers go
+  // over wire then. The range is freed when the reply (or this attempt) is done with it.
+  std::shared_ptr<void> slot;
+  std::size_t out_off = 0;
+  if (conn->shm && !payload.empty() && reply_bytes) {
+    const auto in_bytes = (payload.size() + 63) & ~std::size_t(63);
+    if (auto off = conn->slab->alloc(in_bytes + reply_bytes)) {
+      slot = std::shared_ptr<void>(nullptr, [conn, o = *off](void*) { conn->slab->free(o); });
+      std::memcpy(conn->slab->at(*off), payload.data(), payload.size());
+      out_off = *off + in_bytes;
+      h["shm"] = {{"in", *off}, {"out", out_off}, {"out_bytes", reply_bytes}};
+      payload = {};
+    }
+  }
+  Bytes data = reply_bytes && !slot ? hub_->buffer(reply_bytes) : nullptr;
   auto r_hdr = srv.recv(std::span(hdr->data(), kHeaderMax), make_tag(conn->id, Kind::kReply, seq),
                         ~0ull, keep(hdr));
   wire::Request r_data;
   if (data)
     r_data = srv.recv(std::span(data->data(), reply_bytes),
                       make_tag(conn->id, Kind::kReplyData, seq), ~0ull, keep(data));
-  json h = request;
-  h["seq"] = seq;
   const auto text = h.dump();
   auto tb = hub_->buffer(text.size());
   std::memcpy(tb->data(), text.data(), text.size());
@@ -435,8 +514,12 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
     if (!got && got.error().code != wire::Errc::kTruncated)
       return failed(Outcome::kFailed, Error{ErrorCode::kInternal, got.error().what()});
     reply.truncated = !got;
-    reply.data_bytes = got ? got->length : 0;
-    reply.data = std::move(data);
+    reply.data = std::span<const std::byte>(data->data(), got ? got->length : 0);
+    reply.hold = std::move(data);
+  } else if (slot) {  // written in place, or not at all when its size was wrong
+    if (reply.header.value("shm", false) == true)
+      reply.data = std::span<const std::byte>(conn->slab->at(out_off), reply_bytes);
+    reply.hold = std::move(slot);
   }
   return {Outcome::kOk, std::move(reply)};
 }

@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -47,9 +49,37 @@ enum class Outcome { kOk, kFailed, kDied };
 
 struct Reply {
   json header;  // {"ok": true, ...}
-  Bytes data;   // the reply data (kReplyData), when the request expected some
-  std::size_t data_bytes = 0;
+  std::span<const std::byte> data;  // the result (shared memory, or the reply data message)
+  std::shared_ptr<void> hold;       // keeps `data` valid
   bool truncated = false;  // the reply data was larger than expected (consumed, not kept)
+};
+
+// A POSIX shared memory region the server and one worker both map: requests carry the block
+// and get the result through it, and only headers go over wire (docs/pipelines.md).
+class Slab {
+ public:
+  // nullptr (logged) when the region cannot be made.
+  static std::unique_ptr<Slab> create(std::string name, std::size_t bytes);
+  ~Slab();
+  Slab(const Slab&) = delete;
+  Slab& operator=(const Slab&) = delete;
+  const std::string& name() const { return name_; }
+  std::size_t size() const { return size_; }
+  void unlink();  // once the worker has mapped it: nobody else can open it
+  // A free range of `bytes` (64-byte aligned), or nothing when the region is full.
+  std::optional<std::size_t> alloc(std::size_t bytes);
+  void free(std::size_t offset);
+  std::byte* at(std::size_t offset) const { return base_ + offset; }
+
+ private:
+  Slab(std::string name, std::byte* base, std::size_t size)
+      : name_(std::move(name)), base_(base), size_(size) {}
+  std::string name_;
+  std::byte* base_;
+  std::size_t size_;
+  bool linked_ = true;
+  std::mutex mutex_;
+  std::map<std::size_t, std::size_t> used_;  // offset -> bytes
 };
 
 class WorkerProcess {
