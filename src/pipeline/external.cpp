@@ -146,7 +146,7 @@ Result<WorkerSpec> read_worker(const std::filesystem::path& file, const json& w,
   if (!w.is_object())
     return tl::unexpected(format_error(file, field, "expected an object").error());
   static const std::set<std::string> known = {
-      "name", "command", "env", "cwd", "memory_mb", "timeout_s", "start_timeout_s"};
+      "name", "command", "env", "cwd", "memory_mb", "timeout_s", "start_timeout_s", "shm_mb"};
   for (const auto& [k, v] : w.items())
     if (!known.count(k))
       return tl::unexpected(format_error(file, field + "." + k,

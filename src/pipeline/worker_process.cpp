@@ -431,7 +431,12 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
   if (conn->shm && !payload.empty() && reply_bytes) {
     const auto in_bytes = (payload.size() + 63) & ~std::size_t(63);
     if (auto off = conn->slab->alloc(in_bytes + reply_bytes)) {
-      slot = std::shared_ptr<void>(nullptr, [conn, o = *off](void*) { conn->slab->free(o); });
+      struct Range {
+        std::shared_ptr<Conn> c;
+        std::size_t off;
+        ~Range() { c->slab->free(off); }
+      };
+      slot = std::make_shared<Range>(Range{conn, *off});
       std::memcpy(conn->slab->at(*off), payload.data(), payload.size());
       out_off = *off + in_bytes;
       h["shm"] = {{"in", *off}, {"out", out_off}, {"out_bytes", reply_bytes}};

@@ -10,9 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -48,10 +48,10 @@ using Bytes = std::shared_ptr<std::vector<std::byte>>;
 enum class Outcome { kOk, kFailed, kDied };
 
 struct Reply {
-  json header;  // {"ok": true, ...}
+  json header;                      // {"ok": true, ...}
   std::span<const std::byte> data;  // the result (shared memory, or the reply data message)
   std::shared_ptr<void> hold;       // keeps `data` valid
-  bool truncated = false;  // the reply data was larger than expected (consumed, not kept)
+  bool truncated = false;           // the reply data was larger than expected (consumed, not kept)
 };
 
 // A POSIX shared memory region the server and one worker both map: requests carry the block

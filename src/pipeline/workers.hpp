@@ -25,12 +25,13 @@ struct WorkerSpec {
   std::uint64_t memory_bytes = 128ull << 20;        // the estimate charged to the budget
   std::chrono::milliseconds timeout{30'000};        // per request (a chunk, a halo)
   std::chrono::milliseconds start_timeout{60'000};  // from start to its hello (and --describe)
-  std::string transports;  // UCX_TLS for the worker connections (default all)
+  std::string transports;                 // UCX_TLS for the worker connections (default all)
   std::uint64_t shm_bytes = 64ull << 20;  // shared memory for blocks and results (0: over wire)
 };
 
 // Reads the manifest: {"workers": [{"name", "command": [...], "env"?, "cwd"?, "memory_mb"?,
-// "timeout_s"?, "start_timeout_s"?, "shm_mb"?}], "transports"?}. kFormat errors name the file and field.
+// "timeout_s"?, "start_timeout_s"?, "shm_mb"?}], "transports"?}. kFormat errors name the file and
+// field.
 Result<std::vector<WorkerSpec>> read_worker_manifest(const std::filesystem::path& file);
 
 // The workers of a manifest, registered: keep it alive as long as the registry's pipelines
