@@ -436,7 +436,7 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
         std::size_t off;
         ~Range() { c->slab->free(off); }
       };
-      slot = std::make_shared<Range>(Range{conn, *off});
+      slot = std::shared_ptr<Range>(new Range{conn, *off});  // no temporary to free it
       std::memcpy(conn->slab->at(*off), payload.data(), payload.size());
       out_off = *off + in_bytes;
       h["shm"] = {{"in", *off}, {"out", out_off}, {"out_bytes", reply_bytes}};
