@@ -98,6 +98,11 @@ def test_scipy_example_equals_in_process(volume, run_ok, tmp_path):
     got = converted(run_ok, tmp_path / "m", src, man, "scipy_median:radius=1")
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, ndi.median_filter(a, size=3))
+    # The same over wire messages instead of shared memory (shm_mb 0: the fallback path).
+    wired = manifest(tmp_path, ("scipy", EXAMPLES / "scipy_example.py", {"shm_mb": 0}),
+                     name="wired.json")
+    got = converted(run_ok, tmp_path / "w", src, wired, "scipy_log:sigma=1.2")
+    np.testing.assert_array_equal(got, want)
 
 
 def test_torch_example_equals_in_process(volume, run_ok, tmp_path):
@@ -229,6 +234,15 @@ def test_session_lazy_start_live_params_and_killed_worker(volume, serve, run_ok,
         await px.close()
 
     asyncio.run(go())
+    # Unloaded (as when idle, or offloaded when memory is short): the worker stops.
+    pid = _pipelines(s)["scipy_log"]["worker"]["pid"]
+    # (busy, 409, while the closed session's last computations finish)
+    _wait_for(lambda: ((r := _post(s, "/api/v1/pipelines/scipy_log/unload"))[0] == 200, r),
+              "unloaded", timeout=60)
+    p = _pipelines(s)["scipy_log"]
+    assert p["status"] == "not_loaded" and p["worker"]["pid"] is None and p["memory_bytes"] == 0, p
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped before the unload returned
 
 
 # ---- faults ----
