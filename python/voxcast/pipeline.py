@@ -172,6 +172,12 @@ class Pipeline:
         """Runs the function on `block` (float32, with halo; (z, y, x)) the way the worker
         does, returning the chunk in the output dtype. Used by the worker and for in-process
         comparisons (tests, benchmarks)."""
+        out, dtype = self.call_view(block, params, ctx)
+        return np.ascontiguousarray(out, dtype=dtype)
+
+    def call_view(self, block: np.ndarray, params: dict, ctx: Context):
+        """As call(), without the final copy: (the chunk, perhaps a view of the function's
+        result, and the dtype it is to be converted to)."""
         hz, hy, hx = ctx.halo
         arg = block[0] if ctx.spatial_dims == 2 and block.ndim == 3 else block
         kwargs = dict(params)
@@ -183,7 +189,7 @@ class Pipeline:
         if out.shape == block.shape and any(ctx.halo):
             out = out[hz:out.shape[0] - hz, hy:out.shape[1] - hy, hx:out.shape[2] - hx]
         dtype = ctx.input_dtype if self.output_dtype == "input" else self.output_dtype
-        return np.ascontiguousarray(out, dtype=dtype)
+        return out, np.dtype(dtype)
 
 
 def _halo3(h, spatial_dims: int) -> list:
@@ -303,16 +309,18 @@ class Worker:
         if shm is not None and data is not None:
             # The result goes back through shared memory, when its size is the one expected
             # (else the server reports the shape or dtype it got).
-            if data.nbytes == shm["out_bytes"]:
-                out = np.ndarray(data.shape, data.dtype, buffer=self.shm, offset=shm["out"])
-                np.copyto(out, data)
+            out, dtype = data
+            if out.size * dtype.itemsize == shm["out_bytes"]:
+                # One pass: the crop of the halo and the dtype conversion, into shared memory.
+                dst = np.ndarray(out.shape, dtype, buffer=self.shm, offset=shm["out"])
+                np.copyto(dst, out, casting="unsafe")
                 reply["shm"] = True
             else:
                 reply["shm"] = False
             data = None
         await self.client.asend(json.dumps(reply).encode(), tag(self.id, KIND_REPLY, seq))
         if data is not None:
-            await self.client.asend(data, tag(self.id, KIND_REPLY_DATA, seq))
+            await self.client.asend(data[0], tag(self.id, KIND_REPLY_DATA, seq))
 
     def handle(self, h: dict, block):
         """One request: (reply header, reply data or None). Exceptions become error replies
@@ -326,8 +334,10 @@ class Worker:
                 return {"ok": True, "halo": p.halo_for(h.get("params", {}), ctx)}, None
             if h["op"] != "process":
                 raise ValueError(f"unknown request {h['op']!r}")
-            out = p.call(block, h.get("params", {}), ctx)
-            return {"ok": True, "shape": list(out.shape), "dtype": out.dtype.name}, out
+            out, dtype = p.call_view(block, h.get("params", {}), ctx)
+            if h.get("shm") is None or self.shm is None:
+                out = np.ascontiguousarray(out, dtype=dtype)  # to be sent as it is
+            return {"ok": True, "shape": list(out.shape), "dtype": dtype.name}, (out, dtype)
         except Exception as exc:  # reported to the server, which names the pipeline
             tb = traceback.format_exc(limit=8)
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}, None
