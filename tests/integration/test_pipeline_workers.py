@@ -245,6 +245,31 @@ def test_session_lazy_start_live_params_and_killed_worker(volume, serve, run_ok,
         os.kill(pid, 0)  # stopped and reaped before the unload returned
 
 
+def test_torch_example_in_a_session(volume, serve, tmp_path):
+    a, src = volume
+    man = manifest(tmp_path, ("torch", EXAMPLES / "torch_example.py", {"timeout_s": 120}))
+    s = serve(src, "--pipelines", man)
+
+    async def go():
+        st, px, _ = await _session(s)
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 96, "height": 96},
+            "layers": [{"visible": False}, {"source": {"pipeline": "torch_cnn", "input": 0,
+                                                       "params": {"gain": 300}},
+                                            "contrast_limits": [-300, 300]}]}}))
+        ack = await _reply(st)
+        assert ack["type"] == "ack", ack
+        img, flags = await _final_frame(px, 1)
+        assert not flags & 8, "degraded: a torch chunk failed (see the server log)"
+        assert img.std() > 1.0, "a flat frame"
+        await st.close()
+        await px.close()
+
+    asyncio.run(go())
+    p = _pipelines(s)["torch_cnn"]
+    assert p["status"] == "loaded" and p["worker"]["starts"] == 1 and p["worker"]["deaths"] == 0, p
+
+
 # ---- faults ----
 
 @pytest.fixture(scope="module")
