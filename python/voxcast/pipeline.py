@@ -292,7 +292,7 @@ class Worker:
                     break
                 await self._serve(h)
         finally:
-            await client.aclose()
+            await client.aclose(force=True)  # the server waits for the exit, not a handshake
 
     async def _serve(self, h: dict):
         seq = int(h["seq"])
