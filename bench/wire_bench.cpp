@@ -136,8 +136,11 @@ void serve(Server& server, const Config& cfg) {
       wait_ok(ep.send(ready, kCtlTag), "ready");
       for (uint64_t i = 0; i < cmd.iters; ++i) {
         wait_ok(std::move(r), "ping");
-        if (i + 1 < cmd.iters) r = server.recv(in, kDataTag, kAll);  // pre-post the next one
         wait_ok(ep.send(out, kDataTag), "pong");
+        // The next receive is posted after the pong, as perftest's tag_lat responder does:
+        // posting it first put a receive's cost on every round trip's critical path. The
+        // next ping cannot arrive before the client has this pong.
+        if (i + 1 < cmd.iters) r = server.recv(in, kDataTag, kAll);
       }
     } else if (cmd.test == kBw) {
       if (!ring.empty() && ring.front().size() != cmd.size) ring.clear();

@@ -7,22 +7,15 @@
 #include <cstring>
 #include <vector>
 
+#include "core/libpng_errors.hpp"
+
 namespace vx::codec {
 namespace {
 
-// libpng reports errors through longjmp by default; this handler throws instead, and the
-// exception never leaves write_png.
-struct PngError {
-  std::string message;
-};
-[[noreturn]] void on_error(png_structp, png_const_charp msg) {
-  throw PngError{msg ? msg : "libpng error"};
-}
-void on_warning(png_structp, png_const_charp) {}
+using libpng::on_error;
+using libpng::on_warning;
+using PngError = libpng::Error;
 
-}  // namespace
-
-namespace {
 void append_bytes(png_structp png, png_bytep data, png_size_t n) {
   auto* out = static_cast<std::vector<std::uint8_t>*>(png_get_io_ptr(png));
   out->insert(out->end(), data, data + n);

@@ -1,6 +1,8 @@
 // Format openers behind open_volume() (private to src/data).
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,6 +20,9 @@ Result<SourcePtr> open_npy(const std::string& path);
 Result<SourcePtr> open_tiff(const std::string& path);
 Result<SourcePtr> open_nifti(const std::string& path);
 Result<SourcePtr> open_png(const std::string& path);
+// Decodes a PNG from an open stream (open_png's work, and the fuzz target's entry point):
+// `name` names it in errors; an image that needs more than `max_bytes` decoded is refused.
+Result<SourcePtr> read_png(std::FILE* file, const std::string& name, std::uint64_t max_bytes);
 Result<SourcePtr> open_synthetic(std::string_view spec);
 
 // Channels of an image's samples: 3 or 4 (rgb) are red, green, blue with the type's full range

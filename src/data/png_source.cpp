@@ -10,19 +10,16 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/libpng_errors.hpp"
 #include "core/memory.hpp"
 #include "data/mapped_array.hpp"
 
 namespace vx::data {
 namespace {
 
-struct PngError {
-  std::string message;
-};
-[[noreturn]] void on_error(png_structp, png_const_charp msg) {
-  throw PngError{msg ? msg : "libpng error"};
-}
-void on_warning(png_structp, png_const_charp) {}
+using libpng::on_error;
+using libpng::on_warning;
+using PngError = libpng::Error;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -61,6 +58,10 @@ std::vector<Channel> colour_channels(int samples, bool rgb, DType dtype) {
 Result<SourcePtr> open_png(const std::string& path) {
   std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) return fail(ErrorCode::kIo, "{}: cannot open: {}", path, std::strerror(errno));
+  return read_png(f.get(), path, available_ram_bytes() / 4);
+}
+
+Result<SourcePtr> read_png(std::FILE* file, const std::string& path, std::uint64_t max_bytes) {
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, on_error, on_warning);
   png_infop pinfo = png ? png_create_info_struct(png) : nullptr;
   auto buf = std::make_shared<Bytes>();
@@ -71,7 +72,7 @@ Result<SourcePtr> open_png(const std::string& path) {
   try {
     if (!png || !pinfo) throw PngError{"cannot allocate the PNG reader"};
     png_set_user_limits(png, 1u << 20, 1u << 20);  // libpng's own bound on each side
-    png_init_io(png, f.get());
+    png_init_io(png, file);
     png_read_info(png, pinfo);
     width = png_get_image_width(png, pinfo);
     height = png_get_image_height(png, pinfo);
@@ -86,10 +87,12 @@ Result<SourcePtr> open_png(const std::string& path) {
     samples = png_get_channels(png, pinfo);
     const std::size_t row = png_get_rowbytes(png, pinfo);
     const std::uint64_t total = std::uint64_t(row) * height;
-    if (total > available_ram_bytes() / 4) {
+    if (total > max_bytes) {
       code = ErrorCode::kUnsupported;
-      throw PngError{fmt::format("{}x{} pixels need {} bytes, more than a quarter of the RAM",
-                                 width, height, total)};
+      throw PngError{
+          fmt::format("{}x{} pixels need {} bytes, over the limit of {} (a quarter "
+                      "of the RAM)",
+                      width, height, total, max_bytes)};
     }
     buf->resize(std::size_t(total));
     std::vector<png_bytep> rows(height);

@@ -143,6 +143,9 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
                 state_seq_);
   VX_ASSIGN(const json resolved, resolve_patch(patch));
   VX_ASSIGN(auto next, render::apply_patch(scene_, resolved, inputs_locked().data));
+  // A slice past the end would draw black and look like missing data: refuse it, naming
+  // the axis and the range, as `voxcast render` does.
+  VX_TRY(render::check_slices_in_range(next, inputs_locked().data));
   if (next.canvas.width > engine_.max_width || next.canvas.height > engine_.max_height)
     return fail(ErrorCode::kUnsupported, "field 'canvas': {}x{} is over the streaming limit {}x{}",
                 next.canvas.width, next.canvas.height, engine_.max_width, engine_.max_height);

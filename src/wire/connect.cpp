@@ -208,9 +208,7 @@ void NodeImpl::check_connect_deadline() {
   std::vector<std::shared_ptr<RequestState>> welcome;
   {
     std::lock_guard lock(mu);
-    for (auto& [raw, s] : pending) {
-      if (s->kind == Kind::kConnect) welcome.push_back(s);
-    }
+    welcome = pending.of_kinds({Kind::kConnect});
   }
   for (auto& s : welcome)
     s->cancel(err);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -107,9 +108,39 @@ struct RequestState : std::enable_shared_from_this<RequestState> {
   void attach(void* request);
   void cancel(std::optional<Error> reason = std::nullopt);
   // In a UCX completion callback: the state behind `user`, taken out of its node's pending
-  // map (null when close() already failed it).
+  // list (null when close() already failed it).
   static std::shared_ptr<RequestState> claim(void* user);
+
+  // Membership of the node's PendingList (guarded by NodeImpl::mu): while linked, the
+  // request holds itself alive for the UCX callback that will claim it.
+  std::shared_ptr<RequestState> pending_self;
+  RequestState* pending_prev = nullptr;
+  RequestState* pending_next = nullptr;
 };
+
+// The requests in flight on a node, linked through the requests themselves: tracking one
+// allocates nothing, since it is on the latency path (a hash map cost a node allocation
+// and a free per operation). Guarded by NodeImpl::mu.
+class PendingList {
+ public:
+  void add(std::shared_ptr<RequestState> st);
+  // The reference the list held, or null when `raw` is not in it (already claimed).
+  std::shared_ptr<RequestState> remove(RequestState* raw);
+  bool empty() const { return head_ == nullptr; }
+  // Every request in flight whose kind is in `kinds` (references, to use outside the lock).
+  std::vector<std::shared_ptr<RequestState>> of_kinds(std::initializer_list<Kind> kinds) const;
+  // Empties the list, handing its references over.
+  std::vector<std::shared_ptr<RequestState>> take_all();
+
+ private:
+  RequestState* head_ = nullptr;
+};
+
+// Makes RequestStates from a small per-thread cache of freed blocks instead of malloc: a
+// request is made per operation, on the latency path. Under AddressSanitizer it is plain
+// allocation, so that a use after free is still caught.
+std::shared_ptr<RequestState> new_request_state(std::shared_ptr<NodeImpl> node, Kind kind,
+                                                Callback cb);
 
 enum class EpState { kOpen, kClosed, kFailed };
 
@@ -160,9 +191,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::atomic<uint64_t> rejected{0};  // server: clients refused for their settings
   std::mutex close_mutex;
 
-  // Requests in flight (the map holds the reference the UCX callback will drop).
+  // Requests in flight (the list holds the reference the UCX callback will drop).
   std::mutex mu;
-  std::unordered_map<RequestState*, std::shared_ptr<RequestState>> pending;
+  PendingList pending;
   std::vector<std::shared_ptr<EndpointImpl>> endpoints;  // server: connected ones
   std::vector<std::shared_ptr<EndpointImpl>> live;       // every ep not yet released
   std::vector<std::function<void()>> deferred;           // run after progress
@@ -203,8 +234,11 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   Request flush(Callback cb);
 
   // ---- progress ----
-  bool progress_once();  // ucp_worker_progress until idle, then deferred work
-  bool progress();       // progress_once, re-arming the fd in kEventFd mode
+  // ucp_worker_progress until idle (or until *until is set: a waiter returns as soon as
+  // its request is done, without one more progress call on its latency path), then
+  // deferred work.
+  bool progress_once(const std::atomic<bool>* until = nullptr);
+  bool progress();  // progress_once, re-arming the fd in kEventFd mode
   void run_thread();
   void defer(std::function<void()> fn);
   bool run_deferred();  // in the progress context; whether there was any

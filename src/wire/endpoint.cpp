@@ -118,9 +118,7 @@ void NodeImpl::endpoint_failed(EndpointImpl* raw, ucs_status_t status) {
       std::vector<std::shared_ptr<RequestState>> recvs;
       {
         std::lock_guard lock(mu);
-        for (auto& [raw_st, st] : pending) {
-          if (st->kind == Kind::kRecv || st->kind == Kind::kConnect) recvs.push_back(st);
-        }
+        recvs = pending.of_kinds({Kind::kRecv, Kind::kConnect});
       }
       for (auto& st : recvs)
         st->cancel(err);
@@ -155,9 +153,7 @@ Status NodeImpl::close(bool force) {
     std::vector<std::shared_ptr<RequestState>> recvs;
     {
       std::lock_guard lock(mu);
-      for (auto& [raw, st] : pending) {
-        if (st->kind == Kind::kRecv || st->kind == Kind::kConnect) recvs.push_back(st);
-      }
+      recvs = pending.of_kinds({Kind::kRecv, Kind::kConnect});
     }
     for (auto& st : recvs)
       st->cancel(Error{Errc::kClosed, st->describe() + ": the node was closed"});
@@ -192,16 +188,16 @@ Status NodeImpl::close(bool force) {
   }
   // Whatever UCX never completed is failed here, which also breaks the reference
   // cycles (state -> node -> pending -> state).
-  std::unordered_map<RequestState*, std::shared_ptr<RequestState>> left;
+  std::vector<std::shared_ptr<RequestState>> left;
   std::vector<std::function<void()>> work;
   {
     std::lock_guard lock(mu);
-    left.swap(pending);
+    left = pending.take_all();
     work.swap(deferred);
     endpoints.clear();
     live.clear();
   }
-  for (auto& [raw, st] : left)
+  for (auto& st : left)
     st->complete(
         tl::unexpected(Error{Errc::kClosed, st->describe() + ": closed before it completed"}));
   client_ep.reset();

@@ -182,21 +182,17 @@ NodeImpl::~NodeImpl() {
 // ---- requests --------------------------------------------------------------------
 
 std::shared_ptr<RequestState> NodeImpl::make_request(Kind kind, Callback cb) {
-  return std::make_shared<RequestState>(shared_from_this(), kind, std::move(cb));
+  return new_request_state(shared_from_this(), kind, std::move(cb));
 }
 
 void NodeImpl::track(const std::shared_ptr<RequestState>& st) {
   std::lock_guard lock(mu);
-  pending.emplace(st.get(), st);
+  pending.add(st);
 }
 
 std::shared_ptr<RequestState> NodeImpl::untrack(RequestState* raw) {
   std::lock_guard lock(mu);
-  auto it = pending.find(raw);
-  if (it == pending.end()) return nullptr;
-  auto st = std::move(it->second);
-  pending.erase(it);
-  return st;
+  return pending.remove(raw);
 }
 
 Request NodeImpl::failed(std::shared_ptr<RequestState> st, Error e) {
@@ -350,14 +346,16 @@ bool NodeImpl::run_deferred() {
   return true;
 }
 
-bool NodeImpl::progress_once() {
+bool NodeImpl::progress_once(const std::atomic<bool>* until) {
   const NodeImpl* outer_context = std::exchange(tls_progress_context, this);
   // Deferred work first too: a cancel handed over by another thread must take effect
   // before UCX matches the next message to the receive it cancels.
   bool any = run_deferred();
   const NodeImpl* outer = std::exchange(tls_progressing, this);
-  while (ucp_worker_progress(worker.get()) != 0)
+  while (ucp_worker_progress(worker.get()) != 0) {
     any = true;
+    if (until && until->load(std::memory_order_acquire)) break;
+  }
   tls_progressing = outer;
   any |= run_deferred();
   if (connecting.load(std::memory_order_acquire)) check_connect_deadline();

@@ -1,5 +1,6 @@
 // Error codes and their text, UCX status mapping, and requests: RequestState (one
 // operation's completion, cancel and error text) and the public Request handle.
+#include <algorithm>
 #include <string>
 
 #include "wire/detail.hpp"
@@ -88,6 +89,124 @@ Error ucx_error(ucs_status_t status, std::string_view who) {
 }
 
 // ---- requests --------------------------------------------------------------------
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRecycle = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kRecycle = false;
+#else
+constexpr bool kRecycle = true;
+#endif
+#else
+constexpr bool kRecycle = true;
+#endif
+
+// A per-thread stack of freed blocks of one size. A block freed on another thread than
+// the one that made it (a completion on the progress thread) joins that thread's stack:
+// blocks are plain memory from operator new, so any thread may reuse or free them.
+class BlockCache {
+ public:
+  ~BlockCache() {
+    for (void* b : blocks_)
+      ::operator delete(b);
+  }
+  void* get(std::size_t bytes) {
+    if (bytes == size_ && !blocks_.empty()) {
+      void* b = blocks_.back();
+      blocks_.pop_back();
+      return b;
+    }
+    return ::operator new(bytes);
+  }
+  void put(void* b, std::size_t bytes) {
+    if (size_ == 0) size_ = bytes;
+    if (bytes == size_ && blocks_.size() < kMax) {
+      blocks_.push_back(b);
+    } else {
+      ::operator delete(b);
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMax = 256;  // at most a few tens of KiB per thread
+  std::size_t size_ = 0;
+  std::vector<void*> blocks_;
+};
+
+template <class T>
+struct Recycling {
+  using value_type = T;
+  Recycling() = default;
+  template <class U>
+  Recycling(const Recycling<U>&) {}
+  T* allocate(std::size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    return static_cast<T*>(cache().get(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) { cache().put(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const Recycling<U>&) const {
+    return true;
+  }
+
+ private:
+  static BlockCache& cache() {
+    thread_local BlockCache c;
+    return c;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<RequestState> new_request_state(std::shared_ptr<NodeImpl> node, Kind kind,
+                                                Callback cb) {
+  if constexpr (kRecycle) {
+    return std::allocate_shared<RequestState>(Recycling<RequestState>{}, std::move(node), kind,
+                                              std::move(cb));
+  } else {
+    return std::make_shared<RequestState>(std::move(node), kind, std::move(cb));
+  }
+}
+
+void PendingList::add(std::shared_ptr<RequestState> st) {
+  RequestState* raw = st.get();
+  raw->pending_prev = nullptr;
+  raw->pending_next = head_;
+  if (head_) head_->pending_prev = raw;
+  head_ = raw;
+  raw->pending_self = std::move(st);
+}
+
+std::shared_ptr<RequestState> PendingList::remove(RequestState* raw) {
+  if (!raw->pending_self) return nullptr;
+  if (raw->pending_prev) {
+    raw->pending_prev->pending_next = raw->pending_next;
+  } else {
+    head_ = raw->pending_next;
+  }
+  if (raw->pending_next) raw->pending_next->pending_prev = raw->pending_prev;
+  raw->pending_prev = raw->pending_next = nullptr;
+  return std::move(raw->pending_self);
+}
+
+std::vector<std::shared_ptr<RequestState>> PendingList::of_kinds(
+    std::initializer_list<Kind> kinds) const {
+  std::vector<std::shared_ptr<RequestState>> out;
+  for (RequestState* p = head_; p; p = p->pending_next)
+    if (std::find(kinds.begin(), kinds.end(), p->kind) != kinds.end())
+      out.push_back(p->pending_self);
+  return out;
+}
+
+std::vector<std::shared_ptr<RequestState>> PendingList::take_all() {
+  std::vector<std::shared_ptr<RequestState>> out;
+  while (head_)
+    out.push_back(remove(head_));
+  return out;
+}
 
 RequestState::~RequestState() {
   if (ucx) ucp_request_free(ucx);
@@ -219,8 +338,8 @@ Result<Completion> Request::wait_for(std::chrono::nanoseconds timeout) {
   // a clock read can cost more than a progress call, and this loop is the latency path.
   constexpr unsigned kClockEvery = 64;
   for (unsigned polls = 0; !st.done.load(std::memory_order_acquire); ++polls) {
-    bool any =
-        node.options.progress == ProgressMode::kEventFd ? node.progress() : node.progress_once();
+    bool any = node.options.progress == ProgressMode::kEventFd ? node.progress()
+                                                               : node.progress_once(&st.done);
     if (st.done.load(std::memory_order_acquire)) break;
     const bool idle = !any && node.options.progress == ProgressMode::kEventFd;
     if (!forever && (idle || polls % kClockEvery == 0) &&

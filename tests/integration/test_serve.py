@@ -219,6 +219,10 @@ def test_pixels_for_an_unknown_session_and_limits(serve):
         await c.send(json.dumps({"type": "state.update", "seq": 3,
                                  "patch": {"canvas": {"width": 321}}}))
         assert (await reply(c))["code"] == "unsupported"  # odd size for H.264
+        await c.send(json.dumps({"type": "state.update", "seq": 3,
+                                 "patch": {"dims": {"point": [1e6, 0, 0]}}}))
+        err = await reply(c)  # a slice past the end: named, not drawn black
+        assert "dims.point[0]" in err["message"] and "outside the data" in err["message"], err
         await c.send(json.dumps({"type": "state.update", "seq": 3, "patch": {"camera": {"zoom": 2}}}))
         assert (await reply(c))["type"] == "ack"
         await c.send(json.dumps({"type": "state.update", "seq": 3, "patch": {}}))
