@@ -26,13 +26,13 @@ int main(int argc, char** argv) {
   const std::int64_t chunk = argc > 3 ? std::atoll(argv[3]) : 64;
   const std::int64_t halo = argc > 4 ? std::atoll(argv[4]) : 2;
   const int calls = argc > 5 ? std::atoi(argv[5]) : 200;
+  Budget budget("host", 8ull << 30);
   auto registry = pipeline::builtin_registry();
-  auto workers = pipeline::add_workers(registry, argv[1]);
+  auto workers = pipeline::add_workers(registry, argv[1], &budget);
   if (!workers) {
     fmt::print(stderr, "{}\n", workers.error().what());
     return 1;
   }
-  Budget budget("host", 8ull << 30);
   pipeline::Manager manager(std::move(registry), budget);
   auto lease = manager.use(argv[2]);
   if (!lease) {

@@ -72,7 +72,7 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
     if (!o->pipelines.empty()) {
       auto registry = pipeline::builtin_registry();
       if (!o->workers.empty()) {
-        auto w = pipeline::add_workers(registry, o->workers);
+        auto w = pipeline::add_workers(registry, o->workers, &budget);
         if (!w) return report(w.error().what());
         workers = std::move(*w);
       }

@@ -111,7 +111,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   auto registry = pipeline::builtin_registry();
   std::shared_ptr<pipeline::Workers> workers;  // outlives the manager (declared before it)
   if (!o.pipelines_file.empty()) {
-    auto w = pipeline::add_workers(registry, o.pipelines_file);
+    auto w = pipeline::add_workers(registry, o.pipelines_file, &budget);
     if (!w) return report(w.error().what());
     workers = std::move(*w);
   }

@@ -278,7 +278,8 @@ Result<std::vector<WorkerSpec>> read_worker_manifest(const std::filesystem::path
 }
 
 Result<std::shared_ptr<Workers>> add_workers(Registry& registry,
-                                             const std::filesystem::path& manifest) {
+                                             const std::filesystem::path& manifest,
+                                             Budget* budget) {
   VX_ASSIGN(auto specs, read_worker_manifest(manifest));
   auto impl = std::make_shared<WorkersImpl>();
   impl->hub = std::make_shared<detail::Hub>(specs.empty() ? "" : specs[0].transports);
@@ -313,9 +314,10 @@ Result<std::shared_ptr<Workers>> add_workers(Registry& registry,
       names.push_back(d.name);
       valid += e.error.empty() ? 1 : 0;
     }
-    auto proc = std::make_shared<WorkerProcess>(w, impl->hub, names);
+    auto proc = std::make_shared<WorkerProcess>(w, impl->hub, names, budget);
     impl->procs.push_back(proc);
-    const std::uint64_t share = valid ? w.memory_bytes / valid : 0;
+    // With a budget the process itself is charged while it runs (worker_process.hpp).
+    const std::uint64_t share = budget || !valid ? 0 : w.memory_bytes / valid;
     for (auto& item : found) {
       auto& d = item.first;
       d.error = item.second.error;

@@ -210,19 +210,45 @@ wire::Callback keep(Bytes b) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(WorkerSpec spec, std::shared_ptr<Hub> hub,
-                             std::vector<std::string> pipelines)
+                             std::vector<std::string> pipelines, Budget* budget)
     : name_(fmt::format("worker '{}'", spec.name)),
       spec_(std::move(spec)),
       hub_(std::move(hub)),
-      pipelines_(std::move(pipelines)) {}
+      pipelines_(std::move(pipelines)) {
+  if (budget)
+    holder_ = budget->add_holder("worker " + spec_.name, kRankPipeline,
+                                 [this](std::uint64_t) { return offload(); });
+}
 
 WorkerProcess::~WorkerProcess() {
+  holder_ = {};  // no eviction callback from here on
   std::shared_ptr<Conn> c;
   {
     std::lock_guard lock(mutex_);
     c = std::move(conn_);
   }
   if (c) stop(c);
+}
+
+std::uint64_t WorkerProcess::offload() {
+  std::shared_ptr<Conn> c;
+  {
+    std::lock_guard lock(mutex_);
+    if (!conn_ || inflight_ > 0 || !charged_) return 0;
+    c = std::move(conn_);
+  }
+  VX_LOG(info, "pipeline.worker_offload", "worker={} bytes={}", spec_.name, spec_.memory_bytes);
+  stop(c);
+  return spec_.memory_bytes;
+}
+
+void WorkerProcess::uncharge() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!charged_) return;
+    charged_ = false;
+  }
+  holder_.release(spec_.memory_bytes);
 }
 
 Status WorkerProcess::acquire() {
@@ -309,9 +335,19 @@ Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::start() {
     }
   }
   const auto t0 = SteadyClock::now();
+  if (holder_) {
+    if (auto st = holder_.charge(spec_.memory_bytes); !st) {
+      r.cancel();
+      return fail(st.error().code, "cannot start {} (memory_mb {}): {}", name_,
+                  spec_.memory_bytes >> 20, st.error().message);
+    }
+    std::lock_guard lock(mutex_);
+    charged_ = true;
+  }
   auto pid = spawn(cmd);
   if (!pid) {
     r.cancel();
+    uncharge();
     return fail(pid.error().code, "cannot start {}: {}", name_, pid.error().message);
   }
   c->pid = *pid;
@@ -320,6 +356,7 @@ Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::start() {
     ::kill(c->pid, SIGKILL);
     c->reap_blocking(milliseconds(2000));
     c->dead = true;
+    uncharge();
     VX_LOG(warn, "pipeline.worker_start_failed", "worker={} pid={} error={}", spec_.name, c->pid,
            log_quote(why));
     return make_error(ErrorCode::kInternal, std::move(why));
@@ -389,6 +426,7 @@ void WorkerProcess::stop(const std::shared_ptr<Conn>& c) {
     c->reap_blocking(milliseconds(2000));
   }
   c->ep.close(true);
+  uncharge();
   VX_LOG(info, "pipeline.worker_stopped", "worker={} pid={}", spec_.name, c->pid);
 }
 
@@ -400,6 +438,7 @@ void WorkerProcess::died(const std::shared_ptr<Conn>& c, std::string why, bool k
                                 c->exited() ? describe_exit(c->status) : "did not exit");
   if (!why.empty()) msg = fmt::format("{} (pid {}): {}; killed", name_, c->pid, why);
   c->ep.close(true);
+  uncharge();
   std::lock_guard lock(mutex_);
   if (conn_ == c) conn_.reset();
   ++deaths_;
@@ -417,6 +456,17 @@ std::pair<Outcome, Result<Reply>> WorkerProcess::attempt(const json& request,
   auto c = running();
   if (!c) return failed(Outcome::kFailed, c.error());
   auto conn = *c;
+  {
+    std::lock_guard lock(mutex_);
+    ++inflight_;  // not offloaded while a request is in flight
+  }
+  struct Inflight {
+    WorkerProcess& w;
+    ~Inflight() {
+      std::lock_guard lock(w.mutex_);
+      --w.inflight_;
+    }
+  } inflight{*this};
   auto hs = hub_->server();
   if (!hs) return failed(Outcome::kFailed, hs.error());
   auto& srv = (*hs)->server;
@@ -566,7 +616,8 @@ json WorkerProcess::details() const {
   json j{{"name", spec_.name},
          {"pid", conn_ ? json(conn_->pid) : json()},
          {"starts", starts_},
-         {"deaths", deaths_}};
+         {"deaths", deaths_},
+         {"memory_bytes", charged_ ? spec_.memory_bytes : 0}};
   if (!last_death_.empty()) j["last_death"] = last_death_;
   return j;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/resources.hpp"
 #include "pipeline/worker_spawn.hpp"
 #include "pipeline/workers.hpp"
 
@@ -84,7 +85,11 @@ class Slab {
 
 class WorkerProcess {
  public:
-  WorkerProcess(WorkerSpec spec, std::shared_ptr<Hub> hub, std::vector<std::string> pipelines);
+  // With a budget, the running process is charged its memory estimate there (rank
+  // kRankPipeline: when memory is short an idle worker - no request in flight - is stopped;
+  // the next request starts it again).
+  WorkerProcess(WorkerSpec spec, std::shared_ptr<Hub> hub, std::vector<std::string> pipelines,
+                Budget* budget = nullptr);
   ~WorkerProcess();
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
@@ -112,7 +117,9 @@ class WorkerProcess {
   void died(const std::shared_ptr<Conn>& c, std::string why, bool kill_it);
   std::pair<Outcome, Result<Reply>> attempt(const json& header, std::span<const std::byte> payload,
                                             std::size_t reply_bytes);
-  std::string name_;  // "worker 'NAME'"
+  std::uint64_t offload();  // the budget's evictor
+  void uncharge();          // the process is gone: its estimate goes back to the budget
+  std::string name_;        // "worker 'NAME'"
   WorkerSpec spec_;
   std::shared_ptr<Hub> hub_;
   std::vector<std::string> pipelines_;
@@ -125,6 +132,9 @@ class WorkerProcess {
   int consecutive_deaths_ = 0;
   std::chrono::steady_clock::time_point next_start_{};
   std::string last_death_;
+  int inflight_ = 0;
+  bool charged_ = false;
+  Budget::Holder holder_;  // last: gone (and its evictor with it) before the rest
 };
 
 // The wire server workers connect to (loopback, a free port), made on the first start, and a

@@ -45,7 +45,11 @@ class Workers {
 // be described (missing command, crash, not JSON) fails the whole call with an error naming
 // the manifest, the worker and the command; a pipeline whose description is malformed
 // (schema, halo, dtype) is registered with that error as its status.
+// With `budget` (the manager's), each running worker process is charged its memory_mb there
+// (listed as "worker NAME" in GET /api/v1/resources) and stopped when memory is short and it
+// has no request in flight; without, each pipeline's load() reports an equal share.
 Result<std::shared_ptr<Workers>> add_workers(Registry& registry,
-                                             const std::filesystem::path& manifest);
+                                             const std::filesystem::path& manifest,
+                                             Budget* budget = nullptr);
 
 }  // namespace vx::pipeline

@@ -195,7 +195,7 @@ def test_session_lazy_start_live_params_and_killed_worker(volume, serve, run_ok,
     assert code == 200, body
     p = _pipelines(s)["scipy_log"]
     assert p["status"] == "loaded" and isinstance(p["worker"]["pid"], int), p
-    assert p["memory_bytes"] == 32 << 20, p  # the worker's 64 MiB, shared by its 2 pipelines
+    assert p["worker"]["memory_bytes"] == 64 << 20, p  # charged while the process runs
     os.kill(p["worker"]["pid"], signal.SIGKILL)
     dead = _wait_for(lambda: ((q := _pipelines(s)["scipy_log"])["status"] == "error", q),
                      "the killed worker reported")
@@ -240,7 +240,8 @@ def test_session_lazy_start_live_params_and_killed_worker(volume, serve, run_ok,
     _wait_for(lambda: ((r := _post(s, "/api/v1/pipelines/scipy_log/unload"))[0] == 200, r),
               "unloaded", timeout=60)
     p = _pipelines(s)["scipy_log"]
-    assert p["status"] == "not_loaded" and p["worker"]["pid"] is None and p["memory_bytes"] == 0, p
+    assert p["status"] == "not_loaded" and p["worker"]["pid"] is None, p
+    assert p["worker"]["memory_bytes"] == 0, p
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopped and reaped before the unload returned
 
@@ -268,6 +269,30 @@ def test_torch_example_in_a_session(volume, serve, tmp_path):
     asyncio.run(go())
     p = _pipelines(s)["torch_cnn"]
     assert p["status"] == "loaded" and p["worker"]["starts"] == 1 and p["worker"]["deaths"] == 0, p
+
+
+def test_idle_worker_stopped_when_memory_is_short(volume, serve, tmp_path):
+    a, src = volume
+    man = manifest(tmp_path, ("scipy", EXAMPLES / "scipy_example.py", {"memory_mb": 40}),
+                   ("faults", FAULTS, {"memory_mb": 40}))
+    s = serve(src, "--pipelines", man, "--cache-mb", "64")
+    code, body = _post(s, "/api/v1/pipelines/scipy_log/load")
+    assert code == 200, body
+    first = _pipelines(s)["scipy_log"]["worker"]
+    assert isinstance(first["pid"], int) and first["memory_bytes"] == 40 << 20, first
+    # 40 + 40 MiB do not fit in 64: the idle scipy worker is stopped for the faults worker.
+    code, body = _post(s, "/api/v1/pipelines/fault_raise/load")
+    assert code == 200, body
+    p = _pipelines(s)
+    assert p["fault_raise"]["worker"]["memory_bytes"] == 40 << 20, p["fault_raise"]
+    assert p["scipy_log"]["worker"]["pid"] is None, p["scipy_log"]
+    assert p["scipy_log"]["worker"]["memory_bytes"] == 0 and p["scipy_log"]["status"] == "loaded"
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["pid"], 0)
+    code, body = get(f"{s.http}/api/v1/resources")
+    holders = {h["name"]: h for h in json.loads(body)["budgets"][0]["holders"]}
+    assert holders["worker faults"]["bytes"] == 40 << 20, holders
+    assert holders["worker scipy"]["bytes"] == 0, holders
 
 
 # ---- faults ----
