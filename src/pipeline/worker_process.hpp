@@ -23,6 +23,7 @@
 #include "core/resources.hpp"
 #include "pipeline/worker_spawn.hpp"
 #include "pipeline/workers.hpp"
+#include "wire/wire.hpp"
 
 namespace vx::pipeline::detail {
 
@@ -143,7 +144,9 @@ class Hub {
  public:
   explicit Hub(std::string transports);
   ~Hub();
-  struct Server;
+  struct Server {
+    wire::Server server;
+  };
   // The listening server (made on first use).
   Result<Server*> server();
   std::uint64_t next_seq() { return seq_.fetch_add(1) & kSeqMask; }
