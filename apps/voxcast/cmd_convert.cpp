@@ -6,6 +6,7 @@
 #include "core/progress.hpp"
 #include "data/convert.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/workers.hpp"
 
 namespace vx::app {
 
@@ -21,6 +22,7 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
     std::string in, out, codec = "zstd";
     data::ConvertOptions c;
     std::vector<std::string> pipelines;
+    std::string workers;  // --pipelines FILE: Python pipeline workers
     bool quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -48,6 +50,10 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
                   "Process before writing: NAME[:k=v,...] (voxcast pipelines lists them; "
                   "per-axis values as a/b/c); repeat to chain")
       ->take_all();
+  cmd->add_option("--pipelines", o->workers,
+                  "A manifest of Python pipeline workers whose pipelines --pipeline may name "
+                  "(as voxcast serve --pipelines)")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
   cmd->footer(
       "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --shard 4 --codec lz4");
@@ -60,10 +66,16 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
     o->c.progress = !o->quiet;
     // Pipelines run chunk by chunk through the convert's cache, under its budget.
     Budget budget("host", o->c.cache_bytes);
+    std::shared_ptr<pipeline::Workers> workers;  // outlives the manager
     std::unique_ptr<pipeline::Manager> manager;
     std::vector<std::shared_ptr<pipeline::DerivedSource>> derived;
     if (!o->pipelines.empty()) {
       auto registry = pipeline::builtin_registry();
+      if (!o->workers.empty()) {
+        auto w = pipeline::add_workers(registry, o->workers, &budget);
+        if (!w) return report(w.error().what());
+        workers = std::move(*w);
+      }
       std::vector<json> steps;
       for (const auto& text : o->pipelines) {
         auto step = pipeline::parse_pipeline_arg(registry, text);

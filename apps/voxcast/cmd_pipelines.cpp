@@ -2,6 +2,7 @@
 
 #include "commands.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/workers.hpp"
 
 namespace vx::app {
 
@@ -12,9 +13,20 @@ Runner add_pipelines(CLI::App& app, const GlobalOptions&) {
       "with their parameters; --json prints each one's JSON Schema.");
   auto json_out = std::make_shared<bool>(false);
   cmd->add_flag("--json", *json_out, "Print [{name, version, description, schema}] as JSON");
+  auto manifest = std::make_shared<std::string>();
+  cmd->add_option("--pipelines", *manifest,
+                  "Also list the Python pipelines of this worker manifest (as voxcast serve "
+                  "--pipelines)")
+      ->check(CLI::ExistingFile);
   cmd->footer("Example: voxcast convert in.ome.zarr out.ome.zarr --pipeline gaussian:sigma=2");
-  return [json_out]() {
-    const auto registry = pipeline::builtin_registry();
+  return [json_out, manifest]() {
+    auto registry = pipeline::builtin_registry();
+    std::shared_ptr<pipeline::Workers> workers;
+    if (!manifest->empty()) {
+      auto w = pipeline::add_workers(registry, *manifest);
+      if (!w) return report(w.error().what());
+      workers = std::move(*w);
+    }
     if (*json_out) {
       json out = json::array();
       for (const auto* d : registry.list())
@@ -22,11 +34,15 @@ Runner add_pipelines(CLI::App& app, const GlobalOptions&) {
                        {"version", d->version},
                        {"description", d->description},
                        {"schema", d->schema.to_json_schema()}});
+      for (std::size_t i = 0; i < out.size(); ++i)  // a worker's malformed description
+        if (const auto* d = registry.find(out[i]["name"].get<std::string>()); !d->error.empty())
+          out[i]["error"] = d->error;
       fmt::print("{}\n", out.dump(2));
       return 0;
     }
     for (const auto* d : registry.list()) {
       fmt::print("{} {}: {}\n", d->name, d->version, d->description);
+      if (!d->error.empty()) fmt::print("  error: {}\n", d->error);
       for (const auto& p : d->schema.params()) {
         std::string range;
         if (p.minimum && p.maximum)

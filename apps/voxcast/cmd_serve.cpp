@@ -12,6 +12,7 @@
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/workers.hpp"
 #include "server/server.hpp"
 #include "server/wire_service.hpp"
 
@@ -66,6 +67,11 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
                  "returned to the cache budget (0: keep loaded pipelines until memory is short)")
       ->capture_default_str()
       ->check(CLI::Range(0, 7 * 24 * 3600));
+  cmd.add_option("--pipelines", o.pipelines_file,
+                 "A JSON manifest of Python pipeline workers (voxcast.pipeline): their pipelines "
+                 "join the built-ins; each worker starts on first use, is restarted when it dies "
+                 "and stops when unloaded (docs/pipelines.md, 'Pipelines in Python')")
+      ->check(CLI::ExistingFile);
 }
 
 namespace {
@@ -102,7 +108,14 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   // One host budget for cached chunks, derived results and pipelines (GET /api/v1/resources).
   // The manager outlives the cache: derived sources in it compute until it is gone.
   Budget budget("host", g.cache_bytes());
-  pipeline::Manager pipelines(pipeline::builtin_registry(), budget);  // loads on first use
+  auto registry = pipeline::builtin_registry();
+  std::shared_ptr<pipeline::Workers> workers;  // outlives the manager (declared before it)
+  if (!o.pipelines_file.empty()) {
+    auto w = pipeline::add_workers(registry, o.pipelines_file, &budget);
+    if (!w) return report(w.error().what());
+    workers = std::move(*w);
+  }
+  pipeline::Manager pipelines(std::move(registry), budget);  // loads on first use
   IdleUnloader idle_unloader(pipelines, std::chrono::seconds(o.unload_idle_s));
   data::CacheOptions copts{g.cache_bytes(), g.io_threads, 16};
   copts.budget = &budget;

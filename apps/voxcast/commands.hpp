@@ -49,7 +49,8 @@ struct ServeOptions {
   std::uint64_t wire_max_inflight_mb = 2048;
   int max_layers = 16;
   double max_scene_cost = 128;
-  int unload_idle_s = 300;  // pipelines unused this long are unloaded; 0: never
+  int unload_idle_s = 300;     // pipelines unused this long are unloaded; 0: never
+  std::string pipelines_file;  // --pipelines: Python pipeline workers (docs/pipelines.md)
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

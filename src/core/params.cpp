@@ -1,5 +1,7 @@
 #include "core/params.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <stdexcept>
 
@@ -250,6 +252,127 @@ Result<json> ParamSchema::parse_cli(std::string_view text, std::string_view wher
     }
   }
   return validate(in, where);
+}
+
+namespace {
+
+Result<ParamSpec> spec_from_json(const std::string& name, const json& prop,
+                                 const std::string& field) {
+  auto bad = [&](std::string_view what) {
+    return fail(ErrorCode::kFormat, "{}: {} (got {})", field, what, prop.dump());
+  };
+  if (!prop.is_object()) return bad("expected an object");
+  ParamSpec p;
+  p.name = name;
+  const json* scalar = &prop;
+  if (auto one = prop.find("oneOf"); one != prop.end()) {
+    if (!one->is_array() || one->size() != 2 || !(*one)[1].is_object() ||
+        (*one)[1].value("type", "") != "array" || !(*one)[1].contains("items") ||
+        (*one)[1]["items"] != (*one)[0])
+      return bad("'oneOf' must be [SCALAR, {\"type\": \"array\", \"items\": SCALAR}] (per axis)");
+    p.per_axis = true;
+    scalar = &(*one)[0];
+    if (!scalar->is_object()) return bad("'oneOf'[0] must be an object");
+  }
+  const auto type = scalar->value("type", json()).is_string() ? (*scalar)["type"].get<std::string>()
+                                                              : std::string();
+  if (type == "number") {
+    p.type = ParamType::kNumber;
+  } else if (type == "integer") {
+    p.type = ParamType::kInteger;
+  } else if (type == "boolean") {
+    p.type = ParamType::kBoolean;
+  } else if (type == "string") {
+    p.type = scalar->contains("enum") ? ParamType::kChoice : ParamType::kString;
+  } else {
+    return bad("'type' must be number, integer, boolean or string");
+  }
+  if (p.per_axis && p.type != ParamType::kNumber && p.type != ParamType::kInteger)
+    return bad("only numbers and integers can be per axis");
+  if (p.type == ParamType::kChoice) {
+    const auto& e = (*scalar)["enum"];
+    if (!e.is_array() || e.empty()) return bad("'enum' must be a non-empty array of strings");
+    for (const auto& c : e) {
+      if (!c.is_string()) return bad("'enum' must be a non-empty array of strings");
+      p.choices.push_back(c.get<std::string>());
+    }
+  }
+  for (const char* k : {"minimum", "maximum"}) {
+    if (auto it = scalar->find(k); it != scalar->end()) {
+      if (!it->is_number() || !std::isfinite(it->get<double>()))
+        return bad(fmt::format("'{}' must be a finite number", k));
+      (std::string_view(k) == "minimum" ? p.minimum : p.maximum) = it->get<double>();
+    }
+  }
+  if (p.minimum && p.maximum && *p.minimum > *p.maximum) return bad("'minimum' > 'maximum'");
+  if (auto it = prop.find("description"); it != prop.end()) {
+    if (!it->is_string()) return bad("'description' must be a string");
+    p.description = it->get<std::string>();
+  }
+  if (auto it = prop.find("x-unit"); it != prop.end()) {
+    if (!it->is_string()) return bad("'x-unit' must be a string");
+    p.unit = it->get<std::string>();
+  }
+  if (auto it = prop.find("x-step"); it != prop.end()) {
+    if (!it->is_number() || it->get<double>() < 0) return bad("'x-step' must be a number >= 0");
+    p.step = it->get<double>();
+  }
+  if (auto it = prop.find("x-live"); it != prop.end()) {
+    if (!it->is_boolean()) return bad("'x-live' must be true or false");
+    p.live = it->get<bool>();
+  }
+  auto def = prop.find("default");
+  if (def == prop.end()) return bad("a 'default' is required");
+  // The default must pass the parameter's own checks.
+  const ParamSpec probe = p;
+  if (p.per_axis && def->is_array()) {
+    if (def->empty() || def->size() > 3) return bad("'default' must have 1 to 3 values");
+    json arr = json::array();
+    for (std::size_t i = 0; i < def->size(); ++i) {
+      VX_ASSIGN(json x, check_scalar(probe, (*def)[i], field + ".default"));
+      arr.push_back(std::move(x));
+    }
+    p.default_value = std::move(arr);
+  } else {
+    VX_ASSIGN(p.default_value, check_scalar(probe, *def, field + ".default"));
+  }
+  return p;
+}
+
+bool valid_param_name(const std::string& n) {
+  if (n.empty() || n.size() > 64 || n[0] == '_' || std::isdigit(static_cast<unsigned char>(n[0])))
+    return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+}  // namespace
+
+Result<ParamSchema> ParamSchema::from_json_schema(const json& schema, std::string_view where) {
+  if (!schema.is_object())
+    return fail(ErrorCode::kFormat, "{}: a JSON Schema must be an object (got {})", where,
+                schema.dump().substr(0, 200));
+  if (auto t = schema.find("type"); t != schema.end() && *t != "object")
+    return fail(ErrorCode::kFormat, "{}.type: must be \"object\" (got {})", where, t->dump());
+  auto props = schema.find("properties");
+  if (props == schema.end() || !props->is_object())
+    return fail(ErrorCode::kFormat, "{}.properties: required, an object of parameters", where);
+  if (props->size() > 64)
+    return fail(ErrorCode::kFormat, "{}.properties: at most 64 parameters (got {})", where,
+                props->size());
+  ParamSchema out;
+  for (const auto& [name, prop] : props->items()) {
+    const auto field = fmt::format("{}.properties.{}", where, name);
+    if (!valid_param_name(name))
+      return fail(ErrorCode::kFormat,
+                  "{}: a parameter name is letters, digits and '_', not starting with a digit "
+                  "or '_', at most 64 characters",
+                  field);
+    VX_ASSIGN(auto spec, spec_from_json(name, prop, field));
+    out.add(std::move(spec));
+  }
+  return out;
 }
 
 }  // namespace vx

@@ -92,6 +92,12 @@ class ParamSchema {
   // validates. Per-axis values are written "sigma=1/2/2".
   Result<json> parse_cli(std::string_view text, std::string_view where = "params") const;
 
+  // The inverse of to_json_schema(), for schemas that come from elsewhere (a Python worker):
+  // accepts exactly what to_json_schema() emits (types number, integer, boolean, string with
+  // or without enum; the per-axis oneOf; minimum, maximum, default, description, x-unit,
+  // x-step, x-live) and nothing else. kFormat errors name `where` and the field.
+  static Result<ParamSchema> from_json_schema(const json& schema, std::string_view where);
+
  private:
   ParamSpec& add(ParamSpec spec);
   std::vector<ParamSpec> params_;

@@ -80,36 +80,6 @@ void store_typed(const BlockView& in, std::byte* out, const std::array<std::int6
     }
 }
 
-template <class F>
-void dispatch(data::DType t, F&& f) {
-  switch (t) {
-    case data::DType::kUInt8:
-      f(std::uint8_t{});
-      break;
-    case data::DType::kInt8:
-      f(std::int8_t{});
-      break;
-    case data::DType::kUInt16:
-      f(std::uint16_t{});
-      break;
-    case data::DType::kInt16:
-      f(std::int16_t{});
-      break;
-    case data::DType::kUInt32:
-      f(std::uint32_t{});
-      break;
-    case data::DType::kInt32:
-      f(std::int32_t{});
-      break;
-    case data::DType::kFloat32:
-      f(float{});
-      break;
-    case data::DType::kFloat64:
-      f(double{});
-      break;
-  }
-}
-
 }  // namespace
 
 Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
@@ -167,7 +137,7 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
     std::vector<std::byte> raw(std::size_t(n) * dtype_size(in.dtype));
     VX_TRY(data::read_region(cache, input, level, start, lv.shape, raw));
     std::vector<float> out(static_cast<std::size_t>(n));
-    dispatch(in.dtype, [&](auto t) {
+    dispatch_dtype(in.dtype, [&](auto t) {
       using T = decltype(t);
       const T* p = reinterpret_cast<const T*>(raw.data());
       for (std::int64_t i = 0; i < n; ++i)
@@ -204,7 +174,12 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
     for (int a = 0; a < spatial; ++a)
       lc.voxel_size[std::size_t(3 - spatial + a)] =
           lv.scale.empty() ? 1.0 : lv.scale[std::size_t(d->first_spatial_ + a)];
-    Ext3 h = lease->halo(d->params_, lc);
+    Ext3 h{0, 0, 0};
+    try {
+      h = lease->halo(d->params_, lc);  // an external pipeline asks its worker: may throw
+    } catch (const std::exception& e) {
+      return fail(ErrorCode::kInternal, "pipeline '{}': halo: {}", name, e.what());
+    }
     if (spatial == 2) h[0] = 0;
     d->levels_.push_back(lc);
     d->halos_.push_back(h);
@@ -332,11 +307,11 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
       lead += (rest % lext[std::size_t(d)]) * stride[std::size_t(d)];
       rest /= lext[std::size_t(d)];
     }
-    dispatch(cache_.source(input_).info().dtype, [&](auto t) {
+    dispatch_dtype(cache_.source(input_).info().dtype, [&](auto t) {
       gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, sstride, lead, in_block.view());
     });
     VX_TRY(lease->process(params_, lc, in_block.view(), out_block.view()));
-    dispatch(info_.dtype, [&](auto t) {
+    dispatch_dtype(info_.dtype, [&](auto t) {
       store_typed<decltype(t)>(out_block.view(), out.data(), sstride, lead);
     });
   }

@@ -18,6 +18,37 @@ Result<Vec3> per_axis(const json& value, int spatial_dims, std::string_view fiel
 // `physical` / voxel size, per axis (z stays 0 in 2D).
 Vec3 to_voxels(const Vec3& physical, const LevelContext& level);
 
+// Calls f(T{}) with the C++ type of a dtype.
+template <class F>
+void dispatch_dtype(data::DType t, F&& f) {
+  switch (t) {
+    case data::DType::kUInt8:
+      f(std::uint8_t{});
+      break;
+    case data::DType::kInt8:
+      f(std::int8_t{});
+      break;
+    case data::DType::kUInt16:
+      f(std::uint16_t{});
+      break;
+    case data::DType::kInt16:
+      f(std::int16_t{});
+      break;
+    case data::DType::kUInt32:
+      f(std::uint32_t{});
+      break;
+    case data::DType::kInt32:
+      f(std::int32_t{});
+      break;
+    case data::DType::kFloat32:
+      f(float{});
+      break;
+    case data::DType::kFloat64:
+      f(double{});
+      break;
+  }
+}
+
 // An owned block.
 struct Block {
   // Blocks are reused: a freed one goes back to its thread's pool (up to 8 MiB a thread), so

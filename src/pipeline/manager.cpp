@@ -128,6 +128,10 @@ Manager::Manager(Registry registry, Budget& budget)
   for (const auto* d : registry_.list()) {
     auto s = std::make_shared<Lease::Slot>();
     s->desc = d;
+    if (!d->error.empty()) {
+      s->status = LoadStatus::kError;
+      s->error = d->error;
+    }
     Lease::Slot* raw = s.get();
     s->holder = budget_.add_holder("pipeline " + d->name, kRankPipeline, [raw](std::uint64_t) {
       std::unique_lock lock(raw->load_mutex, std::try_to_lock);
@@ -281,6 +285,15 @@ json Manager::list() const {
            {"in_use", s->busy},
            {"loads", s->loads}};
     if (!s->error.empty()) j["error"] = s->error;
+    if (s->instance && s->status == LoadStatus::kLoaded) {
+      if (auto h = s->instance->health(); !h.empty()) {
+        j["status"] = to_string(LoadStatus::kError);
+        j["error"] = std::move(h);
+      }
+      if (auto d = s->instance->details(); !d.is_null()) j["worker"] = std::move(d);
+    } else if (s->desc->details) {
+      j["worker"] = s->desc->details();
+    }
     out.push_back(std::move(j));
   }
   return out;

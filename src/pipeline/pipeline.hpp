@@ -79,12 +79,20 @@ class Pipeline {
   // clamped for integer types).
   virtual Status process(const json& params, const LevelContext& level, const BlockView& in,
                          const BlockView& out) const = 0;
+  // While loaded: empty when healthy, else why not (an external pipeline's worker died and
+  // is restarting); the manager then lists the pipeline as `error` with this reason.
+  virtual std::string health() const { return {}; }
+  // Extra facts for listings (an external pipeline: its worker's pid, starts, deaths).
+  virtual json details() const { return nullptr; }
 };
 
 struct Descriptor {
   std::string name, version, description;
   ParamSchema schema;
   std::function<std::unique_ptr<Pipeline>()> make;
+  std::string error;  // non-empty: listed with status `error` from the start (a malformed
+                      // description from a worker); loading fails with it
+  std::function<json()> details;  // optional, for listings while not loaded
 };
 
 class Registry {

@@ -77,5 +77,38 @@ TEST(Params, ParsesTheCommandLineForm) {
   EXPECT_FALSE(schema().parse_cli("radius"));
 }
 
+TEST(Params, ReadsBackItsOwnJsonSchema) {
+  const auto js = schema().to_json_schema();
+  auto back = ParamSchema::from_json_schema(js, "schema");
+  ASSERT_TRUE(back) << back.error().what();
+  EXPECT_EQ(back->to_json_schema(), js);
+  EXPECT_TRUE(back->find("sigma")->per_axis);
+  EXPECT_FALSE(back->find("invert")->live);
+}
+
+TEST(Params, RefusesMalformedSchemasNamingTheField) {
+  auto err = [](json js) {
+    auto r = ParamSchema::from_json_schema(js, "schema");
+    EXPECT_FALSE(r) << js.dump();
+    return r ? std::string() : r.error().message;
+  };
+  auto prop = [](json p) { return json{{"type", "object"}, {"properties", {{"x", p}}}}; };
+  EXPECT_NE(err(json::array()).find("must be an object"), std::string::npos);
+  EXPECT_NE(err(json{{"type", "object"}}).find("schema.properties"), std::string::npos);
+  EXPECT_NE(err(prop({{"type", "complex"}, {"default", 1}})).find("schema.properties.x"),
+            std::string::npos);
+  EXPECT_NE(err(prop({{"type", "number"}})).find("'default' is required"), std::string::npos);
+  EXPECT_NE(err(prop({{"type", "number"}, {"default", 9}, {"maximum", 3}}))
+                .find("schema.properties.x.default: must be <= 3"),
+            std::string::npos);
+  EXPECT_NE(err(prop({{"type", "string"}, {"enum", json::array()}, {"default", "a"}})).find("enum"),
+            std::string::npos);
+  EXPECT_NE(err(prop({{"type", "number"}, {"default", 1}, {"x-live", "yes"}})).find("x-live"),
+            std::string::npos);
+  EXPECT_NE(err(json{{"properties", {{"_x", {{"type", "number"}, {"default", 1}}}}}})
+                .find("parameter name"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace vx
