@@ -7,10 +7,6 @@
 
 namespace vx::app {
 
-namespace {
-constexpr int kMaxChain = 8;  // pipelines in one chain, as in a live session
-}  // namespace
-
 ViewSources::ViewSources(Budget& budget) : manager_(pipeline::builtin_registry(), budget) {}
 
 // One resolution of a view: the layers being resolved (for cycles) and those done.
@@ -65,34 +61,11 @@ struct ViewSources::Walk {
                     field, layers.size() - 1, spec.dump());
       return layer(n.get<int>());
     }
-    if (depth >= kMaxChain)
-      return fail(ErrorCode::kInvalidArgument, "field '{}': chains are limited to {} pipelines",
-                  field, kMaxChain);
-    for (const auto& [k, v] : spec.items())
-      if (k != "pipeline" && k != "input" && k != "params")
-        return fail(ErrorCode::kInvalidArgument,
-                    "field '{}.{}': unknown (a derived source has pipeline, input, params)", field,
-                    k);
-    if (!spec.contains("pipeline") || !spec["pipeline"].is_string())
-      return fail(ErrorCode::kInvalidArgument, "field '{}.pipeline': expected a pipeline name",
-                  field);
-    const auto name = spec["pipeline"].get<std::string>();
-    VX_ASSIGN(const int input, source(spec.value("input", json(0)), field + ".input", depth + 1));
-    const auto* desc = self.manager_.registry().find(name);
-    if (!desc) {
-      std::string known;
-      for (const auto* d : self.manager_.registry().list())
-        known += (known.empty() ? "" : ", ") + d->name;
-      return fail(ErrorCode::kInvalidArgument,
-                  "field '{}.pipeline': unknown pipeline '{}' (known: {})", field, name, known);
-    }
-    auto params = desc->schema.validate(spec.value("params", json::object()), field + ".params");
-    if (!params) {  // "layers[1].source.params.sigma: must be ..." -> "field '...': must ..."
-      const auto& m = params.error().message;
-      const auto colon = m.find(": ");
-      if (colon == std::string::npos) return tl::unexpected(params.error());
-      return fail(params.error().code, "field '{}': {}", m.substr(0, colon), m.substr(colon + 2));
-    }
+    VX_ASSIGN(auto checked,
+              pipeline::check_derived_spec(self.manager_.registry(), spec, field, depth));
+    const std::string& name = checked.descriptor->name;
+    VX_ASSIGN(const int input, source(checked.input, field + ".input", depth + 1));
+    const auto params = &checked.params;
     const auto key = fmt::format("{}|{}|{}", input, name, params->dump());
     if (auto it = self.by_spec_.find(key); it != self.by_spec_.end()) return it->second;
     auto made = pipeline::DerivedSource::create(self.manager_, *in.cache,

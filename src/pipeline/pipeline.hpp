@@ -110,6 +110,23 @@ class Registry {
 // generated from the file names at configure time).
 Registry builtin_registry();
 
+// At most this many pipelines in one chain of derived sources (scenes and view files).
+inline constexpr int kMaxChain = 8;
+
+// A derived source as scenes and view files write it, {"pipeline": NAME, "input": INPUT,
+// "params": {...}}, checked against `registry`: its keys, the pipeline's name and the
+// parameters against its schema (defaults filled in). `input` is left to the caller, which
+// knows what it may name (a source index, a nested spec, a view's {"layer": N}). `depth` is
+// the spec's place in its chain. Errors name the field ("field 'layers[1].source.params.
+// sigma': must be >= 0 (got -1)").
+struct DerivedSpec {
+  const Descriptor* descriptor = nullptr;
+  json input;   // the spec's "input", 0 (the dataset) when absent
+  json params;  // valid, defaults filled in
+};
+Result<DerivedSpec> check_derived_spec(const Registry& registry, const json& spec,
+                                       const std::string& field, int depth);
+
 enum class LoadStatus { kNotLoaded, kLoading, kLoaded, kError };
 std::string_view to_string(LoadStatus s);
 

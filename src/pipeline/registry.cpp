@@ -41,6 +41,42 @@ Registry builtin_registry() {
   return r;
 }
 
+Result<DerivedSpec> check_derived_spec(const Registry& registry, const json& spec,
+                                       const std::string& field, int depth) {
+  if (depth >= kMaxChain)
+    return fail(ErrorCode::kInvalidArgument, "field '{}': chains are limited to {} pipelines",
+                field, kMaxChain);
+  for (const auto& [k, v] : spec.items())
+    if (k != "pipeline" && k != "input" && k != "params")
+      return fail(ErrorCode::kInvalidArgument,
+                  "field '{}.{}': unknown (a derived source has pipeline, input, params)", field,
+                  k);
+  if (!spec.contains("pipeline") || !spec["pipeline"].is_string())
+    return fail(ErrorCode::kInvalidArgument, "field '{}.pipeline': expected a pipeline name",
+                field);
+  const auto name = spec["pipeline"].get<std::string>();
+  DerivedSpec out;
+  out.descriptor = registry.find(name);
+  if (!out.descriptor) {
+    std::string known;
+    for (const auto* d : registry.list())
+      known += (known.empty() ? "" : ", ") + d->name;
+    return fail(ErrorCode::kInvalidArgument,
+                "field '{}.pipeline': unknown pipeline '{}' (known: {})", field, name, known);
+  }
+  auto params =
+      out.descriptor->schema.validate(spec.value("params", json::object()), field + ".params");
+  if (!params) {  // "layers[1].source.params.sigma: must be >= 0" -> "field '...': must ..."
+    const auto& m = params.error().message;
+    const auto colon = m.find(": ");
+    if (colon == std::string::npos) return tl::unexpected(params.error());
+    return fail(params.error().code, "field '{}': {}", m.substr(0, colon), m.substr(colon + 2));
+  }
+  out.params = std::move(*params);
+  out.input = spec.value("input", json(0));
+  return out;
+}
+
 Result<json> parse_pipeline_arg(const Registry& registry, std::string_view text) {
   const auto colon = text.find(':');
   const std::string name(text.substr(0, colon));

@@ -14,7 +14,6 @@
 namespace vx::stream {
 
 namespace {
-constexpr int kMaxChain = 8;             // pipelines in one chain
 constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
 }  // namespace
 
@@ -57,37 +56,13 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
     return fail(ErrorCode::kInvalidArgument,
                 "field '{}': expected a source index or {{\"pipeline\", \"input\", \"params\"}}",
                 field);
-  if (depth >= kMaxChain)
-    return fail(ErrorCode::kInvalidArgument, "field '{}': chains are limited to {} pipelines",
-                field, kMaxChain);
-  for (const auto& [k, v] : spec.items())
-    if (k != "pipeline" && k != "input" && k != "params")
-      return fail(ErrorCode::kInvalidArgument,
-                  "field '{}.{}': unknown (a derived source has pipeline, input, params)", field,
-                  k);
   if (!engine_.pipelines || !engine_.cache)
     return fail(ErrorCode::kUnsupported, "field '{}': this server has no pipelines", field);
-  if (!spec.contains("pipeline") || !spec["pipeline"].is_string())
-    return fail(ErrorCode::kInvalidArgument, "field '{}.pipeline': expected a pipeline name",
-                field);
-  const std::string name = spec["pipeline"].get<std::string>();
-  const auto* desc = engine_.pipelines->registry().find(name);
-  if (!desc) {
-    std::string known;
-    for (const auto* d : engine_.pipelines->registry().list())
-      known += (known.empty() ? "" : ", ") + d->name;
-    return fail(ErrorCode::kInvalidArgument,
-                "field '{}.pipeline': unknown pipeline '{}' (known: {})", field, name, known);
-  }
-  VX_ASSIGN(const int input,
-            resolve_source(spec.value("input", json(0)), field + ".input", depth + 1));
-  auto params = desc->schema.validate(spec.value("params", json::object()), field + ".params");
-  if (!params) {  // "layers[1].source.params.sigma: must be >= 0" -> "field '...': must ..."
-    const auto& m = params.error().message;
-    const auto colon = m.find(": ");
-    if (colon == std::string::npos) return tl::unexpected(params.error());
-    return fail(params.error().code, "field '{}': {}", m.substr(0, colon), m.substr(colon + 2));
-  }
+  VX_ASSIGN(auto checked,
+            pipeline::check_derived_spec(engine_.pipelines->registry(), spec, field, depth));
+  const std::string& name = checked.descriptor->name;
+  VX_ASSIGN(const int input, resolve_source(checked.input, field + ".input", depth + 1));
+  const auto params = &checked.params;
   const json canonical{{"pipeline", name}, {"input", input}, {"params", *params}};
   for (std::size_t i = 0; i < derived_.size(); ++i)
     if (derived_[i].spec == canonical) return int(i + 1);
