@@ -140,25 +140,22 @@ void Budget::Holder::reset() {
 Status Budget::Holder::charge(std::uint64_t bytes) {
   if (!entry_) return {};
   auto& b = *budget_;
-  {
-    std::lock_guard lock(b.mutex_);
-    if (b.used_ + bytes <= b.limit_) {
-      b.used_ += bytes;
-      b.peak_ = std::max(b.peak_, b.used_);
-      entry_->bytes += bytes;
-      entry_->last_use = SteadyClock::now();
-      return {};
-    }
-  }
-  if (bytes <= b.limit_) b.reclaim(bytes, entry_.get());
-  std::lock_guard lock(b.mutex_);
-  if (b.used_ + bytes <= b.limit_) {
+  // Takes `bytes` when they fit (under b.mutex_).
+  auto take = [&] {
+    if (b.used_ + bytes > b.limit_) return false;
     b.used_ += bytes;
     b.peak_ = std::max(b.peak_, b.used_);
     entry_->bytes += bytes;
     entry_->last_use = SteadyClock::now();
-    return {};
+    return true;
+  };
+  {
+    std::lock_guard lock(b.mutex_);
+    if (take()) return {};
   }
+  if (bytes <= b.limit_) b.reclaim(bytes, entry_.get());
+  std::lock_guard lock(b.mutex_);
+  if (take()) return {};
   b.refusals_++;
   const auto msg = fmt::format("budget '{}' cannot give {} {} ({} of {} in use, held by {})",
                                b.name_, entry_->name, format_bytes(bytes), format_bytes(b.used_),

@@ -16,18 +16,6 @@ namespace {
 
 using Response = http::response<http::string_body>;
 
-Response json_response(const http::request<http::string_body>& req, http::status status,
-                       const json& body) {
-  Response res{status, req.version()};
-  res.set(http::field::server, "voxcast");
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
-  res.keep_alive(req.keep_alive());
-  res.body() = body.dump();
-  res.prepare_payload();
-  return res;
-}
-
 Response error_response(const http::request<http::string_body>& req, const Error& e) {
   http::status st = http::status::bad_request;
   std::string code = "bad_request";

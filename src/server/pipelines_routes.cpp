@@ -12,14 +12,7 @@ namespace {
 using Response = http::response<http::string_body>;
 
 Response reply(const http::request<http::string_body>& req, const json& body) {
-  Response res{http::status::ok, req.version()};
-  res.set(http::field::server, "voxcast");
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
-  res.keep_alive(req.keep_alive());
-  res.body() = body.dump();
-  res.prepare_payload();
-  return res;
+  return json_response(req, http::status::ok, body);
 }
 
 Response error_reply(const http::request<http::string_body>& req, const Error& e) {

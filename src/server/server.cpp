@@ -103,16 +103,22 @@ bool authorized(const Context& ctx, const http::request<http::string_body>& req)
   return by_query || by_header;
 }
 
-http::response<http::string_body> json_error(const http::request<http::string_body>& req,
-                                             http::status status, std::string_view code,
-                                             std::string_view message) {
+http::response<http::string_body> json_response(const http::request<http::string_body>& req,
+                                                http::status status, const json& body) {
   http::response<http::string_body> res{status, req.version()};
   res.set(http::field::server, "voxcast");
   res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
   res.keep_alive(req.keep_alive());
-  res.body() = json{{"error", {{"code", code}, {"message", message}}}}.dump();
+  res.body() = body.dump();
   res.prepare_payload();
   return res;
+}
+
+http::response<http::string_body> json_error(const http::request<http::string_body>& req,
+                                             http::status status, std::string_view code,
+                                             std::string_view message) {
+  return json_response(req, status, json{{"error", {{"code", code}, {"message", message}}}});
 }
 
 namespace {
@@ -284,14 +290,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send_json(const http::request<http::string_body>& req, const json& body) {
-    http::response<http::string_body> res{http::status::ok, req.version()};
-    res.set(http::field::server, "voxcast");
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::cache_control, "no-store");
-    res.keep_alive(req.keep_alive());
-    res.body() = body.dump();
-    res.prepare_payload();
-    send(std::move(res), req.keep_alive());
+    send(json_response(req, http::status::ok, body), req.keep_alive());
   }
 
   void send_file(const http::request<http::string_body>& req, const std::string& path) {

@@ -65,6 +65,10 @@ std::string query_param(std::string_view target, std::string_view key);
 // compared in constant time.
 bool authorized(const Context& ctx, const http::request<http::string_body>& req);
 
+// A JSON response of `status` (not cached: answers describe live state).
+http::response<http::string_body> json_response(const http::request<http::string_body>& req,
+                                                http::status status, const json& body);
+
 // A JSON error response: {"error": {"code": code, "message": message}}.
 http::response<http::string_body> json_error(const http::request<http::string_body>& req,
                                              http::status status, std::string_view code,
