@@ -10,7 +10,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from vxhelpers import error_line
+from vxhelpers import error_line, random_zyx_zarr
 
 SHAPE = (5, 40, 60)  # z, y, x
 
@@ -18,16 +18,7 @@ SHAPE = (5, 40, 60)  # z, y, x
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("render") / "r.ome.zarr"
-    rng = np.random.default_rng(7)
-    data = rng.integers(0, 4000, size=SHAPE, dtype=np.uint16)
-    g = zarr.open_group(str(path), mode="w")
-    g.create_dataset("0", data=data, chunks=(2, 16, 16), dimension_separator="/")
-    g.attrs["multiscales"] = [{
-        "version": "0.4",
-        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
-    }]
-    return path, data
+    return path, random_zyx_zarr(path, SHAPE, (2, 16, 16), seed=7)
 
 
 def view(tmp_path, scene) -> str:

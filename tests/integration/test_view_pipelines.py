@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-import zarr
+
+from vxhelpers import random_zyx_zarr
 from PIL import Image
 
 SHAPE = (5, 40, 60)  # z, y, x
@@ -21,16 +22,7 @@ LO, HI = 500.0, 3500.0
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("viewpipes") / "r.ome.zarr"
-    rng = np.random.default_rng(11)
-    data = rng.integers(0, 4000, size=SHAPE, dtype=np.uint16)
-    g = zarr.open_group(str(path), mode="w")
-    g.create_dataset("0", data=data, chunks=(2, 16, 16), dimension_separator="/")
-    g.attrs["multiscales"] = [{
-        "version": "0.4",
-        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
-    }]
-    return path, data
+    return path, random_zyx_zarr(path, SHAPE, (2, 16, 16), seed=11)
 
 
 def view(tmp_path, layers, z=2):

@@ -144,3 +144,19 @@ def http_get(url, headers=None):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def random_zyx_zarr(path: Path, shape, chunks, seed: int) -> np.ndarray:
+    """A one-level OME-Zarr v0.4 (z, y, x in micrometres, scale 1) of random uint16 in
+    0..3999 written by python3-zarr; returns the array written."""
+    import zarr
+    data = np.random.default_rng(seed).integers(0, 4000, size=shape, dtype=np.uint16)
+    g = zarr.open_group(str(path), mode="w")
+    g.create_dataset("0", data=data, chunks=chunks, dimension_separator="/")
+    g.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "0",
+                      "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
+    }]
+    return data
