@@ -230,12 +230,19 @@ def test_session_lazy_start_live_params_and_killed_worker(volume, serve, run_ok,
         await _reply(st)
         again, _ = await _final_frame(px, 3)
         np.testing.assert_array_equal(again, first)
+        # That frame may have come from the cache, leaving the worker stopped. New parameters
+        # must be computed: a worker runs again, the one the unload below must stop.
+        await st.send(json.dumps({"type": "state.update", "seq": 4, "patch": {
+            "layers": [{}, {"source": {"params": {"sigma": 2.0}}}]}}))
+        await _reply(st)
+        await _final_frame(px, 4)
         await st.close()
         await px.close()
 
     asyncio.run(go())
     # Unloaded (as when idle, or offloaded when memory is short): the worker stops.
     pid = _pipelines(s)["scipy_log"]["worker"]["pid"]
+    assert pid is not None, _pipelines(s)["scipy_log"]
     # (busy, 409, while the closed session's last computations finish)
     _wait_for(lambda: ((r := _post(s, "/api/v1/pipelines/scipy_log/unload"))[0] == 200, r),
               "unloaded", timeout=60)
