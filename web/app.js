@@ -8,7 +8,7 @@
 
 import {applyPatch, canvasSize, clone, hashOf, layerPatch, layersPatch, mergePatches, parseFrame,
         parseHash, splitUnknown, tokenFrom, withToken, worldAxes} from './protocol.js';
-import {Coalescer, probeText} from './tools.js';
+import {Inspector} from './inspect.js';
 import {drawHud} from './overlay.js';
 import {FrameDrawer, h264Supported} from './decoder.js';
 import {Connection} from './connection.js';
@@ -58,7 +58,7 @@ const vx = {
   requestKeyframe: () => conn.requestKeyframe(),
   probe: null,        // the last probe reply (with the `pixel` it asked for)
   histograms: null,   // the last histogram reply's layers
-  autoContrast: (i) => autoContrast(i),
+  autoContrast: (i) => inspector.autoContrast(i),
   layerOps: null,     // {duplicate(i), remove(i), move(i, delta), add(channel)}
   hud: null,          // what the overlay drew last: {scaleBar, axes, box}
 };
@@ -153,10 +153,7 @@ function welcome(msg) {
   scenes.length = 0;
   sentAt.clear();
   drawer.reset();
-  probes.reset();
-  histograms.reset();
-  autoC.reset();
-  histSeq = -1;
+  inspector.reset();
   fillAddLayer(msg.scene);
   // A copied link (or the view before a reconnect) first, then this window's canvas.
   const linked = linkedView(msg.scene);
@@ -250,17 +247,14 @@ function message(msg) {
       ui.refresh();
       break;
     case 'probe':
-      probes.answer(msg);
-      break;
     case 'histogram':
-      if (!histograms.answer(msg)) autoC.answer(msg);
+      inspector.answer(msg);
       break;
     case 'error':
       vx.errors.push(msg);
       if (vx.errors.length > 50) vx.errors.shift();
       // The answer to a probe or histogram (rate_limited too): no scene to restore.
-      if (msg.id !== undefined && msg.id !== null &&
-          (probes.answer(msg) || histograms.answer(msg) || autoC.answer(msg))) {
+      if (msg.id !== undefined && msg.id !== null && inspector.answer(msg)) {
         if (msg.code !== 'rate_limited') notice(`server: ${msg.code}: ${msg.message}`, 8000);
         break;
       }
@@ -321,78 +315,15 @@ function frameDrawn(h) {
   ui.frame(h);
   updateBusy();
   drawOverlay();
-  // The picture changed: what is under the cursor may have too (or finished loading), and
-  // a final frame of a new state gets new histograms.
-  if (cursor) askProbe();
-  if (!h.refining && !h.interactive && h.stateSeq !== histSeq) {
-    histSeq = h.stateSeq;
-    histograms.ask({bins: 64});
-  }
+  inspector.frameDrawn(h);
 }
 
-// ---- probe, histograms, auto-contrast -----------------------------------------------------
+// ---- probe, histograms, auto-contrast (inspect.js) ----------------------------------------
 
-let cursor = null;  // the mouse over the view, client (CSS) coordinates (null: elsewhere)
-let histSeq = -1;   // the state seq the histograms were last asked for
-
-const probes = new Coalescer('probe', (m) => conn.request(m), (reply, req) => {
-  vx.probe = Object.assign({}, reply, {pixel: req.pixel});
-  showProbe();
-});
-const histograms = new Coalescer('histogram', (m) => conn.request(m), (reply) => {
-  vx.histograms = reply.layers;
-  for (const e of reply.layers || []) layerPanel.setHistogram(e.layer, e);
-});
-const autoC = new Coalescer('histogram', (m) => conn.request(m), (reply, req) => {
-  const e = (reply.layers || [])[0];
-  const i = req.layers[0];
-  const n = vx.view && vx.view.layers ? vx.view.layers.length : 0;
-  if (!e || !e.percentiles || i >= n) {
-    notice(`auto-contrast: ${e && e.status === 'loading' ? 'the data on screen is still loading' : 'no data on screen'}`);
-    return;
-  }
-  let [lo, hi] = e.percentiles;
-  if (!(hi > lo)) hi = lo + (Number.isInteger(lo) ? 1 : Math.max(1e-6, Math.abs(lo) * 1e-6));
-  vx.autoContrastResult = {layer: i, limits: [lo, hi]};
-  queue(layerPatch(n, i, {contrast_limits: [lo, hi]}));
-}, 'auto');
-
-function autoContrast(i) {
-  autoC.ask({layers: [i], bins: 64, percentiles: [0.5, 99.5]});
-}
-
-// Asks for the voxel under the mouse, mapped to frame pixels through the current scene (its
-// canvas may have changed size since the mouse last moved).
-function askProbe() {
-  const px = cursor && framePixel(cursor);
-  if (px) probes.ask({pixel: [px.x, px.y]});
-  else showProbe();
-}
-
-function showProbe() {
-  const p = $('#probe');
-  p.hidden = !cursor || !vx.probe || !framePixel(cursor);
-  if (!p.hidden) p.textContent = probeText(vx.probe, worldAxes(currentInfo()));
-}
-
-// The frame pixel under a pointer event (the canvas is letterboxed: object-fit contain).
-function framePixel(e) {
-  const s = vx.scene && vx.scene.canvas;
-  if (!s) return null;
-  const r = canvas.getBoundingClientRect();
-  const k = Math.min(r.width / s.width, r.height / s.height) || 1;
-  const x = (e.clientX - (r.left + r.width / 2)) / k + s.width / 2;
-  const y = (e.clientY - (r.top + r.height / 2)) / k + s.height / 2;
-  return x >= 0 && y >= 0 && x < s.width && y < s.height ? {x, y} : null;
-}
-
-canvas.addEventListener('pointermove', (e) => {
-  cursor = {clientX: e.clientX, clientY: e.clientY};
-  askProbe();
-});
-canvas.addEventListener('pointerleave', () => {
-  cursor = null;
-  showProbe();
+const inspector = new Inspector({
+  vx, canvas, probeBox: $('#probe'), request: (m) => conn.request(m), queue, notice,
+  axes: () => worldAxes(currentInfo()),
+  setHistogram: (layer, entry) => layerPanel.setHistogram(layer, entry),
 });
 
 // ---- the overlay: scale bar, 3D axes and bounding box (overlay.js) ----------------------
@@ -545,7 +476,7 @@ const layerOps = {
   },
 };
 vx.layerOps = layerOps;
-vx.coalescers = {probes, histograms, autoC};
+vx.coalescers = inspector.coalescers();
 
 function fillAddLayer(scene) {
   const sel = $('#add-layer-channel');
@@ -562,7 +493,7 @@ $('#add-layer').addEventListener('click', () => layerOps.add(+$('#add-layer-chan
 const layerPanel = new LayerPanel($('#layers'), (i, fields) => {
   const n = vx.view && vx.view.layers ? vx.view.layers.length : 0;
   if (i < n) queue(layerPatch(n, i, fields), false);
-}, {auto: (i) => autoContrast(i), ...layerOps});
+}, {auto: (i) => inspector.autoContrast(i), ...layerOps});
 const dimsBar = new DimsBar($('#dims'), (axis, value) => {
   if (!vx.view) return;
   const point = vx.view.dims.point.slice();
