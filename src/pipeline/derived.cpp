@@ -171,9 +171,14 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
     LevelContext lc;
     lc.spatial_dims = spatial;
     lc.input_dtype = in.dtype;
-    for (int a = 0; a < spatial; ++a)
-      lc.voxel_size[std::size_t(3 - spatial + a)] =
-          lv.scale.empty() ? 1.0 : lv.scale[std::size_t(d->first_spatial_ + a)];
+    const auto& lv0 = d->info_.levels[0];
+    for (int a = 0; a < spatial; ++a) {
+      const auto at = std::size_t(d->first_spatial_ + a);
+      const double size = lv.scale.empty() ? 1.0 : lv.scale[at];
+      const double size0 = lv0.scale.empty() ? 1.0 : lv0.scale[at];
+      lc.voxel_size[std::size_t(3 - spatial + a)] = size;
+      lc.downsample[std::size_t(3 - spatial + a)] = size0 > 0 ? size / size0 : 1.0;
+    }
     Ext3 h{0, 0, 0};
     try {
       h = lease->halo(d->params_, lc);  // an external pipeline asks its worker: may throw

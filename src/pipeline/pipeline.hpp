@@ -41,6 +41,7 @@ struct BlockView {
 // What a pipeline knows of the level it works on.
 struct LevelContext {
   Vec3 voxel_size{1, 1, 1};  // physical size of one voxel of this level (z, y, x)
+  Vec3 downsample{1, 1, 1};  // this level's voxel over level 0's, per axis (1 at level 0)
   int spatial_dims = 3;      // 2: the z axis is absent (shape and halo 1 and 0 there)
   data::DType input_dtype = data::DType::kFloat32;
 };
