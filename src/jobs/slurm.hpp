@@ -58,6 +58,10 @@ struct JobStatus {
 };
 // Ended for good (COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, ...).
 bool terminal(std::string_view state);
+// A pending job's reason that only an administrator could lift (the job asks for more than
+// its partition allows, or for what does not exist: PartitionNodeLimit, PartitionTimeLimit,
+// BadConstraints, InvalidAccount, InvalidQOS, ...): the job will never start as it is.
+bool never_starts(std::string_view reason);
 
 // squeue -h -t all -j ID -o "%i|%T|%r": the line of job `id`, nullopt when squeue does not
 // list it (it forgets ended jobs after MinJobAge). kFormat for a malformed line.

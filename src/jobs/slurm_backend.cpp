@@ -210,6 +210,14 @@ class SlurmBackend final : public Backend {
           VX_LOG(info, "job.slurm.state", "slurm_job={} state={} reason={}", id, (*st)->state,
                  log_quote((*st)->reason));
         if (*st) last = **st;
+        if (*st && (*st)->state == "PENDING" && never_starts((*st)->reason)) {
+          (void)query({"scancel", id});
+          return fail(ErrorCode::kInternal,
+                      "Slurm cannot run job {} as asked: it is pending with reason {} (more nodes "
+                      "or time than the partition allows, or an unknown account or QOS); it was "
+                      "cancelled",
+                      id, (*st)->reason);
+        }
         if (!*st || terminal((*st)->state))
           return finish(id, dir, *st, cancel_sent.has_value(), ctx);
       }

@@ -183,6 +183,18 @@ bool terminal(std::string_view state) {
   return std::find(std::begin(kEnded), std::end(kEnded), state) != std::end(kEnded);
 }
 
+bool never_starts(std::string_view reason) {
+  static constexpr std::string_view kNever[] = {"PartitionNodeLimit",
+                                                "PartitionTimeLimit",
+                                                "BadConstraints",
+                                                "InvalidAccount",
+                                                "InvalidQOS",
+                                                "PartitionConfig",
+                                                "QOSMaxNodePerJobLimit",
+                                                "QOSMaxWallDurationPerJobLimit"};
+  return std::find(std::begin(kNever), std::end(kNever), reason) != std::end(kNever);
+}
+
 Result<std::optional<JobStatus>> parse_squeue(std::string_view out, std::string_view id) {
   std::optional<JobStatus> found;
   for (auto line : lines_of(out)) {

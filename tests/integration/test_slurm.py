@@ -22,6 +22,7 @@ import asyncio
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -346,11 +347,17 @@ def test_a_rejected_submission_fails_with_sbatchs_reason(cluster, serve, tmp_pat
     assert j["state"] == "failed", j
     assert j["error"].startswith("Slurm refused the job (sbatch exited with code 1): "), j
     assert "invalid partition" in j["error"].lower(), j
-    # More nodes than the partition has: refused by sbatch too, with its reason.
+    # More nodes than the partition has.
     s2 = serve(DATA, "--data-dir", tmp_path / "d2", "--jobs-backend", "slurm:debug")
     assert call(s2, "PUT", "/api/v1/jobs/n", {"kind": "orbit", "params": {**params, "nodes": 3}})[0] == 202
     j = wait_state(s2, "n", {"canceled", "failed", "succeeded"}, timeout=60)
-    assert j["state"] == "failed" and "Slurm refused the job" in j["error"], j
+    assert j["state"] == "failed", j
+    # EnforcePartLimits=NO (Slurm's default, as here): sbatch takes it, and it would pend
+    # forever (reason PartitionConfig or PartitionNodeLimit); the backend cancels it and says
+    # why. (With EnforcePartLimits=ALL sbatch refuses it: the first case.)
+    assert re.search(r"pending with reason Partition(Config|NodeLimit) ", j["error"]), j
+    sid = slurm_id(tmp_path / "d2", "n")
+    assert cluster.state_of(sid) == "CANCELLED"
 
 
 def test_the_local_backend_refuses_several_nodes_and_bad_backends_are_refused(serve, run, tmp_path):
@@ -367,7 +374,6 @@ def test_serve_sbatch_prints_the_tunnel_and_the_token_url(cluster, voxcast_bin, 
     """scripts/slurm/voxcast-serve.sbatch on the node: its log has the SSH tunnel command and
     the token URL; the server answers with that token (and refuses without it); scancel
     stops it."""
-    import re
     import urllib.error
     import urllib.request
     script = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "voxcast-serve.sbatch"

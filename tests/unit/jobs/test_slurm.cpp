@@ -270,6 +270,9 @@ TEST(SlurmText, OutcomeSaysWhy) {
   EXPECT_NE(err({"OUT_OF_MEMORY", "", "", 0, 0}).find("ran out of memory"), std::string::npos);
   EXPECT_NE(err({"PREEMPTED", "", "", 0, 0}).find("PREEMPTED"), std::string::npos);
   EXPECT_NE(err({"SPECIAL_EXIT", "", "x", 0, 0}).find("ended SPECIAL_EXIT, x"), std::string::npos);
+  EXPECT_TRUE(never_starts("PartitionNodeLimit") && never_starts("BadConstraints"));
+  EXPECT_FALSE(never_starts("Priority") || never_starts("Resources") || never_starts("None") ||
+               never_starts(""));
   EXPECT_TRUE(terminal("NODE_FAIL") && terminal("COMPLETED") && !terminal("COMPLETING") &&
               !terminal("PENDING") && !terminal("RUNNING"));
 }
