@@ -407,3 +407,25 @@ def test_serve_sbatch_prints_the_tunnel_and_the_token_url(cluster, voxcast_bin, 
     while time.time() < end and cluster.state_of(sid) not in ("CANCELLED", "COMPLETED", "FAILED"):
         time.sleep(0.2)
     assert cluster.state_of(sid) == "CANCELLED", log.read_text(errors="replace")
+
+
+def test_a_node_failure_fails_the_job_saying_so(cluster, serve, tmp_path):
+    """The node goes down under a running job (scontrol: what slurmctld does when a node
+    stops answering): NODE_FAIL, not requeued (sbatch --no-requeue), a failed job."""
+    d = tmp_path / "d"
+    s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm:debug")
+    assert call(s, "PUT", "/api/v1/jobs/big", {"kind": "orbit", "params": BIG})[0] == 202
+    wait_progress(s, "big")
+    sid = slurm_id(d, "big")
+    try:
+        cluster.cmd("scontrol", "update", f"nodename={cluster.node}", "state=down",
+                    "reason=voxcast-test")
+        j = wait_state(s, "big", {"canceled", "failed", "succeeded"}, timeout=60)
+    finally:
+        # Back in service for whatever runs next (ReturnToService=2 does it once slurmd
+        # answers; resume is refused when it already has).
+        cluster.cmd("scontrol", "update", f"nodename={cluster.node}", "state=resume", check=False)
+        assert cluster._wait(cluster._node_idle, 30, None), cluster.logs()
+    assert j["state"] == "failed", j
+    assert j["error"] == (f"a node of Slurm job {sid} failed and Slurm ended the job "
+                          f"(NODE_FAIL, NodeDown)"), j
