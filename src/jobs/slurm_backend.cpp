@@ -82,7 +82,8 @@ class SlurmBackend final : public Backend {
 
   std::string name() const override { return partition_.empty() ? "slurm" : "slurm:" + partition_; }
 
-  // Any node count: sbatch itself refuses more than the partition has (a failed job).
+  // Any node count: more than the partition has is refused by sbatch or pends with a reason
+  // that never lifts, and either way the job fails saying so.
   Status admit(const JobKind&, const json&) const override { return {}; }
 
   Result<std::vector<std::string>> run(const JobKind&, const JobSpec& job,
