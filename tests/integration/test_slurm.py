@@ -34,6 +34,7 @@ import pytest
 import websockets
 
 from test_jobs import call, check_orbit_tiles, job, wait_state
+from test_movie import TIMELINE, check_movie
 
 DATA = "synthetic:cells?shape=48x64x64&chunk=32"
 BIG = {"columns": 40, "rows": 40, "size": 128}  # minutes of work: still running when checked
@@ -274,6 +275,22 @@ def test_orbit_runs_as_a_slurm_job_and_its_tiles_are_renders(cluster, serve, run
     assert json.loads((folder / "params.json").read_text())["view"] == view
     assert (folder / "exit_status").read_text().strip() == "0"
     check_orbit_tiles(s, "tiles", run_ok, tmp_path, 25.0)
+
+
+def test_a_movie_runs_as_a_slurm_job(cluster, serve, run_ok, tmp_path):
+    """A movie job on Slurm: the same frames as a local movie job (test_movie.py's check)."""
+    d = tmp_path / "d"
+    s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm:debug")
+    params = {"timeline": TIMELINE, "fps": 20, "width": 80, "height": 64}
+    assert call(s, "PUT", "/api/v1/jobs/mov", {"kind": "movie", "params": params})[0] == 202
+    j = wait_state(s, "mov", {"succeeded", "failed", "canceled"}, timeout=180)
+    assert j["state"] == "succeeded", f"{j}\n{_tail(d / 'jobs' / 'mov' / 'slurm.log')}"
+    assert j["files"] == ["movie.mp4"] and j["done"] == j["total"] == 20
+    code, _, raw = call(s, "GET", "/api/v1/jobs/mov/files/movie.mp4")
+    assert code == 200
+    (tmp_path / "job.mp4").write_bytes(raw)
+    check_movie(tmp_path / "job.mp4", run_ok, tmp_path, 20, 80, 64, 20)
+    assert cluster.state_of(slurm_id(d, "mov")) == "COMPLETED"
 
 
 def test_progress_on_events_then_cancel_reaches_slurm(cluster, serve, tmp_path):
