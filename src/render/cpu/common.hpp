@@ -8,9 +8,19 @@
 #include <vector>
 
 #include "render/dtype.hpp"
+#include "render/kernels/composite.hpp"
 #include "render/plan.hpp"
 
 namespace vx::render::cpu {
+
+// The shared compositing functions' name for a layer's blending (the same order).
+constexpr kernels::Blend blend_of(Blending b) {
+  return kernels::Blend(int(b));
+}
+static_assert(blend_of(Blending::kMinimum) == kernels::Blend::kMinimum &&
+              blend_of(Blending::kOpaque) == kernels::Blend::kOpaque &&
+              blend_of(Blending::kAdditive) == kernels::Blend::kAdditive &&
+              blend_of(Blending::kTranslucent) == kernels::Blend::kTranslucent);
 
 // One layer, planned and (for 3D) already rendered, composited into rows of the frame.
 class RowDrawer {

@@ -13,15 +13,16 @@
 
 #include "render/cpu/common.hpp"
 #include "render/cpu/volume.hpp"
+#include "render/kernels/color.hpp"
+#include "render/kernels/composite.hpp"
+#include "render/kernels/sample.hpp"
+#include "render/kernels/transfer.hpp"
 #include "render/plan.hpp"
 
 namespace vx::render {
 
 void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr) {
-  const float luma = 0.2126f * r + 0.7152f * g + 0.0722f * b;
-  y = 16.f + 219.f * luma;
-  cb = 128.f + 224.f * (b - luma) / 1.8556f;
-  cr = 128.f + 224.f * (r - luma) / 1.5748f;
+  kernels::rgb_to_ycbcr709(r, g, b, y, cb, cr);
 }
 
 namespace {
@@ -146,15 +147,14 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
     if (s == 1) {
       if (kLinear && fy != 0) {
         for (std::int64_t k = 0; k < n; ++k)
-          dst[k] = float(a[k]) + fy * (float(b[k]) - float(a[k]));
+          dst[k] = kernels::lerp(float(a[k]), float(b[k]), fy);
       } else {
         for (std::int64_t k = 0; k < n; ++k)
           dst[k] = float(a[k]);
       }
     } else {
       for (std::int64_t k = 0; k < n; ++k)
-        dst[k] =
-            kLinear ? float(a[k * s]) + fy * (float(b[k * s]) - float(a[k * s])) : float(a[k * s]);
+        dst[k] = kLinear ? kernels::lerp(float(a[k * s]), float(b[k * s]), fy) : float(a[k * s]);
     }
   }
   line[std::size_t(p.gx) * std::size_t(p.chunk_x)] =
@@ -169,21 +169,13 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
     // Branch-free: pixels outside the data or on NaN get weight 0.
     for (int px = 0; px < width; ++px) {
       float v = l[rel[px]];
-      if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+      if constexpr (kLinear) v = kernels::lerp(v, l[rel[px] + 1], fx[px]);
       const bool ok = (inside[px] != 0) & (v == v);
-      const int q = int(std::min(top_q, std::max(0.f, (v - lo) * scale)) + 0.5f);  // NaN: 0
+      const int q = kernels::table_index(v, lo, scale, top_q);  // NaN: 0
       const float w = ok ? alpha : 0.f;
       for (int k = 0; k < 3; ++k) {  // planar rows and table
-        const float c = lut[k * kLut + q];
         float& o = acc[k * width + px];
-        if constexpr (kBlend == Blending::kAdditive)
-          o += w * c;
-        else if constexpr (kBlend == Blending::kTranslucent)
-          o += w * (c - o);
-        else if constexpr (kBlend == Blending::kOpaque)
-          o = ok ? c : o;
-        else
-          o = ok ? std::min(o, 1 - w * (1 - c)) : o;
+        o = kernels::blend_2d<cpu::blend_of(kBlend)>(o, lut[k * kLut + q], w, ok);
       }
     }
     return;
@@ -191,21 +183,13 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
   for (int px = 0; px < width; ++px) {
     if (!inside[px] || (mask == Mask::kSkip && drawn[px])) continue;
     float v = l[rel[px]];
-    if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+    if constexpr (kLinear) v = kernels::lerp(v, l[rel[px] + 1], fx[px]);
     if (v != v) continue;  // NaN: no data here (or a chunk still on its way)
     if (mask == Mask::kRecord) drawn[px] = 1;
-    const int q = int(std::clamp((v - lo) * scale, 0.f, top_q) + 0.5f);
+    const int q = kernels::table_index(v, lo, scale, top_q);
     for (int k = 0; k < 3; ++k) {
-      const float c = lut[k * kLut + q];
       float& o = acc[k * width + px];
-      if constexpr (kBlend == Blending::kAdditive)
-        o += alpha * c;
-      else if constexpr (kBlend == Blending::kTranslucent)
-        o += alpha * (c - o);
-      else if constexpr (kBlend == Blending::kOpaque)
-        o = c;
-      else
-        o = std::min(o, 1 - alpha * (1 - c));
+      o = kernels::blend_2d<cpu::blend_of(kBlend)>(o, lut[k * kLut + q], alpha, true);
     }
   }
 }
@@ -266,8 +250,7 @@ void store_420(const float* rows, int W, int H, int pair, PixelFormat format, st
     const float *G = R + plane, *B = G + plane;
     std::uint8_t* y = out + (std::size_t(2 * pair) + r) * plane;
     for (std::size_t px = 0; px < plane; ++px)
-      y[px] =
-          std::uint8_t(16.f + 219.f * (0.2126f * R[px] + 0.7152f * G[px] + 0.0722f * B[px]) + 0.5f);
+      y[px] = kernels::y_byte(R[px], G[px], B[px]);
   }
   const float *Ra = rows, *Ga = Ra + plane, *Ba = Ga + plane;
   const float *Rb = Ba + plane, *Gb = Rb + plane, *Bb = Gb + plane;
@@ -279,9 +262,8 @@ void store_420(const float* rows, int W, int H, int pair, PixelFormat format, st
     const float r = 0.25f * (Ra[2 * c] + Ra[2 * c + 1] + Rb[2 * c] + Rb[2 * c + 1]);
     const float g = 0.25f * (Ga[2 * c] + Ga[2 * c + 1] + Gb[2 * c] + Gb[2 * c + 1]);
     const float b = 0.25f * (Ba[2 * c] + Ba[2 * c + 1] + Bb[2 * c] + Bb[2 * c + 1]);
-    const float l = 0.2126f * r + 0.7152f * g + 0.0722f * b;
-    const auto cb = std::uint8_t(128.f + 224.f * (b - l) / 1.8556f + 0.5f);
-    const auto cr = std::uint8_t(128.f + 224.f * (r - l) / 1.5748f + 0.5f);
+    std::uint8_t cb, cr;
+    kernels::chroma_bytes(r, g, b, cb, cr);
     if (format == PixelFormat::kI420) {
       u[c] = cb;
       v[c] = cr;
@@ -346,7 +328,7 @@ class CpuRenderer final : public Renderer {
                 // Simple loops the compiler vectorizes: float -> byte, then planes -> RGBA.
                 rgb8.resize(n3);
                 for (std::size_t i = 0; i < n3; ++i)
-                  rgb8[i] = std::uint8_t(std::min(std::max(row[i], 0.f), 1.f) * 255.f + 0.5f);
+                  rgb8[i] = kernels::unorm8(row[i]);
                 std::uint8_t* out = frame.pixels.data() + std::size_t(py) * std::size_t(W) * 4;
                 const std::uint8_t *r8 = rgb8.data(), *g8 = r8 + W, *b8 = g8 + W;
                 for (int px = 0; px < W; ++px) {
