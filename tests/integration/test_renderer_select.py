@@ -91,3 +91,34 @@ def test_unknown_renderer_is_a_usage_error(run):
     error_line(res, "--renderer", "opengl", code=2)
     res = run("serve", DATA, "--renderer", "vulkan")
     error_line(res, "--renderer", "vulkan", code=2)
+
+
+def post_job(server, params):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"{server.http}/api/v1/jobs", method="POST",
+                                 data=json.dumps({"kind": "orbit", "params": params}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_orbit_job_renderer_parameter_is_checked(serve):
+    server = serve(DATA, "--renderer", "auto")
+    small = {"columns": 2, "rows": 1, "size": 32}
+    code, body = post_job(server, {**small, "renderer": "opengl"})
+    assert code == 400 and b"renderer" in body, (code, body)
+    code, body = post_job(server, {**small, "renderer": 7})
+    assert code == 400 and b"renderer" in body, (code, body)
+    code, body = post_job(server, {**small, "renderer": "cuda"})
+    if health(server)["renderer"]["name"] == "cuda":
+        assert code == 202, (code, body)
+    else:
+        assert code == 400, (code, body)
+        msg = json.loads(body)["error"]["message"].lower()
+        assert "params.renderer" in msg and any(w in msg for w in WHY), msg
+    code, body = post_job(server, {**small, "renderer": "cpu"})
+    assert code == 202, (code, body)
