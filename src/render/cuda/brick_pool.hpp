@@ -1,18 +1,17 @@
 // The device brick pool: chunks from the chunk cache, converted to float bricks of the
 // displayed axes, resident in device memory under the "device" budget (core/resources.hpp),
-// evicted least recently used. One pool per process, shared by every CUDA renderer (every
-// session); bricks a frame in flight uses are pinned until that frame is done.
+// evicted least recently used (render/resident_set.hpp). One pool per process, shared by
+// every CUDA renderer (every session); bricks a frame in flight uses are pinned until that
+// frame is done.
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <mutex>
-#include <unordered_map>
 
 #include "core/resources.hpp"
 #include "render/cuda/device.hpp"
 #include "render/plan.hpp"
+#include "render/resident_set.hpp"
 
 namespace vx::render::cuda {
 
@@ -34,33 +33,21 @@ struct BrickKeyHash {
 
 class BrickPool {
  public:
-  explicit BrickPool(std::uint64_t limit_bytes);
-  ~BrickPool();
-  BrickPool(const BrickPool&) = delete;
-  BrickPool& operator=(const BrickPool&) = delete;
+  explicit BrickPool(std::uint64_t limit_bytes)
+      : budget_("device", limit_bytes), set_(budget_, "cuda.bricks") {}
 
   // The device copy of a planned brick (uploaded on `stream` through `staging` when not
   // resident), pinned until release(). kOutOfMemory naming the budget when the bricks in use
   // leave no room.
   Result<const float*> acquire(const BrickKey& key, const PlannedBrick& brick, const Geom& g,
                                std::size_t chunk_bytes, DeviceBuffer& staging, cudaStream_t stream);
-  void release(const BrickKey& key);
+  void release(const BrickKey& key) { set_.release(key); }
 
   BudgetSnapshot snapshot() const { return budget_.snapshot(); }
 
  private:
-  struct Entry {
-    DeviceBuffer buffer;
-    int pins = 0;
-    std::list<BrickKey>::iterator lru;  // position in lru_ (front: most recent)
-  };
-  bool evict_one();  // needs mutex_ held; false when every brick is pinned
-
-  Budget budget_;
-  Budget::Holder holder_;
-  std::mutex mutex_;
-  std::unordered_map<BrickKey, Entry, BrickKeyHash> map_;
-  std::list<BrickKey> lru_;
+  Budget budget_;  // before the set, which charges it
+  ResidentSet<BrickKey, DeviceBuffer, BrickKeyHash> set_;
 };
 
 // The process's pool, created on first use with a limit of 80% of the device memory free
