@@ -74,21 +74,15 @@ void shade_iso_typed(const Projection& proj, const Geom& g, const Bricks& br, co
       p[std::size_t(s.c)] = h;
       p[std::size_t(s.a)] = s.a_at(u, h);
       p[std::size_t(s.b)] = s.b_at(v, h);
-      float best = sample3<T>(g, br, p);
       Vec3 n;
-      for (std::size_t k = 0; k < 3; ++k) {
-        Vec3 m = p, q = p;
-        m[k] -= 1.5;
-        q[k] += 1.5;
-        const float vm = sample3<T>(g, br, m), vq = sample3<T>(g, br, q);
-        n[k] = double(vm - vq);
-        best = std::max({best, vm, vq});
-      }
+      const float best = kernels::iso_normal(
+          [&](double z, double y, double x) {
+            return sample3<T>(g, br, Vec3{z, y, x});
+          },
+          p.data(), n.data());
       const Vec3 view = s.persp ? Vec3{p[0] - s.e[0], p[1] - s.e[1], p[2] - s.e[2]} : dv;
-      const double nn = std::sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
-      const double vn = std::sqrt(view[0] * view[0] + view[1] * view[1] + view[2] * view[2]);
       const double cosine =
-          nn > 0 ? std::abs(n[0] * view[0] + n[1] * view[1] + n[2] * view[2]) / (nn * vn) : 1.0;
+          kernels::iso_cosine(n.data(), view.data(), [](double x) { return std::sqrt(x); });
       const double t = std::min(
           1.0, std::max(0.0, (double(best) - look.lo) / (double(look.hi) - look.lo)));  // NaN: 0
       const double shaded =

@@ -188,22 +188,13 @@ __global__ void volume_kernel(VolumeArgs a, float* acc) {
   } else if (a.mode == RayMode::kIso) {
     if (!found) return;
     const double p[3] = {o[0] + hit * d[0], o[1] + hit * d[1], o[2] + hit * d[2]};
-    float best = vol.sample(p[0], p[1], p[2]);
     double n[3];
-    for (int k3 = 0; k3 < 3; ++k3) {
-      double m[3] = {p[0], p[1], p[2]}, q[3] = {p[0], p[1], p[2]};
-      m[k3] -= 1.5;
-      q[k3] += 1.5;
-      const float vm = vol.sample(m[0], m[1], m[2]), vq = vol.sample(q[0], q[1], q[2]);
-      n[k3] = double(vm - vq);
-      best = k::max_of(best, k::max_of(vm, vq));
-    }
+    const float best =
+        k::iso_normal([&](double z, double y, double x) { return vol.sample(z, y, x); }, p, n);
     double v[3];
     for (int k3 = 0; k3 < 3; ++k3)
       v[k3] = a.perspective ? p[k3] - a.eye[k3] : d[k3];
-    const double nn = sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
-    const double vn = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-    const double cosine = nn > 0 ? fabs(n[0] * v[0] + n[1] * v[1] + n[2] * v[2]) / (nn * vn) : 1.0;
+    const double cosine = k::iso_cosine(n, v, [](double x) { return sqrt(x); });
     const double tt =
         k::min_of(1.0, k::max_of(0.0, (double(best) - a.lo) / (double(a.hi) - a.lo)));  // NaN: 0
     const double shaded = k::iso_shade(tt, cosine, host_pow);

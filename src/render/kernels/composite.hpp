@@ -46,6 +46,32 @@ VX_HD bool iso_crossing(float prev, float s, float iso, float k, float dir, floa
   return true;
 }
 
+// Iso: the normal at p from central differences 1.5 voxels apart (n, pointing down the
+// gradient) and the largest of the seven samples (the value the colour comes from).
+// `sample(z, y, x)` reads the volume at a voxel position.
+template <class Sample>
+VX_HD float iso_normal(const Sample& sample, const double p[3], double n[3]) {
+  float best = sample(p[0], p[1], p[2]);
+  for (int k = 0; k < 3; ++k) {
+    double m[3] = {p[0], p[1], p[2]}, q[3] = {p[0], p[1], p[2]};
+    m[k] -= 1.5;
+    q[k] += 1.5;
+    const float vm = sample(m[0], m[1], m[2]), vq = sample(q[0], q[1], q[2]);
+    n[k] = double(vm - vq);
+    best = max_of(best, max_of(vm, vq));
+  }
+  return best;
+}
+
+// |n . v| / (|n| |v|), or 1 where the normal vanishes. `sqrt` is the caller's.
+template <class Sqrt>
+VX_HD double iso_cosine(const double n[3], const double v[3], Sqrt sqrt) {
+  const double nn = sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
+  const double vn = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+  const double d = n[0] * v[0] + n[1] * v[1] + n[2] * v[2];
+  return nn > 0 ? (d < 0 ? -d : d) / (nn * vn) : 1.0;
+}
+
 // Iso shading (napari's headlight): ambient 0.2, Lambert, specular exponent 40. `cosine` is
 // |n . v| / (|n| |v|) (1 where the normal vanishes), `t` the normalized value at the hit.
 // Returns the shade in [0, 1] that indexes the colour table. `pow` as in step_opacity.

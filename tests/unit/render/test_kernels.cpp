@@ -90,6 +90,24 @@ TEST(Kernels, IsoShadeIsAmbientLambertAndSpecularClampedToOne) {
   EXPECT_DOUBLE_EQ(iso_shade(std::nan(""), 0.5, host_pow), 0.0);
 }
 
+TEST(Kernels, IsoNormalAndCosineFromCentralDifferences) {
+  // A ramp rising along x: the normal points down it, and the brightest sample is ahead.
+  auto ramp = [](double, double, double x) { return float(10 * x); };
+  const double p[3] = {1, 2, 3};
+  double n[3];
+  EXPECT_FLOAT_EQ(iso_normal(ramp, p, n), 45.f);
+  EXPECT_DOUBLE_EQ(n[0], 0);
+  EXPECT_DOUBLE_EQ(n[1], 0);
+  EXPECT_DOUBLE_EQ(n[2], -30);
+  auto host_sqrt = [](double x) { return std::sqrt(x); };
+  const double along[3] = {0, 0, 2}, across[3] = {0, 5, 0}, diag[3] = {0, 1, -1};
+  EXPECT_DOUBLE_EQ(iso_cosine(n, along, host_sqrt), 1.0);
+  EXPECT_DOUBLE_EQ(iso_cosine(n, across, host_sqrt), 0.0);
+  EXPECT_NEAR(iso_cosine(n, diag, host_sqrt), std::sqrt(0.5), 1e-15);
+  const double none[3] = {0, 0, 0};
+  EXPECT_DOUBLE_EQ(iso_cosine(none, along, host_sqrt), 1.0);  // flat: faces the viewer
+}
+
 TEST(Kernels, BlendingOfLayers) {
   EXPECT_FLOAT_EQ(blend_2d<Blend::kAdditive>(0.25f, 0.5f, 0.5f, true), 0.5f);
   EXPECT_FLOAT_EQ(blend_2d<Blend::kTranslucent>(0.2f, 1.f, 0.5f, true), 0.6f);
