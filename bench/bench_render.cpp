@@ -1,6 +1,7 @@
-// Render timings of the CPU renderer, warm cache: median of N frames after one warm-up.
+// Render timings of a renderer backend, warm cache: median of N frames after one warm-up.
 //   voxcast_bench_render [DATA] [WxH] [frames] [zoom] [--3d MODE] [--angles A,B,C]
 //                        [--interactive] [--perspective FOV] [--i420]
+//                        [--renderer auto|cpu|cuda] [--cache-mb N]
 // zoom 0 frames the whole volume (the default scene); 2D defaults to 1 (a voxel per pixel).
 // Prints one JSON line per run: times, levels, chunks touched and drawn, bytes decoded.
 #include <fmt/format.h>
@@ -11,13 +12,15 @@
 #include <cstring>
 
 #include "render/renderer.hpp"
+#include "render/select.hpp"
 
 using namespace vx;
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   std::vector<std::string> pos;
-  std::string mode, angles = "0,30,120";
+  std::string mode, angles = "0,30,120", backend = "cpu";
+  std::uint64_t cache_mb = 2048;
   bool interactive = false, i420 = false;
   double fov = 0;
   for (int i = 1; i < argc; ++i) {
@@ -32,6 +35,10 @@ int main(int argc, char** argv) {
       interactive = true;
     else if (a == "--i420")
       i420 = true;
+    else if (a == "--renderer" && i + 1 < argc)
+      backend = argv[++i];
+    else if (a == "--cache-mb" && i + 1 < argc)
+      cache_mb = std::strtoull(argv[++i], nullptr, 10);
     else
       pos.push_back(a);
   }
@@ -46,7 +53,7 @@ int main(int argc, char** argv) {
   }
   const int w = std::stoi(size.substr(0, size.find('x'))),
             h = std::stoi(size.substr(size.find('x') + 1));
-  data::ChunkCache cache(data::CacheOptions{2048ull << 20, 0, 16});
+  data::ChunkCache cache(data::CacheOptions{cache_mb << 20, 0, 16});
   render::RenderInputs in{&cache, {cache.add_source(*src)}, render::SceneData{{(*src)->info()}}};
   auto scene = render::default_scene(in.data, w, h);
   if (zoom > 0) scene.camera.zoom = zoom;  // 2D at 1: level 0, the canvas is all data
@@ -70,7 +77,12 @@ int main(int argc, char** argv) {
   render::RenderOptions opt;
   opt.interactive = interactive;
   if (i420) opt.format = render::PixelFormat::kI420;  // what a video encoder takes
-  auto renderer = render::make_cpu_renderer();
+  auto choice = render::make_renderer(backend);
+  if (!choice) {
+    fmt::print(stderr, "--renderer {}: {}\n", backend, choice.error().message);
+    return 1;
+  }
+  auto& renderer = choice->renderer;
   auto first = renderer->render(scene, in, opt);  // warm-up: fills the cache
   if (!first) {
     fmt::print(stderr, "{}\n", first.error().what());
@@ -87,12 +99,13 @@ int main(int argc, char** argv) {
   }
   std::sort(ms.begin(), ms.end());
   fmt::print(
-      "{{\"data\": \"{}\", \"size\": \"{}\", \"mode\": \"{}\", \"angles\": \"{}\", "
+      "{{\"renderer\": \"{}\", \"data\": \"{}\", \"size\": \"{}\", \"mode\": \"{}\", \"angles\": "
+      "\"{}\", "
       "\"interactive\": {}, \"format\": \"{}\", \"zoom\": {:.3f}, \"layers\": {}, \"levels\": "
       "[{}], "
       "\"median_ms\": {:.2f}, \"min_ms\": {:.2f}, \"max_ms\": {:.2f}, \"chunks_touched\": {}, "
       "\"chunks_drawn\": {}, \"bytes_decoded\": {}, \"chunks_cached\": {}}}\n",
-      spec, size, mode.empty() ? "2d" : mode, mode.empty() ? "" : angles, interactive,
+      choice->name, spec, size, mode.empty() ? "2d" : mode, mode.empty() ? "" : angles, interactive,
       i420 ? "i420" : "rgba", scene.camera.zoom, scene.layers.size(), fmt::join(first->levels, ","),
       ms[ms.size() / 2], ms.front(), ms.back(), first->bricks, first->bricks_drawn, decoded,
       cache.counters().entries);

@@ -595,6 +595,13 @@ const ui = {
     }
     if (fallback) t += ' *';
     $('#st-codec').textContent = t;
+    // Which renderer draws the frames, and why not a better one (welcome.renderer*).
+    const w = vx.welcome || {};
+    const r = $('#st-renderer');
+    if (r) {
+      r.textContent = w.renderer ? `render ${w.renderer}${w.renderer_fallback ? ' *' : ''}` : '';
+      r.title = w.renderer_fallback ? `renderer fallback: ${w.renderer_fallback}` : '';
+    }
     $('#st-codec').title = (vx.h264Available ? 'this browser decodes H.264 (WebCodecs)' :
         'no WebCodecs H.264 here (needs a secure context: https or localhost)') +
         (fallback ? `\nencoder fallback: ${fallback}` : '');

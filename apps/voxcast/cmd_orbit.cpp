@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "jobs/kind.hpp"
 #include "local_job.hpp"
+#include "render/select.hpp"
 #include "view_sources.hpp"
 
 namespace vx::app {
@@ -34,6 +35,7 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       "Every view is final quality, with the view's layers and rendering mode.");
   struct Opts {
     std::string data, view, grid = "30x30", yaw = "-60:60", pitch = "-45:45", format = "webp", out;
+    std::string renderer = "auto";
     int size = 256, quality = 85;
     bool quiet = false;
   };
@@ -55,6 +57,11 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       ->check(CLI::Range(1, 100));
   cmd->add_option("-o,--output", o->out, "Directory to write")->required();
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  cmd->add_option("--renderer", o->renderer,
+                  "Renderer backend: auto (CUDA where available, else the CPU), cpu, or cuda "
+                  "(an error naming why where it is not available). docs/gpu.md")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->footer(
       "Example: voxcast orbit brain.ome.zarr --view mip.json --grid 30x30 --size 256 -o "
       "site/brain\n"
@@ -70,13 +77,18 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     if (!parse_pair(o->pitch, ':', pitch0, pitch1))
       return usage_error(
           fmt::format("--pitch '{}': expected FIRST:LAST in degrees, e.g. -45:45", o->pitch));
+    if (o->renderer == "cuda")  // a machine's limit, not a mistake in the command: exit 1
+      if (auto ok = render::cuda_renderer_available(); !ok)
+        return report(fmt::format("--renderer cuda: renderer 'cuda' is not available here: {}",
+                                  ok.error().message));
     jobs::json params = {{"columns", int(cols)},
                          {"rows", int(rows)},
                          {"size", o->size},
                          {"format", o->format},
                          {"quality", o->quality},
                          {"yaw", jobs::json::array({yaw0, yaw1})},
-                         {"pitch", jobs::json::array({pitch0, pitch1})}};
+                         {"pitch", jobs::json::array({pitch0, pitch1})},
+                         {"renderer", o->renderer}};
     // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
     // cache must go first.
     Budget budget("host", g.cache_bytes());
@@ -106,6 +118,7 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
                                        {"params.size", "--size"},
                                        {"params.yaw", "--yaw"},
                                        {"params.pitch", "--pitch"},
+                                       {"params.renderer", "--renderer"},
                                        {"params.view", o->view},
                                        {"params", "orbit"}});
     }

@@ -11,6 +11,7 @@
 #include "data/chunk_cache.hpp"
 #include "data/file_io.hpp"
 #include "render/renderer.hpp"
+#include "render/select.hpp"
 #include "view_sources.hpp"
 
 namespace vx::app {
@@ -48,6 +49,7 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       "in napari's convention, camera.perspective a field of view in degrees). docs/rendering.md.");
   struct Opts {
     std::string data, view, size, out;
+    std::string renderer = "auto";
     bool still = true;
   };
   auto o = std::make_shared<Opts>();
@@ -57,6 +59,11 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--output", o->out, "Output image: .png, or .jpg/.jpeg (JPEG, quality 92)")
       ->required();
   cmd->add_flag("--still", o->still, "Final quality (the default; kept for scripts)");
+  cmd->add_option("--renderer", o->renderer,
+                  "Renderer backend: auto (CUDA where available, else the CPU), cpu, or cuda "
+                  "(an error naming why where it is not available). docs/gpu.md")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->footer(
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
       "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
@@ -122,7 +129,13 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     if (auto st = render::check_slices_in_range(*scene, inputs.data); !st)
       return usage_error(
           fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
-    auto renderer = render::make_cpu_renderer();
+    auto choice = render::make_renderer(o->renderer);
+    if (!choice)
+      return report(fmt::format("--renderer {}: {}", o->renderer, choice.error().message));
+    if (!choice->fallback.empty())
+      VX_LOG(info, "render.renderer", "renderer={} fallback={}", choice->name,
+             log_quote(choice->fallback));
+    auto& renderer = choice->renderer;
     auto frame = renderer->render(*scene, inputs);
     if (!frame) return report(frame.error().what());
     for (const auto& f : frame->failed)  // drawn without them: say so, one line each

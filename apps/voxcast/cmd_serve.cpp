@@ -13,6 +13,7 @@
 #include "data/data.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/workers.hpp"
+#include "render/select.hpp"
 #include "server/server.hpp"
 #include "server/wire_service.hpp"
 
@@ -56,6 +57,12 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
                  "requests beyond it get a busy error")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  cmd.add_option("--renderer", o.renderer,
+                 "Renderer backend: auto (CUDA where built with it and a GPU is here, else the "
+                 "CPU; the reason is printed), cpu, or cuda (an error naming why where it is not "
+                 "available). docs/gpu.md")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd.add_option("--max-jobs", o.max_jobs, "Jobs queued or running; more get HTTP 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
@@ -111,6 +118,11 @@ class IdleUnloader {
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
                    const GlobalOptions& g) {
+  auto renderer = render::make_renderer(o.renderer);
+  if (!renderer)
+    return report(fmt::format("--renderer {}: {}", o.renderer, renderer.error().message));
+  fmt::print("voxcast: renderer {}{}\n", renderer->name,
+             renderer->fallback.empty() ? "" : fmt::format(" ({})", renderer->fallback));
   // One host budget for cached chunks, derived results and pipelines (GET /api/v1/resources).
   // The manager outlives the cache: derived sources in it compute until it is gone.
   Budget budget("host", g.cache_bytes());
@@ -163,6 +175,8 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
   so.pipelines = &pipelines;
+  so.renderer = renderer->name;
+  so.renderer_fallback = renderer->fallback;
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: job results in {}{}\n", so.data_dir,
                o.data_dir.empty() ? " (--data-dir to choose another)" : "");

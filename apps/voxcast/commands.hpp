@@ -52,6 +52,8 @@ struct ServeOptions {
   double max_scene_cost = 128;
   int unload_idle_s = 300;     // pipelines unused this long are unloaded; 0: never
   std::string pipelines_file;  // --pipelines: Python pipeline workers (docs/pipelines.md)
+
+  std::string renderer = "auto";  // --renderer: auto, cpu or cuda
 };
 void add_serve_options(CLI::App& cmd, ServeOptions& o);
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,

@@ -49,6 +49,19 @@ std::string_view codec_name(Codec c) {
   return c == Codec::kH264 ? "h264" : "jpeg";
 }
 
+Status Encoder::encode(const ImageView& image, bool force_keyframe, Encoded& out) {
+  if (!image.host())
+    return fail(ErrorCode::kInvalidArgument,
+                "{}: takes frames in host memory; this one is in device memory", name());
+  if (image.format != input_format())
+    return fail(ErrorCode::kInvalidArgument, "{}: takes {} frames, not {}", name(),
+                pixel_format_name(input_format()), pixel_format_name(image.format));
+  if (!image.packed())
+    return fail(ErrorCode::kInvalidArgument, "{}: takes packed frames; pitch {} for width {}",
+                name(), image.pitch, image.width);
+  return encode(image.data, force_keyframe, out);
+}
+
 Result<EncoderChoice> make_encoder(Codec codec, const EncoderOptions& options) {
   EncoderChoice choice;
   if (codec == Codec::kJpeg) {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "render/renderer.hpp"
+#include "core/image.hpp"
 
 namespace vx::codec {
 
@@ -43,9 +43,13 @@ class Encoder {
   virtual std::string_view name() const = 0;  // "libx264", "h264_nvenc", "turbojpeg"
   virtual Codec codec() const = 0;
   // The frame layout it takes (the renderer writes it directly): I420 or RGBA8.
-  virtual render::PixelFormat input_format() const = 0;
+  virtual PixelFormat input_format() const = 0;
   // Encodes one frame of options().width x height in input_format(); `out` is replaced.
   virtual Status encode(const std::uint8_t* pixels, bool force_keyframe, Encoded& out) = 0;
+  // The same from an image view, which must be in host memory, packed and in input_format()
+  // (kInvalidArgument naming what differs otherwise; a frame a GPU renderer drew is
+  // downloaded by that renderer once, as NV12/I420, before it gets here: docs/gpu.md).
+  Status encode(const ImageView& image, bool force_keyframe, Encoded& out);
 };
 
 struct EncoderChoice {

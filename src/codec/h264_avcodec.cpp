@@ -26,7 +26,7 @@ class AvH264Encoder final : public Encoder {
 
   std::string_view name() const override { return name_; }
   Codec codec() const override { return Codec::kH264; }
-  render::PixelFormat input_format() const override { return render::PixelFormat::kI420; }
+  PixelFormat input_format() const override { return PixelFormat::kI420; }
 
   Status encode(const std::uint8_t* pixels, bool force_keyframe, Encoded& out) override {
     const int w = ctx_->width, h = ctx_->height;

@@ -16,7 +16,7 @@ class TurboJpegEncoder final : public Encoder {
   TurboJpegEncoder(tjhandle h, const EncoderOptions& o) : handle_(h), o_(o) {}
   std::string_view name() const override { return "turbojpeg"; }
   Codec codec() const override { return Codec::kJpeg; }
-  render::PixelFormat input_format() const override { return render::PixelFormat::kRgba8; }
+  PixelFormat input_format() const override { return PixelFormat::kRgba8; }
 
   Status encode(const std::uint8_t* pixels, bool, Encoded& out) override {
     unsigned char* buf = nullptr;

@@ -13,6 +13,7 @@
 
 #include "codec/encoder.hpp"
 #include "codec/webp.hpp"
+#include "render/select.hpp"
 
 namespace vx::jobs {
 
@@ -182,8 +183,10 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
   // renderer per thread, one cache for all, so chunks are read once. Batch work: it runs in a
   // low-priority arena, so TBB's workers serve the streaming sessions' frames (the default
   // arena, normal priority) first, and a running view stops when the job is cancelled.
-  tbb::enumerable_thread_specific<std::unique_ptr<render::Renderer>> renderers(
-      [] { return render::make_cpu_renderer(); });
+  tbb::enumerable_thread_specific<std::unique_ptr<render::Renderer>> renderers([&o] {
+    auto r = render::make_renderer(o.renderer);  // validated: cuda only where it opens
+    return r ? std::move(r->renderer) : render::make_cpu_renderer();
+  });
   std::atomic<int> done{0};
   std::atomic<bool> cancelled{false};
   std::mutex error_mutex;

@@ -28,6 +28,7 @@ struct OrbitOptions {
   int max_sheet = 4096;                    // sheet side limit, pixels
   // The browser component, inlined into index.html (empty: index.html says it is missing).
   std::string component_js;
+  std::string renderer = "auto";  // auto, cpu or cuda (render/select.hpp)
 };
 
 struct OrbitProgress {

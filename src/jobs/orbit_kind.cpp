@@ -1,6 +1,7 @@
 // The "orbit" job kind: params -> render_orbit() (docs/orbit.md, docs/protocol.md "Jobs").
 #include "jobs/kind.hpp"
 #include "jobs/orbit.hpp"
+#include "render/select.hpp"
 
 namespace vx::jobs {
 
@@ -22,6 +23,13 @@ class OrbitKind final : public JobKind {
         {"yaw", T::kNumberPair, "First and last yaw, degrees", json::array({-60, 60})},
         {"pitch", T::kNumberPair, "First and last pitch, degrees", json::array({-45, 45})},
         nodes_param(),
+        {"renderer",
+         T::kString,
+         "Renderer backend (docs/gpu.md)",
+         "auto",
+         -INFINITY,
+         INFINITY,
+         {"auto", "cpu", "cuda"}},
     };
   }
   std::string name() const override { return "orbit"; }
@@ -39,6 +47,11 @@ class OrbitKind final : public JobKind {
       return fail(ErrorCode::kInvalidArgument,
                   "field 'params.size': {} views of {}x{} px is over the {} Mpx an orbit may hold",
                   views, side, side, kMaxOrbitPixels >> 20);
+    if (p.value("renderer", std::string("auto")) == "cuda")
+      if (auto ok = render::cuda_renderer_available(); !ok)
+        return fail(ErrorCode::kInvalidArgument,
+                    "field 'params.renderer': renderer 'cuda' is not available here: {}",
+                    ok.error().message);
     VX_ASSIGN(auto d, datasets_(p.value("dataset", 0)));
     VX_TRY(base_scene(d, p));  // the view applies to the dataset
     return d.brief;
@@ -56,6 +69,7 @@ class OrbitKind final : public JobKind {
     if (p.contains("yaw")) o.yaw_min = p["yaw"].at(0), o.yaw_max = p["yaw"].at(1);
     if (p.contains("pitch")) o.pitch_min = p["pitch"].at(0), o.pitch_max = p["pitch"].at(1);
     o.component_js = component_js_;
+    o.renderer = p.value("renderer", std::string("auto"));
     OrbitProgress progress;
     progress.cancel = &job.cancelled();
     progress.on_view = [&job](int done, int total) {

@@ -10,15 +10,16 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/image.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/fetch_set.hpp"
 #include "render/scene.hpp"
 
 namespace vx::render {
 
-// kRgba8 for images and the JPEG path; I420 and NV12 (BT.709, limited range, as H.264
-// encoders take them) are written by the renderer's own row pass, not converted afterwards.
-enum class PixelFormat { kRgba8, kI420, kNV12 };
+// The pixel format lives in src/core (core/image.hpp), where encoders see it too. I420 and
+// NV12 are written by the renderer's own row pass, not converted afterwards.
+using PixelFormat = vx::PixelFormat;
 
 struct RenderOptions {
   PixelFormat format = PixelFormat::kRgba8;
@@ -55,6 +56,9 @@ struct Frame {
   bool interactive = false;  // a reduced-cost frame for a moving camera, not the final one
   std::uint64_t bricks = 0;  // 3D: chunks the view touches, and those not skipped as empty
   std::uint64_t bricks_drawn = 0;
+
+  // The pixels as an image view (host memory, packed; owned by this frame).
+  ImageView image() { return host_image(format, width, height, pixels.data()); }
 };
 
 // The data behind a scene: the cache and the ids of the scene's sources in it.

@@ -226,6 +226,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                              {"version", kVersion},
                              {"sessions", sessions},
                              {"uptime_s", up.count()},
+                             {"renderer",
+                              {{"name", ctx_->engine.renderer},
+                               {"fallback", ctx_->engine.renderer_fallback.empty()
+                                                ? json(nullptr)
+                                                : json(ctx_->engine.renderer_fallback)}}},
                              {"renders",
                               {{"running", rc.running.load()},
                                {"done", rc.done.load()},
@@ -436,6 +441,8 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   e.max_layers = options.max_layers;
   e.max_scene_cost = options.max_scene_cost;
   e.pipelines = options.pipelines;
+  e.renderer = options.renderer;
+  e.renderer_fallback = options.renderer_fallback;
   for (std::size_t i = 0; i < datasets.size(); ++i) {
     const auto& info = cache.source(datasets[i]).info();
     e.ids.push_back(datasets[i]);

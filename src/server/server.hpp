@@ -37,6 +37,9 @@ struct ServerOptions {
   // The pipelines (GET /api/v1/pipelines, load, unload); none when null. Its budget is the
   // cache's (GET /api/v1/resources).
   pipeline::Manager* pipelines = nullptr;
+  // The renderer backend (resolved: "cpu" or "cuda") and why a better one is not used.
+  std::string renderer = "cpu";
+  std::string renderer_fallback;
 };
 
 // Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every

@@ -250,6 +250,10 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
           {"codec", codec::codec_name(session_->codec())},
           {"encoder", session_->encoder_name()},
           {"fallback", fallback.empty() ? json(nullptr) : json(fallback)},
+          {"renderer", ctx_->engine.renderer},
+          {"renderer_fallback", ctx_->engine.renderer_fallback.empty()
+                                    ? json(nullptr)
+                                    : json(ctx_->engine.renderer_fallback)},
           {"scene", confirmed_},
           {"dataset", dataset.get<int>()},
           {"datasets", ctx_->datasets_brief},

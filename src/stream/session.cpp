@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "render/select.hpp"
 #include "stream/view_tools.hpp"
 
 namespace vx::stream {
@@ -79,6 +80,19 @@ Result<FrameHeader> read_header(const std::uint8_t* in, std::size_t size) {
   return h;
 }
 
+namespace {
+
+// The engine's backend, resolved at start: it opens (a device that went away since falls
+// back to the CPU, logged).
+std::unique_ptr<render::Renderer> make_session_renderer(const std::string& name) {
+  auto r = render::make_renderer(name);
+  if (r) return std::move(r->renderer);
+  VX_LOG(warn, "renderer.fallback", "from={} to=cpu reason={}", name, log_quote(r.error().message));
+  return render::make_cpu_renderer();
+}
+
+}  // namespace
+
 Result<std::shared_ptr<Session>> Session::create(Engine& engine, int dataset,
                                                  const std::vector<codec::Codec>& codecs) {
   if (dataset < 0 || dataset >= int(engine.datasets.size()))
@@ -113,7 +127,7 @@ Session::Session(Engine& engine, int dataset, codec::Codec codec)
       dataset_(dataset),
       codec_(codec),
       scene_(engine.defaults[std::size_t(dataset)]),
-      renderer_(render::make_cpu_renderer()) {
+      renderer_(make_session_renderer(engine.renderer)) {
   if (engine.cache) fetch_ = std::make_unique<data::FetchSet>(*engine.cache);
 }
 

@@ -101,6 +101,10 @@ struct Engine {
   // Layers whose source is {"pipeline", "input", "params"}; none without a manager.
   pipeline::Manager* pipelines = nullptr;
   std::shared_ptr<DerivedCatalog> derived = std::make_shared<DerivedCatalog>();
+  // The renderer backend of every session ("cpu" or "cuda", resolved by render::
+  // make_renderer at start) and why a better one is not used (empty: none better).
+  std::string renderer = "cpu";
+  std::string renderer_fallback;
 };
 
 // Render-pool priorities of the session's jobs.

@@ -13,34 +13,19 @@
 
 #include "render/cpu/common.hpp"
 #include "render/cpu/volume.hpp"
-#include "render/fetch.hpp"
-#include "render/renderer.hpp"
+#include "render/kernels/color.hpp"
+#include "render/kernels/composite.hpp"
+#include "render/kernels/sample.hpp"
+#include "render/kernels/transfer.hpp"
+#include "render/plan.hpp"
 
 namespace vx::render {
 
 void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr) {
-  const float luma = 0.2126f * r + 0.7152f * g + 0.0722f * b;
-  y = 16.f + 219.f * luma;
-  cb = 128.f + 224.f * (b - luma) / 1.8556f;
-  cr = 128.f + 224.f * (r - luma) / 1.5748f;
-}
-
-int choose_level(const data::VolumeInfo& info, const std::vector<int>& display_axes,
-                 double world_per_pixel) {
-  int best = 0;
-  for (int l = 0; l < int(info.levels.size()); ++l) {
-    double s = 1e300;
-    for (int a : display_axes)
-      s = std::min(s, info.levels[std::size_t(l)].scale[std::size_t(a)]);
-    if (s <= world_per_pixel * 1.0001) best = l;
-  }
-  return best;
+  kernels::rgb_to_ycbcr709(r, g, b, y, cb, cr);
 }
 
 namespace {
-
-using cpu::kLut;
-using cpu::map_axes;
 
 // One sampled screen axis: per pixel, the chunk (column or row of the chunk grid) and the
 // element offset inside it of the sample and of its linear neighbour, and the weight.
@@ -89,10 +74,15 @@ AxisSamples sample_axis(int pixels, double center, double zoom, double t, double
   return a;
 }
 
-// Everything a row pass needs to draw one layer: pinned chunks and per-axis sample maps.
+AxisSamples sample_axis(const SliceAxis& a, bool linear) {
+  return sample_axis(a.pixels, a.center, a.zoom, a.trans, a.scale, a.n, a.chunk, a.stride,
+                     a.first_chunk, linear);
+}
+
+// Everything a row pass needs to draw one planned 2D layer (render/plan.hpp): the chunks'
+// bytes (the plan keeps them pinned) and per-axis sample maps.
 struct LayerPlan {
   data::DType dtype = data::DType::kUInt8;
-  std::vector<data::ChunkPin> pins;      // keeps the chunks resident while drawing
   std::vector<const std::byte*> chunks;  // grid gy x gx over the visible box
   int gx = 0;
   std::int64_t chunk_x = 1, stride_x = 1;  // chunk size and element stride along x
@@ -103,10 +93,30 @@ struct LayerPlan {
   std::vector<float> lut;    // kLut x R, G, B planes, contrast/gamma/colormap folded in
   float lo = 0, scale = 1, alpha = 1;
   Blending blend = Blending::kTranslucent;
-  bool complete = true;                 // every chunk of the view is pinned
-  std::size_t pending = 0;              // chunks asked for, on their way
-  std::vector<std::string> failed;      // chunks that could not be read
   std::unique_ptr<LayerPlan> fallback;  // coarser, complete: drawn where chunks are missing
+
+  explicit LayerPlan(const SlicePlan& p)
+      : dtype(p.dtype),
+        gx(p.gx),
+        chunk_x(p.x.chunk),
+        stride_x(p.x.stride),
+        base(p.base),
+        ys(sample_axis(p.y, p.linear)),
+        xs(sample_axis(p.x, p.linear)),
+        linear(p.linear),
+        lut(p.lut.rgb),
+        lo(p.lut.lo),
+        scale(p.lut.scale),
+        alpha(p.alpha),
+        blend(p.blend) {
+    for (const auto& pin : p.pins)
+      chunks.push_back(pin ? pin.bytes().data() : nullptr);
+    auto fractional = [](const std::vector<float>& f) {
+      return std::any_of(f.begin(), f.end(), [](float v) { return v > 1e-4f && v < 1 - 1e-4f; });
+    };
+    any_fraction = fractional(ys.f) || fractional(xs.f);
+    if (p.fallback) fallback = std::make_unique<LayerPlan>(*p.fallback);
+  }
 };
 
 // How draw_row uses the per-row mask of drawn pixels: record them (a plan with a fallback),
@@ -137,15 +147,14 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
     if (s == 1) {
       if (kLinear && fy != 0) {
         for (std::int64_t k = 0; k < n; ++k)
-          dst[k] = float(a[k]) + fy * (float(b[k]) - float(a[k]));
+          dst[k] = kernels::lerp(float(a[k]), float(b[k]), fy);
       } else {
         for (std::int64_t k = 0; k < n; ++k)
           dst[k] = float(a[k]);
       }
     } else {
       for (std::int64_t k = 0; k < n; ++k)
-        dst[k] =
-            kLinear ? float(a[k * s]) + fy * (float(b[k * s]) - float(a[k * s])) : float(a[k * s]);
+        dst[k] = kLinear ? kernels::lerp(float(a[k * s]), float(b[k * s]), fy) : float(a[k * s]);
     }
   }
   line[std::size_t(p.gx) * std::size_t(p.chunk_x)] =
@@ -160,21 +169,13 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
     // Branch-free: pixels outside the data or on NaN get weight 0.
     for (int px = 0; px < width; ++px) {
       float v = l[rel[px]];
-      if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+      if constexpr (kLinear) v = kernels::lerp(v, l[rel[px] + 1], fx[px]);
       const bool ok = (inside[px] != 0) & (v == v);
-      const int q = int(std::min(top_q, std::max(0.f, (v - lo) * scale)) + 0.5f);  // NaN: 0
+      const int q = kernels::table_index(v, lo, scale, top_q);  // NaN: 0
       const float w = ok ? alpha : 0.f;
       for (int k = 0; k < 3; ++k) {  // planar rows and table
-        const float c = lut[k * kLut + q];
         float& o = acc[k * width + px];
-        if constexpr (kBlend == Blending::kAdditive)
-          o += w * c;
-        else if constexpr (kBlend == Blending::kTranslucent)
-          o += w * (c - o);
-        else if constexpr (kBlend == Blending::kOpaque)
-          o = ok ? c : o;
-        else
-          o = ok ? std::min(o, 1 - w * (1 - c)) : o;
+        o = kernels::blend_2d<cpu::blend_of(kBlend)>(o, lut[k * kLut + q], w, ok);
       }
     }
     return;
@@ -182,21 +183,13 @@ void draw_row(const LayerPlan& p, int py, int width, float* acc, std::vector<flo
   for (int px = 0; px < width; ++px) {
     if (!inside[px] || (mask == Mask::kSkip && drawn[px])) continue;
     float v = l[rel[px]];
-    if constexpr (kLinear) v += fx[px] * (l[rel[px] + 1] - v);
+    if constexpr (kLinear) v = kernels::lerp(v, l[rel[px] + 1], fx[px]);
     if (v != v) continue;  // NaN: no data here (or a chunk still on its way)
     if (mask == Mask::kRecord) drawn[px] = 1;
-    const int q = int(std::clamp((v - lo) * scale, 0.f, top_q) + 0.5f);
+    const int q = kernels::table_index(v, lo, scale, top_q);
     for (int k = 0; k < 3; ++k) {
-      const float c = lut[k * kLut + q];
       float& o = acc[k * width + px];
-      if constexpr (kBlend == Blending::kAdditive)
-        o += alpha * c;
-      else if constexpr (kBlend == Blending::kTranslucent)
-        o += alpha * (c - o);
-      else if constexpr (kBlend == Blending::kOpaque)
-        o = c;
-      else
-        o = std::min(o, 1 - alpha * (1 - c));
+      o = kernels::blend_2d<cpu::blend_of(kBlend)>(o, lut[k * kLut + q], alpha, true);
     }
   }
 }
@@ -227,7 +220,7 @@ void draw_row_typed(const LayerPlan& p, int py, int width, float* acc, Mask mask
 
 void draw_row_one(const LayerPlan& p, int py, int width, float* acc, Mask mask,
                   std::uint8_t* drawn) {
-  cpu::with_dtype(p.dtype, [&]<class T>() { draw_row_typed<T>(p, py, width, acc, mask, drawn); });
+  with_dtype(p.dtype, [&]<class T>() { draw_row_typed<T>(p, py, width, acc, mask, drawn); });
 }
 
 // Draws a layer into a row: where its chunks are missing, its fallback (coarser) plan.
@@ -257,8 +250,7 @@ void store_420(const float* rows, int W, int H, int pair, PixelFormat format, st
     const float *G = R + plane, *B = G + plane;
     std::uint8_t* y = out + (std::size_t(2 * pair) + r) * plane;
     for (std::size_t px = 0; px < plane; ++px)
-      y[px] =
-          std::uint8_t(16.f + 219.f * (0.2126f * R[px] + 0.7152f * G[px] + 0.0722f * B[px]) + 0.5f);
+      y[px] = kernels::y_byte(R[px], G[px], B[px]);
   }
   const float *Ra = rows, *Ga = Ra + plane, *Ba = Ga + plane;
   const float *Rb = Ba + plane, *Gb = Rb + plane, *Bb = Gb + plane;
@@ -270,9 +262,8 @@ void store_420(const float* rows, int W, int H, int pair, PixelFormat format, st
     const float r = 0.25f * (Ra[2 * c] + Ra[2 * c + 1] + Rb[2 * c] + Rb[2 * c + 1]);
     const float g = 0.25f * (Ga[2 * c] + Ga[2 * c + 1] + Gb[2 * c] + Gb[2 * c + 1]);
     const float b = 0.25f * (Ba[2 * c] + Ba[2 * c + 1] + Bb[2 * c] + Bb[2 * c + 1]);
-    const float l = 0.2126f * r + 0.7152f * g + 0.0722f * b;
-    const auto cb = std::uint8_t(128.f + 224.f * (b - l) / 1.8556f + 0.5f);
-    const auto cr = std::uint8_t(128.f + 224.f * (r - l) / 1.5748f + 0.5f);
+    std::uint8_t cb, cr;
+    kernels::chroma_bytes(r, g, b, cb, cr);
     if (format == PixelFormat::kI420) {
       u[c] = cb;
       v[c] = cr;
@@ -287,84 +278,32 @@ class CpuRenderer final : public Renderer {
  public:
   const char* name() const override { return "cpu"; }
 
-  void recycle(Frame&& frame) override {
-    std::lock_guard lock(spare_mutex_);
-    if (spare_.size() < 2) spare_.push_back(std::move(frame.pixels));
-  }
+  void recycle(Frame&& frame) override { pool_.release(std::move(frame.pixels)); }
 
   Result<Frame> render(const Scene& scene, const RenderInputs& in,
                        const RenderOptions& opt) override {
-    const int W = scene.canvas.width, H = scene.canvas.height;
+    VX_ASSIGN(const RenderPlan plan, make_plan(scene, in, opt, stats_));
+    const int W = plan.width, H = plan.height;
     Frame frame;
-    frame.width = W;
-    frame.height = H;
     std::vector<LayerPlan> plans;
     std::vector<std::unique_ptr<cpu::RowDrawer>> volumes;
-    const bool volume = scene.dims.ndisplay == 3;
-    frame.interactive = volume && opt.interactive;
-    for (const auto& layer : scene.layers) {
-      if (volume) {
-        if (!layer.visible) {
-          frame.levels.push_back(-1);
-          continue;
-        }
-        VX_ASSIGN(auto vl, cpu::render_volume_layer(scene, in, layer, opt, stats_));
-        if (!vl || !vl->drawer) {
-          frame.levels.push_back(vl ? vl->level : -1);
-          continue;
-        }
-        frame.levels.push_back(vl->level);
-        frame.refining |= vl->refining;
-        frame.failed.insert(frame.failed.end(), vl->failed.begin(), vl->failed.end());
-        frame.bricks += vl->bricks;
-        frame.bricks_drawn += vl->bricks_drawn;
-        volumes.push_back(std::move(vl->drawer));
-        continue;
+    std::vector<bool> drawn(plan.layers.size(), true);
+    const Projection proj(scene.camera, W, H);
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+      const auto& lp = plan.layers[i];
+      if (lp.volume) {
+        auto drawer = cpu::draw_volume(proj, *lp.volume, opt.cancel);
+        drawn[i] = drawer != nullptr;
+        if (drawer) volumes.push_back(std::move(drawer));
       }
-      if (!layer.visible) {
-        frame.levels.push_back(-1);
-        continue;
-      }
-      VX_ASSIGN(const int level, layer_level(scene, in, layer));
-      frame.levels.push_back(level);
-      VX_ASSIGN(auto plan, plan_layer(scene, in, layer, level,
-                                      opt.wait ? Fetch::kWait : Fetch::kRequest, opt));
-      if (!plan) continue;  // the slice misses the data
-      if (!plan->complete) {
-        // The finest coarser level that is all in memory stands in for the missing chunks;
-        // failing that, the coarsest level, requested now (it is small).
-        const int levels = int(in.data.sources[std::size_t(layer.source)].levels.size());
-        for (int l = level + 1; l < levels && !plan->fallback; ++l) {
-          const bool last = l == levels - 1;
-          VX_ASSIGN(auto fb, plan_layer(scene, in, layer, l,
-                                        last ? Fetch::kRequest : Fetch::kCachedOnly, opt));
-          if (fb && (fb->complete || last))
-            plan->fallback = std::make_unique<LayerPlan>(std::move(*fb));
-        }
-      }
-      // Refining while something is on its way; chunks that failed will not come.
-      frame.refining |= plan->pending > 0 || (plan->fallback && plan->fallback->pending > 0);
-      for (auto* q : {&*plan, plan->fallback.get()})
-        if (q) frame.failed.insert(frame.failed.end(), q->failed.begin(), q->failed.end());
-      plans.push_back(std::move(*plan));
+      if (lp.slice) plans.emplace_back(*lp.slice);
     }
+    describe_frame(plan, frame, drawn);
     // One pass over the rows for all layers: accumulate rows in float, then store them in
     // the requested format. Rows go in pairs, so that 4:2:0 chroma averages 2x2 pixels.
-    frame.format = opt.format;
     const bool yuv = opt.format != PixelFormat::kRgba8;
-    if (yuv && (W % 2 || H % 2))
-      return fail(ErrorCode::kInvalidArgument,
-                  "field 'canvas': {}x{} is odd; 4:2:0 video needs even sizes", W, H);
-    const std::size_t luma = std::size_t(W) * std::size_t(H);
-    {
-      std::lock_guard lock(spare_mutex_);
-      if (!spare_.empty()) {
-        frame.pixels = std::move(spare_.back());
-        spare_.pop_back();
-      }
-    }
-    frame.pixels.resize(yuv ? luma + luma / 2 : luma * 4);  // every byte is written below
-    const auto& bg = scene.canvas.background;
+    frame.pixels = pool_.acquire(image_bytes(opt.format, W, H));  // every byte is written below
+    const auto& bg = plan.background;
     const int step = yuv ? 2 : 1;
     tbb::parallel_for(
         tbb::blocked_range<int>(0, H / step, 4), [&](const tbb::blocked_range<int>& pairs) {
@@ -389,7 +328,7 @@ class CpuRenderer final : public Renderer {
                 // Simple loops the compiler vectorizes: float -> byte, then planes -> RGBA.
                 rgb8.resize(n3);
                 for (std::size_t i = 0; i < n3; ++i)
-                  rgb8[i] = std::uint8_t(std::min(std::max(row[i], 0.f), 1.f) * 255.f + 0.5f);
+                  rgb8[i] = kernels::unorm8(row[i]);
                 std::uint8_t* out = frame.pixels.data() + std::size_t(py) * std::size_t(W) * 4;
                 const std::uint8_t *r8 = rgb8.data(), *g8 = r8 + W, *b8 = g8 + W;
                 for (int px = 0; px < W; ++px) {
@@ -411,178 +350,8 @@ class CpuRenderer final : public Renderer {
   }
 
  private:
-  // Plans one layer, or nullopt when it draws nothing (hidden, or the slice misses the data).
-  // The level whose voxels match the zoom on the displayed axes.
-  // Memory is bounded as in 3D: when the chunks the view touches at that level, for every
-  // visible layer, would take more than half the cache budget, a coarser level draws it (a
-  // view that cannot fit would evict its own chunks while they arrive, and never finish).
-  static Result<int> layer_level(const Scene& scene, const RenderInputs& in, const Layer& layer) {
-    const auto world = in.data.axis_names();
-    const int n = int(world.size());
-    const auto& info = in.data.sources.at(std::size_t(layer.source));
-    VX_ASSIGN(auto axes, map_axes(info, world));
-    const int ay = axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 2)])];
-    const int ax = axes.world_to_source[std::size_t(scene.dims.order[std::size_t(n - 1)])];
-    int level = choose_level(info, {ay, ax}, 1.0 / scene.camera.zoom);
-    const auto layers = std::count_if(scene.layers.begin(), scene.layers.end(),
-                                      [](const Layer& l) { return l.visible; });
-    const double budget = 0.5 * double(in.cache->budget_bytes());
-    for (; level + 1 < int(info.levels.size()); ++level) {
-      const auto& lv = info.levels[std::size_t(level)];
-      auto across = [&](int a, int pixels) {
-        const double voxels = pixels / scene.camera.zoom / lv.scale[std::size_t(a)];
-        const double all = double(lv.grid()[std::size_t(a)]);
-        return std::min(all, std::ceil(voxels / double(lv.chunks[std::size_t(a)])) + 1);
-      };
-      const double bytes = across(ay, scene.canvas.height) * across(ax, scene.canvas.width) *
-                           double(info.chunk_bytes(level)) * double(std::max<long>(1, layers));
-      if (bytes <= budget) break;
-    }
-    return level;
-  }
-
-  // Plans one layer at `level`, or nullopt when the slice misses the data.
-  static Result<std::optional<LayerPlan>> plan_layer(const Scene& scene, const RenderInputs& in,
-                                                     const Layer& layer, int level, Fetch fetch,
-                                                     const RenderOptions& opt) {
-    const int W = scene.canvas.width, H = scene.canvas.height;
-    const auto world = in.data.axis_names();
-    const int n = int(world.size());
-    const int wy = scene.dims.order[std::size_t(n - 2)], wx = scene.dims.order[std::size_t(n - 1)];
-    const double zoom = scene.camera.zoom;
-    const auto& info = in.data.sources.at(std::size_t(layer.source));
-    VX_ASSIGN(auto axes, map_axes(info, world));
-    const int ay = axes.world_to_source[std::size_t(wy)],
-              ax = axes.world_to_source[std::size_t(wx)];
-
-    const auto& lv = info.levels[std::size_t(level)];
-    const auto nd = lv.shape.size();
-    std::vector<std::int64_t> stride(nd, 1);  // element strides inside a chunk
-    for (int d = int(nd) - 2; d >= 0; --d)
-      stride[std::size_t(d)] = stride[std::size_t(d) + 1] * lv.chunks[std::size_t(d) + 1];
-
-    LayerPlan p;
-    p.dtype = info.dtype;
-    p.linear = layer.interpolation == Interpolation::kLinear;
-    data::Index lo_chunk{}, hi_chunk{};  // the chunk box the view touches
-    for (int k = 0; k < n; ++k) {
-      const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
-      const double t = lv.translation[a], s = lv.scale[a];
-      if (k == wy || k == wx) {
-        const int pixels = k == wy ? H : W;
-        const double c = scene.camera.center[k == wy ? 1 : 2];
-        const double u0 = (c + (0.5 - pixels / 2.0) / zoom - t) / s;
-        const double u1 = (c + (pixels - 0.5 - pixels / 2.0) / zoom - t) / s;
-        const auto lo = std::clamp<std::int64_t>(std::int64_t(std::floor(std::min(u0, u1))) - 1, 0,
-                                                 lv.shape[a] - 1);
-        const auto hi = std::clamp<std::int64_t>(std::int64_t(std::ceil(std::max(u0, u1))) + 1, 0,
-                                                 lv.shape[a] - 1);
-        lo_chunk[a] = lo / lv.chunks[a];
-        hi_chunk[a] = hi / lv.chunks[a];
-      } else {
-        const auto idx = std::int64_t(std::llround((scene.dims.point[std::size_t(k)] - t) / s));
-        if (idx < 0 || idx >= lv.shape[a])
-          return std::optional<LayerPlan>{};  // the slice misses the data
-        lo_chunk[a] = hi_chunk[a] = idx / lv.chunks[a];
-        p.base += (idx % lv.chunks[a]) * stride[a];
-      }
-    }
-    if (axes.channel_axis >= 0) {
-      const auto a = std::size_t(axes.channel_axis);
-      lo_chunk[a] = hi_chunk[a] = layer.channel / lv.chunks[a];
-      p.base += (layer.channel % lv.chunks[a]) * stride[a];
-    }
-    const auto gy = hi_chunk[std::size_t(ay)] - lo_chunk[std::size_t(ay)] + 1;
-    p.gx = int(hi_chunk[std::size_t(ax)] - lo_chunk[std::size_t(ax)] + 1);
-    p.chunk_x = lv.chunks[std::size_t(ax)];
-    p.stride_x = stride[std::size_t(ax)];
-    std::vector<data::Index> indices;
-    for (std::int64_t cy = 0; cy < gy; ++cy)
-      for (int cx = 0; cx < p.gx; ++cx) {
-        data::Index idx = lo_chunk;
-        idx[std::size_t(ay)] += cy;
-        idx[std::size_t(ax)] += cx;
-        indices.push_back(idx);
-      }
-    const auto id = in.sources.at(std::size_t(layer.source));
-    // Distance of each chunk's centre from the screen's centre (0 centre, 1 corner), so that
-    // reads start in the middle of the view.
-    std::vector<double> centre;
-    centre.reserve(indices.size());
-    auto offset = [&](std::size_t a, int pixels, double c, std::int64_t i) {
-      const double v = (double(i) + 0.5) * double(lv.chunks[a]);
-      return (lv.translation[a] + lv.scale[a] * v - c) * zoom / (pixels / 2.0);
-    };
-    for (const auto& idx : indices) {
-      const double dy = offset(std::size_t(ay), H, scene.camera.center[1], idx[std::size_t(ay)]);
-      const double dx = offset(std::size_t(ax), W, scene.camera.center[2], idx[std::size_t(ax)]);
-      centre.push_back(std::sqrt((dy * dy + dx * dx) / 2));
-    }
-    auto got = fetch_chunks(in, opt, id, level, indices, centre, fetch);
-    if (fetch == Fetch::kRequest && got.pending == 0 && opt.fetch) {
-      // The view is all here: read what a user looks at next, while the cores are free. The
-      // ring of tiles around the view, then the chunk planes before and after the slice.
-      std::vector<data::Index> more;
-      std::vector<double> dist;
-      const auto grid = lv.grid();
-      const auto ya = std::size_t(ay), xa = std::size_t(ax);
-      auto add = [&](data::Index idx, double d) {
-        for (std::size_t a = 0; a < nd; ++a)
-          if (idx[a] < 0 || idx[a] >= grid[a]) return;
-        more.push_back(idx);
-        dist.push_back(d);
-      };
-      for (auto cy = lo_chunk[ya] - 1; cy <= hi_chunk[ya] + 1; ++cy)
-        for (auto cx = lo_chunk[xa] - 1; cx <= hi_chunk[xa] + 1; ++cx) {
-          if (cy >= lo_chunk[ya] && cy <= hi_chunk[ya] && cx >= lo_chunk[xa] && cx <= hi_chunk[xa])
-            continue;
-          data::Index idx = lo_chunk;
-          idx[ya] = cy;
-          idx[xa] = cx;
-          add(idx, 1.0);
-        }
-      for (int k = 0; k < n; ++k) {
-        const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
-        if (k == wy || k == wx) continue;
-        for (const int step : {1, -1})
-          for (std::size_t i = 0; i < indices.size(); ++i) {
-            data::Index idx = indices[i];
-            idx[a] += step;
-            add(idx, 1.0 + centre[i]);
-          }
-      }
-      prefetch_chunks(in, opt, id, level, more, dist, in.cache->budget_bytes() / 8);
-    }
-    p.complete = got.complete();
-    p.pins = std::move(got.pins);
-    p.pending = got.pending;
-    p.failed = std::move(got.failed);
-    for (const auto& pin : p.pins)
-      p.chunks.push_back(pin ? pin.bytes().data() : nullptr);
-    p.ys = sample_axis(H, scene.camera.center[1], zoom, lv.translation[std::size_t(ay)],
-                       lv.scale[std::size_t(ay)], lv.shape[std::size_t(ay)],
-                       lv.chunks[std::size_t(ay)], stride[std::size_t(ay)],
-                       lo_chunk[std::size_t(ay)], p.linear);
-    p.xs = sample_axis(W, scene.camera.center[2], zoom, lv.translation[std::size_t(ax)],
-                       lv.scale[std::size_t(ax)], lv.shape[std::size_t(ax)],
-                       lv.chunks[std::size_t(ax)], stride[std::size_t(ax)],
-                       lo_chunk[std::size_t(ax)], p.linear);
-    auto fractional = [](const std::vector<float>& f) {
-      return std::any_of(f.begin(), f.end(), [](float v) { return v > 1e-4f && v < 1 - 1e-4f; });
-    };
-    p.any_fraction = fractional(p.ys.f) || fractional(p.xs.f);
-    VX_ASSIGN(auto lut, cpu::make_lut(layer));
-    p.lut = std::move(lut.rgb);
-    p.lo = lut.lo;
-    p.scale = lut.scale;
-    p.alpha = float(layer.opacity);
-    p.blend = layer.blending;
-    return std::optional<LayerPlan>(std::move(p));
-  }
-
-  cpu::BrickStats stats_;
-  std::mutex spare_mutex_;
-  std::vector<std::vector<std::uint8_t>> spare_;  // pixel buffers of recycled frames
+  BrickStats stats_;
+  FramePool pool_{2};  // pixel buffers of recycled frames
 };
 
 }  // namespace

@@ -13,63 +13,28 @@
 
 namespace vx::render::cpu {
 
-using I3 = std::array<std::int64_t, 3>;
 // Four floats in one SIMD register (GCC/Clang vector extension: SSE here, NEON on ARM).
 using F4 = float __attribute__((vector_size(16)));
 constexpr int kTintLut = 1024;
-
-// One level of a layer's source seen through the three displayed axes (index 0..2 in the
-// order of the camera's (z, y, x)). Voxel coordinates have voxel centres at integers.
-struct Geom {
-  int level = 0;
-  std::array<int, 3> axis{};  // source axis of each displayed axis
-  Vec3 scale{}, trans{};      // world = trans + scale * voxel
-  I3 n{}, chunk{}, stride{};  // voxels, chunk extent, element stride inside a chunk
-  data::Index fixed{};        // chunk index on the other axes and the channel axis
-  std::int64_t base = 0;      // element offset of those inside a chunk
-  data::DType dtype = data::DType::kUInt8;
-
-  Vec3 to_voxel(const Vec3& w) const {
-    return {(w[0] - trans[0]) / scale[0], (w[1] - trans[1]) / scale[1],
-            (w[2] - trans[2]) / scale[2]};
-  }
-  Vec3 dir_to_voxel(const Vec3& d) const {
-    return {d[0] / scale[0], d[1] / scale[1], d[2] / scale[2]};
-  }
-  Vec3 to_world(const Vec3& v) const {
-    return {trans[0] + scale[0] * v[0], trans[1] + scale[1] * v[1], trans[2] + scale[2] * v[2]};
-  }
-};
 
 // The bricks (chunks) a view needs, as a dense box of the chunk grid.
 struct Bricks {
   I3 lo{}, dim{};                     // first brick and extent of the box
   std::vector<const std::byte*> ptr;  // per brick of the box; null: not needed or missing
   std::vector<std::uint8_t> empty;    // per brick: cannot change the result
-  std::vector<data::ChunkPin> pins;   // keep them resident while drawing
   std::size_t flat(std::int64_t i0, std::int64_t i1, std::int64_t i2) const {
     return std::size_t(((i0 - lo[0]) * dim[1] + (i1 - lo[1])) * dim[2] + (i2 - lo[2]));
   }
 };
 
-enum class Mode { kMip, kMinip, kAttenuatedMip, kAverage, kTranslucent, kIso };
-
-// The layer's look: what the slice pass and the warp need to know about it.
-struct Look {
-  Mode mode = Mode::kMip;
-  bool linear = true;
-  Lut lut;
+// The layer's look (render/plan.hpp) and the tables the slice pass derives from it.
+struct Look : LayerLook {
   // Translucent: kTintLut entries of premultiplied RGBA (opacity corrected to the distance
   // between samples), small enough to stay in L1; index clamp((v - lo) * tint_scale).
   std::vector<F4> tint;
   float tint_scale = 1;
   // Attenuated MIP: per entry (same index), exp(-attenuation * value * step).
   std::vector<float> decay;
-  float lo = 0, hi = 1;  // contrast limits
-  float iso = 0;         // iso threshold, data units
-  float attenuation = 0;
-  float opacity = 1;
-  Blending blending = Blending::kTranslucent;
   const std::atomic<bool>* cancel = nullptr;  // checked between slabs of slices
 };
 

@@ -11,11 +11,13 @@
 
 #include "render/cpu/volume_impl.hpp"
 #include "render/cpu/volume_staging.hpp"
+#include "render/kernels/composite.hpp"
+#include "render/kernels/transfer.hpp"
 
 namespace vx::render::cpu {
 namespace {
 
-constexpr float kOpaque = 0.99f;  // translucent rays stop here, as napari's do
+constexpr float kOpaque = kernels::kOpaqueAlpha;  // translucent rays stop here, as napari's do
 
 std::optional<Slicing> make_slicing(const Projection& proj, const Geom& g, const Vec3& lo,
                                     const Vec3& hi, double density, int W, int H) {
@@ -194,37 +196,33 @@ struct Op {
   float dir = 1;
   float step = 1;  // voxels between samples
   void operator()(std::int64_t u, float s) const {
+    // The arithmetic is the shared one (render/kernels/composite.hpp): the GPU runs it too.
     if constexpr (M == Mode::kMip) {
-      p0[u] = s > p0[u] ? s : p0[u];
+      p0[u] = kernels::mip_step(p0[u], s);
     } else if constexpr (M == Mode::kMinip) {
-      p0[u] = s < p0[u] || p0[u] != p0[u] ? s : p0[u];  // NaN: no sample yet
+      p0[u] = kernels::minip_step(p0[u], s);  // NaN: no sample yet
     } else if constexpr (M == Mode::kAverage) {
-      p0[u] += s;
-      p1[u] += 1;
+      kernels::average_step(p0[u], p1[u], s);
     } else if constexpr (M == Mode::kAttenuatedMip) {
       // napari's attenuated MIP, made independent of the sampling step: a sample is dimmed
       // by exp(-attenuation * the path integral of the normalized value in front of it, in
       // voxels). p1 holds that factor; each sample multiplies it by its own (a table).
-      const float scaled = s * p1[u];
-      p0[u] = scaled > p0[u] ? scaled : p0[u];
-      p1[u] *= look->decay[std::size_t(
-          std::min(float(kTintLut - 1), std::max(0.f, (s - look->lo) * look->tint_scale)) + 0.5f)];
+      const auto q = kernels::table_index(s, look->lo, look->tint_scale, float(kTintLut - 1));
+      p0[u] = kernels::attenuated_step(p0[u], p1[u], s, look->decay[std::size_t(q)]);
     } else if constexpr (M == Mode::kTranslucent) {
       // Front to back: colour += (1 - opacity so far) * premultiplied sample colour.
       const F4 acc = c[u];
       if (acc[3] >= kOpaque) return;
-      const int q = int(
-          std::min(float(kTintLut - 1), std::max(0.f, (s - look->lo) * look->tint_scale)) + 0.5f);
-      c[u] = acc + (1 - acc[3]) * look->tint[std::size_t(q)];
+      const int q = kernels::table_index(s, look->lo, look->tint_scale, float(kTintLut - 1));
+      c[u] = kernels::over_step(acc, acc[3], look->tint[std::size_t(q)]);
     } else {
       if (p0[u] == p0[u]) return;  // already hit
       const float prev = p1[u];
       p1[u] = s;
-      if (!(s >= look->iso)) return;  // NaN: no data, never a crossing
-      // Between the previous sample and this one, where the threshold is crossed.
-      const float t =
-          prev == prev && s != prev ? std::clamp((look->iso - prev) / (s - prev), 0.f, 1.f) : 1.f;
-      p0[u] = k - dir * (1 - t);
+      // Between the previous sample and this one, where the threshold is crossed (NaN: no
+      // data, never a crossing).
+      float hit;
+      if (kernels::iso_crossing(prev, s, look->iso, k, dir, hit)) p0[u] = hit;
     }
   }
 };
@@ -334,13 +332,12 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           Q.resize(std::size_t(s.nu));
           const float lo = look.lo, ts = look.tint_scale, top = float(kTintLut - 1);
           for (std::int64_t u = u_lo; u <= u_hi; ++u)
-            Q[std::size_t(u)] = std::int32_t(
-                std::min(top, std::max(0.f, (ee[u] + fr * (ee[u + 1] - ee[u]) - lo) * ts)) + 0.5f);
+            Q[std::size_t(u)] = kernels::table_index(ee[u] + fr * (ee[u + 1] - ee[u]), lo, ts, top);
           F4* c = op.c;
           const F4* tint = look.tint.data();
           for (std::int64_t u = u_lo; u <= u_hi; ++u) {
             const F4 acc = c[u];
-            if (acc[3] < kOpaque) c[u] = acc + (1 - acc[3]) * tint[Q[std::size_t(u)]];
+            if (acc[3] < kOpaque) c[u] = kernels::over_step(acc, acc[3], tint[Q[std::size_t(u)]]);
           }
         } else {
           for (std::int64_t u = u_lo; u <= u_hi; ++u)
@@ -411,7 +408,8 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
       look.tint_scale = float(kTintLut - 1) / (look.hi - look.lo);
       for (int q = 0; q < kTintLut; ++q) {
         const double t = double(q) / (kTintLut - 1);
-        const float a = float(1 - std::pow(1 - t, s->step));
+        const auto a = float(
+            kernels::step_opacity(t, s->step, [](double x, double y) { return std::pow(x, y); }));
         const auto i = std::size_t(std::lround(t * (kLut - 1)));
         look.tint[std::size_t(q)] =
             F4{a * look.lut.plane(0)[i], a * look.lut.plane(1)[i], a * look.lut.plane(2)[i], a};

@@ -7,6 +7,8 @@
 #include <cmath>
 
 #include "render/cpu/volume_impl.hpp"
+#include "render/kernels/composite.hpp"
+#include "render/kernels/transfer.hpp"
 
 namespace vx::render::cpu {
 namespace {
@@ -72,27 +74,19 @@ void shade_iso_typed(const Projection& proj, const Geom& g, const Bricks& br, co
       p[std::size_t(s.c)] = h;
       p[std::size_t(s.a)] = s.a_at(u, h);
       p[std::size_t(s.b)] = s.b_at(v, h);
-      float best = sample3<T>(g, br, p);
       Vec3 n;
-      for (std::size_t k = 0; k < 3; ++k) {
-        Vec3 m = p, q = p;
-        m[k] -= 1.5;
-        q[k] += 1.5;
-        const float vm = sample3<T>(g, br, m), vq = sample3<T>(g, br, q);
-        n[k] = double(vm - vq);
-        best = std::max({best, vm, vq});
-      }
+      const float best = kernels::iso_normal(
+          [&](double z, double y, double x) {
+            return sample3<T>(g, br, Vec3{z, y, x});
+          },
+          p.data(), n.data());
       const Vec3 view = s.persp ? Vec3{p[0] - s.e[0], p[1] - s.e[1], p[2] - s.e[2]} : dv;
-      const double nn = std::sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2]);
-      const double vn = std::sqrt(view[0] * view[0] + view[1] * view[1] + view[2] * view[2]);
-      const double lambert =
-          nn > 0 ? std::min(1.0,
-                            std::abs(n[0] * view[0] + n[1] * view[1] + n[2] * view[2]) / (nn * vn))
-                 : 1.0;
+      const double cosine =
+          kernels::iso_cosine(n.data(), view.data(), [](double x) { return std::sqrt(x); });
       const double t = std::min(
           1.0, std::max(0.0, (double(best) - look.lo) / (double(look.hi) - look.lo)));  // NaN: 0
       const double shaded =
-          std::min(1.0, std::max(0.0, t * (0.2 + lambert) + std::pow(lambert, 40.0)));
+          kernels::iso_shade(t, cosine, [](double x, double y) { return std::pow(x, y); });
       const auto q = std::size_t(std::lround(shaded * (kLut - 1)));
       out.crow(v)[u] = F4{look.lut.plane(0)[q], look.lut.plane(1)[q], look.lut.plane(2)[q], 1};
     }
@@ -256,29 +250,14 @@ class VolumeDrawer final : public RowDrawer {
           if (val != val) return;
         }
         if (cutoff && (look_.mode == Mode::kMinip ? val >= look_.hi : val <= look_.lo)) return;
-        const int q =
-            int(std::min(float(kLut - 1), std::max(0.f, (val - look_.lut.lo) * look_.lut.scale)) +
-                0.5f);
+        const int q = kernels::table_index(val, look_.lut.lo, look_.lut.scale, float(kLut - 1));
         for (int i = 0; i < 3; ++i)
           rgb[i] = look_.lut.plane(i)[q];
       }
       const float op = look_.opacity;
       for (int i = 0; i < 3; ++i) {
-        float& o = out[std::size_t(i) * plane];
-        switch (look_.blending) {  // rgb is premultiplied by alpha
-          case Blending::kTranslucent:
-            o = o * (1 - alpha * op) + rgb[i] * op;
-            break;
-          case Blending::kAdditive:
-            o += rgb[i] * op;
-            break;
-          case Blending::kOpaque:
-            o = o * (1 - alpha) + rgb[i];
-            break;
-          case Blending::kMinimum:
-            o = std::min(o, 1 - op * (1 - rgb[i] / alpha));
-            break;
-        }
+        float& o = out[std::size_t(i) * plane];  // rgb is premultiplied by alpha
+        o = kernels::blend_3d(blend_of(look_.blending), o, rgb[i], alpha, op);
       }
     }
   }

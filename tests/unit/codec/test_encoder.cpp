@@ -120,3 +120,35 @@ TEST(JpegEncoder, EncodesTheRgbaFrameFaithfully) {
 
 }  // namespace
 }  // namespace vx::codec
+
+namespace vx::codec {
+namespace {
+
+TEST(Encoder, ImageViewsMustBeHostPackedAndInTheEncodersFormat) {
+  const int w = 64, h = 32;
+  auto choice = make_encoder(Codec::kJpeg, EncoderOptions{w, h});
+  ASSERT_TRUE(choice) << choice.error().what();
+  auto& enc = *choice->encoder;
+  std::vector<std::uint8_t> px(image_bytes(PixelFormat::kRgba8, w, h), 128);
+  Encoded out;
+  auto view = host_image(PixelFormat::kRgba8, w, h, px.data());
+  ASSERT_TRUE(enc.encode(view, true, out));
+  EXPECT_GT(out.data.size(), 100u);
+  auto device = view;
+  device.memory = MemoryKind::kDevice;
+  auto st = enc.encode(device, true, out);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("device memory"), std::string::npos) << st.error().message;
+  auto nv12 = host_image(PixelFormat::kNV12, w, h, px.data());
+  st = enc.encode(nv12, true, out);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("nv12"), std::string::npos) << st.error().message;
+  auto padded = view;
+  padded.pitch += 16;
+  st = enc.encode(padded, true, out);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("pitch"), std::string::npos) << st.error().message;
+}
+
+}  // namespace
+}  // namespace vx::codec

@@ -1,0 +1,16 @@
+// The CUDA backend's entry points (private to src/render): defined in cuda/ when the build
+// has CUDA (VOXCAST_CUDA), else by cuda_stub.cpp, which says the build has none.
+#pragma once
+
+#include <memory>
+
+#include "render/renderer.hpp"
+
+namespace vx::render {
+
+// Probes the driver and the device (called once per process by cuda_renderer_available()).
+Status probe_cuda();
+// A CUDA renderer on device 0 (after a successful probe).
+Result<std::unique_ptr<Renderer>> open_cuda_renderer();
+
+}  // namespace vx::render
