@@ -37,4 +37,11 @@ std::string closest_word(std::string_view word, const std::vector<std::string>& 
   return best;
 }
 
+std::string_view trim(std::string_view s) {
+  constexpr std::string_view kSpace = " \t\r\n";
+  const auto first = s.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kSpace) - first + 1);
+}
+
 }  // namespace vx

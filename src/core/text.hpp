@@ -16,4 +16,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 std::string closest_word(std::string_view word, const std::vector<std::string>& candidates,
                          std::size_t max_edits = 2);
 
+// `s` without leading and trailing spaces, tabs, carriage returns and newlines.
+std::string_view trim(std::string_view s);
+
 }  // namespace vx

@@ -8,20 +8,11 @@
 #include <cmath>
 #include <map>
 
+#include "core/text.hpp"
 #include "data/units.hpp"
 
 namespace vx::data {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
 
 std::optional<double> to_double(std::string_view s) {
   s = trim(s);

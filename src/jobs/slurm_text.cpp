@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "core/text.hpp"
 #include "jobs/slurm.hpp"
 
 namespace vx::jobs::slurm {
@@ -52,16 +53,6 @@ std::vector<std::string_view> lines_of(std::string_view text) {
     pos = end + 1;
   }
   return lines;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
 }
 
 bool all_of(std::string_view s, bool (*pred)(char)) {

@@ -33,18 +33,23 @@ def click(d, css):
     d.find_element("css selector", css).click()
 
 
-def angles(d):
-    return js(d, "window.voxcast.timeline.keyframes.map((k) => k.scene.camera.angles[1])")
-
-
-def test_timeline_to_movie(movie_server, browser):
-    d, s = browser, movie_server
+def open_movie_section(d, s):
+    """The page, its first frame, and the movie section open."""
     d.get(s.url("/"))
     wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
     wait(d, "the first frame", lambda: (js(d, "window.voxcast.framesDecoded") or 0) >= 1,
          timeout=FIRST_FRAME_S)
     if not d.execute_script("return document.getElementById('movie-section').open"):
         click(d, "#movie-section > summary")
+
+
+def angles(d):
+    return js(d, "window.voxcast.timeline.keyframes.map((k) => k.scene.camera.angles[1])")
+
+
+def test_timeline_to_movie(movie_server, browser):
+    d, s = browser, movie_server
+    open_movie_section(d, s)
     if not d.execute_script("return document.getElementById('orbit-section').open"):
         click(d, "#orbit-section > summary")  # where the job's progress and result show
     wait(d, "the + keyframe button",
@@ -193,12 +198,7 @@ def test_preview_plays_on_the_server_and_pauses(movie_server, browser):
     plays, the button pauses it, and the view is then where the server stopped; played to
     the end, the view is the last keyframe's."""
     d, s = browser, movie_server
-    d.get(s.url("/"))
-    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
-    wait(d, "the first frame", lambda: (js(d, "window.voxcast.framesDecoded") or 0) >= 1,
-         timeout=FIRST_FRAME_S)
-    if not d.execute_script("return document.getElementById('movie-section').open"):
-        click(d, "#movie-section > summary")
+    open_movie_section(d, s)
     for yaw in (0, 60):
         d.execute_script("window.voxcast.send({dims: {ndisplay: 3}, camera: {angles: [0, arguments[0], 90]}})",
                          yaw)

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "render/select.hpp"
+#include "render_fixture.hpp"
 
 namespace vx::render {
 namespace {
@@ -20,16 +21,8 @@ std::vector<std::string> available_backends() {
   return out;
 }
 
-struct Fixture {
-  std::shared_ptr<data::VolumeSource> src;
-  data::ChunkCache cache{data::CacheOptions{64u << 20, 2, 4}};
-  RenderInputs inputs;
-  Fixture() {
-    auto s = data::open_volume("synthetic:cells?shape=64x96x96&chunk=32");
-    if (!s) throw std::runtime_error(s.error().what());
-    src = *s;
-    inputs = RenderInputs{&cache, {cache.add_source(src)}, SceneData{{src->info()}}};
-  }
+struct Fixture : RenderFixture {
+  Fixture() : RenderFixture("synthetic:cells?shape=64x96x96&chunk=32") {}
 };
 
 Scene scene_for(const Fixture& f, const std::string& mode) {

@@ -10,19 +10,12 @@
 #include "codec/png.hpp"
 #include "data/mapped_array.hpp"
 #include "render/renderer.hpp"
+#include "render_fixture.hpp"
 
 namespace vx::render {
 namespace {
 
-struct Fixture {
-  std::shared_ptr<data::VolumeSource> src;
-  data::ChunkCache cache{data::CacheOptions{64u << 20, 2, 4}};
-  RenderInputs inputs;
-  explicit Fixture(const std::string& spec) {
-    src = *data::open_volume(spec);
-    inputs = RenderInputs{&cache, {cache.add_source(src)}, SceneData{{src->info()}}};
-  }
-};
+using Fixture = RenderFixture;
 
 TEST(CpuRenderer, SliceAtAnIntegerPointIsTheStoredPlaneThroughContrastAndColormap) {
   Fixture f("synthetic:cells?shape=40x64x96&chunk=32");

@@ -4,21 +4,12 @@
 
 #include "render/dtype.hpp"
 #include "render/plan.hpp"
+#include "render_fixture.hpp"
 
 namespace vx::render {
 namespace {
 
-struct Fixture {
-  std::shared_ptr<data::VolumeSource> src;
-  data::ChunkCache cache{data::CacheOptions{64u << 20, 2, 4}};
-  RenderInputs inputs;
-  explicit Fixture(const std::string& spec) {
-    auto s = data::open_volume(spec);
-    if (!s) throw std::runtime_error(s.error().what());
-    src = *s;
-    inputs = RenderInputs{&cache, {cache.add_source(src)}, SceneData{{src->info()}}};
-  }
-};
+using Fixture = RenderFixture;
 
 constexpr const char* kCells = "synthetic:cells?shape=64x128x128&chunk=32";
 

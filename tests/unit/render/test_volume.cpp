@@ -16,21 +16,12 @@
 #include "data/mapped_array.hpp"
 #include "render/camera.hpp"
 #include "render/renderer.hpp"
+#include "render_fixture.hpp"
 
 namespace vx::render {
 namespace {
 
-struct Fixture {
-  std::shared_ptr<data::VolumeSource> src;
-  data::ChunkCache cache{data::CacheOptions{64u << 20, 2, 4}};
-  RenderInputs inputs;
-  explicit Fixture(const std::string& spec) {
-    auto s = data::open_volume(spec);
-    if (!s) throw std::runtime_error(s.error().what());
-    src = *s;
-    inputs = RenderInputs{&cache, {cache.add_source(src)}, SceneData{{src->info()}}};
-  }
-};
+using Fixture = RenderFixture;
 
 // A dense float copy of level 0 (z, y, x) of a one-channel volume.
 struct Dense {
