@@ -4,6 +4,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "cluster/cluster.hpp"
 #include "codec/encoder.hpp"
 #include "codec/png.hpp"
 #include "commands.hpp"
@@ -61,6 +62,13 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
       "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
   return [o, &g]() {
+    // Under mpirun: every rank renders its part of the volume, rank 0 writes (sort-last).
+    std::unique_ptr<cluster::World> world;
+    if (cluster::launched_by_mpi()) {
+      auto w = cluster::World::init();
+      if (!w) return report(w.error().what());
+      world = std::move(*w);
+    }
     const auto type = image_type(o->out);
     if (type.empty())
       return usage_error(fmt::format("-o '{}': unknown image type '{}'; use .png, .jpg or .jpeg",
@@ -123,7 +131,14 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       return usage_error(
           fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
     auto renderer = render::make_cpu_renderer();
-    auto frame = renderer->render(*scene, inputs);
+    render::RenderOptions ro;
+    ro.compositor = world.get();
+    auto frame = renderer->render(*scene, inputs, ro);
+    if (world) {
+      if (auto st = world->agree(frame ? Status{} : Status(tl::unexpected(frame.error()))); !st)
+        return report(st.error().what());
+      if (world->rank() != 0) return 0;
+    }
     if (!frame) return report(frame.error().what());
     for (const auto& f : frame->failed)  // drawn without them: say so, one line each
       VX_LOG(warn, "render.chunk_failed", "message={}", log_quote(f));

@@ -264,10 +264,21 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   for (;; ++level) {
     plan = plan_level(scene, proj, info, axes, layer, level);
     if (!plan) return std::optional<VolumeLayer>{};
-    const auto bytes = double(plan->bricks.size()) * double(info.chunk_bytes(level));
+    // Sort-last: each of the parts holds about its share of them.
+    const double parts = opt.compositor ? double(opt.compositor->size()) : 1.0;
+    const auto bytes = double(plan->bricks.size()) * double(info.chunk_bytes(level)) / parts;
     if (level == last || bytes <= 0.5 * double(in.cache->budget_bytes())) break;
   }
   if (plan->bricks.empty()) return std::optional<VolumeLayer>{};
+  std::optional<SortLast> sort_last;
+  if (opt.compositor) {
+    // Every part plans the same view (above); from here on each reads only its bricks.
+    if (!opt.wait)
+      return fail(ErrorCode::kInvalidArgument,
+                  "sort-last rendering draws final frames only (RenderOptions::wait)");
+    sort_last = make_sort_last(*opt.compositor, proj, plan->g, layer.rendering == Rendering::kIso,
+                               plan->bricks);
+  }
 
   auto indices = [&](const Planned& p) {
     std::vector<data::Index> out;
@@ -352,6 +363,7 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   look.opacity = float(layer.opacity);
   look.blending = layer.blending;
   look.cancel = opt.cancel;
+  look.sort_last = sort_last ? &*sort_last : nullptr;
 
   Bricks bricks;
   bricks.lo = plan->blo;
@@ -394,6 +406,7 @@ Result<std::optional<VolumeLayer>> render_volume_layer(const Scene& scene, const
   bricks.pins = std::move(pins);
   result.drawer = slice_and_warp(proj, plan->g, std::move(bricks), std::move(look), plan->lo,
                                  plan->hi, density);
+  if (sort_last && !sort_last->status) return tl::unexpected(sort_last->status.error());
   return std::optional<VolumeLayer>(std::move(result));
 }
 

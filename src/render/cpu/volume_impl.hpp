@@ -10,6 +10,7 @@
 #include "render/camera.hpp"
 #include "render/cpu/common.hpp"
 #include "render/cpu/volume.hpp"
+#include "render/partition.hpp"
 
 namespace vx::render::cpu {
 
@@ -54,6 +55,20 @@ struct Bricks {
 
 enum class Mode { kMip, kMinip, kAttenuatedMip, kAverage, kTranslucent, kIso };
 
+// Sort-last parallel rendering (RenderOptions::compositor): this part draws only the samples
+// whose voxel position (floor, on each displayed axis) lies in [lo, hi) (infinite at the
+// volume's faces, so that edge samples have one owner), and its partial intermediate image
+// is composited with the other parts' before the warp. Iso also evaluates samples up to
+// kIsoMargin voxels around the box (never drawn), for the crossing's previous sample.
+struct SortLast {
+  static constexpr double kIsoMargin = 2;
+  Compositor* compositor = nullptr;
+  Vec3 lo{}, hi{};  // voxels
+  KdPartition partition;
+  Grid3 chunk{};  // voxels per brick on each axis, for the parts' order
+  Status status;  // set by slice_and_warp: the compositing failed (a part died, a timeout)
+};
+
 // The layer's look: what the slice pass and the warp need to know about it.
 struct Look {
   Mode mode = Mode::kMip;
@@ -71,6 +86,7 @@ struct Look {
   float opacity = 1;
   Blending blending = Blending::kTranslucent;
   const std::atomic<bool>* cancel = nullptr;  // checked between slabs of slices
+  SortLast* sort_last = nullptr;              // null: one process draws everything
 };
 
 // How rays are grouped: slices along axis c (front slice k0 to back slice k1, step dir),
@@ -117,6 +133,13 @@ struct Planes {
 // Iso: shades every hit of the intermediate image (its depths) into premultiplied RGBA.
 void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Slicing& s,
                const Look& look, Planes& pl);
+// Sort-last: composites this part's intermediate image with the other parts' (front to back
+// for the view); part 0 gets the composite. Average planes hold sums and counts here.
+// Sort-last: this part's samples (its box of a k-d split of the level's bricks) and the
+// bricks it reads for them, which it keeps of `bricks` (the view's).
+SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Geom& g, bool iso,
+                        std::vector<I3>& bricks);
+Status composite_planes(const Slicing& s, SortLast& sl, Mode mode, Planes& pl);
 // The drawer that warps the intermediate image onto the screen (volume_warp.cpp).
 std::unique_ptr<RowDrawer> make_volume_drawer(const Projection& proj, const Geom& g, Bricks bricks,
                                               Look look, const Slicing& s, Planes pl);
