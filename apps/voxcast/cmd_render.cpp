@@ -60,7 +60,9 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
   cmd->add_flag("--still", o->still, "Final quality (the default; kept for scripts)");
   cmd->footer(
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
-      "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
+      "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}\n"
+      "Under mpirun -np N, 3D views are split over the ranks (each reads its part of the\n"
+      "volume) and composited; rank 0 writes the image (docs/cluster.md).");
   return [o, &g]() {
     // Under mpirun: every rank renders its part of the volume, rank 0 writes (sort-last).
     std::unique_ptr<cluster::World> world;
@@ -131,12 +133,21 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       return usage_error(
           fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
     auto renderer = render::make_cpu_renderer();
+    const auto misses_before = cache.counters().misses;  // contrast estimation read some
     render::RenderOptions ro;
     ro.compositor = world.get();
-    auto frame = renderer->render(*scene, inputs, ro);
+    // A 2D view is one slice of bricks: rank 0 draws it alone; 3D views are split.
+    const bool idle = world && scene->dims.ndisplay != 3 && world->rank() != 0;
+    auto frame =
+        idle ? Result<render::Frame>(render::Frame{}) : renderer->render(*scene, inputs, ro);
     if (world) {
       if (auto st = world->agree(frame ? Status{} : Status(tl::unexpected(frame.error()))); !st)
         return report(st.error().what());
+      const auto cc = world->counters();
+      VX_LOG(info, "render.part",
+             "rank={} ranks={} chunks_read={} bytes_sent={} composite_ms={:.1f}", world->rank(),
+             world->size(), cache.counters().misses - misses_before, cc.bytes_sent,
+             cc.composite_seconds * 1e3);
       if (world->rank() != 0) return 0;
     }
     if (!frame) return report(frame.error().what());

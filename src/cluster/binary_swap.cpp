@@ -6,6 +6,8 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <string_view>
+#include <thread>
 
 #include "cluster/mpi_impl.hpp"
 #include "core/log.hpp"
@@ -13,13 +15,19 @@
 namespace vx::cluster {
 namespace {
 
-// For tests: VOXCAST_MPI_FAULT=die:R makes rank R kill itself as it starts compositing.
-void maybe_die(int rank) {
+// For tests: VOXCAST_MPI_FAULT=die:R makes rank R kill itself as it starts compositing;
+// hang:R makes it stop there (alive, silent) until it is killed.
+void maybe_fault(int rank) {
   const char* f = std::getenv("VOXCAST_MPI_FAULT");
-  if (f && std::string_view(f).starts_with("die:") && std::atoi(f + 4) == rank) {
-    VX_LOG(warn, "cluster.fault", "rank={} action=die (VOXCAST_MPI_FAULT)", rank);
-    std::raise(SIGKILL);
-  }
+  if (!f) return;
+  const std::string_view v(f);
+  const bool die = v.starts_with("die:"), hang = v.starts_with("hang:");
+  if ((!die && !hang) || std::atoi(f + (die ? 4 : 5)) != rank) return;
+  VX_LOG(warn, "cluster.fault", "rank={} action={} (VOXCAST_MPI_FAULT)", rank,
+         die ? "die" : "hang");
+  if (die) std::raise(SIGKILL);
+  for (;;)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
 struct Range {
@@ -32,7 +40,7 @@ Status World::composite(render::PartialOp op, std::vector<float>& pixels,
                         std::span<const int> order) {
   auto& I = *impl_;
   if (I.size == 1) return {};
-  maybe_die(I.rank);
+  maybe_fault(I.rank);
   const auto t0 = std::chrono::steady_clock::now();
   const int N = I.size;
   if (int(order.size()) != N)

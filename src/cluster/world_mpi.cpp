@@ -189,6 +189,10 @@ Status World::broadcast(std::string& bytes) {
 Status World::agree(const Status& local) {
   auto& I = *impl_;
   if (I.size == 1) return local;
+  // After an MPI error the peers may be gone or stuck: no more talking (the destructor
+  // aborts the job).
+  if (I.failed)
+    return local ? fail(ErrorCode::kIo, "MPI rank {}: an earlier MPI error", I.rank) : local;
   // Everyone's message (empty: ok) goes to rank 0, which sends back the first error.
   std::string mine = local ? std::string() : local.error().what();
   std::string verdict;

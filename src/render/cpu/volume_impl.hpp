@@ -137,8 +137,9 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
 // for the view); part 0 gets the composite. Average planes hold sums and counts here.
 // Sort-last: this part's samples (its box of a k-d split of the level's bricks) and the
 // bricks it reads for them, which it keeps of `bricks` (the view's).
+// `weights`: per brick of the level (z-major), empty for all ones.
 SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Geom& g, bool iso,
-                        std::vector<I3>& bricks);
+                        std::span<const double> weights, std::vector<I3>& bricks);
 Status composite_planes(const Slicing& s, SortLast& sl, Mode mode, Planes& pl);
 // The drawer that warps the intermediate image onto the screen (volume_warp.cpp).
 std::unique_ptr<RowDrawer> make_volume_drawer(const Projection& proj, const Geom& g, Bricks bricks,

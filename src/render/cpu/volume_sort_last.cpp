@@ -57,7 +57,7 @@ Status composite_planes(const Slicing& s, SortLast& sl, Mode mode, Planes& pl) {
 namespace vx::render::cpu {
 
 SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Geom& g, bool iso,
-                        std::vector<I3>& bricks) {
+                        std::span<const double> weights, std::vector<I3>& bricks) {
   SortLast sl;
   sl.compositor = &compositor;
   Grid3 grid{};
@@ -65,7 +65,7 @@ SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Ge
     sl.chunk[d] = g.chunk[d];
     grid[d] = (g.n[d] + g.chunk[d] - 1) / g.chunk[d];
   }
-  sl.partition = KdPartition::split(grid, compositor.size());
+  sl.partition = KdPartition::split(grid, compositor.size(), weights);
   const auto& box = sl.partition.box(compositor.rank());
   for (std::size_t d = 0; d < 3; ++d) {
     const double inf = std::numeric_limits<double>::infinity();
