@@ -28,6 +28,9 @@ struct OrbitOptions {
   int max_sheet = 4096;                    // sheet side limit, pixels
   // The browser component, inlined into index.html (empty: index.html says it is missing).
   std::string component_js;
+  // Sort-last over MPI (src/cluster): the views render one after another, each split over
+  // the ranks; every rank runs the same orbit, and only rank 0's pictures are whole.
+  render::Compositor* compositor = nullptr;
 };
 
 struct OrbitProgress {

@@ -94,7 +94,7 @@ TEST(KdPartition, OrderIsTheOrderRaysMeetTheParts) {
       std::array<double, 3> eye{U(rng) * 10 + 3, U(rng) * 10 + 2.5, U(rng) * 10 + 3.5};
       std::array<double, 3> dir{U(rng), U(rng), U(rng)};
       const auto order = p.order(dir, persp ? &eye : nullptr);
-      std::vector<int> rank(std::size_t(n));
+      std::vector<int> rank(static_cast<std::size_t>(n));
       for (int i = 0; i < n; ++i)
         rank[std::size_t(order[std::size_t(i)])] = i;
       // A ray: from the eye (perspective) or from far behind the grid (orthographic).
