@@ -62,9 +62,11 @@ def mpi_env(leaks: bool = False) -> dict:
     return env
 
 
-def mpi_render(mpirun, voxcast_bin, n, args, timeout=120, env=None):
+def mpi_run(mpirun, voxcast_bin, n, args, timeout=120, env=None):
+    """`mpirun -np n voxcast ARGS` -> (CompletedProcess, seconds); fails on a hang or a
+    sanitizer report."""
     cmd = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader", "-np", str(n),
-           str(voxcast_bin), "render", *[str(a) for a in args]]
+           str(voxcast_bin), *[str(a) for a in args]]
     t0 = time.monotonic()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
@@ -75,6 +77,10 @@ def mpi_render(mpirun, voxcast_bin, n, args, timeout=120, env=None):
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         assert marker not in res.stderr, f"sanitizer report ({marker})\n" + describe(res)
     return res, time.monotonic() - t0
+
+
+def mpi_render(mpirun, voxcast_bin, n, args, timeout=120, env=None):
+    return mpi_run(mpirun, voxcast_bin, n, ["render", *args], timeout, env)
 
 
 def image(path) -> np.ndarray:
@@ -179,25 +185,12 @@ def test_2d_slice_under_mpirun(mpirun, voxcast_bin, run_ok, tmp_path):
     assert_close(tmp_path / "mpi.png", tmp_path / "one.png", "2D, 3 ranks")
 
 
-def mpi_run(mpirun, voxcast_bin, n, args, timeout=120, env=None):
-    cmd = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader", "-np", str(n),
-           str(voxcast_bin), *[str(a) for a in args]]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                             timeout=timeout, env=env or mpi_env(), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"mpirun hung (> {timeout} s): {' '.join(cmd)}\n"
-                    f"stderr: {(e.stderr or b'')[-3000:]!r}", pytrace=False)
-    assert "ERROR: AddressSanitizer" not in res.stderr, describe(res)
-    return res
-
-
 def test_orbit_under_mpirun_equals_one_process(mpirun, voxcast_bin, run_ok, tmp_path):
     view = write_view(tmp_path, "v", {"layers": [{"rendering": "attenuated_mip"}]})
     args = ["orbit", DATA, "--view", view, "--grid", "3x2", "--size", "40", "--format", "webp",
             "--quality", "100", "-q"]  # webp at 100: lossless
     run_ok(*args, "-o", tmp_path / "one")
-    res = mpi_run(mpirun, voxcast_bin, 3, [*args, "-o", tmp_path / "many"])
+    res, _ = mpi_run(mpirun, voxcast_bin, 3, [*args, "-o", tmp_path / "many"])
     assert res.returncode == 0, describe(res)
     meta = json.loads((tmp_path / "one" / "orbit.json").read_text())
     sheets = [s["file"] for s in meta["sheets"]]
@@ -231,3 +224,14 @@ def test_a_hung_rank_times_out_with_an_error_naming_the_wait(mpirun, voxcast_bin
     assert res.returncode != 0, describe(res)
     assert "nothing within 3 s" in res.stderr, describe(res)
     assert secs < 60, f"took {secs:.1f} s"
+
+
+def test_a_bad_view_fails_on_every_rank_without_a_hang(mpirun, voxcast_bin, tmp_path):
+    view = write_view(tmp_path, "v", {"dims": {"ndisplay": 3},
+                                      "layers": [{"rendering": "no-such-mode"}]})
+    res, secs = mpi_render(mpirun, voxcast_bin, 3,
+                           [DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "x.png"],
+                           timeout=90)
+    assert res.returncode != 0, describe(res)
+    assert "no-such-mode" in res.stderr, describe(res)
+    assert not (tmp_path / "x.png").exists()
