@@ -200,6 +200,28 @@ def test_orbit_under_mpirun_equals_one_process(mpirun, voxcast_bin, run_ok, tmp_
         assert_close(tmp_path / "many" / name, tmp_path / "one" / name, f"orbit sheet {name}")
 
 
+def tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_convert_under_mpirun_writes_the_same_store(mpirun, voxcast_bin, run_ok, tmp_path,
+                                                    version):
+    args = ["convert", DATA, "--chunk", "16", "--zarr-version", str(version), "-q"]
+    if version == 3:
+        args += ["--shard", "2"]
+    run_ok(*args[:2], tmp_path / "one.ome.zarr", *args[2:])
+    res, _ = mpi_run(mpirun, voxcast_bin, 3, [*args[:2], tmp_path / "many.ome.zarr", *args[2:]])
+    assert res.returncode == 0, describe(res)
+    written = [int(m) for m in re.findall(r"event=convert\.part rank=\d+ ranks=3 chunks_written=(\d+)",
+                                          res.stderr)]
+    assert len(written) == 3 and min(written) > 0, res.stderr[-2000:]
+    one, many = tree(tmp_path / "one.ome.zarr"), tree(tmp_path / "many.ome.zarr")
+    assert sorted(many) == sorted(one)
+    differ = [k for k in one if one[k] != many[k]]
+    assert not differ, f"files that differ: {differ[:10]}"
+
+
 def test_a_killed_rank_is_a_clear_error_within_seconds(mpirun, voxcast_bin, tmp_path):
     env = mpi_env()
     env["VOXCAST_MPI_FAULT"] = "die:1"  # rank 1 kills itself (SIGKILL) as compositing starts
