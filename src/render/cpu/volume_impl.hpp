@@ -137,6 +137,12 @@ void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Sl
 // for the view); part 0 gets the composite. Average planes hold sums and counts here.
 // Sort-last: this part's samples (its box of a k-d split of the level's bricks) and the
 // bricks it reads for them, which it keeps of `bricks` (the view's).
+// Sort-last balance: the weight of each brick of `fine` (z-major over its whole grid): 1
+// where the coarsest level (`coarse`) shows data above `floor`, 0.05 elsewhere; empty
+// (all equal) when the coarsest level is not small or cannot be read.
+std::vector<double> brick_weights(const RenderInputs& in, const RenderOptions& opt,
+                                  data::SourceId id, const Geom& fine, const Geom& coarse,
+                                  float floor);
 // `weights`: per brick of the level (z-major), empty for all ones.
 SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Geom& g, bool iso,
                         std::span<const double> weights, std::vector<I3>& bricks);
