@@ -230,9 +230,18 @@ function currentInfo() {
 const chooseDataset = () => resolveDataset(vx, {token, want: params.get('dataset'), notice});
 mountPicker($('#dataset-picker'));
 
+// A scene the server set on its own (a `scene` message, where a preview stopped).
+function adoptScene(scene) {
+  vx.scene = scene;
+  if (!pending && lastSentSeq === (vx.lastAck ? vx.lastAck.seq : 0)) vx.view = clone(scene);
+  scheduleHash();
+  ui.refresh();
+}
+
 function message(msg) {
   switch (msg.type) {
     case 'ack':
+      if (msg.timeline) vx.timeline.serverState(msg.timeline);  // it stopped a preview
       // The members of the scene that changed, each whole (older servers: the whole scene).
       if (!msg.changes && !msg.scene) break;  // the answer to a keyframe.request
       vx.scene = msg.changes ? Object.assign(clone(vx.scene || {}), clone(msg.changes)) : msg.scene;
@@ -269,12 +278,13 @@ function message(msg) {
       vx.stats = msg;
       break;
     case 'scene':
-      if (msg.scene) {
-        vx.scene = msg.scene;
-        if (!pending && lastSentSeq === (vx.lastAck ? vx.lastAck.seq : 0)) vx.view = clone(msg.scene);
-        scheduleHash();
-        ui.refresh();
-      }
+      if (msg.scene) adoptScene(msg.scene);
+      break;
+    case 'timeline.state':
+    case 'timeline.event':
+      // A preview the server plays: where it stopped is this client's scene.
+      vx.timeline.serverState(msg);
+      if (msg.scene) adoptScene(msg.scene);
       break;
     default:
       break;  // pong and anything newer than this client
@@ -535,6 +545,8 @@ vx.jobs = mountJobs($('#jobs'), {token, scene: () => vx.view || vx.scene, datase
 vx.timeline = mountTimeline($('#timeline'), {
   scene: () => vx.view || vx.scene,
   apply: (scene, interactive = false) => queue(scene, interactive),
+  play: (timeline) => conn.request({type: 'timeline.play', timeline}),
+  pause: () => conn.request({type: 'timeline.pause'}),
   dataset: () => vx.dataset,
   jobs: vx.jobs,
   changed: () => scheduleHash(),

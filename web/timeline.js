@@ -1,10 +1,10 @@
 // The "movie" section of the side panel: a timeline strip of keyframes (docs/movies.md).
 // "+ keyframe" takes the current view; each keyframe has the seconds it takes to reach it
 // from the one before and an easing, moves up or down, goes to its view when clicked, and
-// can be deleted. "preview" plays the timeline in the live view at its real speed (this
-// client interpolates as the server's movie will, and streams interactive-quality frames
-// while it plays, a final one at the end); "render movie" submits a `movie` job through the
-// jobs panel, which shows its progress and then a <video>.
+// can be deleted. "preview" plays the timeline in the live view at its real speed: the
+// server steps the scene (interactive-quality frames while it plays, a final one where it
+// stops; the button pauses it); "render movie" submits a `movie` job through the jobs panel,
+// which shows its progress and then a <video>. sceneAt() interpolates as the server does.
 import {clone} from './protocol.js';
 import {anglesFromMatrix, matrixFromAngles} from './rotation.js';
 import {alertBox, el} from './panel.js';
@@ -225,12 +225,22 @@ export function mountTimeline(root, opts = {}) {
     previewBtn.disabled = frames.length === 0;
   }
 
-  // Plays the timeline through the live view at its real speed: interactive frames while
-  // it plays, a final one at the end.
-  let playing = null;
+  // Plays the timeline through the live view at its real speed. With a server (opts.play),
+  // the server steps the scene (docs/protocol.md `timeline.play`): interactive frames while
+  // it plays, a final one where it stops; the button pauses it. Without one, this page
+  // steps it through opts.apply.
+  let playing = null;  // an animation frame id, or true while the server plays
   function preview() {
+    if (playing === true) {
+      if (opts.pause) opts.pause();
+      return;
+    }
     if (playing) cancelAnimationFrame(playing);
     const tl = toTimeline(frames);
+    if (opts.play && opts.play(tl)) {
+      setPlaying(true);
+      return;
+    }
     const end = tl.keyframes[tl.keyframes.length - 1].time;
     const t0 = performance.now();
     const step = () => {
@@ -240,6 +250,18 @@ export function mountTimeline(root, opts = {}) {
       playing = done ? null : requestAnimationFrame(step);
     };
     step();
+  }
+
+  function setPlaying(on) {
+    playing = on ? true : null;
+    previewBtn.textContent = on ? 'pause' : 'preview';
+    previewBtn.classList.toggle('playing', !!on);
+  }
+
+  // The server's word on its preview (timeline.state, timeline.event, an ack's `timeline`).
+  function serverState(msg) {
+    if (msg.reason === 'error' && msg.message) showError(`preview: ${msg.message}`);
+    setPlaying(!!msg.playing);
   }
 
   async function render() {
@@ -270,6 +292,6 @@ export function mountTimeline(root, opts = {}) {
     get keyframes() { return frames; },
     get timeline() { return toTimeline(frames); },
     get playing() { return playing !== null; },
-    add, move, remove, preview, render,
+    add, move, remove, preview, render, serverState,
   };
 }

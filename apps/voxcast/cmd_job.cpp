@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "commands.hpp"
+#include "jobs/slurm.hpp"
 #include "local_job.hpp"
 
 namespace vx::app {
@@ -14,7 +15,7 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       "and their parameters): orbit, movie. PARAMS is the job's params object, a JSON file or\n"
       "inline JSON; the results go into DIR.");
   struct Opts {
-    std::string kind, data, params = "{}", out;
+    std::string kind, data, params = "{}", out, progress_file;
     bool quiet = false, schema = false;
   };
   auto o = std::make_shared<Opts>();
@@ -25,6 +26,10 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
   cmd->add_option("-o,--output", o->out, "Directory for the results");
   cmd->add_flag("--schema", o->schema, "Print the kind's params as JSON Schema and exit");
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
+  cmd->add_option("--progress-file", o->progress_file,
+                  "Write \"DONE TOTAL\" into this file as the job goes (replaced atomically, at "
+                  "most every 0.1 s; rank 0 only): how `voxcast serve --jobs-backend slurm` "
+                  "follows a job on a cluster node. No progress bar then");
   cmd->footer(
       "Example: voxcast job movie brain.ome.zarr --params '{\"timeline\": {\"keyframes\": "
       "[{\"time\": 0}, {\"time\": 2}]}, \"width\": 640, \"height\": 360}' -o out/");
@@ -58,7 +63,15 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
     auto opened = open_local_dataset(o->data, g);
     if (!opened) return report(opened.error().what());
     local = std::move(*opened);
-    auto files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
+    Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
+    if (o->progress_file.empty()) {
+      files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
+    } else {
+      jobs::slurm::ProgressFile progress(o->progress_file);
+      files = jobs::run_local(
+          *it->second, params, o->out,
+          [&](std::uint64_t done, std::uint64_t total) { progress.update(done, total); });
+    }
     if (!files) return job_error(files.error(), {});
     for (const auto& f : *files)
       fmt::print("{}\n", (std::filesystem::path(o->out) / f).string());

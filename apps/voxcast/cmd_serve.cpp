@@ -33,9 +33,15 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
                  "Where job results are kept (they survive restarts). Default: one folder per "
                  "set of datasets, $XDG_STATE_HOME/voxcast/NAME-HASH (~/.local/state/voxcast/... "
                  "without it); printed at start");
-  cmd.add_option("--jobs", o.job_concurrency, "Render jobs (orbits) running at once")
-      ->capture_default_str()
+  cmd.add_option("--jobs", o.job_concurrency,
+                 "Render jobs (orbits, movies) running at once; with --jobs-backend slurm, jobs "
+                 "submitted to Slurm at once (default: 1 here; on slurm --max-jobs, at most 64)")
       ->check(CLI::Range(1, 64));
+  cmd.add_option("--jobs-backend", o.jobs_backend,
+                 "Where jobs run: local (this process), or slurm[:PARTITION]: each job is a "
+                 "Slurm batch job (sbatch) running `voxcast job` on a compute node, writing into "
+                 "--data-dir, which the nodes must share (docs/cluster.md)")
+      ->capture_default_str();
   cmd.add_option("--wire", o.wire_port,
                  "Also serve raw sub-volumes and raw RGBA frames over UCX (voxcast.wire) on this "
                  "port, on --host (0: any free one). With a token (--token, or the one generated "
@@ -148,7 +154,11 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.max_clients = o.max_clients;
   so.web_dir = o.web_dir;
   so.data_dir = o.data_dir.empty() ? default_data_dir(specs).string() : o.data_dir;
-  so.job_concurrency = o.job_concurrency;
+  so.jobs_backend = o.jobs_backend;
+  // On Slurm a "running" job is a thread following a batch job: as many as may be pending.
+  so.job_concurrency = o.job_concurrency > 0                 ? o.job_concurrency
+                       : o.jobs_backend.starts_with("slurm") ? std::min(o.max_jobs, 64)
+                                                             : 1;
   so.max_jobs = o.max_jobs;
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
@@ -156,6 +166,9 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: job results in {}{}\n", so.data_dir,
                o.data_dir.empty() ? " (--data-dir to choose another)" : "");
+    if (so.jobs_backend != "local")
+      fmt::print("voxcast: jobs run on Slurm ({}); the compute nodes must see {}\n",
+                 so.jobs_backend, so.data_dir);
     if (specs.size() > 1) {  // the page has a picker; each has its own link too
       const auto names = dataset_names(specs);
       const char* sep = url.find('?') == std::string::npos ? "?" : "&";

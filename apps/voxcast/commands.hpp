@@ -41,11 +41,12 @@ struct ServeOptions {
   std::string token;
   int max_clients = 32;
   std::string web_dir = VOXCAST_WEB_DIR;
-  std::string data_dir;  // empty: vx::default_data_dir() of the datasets
-  int job_concurrency = 1;
+  std::string data_dir;     // empty: vx::default_data_dir() of the datasets
+  int job_concurrency = 0;  // 0: 1 on the local backend, max_jobs on slurm
   int max_jobs = 16;
-  int wire_port = -1;    // -1: no wire fast path
-  std::string wire_tls;  // UCX_TLS for it
+  std::string jobs_backend = "local";  // --jobs-backend: local, slurm or slurm:PARTITION
+  int wire_port = -1;                  // -1: no wire fast path
+  std::string wire_tls;                // UCX_TLS for it
   std::uint64_t wire_max_inflight_mb = 2048;
   int max_layers = 16;
   double max_scene_cost = 128;

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
-import json
 import logging
 import threading
 import time
@@ -41,6 +40,7 @@ from .decode import FrameDecoder, Picture
 from .connection import Endpoint, close_text, open_ws, parse_url
 from .errors import ServerError, VoxcastConnectionError
 from .frames import FrameStream
+from .movies import MovieMixin
 from .outgoing import _Outgoing, _Site
 from .scene import merge_patch, to_json_value
 
@@ -50,7 +50,7 @@ CLIENT_NAME = "voxcast-python/0.1"
 _ACKED_SCENES_KEPT = 256
 KEEPALIVE_S = 240.0  # a protocol `ping` after this long without a message (servers close at 600)
 
-class Viewer(FrameStream):
+class Viewer(FrameStream, MovieMixin):
     """One streaming session. Create it with :func:`connect`.
 
     Attributes mirror napari: ``camera``, ``dims``, ``canvas``, ``layers``; ``scene`` is the
@@ -100,6 +100,7 @@ class Viewer(FrameStream):
         self._latest: Optional[Picture] = None
         self._last_frame_seq = 0
         self._last_state_seq = 0
+        self._min_final_frame_seq = 0  # final_frame(): the first frame that may show the scene
         self._frame_cond: Optional[asyncio.Condition] = None
         self._closed: Optional[BaseException] = None
         self._closing = False
@@ -308,62 +309,6 @@ class Viewer(FrameStream):
                 f.write(data)
         return rest.decode_png(data)
 
-    def keyframe(self, t: float, easing: str = "linear") -> Dict[str, Any]:
-        """The current scene as a keyframe of a movie timeline, reached at ``t`` seconds
-        (docs/movies.md); ``easing`` (``"linear"`` or ``"ease-in-out"``) shapes the segment
-        that arrives at it. The canvas is left out: the movie's size decides."""
-        scene = copy.deepcopy(self.scene)
-        scene.pop("canvas", None)
-        return {"time": float(t), "scene": scene, "easing": easing}
-
-    async def movie(self, timeline: Union[dict, list], fps: int = 30,
-                    path: Optional[str] = None, size: Optional[Tuple[int, int]] = None,
-                    quality: int = 18, timeout: Optional[float] = None,
-                    on_progress=None) -> Dict[str, Any]:
-        """Renders a movie of ``timeline`` (a list of :meth:`keyframe` results, or a whole
-        timeline document) as a server job and, with ``path``, downloads the MP4 there.
-        ``size`` is ``(height, width)`` (default: the canvas, rounded down to even);
-        ``quality`` is x264's CRF (lower is better). ``on_progress(done, total)`` is called
-        as frames are encoded. Returns the finished job; a failed job raises
-        :class:`ServerError` with its error, and cancelling the awaiting task cancels the
-        job."""
-        doc = {"keyframes": list(timeline)} if isinstance(timeline, (list, tuple)) else timeline
-        if size is None:
-            canvas = self.scene.get("canvas", {})
-            size = (int(canvas.get("height", 1080)), int(canvas.get("width", 1920)))
-        params = {"dataset": self.dataset, "timeline": doc, "fps": int(fps),
-                  "width": int(size[1]) // 2 * 2, "height": int(size[0]) // 2 * 2,
-                  "quality": int(quality)}
-        data, _ = await rest.arequest(self.endpoint, "POST", "/api/v1/jobs",
-                                      {"kind": "movie", "params": params})
-        job = json.loads(data)["job"]
-        jid = job["id"]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while job["state"] in ("queued", "running"):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise asyncio.TimeoutError(f"movie job {jid} did not finish in {timeout} s")
-                await asyncio.sleep(0.2)
-                data, _ = await rest.arequest(self.endpoint, "GET", f"/api/v1/jobs/{jid}")
-                job = json.loads(data)["job"]
-                if on_progress is not None:
-                    on_progress(job.get("done", 0), job.get("total", 0))
-        except BaseException:
-            if job["state"] in ("queued", "running"):
-                try:
-                    await rest.arequest(self.endpoint, "DELETE", f"/api/v1/jobs/{jid}")
-                except Exception:  # the server is gone: nothing to cancel
-                    pass
-            raise
-        if job["state"] != "succeeded":
-            raise ServerError("job_" + job["state"], f"movie job {jid}: {job.get('error')}")
-        if path is not None:
-            data, _ = await rest.arequest(self.endpoint, "GET",
-                                          f"/api/v1/jobs/{jid}/files/movie.mp4", None, 600)
-            with open(path, "wb") as f:
-                f.write(data)
-        return job
-
     async def close(self) -> None:
         """Closes both channels and stops the background tasks (idempotent)."""
         if self._closing:
@@ -517,12 +462,13 @@ class Viewer(FrameStream):
         if kind == "stats":
             self.stats = msg
             return
+        if kind == "timeline.event":
+            self._timeline_event(msg)
+            return
         if kind == "scene":
             scene = self._scene_of(msg)
             if isinstance(scene, dict):
-                self._confirmed = scene
-                self._acked_scenes.clear()  # frames' seqs no longer say which scene they show
-                self._local_cache = None
+                self._adopt_scene(scene)
             else:
                 self._violation("a scene message without a scene object")
             return
@@ -552,7 +498,8 @@ class Viewer(FrameStream):
                     self._unreported.append(out.site.attach(err) if out.site else err)
             _resolve(out.future, err)
             return
-        expected = {"update": "ack", "ping": "pong", "keyframe": None}[out.kind]
+        expected = {"update": "ack", "ping": "pong", "keyframe": None,
+                    "timeline": "timeline.state"}[out.kind]
         if expected is not None and kind != expected:
             self._violation(f"a {kind} answers a {out.kind} message (expected {expected})")
         if kind == "ack":
@@ -560,6 +507,8 @@ class Viewer(FrameStream):
             if out.kind == "update" and seq != out.seq:
                 self._violation(f"ack.seq {seq!r} answers update {out.seq}")
             scene = self._scene_of(msg)
+            if isinstance(msg.get("timeline"), dict):  # this update stopped a preview
+                self.timeline_state = {**msg["timeline"], "type": "ack", "seq": seq}
             if isinstance(scene, dict):
                 self._confirmed = scene
                 if isinstance(seq, int):
@@ -578,6 +527,13 @@ class Viewer(FrameStream):
             _resolve(out.future, msg.get("t"))
         else:
             _resolve(out.future, msg)
+
+    def _adopt_scene(self, scene: dict) -> None:
+        """A scene the server set on its own (a ``scene`` message, where a preview stopped)."""
+        self._confirmed = scene
+        self._acked_scenes.clear()  # frames' seqs no longer say which scene they show
+        self._local_cache = None
+        self._min_final_frame_seq = self._last_frame_seq + 1
 
     def _scene_of(self, msg: dict):
         """The scene a server message carries: whole (``scene``), or as the top-level members

@@ -60,7 +60,8 @@ class FrameStream:
 
         def shows_target(p: Picture) -> bool:
             h = p.header
-            if not h.final:
+            # A scene the server set (a preview's end) carries no seq: a frame after it.
+            if not h.final or h.frame_seq < self._min_final_frame_seq:
                 return False
             if h.state_seq >= target:
                 return True

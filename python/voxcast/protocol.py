@@ -159,9 +159,9 @@ UNSUPPORTED = "unsupported"
 ERROR_CODES = (BAD_JSON, BAD_MESSAGE, BAD_PATCH, BAD_SEQ, TOO_LARGE, RATE_LIMITED, UNSUPPORTED)
 
 # Replies: every client message gets exactly one, in order.
-REPLY_TYPES = ("welcome", "ack", "pong", "error")
+REPLY_TYPES = ("welcome", "ack", "pong", "timeline.state", "error")
 # Sent by the server on its own.
-EVENT_TYPES = ("scene", "stats")
+EVENT_TYPES = ("scene", "stats", "warning", "timeline.event")
 
 DEFAULT_LIMITS = {
     "max_clients": 32,
@@ -208,6 +208,20 @@ def update_message(seq: int, patch: dict, interactive: bool = False) -> str:
 
 def keyframe_message() -> str:
     return dumps({"type": "keyframe.request"})
+
+
+def play_message(timeline: dict, start: Optional[float] = None, speed: float = 1.0,
+                 loop: bool = False) -> str:
+    """A ``timeline.play``: the server previews ``timeline`` in this session."""
+    msg: dict = {"type": "timeline.play", "timeline": timeline, "speed": float(speed),
+                 "loop": bool(loop)}
+    if start is not None:
+        msg["from"] = float(start)
+    return dumps(msg)
+
+
+def pause_message() -> str:
+    return dumps({"type": "timeline.pause"})
 
 
 def ping_message(t: Any) -> str:

@@ -88,6 +88,15 @@ class LocalContext final : public JobContext {
 
 }  // namespace
 
+Param nodes_param() {
+  return {"nodes",
+          Param::Type::kInteger,
+          "Cluster nodes to spread the job over (voxcast serve --jobs-backend slurm; 1 otherwise)",
+          1,
+          1,
+          kMaxJobNodes};
+}
+
 json params_schema(const std::vector<Param>& spec) {
   json props = json::object();
   json required = json::array();

@@ -44,6 +44,11 @@ struct Param {
   bool required = false;
 };
 
+// `nodes`: how many cluster nodes a job is spread over (srun under --jobs-backend slurm; the
+// local backend refuses more than one). Every kind that can run on a cluster lists it.
+inline constexpr int kMaxJobNodes = 256;
+Param nodes_param();
+
 // JSON Schema (draft 2020-12) of an object with these properties and no others.
 json params_schema(const std::vector<Param>& spec);
 // Checks that `params` is an object of known fields, each of its type and range: an error

@@ -25,6 +25,7 @@ class MovieKind final : public JobKind {
         {"width", T::kInteger, "Frame width, pixels (even)", 1920, kMinMovieSide, kMaxMovieSide},
         {"height", T::kInteger, "Frame height, pixels (even)", 1080, kMinMovieSide, kMaxMovieSide},
         {"quality", T::kInteger, "x264 CRF: 0 (best) to 51; 18 is visually lossless", 18, 0, 51},
+        nodes_param(),
     };
   }
   std::string name() const override { return "movie"; }

@@ -23,6 +23,7 @@ class OrbitKind final : public JobKind {
         {"quality", T::kInteger, "1..100 (webp 100: lossless)", 85, 1, 100},
         {"yaw", T::kNumberPair, "First and last yaw, degrees", json::array({-60, 60})},
         {"pitch", T::kNumberPair, "First and last pitch, degrees", json::array({-45, 45})},
+        nodes_param(),
     };
   }
   std::string name() const override { return "orbit"; }

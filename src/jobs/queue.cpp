@@ -94,6 +94,7 @@ std::string JobQueue::new_id() {
 
 JobQueue::JobQueue(QueueOptions options, Kinds kinds)
     : options_(std::move(options)), kinds_(std::move(kinds)) {
+  if (!options_.backend) options_.backend = make_local_backend();
   std::error_code ec;
   const fs::path root = fs::path(options_.data_dir) / "jobs";
   fs::create_directories(root, ec);
@@ -271,6 +272,7 @@ Result<JobInfo> JobQueue::submit(const std::string& id, const std::string& kind,
   }
   // Checked before the id: a bad submission is refused whether or not the id exists.
   VX_ASSIGN(const json dataset, kinds_.at(kind)->validate(params));
+  VX_TRY(options_.backend->admit(*kinds_.at(kind), params));
   std::shared_ptr<Job> job;
   JobInfo snapshot;
   {
@@ -371,7 +373,8 @@ void JobQueue::worker() {
       if (it == kinds_.end())
         files = fail(ErrorCode::kInvalidArgument, "kind '{}' is not known here", job->info.kind);
       else
-        files = it->second->run(job->info.params, *job);
+        files = options_.backend->run(
+            *it->second, {job->info.id, job->info.kind, job->info.params, job->info.dataset}, *job);
     } catch (const std::exception& e) {
       files = fail(ErrorCode::kInternal, "job crashed: {}", e.what());
     }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "jobs/backend.hpp"
 #include "jobs/kind.hpp"
 
 namespace vx::jobs {
@@ -50,7 +51,8 @@ struct JobInfo {
 struct QueueOptions {
   std::string data_dir;
   int concurrency = 1;
-  int max_pending = 16;  // queued + running; more is refused as overloaded
+  int max_pending = 16;                    // queued + running; more is refused as overloaded
+  std::shared_ptr<const Backend> backend;  // where jobs run; null: here (make_local_backend)
 };
 
 class JobQueue {

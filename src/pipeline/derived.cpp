@@ -82,11 +82,9 @@ void store_typed(const BlockView& in, std::byte* out, const std::array<std::int6
 
 }  // namespace
 
-Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
-                                                             data::ChunkCache& cache,
-                                                             data::SourceId input,
-                                                             std::string_view name,
-                                                             const json& params) {
+Result<std::shared_ptr<DerivedSource>> DerivedSource::create(
+    Manager& manager, data::ChunkCache& cache, data::SourceId input, std::string_view name,
+    const json& params, std::int64_t z_chunk) {
   const auto* desc = manager.registry().find(name);
   if (!desc) {
     std::string known;
@@ -168,12 +166,23 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(Manager& manager,
   for (int l = 0; l < levels; ++l) {
     auto& lv = d->info_.levels[std::size_t(l)];
     lv.codec = fmt::format("pipeline:{}", name);
+    // Thinner chunks than the input's along z: a 2D view computes the planes it shows (and
+    // their halo), not the input chunk's whole depth.
+    if (z_chunk > 0 && spatial == 3) {
+      auto& cz = lv.chunks[std::size_t(d->first_spatial_)];
+      cz = std::min(cz, z_chunk);
+    }
     LevelContext lc;
     lc.spatial_dims = spatial;
     lc.input_dtype = in.dtype;
-    for (int a = 0; a < spatial; ++a)
-      lc.voxel_size[std::size_t(3 - spatial + a)] =
-          lv.scale.empty() ? 1.0 : lv.scale[std::size_t(d->first_spatial_ + a)];
+    const auto& lv0 = d->info_.levels[0];
+    for (int a = 0; a < spatial; ++a) {
+      const auto at = std::size_t(d->first_spatial_ + a);
+      const double size = lv.scale.empty() ? 1.0 : lv.scale[at];
+      const double size0 = lv0.scale.empty() ? 1.0 : lv0.scale[at];
+      lc.voxel_size[std::size_t(3 - spatial + a)] = size;
+      lc.downsample[std::size_t(3 - spatial + a)] = size0 > 0 ? size / size0 : 1.0;
+    }
     Ext3 h{0, 0, 0};
     try {
       h = lease->halo(d->params_, lc);  // an external pipeline asks its worker: may throw
@@ -201,22 +210,32 @@ struct ChunkGeometry {
   Ext3 lo{0, 0, 0}, hi{0, 0, 0};  // input chunk index range per axis (inclusive)
 };
 
-ChunkGeometry geometry(const data::Level& lv, int first, int spatial, const data::Index& index,
-                       const Ext3& halo) {
+// `out` is the level as this source chunks it, `in_chunks` the input's chunk shape (the same
+// but along z, where a thin source's chunks are thinner).
+ChunkGeometry geometry(const data::Level& out, const std::vector<std::int64_t>& in_chunks,
+                       int first, int spatial, const data::Index& index, const Ext3& halo) {
   ChunkGeometry g;
   for (int a = 3 - spatial; a < 3; ++a) {
     const auto d = std::size_t(first + a - (3 - spatial));
     const auto s = std::size_t(a);
-    g.chunk[s] = lv.chunks[d];
-    g.shape[s] = lv.shape[d];
-    g.c0[s] = index[d] * lv.chunks[d];
-    g.ext[s] = std::min(lv.chunks[d], lv.shape[d] - g.c0[s]);
+    g.chunk[s] = in_chunks[d];
+    g.shape[s] = out.shape[d];
+    g.c0[s] = index[d] * out.chunks[d];
+    g.ext[s] = std::min(out.chunks[d], out.shape[d] - g.c0[s]);
     const auto from = std::max<std::int64_t>(0, g.c0[s] - halo[s]);
-    const auto to = std::min(lv.shape[d], g.c0[s] + g.ext[s] + halo[s]);
-    g.lo[s] = from / lv.chunks[d];
-    g.hi[s] = (to - 1) / lv.chunks[d];
+    const auto to = std::min(out.shape[d], g.c0[s] + g.ext[s] + halo[s]);
+    g.lo[s] = from / in_chunks[d];
+    g.hi[s] = (to - 1) / in_chunks[d];
   }
   return g;
+}
+
+// Element strides of a full chunk of shape `chunks`, and those of the spatial axes (z, y, x).
+std::vector<std::int64_t> chunk_strides(const std::vector<std::int64_t>& chunks) {
+  std::vector<std::int64_t> stride(chunks.size(), 1);
+  for (int d = int(chunks.size()) - 2; d >= 0; --d)
+    stride[std::size_t(d)] = stride[std::size_t(d + 1)] * chunks[std::size_t(d + 1)];
+  return stride;
 }
 
 }  // namespace
@@ -226,7 +245,9 @@ Result<std::vector<data::ChunkKey>> DerivedSource::inputs(int level,
   if (level < 0 || level >= int(halos_.size()))
     return fail(ErrorCode::kInvalidArgument, "level {} does not exist", level);
   const auto& lv = info_.levels[std::size_t(level)];
-  const auto g = geometry(lv, first_spatial_, spatial_, index, halos_[std::size_t(level)]);
+  const auto& in_chunks = cache_.source(input_).info().levels[std::size_t(level)].chunks;
+  const auto g =
+      geometry(lv, in_chunks, first_spatial_, spatial_, index, halos_[std::size_t(level)]);
   std::vector<data::ChunkKey> keys;
   for (auto z = g.lo[0]; z <= g.hi[0]; ++z)
     for (auto y = g.lo[1]; y <= g.hi[1]; ++y)
@@ -246,15 +267,17 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
   const auto& lv = info_.levels[std::size_t(level)];
   const auto& halo = halos_[std::size_t(level)];
   const auto& lc = levels_[std::size_t(level)];
-  const auto g = geometry(lv, first_spatial_, spatial_, index, halo);
-  const int nd = lv.ndim();
-  // Strides (elements) of a full chunk, shared by input and output (same chunk shape).
-  std::vector<std::int64_t> stride(std::size_t(nd), 1);
-  for (int d = nd - 2; d >= 0; --d)
-    stride[std::size_t(d)] = stride[std::size_t(d + 1)] * lv.chunks[std::size_t(d + 1)];
-  std::array<std::int64_t, 3> sstride{0, 0, 0};
-  for (int a = 3 - spatial_; a < 3; ++a)
-    sstride[std::size_t(a)] = stride[std::size_t(first_spatial_ + a - (3 - spatial_))];
+  const auto& in_chunks = cache_.source(input_).info().levels[std::size_t(level)].chunks;
+  const auto g = geometry(lv, in_chunks, first_spatial_, spatial_, index, halo);
+  // Strides (elements) of a full chunk of the output and of the input (they differ along z
+  // for a thin source).
+  const auto stride = chunk_strides(lv.chunks), in_stride = chunk_strides(in_chunks);
+  std::array<std::int64_t, 3> sstride{0, 0, 0}, in_sstride{0, 0, 0};
+  for (int a = 3 - spatial_; a < 3; ++a) {
+    const auto d = std::size_t(first_spatial_ + a - (3 - spatial_));
+    sstride[std::size_t(a)] = stride[d];
+    in_sstride[std::size_t(a)] = in_stride[d];
+  }
   const Ext3 bshape{g.ext[0] + 2 * halo[0], g.ext[1] + 2 * halo[1], g.ext[2] + 2 * halo[2]};
   const Ext3 oshape = g.ext;
   VX_ASSIGN(auto lease, manager_.use(name_));
@@ -302,13 +325,14 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
     partial = partial || lext[std::size_t(d)] != lv.chunks[std::size_t(d)];
   if (partial) std::memset(out.data(), 0, out.size());
   for (std::int64_t b = 0; b < batches; ++b) {
-    std::int64_t lead = 0, rest = b;
+    std::int64_t lead = 0, in_lead = 0, rest = b;
     for (int d = first_spatial_ - 1; d >= 0; --d) {
       lead += (rest % lext[std::size_t(d)]) * stride[std::size_t(d)];
+      in_lead += (rest % lext[std::size_t(d)]) * in_stride[std::size_t(d)];
       rest /= lext[std::size_t(d)];
     }
     dispatch_dtype(cache_.source(input_).info().dtype, [&](auto t) {
-      gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, sstride, lead, in_block.view());
+      gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, in_sstride, in_lead, in_block.view());
     });
     VX_TRY(lease->process(params_, lc, in_block.view(), out_block.view()));
     dispatch_dtype(info_.dtype, [&](auto t) {

@@ -46,6 +46,47 @@ Vec3 to_voxels(const Vec3& physical, const LevelContext& level) {
   return out;
 }
 
+std::vector<float> resample_kernel(const std::vector<float>& w, Ext3& shape, const Vec3& factor) {
+  std::vector<float> cur = w;
+  for (std::size_t a = 0; a < 3; ++a) {
+    const double f = factor[a];
+    if (!(f > 1 + 1e-9) || shape[a] <= 0) continue;
+    const std::int64_t r = shape[a] / 2;
+    // Coarse voxel j covers [(j - 1/2) f, (j + 1/2) f]; fine voxel i covers [i - 1/2, i + 1/2].
+    const auto R = std::int64_t(std::ceil((double(r) + 0.5) / f - 0.5 - 1e-12));
+    const std::int64_t n = 2 * R + 1;
+    std::vector<double> m(std::size_t(n * shape[a]), 0.0);  // m[j][i]
+    for (std::int64_t j = -R; j <= R; ++j)
+      for (std::int64_t i = -r; i <= r; ++i) {
+        const double lo = std::max((double(j) - 0.5) * f, double(i) - 0.5);
+        const double hi = std::min((double(j) + 0.5) * f, double(i) + 0.5);
+        if (hi > lo) m[std::size_t((j + R) * shape[a] + (i + r))] = hi - lo;
+      }
+    Ext3 out_shape = shape;
+    out_shape[a] = n;
+    std::vector<float> out(std::size_t(out_shape[0] * out_shape[1] * out_shape[2]), 0.0f);
+    // Strides: before the axis (outer), the axis, after it (inner).
+    std::int64_t outer = 1, inner = 1;
+    for (std::size_t b = 0; b < a; ++b)
+      outer *= shape[b];
+    for (std::size_t b = a + 1; b < 3; ++b)
+      inner *= shape[b];
+    for (std::int64_t o = 0; o < outer; ++o)
+      for (std::int64_t j = 0; j < n; ++j)
+        for (std::int64_t i = 0; i < shape[a]; ++i) {
+          const double k = m[std::size_t(j * shape[a] + i)];
+          if (k == 0) continue;
+          const float* src = cur.data() + (o * shape[a] + i) * inner;
+          float* dst = out.data() + (o * n + j) * inner;
+          for (std::int64_t x = 0; x < inner; ++x)
+            dst[x] += float(k) * src[x];
+        }
+    cur = std::move(out);
+    shape = out_shape;
+  }
+  return cur;
+}
+
 namespace {
 
 // A thread's free blocks. Each allocation has a 64-byte header holding its capacity (floats)

@@ -18,6 +18,13 @@ Result<Vec3> per_axis(const json& value, int spatial_dims, std::string_view fiel
 // `physical` / voxel size, per axis (z stays 0 in 2D).
 Vec3 to_voxels(const Vec3& physical, const LevelContext& level);
 
+// A kernel of odd sides on level-0 voxels, C order (z, y, x), resampled onto voxels `factor`
+// times as large per axis (LevelContext::downsample): each coarse voxel takes the part of
+// every fine voxel inside it (both centred on the kernel's centre), so the sum is kept and a
+// PSF measured at level 0 applies at a coarser level. `shape` becomes the new (odd) sides.
+// Factors of 1 (or below) leave an axis as it is.
+std::vector<float> resample_kernel(const std::vector<float>& w, Ext3& shape, const Vec3& factor);
+
 // Calls f(T{}) with the C++ type of a dtype.
 template <class F>
 void dispatch_dtype(data::DType t, F&& f) {

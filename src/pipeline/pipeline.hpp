@@ -41,6 +41,7 @@ struct BlockView {
 // What a pipeline knows of the level it works on.
 struct LevelContext {
   Vec3 voxel_size{1, 1, 1};  // physical size of one voxel of this level (z, y, x)
+  Vec3 downsample{1, 1, 1};  // this level's voxel over level 0's, per axis (1 at level 0)
   int spatial_dims = 3;      // 2: the z axis is absent (shape and halo 1 and 0 there)
   data::DType input_dtype = data::DType::kFloat32;
 };
@@ -214,10 +215,13 @@ Result<json> parse_pipeline_arg(const Registry& registry, std::string_view text)
 class DerivedSource final : public data::ComputedSource {
  public:
   // Validates `params` (errors name "params.FIELD"), runs the pipeline's prepare(). The input
-  // must have been added to `cache`.
+  // must have been added to `cache`. `z_chunk` > 0 makes chunks at most that deep along z
+  // (3D data; the input's otherwise): a 2D view of a thin source computes the planes it
+  // shows and their halo, not whole input chunks (docs/pipelines.md, "2D views").
   static Result<std::shared_ptr<DerivedSource>> create(Manager& manager, data::ChunkCache& cache,
                                                        data::SourceId input, std::string_view name,
-                                                       const json& params);
+                                                       const json& params,
+                                                       std::int64_t z_chunk = 0);
 
   const data::VolumeInfo& info() const override { return info_; }
   Result<std::vector<data::ChunkKey>> inputs(int level, const data::Index& index) const override;

@@ -20,12 +20,18 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/process.hpp"
 #include "core/resources.hpp"
-#include "pipeline/worker_spawn.hpp"
 #include "pipeline/workers.hpp"
 #include "wire/wire.hpp"
 
 namespace vx::pipeline::detail {
+
+// Worker processes are started with core/process.hpp.
+using process::Command;
+using process::describe_exit;
+using process::run_capture;
+using process::spawn;
 
 using json = nlohmann::json;
 

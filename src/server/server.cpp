@@ -461,8 +461,9 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
                                   {"info", data::info_to_json(info)}});
     ctx->datasets_brief.push_back({{"id", i}, {"name", names[i]}, {"location", info.location}});
   }
+  VX_ASSIGN(auto backend, jobs::make_backend(options.jobs_backend));
   jobs::JobQueue job_queue(
-      jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs},
+      jobs::QueueOptions{options.data_dir, options.job_concurrency, options.max_jobs, backend},
       jobs::builtin_kinds(dataset_lookup(ctx), read_text(options.web_dir + "/voxcast-orbit.js")));
   ctx->jobs = &job_queue;
   e.after = [&ioc](std::chrono::milliseconds delay, std::function<void()> fn) {

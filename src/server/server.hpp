@@ -31,8 +31,9 @@ struct ServerOptions {
   std::string web_dir;                    // the browser client's files
   std::string data_dir = "voxcast-data";  // job results (jobs/ID/...), kept across restarts
   int job_concurrency = 1;
-  int max_jobs = 16;     // queued + running; more get HTTP 429
-  unsigned threads = 0;  // network threads; 0: 2
+  std::string jobs_backend = "local";  // local, slurm or slurm:PARTITION (jobs::make_backend)
+  int max_jobs = 16;                   // queued + running; more get HTTP 429
+  unsigned threads = 0;                // network threads; 0: 2
   // The pipelines (GET /api/v1/pipelines, load, unload); none when null. Its budget is the
   // cache's (GET /api/v1/resources).
   pipeline::Manager* pipelines = nullptr;

@@ -123,10 +123,70 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     }
     if (type == "state.update") return update(msg);
     if (type == "probe" || type == "histogram") return view_tool(type, msg);
+    if (type == "timeline.play") return play(msg);
+    if (type == "timeline.pause") {
+      const bool was = session_->play_state().playing;
+      return play_state(session_->pause(), was ? "paused" : "idle");
+    }
     error(seq, "bad_message",
           fmt::format("field 'type': '{}' is not one of hello, state.update, keyframe.request, "
-                      "ping, probe, histogram",
+                      "ping, probe, histogram, timeline.play, timeline.pause",
                       type));
+  }
+
+  // A timeline preview (stream/playback.cpp): the server steps the scene; `timeline.state`
+  // says where it is, and where it stopped, with the scene there.
+  void play(const json& msg) {
+    const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
+    std::optional<double> from;
+    if (msg.contains("from") && !msg["from"].is_null()) {
+      if (!msg["from"].is_number())
+        return error(seq, "bad_message", "field 'from': expected seconds");
+      from = msg["from"].get<double>();
+    }
+    const json loop = msg.value("loop", json(false));
+    if (!loop.is_boolean())
+      return error(seq, "bad_message", "field 'loop': expected true or false");
+    const json speed = msg.value("speed", json(1));
+    if (!speed.is_number()) return error(seq, "bad_message", "field 'speed': expected a number");
+    auto st = session_->play(
+        msg.value("timeline", json(nullptr)), from, loop.get<bool>(), speed.get<double>(),
+        [weak = weak_from_this()](stream::Session::PlayState where, std::string why) {
+          if (auto self = weak.lock())
+            net::post(self->ws_.get_executor(), [self, where, why = std::move(why)] {
+              if (!self->closing_)
+                self->play_state(where, why.empty() ? "ended" : "error", why, "timeline.event");
+            });
+        });
+    if (!st) {
+      const auto code = st.error().code;
+      return error(seq,
+                   code == ErrorCode::kUnsupported       ? "unsupported"
+                   : code == ErrorCode::kInvalidArgument ? "bad_message"
+                                                         : "bad_patch",
+                   st.error().message);
+    }
+    play_state(*st, "playing");
+  }
+
+  // `timeline.state` (the reply to timeline.play and timeline.pause) or `timeline.event`
+  // (unasked: progress once a second, the end, a failed step).
+  void play_state(const stream::Session::PlayState& st, std::string_view reason,
+                  const std::string& message = {}, std::string_view type = "timeline.state") {
+    json m = state_json(st, reason);
+    m["type"] = type;
+    if (!message.empty()) m["message"] = message;
+    if (!st.playing) {
+      // Where it stopped is this client's scene now (as an ack's would be).
+      confirmed_ = session_->scene_json();
+      m["scene"] = confirmed_;
+    }
+    send(m);
+  }
+
+  static json state_json(const stream::Session::PlayState& st, std::string_view reason) {
+    return {{"playing", st.playing}, {"reason", reason},  {"t", st.t},      {"start", st.start},
+            {"end", st.end},         {"speed", st.speed}, {"loop", st.loop}};
   }
 
   // probe and histogram: answered at once from memory (they never wait for a chunk), with
@@ -205,13 +265,21 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     const json interactive = msg.value("interactive", json(false));
     if (!interactive.is_boolean())
       return error(seq, "bad_message", "field 'interactive': expected true or false");
+    // The client takes the view back from a preview: it stops where it is, and the patch
+    // applies to that scene (the ack says so; its changes are against the scene the client
+    // last heard of, so they include what the preview moved).
+    std::optional<stream::Session::PlayState> stopped;
+    if (session_->play_state().playing) stopped = session_->pause();
     auto scene = session_->update(seq.get<std::uint64_t>(), msg["patch"], interactive.get<bool>());
     if (!scene) {
       const auto& m = scene.error().message;
       const char* code = m.rfind("field 'seq'", 0) == 0                  ? "bad_seq"
                          : scene.error().code == ErrorCode::kUnsupported ? "unsupported"
                                                                          : "bad_patch";
-      return error(seq, code, m);
+      error(seq, code, m);
+      // The preview stopped all the same: say where.
+      if (stopped) play_state(*stopped, "state.update", {}, "timeline.event");
+      return;
     }
     // What changed, not the whole scene (a scene of many layers is large, and a dragging
     // client sends 60 updates a second): each top-level member that differs, whole.
@@ -219,7 +287,9 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     for (auto& [key, value] : scene->items())
       if (!confirmed_.contains(key) || confirmed_[key] != value) changes[key] = value;
     confirmed_ = std::move(*scene);
-    send({{"type", "ack"}, {"seq", seq}, {"changes", std::move(changes)}});
+    json ack = {{"type", "ack"}, {"seq", seq}, {"changes", std::move(changes)}};
+    if (stopped) ack["timeline"] = state_json(*stopped, "state.update");
+    send(ack);
   }
 
   void tick() {
@@ -227,6 +297,8 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->closing_) return;
       if (self->session_) {
+        if (const auto st = self->session_->play_state(); st.playing)
+          self->play_state(st, "playing", {}, "timeline.event");
         for (auto& w : self->session_->take_warnings())
           self->send({{"type", "warning"}, {"code", w.code}, {"message", w.message}});
         const auto st = self->session_->take_stats();

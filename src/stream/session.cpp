@@ -143,6 +143,13 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
                 state_seq_);
   VX_ASSIGN(const json resolved, resolve_patch(patch));
   VX_ASSIGN(auto next, render::apply_patch(scene_, resolved, inputs_locked().data));
+  VX_TRY(check_scene_locked(next));
+  state_seq_ = seq;
+  set_scene_locked(std::move(next), interactive);
+  return scene_json_locked();
+}
+
+Status Session::check_scene_locked(const render::Scene& next) const {
   // A slice past the end would draw black and look like missing data: refuse it, naming
   // the axis and the range, as `voxcast render` does.
   VX_TRY(render::check_slices_in_range(next, inputs_locked().data));
@@ -174,12 +181,15 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
                 "field 'layers': the scene costs {:.0f} (canvas megapixels x visible layers, a 3D "
                 "layer counting {:.0f}), over the limit of {:.0f} (--max-scene-cost)",
                 cost, kVolumeCost, engine_.max_scene_cost);
+  return {};
+}
+
+void Session::set_scene_locked(render::Scene next, bool interactive) {
   // A final or refining frame of the old view is no use now: stop it. An interactive frame
   // is cheap and shows the motion, so it finishes.
   if (rendering_ && !render_interactive_) cancel_ = true;
   refine_delay_ = std::chrono::milliseconds(25);
   scene_ = std::move(next);
-  state_seq_ = seq;
   state_time_ = Clock::now();
   if (dirty_) ++stats_.skipped;  // the previous state never reached the screen
   dirty_ = false;                // this update is the cause now
@@ -202,7 +212,6 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
     interactive_until_ = {};
   }
   schedule();
-  return scene_json_locked();
 }
 
 Result<json> Session::probe(const json& request) const {

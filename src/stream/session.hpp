@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@
 #include "data/chunk_cache.hpp"
 #include "data/fetch_set.hpp"
 #include "render/renderer.hpp"
+#include "render/timeline.hpp"
 
 namespace vx::pipeline {
 class Manager;
@@ -139,6 +141,24 @@ class Session : public std::enable_shared_from_this<Session> {
   Result<json> update(std::uint64_t seq, const json& patch, bool interactive);
   void request_keyframe();
 
+  // Timeline preview (stream/playback.cpp, docs/protocol.md `timeline.play`): the server
+  // steps this session's scene along a keyframe timeline at its real speed (times `speed`),
+  // interactive frames while it plays and a final one where it stops. Every keyframe is
+  // checked first as a state update would be (errors name the keyframe and field).
+  // `on_stop` runs once, on a timer thread and outside the session's lock, when it stops
+  // by itself: at the end (empty message) or because a step failed (the reason), with the
+  // state where it stopped.
+  struct PlayState {
+    bool playing = false;
+    double t = 0, start = 0, end = 0, speed = 1;
+    bool loop = false;
+  };
+  Result<PlayState> play(const json& timeline, std::optional<double> from, bool loop, double speed,
+                         std::function<void(PlayState, std::string)> on_stop);
+  // Stops a preview where it is (a final frame of that scene). No-op when none plays.
+  PlayState pause();
+  PlayState play_state() const;
+
   // The view tools of stream/view_tools.hpp on this session's current scene, from memory
   // only (never waiting for a chunk): the `probe` and `histogram` replies' fields.
   Result<json> probe(const json& request) const;
@@ -189,12 +209,29 @@ class Session : public std::enable_shared_from_this<Session> {
   // a pixel channel joining, chunks arriving): the frame header's server time counts from it.
   Clock::time_point cause_time_ = Clock::now();
   void mark_dirty(bool refine = false);  // needs mutex_ held
+  // Checks a scene as a state update would (limits, slices, cost) and makes it the view.
+  Status check_scene_locked(const render::Scene& next) const;
+  void set_scene_locked(render::Scene next, bool interactive);
+  // The running preview, if any (stream/playback.cpp).
+  struct Playback {
+    render::Timeline timeline;
+    double from = 0, speed = 1;
+    bool loop = false;
+    Clock::time_point started;
+    std::uint64_t generation = 0;
+    std::function<void(PlayState, std::string)> on_stop;
+  };
+  std::optional<Playback> playback_;
+  std::uint64_t playback_generation_ = 0;
+  void playback_step(std::uint64_t generation);
+  PlayState play_state_locked(Clock::time_point now) const;
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
-    json spec;  // {"pipeline", "input": session source index, "params"}
-    data::SourceId id = 0;
-    data::VolumeInfo info;
+    json spec;                 // {"pipeline", "input": session source index, "params"}
+    data::SourceId id = 0;     // chunks as the input's: 3D views
+    data::SourceId id_2d = 0;  // chunks one plane deep (3D data): 2D views; else = id
+    data::VolumeInfo info, info_2d;
   };
   std::vector<LayerSource> derived_;
   Result<int> resolve_source(const json& spec, const std::string& field, int depth);

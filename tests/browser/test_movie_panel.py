@@ -186,3 +186,42 @@ def test_timeline_travels_in_the_url_hash(movie_server, browser):
     assert "keyframes[1].time" in warn[0], warn
     assert js(d, "window.voxcast.timeline.keyframes.length") == 0
     wait(d, "the linked view", lambda: js(d, "(window.voxcast.scene || {camera: {angles: [0, 0]}}).camera.angles[1]") == 30)
+
+
+def test_preview_plays_on_the_server_and_pauses(movie_server, browser):
+    """"preview" asks the server to play the timeline (timeline.play): frames stream while it
+    plays, the button pauses it, and the view is then where the server stopped; played to
+    the end, the view is the last keyframe's."""
+    d, s = browser, movie_server
+    d.get(s.url("/"))
+    wait(d, "the client", lambda: js(d, "!!(window.voxcast && window.voxcast.timeline)"), timeout=15)
+    wait(d, "the first frame", lambda: (js(d, "window.voxcast.framesDecoded") or 0) >= 1,
+         timeout=FIRST_FRAME_S)
+    if not d.execute_script("return document.getElementById('movie-section').open"):
+        click(d, "#movie-section > summary")
+    for yaw in (0, 60):
+        d.execute_script("window.voxcast.send({dims: {ndisplay: 3}, camera: {angles: [0, arguments[0], 90]}})",
+                         yaw)
+        wait(d, f"the view at yaw {yaw}",
+             lambda: js(d, "(window.voxcast.scene || {}).camera.angles[1]") == yaw)
+        click(d, "#timeline .add-keyframe")
+    # A long second segment, so that the pause lands mid-way.
+    js(d, "window.voxcast.timeline.keyframes[1].duration = 30")
+    before = js(d, "window.voxcast.framesDecoded")
+    click(d, "#timeline .preview")
+    assert js(d, "window.voxcast.timeline.playing") is True
+    wait(d, "the button to say pause",
+         lambda: d.find_element("css selector", "#timeline .preview").text == "pause")
+    wait(d, "frames while it plays", lambda: js(d, "window.voxcast.framesDecoded") > before + 2,
+         timeout=FIRST_FRAME_S)
+    click(d, "#timeline .preview")  # pause
+    wait(d, "the preview to stop", lambda: js(d, "window.voxcast.timeline.playing") is False)
+    yaw = js(d, "window.voxcast.scene.camera.angles[1]")
+    assert 0 < yaw < 60, yaw
+    assert js(d, "window.voxcast.view.camera.angles[1]") == yaw
+    assert d.find_element("css selector", "#timeline .preview").text == "preview"
+    # Played to the end: the last keyframe's view.
+    js(d, "window.voxcast.timeline.keyframes[1].duration = 0.5")
+    click(d, "#timeline .preview")
+    wait(d, "the preview to end", lambda: js(d, "window.voxcast.timeline.playing") is False
+         and abs(js(d, "window.voxcast.scene.camera.angles[1]") - 60) < 1e-6, timeout=30)

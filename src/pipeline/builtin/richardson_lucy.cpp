@@ -189,6 +189,8 @@ Psf psf_of(const json& p, const LevelContext& lc) {
     for (std::size_t a = 0; a < 3; ++a)
       psf.shape[a] = p["_psf_shape"][a].get<std::int64_t>();
     psf.w = p["_psf"].get<std::vector<float>>();
+    // The file is sampled on level-0 voxels: at a coarser level, the same PSF on its voxels.
+    psf.w = resample_kernel(psf.w, psf.shape, lc.downsample);
     if (lc.spatial_dims == 2 && psf.shape[0] > 1) {  // a 3D PSF on 2D data: its centre plane
       const auto plane = psf.shape[1] * psf.shape[2];
       std::vector<float> mid(psf.w.begin() + psf.shape[0] / 2 * plane,

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "data/chunk_cache.hpp"
+#include "pipeline/kernels.hpp"
 #include "pipeline/pipeline.hpp"
 
 namespace vx::pipeline {
@@ -106,15 +107,16 @@ struct Fixture {
 // pipeline on 8^3 chunks (edge chunks, halos across borders) against one chunk that holds
 // the whole array.
 void expect_halo_correct(const std::string& name, const json& params,
-                         std::vector<double> scale = {1, 1, 1}) {
+                         std::vector<double> scale = {1, 1, 1}, std::int64_t z_chunk = 0) {
   Fixture f;
   const auto values = noise(std::size_t(kShape[0] * kShape[1] * kShape[2]));
   const auto chunked = f.cache.add_source(
       std::make_shared<MemSource>(kShape, std::vector<std::int64_t>{8, 8, 8}, values, scale));
   const auto whole = f.cache.add_source(std::make_shared<MemSource>(kShape, kShape, values, scale));
-  auto a = DerivedSource::create(f.manager, f.cache, chunked, name, params);
+  auto a = DerivedSource::create(f.manager, f.cache, chunked, name, params, z_chunk);
   auto b = DerivedSource::create(f.manager, f.cache, whole, name, params);
   ASSERT_TRUE(a && b);
+  if (z_chunk > 0) EXPECT_EQ((*a)->info().levels[0].chunks[0], z_chunk);
   const auto ra = read_all(f.cache, f.cache.add_source(*a));
   const auto rb = read_all(f.cache, f.cache.add_source(*b));
   ASSERT_EQ(ra.size(), rb.size());
@@ -145,6 +147,15 @@ TEST(Pipelines, ChunksEqualTheWholeArray) {
   expect_halo_correct("dog", {{"low_sigma", 1}, {"high_sigma", 2}});
   expect_halo_correct("tophat", {{"radius", 2}});
   expect_halo_correct("threshold", {{"method", "manual"}, {"value", 2000}});
+}
+
+// A thin source (chunks one or a few planes deep, for 2D views) computes the same values.
+TEST(Pipelines, ThinChunksEqualTheWholeArray) {
+  for (const std::int64_t z : {1, 3}) {
+    expect_halo_correct("gaussian", {{"sigma", 1.5}}, {1, 1, 1}, z);
+    expect_halo_correct("median", {{"radius", 2}}, {1, 1, 1}, z);
+    expect_halo_correct("dog", {{"low_sigma", 1}, {"high_sigma", 2}}, {1, 1, 1}, z);
+  }
 }
 
 TEST(Pipelines, ChainsCompose) {
@@ -327,6 +338,51 @@ TEST(Pipelines, CachedChunksMakeRoomForAPipeline) {
   EXPECT_LE(budget.used(), budget.limit());
   EXPECT_EQ(manager.status("big"), LoadStatus::kLoaded);
   EXPECT_TRUE(cache.try_get(src, 0, Index{2, 2, 2}));  // the most recent one stayed
+}
+
+// A PSF file is on level-0 voxels: at a coarser level each coarse voxel takes the part of
+// every fine voxel inside it.
+TEST(Pipelines, PsfResampledOntoCoarserVoxels) {
+  // Three fine voxels (centred) onto voxels twice as wide: the centre one holds all of the
+  // middle voxel and half of each side one; the outer ones the other halves.
+  Ext3 shape{1, 1, 3};
+  auto w = resample_kernel({0.2f, 0.5f, 0.3f}, shape, {1, 1, 2});
+  ASSERT_EQ(shape, (Ext3{1, 1, 3}));
+  EXPECT_NEAR(w[0], 0.1, 1e-6);
+  EXPECT_NEAR(w[1], 0.1 + 0.5 + 0.15, 1e-6);
+  EXPECT_NEAR(w[2], 0.15, 1e-6);
+  // A single voxel stays one; a factor of 1 changes nothing.
+  shape = {1, 1, 1};
+  EXPECT_EQ(resample_kernel({1.0f}, shape, {1, 2, 2}), std::vector<float>{1.0f});
+  shape = {1, 3, 3};
+  const std::vector<float> k{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  EXPECT_EQ(resample_kernel(k, shape, {1, 1, 1}), k);
+  // 9 wide at level 0 is 5 wide at a 2x level and 3 wide at a 4x level; the sum is kept on
+  // every axis at once, and the result is symmetric when the input is.
+  for (const double f : {2.0, 4.0}) {
+    Ext3 s3{9, 9, 9};
+    std::vector<float> g(729);
+    for (int z = 0; z < 9; ++z)
+      for (int y = 0; y < 9; ++y)
+        for (int x = 0; x < 9; ++x)
+          g[std::size_t((z * 9 + y) * 9 + x)] = float(
+              std::exp(-0.5 * ((z - 4) * (z - 4) + (y - 4) * (y - 4) + (x - 4) * (x - 4)) / 4.0));
+    double sum = 0;
+    for (float v : g)
+      sum += v;
+    const auto r = resample_kernel(g, s3, {f, f, f});
+    const std::int64_t side = f == 2.0 ? 5 : 3;
+    ASSERT_EQ(s3, (Ext3{side, side, side})) << f;
+    double rsum = 0;
+    for (float v : r)
+      rsum += v;
+    EXPECT_NEAR(rsum, sum, 1e-4 * sum) << f;
+    const auto at = [&](std::int64_t z, std::int64_t y, std::int64_t x) {
+      return r[std::size_t((z * side + y) * side + x)];
+    };
+    EXPECT_NEAR(at(0, 1, 2), at(side - 1, side - 2, side - 3), 1e-6) << f;
+    EXPECT_GT(at(side / 2, side / 2, side / 2), at(0, side / 2, side / 2)) << f;
+  }
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "pipeline/worker_spawn.hpp"
+#include "core/process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -15,7 +15,7 @@
 
 extern char** environ;
 
-namespace vx::pipeline::detail {
+namespace vx::process {
 
 namespace {
 
@@ -111,8 +111,8 @@ Result<pid_t> spawn(const Command& cmd) {
   return fork_exec(p, cmd.cwd, 2, 2);
 }
 
-Result<std::string> run_capture(const Command& cmd, const std::vector<std::string>& extra,
-                                std::chrono::milliseconds timeout) {
+Result<Completed> run(const Command& cmd, std::chrono::milliseconds timeout,
+                      const std::vector<std::string>& extra) {
   VX_ASSIGN(auto p, plan(cmd, extra));
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return fail(ErrorCode::kIo, "pipe: {}", std::strerror(errno));
@@ -129,7 +129,7 @@ Result<std::string> run_capture(const Command& cmd, const std::vector<std::strin
     ::close(err[0]);
     return tl::unexpected(child.error());
   }
-  std::string so, se;
+  Completed done;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool timed_out = false;
   pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
@@ -147,7 +147,7 @@ Result<std::string> run_capture(const Command& cmd, const std::vector<std::strin
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       const auto n = ::read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
-        auto& s = i == 0 ? so : se;
+        auto& s = i == 0 ? done.out : done.err;
         if (s.size() < (16u << 20)) s.append(buf, std::size_t(n));
       } else if (n == 0 || errno != EINTR) {
         ::close(fds[i].fd);
@@ -159,17 +159,23 @@ Result<std::string> run_capture(const Command& cmd, const std::vector<std::strin
   for (auto& f : fds)
     if (f.fd >= 0) ::close(f.fd);
   if (timed_out) ::kill(*child, SIGKILL);
-  int status = 0;
-  while (::waitpid(*child, &status, 0) < 0 && errno == EINTR) {
+  while (::waitpid(*child, &done.status, 0) < 0 && errno == EINTR) {
   }
-  const auto tail = se.size() > 2000 ? "..." + se.substr(se.size() - 2000) : se;
   if (timed_out)
     return fail(ErrorCode::kInternal, "'{} {}' did not finish within {} ms", cmd.argv[0],
                 fmt::join(extra, " "), timeout.count());
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+  return done;
+}
+
+Result<std::string> run_capture(const Command& cmd, const std::vector<std::string>& extra,
+                                std::chrono::milliseconds timeout) {
+  VX_ASSIGN(auto done, run(cmd, timeout, extra));
+  const auto& se = done.err;
+  const auto tail = se.size() > 2000 ? "..." + se.substr(se.size() - 2000) : se;
+  if (!done.ok())
     return fail(ErrorCode::kInternal, "'{} {}' {}{}{}", cmd.argv[0], fmt::join(extra, " "),
-                describe_exit(status), tail.empty() ? "" : ": ", tail);
-  return so;
+                describe_exit(done.status), tail.empty() ? "" : ": ", tail);
+  return done.out;
 }
 
 std::string describe_exit(int s) {
@@ -185,4 +191,4 @@ std::string describe_exit(int s) {
   return fmt::format("ended with wait status {}", s);
 }
 
-}  // namespace vx::pipeline::detail
+}  // namespace vx::process
