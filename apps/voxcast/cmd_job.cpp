@@ -1,7 +1,10 @@
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 
+#include "cluster/cluster.hpp"
 #include "commands.hpp"
 #include "jobs/slurm.hpp"
 #include "local_job.hpp"
@@ -34,13 +37,21 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast job movie brain.ome.zarr --params '{\"timeline\": {\"keyframes\": "
       "[{\"time\": 0}, {\"time\": 2}]}, \"width\": 640, \"height\": 360}' -o out/");
   return [o, &g]() {
+    // Under mpirun or srun (Slurm jobs with nodes > 1): orbits split every view over the
+    // ranks (sort-last); rank 0 writes the files. Movies run whole on every rank.
+    std::unique_ptr<cluster::World> world;
+    if (cluster::launched_by_mpi()) {
+      auto w = cluster::World::init();
+      if (!w) return report(w.error().what());
+      world = std::move(*w);
+    }
     std::optional<LocalDataset> local;
     const auto lookup = [&local](int i) -> Result<jobs::Dataset> {
       if (!local)
         return fail(ErrorCode::kInvalidArgument, "field 'params.dataset': {} (there is none)", i);
       return local->lookup()(i);
     };
-    const auto kinds = jobs::builtin_kinds(lookup, orbit_component_js());
+    const auto kinds = jobs::builtin_kinds(lookup, orbit_component_js(), world.get());
     const auto it = kinds.find(o->kind);
     if (it == kinds.end()) {
       std::string names;
@@ -64,6 +75,15 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
     if (!opened) return report(opened.error().what());
     local = std::move(*opened);
     Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
+    if (world && world->rank() != 0 && o->kind == "orbit") {  // partial pictures: scratch
+      const auto scratch = std::filesystem::temp_directory_path() /
+                           fmt::format("voxcast-job-rank{}-{}", world->rank(), ::getpid());
+      files = jobs::run_local(*it->second, params, scratch.string(), nullptr);
+      std::error_code ec;
+      std::filesystem::remove_all(scratch, ec);
+      auto st = world->agree(files ? Status{} : Status(tl::unexpected(files.error())));
+      return st ? 0 : report(st.error().what());
+    }
     if (o->progress_file.empty()) {
       files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
     } else {
@@ -72,6 +92,9 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
           *it->second, params, o->out,
           [&](std::uint64_t done, std::uint64_t total) { progress.update(done, total); });
     }
+    if (world && o->kind == "orbit")
+      if (auto st = world->agree(files ? Status{} : Status(tl::unexpected(files.error()))); !st)
+        return report(st.error().what());
     if (!files) return job_error(files.error(), {});
     for (const auto& f : *files)
       fmt::print("{}\n", (std::filesystem::path(o->out) / f).string());

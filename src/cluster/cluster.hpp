@@ -25,8 +25,9 @@ namespace vx::cluster {
 
 // Whether this build has MPI.
 bool built_with_mpi();
-// Whether an MPI launcher started this process as one of two or more (OpenMPI's
-// OMPI_COMM_WORLD_SIZE, PMIx's PMIX_SIZE... , Slurm's PMI_SIZE).
+// Whether an MPI launcher started this process as one of two or more (mpirun's
+// OMPI_COMM_WORLD_SIZE, PMI_SIZE of srun --mpi=pmi2, PMIX_RANK with SLURM_NTASKS > 1 of
+// srun --mpi=pmix).
 bool launched_by_mpi();
 
 struct Options {

@@ -99,6 +99,8 @@ Result<std::vector<std::string>> run_local(
 std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js,
                                                render::Compositor* compositor = nullptr);
 std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets);
-Kinds builtin_kinds(DatasetLookup datasets, std::string component_js);
+// `compositor`: orbits split over MPI ranks (voxcast job orbit under srun or mpirun).
+Kinds builtin_kinds(DatasetLookup datasets, std::string component_js,
+                    render::Compositor* compositor = nullptr);
 
 }  // namespace vx::jobs

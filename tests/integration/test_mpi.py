@@ -200,6 +200,20 @@ def test_orbit_under_mpirun_equals_one_process(mpirun, voxcast_bin, run_ok, tmp_
         assert_close(tmp_path / "many" / name, tmp_path / "one" / name, f"orbit sheet {name}")
 
 
+def test_job_orbit_under_mpirun_as_slurm_runs_it(mpirun, voxcast_bin, run_ok, tmp_path):
+    # What a Slurm job with "nodes": N > 1 runs on its nodes (docs/cluster.md, "Slurm").
+    params = json.dumps({"columns": 2, "rows": 2, "size": 40, "format": "webp", "quality": 100,
+                         "view": {"layers": [{"rendering": "translucent"}]}})
+    run_ok("job", "orbit", DATA, "--params", params, "-o", tmp_path / "one", "-q")
+    res, _ = mpi_run(mpirun, voxcast_bin, 2,
+                     ["job", "orbit", DATA, "--params", params, "-o", tmp_path / "many", "-q"])
+    assert res.returncode == 0, describe(res)
+    meta = json.loads((tmp_path / "one" / "orbit.json").read_text())
+    for sheet in meta["sheets"]:
+        assert_close(tmp_path / "many" / sheet["file"], tmp_path / "one" / sheet["file"],
+                     f"job orbit sheet {sheet['file']}")
+
+
 def tree(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
