@@ -1,11 +1,11 @@
 #include <fmt/format.h>
 
-#include "cluster/cluster.hpp"
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "core/memory.hpp"
 #include "core/progress.hpp"
 #include "data/convert.hpp"
+#include "mpi_run.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/workers.hpp"
 
@@ -60,11 +60,10 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --shard 4 --codec lz4");
   return [o, &g]() {
     // Under mpirun: each rank writes its share of every level's chunks (docs/cluster.md).
-    std::unique_ptr<cluster::World> world;
-    if (cluster::launched_by_mpi()) {
-      auto w = cluster::World::init();
-      if (!w) return report(w.error().what());
-      world = std::move(*w);
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
+    if (world) {
       o->c.part = world->rank();
       o->c.parts = world->size();
       o->c.agree = [&world](const Status& st) { return world->agree(st); };

@@ -1,13 +1,11 @@
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <filesystem>
 
-#include "cluster/cluster.hpp"
 #include "commands.hpp"
 #include "jobs/slurm.hpp"
 #include "local_job.hpp"
+#include "mpi_run.hpp"
 
 namespace vx::app {
 
@@ -39,12 +37,9 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
   return [o, &g]() {
     // Under mpirun or srun (Slurm jobs with nodes > 1): orbits split every view over the
     // ranks (sort-last); rank 0 writes the files. Movies run whole on every rank.
-    std::unique_ptr<cluster::World> world;
-    if (cluster::launched_by_mpi()) {
-      auto w = cluster::World::init();
-      if (!w) return report(w.error().what());
-      world = std::move(*w);
-    }
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     std::optional<LocalDataset> local;
     const auto lookup = [&local](int i) -> Result<jobs::Dataset> {
       if (!local)
@@ -75,15 +70,8 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
     if (!opened) return report(opened.error().what());
     local = std::move(*opened);
     Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
-    if (world && world->rank() != 0 && o->kind == "orbit") {  // partial pictures: scratch
-      const auto scratch = std::filesystem::temp_directory_path() /
-                           fmt::format("voxcast-job-rank{}-{}", world->rank(), ::getpid());
-      files = jobs::run_local(*it->second, params, scratch.string(), nullptr);
-      std::error_code ec;
-      std::filesystem::remove_all(scratch, ec);
-      auto st = world->agree(files ? Status{} : Status(tl::unexpected(files.error())));
-      return st ? 0 : report(st.error().what());
-    }
+    if (world && world->rank() != 0 && o->kind == "orbit")  // partial pictures
+      return run_partial_rank(*world, *it->second, params);
     if (o->progress_file.empty()) {
       files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
     } else {
@@ -93,8 +81,7 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
           [&](std::uint64_t done, std::uint64_t total) { progress.update(done, total); });
     }
     if (world && o->kind == "orbit")
-      if (auto st = world->agree(files ? Status{} : Status(tl::unexpected(files.error()))); !st)
-        return report(st.error().what());
+      if (auto st = agree_on(world.get(), files); !st) return report(st.error().what());
     if (!files) return job_error(files.error(), {});
     for (const auto& f : *files)
       fmt::print("{}\n", (std::filesystem::path(o->out) / f).string());

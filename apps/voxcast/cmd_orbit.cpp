@@ -5,13 +5,11 @@
 #include <cmath>
 #include <filesystem>
 
-#include <unistd.h>
-
-#include "cluster/cluster.hpp"
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "jobs/kind.hpp"
 #include "local_job.hpp"
+#include "mpi_run.hpp"
 #include "view_sources.hpp"
 
 namespace vx::app {
@@ -64,12 +62,9 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       "         then put site/brain on any web server and open site/brain/index.html");
   return [o, &g]() {
     // Under mpirun: every view is split over the ranks (sort-last); rank 0 writes the files.
-    std::unique_ptr<cluster::World> world;
-    if (cluster::launched_by_mpi()) {
-      auto w = cluster::World::init();
-      if (!w) return report(w.error().what());
-      world = std::move(*w);
-    }
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     double cols = 0, rows = 0, yaw0 = 0, yaw1 = 0, pitch0 = 0, pitch1 = 0;
     if (!parse_pair(o->grid, 'x', cols, rows) || cols != std::floor(cols) ||
         rows != std::floor(rows) || cols < 1 || rows < 1)
@@ -105,19 +100,10 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     // The same job kind as the server's: one code path.
     const auto kind = jobs::make_orbit_kind(local->lookup(), orbit_component_js(), world.get());
     const auto t0 = std::chrono::steady_clock::now();
-    if (world && world->rank() != 0) {  // its pictures are partial: into a scratch folder
-      const auto scratch = std::filesystem::temp_directory_path() /
-                           fmt::format("voxcast-orbit-rank{}-{}", world->rank(), ::getpid());
-      auto part = run_with_progress(*kind, params, scratch.string(), "orbit", "views", true);
-      std::error_code ec;
-      std::filesystem::remove_all(scratch, ec);
-      auto st = world->agree(part ? Status{} : Status(tl::unexpected(part.error())));
-      return st ? 0 : report(st.error().what());
-    }
+    if (world && world->rank() != 0) return run_partial_rank(*world, *kind, params);
     auto files = run_with_progress(*kind, params, o->out, "orbit", "views", o->quiet);
     if (world)
-      if (auto st = world->agree(files ? Status{} : Status(tl::unexpected(files.error()))); !st)
-        return report(st.error().what());
+      if (auto st = agree_on(world.get(), files); !st) return report(st.error().what());
     if (!files) {
       if (files.error().message.rfind("field 'params.dataset'", 0) == 0)  // e.g. a 2D image
         return report(fmt::format(

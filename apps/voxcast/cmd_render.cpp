@@ -4,13 +4,13 @@
 #include <charconv>
 #include <filesystem>
 
-#include "cluster/cluster.hpp"
 #include "codec/encoder.hpp"
 #include "codec/png.hpp"
 #include "commands.hpp"
 #include "core/log.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/file_io.hpp"
+#include "mpi_run.hpp"
 #include "render/renderer.hpp"
 #include "view_sources.hpp"
 
@@ -65,12 +65,9 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       "volume) and composited; rank 0 writes the image (docs/cluster.md).");
   return [o, &g]() {
     // Under mpirun: every rank renders its part of the volume, rank 0 writes (sort-last).
-    std::unique_ptr<cluster::World> world;
-    if (cluster::launched_by_mpi()) {
-      auto w = cluster::World::init();
-      if (!w) return report(w.error().what());
-      world = std::move(*w);
-    }
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     const auto type = image_type(o->out);
     if (type.empty())
       return usage_error(fmt::format("-o '{}': unknown image type '{}'; use .png, .jpg or .jpeg",
