@@ -5,6 +5,7 @@
 #include "core/memory.hpp"
 #include "core/progress.hpp"
 #include "data/convert.hpp"
+#include "mpi_run.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/workers.hpp"
 
@@ -58,6 +59,16 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
   cmd->footer(
       "Example: voxcast convert stack.tif stack.ome.zarr --zarr-version 3 --shard 4 --codec lz4");
   return [o, &g]() {
+    // Under mpirun: each rank writes its share of every level's chunks (docs/cluster.md).
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
+    if (world) {
+      o->c.part = world->rank();
+      o->c.parts = world->size();
+      o->c.agree = [&world](const Status& st) { return world->agree(st); };
+      if (world->rank() != 0) o->quiet = true;
+    }
     o->c.codec = o->codec == "lz4"    ? data::OutputCodec::kLz4
                  : o->codec == "none" ? data::OutputCodec::kNone
                                       : data::OutputCodec::kZstd;
@@ -103,7 +114,12 @@ Runner add_convert(CLI::App& app, const GlobalOptions& g) {
            log_quote(format_bytes(double(o->c.cache_bytes))));
     auto stats = data::convert_to_ome_zarr(o->in, o->out, o->c);
     o->c.transform = nullptr;
+    o->c.agree = nullptr;
     if (!stats) return report(stats.error().what());
+    if (world)
+      VX_LOG(info, "convert.part", "rank={} ranks={} chunks_written={}", world->rank(),
+             world->size(), stats->chunks_written);
+    if (world && world->rank() != 0) return 0;
     VX_LOG(info, "convert.done",
            "levels={} chunks_written={} chunks_empty={} decoded={} written={} seconds={:.2f} "
            "rate={} peak_rss={}",

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "jobs/kind.hpp"
 #include "local_job.hpp"
+#include "mpi_run.hpp"
 #include "render/select.hpp"
 #include "view_sources.hpp"
 
@@ -67,6 +68,10 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       "site/brain\n"
       "         then put site/brain on any web server and open site/brain/index.html");
   return [o, &g]() {
+    // Under mpirun: every view is split over the ranks (sort-last); rank 0 writes the files.
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     double cols = 0, rows = 0, yaw0 = 0, yaw1 = 0, pitch0 = 0, pitch1 = 0;
     if (!parse_pair(o->grid, 'x', cols, rows) || cols != std::floor(cols) ||
         rows != std::floor(rows) || cols < 1 || rows < 1)
@@ -105,9 +110,12 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
       params["view"] = std::move(*j);
     }
     // The same job kind as the server's: one code path.
-    const auto kind = jobs::make_orbit_kind(local->lookup(), orbit_component_js());
+    const auto kind = jobs::make_orbit_kind(local->lookup(), orbit_component_js(), world.get());
     const auto t0 = std::chrono::steady_clock::now();
+    if (world && world->rank() != 0) return run_partial_rank(*world, *kind, params);
     auto files = run_with_progress(*kind, params, o->out, "orbit", "views", o->quiet);
+    if (world)
+      if (auto st = agree_on(world.get(), files); !st) return report(st.error().what());
     if (!files) {
       if (files.error().message.rfind("field 'params.dataset'", 0) == 0)  // e.g. a 2D image
         return report(fmt::format(

@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/file_io.hpp"
+#include "mpi_run.hpp"
 #include "render/renderer.hpp"
 #include "render/select.hpp"
 #include "view_sources.hpp"
@@ -66,8 +67,14 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->footer(
       "Example: voxcast render brain.ome.zarr --view view.json --size 1920x1080 -o view.png\n"
-      "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}");
+      "  view.json for 3D: {\"dims\": {\"ndisplay\": 3}, \"camera\": {\"angles\": [0, 30, 120]}}\n"
+      "Under mpirun -np N, 3D views are split over the ranks (each reads its part of the\n"
+      "volume) and composited; rank 0 writes the image (docs/cluster.md).");
   return [o, &g]() {
+    // Under mpirun: every rank renders its part of the volume, rank 0 writes (sort-last).
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     const auto type = image_type(o->out);
     if (type.empty())
       return usage_error(fmt::format("-o '{}': unknown image type '{}'; use .png, .jpg or .jpeg",
@@ -129,14 +136,33 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
     if (auto st = render::check_slices_in_range(*scene, inputs.data); !st)
       return usage_error(
           fmt::format("{}: {}", o->view.empty() ? "the view" : o->view, st.error().message));
-    auto choice = render::make_renderer(o->renderer);
+    // Sort-last over MPI composites the CPU renderer's intermediate images (src/cluster).
+    if (world && o->renderer == "cuda")
+      return report("--renderer cuda: sort-last rendering over MPI runs on the CPU renderer");
+    auto choice = render::make_renderer(world ? "cpu" : o->renderer);
     if (!choice)
       return report(fmt::format("--renderer {}: {}", o->renderer, choice.error().message));
     if (!choice->fallback.empty())
       VX_LOG(info, "render.renderer", "renderer={} fallback={}", choice->name,
              log_quote(choice->fallback));
     auto& renderer = choice->renderer;
-    auto frame = renderer->render(*scene, inputs);
+    const auto misses_before = cache.counters().misses;  // contrast estimation read some
+    render::RenderOptions ro;
+    ro.compositor = world.get();
+    // A 2D view is one slice of bricks: rank 0 draws it alone; 3D views are split.
+    const bool idle = world && scene->dims.ndisplay != 3 && world->rank() != 0;
+    auto frame =
+        idle ? Result<render::Frame>(render::Frame{}) : renderer->render(*scene, inputs, ro);
+    if (world) {
+      if (auto st = world->agree(frame ? Status{} : Status(tl::unexpected(frame.error()))); !st)
+        return report(st.error().what());
+      const auto cc = world->counters();
+      VX_LOG(info, "render.part",
+             "rank={} ranks={} chunks_read={} bytes_sent={} composite_ms={:.1f}", world->rank(),
+             world->size(), cache.counters().misses - misses_before, cc.bytes_sent,
+             cc.composite_seconds * 1e3);
+      if (world->rank() != 0) return 0;
+    }
     if (!frame) return report(frame.error().what());
     for (const auto& f : frame->failed)  // drawn without them: say so, one line each
       VX_LOG(warn, "render.chunk_failed", "message={}", log_quote(f));

@@ -269,8 +269,10 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
   const std::vector<LevelPlan> plans = plan_levels(in, spatial, o);
 
   const fs::path out(output);
-  VX_TRY(prepare_output(out, o.overwrite));
-  for (std::size_t l = 0; l < plans.size(); ++l) {
+  auto agree = [&](Status st) { return o.agree ? o.agree(st) : st; };
+  if (o.part == 0) VX_TRY(agree(prepare_output(out, o.overwrite)));
+  if (o.part != 0) VX_TRY(agree({}));
+  for (std::size_t l = 0; l < plans.size() && o.part == 0; ++l) {
     const auto dir = out / std::to_string(l);
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -411,7 +413,10 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
       written++;
       return {};
     };
-    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_units, o.shard > 0 ? 1 : 4),
+    // This process's run of the units (all of them in one process).
+    const std::int64_t u0 = n_units * o.part / std::max(1, o.parts),
+                       u1 = n_units * (o.part + 1) / std::max(1, o.parts);
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(u0, u1, o.shard > 0 ? 1 : 4),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
                         std::vector<std::byte> chunk(std::size_t(chunk_voxels) * item), region;
                         for (std::int64_t k = r.begin(); k < r.end(); ++k) {
@@ -426,8 +431,18 @@ Result<ConvertStats> convert_to_ome_zarr(std::string_view input, const std::stri
                           }
                         }
                       });
+    if (o.agree) {  // every part's share of this level is on disk before the next reads it
+      Status st;
+      if (first_error) st = tl::unexpected(*first_error);
+      VX_TRY(o.agree(st));
+    }
   }
-  if (first_error) return tl::unexpected(*first_error);
+  if (first_error && !o.agree) return tl::unexpected(*first_error);
+  if (o.part != 0) {
+    stats.chunks_written = written;
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return stats;
+  }
 
   // Group metadata last: an interrupted conversion is not mistaken for a complete one.
   const json attrs = ome_metadata(in, plans, o.zarr_version);

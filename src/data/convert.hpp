@@ -32,6 +32,12 @@ struct ConvertOptions {
   // Applied to the input before writing (voxcast convert --pipeline): given the cache and the
   // input's id, returns the id of the source to write (a derived source of the same cache).
   std::function<Result<std::uint32_t>(ChunkCache&, std::uint32_t input)> transform;
+  // Split over processes (mpirun voxcast convert): this one writes part `part` of `parts`
+  // contiguous runs of each level's chunks (or shards). `agree` is called by all with this
+  // process's status after preparing the output and after each level (the next level reads
+  // it), and returns the first error of any; part 0 writes the metadata.
+  int part = 0, parts = 1;
+  std::function<Status(const Status&)> agree;
 };
 
 struct ConvertStats {

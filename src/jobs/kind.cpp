@@ -161,9 +161,11 @@ Result<std::vector<std::string>> run_local(
   return kind.run(params, ctx);
 }
 
-Kinds builtin_kinds(DatasetLookup datasets, std::string component_js) {
+Kinds builtin_kinds(DatasetLookup datasets, std::string component_js,
+                    render::Compositor* compositor) {
   Kinds kinds;
-  for (auto k : {make_orbit_kind(datasets, std::move(component_js)), make_movie_kind(datasets)})
+  for (auto k :
+       {make_orbit_kind(datasets, std::move(component_js), compositor), make_movie_kind(datasets)})
     kinds[k->name()] = std::move(k);
   return kinds;
 }

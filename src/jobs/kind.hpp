@@ -95,8 +95,12 @@ Result<std::vector<std::string>> run_local(
 
 // The built-in kinds. `component_js` is web/voxcast-orbit.js, inlined into an orbit's
 // index.html (empty: the page says it is missing).
-std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js);
+// `compositor`: sort-last over MPI (OrbitOptions::compositor), for `mpirun voxcast orbit`.
+std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js,
+                                               render::Compositor* compositor = nullptr);
 std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets);
-Kinds builtin_kinds(DatasetLookup datasets, std::string component_js);
+// `compositor`: orbits split over MPI ranks (voxcast job orbit under srun or mpirun).
+Kinds builtin_kinds(DatasetLookup datasets, std::string component_js,
+                    render::Compositor* compositor = nullptr);
 
 }  // namespace vx::jobs

@@ -194,38 +194,43 @@ Result<OrbitResult> render_orbit(const render::Scene& base_in, const render::Ren
   const int total = o.columns * o.rows;
   render::RenderOptions ropt;
   ropt.cancel = progress.cancel;
-  tbb::task_arena arena(tbb::task_arena::automatic, 1, tbb::task_arena::priority::low);
-  arena.execute([&] {
-    tbb::parallel_for(0, total, [&](int v) {
-      if (cancelled || (progress.cancel && progress.cancel->load())) {
+  ropt.compositor = o.compositor;
+  auto view = [&](int v) {
+    if (cancelled || (progress.cancel && progress.cancel->load())) {
+      cancelled = true;
+      return;
+    }
+    const int r = v / o.columns, c = v % o.columns;
+    render::Scene s = base;
+    s.camera.angles = orbit_angles(base, orbit_yaw(o, c), orbit_pitch(o, r));
+    auto frame = renderers.local()->render(s, in, ropt);
+    if (!frame) {
+      if (frame.error().code == ErrorCode::kCancelled) {
         cancelled = true;
         return;
       }
-      const int r = v / o.columns, c = v % o.columns;
-      render::Scene s = base;
-      s.camera.angles = orbit_angles(base, orbit_yaw(o, c), orbit_pitch(o, r));
-      auto frame = renderers.local()->render(s, in, ropt);
-      if (!frame) {
-        if (frame.error().code == ErrorCode::kCancelled) {
-          cancelled = true;
-          return;
-        }
-        std::lock_guard lock(error_mutex);
-        if (!error) error = frame.error();
-        cancelled = true;
-        return;
-      }
-      Sheet& sh = sheets[std::size_t((r / per_y) * sheets_x + c / per_x)];
-      const std::size_t stride = std::size_t(sh.columns * o.size) * 4;
-      const std::size_t x0 = std::size_t((c - sh.column) * o.size) * 4;
-      const std::size_t y0 = std::size_t((r - sh.row) * o.size);
-      for (int y = 0; y < o.size; ++y)
-        std::copy_n(frame->pixels.data() + std::size_t(y) * std::size_t(o.size) * 4,
-                    std::size_t(o.size) * 4, sh.rgba.data() + (y0 + std::size_t(y)) * stride + x0);
-      const int n = ++done;
-      if (progress.on_view) progress.on_view(n, total);
-    });
-  });
+      std::lock_guard lock(error_mutex);
+      if (!error) error = frame.error();
+      cancelled = true;
+      return;
+    }
+    Sheet& sh = sheets[std::size_t((r / per_y) * sheets_x + c / per_x)];
+    const std::size_t stride = std::size_t(sh.columns * o.size) * 4;
+    const std::size_t x0 = std::size_t((c - sh.column) * o.size) * 4;
+    const std::size_t y0 = std::size_t((r - sh.row) * o.size);
+    for (int y = 0; y < o.size; ++y)
+      std::copy_n(frame->pixels.data() + std::size_t(y) * std::size_t(o.size) * 4,
+                  std::size_t(o.size) * 4, sh.rgba.data() + (y0 + std::size_t(y)) * stride + x0);
+    const int n = ++done;
+    if (progress.on_view) progress.on_view(n, total);
+  };
+  if (o.compositor) {  // each view is a collective: all ranks in the same order
+    for (int v = 0; v < total && !cancelled; ++v)
+      view(v);
+  } else {
+    tbb::task_arena arena(tbb::task_arena::automatic, 1, tbb::task_arena::priority::low);
+    arena.execute([&] { tbb::parallel_for(0, total, view); });
+  }
   if (error) return tl::unexpected(*error);
   if (cancelled)
     return fail(ErrorCode::kCancelled, "orbit canceled after {} of {} views", done.load(), total);

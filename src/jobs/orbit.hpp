@@ -29,6 +29,9 @@ struct OrbitOptions {
   // The browser component, inlined into index.html (empty: index.html says it is missing).
   std::string component_js;
   std::string renderer = "auto";  // auto, cpu or cuda (render/select.hpp)
+  // Sort-last over MPI (src/cluster): the views render one after another, each split over
+  // the ranks; every rank runs the same orbit, and only rank 0's pictures are whole.
+  render::Compositor* compositor = nullptr;
 };
 
 struct OrbitProgress {

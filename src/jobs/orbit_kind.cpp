@@ -9,8 +9,10 @@ namespace {
 
 class OrbitKind final : public JobKind {
  public:
-  OrbitKind(DatasetLookup datasets, std::string component_js)
-      : datasets_(std::move(datasets)), component_js_(std::move(component_js)) {
+  OrbitKind(DatasetLookup datasets, std::string component_js, render::Compositor* compositor)
+      : datasets_(std::move(datasets)),
+        component_js_(std::move(component_js)),
+        compositor_(compositor) {
     using T = Param::Type;
     params_ = {
         {"dataset", T::kInteger, "Index of the dataset (GET /api/v1/datasets)", 0, 0, 1000},
@@ -70,6 +72,7 @@ class OrbitKind final : public JobKind {
     if (p.contains("pitch")) o.pitch_min = p["pitch"].at(0), o.pitch_max = p["pitch"].at(1);
     o.component_js = component_js_;
     o.renderer = p.value("renderer", std::string("auto"));
+    o.compositor = compositor_;
     OrbitProgress progress;
     progress.cancel = &job.cancelled();
     progress.on_view = [&job](int done, int total) {
@@ -102,13 +105,15 @@ class OrbitKind final : public JobKind {
 
   DatasetLookup datasets_;
   std::string component_js_;
+  render::Compositor* compositor_ = nullptr;
   std::vector<Param> params_;
 };
 
 }  // namespace
 
-std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js) {
-  return std::make_shared<OrbitKind>(std::move(datasets), std::move(component_js));
+std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js,
+                                               render::Compositor* compositor) {
+  return std::make_shared<OrbitKind>(std::move(datasets), std::move(component_js), compositor);
 }
 
 }  // namespace vx::jobs

@@ -13,12 +13,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "render/camera.hpp"
 #include "render/fetch.hpp"
+#include "render/partition.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -113,6 +115,21 @@ struct PlannedBrick {
   bool empty = true;  // cannot change the result (or not in memory)
 };
 
+// Sort-last parallel rendering (RenderOptions::compositor): this part draws only the samples
+// whose voxel position (floor, on each displayed axis) lies in [lo, hi) (infinite at the
+// volume's faces, so that edge samples have one owner), and its partial intermediate image
+// is composited with the other parts' before the warp. Iso also evaluates samples up to
+// kIsoMargin voxels around the box (never drawn), for the crossing's previous sample.
+struct SortLast {
+  static constexpr double kIsoMargin = 2;
+  Compositor* compositor = nullptr;
+  Vec3 lo{}, hi{};  // voxels
+  KdPartition partition;
+  Grid3 chunk{};  // voxels per brick on each axis, for the parts' order
+  // Set by the backend that draws the plan: the compositing failed (a part died, a timeout).
+  mutable Status status;
+};
+
 struct VolumePlan {
   Geom g;
   Vec3 box_lo{}, box_hi{};           // the visible part of the volume, voxel coordinates
@@ -125,6 +142,8 @@ struct VolumePlan {
   std::vector<std::string> failed;  // chunks that could not be read (drawn without)
   std::uint64_t bricks_in = 0;      // bricks in memory
   std::uint64_t bricks_drawn = 0;   // of which not skipped as empty
+  // Sort-last: this part's share; `bricks` then holds only the bricks it reads.
+  std::optional<SortLast> sort_last;
 };
 
 // ---- 2D layers -----------------------------------------------------------------------------
@@ -193,6 +212,18 @@ Result<std::optional<VolumePlan>> plan_volume_layer(const Scene& scene, const Re
                                                     const Layer& layer,
                                                     const RenderOptions& options,
                                                     BrickStats& stats);
+
+// Sort-last balance: the weight of each brick of `fine` (z-major over its whole grid): 1
+// where the coarsest level (`coarse`) shows data above `floor`, 0.05 elsewhere; empty
+// (all equal) when the coarsest level is not small or cannot be read.
+std::vector<double> brick_weights(const RenderInputs& in, const RenderOptions& opt,
+                                  data::SourceId id, const Geom& fine, const Geom& coarse,
+                                  float floor);
+// Sort-last: this part's samples (its box of a k-d split of the level's bricks, balanced by
+// `weights`: per brick of the level, z-major, empty for all ones) and the bricks it reads
+// for them, which it keeps of `bricks` (the view's).
+SortLast make_sort_last(Compositor& compositor, const Projection& proj, const Geom& g, bool iso,
+                        std::span<const double> weights, std::vector<I3>& bricks);
 
 // The level of a 2D layer, and its plan at a level (nullopt when the slice misses the data).
 Result<int> slice_level(const Scene& scene, const RenderInputs& in, const Layer& layer);

@@ -295,7 +295,9 @@ Result<std::optional<VolumePlan>> plan_volume_layer(const Scene& scene, const Re
   for (;; ++level) {
     plan = plan_level(scene, proj, info, axes, layer, level);
     if (!plan) return std::optional<VolumePlan>{};
-    const auto bytes = double(plan->bricks.size()) * double(info.chunk_bytes(level));
+    // Sort-last: each of the parts holds about its share of them.
+    const double parts = opt.compositor ? double(opt.compositor->size()) : 1.0;
+    const auto bytes = double(plan->bricks.size()) * double(info.chunk_bytes(level)) / parts;
     if (level == last || bytes <= 0.5 * double(in.cache->budget_bytes())) break;
   }
   if (plan->bricks.empty()) return std::optional<VolumePlan>{};
@@ -326,6 +328,21 @@ Result<std::optional<VolumePlan>> plan_volume_layer(const Scene& scene, const Re
     return out;
   };
   VolumePlan result;
+  if (opt.compositor) {
+    // Every part plans the same view (above); from here on each reads only its bricks.
+    if (!opt.wait)
+      return fail(ErrorCode::kInvalidArgument,
+                  "sort-last rendering draws final frames only (RenderOptions::wait)");
+    // Balanced by bricks with data, as far as the coarsest level tells (MinIP and average
+    // draw every brick: all count).
+    std::vector<double> weights;
+    const bool iso = layer.rendering == Rendering::kIso;
+    if (layer.rendering != Rendering::kMinip && layer.rendering != Rendering::kAverage)
+      if (auto coarse = make_geom(scene, info, axes, layer, last))
+        weights = brick_weights(in, opt, id, plan->g, *coarse,
+                                float(iso ? layer.iso_threshold : layer.contrast_limits[0]));
+    result.sort_last = make_sort_last(*opt.compositor, proj, plan->g, iso, weights, plan->bricks);
+  }
   auto got = fetch_chunks(in, opt, id, level, indices(*plan), centres(*plan),
                           opt.wait ? Fetch::kWait : Fetch::kRequest);
   const bool complete = got.complete();

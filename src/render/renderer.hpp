@@ -13,6 +13,7 @@
 #include "core/image.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/fetch_set.hpp"
+#include "render/partition.hpp"
 #include "render/scene.hpp"
 
 namespace vx::render {
@@ -39,6 +40,11 @@ struct RenderOptions {
   // The camera is moving: a reduced-cost frame (3D: one level coarser and half the rays per
   // axis, upscaled). 2D frames are cheap at full quality and ignore it.
   bool interactive = false;
+  // Sort-last parallel rendering (src/cluster): 3D layers draw only this part's bricks of a
+  // k-d split of the level over compositor->size() parts, and the partial images of all
+  // parts are composited; part 0 gets the frame, the others an empty one. Every part must
+  // render the same scene with wait = true, in step (each 3D layer is a collective call).
+  Compositor* compositor = nullptr;
 };
 
 struct Frame {

@@ -292,7 +292,7 @@ class CpuRenderer final : public Renderer {
     for (std::size_t i = 0; i < plan.layers.size(); ++i) {
       const auto& lp = plan.layers[i];
       if (lp.volume) {
-        auto drawer = cpu::draw_volume(proj, *lp.volume, opt.cancel);
+        VX_ASSIGN(auto drawer, cpu::draw_volume(proj, *lp.volume, opt.cancel));
         drawn[i] = drawer != nullptr;
         if (drawer) volumes.push_back(std::move(drawer));
       }

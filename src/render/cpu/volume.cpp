@@ -6,11 +6,12 @@
 
 namespace vx::render::cpu {
 
-std::unique_ptr<RowDrawer> draw_volume(const Projection& proj, const VolumePlan& plan,
-                                       const std::atomic<bool>* cancel) {
+Result<std::unique_ptr<RowDrawer>> draw_volume(const Projection& proj, const VolumePlan& plan,
+                                               const std::atomic<bool>* cancel) {
   Look look;
   static_cast<LayerLook&>(look) = plan.look;
   look.cancel = cancel;
+  look.sort_last = plan.sort_last ? &*plan.sort_last : nullptr;
   Bricks bricks;
   bricks.lo = plan.blo;
   bricks.dim = plan.bdim;
@@ -23,8 +24,11 @@ std::unique_ptr<RowDrawer> draw_volume(const Projection& proj, const VolumePlan&
     bricks.ptr[f] = b.pin.bytes().data();
     bricks.empty[f] = b.empty;
   }
-  return slice_and_warp(proj, plan.g, std::move(bricks), std::move(look), plan.box_lo, plan.box_hi,
-                        plan.density);
+  auto drawer = slice_and_warp(proj, plan.g, std::move(bricks), std::move(look), plan.box_lo,
+                               plan.box_hi, plan.density);
+  if (plan.sort_last && !plan.sort_last->status)
+    return tl::unexpected(plan.sort_last->status.error());
+  return drawer;
 }
 
 }  // namespace vx::render::cpu

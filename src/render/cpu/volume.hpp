@@ -21,9 +21,10 @@
 namespace vx::render::cpu {
 
 // Draws a planned 3D layer: slices its bricks into an intermediate image and returns the
-// drawer that warps it onto the screen, or null when the view meets no slice of it. The
-// plan's pins must outlive the drawer.
-std::unique_ptr<RowDrawer> draw_volume(const Projection& proj, const VolumePlan& plan,
-                                       const std::atomic<bool>* cancel);
+// drawer that warps it onto the screen, or null when the view meets no slice of it (or,
+// sort-last, on parts other than 0). The plan's pins must outlive the drawer. Errors: the
+// sort-last compositing failed (a part died, a timeout).
+Result<std::unique_ptr<RowDrawer>> draw_volume(const Projection& proj, const VolumePlan& plan,
+                                               const std::atomic<bool>* cancel);
 
 }  // namespace vx::render::cpu

@@ -36,6 +36,7 @@ struct Look : LayerLook {
   // Attenuated MIP: per entry (same index), exp(-attenuation * value * step).
   std::vector<float> decay;
   const std::atomic<bool>* cancel = nullptr;  // checked between slabs of slices
+  const SortLast* sort_last = nullptr;        // null: one process draws everything
 };
 
 // How rays are grouped: slices along axis c (front slice k0 to back slice k1, step dir),
@@ -82,6 +83,10 @@ struct Planes {
 // Iso: shades every hit of the intermediate image (its depths) into premultiplied RGBA.
 void shade_iso(const Projection& proj, const Geom& g, const Bricks& br, const Slicing& s,
                const Look& look, Planes& pl);
+// Sort-last: composites this part's intermediate image with the other parts' (front to back
+// for the view; volume_sort_last.cpp); part 0 gets the composite. Average planes hold sums
+// and counts here.
+Status composite_planes(const Slicing& s, const SortLast& sl, Mode mode, Planes& pl);
 // The drawer that warps the intermediate image onto the screen (volume_warp.cpp).
 std::unique_ptr<RowDrawer> make_volume_drawer(const Projection& proj, const Geom& g, Bricks bricks,
                                               Look look, const Slicing& s, Planes pl);

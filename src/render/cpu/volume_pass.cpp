@@ -195,6 +195,10 @@ struct Op {
   float k = 0;  // the slice, for iso depth
   float dir = 1;
   float step = 1;  // voxels between samples
+  // Iso, sort-last: only columns in [own_lo, own_hi] may hold this part's hits (the others
+  // are evaluated for the previous sample of a crossing).
+  std::int64_t own_lo = std::numeric_limits<std::int64_t>::min();
+  std::int64_t own_hi = std::numeric_limits<std::int64_t>::max();
   void operator()(std::int64_t u, float s) const {
     // The arithmetic is the shared one (render/kernels/composite.hpp): the GPU runs it too.
     if constexpr (M == Mode::kMip) {
@@ -220,12 +224,29 @@ struct Op {
       const float prev = p1[u];
       p1[u] = s;
       // Between the previous sample and this one, where the threshold is crossed (NaN: no
-      // data, never a crossing).
+      // data, never a crossing); in sort-last, only in this part's columns.
       float hit;
-      if (kernels::iso_crossing(prev, s, look->iso, k, dir, hit)) p0[u] = hit;
+      if (!kernels::iso_crossing(prev, s, look->iso, k, dir, hit)) return;
+      if (u < own_lo || u > own_hi) return;
+      p0[u] = hit;
     }
   }
 };
+
+// Sort-last: whether position x (voxels) is in [lo - margin, hi + margin).
+bool in_part(double x, double lo, double hi, double margin) {
+  return x >= lo - margin && x < hi + margin;
+}
+
+// Sort-last: narrows [u_lo, u_hi] to the columns whose position A0 + u * dA is in
+// [lo - margin, hi + margin). Neighbouring parts compute the same bound, so every column
+// has exactly one owner.
+void clip_columns(double A0, double dA, double lo, double hi, double margin, std::int64_t& u_lo,
+                  std::int64_t& u_hi) {
+  if (std::isfinite(lo)) u_lo = std::max(u_lo, std::int64_t(std::ceil((lo - margin - A0) / dA)));
+  if (std::isfinite(hi))
+    u_hi = std::min(u_hi, std::int64_t(std::ceil((hi + margin - A0) / dA)) - 1);
+}
 
 template <class T, Mode M>
 void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& look, Planes& pl,
@@ -240,9 +261,17 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
   st.count = 0;
   st.on = s.kstep == 1 && g.stride[A] > 1 && g.stride[std::size_t(s.c)] < g.stride[A];
   int slab = 0;
+  const SortLast* sl = look.sort_last;
+  const double margin = M == Mode::kIso ? SortLast::kIsoMargin : 0;
+  const auto C = std::size_t(s.c);
   for (std::int64_t k = s.k0;; k += s.dir * s.kstep) {
     if (look.cancel && (++slab & 15) == 0 && look.cancel->load(std::memory_order_relaxed)) return;
     const double kd = double(k);
+    if (sl && !in_part(kd, sl->lo[C], sl->hi[C], margin)) {  // another part's slice
+      if ((s.k1 - k) * s.dir < s.kstep) break;
+      continue;
+    }
+    const bool own_slice = !sl || in_part(kd, sl->lo[C], sl->hi[C], 0);
     if (st.on && (st.count == 0 || (k - st.k_last) * s.dir > 0)) {
       // The rows each slice of the group reads for this block of rows, and the columns of
       // all of them: the extremes of b_at and a_at over the corners (both are monotonic in
@@ -270,6 +299,7 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
     for (int v = v0; v < v1; ++v) {
       const double bpos = s.b_at(v, kd);
       if (bpos < -0.5 || bpos > double(g.n[B]) - 0.5) continue;
+      if (sl && !in_part(bpos, sl->lo[B], sl->hi[B], margin)) continue;
       std::int64_t b0, b1;
       float fb = 0;
       if (look.linear) {
@@ -280,9 +310,15 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
       } else {
         b0 = b1 = std::clamp<std::int64_t>(std::int64_t(std::floor(bpos + 0.5)), 0, g.n[B] - 1);
       }
-      const auto u_lo = std::int64_t(std::max(0.0, std::ceil((-0.5 - A0) / dA)));
-      const auto u_hi =
+      auto u_lo = std::int64_t(std::max(0.0, std::ceil((-0.5 - A0) / dA)));
+      auto u_hi =
           std::int64_t(std::min(double(s.nu - 1), std::floor((double(g.n[A]) - 0.5 - A0) / dA)));
+      std::int64_t own_lo = u_lo, own_hi = u_hi;
+      if (sl) {
+        clip_columns(A0, dA, sl->lo[A], sl->hi[A], margin, u_lo, u_hi);
+        clip_columns(A0, dA, sl->lo[A], sl->hi[A], 0, own_lo, own_hi);
+        if (!own_slice || !in_part(bpos, sl->lo[B], sl->hi[B], 0)) own_lo = 1, own_hi = 0;
+      }
       if (u_lo > u_hi) continue;
       const auto a_lo =
           std::clamp<std::int64_t>(std::int64_t(std::floor(A0 + double(u_lo) * dA)), 0, g.n[A] - 1);
@@ -296,7 +332,9 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
                &look,
                float(kd),
                float(s.dir * s.kstep),
-               float(s.step)};
+               float(s.step),
+               own_lo,
+               own_hi};
       if (fast) {
         // Orthographic: column u samples the line at F * x0 + u in units of 1/F voxel,
         // with one weight for the whole row. For F > 1 the line is first expanded to 1/F
@@ -446,6 +484,10 @@ std::unique_ptr<RowDrawer> slice_and_warp(const Projection& proj, const Geom& g,
         return shade_iso(proj, g, bricks, *s, look, pl);
     }
   });
+  if (auto* sl = look.sort_last) {
+    sl->status = composite_planes(*s, *sl, look.mode, pl);
+    if (!sl->status || sl->compositor->rank() != 0) return nullptr;
+  }
   if (look.mode == Mode::kAverage) {
     for (std::size_t i = 0; i < n; ++i)
       pl.p[0][i] = pl.p[1][i] > 0 ? pl.p[0][i] / pl.p[1][i] : look.lo;

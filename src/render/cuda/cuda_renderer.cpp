@@ -61,6 +61,9 @@ class CudaRenderer final : public Renderer {
   Result<Frame> render(const Scene& scene, const RenderInputs& in,
                        const RenderOptions& opt) override {
     if (scene.dims.ndisplay != 3) return cpu_->render(scene, in, opt);  // 2D: docs/gpu.md
+    // Sort-last compositing combines the CPU path's intermediate images (docs/cluster.md):
+    // a part of an MPI render draws on the CPU.
+    if (opt.compositor) return cpu_->render(scene, in, opt);
     // One frame at a time per renderer (its stream and device buffers); sessions have their own.
     std::lock_guard lock(mutex_);
     VX_ASSIGN(const RenderPlan plan, make_plan(scene, in, opt, stats_));
