@@ -208,6 +208,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   // Client.
   std::shared_ptr<EndpointImpl> client_ep;
   std::atomic<uint32_t> client_id{0};
+  // Set (under mu) once the one peer has failed: a receive posted after that fails at
+  // once with this error; one registered before it is failed by the failure handler.
+  std::optional<Error> peer_lost;
   std::shared_ptr<RequestState> connect_request;
   std::chrono::steady_clock::time_point connect_deadline{};
   Welcome welcome_in;
@@ -223,6 +226,9 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::shared_ptr<RequestState> make_request(Kind kind, Callback cb);
   // Registers a request before posting: the UCX callback may fire before post returns.
   void track(const std::shared_ptr<RequestState>& st);
+  // track() for a client's receive: refuses (returns the peer's error) once the peer has
+  // failed, in the same critical section that endpoint_failed's handler collects under.
+  std::optional<Error> track_recv(const std::shared_ptr<RequestState>& st);
   // Hands a posted operation's return value over: immediate, error or pending.
   Request finish_post(std::shared_ptr<RequestState> st, ucs_status_ptr_t r, Completion ok);
   static Request failed(std::shared_ptr<RequestState> st, Error e);

@@ -107,17 +107,19 @@ void NodeImpl::endpoint_failed(EndpointImpl* raw, ucs_status_t status) {
   if (welcomed) err.code = Errc::kPeerFailure;
   ep->error = err;
   ep->failed.store(true, std::memory_order_release);
-  defer([this, ep, err] {
+  defer([this, ep, err, welcomed] {
     {
       std::lock_guard lock(ep->m);
       ep->state = EpState::kFailed;
     }
     (void)release_endpoint(ep, true);
     if (!server) {
-      // A client's receives can only come from its one peer: fail them.
+      // A client's receives can only come from its one peer: fail those posted so far,
+      // and (peer_lost, set in the same critical section) every one posted later.
       std::vector<std::shared_ptr<RequestState>> recvs;
       {
         std::lock_guard lock(mu);
+        if (welcomed && !peer_lost) peer_lost = err;
         recvs = pending.of_kinds({Kind::kRecv, Kind::kConnect});
       }
       for (auto& st : recvs)

@@ -190,6 +190,13 @@ void NodeImpl::track(const std::shared_ptr<RequestState>& st) {
   pending.add(st);
 }
 
+std::optional<Error> NodeImpl::track_recv(const std::shared_ptr<RequestState>& st) {
+  std::lock_guard lock(mu);
+  if (peer_lost) return peer_lost;
+  pending.add(st);
+  return std::nullopt;
+}
+
 std::shared_ptr<RequestState> NodeImpl::untrack(RequestState* raw) {
   std::lock_guard lock(mu);
   return pending.remove(raw);
@@ -268,7 +275,14 @@ Request NodeImpl::recv(std::span<std::byte> buffer, uint64_t tag, uint64_t mask,
     return failed(st, Error{Errc::kInvalidArgument,
                             "receive before the client is connected: await connect first"});
   }
-  track(st);
+  // A client's receives can only be answered by its one peer: once that has failed, a
+  // receive would wait forever (UCX does not tie a tag receive to an endpoint).
+  if (server || kind != Kind::kRecv) {
+    track(st);
+  } else if (auto lost = track_recv(st)) {
+    lost->message = "receive: " + lost->message;
+    return failed(st, std::move(*lost));
+  }
   ucp_request_param_t p{};
   p.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;

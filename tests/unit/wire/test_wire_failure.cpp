@@ -149,6 +149,13 @@ TEST_P(WireFailure, KilledServerFailsThePendingReceive) {
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, Errc::kPeerFailure) << got.error().what();
   EXPECT_FALSE(client->endpoint().connected());
+  // A receive posted after the failure was handled can only be answered by the dead peer:
+  // it fails at once, naming the peer, instead of waiting forever (the soak test's hang:
+  // a Receiver that reposted its receive just after the peer died).
+  auto late = client->recv({buf.data(), buf.size()}, 0, 0).wait_for(5s);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Errc::kPeerFailure) << late.error().what();
+  EXPECT_NE(late.error().message.find("127.0.0.1"), std::string::npos) << late.error().message;
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, WireFailure, testing::Values("tcp", "shm"));
