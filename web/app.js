@@ -19,6 +19,7 @@ import {mountTimeline} from './timeline.js';
 import {mountProcessing} from './processing.js';
 import {mountPicker, resolveDataset} from './datasets.js';
 import {screenshot} from './screenshot.js';
+import {mountStatus} from './status.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -65,6 +66,10 @@ const vx = {
 window.voxcast = vx;
 
 // ---- sending: at most one state.update per animation frame, latest wins --------------
+
+// The status line under the view (status.js); notices are its transient messages.
+const status = mountStatus(vx, $);
+const notice = status.notice;
 
 let pending = null;
 let pendingInteractive = false;
@@ -293,8 +298,6 @@ function message(msg) {
 
 // ---- frames ------------------------------------------------------------------------
 
-const window1s = [];  // [time, payload bytes] of frames drawn in the last second
-
 function frameReceived(buf) {
   let h;
   try {
@@ -313,8 +316,7 @@ function frameDrawn(h) {
   for (const f of ['keyframe', 'refining', 'interactive']) if (h[f]) vx.flagCounts[f] += 1;
   const {payload, ...header} = h;
   vx.lastHeader = header;
-  window1s.push([now, h.payloadLength]);
-  while (window1s.length && window1s[0][0] < now - 1000) window1s.shift();
+  status.count(now, h.payloadLength);
   // Latency: from sending update N to drawing the first frame that reflects it.
   let newest = 0;
   for (const seq of sentAt.keys()) if (seq <= h.stateSeq && seq > newest) newest = seq;
@@ -387,13 +389,6 @@ function updateBusy() {
   b.hidden = !why;
   if (why) b.querySelector('.busy-text').textContent = why;
   vx.busy = why;
-}
-
-function rates() {
-  const now = performance.now();
-  while (window1s.length && window1s[0][0] < now - 1000) window1s.shift();
-  vx.fps = window1s.length;
-  vx.kbps = window1s.reduce((s, f) => s + f[1], 0) * 8 / 1000;
 }
 
 // ---- canvas size ---------------------------------------------------------------------
@@ -562,50 +557,11 @@ vx.processing = mountProcessing($('#processing'), {
 
 $('#toggle-panel').addEventListener('click', () => document.body.classList.toggle('panel-hidden'));
 
-// A message in the status line (server errors, decoder trouble) for a few seconds.
-let noticeTimer = null;
-function notice(text, ms = 6000) {
-  const n = $('#st-msg');
-  n.textContent = text;
-  n.title = text;
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { n.textContent = ''; n.title = ''; }, ms);
-}
-
 const ui = {
   refreshQueued: false,
-  connection(state, text) {
-    const s = $('#st-conn');
-    s.textContent = text;
-    s.dataset.state = state;
-    $('#overlay').hidden = state === 'open' && vx.framesDecoded > 0;
-    $('#overlay').textContent = state === 'open' ? 'waiting for the first frame…' : text;
-    updateBusy();
-    this.codec();
-  },
-  codec() {
-    const enc = vx.encoder;
-    let t = vx.codec || '–';
-    let fallback = vx.welcome && vx.welcome.fallback;
-    if (enc && typeof enc === 'object') {
-      t += ` (${enc.name || enc.encoder || enc.backend || '?'})`;
-      fallback = fallback || enc.fallback;
-    } else if (enc) {
-      t += ` (${enc})`;
-    }
-    if (fallback) t += ' *';
-    $('#st-codec').textContent = t;
-    // Which renderer draws the frames, and why not a better one (welcome.renderer*).
-    const w = vx.welcome || {};
-    const r = $('#st-renderer');
-    if (r) {
-      r.textContent = w.renderer ? `render ${w.renderer}${w.renderer_fallback ? ' *' : ''}` : '';
-      r.title = w.renderer_fallback ? `renderer fallback: ${w.renderer_fallback}` : '';
-    }
-    $('#st-codec').title = (vx.h264Available ? 'this browser decodes H.264 (WebCodecs)' :
-        'no WebCodecs H.264 here (needs a secure context: https or localhost)') +
-        (fallback ? `\nencoder fallback: ${fallback}` : '');
-  },
+  connection: (state, text) => { status.connection(state, text); updateBusy(); },
+  codec: () => status.codec(),
+  frame: (h) => status.frame(h),
   // Panel and sliders follow the client's view; batched to one DOM pass per frame.
   refresh() {
     if (this.refreshQueued) return;
@@ -624,23 +580,7 @@ const ui = {
       this.codec();
     });
   },
-  frame(h) {
-    $('#overlay').hidden = true;
-    const flags = [h.keyframe ? 'key' : '', h.refining ? 'refining' : '', h.interactive ? 'interactive' : '']
-        .filter(Boolean).join(' ');
-    $('#st-flags').textContent = flags;
-    $('#st-size').textContent = `${h.width}×${h.height}`;
-    $('#st-server').textContent =
-        `render ${(h.renderUs / 1000).toFixed(1)} ms, encode ${(h.encodeUs / 1000).toFixed(1)} ms`;
-  },
 };
-
-setInterval(() => {
-  rates();
-  $('#st-fps').textContent = `${vx.fps} fps`;
-  $('#st-latency').textContent = vx.latencyMs === null ? 'latency –' : `latency ${Math.round(vx.latencyMs)} ms`;
-  $('#st-rate').textContent = vx.kbps >= 1000 ? `${(vx.kbps / 1000).toFixed(2)} Mbit/s` : `${Math.round(vx.kbps)} kbit/s`;
-}, 250);
 
 // Keep the state channel alive through idle periods (the server closes it after 10 min).
 setInterval(() => conn.ping(Date.now()), 60000);
