@@ -42,7 +42,7 @@ bw_iters() { local n=$(( (BW_MIB << 20) / $1 )); echo $(( n < 16 ? 16 : n )); }
 perftest() {
   local tls=$1 test=$2 size=$3 n=$4 w=$5; shift 5
   local port; port=$(free_port)
-  UCX_TLS=$tls timeout 120 ucx_perftest -p "$port" >>"$OUT/perftest-server.log" 2>&1 &
+  UCX_TLS=$tls timeout 120 ucx_perftest -p "$port" "$@" >>"$OUT/perftest-server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 500); do
     ss -Hltn "sport = :$port" | grep -q . && break
@@ -67,22 +67,23 @@ perftest() {
   [ $# -ge 8 ] && [[ $1 =~ ^[0-9]+$ && $6 =~ ^[0-9.]+$ ]] && echo "$*"
 }
 
+# run_perftest TLS IMPL [perftest flags]: tag_lat and tag_bw at every size, as IMPL
 run_perftest() {
-  local tls=$1 f
-  if f=($(perftest "$tls" tag_lat 8 "$LAT_ITERS" 1000)); then
-    local p99; p99=($(perftest "$tls" tag_lat 8 "$LAT_ITERS" 1000 -R 99)) || p99=(0 null)
-    printf '{"impl":"perftest","tls":"%s","test":"lat","size":8,"value":%s,"unit":"us","p99":%s,"mean":%s,"iters":%s}\n' \
-      "$tls" "${f[1]}" "${p99[1]}" "${f[3]}" "${f[0]}" >>"$RESULTS"
+  local tls=$1 impl=$2 f; shift 2
+  if f=($(perftest "$tls" tag_lat 8 "$LAT_ITERS" 1000 "$@")); then
+    local p99; p99=($(perftest "$tls" tag_lat 8 "$LAT_ITERS" 1000 -R 99 "$@")) || p99=(0 null)
+    printf '{"impl":"%s","tls":"%s","test":"lat","size":8,"value":%s,"unit":"us","p99":%s,"mean":%s,"iters":%s}\n' \
+      "$impl" "$tls" "${f[1]}" "${p99[1]}" "${f[3]}" "${f[0]}" >>"$RESULTS"
   else
-    echo "  perftest tag_lat UCX_TLS=$tls failed (see $OUT/perftest-client.log)"
+    echo "  $impl tag_lat UCX_TLS=$tls failed (see $OUT/perftest-client.log)"
   fi
   for size in "${SIZES[@]}"; do
     local n; n=$(bw_iters "$size")
-    if f=($(perftest "$tls" tag_bw "$size" "$n" $(( n / 10 > 0 ? n / 10 : 1 )))); then
-      printf '{"impl":"perftest","tls":"%s","test":"bw","size":%s,"value":%s,"unit":"MiB/s","iters":%s,"window":32}\n' \
-        "$tls" "$size" "${f[5]}" "${f[0]}" >>"$RESULTS"
+    if f=($(perftest "$tls" tag_bw "$size" "$n" $(( n / 10 > 0 ? n / 10 : 1 )) "$@")); then
+      printf '{"impl":"%s","tls":"%s","test":"bw","size":%s,"value":%s,"unit":"MiB/s","iters":%s,"window":32}\n' \
+        "$impl" "$tls" "$size" "${f[5]}" "${f[0]}" >>"$RESULTS"
     else
-      echo "  perftest tag_bw UCX_TLS=$tls size $size failed (see $OUT/perftest-client.log)"
+      echo "  $impl tag_bw UCX_TLS=$tls size $size failed (see $OUT/perftest-client.log)"
     fi
   done
 }
@@ -107,7 +108,10 @@ for round in $(seq "$ROUNDS"); do
   for tls in "${TLS_LIST[@]}"; do
     echo "round $round, $tls"
     t0=$SECONDS
-    run_perftest "$tls"
+    run_perftest "$tls" perftest
+    # -e: endpoints with peer error handling, as vx::wire's are (UCX then drops tcp's
+    # put_zcopy rendezvous lanes): the like-for-like baseline for the library's defaults.
+    run_perftest "$tls" perftest-e -e
     echo "  perftest: $((SECONDS - t0)) s"
     common=(--tls "$tls" --bw-mib "$BW_MIB" --lat-iters "$LAT_ITERS")
     run cpp-polling "$BENCH" "${common[@]}" --mode polling
@@ -154,10 +158,10 @@ for line in open(sys.argv[1]):
     if impl not in impls:
         impls.append(impl)
 
-fixed = ["perftest", "cpp-polling", "cpp-thread", "cpp-polling-noerr"]
+fixed = ["perftest", "perftest-e", "cpp-polling", "cpp-thread", "cpp-polling-noerr"]
 python = [i for i in impls if i.lower().startswith("py")] or ["python"]
 cols = fixed + python + ["zmq"]
-head = {"perftest": "perftest", "cpp-polling": "C++ poll", "cpp-thread": "C++ thread",
+head = {"perftest": "perftest", "perftest-e": "perftest -e", "cpp-polling": "C++ poll", "cpp-thread": "C++ thread",
         "cpp-polling-noerr": "C++ poll noerr", "zmq": "ZeroMQ", "python": "Python"}
 others = [i for i in impls if i not in cols]
 cols += others
@@ -174,7 +178,7 @@ def fmt(x, test):
 def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "-"
 
-hdr = ["tls", "test", "size"] + [head.get(c, c) for c in cols] + ["poll/pt", "thread/pt"]
+hdr = ["tls", "test", "size"] + [head.get(c, c) for c in cols] + ["poll/pt", "thread/pt", "poll/pt-e"]
 rows = []
 for tls in ["tcp", "shm"]:
     keys = sorted({(k[2] != "lat", k[3]) for k in vals if k[1] == tls})
@@ -184,7 +188,8 @@ for tls in ["tcp", "shm"]:
         size_s = f"{size // 2**20}M" if size >= 2**20 else (f"{size // 1024}K" if size >= 1024 else f"{size}B")
         rows.append([tls, "lat us" if test == "lat" else "bw MiB/s", size_s] +
                     [fmt(v[c], test) for c in cols] +
-                    [ratio(v["cpp-polling"], v["perftest"]), ratio(v["cpp-thread"], v["perftest"])])
+                    [ratio(v["cpp-polling"], v["perftest"]), ratio(v["cpp-thread"], v["perftest"]),
+                     ratio(v["cpp-polling"], v["perftest-e"])])
 w = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)]
 line = lambda r: "| " + " | ".join(str(x).rjust(n) for x, n in zip(r, w)) + " |"
 print(line(hdr))
@@ -194,5 +199,6 @@ for r in rows:
 print("\nlat: one-way us (median of the per-iteration RTT/2; perftest: its 50.0%ile); lower is "
       "better. bw: MiB/s (perftest's 'MB/s' is MiB/s); higher is better. Ratios: C++/perftest. "
       "Each cell: the median over rounds. ZeroMQ: tcp:// in the tcp rows, ipc:// in the shm rows."
-      " C++ poll noerr: Options.peer_error_handling = false, like perftest without -e.")
+      " C++ poll noerr: Options.peer_error_handling = false, like perftest without -e;"
+      " perftest -e: with peer error handling, like the library's defaults.")
 EOF
