@@ -35,8 +35,8 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       "Example: voxcast job movie brain.ome.zarr --params '{\"timeline\": {\"keyframes\": "
       "[{\"time\": 0}, {\"time\": 2}]}, \"width\": 640, \"height\": 360}' -o out/");
   return [o, &g]() {
-    // Under mpirun or srun (Slurm jobs with nodes > 1): orbits split every view over the
-    // ranks (sort-last); rank 0 writes the files. Movies run whole on every rank.
+    // Under mpirun or srun (Slurm jobs with nodes > 1): orbits split every view, and movies
+    // every frame, over the ranks (sort-last); rank 0 writes the files.
     auto launched = world_if_launched();
     if (!launched) return report(launched.error().what());
     const std::unique_ptr<cluster::World> world = std::move(*launched);
@@ -70,7 +70,7 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
     if (!opened) return report(opened.error().what());
     local = std::move(*opened);
     Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
-    if (world && world->rank() != 0 && o->kind == "orbit")  // partial pictures
+    if (world && world->rank() != 0)  // partial pictures
       return run_partial_rank(*world, *it->second, params);
     if (o->progress_file.empty()) {
       files = run_with_progress(*it->second, params, o->out, o->kind, "units", o->quiet);
@@ -80,7 +80,7 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
           *it->second, params, o->out,
           [&](std::uint64_t done, std::uint64_t total) { progress.update(done, total); });
     }
-    if (world && o->kind == "orbit")
+    if (world)
       if (auto st = agree_on(world.get(), files); !st) return report(st.error().what());
     if (!files) return job_error(files.error(), {});
     for (const auto& f : *files)

@@ -10,6 +10,7 @@
 #include "jobs/movie.hpp"
 #include "jobs/queue.hpp"
 #include "local_job.hpp"
+#include "mpi_run.hpp"
 
 namespace vx::app {
 
@@ -42,6 +43,10 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       "  spin.json: {\"keyframes\": [{\"time\": 0, \"scene\": {\"dims\": {\"ndisplay\": 3}}},\n"
       "              {\"time\": 4, \"patch\": {\"camera\": {\"angles\": [0, 180, 90]}}}]}");
   return [o, &g]() {
+    // Under mpirun: every frame is split over the ranks (sort-last); rank 0 encodes.
+    auto launched = world_if_launched();
+    if (!launched) return report(launched.error().what());
+    const std::unique_ptr<cluster::World> world = std::move(*launched);
     const auto size = parse_size(o->size);
     if (!size)
       return usage_error(fmt::format("--size '{}': expected WxH, e.g. 1920x1080", o->size));
@@ -54,7 +59,7 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
     if (!timeline) return report(timeline.error().what());
     auto local = open_local_dataset(o->data, g, w, h);
     if (!local) return report(local.error().what());
-    auto kind = jobs::make_movie_kind(local->lookup());
+    auto kind = jobs::make_movie_kind(local->lookup(), world.get());
     const jobs::json params = {{"timeline", *timeline},
                                {"fps", o->fps},
                                {"width", w},
@@ -64,6 +69,19 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
     const std::vector<std::pair<std::string, std::string>> names = {
         {"params.timeline", o->timeline}, {"params", "movie"}};
     if (auto st = kind->validate(params); !st) return job_error(st.error(), names);
+    // Each rank (one without MPI) says how many chunks its part of the frames read.
+    const auto misses_before = local->cache->counters().misses;
+    const auto log_part = [&] {
+      VX_LOG(info, "movie.part", "rank={} ranks={} chunks_read={} bytes_sent={}",
+             world ? world->rank() : 0, world ? world->size() : 1,
+             local->cache->counters().misses - misses_before,
+             world ? world->counters().bytes_sent : 0);
+    };
+    if (world && world->rank() != 0) {
+      const int rc = run_partial_rank(*world, *kind, params);
+      log_part();
+      return rc;
+    }
     // The job writes into a private folder beside the output; its movie.mp4 is renamed onto
     // the output only when complete.
     namespace fs = std::filesystem;
@@ -72,6 +90,9 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
         out.parent_path() / ("." + out.filename().string() + "." + jobs::JobQueue::new_id());
     const auto t0 = std::chrono::steady_clock::now();
     auto files = run_with_progress(*kind, params, work.string(), "movie", "frames", o->quiet);
+    if (world)
+      if (auto st = agree_on(world.get(), files); !st) files = tl::unexpected(st.error());
+    log_part();
     std::error_code ec;
     if (files) fs::rename(work / "movie.mp4", out, ec);
     fs::remove_all(work);

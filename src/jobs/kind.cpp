@@ -164,8 +164,8 @@ Result<std::vector<std::string>> run_local(
 Kinds builtin_kinds(DatasetLookup datasets, std::string component_js,
                     render::Compositor* compositor) {
   Kinds kinds;
-  for (auto k :
-       {make_orbit_kind(datasets, std::move(component_js), compositor), make_movie_kind(datasets)})
+  for (auto k : {make_orbit_kind(datasets, std::move(component_js), compositor),
+                 make_movie_kind(datasets, compositor)})
     kinds[k->name()] = std::move(k);
   return kinds;
 }

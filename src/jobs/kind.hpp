@@ -98,8 +98,10 @@ Result<std::vector<std::string>> run_local(
 // `compositor`: sort-last over MPI (OrbitOptions::compositor), for `mpirun voxcast orbit`.
 std::shared_ptr<const JobKind> make_orbit_kind(DatasetLookup datasets, std::string component_js,
                                                render::Compositor* compositor = nullptr);
-std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets);
-// `compositor`: orbits split over MPI ranks (voxcast job orbit under srun or mpirun).
+// `compositor`: sort-last over MPI (MovieOptions::compositor), for `mpirun voxcast movie`.
+std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets,
+                                               render::Compositor* compositor = nullptr);
+// `compositor`: orbits and movies split over MPI ranks (voxcast job under srun or mpirun).
 Kinds builtin_kinds(DatasetLookup datasets, std::string component_js,
                     render::Compositor* compositor = nullptr);
 

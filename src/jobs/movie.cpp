@@ -50,10 +50,45 @@ Status check_movie(const render::Timeline& tl, const MovieOptions& o) {
   return {};
 }
 
+namespace {
+
+render::Scene frame_scene(const render::Timeline& tl, const MovieOptions& o, int i, int total) {
+  render::Scene s = render::scene_at(tl, movie_frame_time(tl, i, total));
+  s.canvas.width = o.width;
+  s.canvas.height = o.height;
+  return s;
+}
+
+// A rank other than 0 of a sort-last movie: renders its part of every frame, in order, for
+// rank 0 to composite. Nothing is encoded or written here.
+Result<MovieResult> render_movie_part(const render::Timeline& tl, const render::RenderInputs& in,
+                                      const MovieOptions& o, const MovieProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int total = movie_frames(tl, o.fps);
+  auto renderer = render::make_cpu_renderer();
+  render::RenderOptions ropt;
+  ropt.format = render::PixelFormat::kI420;
+  ropt.cancel = progress.cancel;
+  ropt.compositor = o.compositor;
+  for (int i = 0; i < total; ++i) {
+    auto frame = renderer->render(frame_scene(tl, o, i, total), in, ropt);
+    if (!frame) return tl::unexpected(with_context(frame.error(), fmt::format("frame {}", i)));
+    renderer->recycle(std::move(*frame));
+    if (progress.on_frame) progress.on_frame(i + 1, total);
+  }
+  MovieResult r;
+  r.frames = total;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace
+
 Result<MovieResult> render_movie(const render::Timeline& tl, const render::RenderInputs& in,
                                  const MovieOptions& o, const std::string& path,
                                  const MovieProgress& progress) {
   VX_TRY(check_movie(tl, o));
+  if (o.compositor && o.compositor->rank() != 0) return render_movie_part(tl, in, o, progress);
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path target(path);
   // The temporary name: hidden, beside the result (same file system, so rename is atomic).
@@ -94,6 +129,7 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
   render::RenderOptions ropt;
   ropt.format = render::PixelFormat::kI420;
   ropt.cancel = progress.cancel;
+  ropt.compositor = o.compositor;
   struct Item {
     int index = 0;
     std::vector<std::uint8_t> pixels;  // I420; empty when the frame failed
@@ -101,9 +137,12 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
   int next = 0, done = 0;
   // Batch work, as orbits: a low-priority arena so that live sessions' frames come first.
   // In flight: a few frames per thread, so rendering never waits on the (serial) encoder.
+  // Sort-last: one frame at a time, since every frame is a collective that all ranks must
+  // enter in the same order (render_movie_part); each frame's render is itself parallel.
   tbb::task_arena arena(tbb::task_arena::automatic, 1, tbb::task_arena::priority::low);
   arena.execute([&] {
-    const auto tokens = std::size_t(std::max(2, 2 * arena.max_concurrency()));
+    const auto tokens =
+        o.compositor ? std::size_t(1) : std::size_t(std::max(2, 2 * arena.max_concurrency()));
     tbb::parallel_pipeline(
         tokens,
         tbb::make_filter<void, std::shared_ptr<Item>>(
@@ -121,10 +160,8 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
                 tbb::filter_mode::parallel,
                 [&](std::shared_ptr<Item> item) {
                   if (stop || cancelled()) return item;
-                  render::Scene s = render::scene_at(tl, movie_frame_time(tl, item->index, total));
-                  s.canvas.width = o.width;
-                  s.canvas.height = o.height;
-                  auto frame = renderers.local()->render(s, in, ropt);
+                  auto frame =
+                      renderers.local()->render(frame_scene(tl, o, item->index, total), in, ropt);
                   if (!frame) {
                     if (frame.error().code != ErrorCode::kCancelled)
                       set_error(with_context(frame.error(), fmt::format("frame {}", item->index)));

@@ -27,6 +27,10 @@ struct MovieOptions {
   int width = 1920, height = 1080;  // even
   int quality = 18;                 // x264 CRF, 0..51: lower is better
   std::string preset = "veryfast";  // x264 preset
+  // Sort-last over MPI (src/cluster, docs/cluster.md): every frame is split over the ranks
+  // and rendered by all of them in order (each frame a collective); rank 0 composites and
+  // encodes, the other ranks write nothing.
+  render::Compositor* compositor = nullptr;
 };
 
 struct MovieProgress {
@@ -49,8 +53,9 @@ double movie_frame_time(const render::Timeline& timeline, int i, int n);
 // The caps (frames, pixels), and options in range: kInvalidArgument saying the cap.
 Status check_movie(const render::Timeline& timeline, const MovieOptions& options);
 
-// Renders the movie into `path`. It is written under a temporary name beside it and
-// renamed when complete: a cancel (kCancelled) or a failure leaves no file at `path`.
+// Renders the movie into `path` (with a compositor, only on rank 0). It is written under a
+// temporary name beside it and renamed when complete: a cancel (kCancelled) or a failure leaves no
+// file at `path`.
 Result<MovieResult> render_movie(const render::Timeline& timeline,
                                  const render::RenderInputs& inputs, const MovieOptions& options,
                                  const std::string& path, const MovieProgress& progress = {});

@@ -8,7 +8,8 @@ namespace {
 
 class MovieKind final : public JobKind {
  public:
-  explicit MovieKind(DatasetLookup datasets) : datasets_(std::move(datasets)) {
+  MovieKind(DatasetLookup datasets, render::Compositor* compositor)
+      : datasets_(std::move(datasets)), compositor_(compositor) {
     using T = Param::Type;
     const double inf = INFINITY;
     params_ = {
@@ -68,6 +69,7 @@ class MovieKind final : public JobKind {
     o.width = p.value("width", 1920);
     o.height = p.value("height", 1080);
     o.quality = p.value("quality", 18);
+    o.compositor = compositor_;
     for (const auto& [name, v] : {std::pair{"width", o.width}, std::pair{"height", o.height}})
       if (v % 2)
         return fail(ErrorCode::kInvalidArgument,
@@ -87,13 +89,15 @@ class MovieKind final : public JobKind {
   }
 
   DatasetLookup datasets_;
+  render::Compositor* compositor_ = nullptr;
   std::vector<Param> params_;
 };
 
 }  // namespace
 
-std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets) {
-  return std::make_shared<MovieKind>(std::move(datasets));
+std::shared_ptr<const JobKind> make_movie_kind(DatasetLookup datasets,
+                                               render::Compositor* compositor) {
+  return std::make_shared<MovieKind>(std::move(datasets), compositor);
 }
 
 }  // namespace vx::jobs

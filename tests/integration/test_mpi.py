@@ -214,6 +214,56 @@ def test_job_orbit_under_mpirun_as_slurm_runs_it(mpirun, voxcast_bin, run_ok, tm
                      f"job orbit sheet {sheet['file']}")
 
 
+def movie_frames(path: Path) -> list:
+    import av  # python3-av (scripts/bootstrap)
+    with av.open(str(path)) as f:
+        return [fr.to_ndarray(format="rgb24").astype(np.int16) for fr in f.decode(video=0)]
+
+
+def test_movie_under_mpirun_equals_one_process(mpirun, voxcast_bin, run_ok, tmp_path):
+    # Every frame is split over the ranks and composited on rank 0, which alone encodes.
+    timeline = write_view(tmp_path, "t", {"keyframes": [
+        {"time": 0, "scene": {"dims": {"ndisplay": 3}, "layers": [{"rendering": "mip"}]}},
+        {"time": 1, "patch": {"camera": {"angles": [0, 120, 90]}}}]})
+    args = ["movie", DATA, "--timeline", timeline, "--fps", "6", "--size", "96x72",
+            "--quality", "0", "-q"]  # CRF 0: lossless, so frames compare to the level
+    single = run_ok(*args, "-o", tmp_path / "one.mp4")
+    (tmp_path / "many").mkdir()
+    res, _ = mpi_run(mpirun, voxcast_bin, 3, [*args, "-o", tmp_path / "many" / "m.mp4"])
+    assert res.returncode == 0, describe(res)
+    # Only rank 0 wrote, and nothing was left beside the movie (no partial or scratch files).
+    assert [p.name for p in (tmp_path / "many").iterdir()] == ["m.mp4"]
+    one, many = movie_frames(tmp_path / "one.mp4"), movie_frames(tmp_path / "many" / "m.mp4")
+    assert len(one) == len(many) == 6, (len(one), len(many))
+    for i, (a, b) in enumerate(zip(one, many)):
+        diff = np.abs(a - b)
+        # Composited in float, then to YUV 4:2:0 and back: within a few levels.
+        assert diff.max() <= 4, f"frame {i}: max difference {int(diff.max())}"
+        assert a.max() > 0, f"frame {i}: the reference is black; nothing was compared"
+    assert np.abs(one[0] - one[-1]).mean() > 1, "the movie does not turn"
+    # Each rank read only its part of the frames: fewer chunks than one rank reads alone.
+    parts = {int(m.group(1)): int(m.group(2)) for m in re.finditer(
+        r"event=movie\.part rank=(\d+) ranks=3 chunks_read=(\d+)", res.stderr)}
+    assert sorted(parts) == [0, 1, 2], res.stderr[-2000:]
+    total = int(re.search(r"event=movie\.part rank=0 ranks=1 chunks_read=(\d+)",
+                          single.stderr).group(1))
+    assert max(parts.values()) <= 0.9 * total, f"{parts} of {total}: a rank read everything"
+
+
+def test_job_movie_under_mpirun(mpirun, voxcast_bin, run_ok, tmp_path):
+    params = json.dumps({"timeline": {"keyframes": [
+        {"time": 0, "scene": {"dims": {"ndisplay": 3}}},
+        {"time": 0.5, "patch": {"camera": {"angles": [0, 60, 90]}}}]},
+        "fps": 4, "width": 64, "height": 48, "quality": 0})
+    run_ok("job", "movie", DATA, "--params", params, "-o", tmp_path / "one", "-q")
+    res, _ = mpi_run(mpirun, voxcast_bin, 2,
+                     ["job", "movie", DATA, "--params", params, "-o", tmp_path / "many", "-q"])
+    assert res.returncode == 0, describe(res)
+    one, many = (movie_frames(tmp_path / d / "movie.mp4") for d in ("one", "many"))
+    assert len(one) == len(many) == 2
+    assert max(int(np.abs(a - b).max()) for a, b in zip(one, many)) <= 4
+
+
 def tree(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
