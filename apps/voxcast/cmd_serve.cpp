@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "commands.hpp"
@@ -11,9 +12,11 @@
 #include "core/paths.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/data.hpp"
+#include "mpi_run.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/workers.hpp"
 #include "render/select.hpp"
+#include "serve_mpi.hpp"
 #include "server/server.hpp"
 #include "server/wire_service.hpp"
 
@@ -118,11 +121,18 @@ class IdleUnloader {
 
 int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
                    const GlobalOptions& g) {
+  // Under mpirun: rank 0 serves; every rank draws its part of each 3D frame (serve_mpi.hpp).
+  auto launched = world_if_launched();
+  if (!launched) return report(launched.error().what());
+  const std::unique_ptr<cluster::World> world = std::move(*launched);
+  const bool follower = world && world->rank() != 0;
   auto renderer = render::make_renderer(o.renderer);
   if (!renderer)
     return report(fmt::format("--renderer {}: {}", o.renderer, renderer.error().message));
-  fmt::print("voxcast: renderer {}{}\n", renderer->name,
-             renderer->fallback.empty() ? "" : fmt::format(" ({})", renderer->fallback));
+  if (!follower)
+    fmt::print("voxcast: renderer {}{}{}\n", renderer->name,
+               renderer->fallback.empty() ? "" : fmt::format(" ({})", renderer->fallback),
+               world ? fmt::format(", 3D frames split over {} MPI ranks", world->size()) : "");
   // One host budget for cached chunks, derived results and pipelines (GET /api/v1/resources).
   // The manager outlives the cache: derived sources in it compute until it is gone.
   Budget budget("host", g.cache_bytes());
@@ -144,6 +154,9 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
     if (!src) return report(src.error().what());
     ids.push_back(cache.add_source(*src));
   }
+  if (follower) return follow_frames(*world, cache, ids);
+  std::optional<FrameLeader> leader;
+  if (world) leader.emplace(*world);
   // One token for both paths: given, or generated when bound beyond loopback.
   std::string token = o.token;
   if (token.empty() && !server::is_loopback(o.host)) token = server::random_token();
@@ -177,6 +190,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.pipelines = &pipelines;
   so.renderer = renderer->name;
   so.renderer_fallback = renderer->fallback;
+  if (leader) so.split_frame = leader->as_split_frame();
   auto st = server::serve(so, cache, ids, [&](const std::string& url) {
     fmt::print("voxcast: job results in {}{}\n", so.data_dir,
                o.data_dir.empty() ? " (--data-dir to choose another)" : "");
@@ -194,6 +208,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
     fmt::print("voxcast: open it in a browser; Ctrl-C stops\n");
     std::fflush(stdout);
   });
+  if (leader) leader->stop();  // the server and its sessions are gone: no frame comes after
   if (!st) return report(st.error().what());
   return 0;
 }

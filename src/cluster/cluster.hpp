@@ -44,7 +44,8 @@ struct Counters {
 
 class World final : public render::Compositor {
  public:
-  // MPI_Init_thread (funneled: only the thread that called init() talks MPI).
+  // MPI_Init_thread (serialized: any thread may talk MPI, one at a time; `serve` renders
+  // on its pool's threads under a lock, everything else on the thread that called init()).
   static Result<std::unique_ptr<World>> init(Options options = {});
   ~World() override;
   World(const World&) = delete;
@@ -57,8 +58,10 @@ class World final : public render::Compositor {
   // rank 0 gathers the pieces.
   Status composite(render::PartialOp op, std::vector<float>& pixels,
                    std::span<const int> order) override;
-  // Rank 0's bytes to every rank (e.g. a scene); bounded like every other wait.
+  // Rank 0's bytes to every rank (e.g. a scene); bounded like every other wait, or by
+  // `timeout` (a follower of `serve` waits as long as the server is idle).
   Status broadcast(std::string& bytes);
+  Status broadcast(std::string& bytes, std::chrono::milliseconds timeout);
   // Whether every rank's `local` is ok; the first error otherwise (rank, message). Ranks
   // call it after work that can fail on some ranks only, so that all stop together.
   Status agree(const Status& local);

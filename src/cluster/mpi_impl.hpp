@@ -40,11 +40,15 @@ struct World::Impl {
 
   // Waits for every request, up to options.timeout; the error names `what` and `peer`.
   Status wait(std::span<MPI_Request> requests, const char* what, int peer);
+  Status wait(std::span<MPI_Request> requests, const char* what, int peer,
+              std::chrono::milliseconds timeout);
   // Bounded point-to-point: a send and a receive posted together (no deadlock either way).
   Status exchange(const float* send, std::size_t send_count, float* recv, std::size_t recv_count,
                   int peer, int tag, const char* what);
   Status send(const void* data, std::size_t bytes, int peer, int tag, const char* what);
   Status recv(void* data, std::size_t bytes, int peer, int tag, const char* what);
+  Status recv(void* data, std::size_t bytes, int peer, int tag, const char* what,
+              std::chrono::milliseconds timeout);
   Status check(int code, const char* what);
 };
 

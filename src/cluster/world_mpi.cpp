@@ -54,8 +54,16 @@ std::string peer_name(int peer) {
 }  // namespace
 
 Status World::Impl::wait(std::span<MPI_Request> requests, const char* what, int peer) {
-  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  return wait(requests, what, peer, options.timeout);
+}
+
+Status World::Impl::wait(std::span<MPI_Request> requests, const char* what, int peer,
+                         std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto nap = std::chrono::microseconds(20);
+  // A long wait (an idle follower) naps longer: fewer wake-ups while nothing happens.
+  const auto longest = timeout > options.timeout ? std::chrono::microseconds(10'000)
+                                                 : std::chrono::microseconds(1000);
   for (;;) {
     int done = 0;
     const int rc = MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
@@ -70,11 +78,11 @@ Status World::Impl::wait(std::span<MPI_Request> requests, const char* what, int 
       return fail(ErrorCode::kIo,
                   "MPI rank {}: {} with {}: nothing within {} s (did it die? "
                   "VOXCAST_MPI_TIMEOUT_S sets the limit)",
-                  rank, what, peer_name(peer), double(options.timeout.count()) / 1000);
+                  rank, what, peer_name(peer), double(timeout.count()) / 1000);
     }
     // Progress needs MPI_Test calls; naps keep an oversubscribed node usable.
     std::this_thread::sleep_for(nap);
-    nap = std::min(nap * 2, std::chrono::microseconds(1000));
+    nap = std::min(nap * 2, longest);
   }
 }
 
@@ -98,10 +106,15 @@ Status World::Impl::send(const void* data, std::size_t bytes, int peer, int tag,
 }
 
 Status World::Impl::recv(void* data, std::size_t bytes, int peer, int tag, const char* what) {
+  return recv(data, bytes, peer, tag, what, options.timeout);
+}
+
+Status World::Impl::recv(void* data, std::size_t bytes, int peer, int tag, const char* what,
+                         std::chrono::milliseconds timeout) {
   VX_TRY(check_count(bytes, what));
   MPI_Request r;
   VX_TRY(check(MPI_Irecv(data, int(bytes), MPI_BYTE, peer, tag, comm.get(), &r), what));
-  return wait({&r, 1}, what, peer);
+  return wait({&r, 1}, what, peer, timeout);
 }
 
 Status World::Impl::exchange(const float* send_buf, std::size_t send_count, float* recv_buf,
@@ -138,9 +151,15 @@ Result<std::unique_ptr<World>> World::init(Options options) {
   if (const char* t = std::getenv("VOXCAST_MPI_TIMEOUT_S"); t && std::atof(t) > 0)
     options.timeout = std::chrono::milliseconds(std::int64_t(std::atof(t) * 1000));
   int provided = 0;
-  if (const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  if (const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
       rc != MPI_SUCCESS)
     return fail(ErrorCode::kIo, "MPI_Init_thread: error {}", rc);
+  if (provided < MPI_THREAD_SERIALIZED) {
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return fail(ErrorCode::kUnsupported,
+                "MPI_Init_thread: this MPI gives thread level {}, voxcast needs serialized ({})",
+                provided, int(MPI_THREAD_SERIALIZED));
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   auto comm = Comm::dup_world();
@@ -167,6 +186,10 @@ Counters World::counters() const {
 }
 
 Status World::broadcast(std::string& bytes) {
+  return broadcast(bytes, impl_->options.timeout);
+}
+
+Status World::broadcast(std::string& bytes, std::chrono::milliseconds timeout) {
   auto& I = *impl_;
   if (I.size == 1) return {};
   // Rank 0 sends the length, then the bytes, to each rank (point-to-point, so every wait
@@ -179,7 +202,7 @@ Status World::broadcast(std::string& bytes) {
     }
     return {};
   }
-  VX_TRY(I.recv(&len, sizeof len, 0, 900, "broadcast"));
+  VX_TRY(I.recv(&len, sizeof len, 0, 900, "broadcast", timeout));
   if (len > (std::uint64_t(1) << 30))
     return fail(ErrorCode::kFormat, "MPI rank {}: broadcast of {} bytes from rank 0", I.rank, len);
   bytes.resize(len);

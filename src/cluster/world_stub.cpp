@@ -29,6 +29,9 @@ Status World::composite(render::PartialOp, std::vector<float>&, std::span<const 
 Status World::broadcast(std::string&) {
   return {};
 }
+Status World::broadcast(std::string&, std::chrono::milliseconds) {
+  return {};
+}
 Status World::agree(const Status& local) {
   return local;
 }

@@ -92,6 +92,11 @@ void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr);
 // The CPU backend (always available): 2D slices and 3D views.
 std::unique_ptr<Renderer> make_cpu_renderer();
 
+// A frame drawn by `renderer` for dataset `dataset` of a server, split elsewhere (over MPI
+// ranks: apps/voxcast/serve_mpi.cpp); the server's sessions call it instead of render().
+using SplitFrame = std::function<Result<Frame>(Renderer& renderer, int dataset, const Scene&,
+                                               const RenderInputs&, RenderOptions)>;
+
 // The finest level whose voxels are still no smaller than `world_per_pixel` on the displayed
 // axes (so a pixel never skips voxels): level 0 when zoomed in past 1:1.
 int choose_level(const data::VolumeInfo& info, const std::vector<int>& display_axes,

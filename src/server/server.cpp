@@ -443,6 +443,7 @@ Status serve(const ServerOptions& options, data::ChunkCache& cache,
   e.pipelines = options.pipelines;
   e.renderer = options.renderer;
   e.renderer_fallback = options.renderer_fallback;
+  e.split_frame = options.split_frame;
   for (std::size_t i = 0; i < datasets.size(); ++i) {
     const auto& info = cache.source(datasets[i]).info();
     e.ids.push_back(datasets[i]);

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "data/chunk_cache.hpp"
+#include "render/renderer.hpp"
 
 namespace vx::pipeline {
 class Manager;
@@ -40,6 +41,8 @@ struct ServerOptions {
   // The renderer backend (resolved: "cpu" or "cuda") and why a better one is not used.
   std::string renderer = "cpu";
   std::string renderer_fallback;
+  // Frames split over MPI ranks (stream::Engine::split_frame); none when empty.
+  render::SplitFrame split_frame;
 };
 
 // Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every

@@ -430,7 +430,9 @@ void Session::render_job() {
   opt.fetch = fetch_.get();
   opt.cancel = &cancel_;
   if (fetch_) fetch_->begin_round();
-  auto frame = renderer_->render(scene, in, opt);
+  const bool split = engine_.split_frame && scene.dims.ndisplay == 3 && in.sources.size() == 1;
+  auto frame = split ? engine_.split_frame(*renderer_, dataset_, scene, in, opt)
+                     : renderer_->render(scene, in, opt);
   if (fetch_ && frame) fetch_->end_round();  // cancels what this view no longer needs
   if (!frame) return fail_job(frame.error());
   if (fetch_)

@@ -105,6 +105,10 @@ struct Engine {
   // make_renderer at start) and why a better one is not used (empty: none better).
   std::string renderer = "cpu";
   std::string renderer_fallback;
+  // Frames split over MPI ranks (`mpirun voxcast serve`, docs/cluster.md): when set, 3D
+  // frames of a dataset's own layers (no derived sources) are drawn through it, with the
+  // session's renderer and the dataset's index, instead of by the renderer alone.
+  render::SplitFrame split_frame;
 };
 
 // Render-pool priorities of the session's jobs.

@@ -169,13 +169,14 @@ def datasets(tmp_path_factory) -> DatasetCache:
 class Server:
     """A running `voxcast serve` on a free port (its URL parsed from what it prints)."""
 
-    def __init__(self, binary: Path, args, ready_timeout=60):
+    def __init__(self, binary: Path, args, ready_timeout=60, launcher=(), env=None):
+        """`launcher`: a command the server runs under (mpirun ...); `env`: its environment."""
         import re
         import select
         import time
-        env = dict(os.environ)
+        env = dict(env if env is not None else os.environ)
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.cmd = [str(binary), "serve", *[str(a) for a in args]]
+        self.cmd = [*[str(a) for a in launcher], str(binary), "serve", *[str(a) for a in args]]
         if "--port" not in self.cmd:
             self.cmd += ["--port", "0"]
         import tempfile

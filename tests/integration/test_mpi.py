@@ -16,7 +16,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -262,6 +264,137 @@ def test_job_movie_under_mpirun(mpirun, voxcast_bin, run_ok, tmp_path):
     one, many = (movie_frames(tmp_path / d / "movie.mp4") for d in ("one", "many"))
     assert len(one) == len(many) == 2
     assert max(int(np.abs(a - b).max()) for a, b in zip(one, many)) <= 4
+
+
+SERVE_DATA = "synthetic:cells?shape=48x64x64&chunk=16&channels=1"
+
+
+def stop_rank0(server):
+    """SIGTERM to rank 0 of an mpirun'd server; returns (mpirun's exit code, its stderr)."""
+    import signal
+    rank0 = None
+    for child in Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split():
+        env = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        if b"OMPI_COMM_WORLD_RANK=0" in env:
+            rank0 = int(child)
+    assert rank0, "no rank 0 among mpirun's children"
+    os.kill(rank0, signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        pytest.fail("mpirun did not end within 60 s of rank 0's SIGTERM", pytrace=False)
+    return server.stop()
+
+
+async def final_picture(url: str, scene: dict):
+    """(the ack's full scene, the final frame as RGB) of `scene` from a server, over JPEG."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+    import voxcast  # the Python client (python/voxcast)
+    async with await voxcast.connect(url, codecs=["jpeg"]) as v:
+        full = await v.update(scene)
+        header, img = await v.final_frame(timeout=60)
+        assert header.final and not header.refining, header
+        return full, img.astype(np.int16)
+
+
+def test_serve_under_mpirun_splits_3d_frames(mpirun, voxcast_bin, tmp_path):
+    from conftest import Server
+    import asyncio
+    launcher = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader", "-np", "3"]
+    views = [{"dims": {"ndisplay": 3}, "canvas": {"width": 160, "height": 120},
+              "camera": {"angles": [10, 30, 120]}, "layers": [{"rendering": "mip"}]},
+             {"dims": {"ndisplay": 3}, "canvas": {"width": 160, "height": 120},
+              "camera": {"angles": [0, 70, 90], "perspective": 40},
+              "layers": [{"rendering": "translucent"}]},
+             {"canvas": {"width": 160, "height": 120}}]  # 2D: rank 0 draws it alone
+    pictures = {}
+    for name, launch in (("one", ()), ("many", launcher)):
+        server = Server(voxcast_bin, [SERVE_DATA, "--data-dir", tmp_path / name],
+                        launcher=launch, env=mpi_env() if launch else None)
+        try:
+            if launch:
+                assert "split over 3 MPI ranks" in server.printed, server.printed
+            ws = server.url.replace("http://", "ws://").split("?")[0]
+            pictures[name] = [asyncio.run(final_picture(ws, v)) for v in views]
+        finally:
+            # SIGTERM to rank 0, as a scheduler stopping the server would: it stops serving
+            # and tells the other ranks to leave, and mpirun exits 0 when all have. (mpirun
+            # forwards a SIGTERM sent to itself the same way, then exits 1 regardless.)
+            code, err = server.stop() if not launch else stop_rank0(server)
+        assert code == 0, f"{' '.join(server.cmd)} exited {code}\n{err[-3000:]}"
+        if launch:
+            # Every rank drew its part of the 3D frames and left when rank 0 stopped.
+            parts = {int(m.group(1)): m.group(0) for m in re.finditer(
+                r"event=serve\.part rank=(\d+) ranks=3 frames=(\d+)", err)}
+            assert sorted(parts) == [0, 1, 2], err[-3000:]
+            followers = [int(m) for m in re.findall(
+                r"event=serve\.part rank=[12] ranks=3 frames=(\d+)", err)]
+            assert min(followers) >= 2, parts  # the two 3D views, at least
+            assert "serve.cluster_failed" not in err and "follow_failed" not in err, err[-3000:]
+    for i, ((scene1, one), (scene_n, many)) in enumerate(zip(pictures["one"], pictures["many"])):
+        assert scene1 == scene_n, f"view {i}: the servers' scenes differ"
+        diff = np.abs(one - many)
+        # Same picture within 2 levels, then JPEG: a few levels more, on few pixels.
+        assert diff.mean() < 1 and diff.max() <= 24, \
+            f"view {i}: mean difference {diff.mean():.2f}, max {int(diff.max())}"
+        assert one.max() > 0, f"view {i}: black; nothing was compared"
+
+
+def test_serve_with_a_hung_rank_reports_it_and_keeps_serving(mpirun, voxcast_bin, tmp_path):
+    from conftest import Server
+    import asyncio
+    env = mpi_env()
+    env.update(VOXCAST_MPI_FAULT="hang:1", VOXCAST_MPI_TIMEOUT_S="3")  # rank 1 stops there
+    launcher = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader", "-np", "2"]
+    server = Server(voxcast_bin, [SERVE_DATA, "--data-dir", tmp_path / "d"], launcher=launcher,
+                    env=env)
+    try:
+        ws = server.url.replace("http://", "ws://").split("?")[0]
+        t0 = time.monotonic()
+        # The split frame fails after the 3 s wait; the session draws it again, on rank 0
+        # alone from then on, and the client gets its picture.
+        _, img = asyncio.run(final_picture(ws, {
+            "dims": {"ndisplay": 3}, "canvas": {"width": 96, "height": 72},
+            "layers": [{"rendering": "mip"}]}))
+        assert img.max() > 0
+        assert time.monotonic() - t0 < 60
+    finally:
+        server.proc.send_signal(signal.SIGTERM)  # mpirun ends the hung rank too
+        try:
+            server.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            pytest.fail("mpirun did not end within 60 s of SIGTERM", pytrace=False)
+        _, err = server.stop()
+    failed = re.search(r"event=serve\.cluster_failed .*", err)
+    assert failed and "rank 1" in failed.group(0) and "rank 0 draws every frame alone" in \
+        failed.group(0), err[-3000:]
+
+
+def test_serve_with_a_rank_that_dies_ends_the_job_without_a_hang(mpirun, voxcast_bin, tmp_path):
+    from conftest import Server
+    import asyncio
+    env = mpi_env()
+    env["VOXCAST_MPI_FAULT"] = "die:1"  # rank 1 kills itself (SIGKILL) as compositing starts
+    launcher = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader", "-np", "2"]
+    server = Server(voxcast_bin, [SERVE_DATA, "--data-dir", tmp_path / "d"], launcher=launcher,
+                    env=env)
+    ws = server.url.replace("http://", "ws://").split("?")[0]
+    t0 = time.monotonic()
+    with pytest.raises(Exception) as got:  # the connection goes: mpirun ends the whole job
+        asyncio.run(final_picture(ws, {"dims": {"ndisplay": 3},
+                                       "canvas": {"width": 96, "height": 72}}))
+    assert "final frame" not in str(got.value), got.value  # not the client's own timeout
+    try:
+        server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        pytest.fail("mpirun did not end within 60 s of rank 1's death", pytrace=False)
+    assert time.monotonic() - t0 < 60
+    code, err = server.stop()
+    assert code != 0
+    assert re.search(r"rank 1", err), err[-3000:]
 
 
 def tree(root: Path) -> dict:
