@@ -3,7 +3,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
+#include "core/resources.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -12,5 +14,7 @@ namespace vx::render {
 Status probe_cuda();
 // A CUDA renderer on device 0 (after a successful probe).
 Result<std::unique_ptr<Renderer>> open_cuda_renderer();
+// The "device" budget of the shared brick pool, while any CUDA renderer holds it.
+std::optional<BudgetSnapshot> cuda_device_budget();
 
 }  // namespace vx::render

@@ -13,4 +13,8 @@ Result<std::unique_ptr<Renderer>> open_cuda_renderer() {
   return tl::unexpected(probe_cuda().error());
 }
 
+std::optional<BudgetSnapshot> cuda_device_budget() {
+  return std::nullopt;
+}
+
 }  // namespace vx::render

@@ -49,4 +49,10 @@ Result<RendererChoice> make_renderer(std::string_view choice) {
   return out;
 }
 
+std::vector<BudgetSnapshot> device_budgets() {
+  std::vector<BudgetSnapshot> out;
+  if (auto b = cuda_device_budget()) out.push_back(std::move(*b));
+  return out;
+}
+
 }  // namespace vx::render

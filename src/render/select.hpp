@@ -10,7 +10,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "core/resources.hpp"
 #include "render/renderer.hpp"
 
 namespace vx::render {
@@ -29,5 +31,9 @@ Result<RendererChoice> make_renderer(std::string_view choice = "auto");
 // Whether the CUDA backend can run here: ok, or why not ("built without CUDA", "no CUDA
 // driver: ...", "no CUDA device"). Probed once per process.
 Status cuda_renderer_available();
+
+// The device-memory budgets of the backends in use in this process (the CUDA brick pool's
+// "device" budget while a CUDA renderer holds it); empty on the CPU backend.
+std::vector<BudgetSnapshot> device_budgets();
 
 }  // namespace vx::render

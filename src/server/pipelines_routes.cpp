@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "pipeline/pipeline.hpp"
+#include "render/select.hpp"
 #include "server/server_impl.hpp"
 
 namespace vx::server {
@@ -54,13 +55,17 @@ std::optional<Response> pipelines_route(Context& ctx, const http::request<http::
       return json_error(req, http::status::method_not_allowed, "bad_method",
                         fmt::format("{} {}: only GET", req.method_string(), path));
     const auto c = ctx.engine.cache->counters();
-    return reply(req,
-                 {{"budgets", json::array({budget_json(ctx.engine.cache->budget().snapshot())})},
-                  {"cache",
-                   {{"bytes", c.bytes_cached},
-                    {"entries", c.entries},
-                    {"evictions", c.evictions},
-                    {"computed", c.computed}}}});
+    // Host memory (chunks, derived results, pipelines), then device memory where a GPU
+    // backend renders (the CUDA brick pool's "device" budget).
+    json budgets = json::array({budget_json(ctx.engine.cache->budget().snapshot())});
+    for (const auto& d : render::device_budgets())
+      budgets.push_back(budget_json(d));
+    return reply(req, {{"budgets", std::move(budgets)},
+                       {"cache",
+                        {{"bytes", c.bytes_cached},
+                         {"entries", c.entries},
+                         {"evictions", c.evictions},
+                         {"computed", c.computed}}}});
   }
   constexpr std::string_view kPrefix = "/api/v1/pipelines";
   if (!path.starts_with(kPrefix)) return std::nullopt;

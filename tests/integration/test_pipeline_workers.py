@@ -21,7 +21,7 @@ import pytest
 import scipy.ndimage as ndi
 import zarr
 
-from vxhelpers import http_get as get
+from vxhelpers import http_get as get, host_budget
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "pipelines"
@@ -297,7 +297,7 @@ def test_idle_worker_stopped_when_memory_is_short(volume, serve, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(first["pid"], 0)
     code, body = get(f"{s.http}/api/v1/resources")
-    holders = {h["name"]: h for h in json.loads(body)["budgets"][0]["holders"]}
+    holders = {h["name"]: h for h in host_budget(json.loads(body))["holders"]}
     assert holders["worker faults"]["bytes"] == 40 << 20, holders
     assert holders["worker scipy"]["bytes"] == 0, holders
 

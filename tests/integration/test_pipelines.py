@@ -140,7 +140,7 @@ def _post(url):
 
 
 def test_server_lists_loads_and_unloads_pipelines(serve):
-    from vxhelpers import http_get
+    from vxhelpers import http_get, host_budget
     s = serve("synthetic:cells?shape=32x64x64&chunk=32", "--cache-mb", "64")
     code, body = http_get(f"{s.http}/api/v1/pipelines")
     assert code == 200
@@ -166,7 +166,7 @@ def test_server_lists_loads_and_unloads_pipelines(serve):
 
     code, body = http_get(f"{s.http}/api/v1/resources")
     assert code == 200
-    (host,) = json.loads(body)["budgets"]
+    host = host_budget(json.loads(body))
     assert host["name"] == "host" and host["limit_bytes"] == 64 << 20
     names = {h["name"] for h in host["holders"]}
     assert "chunk_cache" in names and "pipeline gaussian" in names

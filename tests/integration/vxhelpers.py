@@ -160,3 +160,10 @@ def random_zyx_zarr(path: Path, shape, chunks, seed: int) -> np.ndarray:
                       "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
     }]
     return data
+
+
+def host_budget(resources: dict) -> dict:
+    """The "host" budget of a GET /api/v1/resources reply (a GPU server lists "device" too)."""
+    named = {b["name"]: b for b in resources["budgets"]}
+    assert "host" in named, resources
+    return named["host"]

@@ -30,10 +30,19 @@ Result<const float*> BrickPool::acquire(const BrickKey& key, const PlannedBrick&
   return static_cast<const float*>(b->get<float>());
 }
 
+namespace {
+std::mutex shared_mutex;
+std::weak_ptr<BrickPool> shared;  // process-wide on purpose: one device, one pool
+}  // namespace
+
+std::optional<BudgetSnapshot> pool_budget() {
+  std::lock_guard lock(shared_mutex);
+  if (auto p = shared.lock()) return p->snapshot();
+  return std::nullopt;
+}
+
 Result<std::shared_ptr<BrickPool>> shared_brick_pool() {
-  static std::mutex mutex;
-  static std::weak_ptr<BrickPool> shared;  // process-wide on purpose: one device, one pool
-  std::lock_guard lock(mutex);
+  std::lock_guard lock(shared_mutex);
   if (auto p = shared.lock()) return p;
   std::size_t free = 0, total = 0;
   VX_TRY(check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo"));

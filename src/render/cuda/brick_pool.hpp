@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "core/resources.hpp"
 #include "render/cuda/device.hpp"
@@ -53,5 +54,7 @@ class BrickPool {
 // The process's pool, created on first use with a limit of 80% of the device memory free
 // then; shared by every CUDA renderer while any holds it.
 Result<std::shared_ptr<BrickPool>> shared_brick_pool();
+// Its budget while it exists (GET /api/v1/resources), else nothing.
+std::optional<BudgetSnapshot> pool_budget();
 
 }  // namespace vx::render::cuda

@@ -208,6 +208,10 @@ class CudaRenderer final : public Renderer {
 
 }  // namespace
 
+std::optional<BudgetSnapshot> cuda_device_budget() {
+  return cuda::pool_budget();
+}
+
 Result<std::unique_ptr<Renderer>> open_cuda_renderer() {
   VX_TRY(check(cudaSetDevice(0), "cudaSetDevice"));
   VX_ASSIGN(auto pool, cuda::shared_brick_pool());

@@ -112,5 +112,34 @@ TEST(RendererSelection, AutoFallsBackWithAReasonAndNamesAreChecked) {
   EXPECT_NE(bad.error().message.find("opengl"), std::string::npos);
 }
 
+// The device budget is listed (GET /api/v1/resources) while a GPU renderer holds device
+// memory, charged for the bricks a frame uploaded, and gone with the last renderer; the CPU
+// backend has none.
+TEST(RendererSelection, DeviceBudgetsFollowTheGpuRenderers) {
+  EXPECT_TRUE(device_budgets().empty());
+  Fixture f;
+  {
+    auto cpu = make_renderer("cpu");
+    ASSERT_TRUE(cpu) << cpu.error().what();
+    ASSERT_TRUE(cpu->renderer->render(scene_for(f, "mip"), f.inputs));
+    EXPECT_TRUE(device_budgets().empty());
+  }
+  if (auto ok = cuda_renderer_available(); !ok) {  // the CPU half is the test here
+    std::printf("[ backends ] no device budget to check: %s\n", ok.error().message.c_str());
+    return;
+  }
+  {
+    auto cuda = make_renderer("cuda");
+    ASSERT_TRUE(cuda) << cuda.error().what();
+    ASSERT_TRUE(cuda->renderer->render(scene_for(f, "mip"), f.inputs));
+    const auto budgets = device_budgets();
+    ASSERT_EQ(budgets.size(), 1u);
+    EXPECT_EQ(budgets[0].name, "device");
+    EXPECT_GT(budgets[0].limit, 0u);
+    EXPECT_GT(budgets[0].used, 0u) << "a 3D frame uploaded no bricks";
+  }
+  EXPECT_TRUE(device_budgets().empty());
+}
+
 }  // namespace
 }  // namespace vx::render
