@@ -28,6 +28,10 @@ class JobContext {
   virtual void progress(std::uint64_t done, std::uint64_t total) = 0;
   virtual const std::atomic<bool>& cancelled() const = 0;
   virtual const std::string& dir() const = 0;  // where to write results
+  // What the scheduler a backend hands the job to says of it (Slurm: {"name": "slurm",
+  // "job": "123", "state": "PENDING", "reason": "Resources"}), shown with the job: a job
+  // the queue runs may still be waiting on the cluster. Optional.
+  virtual void scheduler(const json& /*state*/) {}
 };
 
 // A small declarative description of one parameter: it validates and emits JSON Schema.

@@ -52,6 +52,7 @@ json JobInfo::to_json() const {
             {"started", started},
             {"finished", finished}};
   if (state == JobState::kQueued) j["queue_position"] = queue_position;
+  if (!scheduler.is_null()) j["scheduler"] = scheduler;
   j["version"] = version;
   return j;
 }
@@ -83,6 +84,18 @@ struct JobQueue::Job : JobContext {
   }
   const std::atomic<bool>& cancelled() const override { return cancel; }
   const std::string& dir() const override { return folder; }
+  void scheduler(const json& state) override {
+    JobInfo snapshot;
+    {
+      std::lock_guard lock(queue->mutex_);
+      if (info.scheduler == state) return;
+      info.scheduler = state;
+      ++info.version;
+      snapshot = queue->info_of(*this);
+    }
+    queue->save(*this);
+    queue->notify(snapshot);
+  }
 };
 
 std::string JobQueue::new_id() {
@@ -139,6 +152,7 @@ JobQueue::JobQueue(QueueOptions options, Kinds kinds)
       i.created = j.value("created", 0.0);
       i.started = j.value("started", 0.0);
       i.finished = j.value("finished", 0.0);
+      if (j.contains("scheduler") && j["scheduler"].is_object()) i.scheduler = j["scheduler"];
     } catch (const std::exception& e) {  // a damaged file is skipped, not fatal
       VX_LOG(warn, "jobs.unreadable", "dir={} reason={}", log_quote(entry.path().string()),
              log_quote(e.what()));

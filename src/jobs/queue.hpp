@@ -44,6 +44,7 @@ struct JobInfo {
   std::vector<std::string> files;                 // results written so far
   double created = 0, started = 0, finished = 0;  // Unix seconds
   int queue_position = 0;                         // 1-based while queued
+  json scheduler;             // JobContext::scheduler's last word (null: none, as for local jobs)
   std::uint64_t version = 0;  // grows with every change: an older snapshot is stale
   json to_json() const;
 };

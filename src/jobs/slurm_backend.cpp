@@ -121,11 +121,20 @@ class SlurmBackend final : public Backend {
     (void)write_file(dir / kJobId, id + "\n");
     VX_LOG(info, "job.slurm.submitted", "id={} slurm_job={} partition={} nodes={}", job.id, id,
            partition_.empty() ? "default" : partition_, nodes);
+    report(ctx, id, JobStatus{"SUBMITTED", "", "", {}, {}});
     return follow(id, dir, ctx);
   }
 
  private:
   std::string tool(const std::string& name) const { return tools_.at(name); }
+
+  // What Slurm says of the job, shown with it (the queue calls it running from the moment
+  // it is submitted; the cluster may keep it PENDING for a while, and says why).
+  static void report(JobContext& ctx, const std::string& id, const JobStatus& st) {
+    json j = {{"name", "slurm"}, {"job", id}, {"state", st.state}};
+    if (!st.reason.empty() && st.reason != "None") j["reason"] = st.reason;
+    ctx.scheduler(j);
+  }
 
   // Runs a Slurm client command; its stdout, or an error with its stderr.
   Result<std::string> query(const std::vector<std::string>& args) const {
@@ -210,7 +219,10 @@ class SlurmBackend final : public Backend {
         if (*st && (!last || last->state != (*st)->state || last->reason != (*st)->reason))
           VX_LOG(info, "job.slurm.state", "slurm_job={} state={} reason={}", id, (*st)->state,
                  log_quote((*st)->reason));
-        if (*st) last = **st;
+        if (*st) {
+          last = **st;
+          report(ctx, id, **st);
+        }
         if (*st && (*st)->state == "PENDING" && never_starts((*st)->reason)) {
           (void)query({"scancel", id});
           return fail(ErrorCode::kInternal,
@@ -242,6 +254,7 @@ class SlurmBackend final : public Backend {
       status = JobStatus{*exit == 0 ? "COMPLETED" : "FAILED", "", "", exit, 0};
     }
     if (auto p = parse_progress(read_file(dir / kProgress))) ctx.progress(p->first, p->second);
+    report(ctx, id, *status);
     VX_LOG(info, "job.slurm.ended", "slurm_job={} state={} reason={} exit={}", id, status->state,
            log_quote(status->reason), exit ? *exit : -1);
     VX_TRY(outcome(*status, id, cancel_requested, exit, read_file(dir / kLog, 16 << 10)));

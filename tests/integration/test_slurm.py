@@ -269,6 +269,8 @@ def test_orbit_runs_as_a_slurm_job_and_its_tiles_are_renders(cluster, serve, run
     assert {"orbit.json", "index.html"} <= set(j["files"])
     sid = slurm_id(d, "tiles")
     assert cluster.state_of(sid) == "COMPLETED"
+    # The job says what Slurm said of it last (while running: SUBMITTED, PENDING, RUNNING).
+    assert j["scheduler"] == {"name": "slurm", "job": sid, "state": "COMPLETED"}, j
     # What ran: the generated script, with the job's parameters in a file beside it.
     script = (folder / "job.sbatch").read_text()
     assert " job --params params.json -o files --progress-file progress -q -- orbit " in script
@@ -303,12 +305,16 @@ def test_progress_on_events_then_cancel_reaches_slurm(cluster, serve, tmp_path):
         await asyncio.get_running_loop().run_in_executor(
             None, call, s, "PUT", "/api/v1/jobs/big", {"kind": "orbit", "params": BIG})
         seen = []
+        states = set()  # what Slurm said of the job while voxcast called it running
         end = time.time() + 90
         while time.time() < end:
             m = json.loads(await asyncio.wait_for(ws.recv(), 90))
             seen.append((m["job"]["state"], m["job"]["done"], m["job"]["total"]))
+            if "scheduler" in m["job"]:
+                states.add(m["job"]["scheduler"]["state"])
             if m["job"]["state"] == "running" and 0 < m["job"]["done"] < m["job"]["total"]:
                 await ws.close()
+                assert states and states <= {"SUBMITTED", "PENDING", "RUNNING"}, (states, seen)
                 return seen
             assert m["job"]["state"] in ("queued", "running"), (m, seen)
         raise AssertionError(f"no progress event within 90 s: {seen}")
