@@ -4,6 +4,7 @@
 #include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,6 +17,30 @@
 namespace vx::jobs {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The inputs of one frame: source 0 (the world axes) and the sources its layers show,
+// renumbered in `scene`; a copy of a few entries however many sources the movie made.
+render::RenderInputs frame_inputs(render::Scene& scene, const render::RenderInputs& in) {
+  render::RenderInputs out{
+      in.cache, {in.sources.at(0)}, render::SceneData{{in.data.sources.at(0)}}};
+  std::vector<std::pair<int, int>> renumbered{{0, 0}};
+  for (auto& l : scene.layers) {
+    auto it = std::find_if(renumbered.begin(), renumbered.end(),
+                           [&](const auto& p) { return p.first == l.source; });
+    if (it == renumbered.end()) {
+      const auto at = std::size_t(l.source);
+      out.sources.push_back(in.sources.at(at));
+      out.data.sources.push_back(in.data.sources.at(at));
+      it = renumbered.insert(renumbered.end(), {l.source, int(out.sources.size()) - 1});
+    }
+    l.source = it->second;
+  }
+  return out;
+}
+
+}  // namespace
 
 int movie_frames(const render::Timeline& tl, int fps) {
   const double n = std::round(tl.duration() * fps);
@@ -52,7 +77,7 @@ Status check_movie(const render::Timeline& tl, const MovieOptions& o) {
 
 Result<MovieResult> render_movie(const render::Timeline& tl, const render::RenderInputs& in,
                                  const MovieOptions& o, const std::string& path,
-                                 const MovieProgress& progress) {
+                                 const MovieProgress& progress, const FrameScene& frame_scene) {
   VX_TRY(check_movie(tl, o));
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path target(path);
@@ -96,6 +121,8 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
   ropt.cancel = progress.cancel;
   struct Item {
     int index = 0;
+    render::Scene scene;
+    render::RenderInputs inputs;       // the sources of this frame's scene alone
     std::vector<std::uint8_t> pixels;  // I420; empty when the frame failed
   };
   int next = 0, done = 0;
@@ -115,16 +142,27 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
               }
               auto item = std::make_shared<Item>();
               item->index = next++;
+              // Scenes in frame order, here in the serial stage: frame_scene may add sources
+              // to `in` while earlier frames render, so each frame takes its own inputs.
+              const double t = movie_frame_time(tl, item->index, total);
+              auto s =
+                  frame_scene ? frame_scene(t) : Result<render::Scene>(render::scene_at(tl, t));
+              if (!s) {
+                set_error(with_context(s.error(), fmt::format("frame {}", item->index)));
+                fc.stop();
+                return nullptr;
+              }
+              item->scene = std::move(*s);
+              item->scene.canvas.width = o.width;
+              item->scene.canvas.height = o.height;
+              item->inputs = frame_inputs(item->scene, in);
               return item;
             }) &
             tbb::make_filter<std::shared_ptr<Item>, std::shared_ptr<Item>>(
                 tbb::filter_mode::parallel,
                 [&](std::shared_ptr<Item> item) {
                   if (stop || cancelled()) return item;
-                  render::Scene s = render::scene_at(tl, movie_frame_time(tl, item->index, total));
-                  s.canvas.width = o.width;
-                  s.canvas.height = o.height;
-                  auto frame = renderers.local()->render(s, in, ropt);
+                  auto frame = renderers.local()->render(item->scene, item->inputs, ropt);
                   if (!frame) {
                     if (frame.error().code != ErrorCode::kCancelled)
                       set_error(with_context(frame.error(), fmt::format("frame {}", item->index)));

@@ -7,7 +7,10 @@
 // (refining) until its chunks are computed.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "core/log.hpp"
+#include "pipeline/interpolate.hpp"
 #include "pipeline/pipeline.hpp"
 #include "stream/session.hpp"
 
@@ -15,6 +18,9 @@ namespace vx::stream {
 
 namespace {
 constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
+// A preview moves a derived layer's parameters in this many steps per segment: each step is
+// a derived source computed anew, and a session may name kMaxDerived.
+constexpr double kPreviewSteps = 8;
 }  // namespace
 
 render::RenderInputs Session::inputs_locked() const {
@@ -92,6 +98,20 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
   }
   derived_.push_back({canonical, entry.id, entry.source->info()});
   return int(derived_.size());
+}
+
+int Session::blend_source(int a, int b, double u) {
+  const double q = std::round(u * kPreviewSteps) / kPreviewSteps;
+  const int near = q >= 0.5 ? b : a;
+  if (!engine_.pipelines || q <= 0 || q >= 1) return q <= 0 ? a : q >= 1 ? b : near;
+  const json mid = pipeline::interpolate_source(engine_.pipelines->registry(), source_json(a),
+                                                source_json(b), q);
+  auto r = resolve_source(mid, "timeline", 0);
+  if (!r) {  // say the session's cap of derived sources: switch at the midpoint instead
+    VX_LOG(warn, "session.preview_blend", "message={}", log_quote(r.error().message));
+    return near;
+  }
+  return *r;
 }
 
 Result<json> Session::resolve_patch(const json& patch) {

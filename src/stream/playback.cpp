@@ -39,6 +39,13 @@ Session::PlayState Session::play_state_locked(Clock::time_point now) const {
   return st;
 }
 
+render::Scene Session::preview_scene_locked(double t) {
+  auto s = render::scene_at(playback_->timeline, t, [this](int a, int b, double u) -> Result<int> {
+    return blend_source(a, b, u);
+  });
+  return s ? std::move(*s) : render::scene_at(playback_->timeline, t);
+}
+
 Session::PlayState Session::play_state() const {
   std::lock_guard lock(mutex_);
   return play_state_locked(Clock::now());
@@ -88,7 +95,7 @@ Result<Session::PlayState> Session::play(const json& timeline, std::optional<dou
   VX_LOG(info, "session.preview", "keyframes={} from={} end={} speed={} loop={}",
          playback_->timeline.keyframes.size(), t0, playback_->timeline.end(), speed, loop);
   const auto state = play_state_locked(playback_->started);
-  set_scene_locked(render::scene_at(playback_->timeline, state.t), true);
+  set_scene_locked(preview_scene_locked(state.t), true);
   if (engine_.after)
     engine_.after(kStep, [weak = weak_from_this(), g = playback_->generation] {
       if (auto self = weak.lock()) self->playback_step(g);
@@ -106,7 +113,7 @@ void Session::playback_step(std::uint64_t generation) {
     const auto now = Clock::now();
     const auto st = play_state_locked(now);
     const bool ended = !st.loop && st.t >= st.end;
-    auto scene = render::scene_at(playback_->timeline, st.t);
+    auto scene = preview_scene_locked(st.t);
     if (auto ok = check_scene_locked(scene); !ok) {
       why = fmt::format("the timeline's scene at t={:.3f} s: {}", st.t, ok.error().message);
     } else {
@@ -132,7 +139,7 @@ Session::PlayState Session::pause() {
   auto st = play_state_locked(Clock::now());
   if (!playback_) return st;
   // The scene of this moment, still: its final frame.
-  set_scene_locked(render::scene_at(playback_->timeline, st.t), false);
+  set_scene_locked(preview_scene_locked(st.t), false);
   playback_.reset();
   st.playing = false;
   return st;

@@ -229,6 +229,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t playback_generation_ = 0;
   void playback_step(std::uint64_t generation);
   PlayState play_state_locked(Clock::time_point now) const;
+  // The preview's scene at t: derived layers' live parameters interpolated (blend_source).
+  render::Scene preview_scene_locked(double t);
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
@@ -240,6 +242,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Result<int> resolve_source(const json& spec, const std::string& field, int depth);
   Result<json> resolve_patch(const json& patch);  // derived specs -> session source indices
   json source_json(int index) const;              // the other way, inputs expanded
+  // The source between sources a and b of a timeline at eased fraction u (render::
+  // SourceBlend), for the preview: pipeline::interpolate_source in steps of 1/8.
+  int blend_source(int a, int b, double u);
   json scene_json_locked() const;
   render::RenderInputs inputs_locked() const;
   std::unique_ptr<render::Renderer> renderer_;
