@@ -11,10 +11,9 @@ import json
 import pytest
 
 from test_jobs import call, wait_state
-from test_movie import decode, keyframe_views, psnr, render
+from test_movie import DATA, decode, keyframe_views, psnr, render  # render() renders DATA
 from vxhelpers import describe
 
-DATA = "synthetic:cells?shape=32x96x128&chunk=32"
 W, H = 160, 120
 
 
@@ -22,12 +21,13 @@ def gaussian(sigma):
     return {"pipeline": "gaussian", "input": 0, "params": {"sigma": sigma}}
 
 
-# Sigma ramps from 0.3 to 3 over one second (8 frames at 8 fps); the second keyframe changes
-# only the parameter (a patch merges into the layer's source).
+# Sigma ramps from 0.3 to 3 over one second (8 frames at 8 fps) on the membranes (channel 1:
+# fine lines, which a blur changes everywhere); the second keyframe changes only the
+# parameter (a patch merges into the layer's source).
 TIMELINE = {"keyframes": [
     {"time": 0, "scene": {"camera": {"zoom": 1.2},
-                          "layers": [{"source": gaussian(0.3), "colormap": "gray",
-                                      "contrast_limits": [200, 2500]},
+                          "layers": [{"source": gaussian(0.3), "channel": 1,
+                                      "colormap": "gray", "contrast_limits": [100, 1500]},
                                      {"visible": False}]}},
     {"time": 1, "patch": {"layers": [{"source": {"params": {"sigma": 3.0}}}]}},
 ]}
@@ -67,7 +67,11 @@ def test_movie_job_with_a_chain_over_http(serve, tmp_path):
     chain = json.loads(json.dumps(TIMELINE))
     chain["keyframes"][0]["scene"]["layers"][1] = {
         "source": {"pipeline": "median", "input": {"layer": 0}, "params": {"radius": 1}},
-        "colormap": "green", "contrast_limits": [200, 2500], "blending": "additive"}
+        "channel": 1, "colormap": "green", "contrast_limits": [100, 1500],
+        "blending": "additive"}
+    # {"layer": N} is resolved in the keyframe that names it: the patch names it again so
+    # that the median follows the gaussian's new sigma (and both ramp).
+    chain["keyframes"][1]["patch"]["layers"].append({"source": {"input": {"layer": 0}}})
     params = {"timeline": chain, "fps": 6, "width": W, "height": H}
     code, _, body = call(s, "PUT", "/api/v1/jobs/pm", {"kind": "movie", "params": params})
     assert code == 202, body
@@ -140,7 +144,8 @@ def test_preview_moves_a_derived_parameter(serve):
 
     def scene(sigma):
         return {"canvas": {"width": W, "height": H},
-                "layers": [{"source": gaussian(sigma), "contrast_limits": [200, 2500]}]}
+                "layers": [{"source": gaussian(sigma), "channel": 1,
+                            "contrast_limits": [100, 1500]}]}
 
     tl = {"keyframes": [{"time": 0, "scene": scene(0.3)}, {"time": 30, "scene": scene(3.0)}]}
 
