@@ -85,6 +85,14 @@ def test_movie_job_with_a_chain_over_http(serve, tmp_path):
     assert len(got) == 6 and got[0].shape == (H, W, 3)
 
 
+def test_voxcast_job_movie_takes_derived_layers(run_ok, tmp_path):
+    # `voxcast job movie` is what a Slurm node runs for the server: the same pipelines.
+    params = {"timeline": TIMELINE, "fps": 4, "width": W, "height": H}
+    run_ok("job", "movie", DATA, "--params", json.dumps(params), "-q", "-o", tmp_path / "o")
+    _, got = decode(tmp_path / "o" / "movie.mp4")
+    assert len(got) == 4
+
+
 def bad(kf2):
     return {"keyframes": [TIMELINE["keyframes"][0], TIMELINE["keyframes"][1],
                           {"time": 2, **kf2}]}
