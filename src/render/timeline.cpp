@@ -226,7 +226,10 @@ Result<Timeline> parse_timeline(const json& doc, const Scene& base, const SceneD
       json patch = full ? kf["scene"] : kf["patch"];
       if (hook) {
         auto r = hook(patch, full ? base : prev, full);
-        if (!r) return bad(at + (full ? ".scene: " : ".patch: "), r.error().message);
+        if (!r)  // the hook's code: say "unsupported" stays so
+          return make_error(r.error().code,
+                            fmt::format("{}: {}{}{}", where, at,
+                                        full ? ".scene: " : ".patch: ", r.error().message));
         patch = std::move(*r);
       }
       auto s = apply_patch(full ? base : prev, patch, data);

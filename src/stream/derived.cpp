@@ -114,7 +114,7 @@ int Session::blend_source(int a, int b, double u) {
   return *r;
 }
 
-Result<json> Session::resolve_patch(const json& patch) {
+Result<json> Session::resolve_patch(const json& patch, const render::Scene& against) {
   if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return patch;
   json out = patch;
   auto& layers = out["layers"];
@@ -123,11 +123,8 @@ Result<json> Session::resolve_patch(const json& patch) {
     if (!l.is_object() || !l.contains("source") || !l["source"].is_object()) continue;
     json spec = l["source"];
     // A patch of a derived layer's source (say only its params) merges into what it is.
-    if (i < scene_.layers.size() && scene_.layers[i].source > 0) {
-      json base = source_json(scene_.layers[i].source);
-      base.merge_patch(spec);
-      spec = std::move(base);
-    }
+    if (i < against.layers.size() && against.layers[i].source > 0)
+      spec = pipeline::merge_derived_spec(source_json(against.layers[i].source), spec);
     VX_ASSIGN(const int index, resolve_source(spec, fmt::format("layers[{}].source", i), 0));
     l["source"] = index;
   }

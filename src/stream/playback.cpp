@@ -62,24 +62,20 @@ Result<Session::PlayState> Session::play(const json& timeline, std::optional<dou
   if (!timeline.is_object() || !timeline.contains("keyframes") || !timeline["keyframes"].is_array())
     return fail(ErrorCode::kInvalidArgument,
                 "field 'timeline': expected {{\"keyframes\": [...]}} (docs/movies.md)");
-  // Layers of a keyframe may name derived sources as a state update does; they resolve to
-  // this session's sources first (a derived source is created once and shared).
-  json doc = timeline;
-  auto& keys = doc["keyframes"];
-  if (keys.size() > std::size_t(render::kMaxKeyframes))
+  if (timeline["keyframes"].size() > std::size_t(render::kMaxKeyframes))
     return fail(ErrorCode::kInvalidArgument, "field 'timeline.keyframes': {} keyframes, over {}",
-                keys.size(), render::kMaxKeyframes);
-  for (std::size_t i = 0; i < keys.size(); ++i)
-    for (const char* member : {"scene", "patch"})
-      if (keys[i].is_object() && keys[i].contains(member)) {
-        auto r = resolve_patch(keys[i][member]);
-        if (!r)
-          return fail(r.error().code, "field 'timeline': keyframes[{}].{}: {}", i, member,
-                      r.error().message);
-        keys[i][member] = std::move(*r);
-      }
-  VX_ASSIGN(auto tl, render::parse_timeline(doc, engine_.defaults[std::size_t(dataset_)],
-                                            inputs_locked().data, "field 'timeline'"));
+                timeline["keyframes"].size(), render::kMaxKeyframes);
+  // Layers of a keyframe may name derived sources as a state update does; they resolve to
+  // this session's sources keyframe by keyframe (a derived source is created once and
+  // shared), a patch's merging into the source its layer has in the keyframe before.
+  auto in = inputs_locked();
+  const auto hook = [&](const json& doc, const render::Scene& prev, bool) -> Result<json> {
+    auto r = resolve_patch(doc, prev);
+    in.data = inputs_locked().data;  // with the sources it made
+    return r;
+  };
+  VX_ASSIGN(auto tl, render::parse_timeline(timeline, engine_.defaults[std::size_t(dataset_)],
+                                            in.data, "field 'timeline'", hook));
   // Between two keyframes discrete fields switch and numeric ones lerp, so a scene of the
   // timeline costs no more than its dearer end and its slices stay between the ends': the
   // keyframes are what needs checking.

@@ -240,8 +240,10 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::vector<LayerSource> derived_;
   Result<int> resolve_source(const json& spec, const std::string& field, int depth);
-  Result<json> resolve_patch(const json& patch);  // derived specs -> session source indices
-  json source_json(int index) const;              // the other way, inputs expanded
+  // Derived specs -> session source indices; a derived layer's source merges into the one
+  // it has in `against` (the scene the patch applies to).
+  Result<json> resolve_patch(const json& patch, const render::Scene& against);
+  json source_json(int index) const;  // the other way, inputs expanded
   // The source between sources a and b of a timeline at eased fraction u (render::
   // SourceBlend), for the preview: pipeline::interpolate_source in steps of 1/8.
   int blend_source(int a, int b, double u);

@@ -124,16 +124,7 @@ Result<json> ViewSources::resolve_keyframe(const json& doc, const render::Scene&
       const json was = spec(prev.layers[i].source);
       if (!l.is_object() || !l.contains("source") || !l["source"].is_object() || !was.is_object())
         continue;
-      // Merged as JSON Merge Patch, except that an input which names a source (an index,
-      // {"layer": N}) replaces the nested specification rather than merging into it.
-      json patch = l["source"];
-      json input = patch.contains("input") ? patch["input"] : json();
-      const bool names = input.is_number() || (input.is_object() && input.contains("layer"));
-      if (names) patch.erase("input");
-      json merged = was;
-      merged.merge_patch(patch);
-      if (names) merged["input"] = std::move(input);
-      l["source"] = std::move(merged);
+      l["source"] = pipeline::merge_derived_spec(was, l["source"]);
     }
   }
   VX_TRY(resolve(out, inputs, current));

@@ -155,7 +155,9 @@ def test_preview_moves_a_derived_parameter(serve):
                 "layers": [{"source": gaussian(sigma), "channel": 1,
                             "contrast_limits": [100, 1500]}]}
 
-    tl = {"keyframes": [{"time": 0, "scene": scene(0.3)}, {"time": 30, "scene": scene(3.0)}]}
+    # The second keyframe patches the parameter alone: it merges into keyframe 0's source.
+    tl = {"keyframes": [{"time": 0, "scene": scene(0.3)},
+                        {"time": 30, "patch": {"layers": [{"source": {"params": {"sigma": 3.0}}}]}}]}
 
     async def go():
         async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
