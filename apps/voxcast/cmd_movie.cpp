@@ -19,7 +19,9 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       "movie",
       "Render a keyframe timeline into an H.264 MP4: every frame at final quality, numeric\n"
       "fields interpolated between keyframes (camera by quaternion slerp), discrete ones\n"
-      "switched at the midpoint. The timeline format is in docs/movies.md.");
+      "switched at the midpoint. Layers may show pipelines ({\"source\": {\"pipeline\": ...}},\n"
+      "as in view files): their live parameters interpolate too. The timeline format is in\n"
+      "docs/movies.md.");
   struct Opts {
     std::string data, timeline, size = "1920x1080", out;
     int fps = 30, quality = 18;

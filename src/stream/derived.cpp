@@ -108,7 +108,9 @@ int Session::blend_source(int a, int b, double u) {
                                                 source_json(b), q);
   auto r = resolve_source(mid, "timeline", 0);
   if (!r) {  // say the session's cap of derived sources: switch at the midpoint instead
-    VX_LOG(warn, "session.preview_blend", "message={}", log_quote(r.error().message));
+    if (playback_ && !playback_->blend_failed)
+      VX_LOG(warn, "session.preview_blend", "message={}", log_quote(r.error().message));
+    if (playback_) playback_->blend_failed = true;
     return near;
   }
   return *r;

@@ -224,6 +224,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Clock::time_point started;
     std::uint64_t generation = 0;
     std::function<void(PlayState, std::string)> on_stop;
+    bool blend_failed = false;  // a derived source could not be made: said once (logged)
   };
   std::optional<Playback> playback_;
   std::uint64_t playback_generation_ = 0;

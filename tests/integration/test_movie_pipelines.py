@@ -51,10 +51,11 @@ def test_sigma_ramps_between_keyframes(run_ok, tmp_path):
     assert p0 >= 35, f"first frame: PSNR {p0:.1f} dB against `voxcast render` of keyframe 0"
     assert p1 >= 35, f"last frame: PSNR {p1:.1f} dB against `voxcast render` of keyframe 1"
     # Frames 3 and 4 lie either side of the midpoint: a parameter that switched there would
-    # make them the first and the last keyframe's pictures.
+    # make them the first and the last keyframe's pictures (45 dB and more through the video,
+    # as frames 0 and 7 are; measured: 20.5 / 28.3 and 19.5 / 32.0 dB).
     for i in (3, 4):
         a, b = psnr(got[i], want_first), psnr(got[i], want_last)
-        assert a < 33 and b < 33, f"frame {i}: PSNR {a:.1f} / {b:.1f} dB against the ends"
+        assert a < 40 and b < 40, f"frame {i}: PSNR {a:.1f} / {b:.1f} dB against the ends"
     # And the blur grows frame by frame: each is closer to the last keyframe than the one
     # before it.
     closeness = [psnr(f, want_last) for f in got]
