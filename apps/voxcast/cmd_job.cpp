@@ -6,6 +6,7 @@
 #include "jobs/slurm.hpp"
 #include "local_job.hpp"
 #include "mpi_run.hpp"
+#include "pipeline/pipeline.hpp"
 
 namespace vx::app {
 
@@ -40,6 +41,10 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
     auto launched = world_if_launched();
     if (!launched) return report(launched.error().what());
     const std::unique_ptr<cluster::World> world = std::move(*launched);
+    // Derived layers (pipelines) in a movie's keyframes charge the cache's budget; declared
+    // before the dataset, whose cache must go first.
+    Budget budget("host", g.cache_bytes());
+    pipeline::Manager pipelines(pipeline::builtin_registry(), budget);
     std::optional<LocalDataset> local;
     const auto lookup = [&local](int i) -> Result<jobs::Dataset> {
       if (!local)
@@ -66,9 +71,10 @@ Runner add_job(CLI::App& app, const GlobalOptions& g) {
       if (!j) return report(j.error().what());
       params = std::move(*j);
     }
-    auto opened = open_local_dataset(o->data, g);
+    auto opened = open_local_dataset(o->data, g, 0, 0, &budget);
     if (!opened) return report(opened.error().what());
     local = std::move(*opened);
+    local->dataset.pipelines = &pipelines;
     Result<std::vector<std::string>> files = fail(ErrorCode::kInternal, "not run");
     if (world && world->rank() != 0)  // partial pictures
       return run_partial_rank(*world, *it->second, params);

@@ -11,6 +11,7 @@
 #include "jobs/queue.hpp"
 #include "local_job.hpp"
 #include "mpi_run.hpp"
+#include "pipeline/pipeline.hpp"
 
 namespace vx::app {
 
@@ -19,7 +20,9 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       "movie",
       "Render a keyframe timeline into an H.264 MP4: every frame at final quality, numeric\n"
       "fields interpolated between keyframes (camera by quaternion slerp), discrete ones\n"
-      "switched at the midpoint. The timeline format is in docs/movies.md.");
+      "switched at the midpoint. Layers may show pipelines ({\"source\": {\"pipeline\": ...}},\n"
+      "as in view files): their live parameters interpolate too. The timeline format is in\n"
+      "docs/movies.md.");
   struct Opts {
     std::string data, timeline, size = "1920x1080", out;
     int fps = 30, quality = 18;
@@ -57,8 +60,13 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
                                      jobs::kMinMovieSide, jobs::kMaxMovieSide));
     auto timeline = render::read_scene_file(o->timeline);  // any JSON file, errors name it
     if (!timeline) return report(timeline.error().what());
-    auto local = open_local_dataset(o->data, g, w, h);
+    // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
+    // cache must go first.
+    Budget budget("host", g.cache_bytes());
+    pipeline::Manager pipelines(pipeline::builtin_registry(), budget);
+    auto local = open_local_dataset(o->data, g, w, h, &budget);
     if (!local) return report(local.error().what());
+    local->dataset.pipelines = &pipelines;
     auto kind = jobs::make_movie_kind(local->lookup(), world.get());
     const jobs::json params = {{"timeline", *timeline},
                                {"fps", o->fps},
@@ -89,7 +97,9 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
     const fs::path work =
         out.parent_path() / ("." + out.filename().string() + "." + jobs::JobQueue::new_id());
     const auto t0 = std::chrono::steady_clock::now();
-    auto files = run_with_progress(*kind, params, work.string(), "movie", "frames", o->quiet);
+    std::uint64_t frames = 0;
+    auto files =
+        run_with_progress(*kind, params, work.string(), "movie", "frames", o->quiet, &frames);
     if (world)
       if (auto st = agree_on(world.get(), files); !st) files = tl::unexpected(st.error());
     log_part();
@@ -102,9 +112,6 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const auto bytes = fs::file_size(out, ec);
-    const auto parsed =
-        render::parse_timeline(*timeline, local->dataset.defaults, local->dataset.inputs.data);
-    const int frames = parsed ? jobs::movie_frames(*parsed, o->fps) : 0;
     VX_LOG(info, "movie.done", "output={} frames={} seconds={:.2f} bytes={}", log_quote(o->out),
            frames, secs, bytes);
     fmt::print("wrote {} frames in {:.1f} s ({:.1f} fps) to {}: {:.1f} MiB\n", frames, secs,

@@ -11,7 +11,7 @@
 #include "local_job.hpp"
 #include "mpi_run.hpp"
 #include "render/select.hpp"
-#include "view_sources.hpp"
+#include "stream/view_sources.hpp"
 
 namespace vx::app {
 
@@ -97,7 +97,7 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
     // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
     // cache must go first.
     Budget budget("host", g.cache_bytes());
-    ViewSources derived(budget);
+    stream::ViewSources derived(budget);
     auto local = open_local_dataset(o->data, g, 0, 0, &budget);
     if (!local) return report(local.error().what());
     if (!o->view.empty()) {

@@ -13,7 +13,7 @@
 #include "mpi_run.hpp"
 #include "render/renderer.hpp"
 #include "render/select.hpp"
-#include "view_sources.hpp"
+#include "stream/view_sources.hpp"
 
 namespace vx::app {
 namespace {
@@ -109,7 +109,7 @@ Runner add_render(CLI::App& app, const GlobalOptions& g) {
         canvas.is_object() && canvas.value("height", 0) > 0 ? canvas.value("height", 720) : 720;
     // Derived layers (pipelines) charge the cache's budget; declared before the cache.
     Budget budget("host", g.cache_bytes());
-    ViewSources derived(budget);
+    stream::ViewSources derived(budget);
     data::CacheOptions co{g.cache_bytes(), g.io_threads, 16};
     co.budget = &budget;
     data::ChunkCache cache(co);

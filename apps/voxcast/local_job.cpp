@@ -60,13 +60,15 @@ std::optional<std::pair<int, int>> parse_size(const std::string& text) {
 Result<std::vector<std::string>> run_with_progress(const jobs::JobKind& kind,
                                                    const jobs::json& params, const std::string& dir,
                                                    const std::string& label,
-                                                   const std::string& unit, bool quiet) {
+                                                   const std::string& unit, bool quiet,
+                                                   std::uint64_t* total) {
   std::optional<ProgressBar> bar;
   std::uint64_t shown = 0;
   std::mutex mutex;  // progress comes from render threads
-  auto files = jobs::run_local(kind, params, dir, [&](std::uint64_t done, std::uint64_t total) {
+  auto files = jobs::run_local(kind, params, dir, [&](std::uint64_t done, std::uint64_t units) {
     std::lock_guard lock(mutex);
-    if (!bar) bar.emplace(label, total, unit, !quiet);
+    if (total) *total = units;
+    if (!bar) bar.emplace(label, units, unit, !quiet);
     if (done > shown) bar->add(done - shown);
     shown = std::max(shown, done);
   });

@@ -37,11 +37,13 @@ std::string orbit_component_js();
 // "WxH" -> (w, h), or nullopt.
 std::optional<std::pair<int, int>> parse_size(const std::string& text);
 
-// Runs the job with a progress bar ("LABEL ... UNIT"); returns its files.
+// Runs the job with a progress bar ("LABEL ... UNIT"); returns its files. `total`, when
+// given, gets the job's last total of units (frames, views).
 Result<std::vector<std::string>> run_with_progress(const jobs::JobKind& kind,
                                                    const jobs::json& params, const std::string& dir,
                                                    const std::string& label,
-                                                   const std::string& unit, bool quiet);
+                                                   const std::string& unit, bool quiet,
+                                                   std::uint64_t* total = nullptr);
 
 // A job error as the command says it: a leading "field 'params.X'" becomes the option named
 // for X in `names` (pairs of field and option, e.g. {"params.size", "--size"}); invalid

@@ -17,6 +17,10 @@
 #include "core/error.hpp"
 #include "render/renderer.hpp"
 
+namespace vx::pipeline {
+class Manager;
+}
+
 namespace vx::jobs {
 
 using json = nlohmann::json;
@@ -64,6 +68,9 @@ struct Dataset {
   render::RenderInputs inputs;
   render::Scene defaults;  // the dataset's default scene, contrast estimated
   json brief = nullptr;    // {"id", "name", "location"}: recorded with the job
+  // The pipelines that derived layers of the job's scenes name (their sources are made in
+  // inputs.cache); null: scenes with derived layers are refused.
+  pipeline::Manager* pipelines = nullptr;
 };
 // The dataset of index `i`, or an error naming the field 'params.dataset'.
 using DatasetLookup = std::function<Result<Dataset>(int i)>;

@@ -4,6 +4,7 @@
 #include <tbb/parallel_pipeline.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,6 +17,76 @@
 namespace vx::jobs {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The inputs of one frame: source 0 (the world axes) and the sources its layers show,
+// renumbered in `scene`; a copy of a few entries however many sources the movie made.
+render::RenderInputs frame_inputs(render::Scene& scene, const render::RenderInputs& in) {
+  render::RenderInputs out{
+      in.cache, {in.sources.at(0)}, render::SceneData{{in.data.sources.at(0)}}};
+  std::vector<std::pair<int, int>> renumbered{{0, 0}};
+  for (auto& l : scene.layers) {
+    auto it = std::find_if(renumbered.begin(), renumbered.end(),
+                           [&](const auto& p) { return p.first == l.source; });
+    if (it == renumbered.end()) {
+      const auto at = std::size_t(l.source);
+      out.sources.push_back(in.sources.at(at));
+      out.data.sources.push_back(in.data.sources.at(at));
+      it = renumbered.insert(renumbered.end(), {l.source, int(out.sources.size()) - 1});
+    }
+    l.source = it->second;
+  }
+  return out;
+}
+
+struct FrameView {
+  render::Scene scene;
+  render::RenderInputs inputs;  // the sources of this frame's scene alone
+};
+
+// Frame i of n: its scene at the movie's size and the inputs of its sources. Called in
+// frame order (frame_scene may add sources to `in`).
+Result<FrameView> frame_of(const render::Timeline& tl, const MovieOptions& o,
+                           const FrameScene& frame_scene, const render::RenderInputs& in, int i,
+                           int n) {
+  const double t = movie_frame_time(tl, i, n);
+  auto s = frame_scene ? frame_scene(t) : Result<render::Scene>(render::scene_at(tl, t));
+  if (!s) return tl::unexpected(with_context(s.error(), fmt::format("frame {}", i)));
+  FrameView f;
+  f.scene = std::move(*s);
+  f.scene.canvas.width = o.width;
+  f.scene.canvas.height = o.height;
+  f.inputs = frame_inputs(f.scene, in);
+  return f;
+}
+
+// A rank other than 0 of a sort-last movie: renders its part of every frame, in order, for
+// rank 0 to composite. Nothing is encoded or written here.
+Result<MovieResult> render_movie_part(const render::Timeline& tl, const render::RenderInputs& in,
+                                      const MovieOptions& o, const MovieProgress& progress,
+                                      const FrameScene& frame_scene) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int total = movie_frames(tl, o.fps);
+  auto renderer = render::make_cpu_renderer();
+  render::RenderOptions ropt;
+  ropt.format = render::PixelFormat::kI420;
+  ropt.cancel = progress.cancel;
+  ropt.compositor = o.compositor;
+  for (int i = 0; i < total; ++i) {
+    VX_ASSIGN(auto f, frame_of(tl, o, frame_scene, in, i, total));
+    auto frame = renderer->render(f.scene, f.inputs, ropt);
+    if (!frame) return tl::unexpected(with_context(frame.error(), fmt::format("frame {}", i)));
+    renderer->recycle(std::move(*frame));
+    if (progress.on_frame) progress.on_frame(i + 1, total);
+  }
+  MovieResult r;
+  r.frames = total;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace
 
 int movie_frames(const render::Timeline& tl, int fps) {
   const double n = std::round(tl.duration() * fps);
@@ -50,45 +121,12 @@ Status check_movie(const render::Timeline& tl, const MovieOptions& o) {
   return {};
 }
 
-namespace {
-
-render::Scene frame_scene(const render::Timeline& tl, const MovieOptions& o, int i, int total) {
-  render::Scene s = render::scene_at(tl, movie_frame_time(tl, i, total));
-  s.canvas.width = o.width;
-  s.canvas.height = o.height;
-  return s;
-}
-
-// A rank other than 0 of a sort-last movie: renders its part of every frame, in order, for
-// rank 0 to composite. Nothing is encoded or written here.
-Result<MovieResult> render_movie_part(const render::Timeline& tl, const render::RenderInputs& in,
-                                      const MovieOptions& o, const MovieProgress& progress) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const int total = movie_frames(tl, o.fps);
-  auto renderer = render::make_cpu_renderer();
-  render::RenderOptions ropt;
-  ropt.format = render::PixelFormat::kI420;
-  ropt.cancel = progress.cancel;
-  ropt.compositor = o.compositor;
-  for (int i = 0; i < total; ++i) {
-    auto frame = renderer->render(frame_scene(tl, o, i, total), in, ropt);
-    if (!frame) return tl::unexpected(with_context(frame.error(), fmt::format("frame {}", i)));
-    renderer->recycle(std::move(*frame));
-    if (progress.on_frame) progress.on_frame(i + 1, total);
-  }
-  MovieResult r;
-  r.frames = total;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
-}
-
-}  // namespace
-
 Result<MovieResult> render_movie(const render::Timeline& tl, const render::RenderInputs& in,
                                  const MovieOptions& o, const std::string& path,
-                                 const MovieProgress& progress) {
+                                 const MovieProgress& progress, const FrameScene& frame_scene) {
   VX_TRY(check_movie(tl, o));
-  if (o.compositor && o.compositor->rank() != 0) return render_movie_part(tl, in, o, progress);
+  if (o.compositor && o.compositor->rank() != 0)
+    return render_movie_part(tl, in, o, progress, frame_scene);
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path target(path);
   // The temporary name: hidden, beside the result (same file system, so rename is atomic).
@@ -132,6 +170,7 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
   ropt.compositor = o.compositor;
   struct Item {
     int index = 0;
+    FrameView view;
     std::vector<std::uint8_t> pixels;  // I420; empty when the frame failed
   };
   int next = 0, done = 0;
@@ -154,14 +193,22 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
               }
               auto item = std::make_shared<Item>();
               item->index = next++;
+              // Scenes in frame order, here in the serial stage: frame_scene may add sources
+              // to `in` while earlier frames render, so each frame takes its own inputs.
+              auto f = frame_of(tl, o, frame_scene, in, item->index, total);
+              if (!f) {
+                set_error(f.error());
+                fc.stop();
+                return nullptr;
+              }
+              item->view = std::move(*f);
               return item;
             }) &
             tbb::make_filter<std::shared_ptr<Item>, std::shared_ptr<Item>>(
                 tbb::filter_mode::parallel,
                 [&](std::shared_ptr<Item> item) {
                   if (stop || cancelled()) return item;
-                  auto frame =
-                      renderers.local()->render(frame_scene(tl, o, item->index, total), in, ropt);
+                  auto frame = renderers.local()->render(item->view.scene, item->view.inputs, ropt);
                   if (!frame) {
                     if (frame.error().code != ErrorCode::kCancelled)
                       set_error(with_context(frame.error(), fmt::format("frame {}", item->index)));

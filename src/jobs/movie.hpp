@@ -53,11 +53,16 @@ double movie_frame_time(const render::Timeline& timeline, int i, int n);
 // The caps (frames, pixels), and options in range: kInvalidArgument saying the cap.
 Status check_movie(const render::Timeline& timeline, const MovieOptions& options);
 
-// Renders the movie into `path` (with a compositor, only on rank 0). It is written under a
-// temporary name beside it and renamed when complete: a cancel (kCancelled) or a failure leaves no
-// file at `path`.
+// The scene of the movie at time t, whose layers name sources of the movie's inputs; it may
+// add sources to them (derived layers whose parameters move: render::SourceBlend). Called
+// one frame at a time, in order, never while another call runs. Default: render::scene_at().
+using FrameScene = std::function<Result<render::Scene>(double t)>;
+
+// Renders the movie into `path` (with a compositor, only on rank 0). It is written under a temporary name beside it and
+// renamed when complete: a cancel (kCancelled) or a failure leaves no file at `path`.
 Result<MovieResult> render_movie(const render::Timeline& timeline,
                                  const render::RenderInputs& inputs, const MovieOptions& options,
-                                 const std::string& path, const MovieProgress& progress = {});
+                                 const std::string& path, const MovieProgress& progress = {},
+                                 const FrameScene& frame_scene = {});
 
 }  // namespace vx::jobs

@@ -1,6 +1,7 @@
 // The "movie" job kind: a keyframe timeline -> movie.mp4 (docs/movies.md).
 #include "jobs/kind.hpp"
 #include "jobs/movie.hpp"
+#include "stream/view_sources.hpp"
 
 namespace vx::jobs {
 
@@ -50,8 +51,16 @@ class MovieKind final : public JobKind {
     };
     job.progress(0, std::uint64_t(movie_frames(plan.timeline, plan.options.fps)));
     const std::string name = "movie.mp4";
+    // Derived layers whose parameters move between keyframes: a source per frame, made here.
+    FrameScene frame_scene;
+    if (plan.sources)
+      frame_scene = [&plan](double t) {
+        return render::scene_at(plan.timeline, t, [&plan](int a, int b, double u) {
+          return plan.sources->blend(a, b, u, plan.dataset.inputs);
+        });
+      };
     VX_TRY(render_movie(plan.timeline, plan.dataset.inputs, plan.options, job.dir() + "/" + name,
-                        progress));
+                        progress, frame_scene));
     return std::vector<std::string>{name};
   }
 
@@ -60,6 +69,8 @@ class MovieKind final : public JobKind {
     Dataset dataset;
     render::Timeline timeline;
     MovieOptions options;
+    // The derived layers' sources, made in dataset.inputs (null without pipelines).
+    std::unique_ptr<stream::ViewSources> sources;
   };
 
   Result<Plan> prepare(const json& p) const {
@@ -81,8 +92,17 @@ class MovieKind final : public JobKind {
     auto base = render::default_scene(sd, o.width, o.height);
     if (base.layers.size() == plan.dataset.defaults.layers.size())
       base.layers = plan.dataset.defaults.layers;
+    // Derived layers (pipelines) resolve as in `voxcast render` view files, keyframe by
+    // keyframe: errors name the keyframe and the field.
+    render::KeyframeHook hook;
+    if (plan.dataset.pipelines) {
+      plan.sources = std::make_unique<stream::ViewSources>(*plan.dataset.pipelines);
+      hook = [&plan](const json& doc, const render::Scene& prev, bool full) {
+        return plan.sources->resolve_keyframe(doc, prev, full, plan.dataset.inputs);
+      };
+    }
     VX_ASSIGN(plan.timeline,
-              render::parse_timeline(p.at("timeline"), base, sd, "field 'params.timeline'"));
+              render::parse_timeline(p.at("timeline"), base, sd, "field 'params.timeline'", hook));
     if (auto st = check_movie(plan.timeline, o); !st)
       return tl::unexpected(with_context(st.error(), "field 'params'"));
     return plan;

@@ -128,6 +128,13 @@ struct DerivedSpec {
 Result<DerivedSpec> check_derived_spec(const Registry& registry, const json& spec,
                                        const std::string& field, int depth);
 
+// A patch of a derived source as scenes write it (`{"params": {"sigma": 3}}`) merged into the
+// source a layer has (`current`, a specification with its input nested): JSON Merge Patch,
+// except that an "input" naming a source (an index, a view's {"layer": N}) replaces the
+// nested input rather than merging into it. A `current` that is not a specification (a
+// source index) gives the patch itself.
+json merge_derived_spec(const json& current, const json& patch);
+
 enum class LoadStatus { kNotLoaded, kLoading, kLoaded, kError };
 std::string_view to_string(LoadStatus s);
 

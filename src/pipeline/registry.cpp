@@ -77,6 +77,18 @@ Result<DerivedSpec> check_derived_spec(const Registry& registry, const json& spe
   return out;
 }
 
+json merge_derived_spec(const json& current, const json& patch) {
+  if (!current.is_object() || !patch.is_object()) return patch;
+  json p = patch;
+  json input = p.contains("input") ? p["input"] : json();
+  const bool names = input.is_number() || (input.is_object() && input.contains("layer"));
+  if (names) p.erase("input");
+  json merged = current;
+  merged.merge_patch(p);
+  if (names) merged["input"] = std::move(input);
+  return merged;
+}
+
 Result<json> parse_pipeline_arg(const Registry& registry, std::string_view text) {
   const auto colon = text.find(':');
   const std::string name(text.substr(0, colon));

@@ -130,21 +130,50 @@ Scene interpolate(const Scene& a, const Scene& b, double u) {
   return s;
 }
 
-Scene scene_at(const Timeline& tl, double t) {
+namespace {
+
+// The keyframes around t and the eased fraction between them; b is null at the ends.
+struct Segment {
+  const Keyframe* a = nullptr;
+  const Keyframe* b = nullptr;
+  double u = 0;
+};
+
+Segment segment_at(const Timeline& tl, double t) {
   const auto& k = tl.keyframes;
-  if (t <= k.front().time) return k.front().scene;
-  if (t >= k.back().time) return k.back().scene;
+  if (t <= k.front().time) return {&k.front()};
+  if (t >= k.back().time) return {&k.back()};
   // The first keyframe after t.
   const auto it = std::upper_bound(k.begin(), k.end(), t,
                                    [](double v, const Keyframe& f) { return v < f.time; });
   const Keyframe& next = *it;
   const Keyframe& prev = *(it - 1);
   const double u = (t - prev.time) / (next.time - prev.time);
-  return interpolate(prev.scene, next.scene, ease(next.easing, u));
+  return {&prev, &next, ease(next.easing, u)};
+}
+
+}  // namespace
+
+Scene scene_at(const Timeline& tl, double t) {
+  const auto seg = segment_at(tl, t);
+  return seg.b ? interpolate(seg.a->scene, seg.b->scene, seg.u) : seg.a->scene;
+}
+
+Result<Scene> scene_at(const Timeline& tl, double t, const SourceBlend& blend) {
+  const auto seg = segment_at(tl, t);
+  if (!seg.b) return seg.a->scene;
+  Scene s = interpolate(seg.a->scene, seg.b->scene, seg.u);
+  if (!blend || seg.u <= 0 || seg.u >= 1) return s;
+  const auto &la = seg.a->scene.layers, &lb = seg.b->scene.layers;
+  for (std::size_t i = 0; i < std::min(la.size(), lb.size()); ++i)
+    if (la[i].source != lb[i].source) {
+      VX_ASSIGN(s.layers[i].source, blend(la[i].source, lb[i].source, seg.u));
+    }
+  return s;
 }
 
 Result<Timeline> parse_timeline(const json& doc, const Scene& base, const SceneData& data,
-                                const std::string& where) {
+                                const std::string& where, const KeyframeHook& hook) {
   const auto bad = [&](const std::string& field, const std::string& what) {
     return make_error(ErrorCode::kInvalidArgument, fmt::format("{}: {}{}", where, field, what));
   };
@@ -194,7 +223,15 @@ Result<Timeline> parse_timeline(const json& doc, const Scene& base, const SceneD
     const Scene& prev = tl.keyframes.empty() ? base : tl.keyframes.back().scene;
     if (kf.contains("scene") || kf.contains("patch")) {
       const bool full = kf.contains("scene");
-      const auto& patch = full ? kf["scene"] : kf["patch"];
+      json patch = full ? kf["scene"] : kf["patch"];
+      if (hook) {
+        auto r = hook(patch, full ? base : prev, full);
+        if (!r)  // the hook's code: say "unsupported" stays so
+          return make_error(r.error().code,
+                            fmt::format("{}: {}{}{}", where, at,
+                                        full ? ".scene: " : ".patch: ", r.error().message));
+        patch = std::move(*r);
+      }
       auto s = apply_patch(full ? base : prev, patch, data);
       if (!s) return bad(at + (full ? ".scene: " : ".patch: "), s.error().message);
       if (auto st = check_slices_in_range(*s, data); !st)

@@ -65,6 +65,7 @@ jobs::DatasetLookup dataset_lookup(std::shared_ptr<Context> ctx) {
     d.inputs = render::RenderInputs{e.cache, {e.ids[at]}, render::SceneData{{e.datasets[at]}}};
     d.defaults = e.defaults[at];
     d.brief = ctx->datasets_brief.at(at);
+    d.pipelines = e.pipelines;  // derived layers in job scenes (movies)
     return d;
   };
 }

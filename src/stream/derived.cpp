@@ -7,7 +7,10 @@
 // (refining) until its chunks are computed.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "core/log.hpp"
+#include "pipeline/interpolate.hpp"
 #include "pipeline/pipeline.hpp"
 #include "stream/session.hpp"
 
@@ -15,6 +18,9 @@ namespace vx::stream {
 
 namespace {
 constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
+// A preview moves a derived layer's parameters in this many steps per segment: each step is
+// a derived source computed anew, and a session may name kMaxDerived.
+constexpr double kPreviewSteps = 8;
 }  // namespace
 
 render::RenderInputs Session::inputs_locked() const {
@@ -94,7 +100,23 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
   return int(derived_.size());
 }
 
-Result<json> Session::resolve_patch(const json& patch) {
+int Session::blend_source(int a, int b, double u) {
+  const double q = std::round(u * kPreviewSteps) / kPreviewSteps;
+  const int near = q >= 0.5 ? b : a;
+  if (!engine_.pipelines || q <= 0 || q >= 1) return q <= 0 ? a : q >= 1 ? b : near;
+  const json mid = pipeline::interpolate_source(engine_.pipelines->registry(), source_json(a),
+                                                source_json(b), q);
+  auto r = resolve_source(mid, "timeline", 0);
+  if (!r) {  // say the session's cap of derived sources: switch at the midpoint instead
+    if (playback_ && !playback_->blend_failed)
+      VX_LOG(warn, "session.preview_blend", "message={}", log_quote(r.error().message));
+    if (playback_) playback_->blend_failed = true;
+    return near;
+  }
+  return *r;
+}
+
+Result<json> Session::resolve_patch(const json& patch, const render::Scene& against) {
   if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return patch;
   json out = patch;
   auto& layers = out["layers"];
@@ -103,11 +125,8 @@ Result<json> Session::resolve_patch(const json& patch) {
     if (!l.is_object() || !l.contains("source") || !l["source"].is_object()) continue;
     json spec = l["source"];
     // A patch of a derived layer's source (say only its params) merges into what it is.
-    if (i < scene_.layers.size() && scene_.layers[i].source > 0) {
-      json base = source_json(scene_.layers[i].source);
-      base.merge_patch(spec);
-      spec = std::move(base);
-    }
+    if (i < against.layers.size() && against.layers[i].source > 0)
+      spec = pipeline::merge_derived_spec(source_json(against.layers[i].source), spec);
     VX_ASSIGN(const int index, resolve_source(spec, fmt::format("layers[{}].source", i), 0));
     l["source"] = index;
   }

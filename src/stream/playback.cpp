@@ -39,6 +39,13 @@ Session::PlayState Session::play_state_locked(Clock::time_point now) const {
   return st;
 }
 
+render::Scene Session::preview_scene_locked(double t) {
+  auto s = render::scene_at(playback_->timeline, t, [this](int a, int b, double u) -> Result<int> {
+    return blend_source(a, b, u);
+  });
+  return s ? std::move(*s) : render::scene_at(playback_->timeline, t);
+}
+
 Session::PlayState Session::play_state() const {
   std::lock_guard lock(mutex_);
   return play_state_locked(Clock::now());
@@ -55,24 +62,20 @@ Result<Session::PlayState> Session::play(const json& timeline, std::optional<dou
   if (!timeline.is_object() || !timeline.contains("keyframes") || !timeline["keyframes"].is_array())
     return fail(ErrorCode::kInvalidArgument,
                 "field 'timeline': expected {{\"keyframes\": [...]}} (docs/movies.md)");
-  // Layers of a keyframe may name derived sources as a state update does; they resolve to
-  // this session's sources first (a derived source is created once and shared).
-  json doc = timeline;
-  auto& keys = doc["keyframes"];
-  if (keys.size() > std::size_t(render::kMaxKeyframes))
+  if (timeline["keyframes"].size() > std::size_t(render::kMaxKeyframes))
     return fail(ErrorCode::kInvalidArgument, "field 'timeline.keyframes': {} keyframes, over {}",
-                keys.size(), render::kMaxKeyframes);
-  for (std::size_t i = 0; i < keys.size(); ++i)
-    for (const char* member : {"scene", "patch"})
-      if (keys[i].is_object() && keys[i].contains(member)) {
-        auto r = resolve_patch(keys[i][member]);
-        if (!r)
-          return fail(r.error().code, "field 'timeline': keyframes[{}].{}: {}", i, member,
-                      r.error().message);
-        keys[i][member] = std::move(*r);
-      }
-  VX_ASSIGN(auto tl, render::parse_timeline(doc, engine_.defaults[std::size_t(dataset_)],
-                                            inputs_locked().data, "field 'timeline'"));
+                timeline["keyframes"].size(), render::kMaxKeyframes);
+  // Layers of a keyframe may name derived sources as a state update does; they resolve to
+  // this session's sources keyframe by keyframe (a derived source is created once and
+  // shared), a patch's merging into the source its layer has in the keyframe before.
+  auto in = inputs_locked();
+  const auto hook = [&](const json& doc, const render::Scene& prev, bool) -> Result<json> {
+    auto r = resolve_patch(doc, prev);
+    in.data = inputs_locked().data;  // with the sources it made
+    return r;
+  };
+  VX_ASSIGN(auto tl, render::parse_timeline(timeline, engine_.defaults[std::size_t(dataset_)],
+                                            in.data, "field 'timeline'", hook));
   // Between two keyframes discrete fields switch and numeric ones lerp, so a scene of the
   // timeline costs no more than its dearer end and its slices stay between the ends': the
   // keyframes are what needs checking.
@@ -88,7 +91,7 @@ Result<Session::PlayState> Session::play(const json& timeline, std::optional<dou
   VX_LOG(info, "session.preview", "keyframes={} from={} end={} speed={} loop={}",
          playback_->timeline.keyframes.size(), t0, playback_->timeline.end(), speed, loop);
   const auto state = play_state_locked(playback_->started);
-  set_scene_locked(render::scene_at(playback_->timeline, state.t), true);
+  set_scene_locked(preview_scene_locked(state.t), true);
   if (engine_.after)
     engine_.after(kStep, [weak = weak_from_this(), g = playback_->generation] {
       if (auto self = weak.lock()) self->playback_step(g);
@@ -106,7 +109,7 @@ void Session::playback_step(std::uint64_t generation) {
     const auto now = Clock::now();
     const auto st = play_state_locked(now);
     const bool ended = !st.loop && st.t >= st.end;
-    auto scene = render::scene_at(playback_->timeline, st.t);
+    auto scene = preview_scene_locked(st.t);
     if (auto ok = check_scene_locked(scene); !ok) {
       why = fmt::format("the timeline's scene at t={:.3f} s: {}", st.t, ok.error().message);
     } else {
@@ -132,7 +135,7 @@ Session::PlayState Session::pause() {
   auto st = play_state_locked(Clock::now());
   if (!playback_) return st;
   // The scene of this moment, still: its final frame.
-  set_scene_locked(render::scene_at(playback_->timeline, st.t), false);
+  set_scene_locked(preview_scene_locked(st.t), false);
   playback_.reset();
   st.playing = false;
   return st;

@@ -155,7 +155,7 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   if (seq <= state_seq_)
     return fail(ErrorCode::kInvalidArgument, "field 'seq': {} is not greater than {}", seq,
                 state_seq_);
-  VX_ASSIGN(const json resolved, resolve_patch(patch));
+  VX_ASSIGN(const json resolved, resolve_patch(patch, scene_));
   VX_ASSIGN(auto next, render::apply_patch(scene_, resolved, inputs_locked().data));
   VX_TRY(check_scene_locked(next));
   state_seq_ = seq;

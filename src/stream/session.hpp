@@ -228,11 +228,14 @@ class Session : public std::enable_shared_from_this<Session> {
     Clock::time_point started;
     std::uint64_t generation = 0;
     std::function<void(PlayState, std::string)> on_stop;
+    bool blend_failed = false;  // a derived source could not be made: said once (logged)
   };
   std::optional<Playback> playback_;
   std::uint64_t playback_generation_ = 0;
   void playback_step(std::uint64_t generation);
   PlayState play_state_locked(Clock::time_point now) const;
+  // The preview's scene at t: derived layers' live parameters interpolated (blend_source).
+  render::Scene preview_scene_locked(double t);
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
@@ -242,8 +245,13 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::vector<LayerSource> derived_;
   Result<int> resolve_source(const json& spec, const std::string& field, int depth);
-  Result<json> resolve_patch(const json& patch);  // derived specs -> session source indices
-  json source_json(int index) const;              // the other way, inputs expanded
+  // Derived specs -> session source indices; a derived layer's source merges into the one
+  // it has in `against` (the scene the patch applies to).
+  Result<json> resolve_patch(const json& patch, const render::Scene& against);
+  json source_json(int index) const;  // the other way, inputs expanded
+  // The source between sources a and b of a timeline at eased fraction u (render::
+  // SourceBlend), for the preview: pipeline::interpolate_source in steps of 1/8.
+  int blend_source(int a, int b, double u);
   json scene_json_locked() const;
   render::RenderInputs inputs_locked() const;
   std::unique_ptr<render::Renderer> renderer_;

@@ -224,5 +224,67 @@ TEST(Timeline, BadTimelinesNameTheKeyframeAndField) {
   }
 }
 
+TEST(Timeline, HostsBlendTheSourcesOfLayersBetweenKeyframes) {
+  // Two sources of the same data: a layer that moves from one to the other asks the host
+  // for the source in between (derived layers: their live parameters), only strictly
+  // between the keyframes, eased; keyframes that agree ask nothing; a hook rewrites each
+  // keyframe's scene or patch before it applies, against the scene it patches.
+  auto data = synthetic_data();
+  data.sources.push_back(data.sources[0]);
+  data.sources.push_back(data.sources[0]);
+  std::vector<std::pair<std::string, int>> hooked;
+  const KeyframeHook hook = [&](const json& doc, const Scene& prev, bool full) -> Result<json> {
+    hooked.emplace_back(full ? "scene" : "patch", prev.layers.at(0).source);
+    json out = doc;
+    if (out.contains("layers") && out["layers"][0].contains("source") &&
+        out["layers"][0]["source"] == "second")
+      out["layers"][0]["source"] = 1;
+    return out;
+  };
+  const json doc{{"keyframes",
+                  {{{"time", 0}, {"scene", {{"layers", {{{"source", 0}}}}}}},
+                   {{"time", 2}, {"patch", {{"layers", {{{"source", "second"}}}}}}},
+                   {{"time", 3}, {"easing", "ease-in-out"}}}}};
+  auto tl = parse_timeline(doc, default_scene(data), data, "timeline", hook);
+  ASSERT_TRUE(tl) << tl.error().message;
+  EXPECT_EQ(hooked, (std::vector<std::pair<std::string, int>>{{"scene", 0}, {"patch", 0}}));
+  std::vector<std::array<double, 3>> asked;
+  const SourceBlend blend = [&](int a, int b, double u) -> Result<int> {
+    asked.push_back({double(a), double(b), u});
+    return 2;
+  };
+  for (double t : {0.0, 2.0, 2.5, 3.0}) {  // ends of segments, and a hold (no change)
+    auto s = scene_at(*tl, t, blend);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->layers[0].source, t < 2 ? 0 : 1) << t;
+  }
+  EXPECT_TRUE(asked.empty());
+  auto mid = scene_at(*tl, 0.5, blend);
+  ASSERT_TRUE(mid);
+  EXPECT_EQ(mid->layers[0].source, 2);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0][0], 0);
+  EXPECT_EQ(asked[0][1], 1);
+  EXPECT_DOUBLE_EQ(asked[0][2], 0.25);
+  // Without a host the source switches at the midpoint, as before.
+  EXPECT_EQ(scene_at(*tl, 0.9).layers[0].source, 0);
+  EXPECT_EQ(scene_at(*tl, 1.1).layers[0].source, 1);
+  // A host's error is the scene's.
+  auto failed = scene_at(*tl, 1.0, [](int, int, double) -> Result<int> {
+    return fail(ErrorCode::kUnsupported, "no room");
+  });
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().message, "no room");
+  // A hook's error names the keyframe and keeps its code.
+  const KeyframeHook refuse = [](const json&, const Scene&, bool) -> Result<json> {
+    return fail(ErrorCode::kUnsupported, "field 'layers[0].source': no pipelines here");
+  };
+  auto bad = parse_timeline(doc, default_scene(data), data, "timeline", refuse);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kUnsupported);
+  EXPECT_EQ(bad.error().message,
+            "timeline: keyframes[0].scene: field 'layers[0].source': no pipelines here");
+}
+
 }  // namespace
 }  // namespace vx::render
