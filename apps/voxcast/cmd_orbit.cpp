@@ -10,8 +10,8 @@
 #include "jobs/kind.hpp"
 #include "local_job.hpp"
 #include "mpi_run.hpp"
+#include "pipeline/pipeline.hpp"
 #include "render/select.hpp"
-#include "stream/view_sources.hpp"
 
 namespace vx::app {
 
@@ -95,18 +95,15 @@ Runner add_orbit(CLI::App& app, const GlobalOptions& g) {
                          {"pitch", jobs::json::array({pitch0, pitch1})},
                          {"renderer", o->renderer}};
     // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
-    // cache must go first.
+    // cache must go first. The job kind resolves them, as it does for the server's jobs.
     Budget budget("host", g.cache_bytes());
-    stream::ViewSources derived(budget);
+    pipeline::Manager pipelines(pipeline::builtin_registry(), budget);
     auto local = open_local_dataset(o->data, g, 0, 0, &budget);
     if (!local) return report(local.error().what());
+    local->dataset.pipelines = &pipelines;
     if (!o->view.empty()) {
       auto j = render::read_scene_file(o->view);
       if (!j) return report(j.error().what());
-      if (auto st = derived.resolve(*j, local->dataset.inputs); !st) {
-        const auto msg = fmt::format("{}: {}", o->view, st.error().what());
-        return st.error().code == ErrorCode::kInvalidArgument ? usage_error(msg) : report(msg);
-      }
       params["view"] = std::move(*j);
     }
     // The same job kind as the server's: one code path.

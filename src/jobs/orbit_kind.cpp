@@ -2,6 +2,7 @@
 #include "jobs/kind.hpp"
 #include "jobs/orbit.hpp"
 #include "render/select.hpp"
+#include "stream/view_sources.hpp"
 
 namespace vx::jobs {
 
@@ -55,13 +56,15 @@ class OrbitKind final : public JobKind {
                     "field 'params.renderer': renderer 'cuda' is not available here: {}",
                     ok.error().message);
     VX_ASSIGN(auto d, datasets_(p.value("dataset", 0)));
-    VX_TRY(base_scene(d, p));  // the view applies to the dataset
+    std::unique_ptr<stream::ViewSources> sources;
+    VX_TRY(base_scene(d, p, sources));  // the view applies to the dataset
     return d.brief;
   }
 
   Result<std::vector<std::string>> run(const json& p, JobContext& job) const override {
     VX_ASSIGN(auto d, datasets_(p.value("dataset", 0)));
-    VX_ASSIGN(auto scene, base_scene(d, p));
+    std::unique_ptr<stream::ViewSources> sources;  // the view's derived layers, for the run
+    VX_ASSIGN(auto scene, base_scene(d, p, sources));
     OrbitOptions o;
     o.columns = p.value("columns", 30);
     o.rows = p.value("rows", 30);
@@ -84,8 +87,11 @@ class OrbitKind final : public JobKind {
   }
 
  private:
-  // The dataset's defaults framed for an orbit, its `view` patch on top.
-  static Result<render::Scene> base_scene(const Dataset& d, const json& p) {
+  // The dataset's defaults framed for an orbit, its `view` patch on top. Derived layers
+  // (pipelines) in the view resolve as in `voxcast render` view files, their sources made
+  // in d.inputs by `sources` (where the dataset comes with pipelines: a server's).
+  static Result<render::Scene> base_scene(Dataset& d, const json& p,
+                                          std::unique_ptr<stream::ViewSources>& sources) {
     const auto& sd = d.inputs.data;
     if (sd.axis_names().size() < 3)
       return fail(ErrorCode::kInvalidArgument,
@@ -96,7 +102,12 @@ class OrbitKind final : public JobKind {
     if (p.contains("view")) {
       auto view = p["view"];
       if (view.is_object()) view.erase("canvas");  // the tile size decides
-      auto patched = render::apply_patch(scene, view, sd);
+      if (d.pipelines && view.is_object()) {
+        sources = std::make_unique<stream::ViewSources>(*d.pipelines);
+        if (auto st = sources->resolve(view, d.inputs); !st)
+          return tl::unexpected(with_context(st.error(), "field 'params.view'"));
+      }
+      auto patched = render::apply_patch(scene, view, d.inputs.data);
       if (!patched) return tl::unexpected(with_context(patched.error(), "field 'params.view'"));
       scene = std::move(*patched);
     }

@@ -119,3 +119,37 @@ def test_orbit_takes_a_view_with_a_derived_layer(run_ok, store, tmp_path):
     res = run_ok("orbit", store[0], "--view", p, "--grid", "2x1", "--size", "32", "-o", out, "-q")
     assert "wrote 2 views" in res.stdout, res.stdout
     assert (out / "index.html").exists(), sorted(x.name for x in out.iterdir())
+
+
+def test_an_orbit_job_over_http_takes_a_derived_layer(run_ok, serve, store, tmp_path):
+    # The server's orbit job resolves derived layers as `voxcast orbit` does: same sheets.
+    from test_jobs import call, wait_state
+    layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 1}},
+             "contrast_limits": [LO, HI], "colormap": "gray"}
+    p = tmp_path / "orbit.json"
+    p.write_text(json.dumps({"layers": [layer]}))
+    run_ok("orbit", store[0], "--view", p, "--grid", "2x1", "--size", "32", "--format", "webp",
+           "--quality", "100", "-o", tmp_path / "cli", "-q")
+    s = serve(store[0], "--data-dir", tmp_path / "d")
+    params = {"view": {"layers": [layer]}, "columns": 2, "rows": 1, "size": 32,
+              "format": "webp", "quality": 100}
+    code, _, body = call(s, "PUT", "/api/v1/jobs/g", {"kind": "orbit", "params": params})
+    assert code == 202, body
+    j = wait_state(s, "g", {"succeeded", "failed"})
+    assert j["state"] == "succeeded", j
+    plain = {"view": {"layers": [{"contrast_limits": [LO, HI], "colormap": "gray"}]},
+             **{k: v for k, v in params.items() if k != "view"}}
+    assert call(s, "PUT", "/api/v1/jobs/p", {"kind": "orbit", "params": plain})[0] == 202
+    assert wait_state(s, "p", {"succeeded", "failed"})["state"] == "succeeded"
+    sheet = "sheet-0-0.webp"
+    got = np.asarray(Image.open(tmp_path / "d" / "jobs" / "g" / "files" / sheet), np.int16)
+    want = np.asarray(Image.open(tmp_path / "cli" / sheet), np.int16)
+    unfiltered = np.asarray(Image.open(tmp_path / "d" / "jobs" / "p" / "files" / sheet), np.int16)
+    assert np.abs(got - want).max() <= 2, "the job's sheet is not the CLI's"
+    assert np.abs(got - unfiltered).mean() > 1, "the gaussian changed nothing"
+    # A bad derived layer is refused at submit, naming the field.
+    bad = {**params, "view": {"layers": [{"source": {"pipeline": "gaussian",
+                                                     "params": {"sigma": -1}}}]}}
+    code, _, body = call(s, "PUT", "/api/v1/jobs/b", {"kind": "orbit", "params": bad})
+    assert code == 400 and "params.view" in str(body) and "sigma" in str(body), body
+
