@@ -46,9 +46,16 @@ export function progressText(j) {
     case 'queued':
       return j.queue_position ? `queued (position ${j.queue_position})` : 'queued';
     case 'running': {
+      // A job handed to a cluster scheduler may still wait there: say what it says.
+      const sch = j.scheduler;
+      if (sch && ['SUBMITTED', 'PENDING', 'CONFIGURING'].includes(sch.state)) {
+        const why = sch.reason ? `: ${sch.reason}` : '';
+        return `waiting in ${sch.name} (job ${sch.job}, ${sch.state.toLowerCase()}${why})`;
+      }
       const rate = j.rate > 0 ? ` · ${j.rate.toFixed(j.rate < 10 ? 1 : 0)} ${unit}/s` : '';
       const eta = j.rate > 0 && j.done > 0 ? ` · ETA ${duration(j.eta_s)}` : '';
-      return `running ${n}${rate}${eta}`;
+      const where = sch ? ` · ${sch.name} job ${sch.job}` : '';
+      return `running ${n}${rate}${eta}${where}`;
     }
     case 'succeeded':
       return `done: ${n} ${unit} in ${duration((j.finished || 0) - (j.started || 0))}`;

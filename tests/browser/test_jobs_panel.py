@@ -354,3 +354,27 @@ def test_token_and_3d_view(start_server, browser, tmp_path):
     assert j["params"]["view"]["camera"]["angles"] == scene["camera"]["angles"]
     assert_orbit_shows_its_tile(d, s, jid)
     assert "token=orbit-token" in p["page"]
+
+
+def test_a_job_waiting_in_slurm_says_so(jobs_server, browser):
+    """A job the server handed to Slurm is `running` from then on; while Slurm keeps it
+    pending, the panel's line says so and why (the job's `scheduler` field)."""
+    d, s = browser, jobs_server
+    open_client(d, s.url("/"), frames=False)
+    texts = d.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      import('./jobs.js').then((m) => {
+        const base = {kind: 'orbit', state: 'running', done: 0, total: 96, rate: 0};
+        done([
+          m.progressText({...base, scheduler: {name: 'slurm', job: '42', state: 'PENDING',
+                                               reason: 'Resources'}}),
+          m.progressText({...base, scheduler: {name: 'slurm', job: '42', state: 'SUBMITTED'}}),
+          m.progressText({...base, done: 12, rate: 3, eta_s: 28,
+                          scheduler: {name: 'slurm', job: '42', state: 'RUNNING'}}),
+          m.progressText({...base, done: 12, rate: 3, eta_s: 28}),
+        ]);
+      }, (e) => done(String(e)));""")
+    assert texts[0] == "waiting in slurm (job 42, pending: Resources)", texts
+    assert texts[1] == "waiting in slurm (job 42, submitted)", texts
+    assert texts[2].startswith("running 12/96") and texts[2].endswith("· slurm job 42"), texts
+    assert texts[3].startswith("running 12/96") and "slurm" not in texts[3], texts
