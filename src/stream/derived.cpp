@@ -8,10 +8,12 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
 
 #include "core/log.hpp"
 #include "pipeline/interpolate.hpp"
 #include "pipeline/pipeline.hpp"
+#include "stream/layer_sources.hpp"
 #include "stream/session.hpp"
 
 namespace vx::stream {
@@ -49,27 +51,17 @@ json Session::scene_json_locked() const {
   return j;
 }
 
-Result<int> Session::resolve_source(const json& spec, const std::string& field, int depth) {
-  const int count = 1 + int(derived_.size());
-  if (spec.is_number_integer()) {
-    const int i = spec.get<int>();
-    if (i < 0 || i >= count)
-      return fail(ErrorCode::kInvalidArgument, "field '{}': source {} is not one of 0..{}", field,
-                  i, count - 1);
-    return i;
-  }
-  if (!spec.is_object())
-    return fail(ErrorCode::kInvalidArgument,
-                "field '{}': expected a source index or {{\"pipeline\", \"input\", \"params\"}}",
-                field);
-  if (!engine_.pipelines || !engine_.cache)
-    return fail(ErrorCode::kUnsupported, "field '{}': this server has no pipelines", field);
-  VX_ASSIGN(auto checked,
-            pipeline::check_derived_spec(engine_.pipelines->registry(), spec, field, depth));
-  const std::string& name = checked.descriptor->name;
-  VX_ASSIGN(const int input, resolve_source(checked.input, field + ".input", depth + 1));
-  const auto params = &checked.params;
-  const json canonical{{"pipeline", name}, {"input", input}, {"params", *params}};
+LayerSources Session::layer_sources(const json& layers, std::span<const int> current) {
+  return LayerSources(
+      engine_.pipelines->registry(), layers, current, [this] { return 1 + int(derived_.size()); },
+      [this](const std::string& name, int input, const json& params, const std::string& field) {
+        return make_derived(name, input, params, field);
+      });
+}
+
+Result<int> Session::make_derived(const std::string& name, int input, const json& params,
+                                  const std::string& field) {
+  const json canonical{{"pipeline", name}, {"input", input}, {"params", params}};
   for (std::size_t i = 0; i < derived_.size(); ++i)
     if (derived_[i].spec == canonical) return int(i + 1);
   if (derived_.size() >= kMaxDerived)
@@ -77,7 +69,7 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
                 kMaxDerived);
   const auto input_id =
       input == 0 ? engine_.ids[std::size_t(dataset_)] : derived_[std::size_t(input - 1)].id;
-  const std::string key = fmt::format("{}|{}|{}", input_id, name, params->dump());
+  const std::string key = fmt::format("{}|{}|{}", input_id, name, params.dump());
   DerivedCatalog::Entry entry;
   {
     std::lock_guard lock(engine_.derived->mutex);
@@ -86,14 +78,14 @@ Result<int> Session::resolve_source(const json& spec, const std::string& field, 
       entry = it->second;
     } else {
       auto made = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id,
-                                                  name, *params);
+                                                  name, params);
       if (!made)
         return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
       entry.source = *made;
       entry.id = engine_.cache->add_source(*made);
       engine_.derived->by_key.emplace(key, entry);
       VX_LOG(info, "stream.derived_source", "pipeline={} params={} id={}", name,
-             log_quote(params->dump()), entry.id);
+             log_quote(params.dump()), entry.id);
     }
   }
   derived_.push_back({canonical, entry.id, entry.source->info()});
@@ -106,7 +98,8 @@ int Session::blend_source(int a, int b, double u) {
   if (!engine_.pipelines || q <= 0 || q >= 1) return q <= 0 ? a : q >= 1 ? b : near;
   const json mid = pipeline::interpolate_source(engine_.pipelines->registry(), source_json(a),
                                                 source_json(b), q);
-  auto r = resolve_source(mid, "timeline", 0);
+  const json no_layers = json::array();  // specifications from source_json name no layers
+  auto r = layer_sources(no_layers, {}).source(mid, "timeline");
   if (!r) {  // say the session's cap of derived sources: switch at the midpoint instead
     if (playback_ && !playback_->blend_failed)
       VX_LOG(warn, "session.preview_blend", "message={}", log_quote(r.error().message));
@@ -120,16 +113,26 @@ Result<json> Session::resolve_patch(const json& patch, const render::Scene& agai
   if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return patch;
   json out = patch;
   auto& layers = out["layers"];
+  std::optional<std::size_t> first;  // the first layer whose source is an object
   for (std::size_t i = 0; i < layers.size(); ++i) {
     auto& l = layers[i];
     if (!l.is_object() || !l.contains("source") || !l["source"].is_object()) continue;
-    json spec = l["source"];
+    if (!first) first = i;
     // A patch of a derived layer's source (say only its params) merges into what it is.
-    if (i < against.layers.size() && against.layers[i].source > 0)
-      spec = pipeline::merge_derived_spec(source_json(against.layers[i].source), spec);
-    VX_ASSIGN(const int index, resolve_source(spec, fmt::format("layers[{}].source", i), 0));
-    l["source"] = index;
+    if (i < against.layers.size() && against.layers[i].source > 0 && !l["source"].contains("layer"))
+      l["source"] =
+          pipeline::merge_derived_spec(source_json(against.layers[i].source), l["source"]);
   }
+  if (!first) return out;
+  if (!engine_.pipelines || !engine_.cache)
+    return fail(ErrorCode::kUnsupported, "field 'layers[{}].source': this server has no pipelines",
+                *first);
+  // Layers the patch leaves as they are keep their sources ({"layer": N} may name them).
+  std::vector<int> current;
+  for (const auto& l : against.layers)
+    current.push_back(l.source);
+  const json merged = layers;
+  VX_TRY(layer_sources(merged, current).resolve(layers));
   return out;
 }
 

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@
 #include "data/fetch_set.hpp"
 #include "render/renderer.hpp"
 #include "render/timeline.hpp"
+#include "stream/layer_sources.hpp"
 
 namespace vx::pipeline {
 class Manager;
@@ -244,7 +246,10 @@ class Session : public std::enable_shared_from_this<Session> {
     data::VolumeInfo info;
   };
   std::vector<LayerSource> derived_;
-  Result<int> resolve_source(const json& spec, const std::string& field, int depth);
+  // The layers' sources (stream/layer_sources.hpp), derived ones made by make_derived.
+  LayerSources layer_sources(const json& layers, std::span<const int> current);
+  Result<int> make_derived(const std::string& name, int input, const json& params,
+                           const std::string& field);
   // Derived specs -> session source indices; a derived layer's source merges into the one
   // it has in `against` (the scene the patch applies to).
   Result<json> resolve_patch(const json& patch, const render::Scene& against);

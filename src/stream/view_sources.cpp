@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "pipeline/interpolate.hpp"
+#include "stream/layer_sources.hpp"
 
 namespace vx::stream {
 
@@ -19,96 +20,37 @@ ViewSources::ViewSources(pipeline::Manager& manager) : manager_(manager) {}
 
 ViewSources::~ViewSources() = default;
 
-// One resolution of a view: the layers being resolved (for cycles) and those done.
-struct ViewSources::Walk {
-  ViewSources& self;
-  render::RenderInputs& in;
-  const json& layers;
-  std::span<const int> current;  // sources of the layers the view leaves as they are
-  std::vector<std::optional<int>> done;
-  std::vector<int> stack;  // layers whose source is being resolved, outermost first
+// A derived source of `inputs`, made (and added to them) when new.
+Result<int> ViewSources::make(const std::string& name, int input, const json& params,
+                              const std::string& field, render::RenderInputs& in) {
+  const auto key = fmt::format("{}|{}|{}", input, name, params.dump());
+  if (auto it = by_spec_.find(key); it != by_spec_.end()) return it->second;
+  auto made = pipeline::DerivedSource::create(manager_, *in.cache, in.sources[std::size_t(input)],
+                                              name, params);
+  if (!made) return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
+  in.sources.push_back(in.cache->add_source(*made));
+  in.data.sources.push_back((*made)->info());
+  const int index = int(in.sources.size()) - 1;
+  by_spec_.emplace(key, index);
+  specs_.emplace(index, json{{"pipeline", name}, {"input", input}, {"params", params}});
+  return index;
+}
 
-  std::size_t count() const { return std::max(layers.size(), current.size()); }
-
-  Result<int> layer(int i) {
-    if (done[std::size_t(i)]) return *done[std::size_t(i)];
-    const auto field = fmt::format("layers[{}].source", i);
-    if (auto it = std::find(stack.begin(), stack.end(), i); it != stack.end()) {
-      std::string path;
-      for (; it != stack.end(); ++it)
-        path += fmt::format("layers[{}] -> ", *it);
-      return fail(ErrorCode::kInvalidArgument,
-                  "field '{}': a cycle of derived sources: {}layers[{}] (a layer's source "
-                  "cannot depend on itself)",
-                  field, path, i);
-    }
-    const auto at = std::size_t(i);
-    const json* l = at < layers.size() ? &layers[at] : nullptr;
-    const json spec = l && l->is_object() && l->contains("source") ? (*l)["source"]
-                      : at < current.size()                        ? json(current[at])
-                                                                   : json(0);
-    stack.push_back(i);
-    auto r = source(spec, field, 0);
-    stack.pop_back();
-    if (r) done[at] = *r;
-    return r;
-  }
-
-  Result<int> source(const json& spec, const std::string& field, int depth) {
-    const int sources = int(in.sources.size());
-    if (spec.is_number_integer()) {
-      const auto i = spec.get<std::int64_t>();
-      if (i < 0 || i >= sources)
-        return fail(ErrorCode::kInvalidArgument, "field '{}': source {} is not one of 0..{}", field,
-                    i, sources - 1);
-      return int(i);
-    }
-    if (!spec.is_object())
-      return fail(ErrorCode::kInvalidArgument,
-                  "field '{}': expected a source index, {{\"layer\": N}} or {{\"pipeline\", "
-                  "\"input\", \"params\"}}",
-                  field);
-    if (spec.contains("layer")) {
-      const auto& n = spec["layer"];
-      if (spec.size() != 1 || !n.is_number_integer() || n.get<std::int64_t>() < 0 ||
-          n.get<std::int64_t>() >= std::int64_t(count()))
-        return fail(ErrorCode::kInvalidArgument,
-                    "field '{}': {{\"layer\": N}} names a layer of this view, 0..{} (got {})",
-                    field, std::int64_t(count()) - 1, spec.dump());
-      return layer(n.get<int>());
-    }
-    VX_ASSIGN(auto checked,
-              pipeline::check_derived_spec(self.manager_.registry(), spec, field, depth));
-    const std::string& name = checked.descriptor->name;
-    VX_ASSIGN(const int input, source(checked.input, field + ".input", depth + 1));
-    const auto params = &checked.params;
-    const auto key = fmt::format("{}|{}|{}", input, name, params->dump());
-    if (auto it = self.by_spec_.find(key); it != self.by_spec_.end()) return it->second;
-    auto made = pipeline::DerivedSource::create(self.manager_, *in.cache,
-                                                in.sources[std::size_t(input)], name, *params);
-    if (!made) return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
-    in.sources.push_back(in.cache->add_source(*made));
-    in.data.sources.push_back((*made)->info());
-    const int index = int(in.sources.size()) - 1;
-    self.by_spec_.emplace(key, index);
-    self.specs_.emplace(index, json{{"pipeline", name}, {"input", input}, {"params", *params}});
-    return index;
-  }
-};
+LayerSources ViewSources::walker(const json& layers, std::span<const int> current,
+                                 render::RenderInputs& inputs) {
+  return LayerSources(
+      manager_.registry(), layers, current, [&inputs] { return int(inputs.sources.size()); },
+      [this, &inputs](const std::string& name, int input, const json& params,
+                      const std::string& field) {
+        return make(name, input, params, field, inputs);
+      });
+}
 
 Status ViewSources::resolve(json& view, render::RenderInputs& inputs,
                             std::span<const int> current) {
   if (!view.is_object() || !view.contains("layers") || !view["layers"].is_array()) return {};
   const json layers = view["layers"];
-  Walk walk{*this, inputs, layers, current, {}, {}};
-  walk.done.resize(walk.count());
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    const auto& l = layers[i];
-    if (!l.is_object() || !l.contains("source") || !l["source"].is_object()) continue;
-    VX_ASSIGN(const int index, walk.layer(int(i)));
-    view["layers"][i]["source"] = index;
-  }
-  return {};
+  return walker(layers, current, inputs).resolve(view["layers"]);
 }
 
 Result<json> ViewSources::resolve_keyframe(const json& doc, const render::Scene& prev, bool full,
@@ -142,8 +84,7 @@ json ViewSources::spec(int index) const {
 Result<int> ViewSources::blend(int a, int b, double u, render::RenderInputs& inputs) {
   const json mid = pipeline::interpolate_source(manager_.registry(), spec(a), spec(b), u);
   const json no_layers = json::array();  // specifications from spec() name no layers
-  Walk walk{*this, inputs, no_layers, {}, {}, {}};
-  return walk.source(mid, "source", 0);
+  return walker(no_layers, {}, inputs).source(mid, "source");
 }
 
 }  // namespace vx::stream

@@ -16,6 +16,7 @@
 #include "core/resources.hpp"
 #include "pipeline/pipeline.hpp"
 #include "render/renderer.hpp"
+#include "stream/layer_sources.hpp"
 
 namespace vx::stream {
 
@@ -51,7 +52,10 @@ class ViewSources {
   Result<int> blend(int a, int b, double u, render::RenderInputs& inputs);
 
  private:
-  struct Walk;
+  Result<int> make(const std::string& name, int input, const nlohmann::json& params,
+                   const std::string& field, render::RenderInputs& in);
+  LayerSources walker(const nlohmann::json& layers, std::span<const int> current,
+                      render::RenderInputs& inputs);
   std::unique_ptr<pipeline::Manager> owned_;
   pipeline::Manager& manager_;
   std::map<std::string, int> by_spec_;   // canonical specification -> source index

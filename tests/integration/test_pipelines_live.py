@@ -106,6 +106,51 @@ def test_live_parameters_reach_the_frames(serve):
     assert host["peak_bytes"] <= host["limit_bytes"] + host["slack_bytes"] + (64 << 20)
 
 
+def test_a_layer_chains_onto_another_with_layer_n(serve):
+    """{"layer": N} in a live session: a layer's pipeline runs on whatever layer N shows, as in
+    view files; cycles and layers that do not exist are errors naming the field."""
+    s = serve(DATA, "--cache-mb", "256")
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        gauss = {"pipeline": "gaussian", "input": 0, "params": {"sigma": 2}}
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "layers": [{"source": gauss},
+                       {"source": {"pipeline": "median", "input": {"layer": 0},
+                                   "params": {"radius": 1}}}]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack" and ack["seq"] == 1, ack
+        # Layer 1's source is the median of layer 0's gaussian, expanded.
+        src = ack["changes"]["layers"][1]["source"]
+        assert src["pipeline"] == "median" and src["input"]["pipeline"] == "gaussian", src
+        assert src["input"]["params"]["sigma"] == 2 and src["input"]["input"] == 0, src
+        # A layer the patch leaves alone can be named too: layer 2 shows what layer 1 shows.
+        await st.send(json.dumps({"type": "state.update", "seq": 2, "patch": {
+            "layers": [{}, {}, {"source": {"layer": 1}}]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack", ack
+        assert ack["changes"]["layers"][2]["source"] == src, ack["changes"]
+        for seq, patch, words in [
+            (3, {"layers": [{"source": {"pipeline": "gaussian", "input": {"layer": 1}}},
+                            {"source": {"pipeline": "median", "input": {"layer": 0}}}]},
+             ["a cycle of derived sources", "layers[0] -> layers[1] -> layers[0]"]),
+            (4, {"layers": [{}, {"source": {"pipeline": "median", "input": {"layer": 9}}}]},
+             ["layers[1].source.input", "names a layer of this view, 0..2"]),
+            (5, {"layers": [{}, {"source": {"pipeline": "median", "input": {"layer": "x"}}}]},
+             ["layers[1].source.input"]),
+        ]:
+            await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": patch}))
+            err = await reply(st)
+            assert err["type"] == "error" and err["seq"] == seq, err
+            for w in words:
+                assert w in err["message"], (w, err)
+        await st.close()
+
+    asyncio.run(go())
+
+
 def test_python_client_adds_a_derived_layer_and_changes_its_params(serve):
     import sys
     from pathlib import Path
