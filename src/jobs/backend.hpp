@@ -35,6 +35,15 @@ class Backend {
   // the reason. Called from the queue's worker threads, one job each.
   virtual Result<std::vector<std::string>> run(const JobKind& kind, const JobSpec& job,
                                                JobContext& ctx) const = 0;
+  // A job that was running when the server last stopped without a goodbye (a crash, a
+  // SIGKILL): whether it may still be running elsewhere and can be followed again (`files`:
+  // its ctx.dir()). The local backend's jobs died with the server: never.
+  virtual bool resumable(const std::string& /*files*/) const { return false; }
+  // Follows such a job to its end, as run() would have.
+  virtual Result<std::vector<std::string>> resume(const JobSpec& /*job*/,
+                                                  JobContext& /*ctx*/) const {
+    return fail(ErrorCode::kUnsupported, "this backend cannot follow a job again");
+  }
 };
 
 // Today's behaviour: the kind runs here.

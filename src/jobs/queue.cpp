@@ -63,6 +63,7 @@ struct JobQueue::Job : JobContext {
   std::atomic<bool> cancel{false};
   JobQueue* queue = nullptr;
   double last_save = 0;
+  bool resume = false;  // running when the server last died: follow it again (Backend::resume)
 
   void progress(std::uint64_t done, std::uint64_t total) override {
     JobInfo snapshot;
@@ -158,7 +159,11 @@ JobQueue::JobQueue(QueueOptions options, Kinds kinds)
              log_quote(e.what()));
       continue;
     }
-    if (i.state == JobState::kQueued || i.state == JobState::kRunning) {
+    if (i.state == JobState::kRunning && options_.backend->resumable(job->folder)) {
+      job->resume = true;  // still running on the cluster, perhaps: a worker follows it
+      pending_.push_front(i.id);
+      VX_LOG(info, "jobs.resume", "id={} backend={}", log_quote(i.id), options_.backend->name());
+    } else if (i.state == JobState::kQueued || i.state == JobState::kRunning) {
       i.state = JobState::kFailed;
       i.error = "the server stopped before the job finished";
       i.finished = now_s();
@@ -376,7 +381,7 @@ void JobQueue::worker() {
       job = jobs_[pending_.front()];
       pending_.pop_front();
       job->info.state = JobState::kRunning;
-      job->info.started = now_s();
+      if (!job->resume) job->info.started = now_s();
       ++job->info.version;
     }
     save(*job);
@@ -386,6 +391,9 @@ void JobQueue::worker() {
       auto it = kinds_.find(job->info.kind);
       if (it == kinds_.end())
         files = fail(ErrorCode::kInvalidArgument, "kind '{}' is not known here", job->info.kind);
+      else if (job->resume)
+        files = options_.backend->resume(
+            {job->info.id, job->info.kind, job->info.params, job->info.dataset}, *job);
       else
         files = options_.backend->run(
             *it->second, {job->info.id, job->info.kind, job->info.params, job->info.dataset}, *job);

@@ -125,6 +125,26 @@ class SlurmBackend final : public Backend {
     return follow(id, dir, ctx);
   }
 
+  // A Slurm job outlives the server that submitted it: one that was running when the server
+  // was killed is followed again by the next server on the same data directory.
+  bool resumable(const std::string& files) const override {
+    std::error_code ec;
+    const fs::path dir = fs::absolute(files, ec).parent_path();
+    return !read_file(dir / kJobId).empty();
+  }
+
+  Result<std::vector<std::string>> resume(const JobSpec& job, JobContext& ctx) const override {
+    std::error_code ec;
+    const fs::path dir = fs::absolute(ctx.dir(), ec).parent_path();
+    std::string id = read_file(dir / kJobId);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+      id.pop_back();
+    if (id.empty() || id.find_first_not_of("0123456789_") != std::string::npos)
+      return fail(ErrorCode::kInternal, "{}: no Slurm job id to follow", (dir / kJobId).string());
+    VX_LOG(info, "job.slurm.resumed", "id={} slurm_job={}", job.id, id);
+    return follow(id, dir, ctx);
+  }
+
  private:
   std::string tool(const std::string& name) const { return tools_.at(name); }
 

@@ -331,6 +331,35 @@ def test_progress_on_events_then_cancel_reaches_slurm(cluster, serve, tmp_path):
     assert cluster.state_of(sid) == "CANCELLED"
 
 
+def test_a_killed_server_follows_its_slurm_jobs_again_after_a_restart(cluster, serve, tmp_path):
+    """A Slurm job outlives a server that is killed (SIGKILL: no goodbye, no scancel); the
+    next server on the same data directory follows it again to its end."""
+    import signal
+    d = tmp_path / "d"
+    s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm")
+    params = {"columns": 12, "rows": 10, "size": 96}  # seconds of work on the node
+    assert call(s, "PUT", "/api/v1/jobs/long", {"kind": "orbit", "params": params})[0] == 202
+    end = time.time() + 60
+    while time.time() < end:
+        j = job(s, "long")
+        if j.get("scheduler", {}).get("state") == "RUNNING":
+            break
+        assert j["state"] in ("queued", "running"), j
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the job never ran on Slurm: {j}")
+    s.stop(signal.SIGKILL)
+    sid = slurm_id(d, "long")
+    assert cluster.state_of(sid) in ("RUNNING", "COMPLETING", "COMPLETED"), cluster.state_of(sid)
+    s2 = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm")
+    j = wait_state(s2, "long", {"succeeded", "failed", "canceled"}, timeout=180)
+    assert j["state"] == "succeeded", f"{j}\n{_tail(d / 'jobs' / 'long' / 'slurm.log')}"
+    assert j["done"] == j["total"] == 120 and "orbit.json" in j["files"], j
+    assert j["scheduler"]["state"] == "COMPLETED" and j["scheduler"]["job"] == sid, j
+    _, err = s2.stop()
+    assert "event=job.slurm.resumed" in err, err[-3000:]
+
+
 def test_a_job_scancelled_behind_voxcasts_back_fails_saying_so(cluster, serve, tmp_path):
     d = tmp_path / "d"
     s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm:debug")
