@@ -397,6 +397,39 @@ def test_serve_with_a_rank_that_dies_ends_the_job_without_a_hang(mpirun, voxcast
     assert re.search(r"rank 1", err), err[-3000:]
 
 
+def test_serve_with_recovery_reports_a_dead_rank_and_keeps_serving(mpirun, voxcast_bin,
+                                                                    tmp_path):
+    # With mpirun's --mca orte_enable_recovery 1 (docs/cluster.md), a rank that dies does not
+    # end the job: the server reports it, and rank 0 draws every frame from then on.
+    from conftest import Server
+    import asyncio
+    env = mpi_env()
+    env.update(VOXCAST_MPI_FAULT="die:1", VOXCAST_MPI_TIMEOUT_S="3")
+    launcher = [mpirun, "--oversubscribe", "--mca", "btl", "self,vader",
+                "--mca", "orte_enable_recovery", "1", "-np", "2"]
+    server = Server(voxcast_bin, [SERVE_DATA, "--data-dir", tmp_path / "d"], launcher=launcher,
+                    env=env)
+    try:
+        ws = server.url.replace("http://", "ws://").split("?")[0]
+        _, img = asyncio.run(final_picture(ws, {
+            "dims": {"ndisplay": 3}, "canvas": {"width": 96, "height": 72}}))
+        assert img.max() > 0
+        _, again = asyncio.run(final_picture(ws, {  # a new session, after the failure
+            "dims": {"ndisplay": 3}, "canvas": {"width": 96, "height": 72},
+            "camera": {"angles": [0, 45, 90]}}))
+        assert again.max() > 0
+    finally:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            pytest.fail("mpirun did not end within 60 s of SIGTERM", pytrace=False)
+        _, err = server.stop()
+    failed = re.search(r"event=serve\.cluster_failed .*", err)
+    assert failed and "rank 1" in failed.group(0) and "did it die?" in failed.group(0), err[-3000:]
+
+
 def tree(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
