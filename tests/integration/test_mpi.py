@@ -269,6 +269,17 @@ def test_job_movie_under_mpirun(mpirun, voxcast_bin, run_ok, tmp_path):
 SERVE_DATA = "synthetic:cells?shape=48x64x64&chunk=16&channels=1"
 
 
+def end_mpirun(server) -> str:
+    """SIGTERM to mpirun, which ends every rank; returns the server's stderr."""
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        pytest.fail("mpirun did not end within 60 s of SIGTERM", pytrace=False)
+    return server.stop()[1]
+
+
 def stop_rank0(server):
     """SIGTERM to rank 0 of an mpirun'd server; returns (mpirun's exit code, its stderr)."""
     import signal
@@ -360,13 +371,7 @@ def test_serve_with_a_hung_rank_reports_it_and_keeps_serving(mpirun, voxcast_bin
         assert img.max() > 0
         assert time.monotonic() - t0 < 60
     finally:
-        server.proc.send_signal(signal.SIGTERM)  # mpirun ends the hung rank too
-        try:
-            server.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            pytest.fail("mpirun did not end within 60 s of SIGTERM", pytrace=False)
-        _, err = server.stop()
+        err = end_mpirun(server)  # mpirun ends the hung rank too
     failed = re.search(r"event=serve\.cluster_failed .*", err)
     assert failed and "rank 1" in failed.group(0) and "rank 0 draws every frame alone" in \
         failed.group(0), err[-3000:]
@@ -419,13 +424,7 @@ def test_serve_with_recovery_reports_a_dead_rank_and_keeps_serving(mpirun, voxca
             "camera": {"angles": [0, 45, 90]}}))
         assert again.max() > 0
     finally:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            pytest.fail("mpirun did not end within 60 s of SIGTERM", pytrace=False)
-        _, err = server.stop()
+        err = end_mpirun(server)
     failed = re.search(r"event=serve\.cluster_failed .*", err)
     assert failed and "rank 1" in failed.group(0) and "did it die?" in failed.group(0), err[-3000:]
 
