@@ -310,6 +310,12 @@ async def run(args) -> dict:
             await asyncio.wait_for(everything(), args.timeout)
     except wire.WireError as exc:
         out["error"] = {"type": type(exc).__name__, "code": exc.code, "message": exc.message}
+        # Why the server dropped the client, when that came first and the error above is only
+        # what an operation on the dropped endpoint said (a diagnosis for a failure at start).
+        if gone is not None and gone.done() and gone.result() is not exc:
+            why = gone.result()
+            out["disconnect"] = {"type": type(why).__name__, "code": getattr(why, "code", ""),
+                                 "message": getattr(why, "message", str(why))}
     for buf in kept:
         if not untouched(buf):
             checker.fail("a cancelled receive buffer was written after its cancel")
