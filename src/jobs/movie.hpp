@@ -58,8 +58,9 @@ Status check_movie(const render::Timeline& timeline, const MovieOptions& options
 // one frame at a time, in order, never while another call runs. Default: render::scene_at().
 using FrameScene = std::function<Result<render::Scene>(double t)>;
 
-// Renders the movie into `path` (with a compositor, only on rank 0). It is written under a temporary name beside it and
-// renamed when complete: a cancel (kCancelled) or a failure leaves no file at `path`.
+// Renders the movie into `path` (with a compositor, only on rank 0). It is written under a
+// temporary name beside it and renamed when complete: a cancel (kCancelled) or a failure leaves no
+// file at `path`.
 Result<MovieResult> render_movie(const render::Timeline& timeline,
                                  const render::RenderInputs& inputs, const MovieOptions& options,
                                  const std::string& path, const MovieProgress& progress = {},
