@@ -158,33 +158,35 @@ def test_ranks_with_empty_parts_and_empty_bricks(mpirun, voxcast_bin, run_ok, tm
         assert len(counts) == 4 and counts[1] <= 1 < counts[2], f"chunks per rank: {per_rank}"
 
 
-def test_one_rank_under_mpirun_is_a_plain_render(mpirun, voxcast_bin, run_ok, tmp_path):
-    view = write_view(tmp_path, "v", {"dims": {"ndisplay": 3}, "layers": [{"rendering": "mip"}]})
+def assert_mpi_render_is_the_plain_one(mpirun, voxcast_bin, run_ok, tmp_path, scene, ranks,
+                                       what, env=None):
+    """`mpirun -np ranks voxcast render` of `scene` equals the one-process render."""
+    view = write_view(tmp_path, "v", scene)
     run_ok("render", DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "one.png")
-    res, _ = mpi_render(mpirun, voxcast_bin, 1,
-                        [DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "mpi1.png"])
+    res, _ = mpi_render(mpirun, voxcast_bin, ranks,
+                        [DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "mpi.png"],
+                        env=env)
     assert res.returncode == 0, describe(res)
-    assert_close(tmp_path / "mpi1.png", tmp_path / "one.png", "1 rank")
+    assert_close(tmp_path / "mpi.png", tmp_path / "one.png", what)
+
+
+def test_one_rank_under_mpirun_is_a_plain_render(mpirun, voxcast_bin, run_ok, tmp_path):
+    assert_mpi_render_is_the_plain_one(
+        mpirun, voxcast_bin, run_ok, tmp_path,
+        {"dims": {"ndisplay": 3}, "layers": [{"rendering": "mip"}]}, 1, "1 rank")
 
 
 def test_no_leaks_under_mpi(mpirun, voxcast_bin, run_ok, tmp_path):
-    view = write_view(tmp_path, "v", {"dims": {"ndisplay": 3},
-                                      "layers": [{"rendering": "translucent"}]})
-    run_ok("render", DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "one.png")
-    res, _ = mpi_render(mpirun, voxcast_bin, 2,
-                        [DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "two.png"],
-                        env=mpi_env(leaks=True))
-    assert res.returncode == 0, describe(res)
-    assert_close(tmp_path / "two.png", tmp_path / "one.png", "translucent, 2 ranks")
+    assert_mpi_render_is_the_plain_one(
+        mpirun, voxcast_bin, run_ok, tmp_path,
+        {"dims": {"ndisplay": 3}, "layers": [{"rendering": "translucent"}]}, 2,
+        "translucent, 2 ranks", env=mpi_env(leaks=True))
 
 
 def test_2d_slice_under_mpirun(mpirun, voxcast_bin, run_ok, tmp_path):
-    view = write_view(tmp_path, "v", {"dims": {"ndisplay": 2, "point": [20, 28, 24]}})
-    run_ok("render", DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "one.png")
-    res, _ = mpi_render(mpirun, voxcast_bin, 3,
-                        [DATA, "--view", view, "--size", SIZE, "-o", tmp_path / "mpi.png"])
-    assert res.returncode == 0, describe(res)
-    assert_close(tmp_path / "mpi.png", tmp_path / "one.png", "2D, 3 ranks")
+    assert_mpi_render_is_the_plain_one(
+        mpirun, voxcast_bin, run_ok, tmp_path,
+        {"dims": {"ndisplay": 2, "point": [20, 28, 24]}}, 3, "2D, 3 ranks")
 
 
 def test_orbit_under_mpirun_equals_one_process(mpirun, voxcast_bin, run_ok, tmp_path):
