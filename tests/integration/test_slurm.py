@@ -360,6 +360,22 @@ def test_a_killed_server_follows_its_slurm_jobs_again_after_a_restart(cluster, s
     assert "event=job.slurm.resumed" in err, err[-3000:]
 
 
+def test_a_damaged_slurm_job_id_is_not_followed(cluster, serve, tmp_path):
+    """A job folder whose slurm_job_id is not a Slurm job id (damaged, or written by someone
+    else) is never passed to squeue or scancel: the job fails saying what was wrong."""
+    d = tmp_path / "d"
+    folder = d / "jobs" / "bad"
+    (folder / "files").mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({
+        "id": "bad", "kind": "orbit", "params": {"columns": 2, "rows": 1, "size": 32},
+        "state": "running", "done": 0, "total": 2, "created": 1.0, "started": 1.0}))
+    (folder / "slurm_job_id").write_text("1; scancel --user=root\n")
+    s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm")
+    j = wait_state(s, "bad", {"succeeded", "failed", "canceled"}, timeout=60)
+    assert j["state"] == "failed", j
+    assert "no Slurm job id to follow" in j["error"] and "slurm_job_id" in j["error"], j
+
+
 def test_a_job_scancelled_behind_voxcasts_back_fails_saying_so(cluster, serve, tmp_path):
     d = tmp_path / "d"
     s = serve(DATA, "--data-dir", d, "--jobs-backend", "slurm:debug")
