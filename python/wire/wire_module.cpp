@@ -299,8 +299,13 @@ class Core {
   std::vector<std::pair<uint32_t, std::string>> endpoints() const {
     std::vector<std::pair<uint32_t, std::string>> out;
     if (server_) {
+      // Only the endpoints this module can already reach: the server lists an endpoint
+      // just before its accept callback (which adds it to eps_) runs on the progress
+      // thread, and a Python caller that saw it in between got "not connected" from its
+      // first send (aaccept returns what this lists).
+      std::lock_guard lock(eps_m_);
       for (auto& ep : server_->endpoints())
-        out.emplace_back(ep.id(), ep.peer());
+        if (eps_.count(ep.id())) out.emplace_back(ep.id(), ep.peer());
     } else if (client_ && client_->endpoint()) {
       out.emplace_back(client_->id(), client_->endpoint().peer());
     }
@@ -419,7 +424,7 @@ class Core {
   std::unique_ptr<w::Node> node_;
   w::Server* server_ = nullptr;
   w::Client* client_ = nullptr;
-  std::mutex eps_m_;
+  mutable std::mutex eps_m_;
   std::unordered_map<uint32_t, w::Endpoint> eps_;
   std::mutex ops_m_;
   std::unordered_map<uint64_t, Op> ops_;

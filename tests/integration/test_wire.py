@@ -200,6 +200,53 @@ async def test_closing_twice_and_using_closed_objects(pair):
     await server.aclose()
 
 
+@pytest.mark.parametrize("tls", ["tcp", "shm"])
+async def test_a_listed_endpoint_can_be_used_at_once(tls):
+    # Server.endpoints (and so aaccept) must list an endpoint only once operations on it
+    # work: a thread watches the list as fast as it can and sends on every new endpoint the
+    # moment it appears. Listing it before the module could reach it was a race that failed
+    # the soak test in CI ("endpoint 1 is not connected to this server") under load.
+    import threading
+    server = wire.Server("127.0.0.1", 0, tls=tls, mode="thread")
+    server.start()
+    clients, errors, sent = [], [], []
+    stop = threading.Event()
+
+    def watch():
+        seen = set()
+        while not stop.is_set():
+            for ep in server.endpoints:
+                if ep.id not in seen:
+                    seen.add(ep.id)
+                    try:
+                        ep.send(b"hello", 77)
+                        sent.append(ep.id)
+                    except wire.WireError as exc:
+                        errors.append(f"endpoint {ep.id}: {exc!r}")
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(24):
+            client = wire.Client(tls=tls, mode="thread")
+            clients.append(client)
+            await client.aconnect("127.0.0.1", server.port)
+            got = bytearray(8)
+            # The greeting arrives: the endpoint was listed and usable (bounded, not timed).
+            try:
+                assert await asyncio.wait_for(client.arecv(got, 77, ~0), 10) == (77, 5)
+            except asyncio.TimeoutError:
+                pytest.fail(f"client {len(clients)}: no greeting within 10 s; {errors}")
+    finally:
+        stop.set()
+        watcher.join(30)
+        for client in clients:
+            await client.aclose(force=True)
+        await server.aclose(force=True)
+    assert errors == []
+    assert len(sent) == 24
+
+
 async def test_connecting_to_a_closed_port_is_refused():
     import socket
     s = socket.socket()
