@@ -26,16 +26,18 @@ export function duration(s) {
 }
 
 // How the panel shows each kind of job (GET /api/v1/job-kinds lists them): what progress
-// counts, a one-line summary of its params, and its main result file. A kind not in the
-// table is shown by its name, with its files as links.
+// counts, a one-line summary of its params, and its main result file (of the job's params). A
+// kind not in the table is shown by its name, with its files as links.
 export const KINDS = {
-  orbit: {unit: 'views', main: 'index.html',
+  orbit: {unit: 'views', main: () => 'index.html',
           summary: (p) => `${p.columns || 30}×${p.rows || 30} @ ${p.size || 256} px`},
-  movie: {unit: 'frames', main: 'movie.mp4',
-          summary: (p) => `${p.width || 1920}×${p.height || 1080} @ ${p.fps || 30} fps`},
+  movie: {unit: 'frames', main: (p) => `movie.${p.format || 'mp4'}`,
+          summary: (p) => `${p.width || 1920}×${p.height || 1080} @ ${p.fps || 30} fps` +
+                          (p.format === 'webm' ? ' WebM' : '')},
 };
 const kindOf = (j) => KINDS[j && j.kind] ||
-  {unit: 'units', main: null, summary: () => (j && j.kind) || 'job'};
+  {unit: 'units', main: () => null, summary: () => (j && j.kind) || 'job'};
+const mainFile = (j) => kindOf(j).main((j && j.params) || {});
 
 // "running 37/96 · 4.2 views/s · ETA 15 s" and the like.
 export function progressText(j) {
@@ -348,7 +350,7 @@ export function mountJobs(root, opts = {}) {
       const acts = el('span', {class: 'acts'});
       if (j.state === 'succeeded') {
         acts.append(el('button', {class: 'show', text: 'show', onclick: () => show(j.id)}));
-        const main = kindOf(j).main;
+        const main = mainFile(j);
         for (const f of main ? [main] : (j.files || []))
           acts.append(el('a', {href: fileUrl(j.id, f), target: '_blank', rel: 'noopener',
                                text: f === 'index.html' ? 'page' : f}));
@@ -384,12 +386,13 @@ export function mountJobs(root, opts = {}) {
     if (embedId === j.id) return;
     unembed();
     embedId = j.id;
-    const main = kindOf(j).main;
-    if (main && main.endsWith('.mp4')) {
+    const main = mainFile(j);
+    const movie = main && /\.(mp4|webm)$/.exec(main);
+    if (movie) {
       const url = fileUrl(j.id, main);
       video.src = url;
       videoLink.href = url;
-      videoLink.setAttribute('download', `${j.id}.mp4`);
+      videoLink.setAttribute('download', `${j.id}.${movie[1]}`);
       videoSnippet.value = `<video src="${main}" controls playsinline></video>`;
       videoBox.dataset.id = j.id;
       videoBox.hidden = false;

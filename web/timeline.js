@@ -160,6 +160,10 @@ export function mountTimeline(root, opts = {}) {
   const size = el('select', {name: 'movie-size', title: 'frame size'},
                   ...SIZES.map((s) => el('option', {value: s, text: s})));
   size.value = '1280x720';
+  const format = el('select', {name: 'movie-format', title: 'MP4 (H.264) plays everywhere; ' +
+                               'WebM (VP9) is smaller and slower to encode'},
+                    el('option', {value: 'mp4', text: 'MP4'}),
+                    el('option', {value: 'webm', text: 'WebM'}));
   const previewBtn = el('button', {class: 'preview', text: 'preview',
                                    title: 'play the timeline in the view at its real speed',
                                    onclick: () => preview()});
@@ -168,7 +172,7 @@ export function mountTimeline(root, opts = {}) {
   const errBox = alertBox('timeline-error');
   root.replaceChildren(
       el('div', {class: 'actions'}, addBtn), strip,
-      el('div', {class: 'row'}, el('label', {text: 'fps'}), fps, size),
+      el('div', {class: 'row'}, el('label', {text: 'fps'}), fps, size, format),
       el('div', {class: 'actions'}, previewBtn, renderBtn), errBox);
 
   const showError = (msg) => errBox.show(msg);
@@ -268,6 +272,7 @@ export function mountTimeline(root, opts = {}) {
     if (!frames.length) return null;
     const [w, h] = size.value.split('x').map(Number);
     const params = {timeline: toTimeline(frames), fps: +fps.value, width: w, height: h};
+    if (format.value !== 'mp4') params.format = format.value;
     if (opts.dataset && opts.dataset() > 0) params.dataset = opts.dataset();
     showError(null);
     if (!opts.jobs) return null;

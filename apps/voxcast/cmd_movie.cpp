@@ -18,7 +18,8 @@ namespace vx::app {
 Runner add_movie(CLI::App& app, const GlobalOptions& g) {
   auto* cmd = app.add_subcommand(
       "movie",
-      "Render a keyframe timeline into an H.264 MP4: every frame at final quality, numeric\n"
+      "Render a keyframe timeline into a movie (H.264 in MP4, or VP9 in WebM when the output\n"
+      "ends in .webm): every frame at final quality, numeric\n"
       "fields interpolated between keyframes (camera by quaternion slerp), discrete ones\n"
       "switched at the midpoint. Layers may show pipelines ({\"source\": {\"pipeline\": ...}},\n"
       "as in view files): their live parameters interpolate too. The timeline format is in\n"
@@ -35,10 +36,12 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       ->capture_default_str()
       ->check(CLI::Range(jobs::kMinFps, jobs::kMaxFps));
   cmd->add_option("--size", o->size, "Frame WxH, even numbers")->capture_default_str();
-  cmd->add_option("--quality", o->quality, "x264 CRF: 0 (best) to 51; 18 is visually lossless")
+  cmd->add_option("--quality", o->quality,
+                  "x264 CRF scale: 0 (best) to 51; 18 is visually lossless (WebM: mapped onto "
+                  "VP9's 0..63)")
       ->capture_default_str()
       ->check(CLI::Range(0, 51));
-  cmd->add_option("-o,--output", o->out, "The MP4 file to write")->required();
+  cmd->add_option("-o,--output", o->out, "The movie to write: NAME.mp4 or NAME.webm")->required();
   cmd->add_flag("-q,--quiet", o->quiet, "No progress bar");
   cmd->footer(
       "Example: voxcast movie brain.ome.zarr --timeline spin.json --fps 30 --size 1280x720 -o "
@@ -58,6 +61,11 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
         h > jobs::kMaxMovieSide || w % 2 || h % 2)
       return usage_error(fmt::format("--size {}: even sides of {} to {} pixels", o->size,
                                      jobs::kMinMovieSide, jobs::kMaxMovieSide));
+    // The container follows the output's extension, as a user names the file they want.
+    const auto ext = std::filesystem::path(o->out).extension().string();
+    const auto container = codec::movie_format_from_string(ext.empty() ? "" : ext.substr(1));
+    if (!container)
+      return usage_error(fmt::format("-o {}: the movie's name must end in .mp4 or .webm", o->out));
     auto timeline = render::read_scene_file(o->timeline);  // any JSON file, errors name it
     if (!timeline) return report(timeline.error().what());
     // Derived layers (pipelines) charge the cache's budget; declared before the dataset, whose
@@ -72,7 +80,8 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
                                {"fps", o->fps},
                                {"width", w},
                                {"height", h},
-                               {"quality", o->quality}};
+                               {"quality", o->quality},
+                               {"format", std::string(codec::to_string(*container))}};
     // The CLI's names for the job's fields.
     const std::vector<std::pair<std::string, std::string>> names = {
         {"params.timeline", o->timeline}, {"params", "movie"}};
@@ -90,7 +99,7 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       log_part();
       return rc;
     }
-    // The job writes into a private folder beside the output; its movie.mp4 is renamed onto
+    // The job writes into a private folder beside the output; its movie file is renamed onto
     // the output only when complete.
     namespace fs = std::filesystem;
     const fs::path out(o->out);
@@ -104,7 +113,7 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
       if (auto st = agree_on(world.get(), files); !st) files = tl::unexpected(st.error());
     log_part();
     std::error_code ec;
-    if (files) fs::rename(work / "movie.mp4", out, ec);
+    if (files) fs::rename(work / jobs::movie_file_name(*container), out, ec);
     fs::remove_all(work);
     if (!files)  // e.g. the disk filled: say which movie could not be written
       return report(fmt::format("{}: {}", o->out, files.error().what()));

@@ -35,11 +35,13 @@ class MovieMixin:
     async def movie(self, timeline: Union[dict, list], fps: int = 30,
                     path: Optional[str] = None, size: Optional[Tuple[int, int]] = None,
                     quality: int = 18, timeout: Optional[float] = None,
-                    on_progress=None) -> Dict[str, Any]:
+                    on_progress=None, format: Optional[str] = None) -> Dict[str, Any]:
         """Renders a movie of ``timeline`` (a list of :meth:`keyframe` results, or a whole
-        timeline document) as a server job and, with ``path``, downloads the MP4 there.
-        ``size`` is ``(height, width)`` (default: the canvas, rounded down to even);
-        ``quality`` is x264's CRF (lower is better). ``on_progress(done, total)`` is called
+        timeline document) as a server job and, with ``path``, downloads the file there.
+        ``format`` is ``"mp4"`` (H.264) or ``"webm"`` (VP9); by default it follows ``path``'s
+        extension (``.webm``), else MP4. ``size`` is ``(height, width)`` (default: the
+        canvas, rounded down to even); ``quality`` is on x264's CRF scale, 0 to 51 (lower is
+        better; WebM maps it onto VP9's). ``on_progress(done, total)`` is called
         as frames are encoded. Returns the finished job; a failed job raises
         :class:`ServerError` with its error, and cancelling the awaiting task cancels the
         job."""
@@ -50,6 +52,10 @@ class MovieMixin:
         params = {"dataset": self.dataset, "timeline": doc, "fps": int(fps),
                   "width": int(size[1]) // 2 * 2, "height": int(size[0]) // 2 * 2,
                   "quality": int(quality)}
+        if format is None and path is not None and str(path).lower().endswith(".webm"):
+            format = "webm"
+        if format is not None:
+            params["format"] = format
         data, _ = await rest.arequest(self.endpoint, "POST", "/api/v1/jobs",
                                       {"kind": "movie", "params": params})
         job = json.loads(data)["job"]
@@ -75,7 +81,8 @@ class MovieMixin:
             raise ServerError("job_" + job["state"], f"movie job {jid}: {job.get('error')}")
         if path is not None:
             data, _ = await rest.arequest(self.endpoint, "GET",
-                                          f"/api/v1/jobs/{jid}/files/movie.mp4", None, 600)
+                                          f"/api/v1/jobs/{jid}/files/movie."
+                                          f"{params.get('format', 'mp4')}", None, 600)
             with open(path, "wb") as f:
                 f.write(data)
         return job

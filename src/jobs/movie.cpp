@@ -11,7 +11,7 @@
 #include <mutex>
 #include <optional>
 
-#include "codec/mp4.hpp"
+#include "codec/movie_file.hpp"
 #include "core/log.hpp"
 
 namespace vx::jobs {
@@ -93,6 +93,10 @@ int movie_frames(const render::Timeline& tl, int fps) {
   return n < 1 ? 1 : n > 1e9 ? 1000000000 : int(n);
 }
 
+std::string movie_file_name(codec::MovieFormat format) {
+  return "movie" + codec::movie_extension(format);
+}
+
 double movie_frame_time(const render::Timeline& tl, int i, int n) {
   if (n <= 1 || i <= 0) return tl.start();
   if (i >= n - 1) return tl.end();
@@ -106,8 +110,9 @@ Status check_movie(const render::Timeline& tl, const MovieOptions& o) {
     if (v < kMinMovieSide || v > kMaxMovieSide || v % 2)
       return fail(ErrorCode::kInvalidArgument, "{} {}: an even number of pixels, {} to {}", name, v,
                   kMinMovieSide, kMaxMovieSide);
-  if (o.quality < 0 || o.quality > 51)
-    return fail(ErrorCode::kInvalidArgument, "quality {}: 0 (best) to 51", o.quality);
+  if (o.quality < 0 || o.quality > codec::kMaxMovieQuality)
+    return fail(ErrorCode::kInvalidArgument, "quality {}: 0 (best) to {}", o.quality,
+                codec::kMaxMovieQuality);
   const int n = movie_frames(tl, o.fps);
   if (n > kMaxMovieFrames)
     return fail(ErrorCode::kInvalidArgument,
@@ -139,15 +144,16 @@ Result<MovieResult> render_movie(const render::Timeline& tl, const render::Rende
       if (!keep) fs::remove(p, ec);
     }
   } cleanup{temp};
-  codec::Mp4Options mo;
+  codec::MovieFileOptions mo;
+  mo.format = o.format;
   mo.width = o.width;
   mo.height = o.height;
   mo.fps = o.fps;
-  mo.crf = o.quality;
+  mo.quality = o.quality;
   mo.preset = o.preset;
-  std::unique_ptr<codec::Mp4Writer> writer;
+  std::unique_ptr<codec::MovieWriter> writer;
   {
-    auto w = codec::Mp4Writer::open(temp.string(), mo);
+    auto w = codec::MovieWriter::open(temp.string(), mo);
     if (!w) return tl::unexpected(w.error());
     writer = std::move(*w);
   }

@@ -1,5 +1,6 @@
 // Movies: every frame of a keyframe timeline (render/timeline.hpp) rendered at final
-// quality through the shared cache and encoded as H.264 in MP4 (codec/mp4.hpp). Frames
+// quality through the shared cache and encoded as H.264 in MP4 or VP9 in WebM
+// (codec/movie_file.hpp). Frames
 // render in parallel, each on its own renderer, and are encoded in order as they come.
 // docs/movies.md.
 #pragma once
@@ -9,6 +10,7 @@
 #include <functional>
 #include <string>
 
+#include "codec/movie_file.hpp"
 #include "core/error.hpp"
 #include "render/renderer.hpp"
 #include "render/timeline.hpp"
@@ -25,8 +27,9 @@ constexpr int kMinFps = 1, kMaxFps = 120;
 struct MovieOptions {
   int fps = 30;
   int width = 1920, height = 1080;  // even
-  int quality = 18;                 // x264 CRF, 0..51: lower is better
+  int quality = 18;                 // x264's CRF scale, 0..51: lower is better (both formats)
   std::string preset = "veryfast";  // x264 preset
+  codec::MovieFormat format = codec::MovieFormat::kMp4;
   // Sort-last over MPI (src/cluster, docs/cluster.md): every frame is split over the ranks
   // and rendered by all of them in order (each frame a collective); rank 0 composites and
   // encodes, the other ranks write nothing.
@@ -49,6 +52,9 @@ struct MovieResult {
 int movie_frames(const render::Timeline& timeline, int fps);
 // The time of frame i of n.
 double movie_frame_time(const render::Timeline& timeline, int i, int n);
+
+// The movie job's result file: "movie.mp4" or "movie.webm".
+std::string movie_file_name(codec::MovieFormat format);
 
 // The caps (frames, pixels), and options in range: kInvalidArgument saying the cap.
 Status check_movie(const render::Timeline& timeline, const MovieOptions& options);

@@ -1,4 +1,4 @@
-// The "movie" job kind: a keyframe timeline -> movie.mp4 (docs/movies.md).
+// The "movie" job kind: a keyframe timeline -> movie.mp4 or movie.webm (docs/movies.md).
 #include "jobs/kind.hpp"
 #include "jobs/movie.hpp"
 #include "stream/view_sources.hpp"
@@ -26,13 +26,23 @@ class MovieKind final : public JobKind {
         {"fps", T::kInteger, "Frames per second", 30, kMinFps, kMaxFps},
         {"width", T::kInteger, "Frame width, pixels (even)", 1920, kMinMovieSide, kMaxMovieSide},
         {"height", T::kInteger, "Frame height, pixels (even)", 1080, kMinMovieSide, kMaxMovieSide},
-        {"quality", T::kInteger, "x264 CRF: 0 (best) to 51; 18 is visually lossless", 18, 0, 51},
+        {"quality", T::kInteger,
+         "x264 CRF scale: 0 (best) to 51; 18 is visually lossless (WebM maps it onto VP9's 0..63)",
+         18, 0, codec::kMaxMovieQuality},
+        {"format",
+         T::kString,
+         "mp4 (H.264, plays everywhere) or webm (VP9: smaller, slower to encode)",
+         "mp4",
+         -inf,
+         inf,
+         {"mp4", "webm"}},
         nodes_param(),
     };
   }
   std::string name() const override { return "movie"; }
   std::string description() const override {
-    return "An H.264 MP4 of a keyframe timeline, every frame at final quality (movie.mp4)";
+    return "A movie of a keyframe timeline, every frame at final quality: H.264 in MP4 "
+           "(movie.mp4) or VP9 in WebM (movie.webm)";
   }
   const std::vector<Param>& params() const override { return params_; }
 
@@ -50,7 +60,7 @@ class MovieKind final : public JobKind {
       job.progress(std::uint64_t(done), std::uint64_t(total));
     };
     job.progress(0, std::uint64_t(movie_frames(plan.timeline, plan.options.fps)));
-    const std::string name = "movie.mp4";
+    const std::string name = movie_file_name(plan.options.format);
     // Derived layers whose parameters move between keyframes: a source per frame, made here.
     FrameScene frame_scene;
     if (plan.sources)
@@ -80,11 +90,14 @@ class MovieKind final : public JobKind {
     o.width = p.value("width", 1920);
     o.height = p.value("height", 1080);
     o.quality = p.value("quality", 18);
+    // check_params took only the listed choices.
+    o.format = codec::movie_format_from_string(p.value("format", "mp4"))
+                   .value_or(codec::MovieFormat::kMp4);
     o.compositor = compositor_;
     for (const auto& [name, v] : {std::pair{"width", o.width}, std::pair{"height", o.height}})
       if (v % 2)
         return fail(ErrorCode::kInvalidArgument,
-                    "field 'params.{}': {} is odd (H.264 with yuv420p needs even sizes)", name, v);
+                    "field 'params.{}': {} is odd (yuv420p needs even sizes)", name, v);
     VX_ASSIGN(plan.dataset, datasets_(p.value("dataset", 0)));
     const auto& sd = plan.dataset.inputs.data;
     // The dataset's default view framed for the movie's size, with its layers (contrast

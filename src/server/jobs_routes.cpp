@@ -128,6 +128,7 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
                                        : ext == ".webp" ? "image/webp"
                                        : ext == ".jpeg" ? "image/jpeg"
                                        : ext == ".mp4"  ? "video/mp4"
+                                       : ext == ".webm" ? "video/webm"
                                                         : "application/octet-stream");
     res.keep_alive(req.keep_alive());
     res.body() = ss.str();  // a HEAD request gets the headers alone (HttpSession::send)

@@ -113,6 +113,26 @@ def test_timeline_to_movie(movie_server, browser):
         frames = list(c.decode(st))
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (640, 360)
 
+    # The same timeline as WebM (VP9): Chromium plays it in the page, whatever its H.264 support.
+    d.execute_script("const s = document.querySelector('#timeline select[name=movie-format]');"
+                     "s.value = 'webm';")
+    click(d, "#timeline .render-movie")
+    cur2 = wait(d, "the WebM job", lambda: (lambda c: c if c and c["id"] != cur["id"] else None)(
+        js(d, "window.voxcast.jobs.current")))
+    j = wait_job(s, cur2["id"], {"succeeded", "failed", "canceled"}, timeout=MOVIE_S)
+    assert j["state"] == "succeeded" and j["files"] == ["movie.webm"], j
+    assert j["params"]["format"] == "webm", j
+    src = wait(d, "the WebM <video>", lambda: (lambda v: v if v and v.endswith("movie.webm") else None)(
+        js(d, "document.querySelector('#jobs .movie-result video').getAttribute('src')")))
+    assert src.endswith(f"/api/v1/jobs/{cur2['id']}/files/movie.webm"), src
+    assert js(d, "document.querySelector('#jobs .movie-result a.download').getAttribute('download')") \
+        == f"{cur2['id']}.webm"
+    assert js(d, "document.querySelector('#jobs video').canPlayType('video/webm; codecs=\"vp9\"')")
+    dur = wait(d, "the WebM video's metadata", lambda: js(
+        d, "(() => { const v = document.querySelector('#jobs video');"
+           " return v.readyState >= 1 && v.duration; })()"), timeout=30)
+    assert abs(dur - 0.5) < 0.1, dur
+
 
 def test_preview_interpolates_like_the_server(movie_server, browser):
     """The page's interpolation (the preview) against the server's (the movie): the same

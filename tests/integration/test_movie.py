@@ -91,12 +91,12 @@ def render(run_ok, tmp_path, view, size, name):
     return np.asarray(Image.open(png).convert("RGB"))
 
 
-def check_movie(path, run_ok, tmp_path, fps, w, h, frames):
+def check_movie(path, run_ok, tmp_path, fps, w, h, frames, codec="h264"):
     st, got = decode(path)
     assert len(got) == frames, f"{len(got)} frames decoded, {frames} expected"
     assert st.average_rate == fps, st.average_rate
     assert (st.codec_context.width, st.codec_context.height) == (w, h)
-    assert st.codec_context.name == "h264"
+    assert st.codec_context.name == codec
     assert got[0].shape == (h, w, 3)
     first, last = keyframe_views(TIMELINE)
     want_first = render(run_ok, tmp_path, first, f"{w}x{h}", "first")
@@ -132,6 +132,28 @@ def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
         "temporary files left beside the output"
 
 
+def test_cli_webm_is_vp9_with_bt709_signalled(run_ok, tmp_path):
+    t = tmp_path / "t.json"
+    t.write_text(json.dumps(TIMELINE))
+    out = tmp_path / "m.webm"
+    res = run_ok("movie", DATA, "--timeline", t, "--fps", "24", "--size", "96x64", "-o", out)
+    assert "wrote 24 frames" in res.stdout, describe(res)
+    assert "[libvpx" not in res.stderr, "libav prints to stderr instead of the log"
+    check_movie(out, run_ok, tmp_path, 24, 96, 64, 24, codec="vp9")
+    with av.open(str(out)) as c:
+        assert c.format.name.startswith("matroska,webm")
+        assert c.streams.video[0].codec_context.format.name == "yuv420p"
+    # Matroska's Colour element: transfer, matrix and primaries 1 (BT.709), range 1 (limited).
+    head = out.read_bytes()[:4096]
+    at = head.find(b"\x55\xb0")
+    assert at > 0, "no Colour element"
+    colour = head[at:at + 20]
+    for element in (b"\x55\xba\x81\x01", b"\x55\xb1\x81\x01", b"\x55\xbb\x81\x01",
+                    b"\x55\xb9\x81\x01"):
+        assert element in colour, colour.hex()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_movie_job_over_http(serve, run_ok, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     code, _, body = call(s, "GET", "/api/v1/job-kinds")
@@ -153,6 +175,16 @@ def test_movie_job_over_http(serve, run_ok, tmp_path):
     assert code == 200 and headers["Content-Type"] == "video/mp4"
     (tmp_path / "job.mp4").write_bytes(raw)
     check_movie(tmp_path / "job.mp4", run_ok, tmp_path, 20, 80, 64, 20)
+    # WebM: the same job kind, its file named for its format and served as video/webm.
+    assert kinds["movie"]["schema"]["properties"]["format"]["enum"] == ["mp4", "webm"]
+    params = {"timeline": TIMELINE, "fps": 10, "width": 64, "height": 48, "format": "webm"}
+    assert call(s, "PUT", "/api/v1/jobs/web", {"kind": "movie", "params": params})[0] == 202
+    j = wait_state(s, "web", {"succeeded", "failed"})
+    assert j["state"] == "succeeded" and j["files"] == ["movie.webm"], j
+    code, headers, raw = call(s, "GET", "/api/v1/jobs/web/files/movie.webm")
+    assert code == 200 and headers["Content-Type"] == "video/webm"
+    (tmp_path / "job.webm").write_bytes(raw)
+    check_movie(tmp_path / "job.webm", run_ok, tmp_path, 10, 64, 48, 10, codec="vp9")
 
 
 def test_cancel_mid_job_leaves_no_movie(serve, tmp_path):
@@ -190,12 +222,15 @@ BAD_JOBS = [
      "keyframes[0].patch"),
     ({"timeline": TIMELINE, "dataset": 4}, "params.dataset"),
     ({"timeline": TIMELINE, "speed": 2}, "params.speed"),
+    ({"timeline": TIMELINE, "format": "avi"}, "params.format"),
+    ({"timeline": TIMELINE, "format": 1}, "params.format"),
 ]
 
 
 @pytest.mark.parametrize("params,needle", BAD_JOBS, ids=[
     "no-timeline", "empty", "out-of-order", "fps-0", "fps-high", "width-small", "width-big",
-    "height-odd", "frame-cap", "pixel-cap", "bad-scene", "dataset", "unknown"])
+    "height-odd", "frame-cap", "pixel-cap", "bad-scene", "dataset", "unknown", "format-avi",
+    "format-number"])
 def test_bad_movie_jobs_are_refused_at_submit(serve, tmp_path, params, needle):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     code, _, body = call(s, "PUT", "/api/v1/jobs/bad", {"kind": "movie", "params": params})
@@ -205,19 +240,22 @@ def test_bad_movie_jobs_are_refused_at_submit(serve, tmp_path, params, needle):
     assert call(s, "GET", "/api/v1/jobs/bad")[0] == 404  # no job was created
 
 
-@pytest.mark.parametrize("timeline,args,needle", [
-    ({"keyframes": []}, [], "empty"),
-    ({"keyframes": [{"time": 2}, {"time": 1}]}, [], "keyframes[1].time"),
-    (TIMELINE, ["--fps", "0"], "--fps"),
-    (TIMELINE, ["--fps", "1000"], "--fps"),
-    (TIMELINE, ["--size", "99x64"], "--size"),
-    (TIMELINE, ["--size", "big"], "--size"),
-    ({"keyframes": [{"time": 0}, {"time": 3000}]}, [], "7200 frames"),
-], ids=["empty", "out-of-order", "fps-0", "fps-high", "size-odd", "size-text", "frame-cap"])
-def test_bad_cli_movies_are_usage_errors(run, tmp_path, timeline, args, needle):
+@pytest.mark.parametrize("timeline,args,needle,name", [
+    ({"keyframes": []}, [], "empty", "m.mp4"),
+    ({"keyframes": [{"time": 2}, {"time": 1}]}, [], "keyframes[1].time", "m.mp4"),
+    (TIMELINE, ["--fps", "0"], "--fps", "m.mp4"),
+    (TIMELINE, ["--fps", "1000"], "--fps", "m.mp4"),
+    (TIMELINE, ["--size", "99x64"], "--size", "m.mp4"),
+    (TIMELINE, ["--size", "big"], "--size", "m.mp4"),
+    ({"keyframes": [{"time": 0}, {"time": 3000}]}, [], "7200 frames", "m.mp4"),
+    (TIMELINE, [], "must end in .mp4 or .webm", "m.avi"),
+    (TIMELINE, [], "must end in .mp4 or .webm", "movie"),
+], ids=["empty", "out-of-order", "fps-0", "fps-high", "size-odd", "size-text", "frame-cap",
+        "ext-avi", "ext-none"])
+def test_bad_cli_movies_are_usage_errors(run, tmp_path, timeline, args, needle, name):
     t = tmp_path / "t.json"
     t.write_text(json.dumps(timeline))
-    out = tmp_path / "m.mp4"
+    out = tmp_path / name
     res = run("movie", DATA, "--timeline", t, *args, "-o", out)
     assert res.returncode == 2, describe(res)
     assert needle in res.stderr, describe(res)
@@ -256,6 +294,23 @@ def test_python_client_keyframes_and_movie(serve, tmp_path):
     assert len(frames) == 6 and st.average_rate == 12
     assert frames[0].shape == (48, 64, 3)
     assert seen and seen[-1] == (6, 6)
+    assert st.codec_context.name == "h264"
+
+    async def webm():
+        async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+            v.dims.ndisplay = 3
+            await v.sync()
+            k0 = v.keyframe(0)
+            v.camera.angles = (0, 90, 90)
+            await v.sync()
+            # The format follows the path's extension.
+            return await v.movie([k0, v.keyframe(0.5)], fps=12, size=(48, 64),
+                                 path=str(tmp_path / "py.webm"))
+
+    j = asyncio.run(webm())
+    assert j["params"]["format"] == "webm"
+    st, frames = decode(tmp_path / "py.webm")
+    assert st.codec_context.name == "vp9" and len(frames) == 6
 
 
 def test_cli_runs_any_kind(run, run_ok, tmp_path):

@@ -1,8 +1,10 @@
-#include "codec/mp4.hpp"
+#include "codec/movie_file.hpp"
 
 #include "codec/encoder_backends.hpp"
 
 #include "codec/av_util.hpp"
+
+#include <algorithm>
 
 extern "C" {
 #include <libavutil/opt.h>
@@ -15,10 +17,10 @@ using av::CodecDeleter;
 using av::error_text;
 using av::FormatDeleter;
 
-class AvMp4Writer final : public Mp4Writer {
+class AvMovieWriter final : public MovieWriter {
  public:
-  AvMp4Writer(std::string path, std::unique_ptr<AVFormatContext, FormatDeleter> fmt,
-              std::unique_ptr<AVCodecContext, CodecDeleter> enc, AVStream* stream)
+  AvMovieWriter(std::string path, std::unique_ptr<AVFormatContext, FormatDeleter> fmt,
+                std::unique_ptr<AVCodecContext, CodecDeleter> enc, AVStream* stream)
       : path_(std::move(path)),
         fmt_(std::move(fmt)),
         enc_(std::move(enc)),
@@ -74,21 +76,70 @@ class AvMp4Writer final : public Mp4Writer {
 
 }  // namespace
 
-Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, const Mp4Options& o) {
+std::string_view to_string(MovieFormat f) {
+  return f == MovieFormat::kWebm ? "webm" : "mp4";
+}
+
+std::optional<MovieFormat> movie_format_from_string(std::string_view s) {
+  if (s == "mp4") return MovieFormat::kMp4;
+  if (s == "webm") return MovieFormat::kWebm;
+  return std::nullopt;
+}
+
+std::string movie_extension(MovieFormat f) {
+  return "." + std::string(to_string(f));
+}
+
+int vp9_crf(int quality) {
+  return (std::clamp(quality, 0, kMaxMovieQuality) * 63 + kMaxMovieQuality / 2) / kMaxMovieQuality;
+}
+
+namespace {
+
+// The encoder's settings per format: quality-based, threads beside the renderers (which keep
+// the other cores busy).
+void set_up_encoder(AVCodecContext* enc, const MovieFileOptions& o) {
+  if (o.format == MovieFormat::kMp4) {
+    enc->thread_count = 2;
+    av_opt_set(enc->priv_data, "preset", o.preset.c_str(), 0);
+    av_opt_set_double(enc->priv_data, "crf", o.quality, 0);
+    return;
+  }
+  // VP9 in constant-quality mode (a CRF and no target bitrate), "good" deadline at a speed a
+  // movie job can afford, rows in parallel.
+  enc->bit_rate = 0;
+  enc->thread_count = 2;
+  av_opt_set_int(enc->priv_data, "crf", vp9_crf(o.quality), 0);
+  av_opt_set(enc->priv_data, "deadline", "good", 0);
+  av_opt_set_int(enc->priv_data, "cpu-used", 4, 0);
+  av_opt_set_int(enc->priv_data, "row-mt", 1, 0);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MovieWriter>> MovieWriter::open(const std::string& path,
+                                                       const MovieFileOptions& o) {
+  const bool webm = o.format == MovieFormat::kWebm;
+  const char* codec_name = webm ? "libvpx-vp9" : "libx264";
   if (o.width <= 0 || o.height <= 0 || o.width % 2 || o.height % 2)
-    return fail(ErrorCode::kInvalidArgument, "{}: {}x{}: H.264 needs even, positive sizes", path,
+    return fail(ErrorCode::kInvalidArgument, "{}: {}x{}: yuv420p needs even, positive sizes", path,
                 o.width, o.height);
   if (o.fps < 1 || o.fps > 240)
     return fail(ErrorCode::kInvalidArgument, "{}: fps {}: 1 to 240", path, o.fps);
+  if (o.quality < 0 || o.quality > kMaxMovieQuality)
+    return fail(ErrorCode::kInvalidArgument, "{}: quality {}: 0 (best) to {}", path, o.quality,
+                kMaxMovieQuality);
   hook_av_log();
   AVFormatContext* raw = nullptr;
-  if (const int rc = avformat_alloc_output_context2(&raw, nullptr, "mp4", path.c_str()); rc < 0)
-    return fail(ErrorCode::kUnsupported, "{}: no MP4 muxer: {}", path, error_text(rc));
+  const std::string muxer(to_string(o.format));
+  if (const int rc = avformat_alloc_output_context2(&raw, nullptr, muxer.c_str(), path.c_str());
+      rc < 0)
+    return fail(ErrorCode::kUnsupported, "{}: no {} muxer: {}", path, muxer, error_text(rc));
   std::unique_ptr<AVFormatContext, FormatDeleter> fmt(raw);
-  const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
-  if (!codec) return fail(ErrorCode::kUnsupported, "libx264: not in this libavcodec");
+  const AVCodec* codec = avcodec_find_encoder_by_name(codec_name);
+  if (!codec) return fail(ErrorCode::kUnsupported, "{}: not in this libavcodec", codec_name);
   std::unique_ptr<AVCodecContext, CodecDeleter> enc(avcodec_alloc_context3(codec));
-  if (!enc) return fail(ErrorCode::kIo, "libx264: out of memory");
+  if (!enc) return fail(ErrorCode::kIo, "{}: out of memory", codec_name);
   enc->width = o.width;
   enc->height = o.height;
   enc->pix_fmt = AV_PIX_FMT_YUV420P;
@@ -100,13 +151,11 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   enc->color_primaries = AVCOL_PRI_BT709;
   enc->color_trc = AVCOL_TRC_BT709;
   if (fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  enc->thread_count = 2;  // beside the renderers, which keep the other cores busy
-  av_opt_set(enc->priv_data, "preset", o.preset.c_str(), 0);
-  av_opt_set_double(enc->priv_data, "crf", o.crf, 0);
+  set_up_encoder(enc.get(), o);
   take_last_av_message();
   if (const int rc = avcodec_open2(enc.get(), codec, nullptr); rc < 0) {
     const auto said = take_last_av_message();
-    return fail(ErrorCode::kUnsupported, "libx264: cannot open ({}){}", error_text(rc),
+    return fail(ErrorCode::kUnsupported, "{}: cannot open ({}){}", codec_name, error_text(rc),
                 said.empty() ? "" : ": " + said);
   }
   AVStream* st = avformat_new_stream(fmt.get(), nullptr);
@@ -118,14 +167,15 @@ Result<std::unique_ptr<Mp4Writer>> Mp4Writer::open(const std::string& path, cons
   if (const int rc = avio_open(&fmt->pb, path.c_str(), AVIO_FLAG_WRITE); rc < 0)
     return fail(ErrorCode::kIo, "{}: cannot open for writing: {}", path, error_text(rc));
   AVDictionary* opts = nullptr;
-  // The index first (+faststart) and the colour description in a colr box (write_colr).
-  av_dict_set(&opts, "movflags", "+faststart+write_colr", 0);
+  // MP4: the index first (+faststart) and the colour description in a colr box (write_colr).
+  // WebM writes the colour description (its Colour element) from the stream's parameters.
+  if (!webm) av_dict_set(&opts, "movflags", "+faststart+write_colr", 0);
   const int rc = avformat_write_header(fmt.get(), &opts);
   av_dict_free(&opts);
   if (rc < 0)
     return fail(ErrorCode::kIo, "{}: writing the header failed: {}", path, error_text(rc));
-  return std::unique_ptr<Mp4Writer>(
-      std::make_unique<AvMp4Writer>(path, std::move(fmt), std::move(enc), st));
+  return std::unique_ptr<MovieWriter>(
+      std::make_unique<AvMovieWriter>(path, std::move(fmt), std::move(enc), st));
 }
 
 }  // namespace vx::codec
