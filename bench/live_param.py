@@ -11,7 +11,9 @@ reflects it. A second case pans to a region never viewed (input and derived chun
     /usr/bin/python3 bench/live_param.py [--bin build/release/apps/voxcast/voxcast]
         [--data 'synthetic:cells?shape=64x4096x4096&chunk=32'] [--rounds 5]
 
-Prints one JSON line per case with the times (ms) and their median.
+Prints one JSON line per case with the times (ms), their median, the chunks read or computed
+(cache misses) and how many of the timed final frames were degraded (drawn without chunks
+that failed, e.g. refused by the memory budget: such a time is not a valid measurement).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import struct
 import subprocess
 import time
+import urllib.request
 
 import websockets
 
@@ -36,12 +39,24 @@ async def reply(st):
             return m
 
 
+DEGRADED = []  # final frames drawn without chunks that failed: not a valid measurement
+
+
 async def final_frame(px, seq):
     while True:
         m = await asyncio.wait_for(px.recv(), 120)
         (_, _, _, flags, _, sseq, *_rest) = HEADER.unpack_from(m, 0)
         if sseq >= seq and not flags & (2 | 4):
+            if flags & 8:
+                DEGRADED.append(seq)
             return
+
+
+def cache_counters(http_url):
+    """The server's chunk cache counters (GET /api/v1/health): misses are chunks read or
+    computed, so each case also says how much work it caused."""
+    with urllib.request.urlopen(f"{http_url}/api/v1/health", timeout=30) as r:
+        return json.loads(r.read())["cache"]
 
 
 async def run(url, rounds):
@@ -72,10 +87,13 @@ async def run(url, rounds):
         await final_frame(px, seq)
         return (time.perf_counter() - t0) * 1000
 
+    http_url = url.replace("ws://", "http://")
+    before = cache_counters(http_url)
     changes = []
     for r in range(rounds):
         sigma = 1.5 + 0.25 * r  # never seen before: every derived chunk is cold
         changes.append(await timed({"layers": [{}] * n + [{"source": {"params": {"sigma": sigma}}}]}))
+    mid = cache_counters(http_url)
     pans = []
     center = list(welcome["scene"]["camera"]["center"])
     for r in range(rounds):
@@ -83,9 +101,13 @@ async def run(url, rounds):
         c[-2] += 60 * (r + 1)  # a region never viewed: input and derived chunks cold
         c[-1] += 400 * (r + 1) * (1 if r % 2 else -1)
         pans.append(await timed({"camera": {"center": c, "zoom": welcome["scene"]["camera"]["zoom"] * 4}}))
+    await asyncio.sleep(2)  # what the last pan's prefetch adds
+    after = cache_counters(http_url)
     await st.close()
     await px.close()
-    return changes, pans
+    n_changes = sum(1 for s in DEGRADED if s <= seq - rounds)
+    return changes, pans, (mid["misses"] - before["misses"], after["misses"] - mid["misses"]), (
+        n_changes, len(DEGRADED) - n_changes)
 
 
 def main():
@@ -107,12 +129,14 @@ def main():
             m = re.search(r"at (http://\S+)", line)
             if m:
                 url = m.group(1).split("?")[0].rstrip("/").replace("http://", "ws://")
-        changes, pans = asyncio.run(run(url, args.rounds))
+        changes, pans, misses, degraded = asyncio.run(run(url, args.rounds))
         med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
         print(json.dumps({"case": "sigma change, input warm", "ms": [round(x, 1) for x in changes],
-                          "median_ms": round(med(changes), 1)}))
+                          "median_ms": round(med(changes), 1), "cache_misses": misses[0],
+                          "degraded_frames": degraded[0]}))
         print(json.dumps({"case": "pan to a cold region", "ms": [round(x, 1) for x in pans],
-                          "median_ms": round(med(pans), 1)}))
+                          "median_ms": round(med(pans), 1), "cache_misses": misses[1],
+                          "degraded_frames": degraded[1]}))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

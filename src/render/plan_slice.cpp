@@ -136,9 +136,16 @@ Result<std::optional<SlicePlan>> plan_slice_layer(const Scene& scene, const Rend
         idx[xa] = cx;
         add(idx, 1.0);
       }
+    const bool computed =
+        dynamic_cast<const data::ComputedSource*>(&in.cache->source(id)) != nullptr;
     for (int k = 0; k < n; ++k) {
       const auto a = std::size_t(axes.world_to_source[std::size_t(k)]);
       if (k == wy || k == wx) continue;
+      // A computed source in one-plane chunks (a derived layer in a 2D view): the planes
+      // around are computed when the view steps there, one plane each; computing both ahead
+      // would triple the work of every parameter change (docs/benchmarks.md, "Live
+      // parameter change"). Stored data is still read ahead.
+      if (lv.chunks[a] == 1 && computed) continue;
       for (const int step : {1, -1})
         for (std::size_t i = 0; i < indices.size(); ++i) {
           data::Index idx = indices[i];

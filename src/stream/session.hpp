@@ -241,9 +241,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
-    json spec;  // {"pipeline", "input": session source index, "params"}
-    data::SourceId id = 0;
-    data::VolumeInfo info;
+    json spec;                 // {"pipeline", "input": session source index, "params"}
+    data::SourceId id = 0;     // chunks as the input's: 3D views
+    data::SourceId id_2d = 0;  // chunks one plane deep (3D data): 2D views; else = id
+    data::VolumeInfo info, info_2d;
   };
   std::vector<LayerSource> derived_;
   // The layers' sources (stream/layer_sources.hpp), derived ones made by make_derived.

@@ -106,6 +106,59 @@ def test_live_parameters_reach_the_frames(serve):
     assert host["peak_bytes"] <= host["limit_bytes"] + host["slack_bytes"] + (64 << 20)
 
 
+def test_a_2d_slice_of_a_derived_layer_equals_voxcast_render(serve, run_ok, tmp_path):
+    # Live 2D views compute derived layers in chunks one plane deep (the plane and its halo,
+    # not the input chunks' depth); `voxcast render` computes them in chunks as deep as the
+    # input's. The same view must look the same both ways, at a plane that is not a chunk's
+    # first, with a halo that reaches other planes (sigma 1.5 along z too).
+    s = serve(DATA, "--cache-mb", "256")
+    plane = 11
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                      max_size=None)
+        scene = welcome["scene"]
+        limits = scene["layers"][0]["contrast_limits"]
+        layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 1.5}},
+                 "contrast_limits": limits, "colormap": "gray", "blending": "translucent"}
+        point = list(scene["dims"]["point"])
+        point[0] = plane
+        patch = {"canvas": {"width": 256, "height": 256}, "dims": {"point": point},
+                 "layers": [{"visible": False}, layer]}
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": patch}))
+        ack = await reply(st)
+        assert ack["type"] == "ack" and ack["seq"] == 1, ack
+        frame = await final_frame(px, 1)
+        await st.close()
+        await px.close()
+        return scene, patch, frame
+
+    scene, patch, frame = asyncio.run(go())
+
+    def rendered(z):
+        view = dict(scene, canvas=patch["canvas"], dims=dict(scene["dims"], point=[z] + patch["dims"]["point"][1:]))
+        view["layers"] = [dict(scene["layers"][0], visible=False), patch["layers"][1]]
+        path = tmp_path / f"view{z}.json"
+        path.write_text(json.dumps(view))
+        out = tmp_path / f"ref{z}.png"
+        run_ok("render", DATA, "--view", path, "-o", out)
+        return np.asarray(Image.open(out).convert("L"), dtype=np.float64)
+
+    def psnr(a, b):
+        mse = np.mean((a - b) ** 2)
+        return float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+    want, other = rendered(plane), rendered(plane + 3)
+    assert want.std() > 5, "the reference is flat"
+    same, near = psnr(frame, want), psnr(frame, other)
+    # JPEG's loss against the very same image, and clearly closer to it than to a plane 3 away.
+    assert same >= 35, f"PSNR {same:.1f} dB against `voxcast render` of the same view"
+    assert near < same - 6, f"a plane 3 away is as close ({near:.1f} dB against {same:.1f})"
+
+
 def test_a_layer_chains_onto_another_with_layer_n(serve):
     """{"layer": N} in a live session: a layer's pipeline runs on whatever layer N shows, as in
     view files; cycles and layers that do not exist are errors naming the field."""
