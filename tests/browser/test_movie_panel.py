@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 
 import av
+import numpy as np
 import pytest
 from conftest import Server, free_port
 from test_jobs_panel import call, console, js, wait, wait_job
@@ -132,6 +133,60 @@ def test_timeline_to_movie(movie_server, browser):
         d, "(() => { const v = document.querySelector('#jobs video');"
            " return v.readyState >= 1 && v.duration; })()"), timeout=30)
     assert abs(dur - 0.5) < 0.1, dur
+
+
+def test_a_derived_layer_keyframed_in_the_page_blurs_in_the_movie(movie_server, browser):
+    """Keyframes taken in the page carry a derived layer's pipeline source; between them its
+    live parameter (sigma) interpolates in the rendered movie, which gets blurrier."""
+    d, s = browser, movie_server
+    open_movie_section(d, s)
+    n = len(js(d, "window.voxcast.scene.layers"))
+    limits = js(d, "window.voxcast.scene.layers[0].contrast_limits")
+    layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 0.5}},
+             "colormap": "gray", "contrast_limits": limits}
+    d.execute_script("window.voxcast.send({dims: {ndisplay: 2}, layers: arguments[0]})",
+                     [{"visible": False}] * n + [layer])
+
+    def sigma():
+        layers = js(d, "(window.voxcast.view || window.voxcast.scene).layers")
+        src = layers[n].get("source") if len(layers) > n else None
+        return src["params"]["sigma"] if isinstance(src, dict) else None
+
+    wait(d, "the derived layer in the view", lambda: sigma() == 0.5)
+    click(d, "#timeline .add-keyframe")
+    d.execute_script("window.voxcast.send({layers: arguments[0]})",
+                     [{}] * n + [{"source": {"params": {"sigma": 4}}}])
+    wait(d, "sigma 4 in the view", lambda: sigma() == 4)
+    click(d, "#timeline .add-keyframe")
+    dur = d.find_element("css selector", '#timeline li[data-index="1"] .duration')
+    dur.clear()
+    dur.send_keys("0.5")
+    fps = d.find_element("css selector", "#timeline input[name=fps]")
+    fps.clear()
+    fps.send_keys("12")
+    d.execute_script("const s = document.querySelector('#timeline select[name=movie-size]');"
+                     "s.value = '640x360';")
+    tl = js(d, "window.voxcast.timeline.timeline")
+    got = [k["scene"]["layers"][n]["source"]["params"]["sigma"] for k in tl["keyframes"]]
+    assert got == [0.5, 4], tl
+    before = js(d, "window.voxcast.jobs.current && window.voxcast.jobs.current.id")
+    click(d, "#timeline .render-movie")
+    cur = wait(d, "the movie job", lambda: (lambda c: c if c and c["id"] != before else None)(
+        js(d, "window.voxcast.jobs.current")))
+    j = wait_job(s, cur["id"], {"succeeded", "failed", "canceled"}, timeout=MOVIE_S)
+    assert j["state"] == "succeeded", j
+    import urllib.request
+    url = s.url(f"/api/v1/jobs/{cur['id']}/files/movie.{j['params'].get('format', 'mp4')}")
+    with urllib.request.urlopen(url, timeout=30) as r:
+        raw = r.read()
+    with av.open(io.BytesIO(raw)) as c:
+        frames = [f.to_ndarray(format="gray").astype(float) for f in c.decode(video=0)]
+    assert len(frames) == 6
+    # Detail (the mean absolute difference of neighbouring pixels) falls as sigma grows.
+    detail = [np.abs(np.diff(f, axis=1)).mean() for f in frames]
+    assert detail[0] > 1, "the first frame shows nothing"
+    assert all(a >= b for a, b in zip(detail, detail[1:])), detail
+    assert detail[-1] < 0.6 * detail[0], detail
 
 
 def test_preview_interpolates_like_the_server(movie_server, browser):
