@@ -13,6 +13,7 @@
 #include "core/log.hpp"
 #include "pipeline/interpolate.hpp"
 #include "pipeline/pipeline.hpp"
+#include "render/renderer.hpp"
 #include "stream/layer_sources.hpp"
 #include "stream/session.hpp"
 
@@ -120,6 +121,31 @@ int Session::blend_source(int a, int b, double u) {
     return near;
   }
   return *r;
+}
+
+void Session::display_new_derived_layers_locked(const json& patch, render::Scene& next) const {
+  if (!patch.is_object() || !patch.contains("layers") || !patch["layers"].is_array()) return;
+  const auto& layers = patch["layers"];
+  for (std::size_t i = scene_.layers.size(); i < next.layers.size() && i < layers.size(); ++i) {
+    auto& layer = next.layers[i];
+    if (layer.source <= 0 || !layers[i].is_object() || layers[i].contains("contrast_limits"))
+      continue;
+    // A processed layer added without a display window gets one from its own data, as a
+    // dataset's layers do (percentiles of the coarsest level, computed): a gaussian keeps
+    // its input's range, a threshold gives labels, a model anything. The Layer default
+    // (0..1) would show most data saturated.
+    render::Scene one = next;
+    one.layers = {layer};
+    std::vector<std::string> warnings;
+    if (auto st = render::estimate_contrast(one, inputs_locked(), &warnings); !st) {
+      VX_LOG(warn, "session.derived_contrast", "layer={} error={}", i,
+             log_quote(st.error().message));
+      continue;
+    }
+    layer.contrast_limits = one.layers[0].contrast_limits;
+    if (!layers[i].contains("iso_threshold"))
+      layer.iso_threshold = 0.5 * (layer.contrast_limits[0] + layer.contrast_limits[1]);
+  }
 }
 
 Result<json> Session::resolve_patch(const json& patch, const render::Scene& against) {

@@ -158,6 +158,7 @@ Result<json> Session::update(std::uint64_t seq, const json& patch, bool interact
   VX_ASSIGN(const json resolved, resolve_patch(patch, scene_));
   VX_ASSIGN(auto next, render::apply_patch(scene_, resolved, inputs_locked().data));
   VX_TRY(check_scene_locked(next));
+  display_new_derived_layers_locked(resolved, next);
   state_seq_ = seq;
   set_scene_locked(std::move(next), interactive);
   return scene_json_locked();

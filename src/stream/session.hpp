@@ -249,6 +249,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<LayerSource> derived_;
   // The layers' sources (stream/layer_sources.hpp), derived ones made by make_derived.
   LayerSources layer_sources(const json& layers, std::span<const int> current);
+  // Layers the patch adds whose source is derived and that name no contrast_limits: limits
+  // estimated from their data (stream/derived.cpp).
+  void display_new_derived_layers_locked(const json& patch, render::Scene& next) const;
   Result<int> make_derived(const std::string& name, int input, const json& params,
                            const std::string& field);
   // Derived specs -> session source indices; a derived layer's source merges into the one

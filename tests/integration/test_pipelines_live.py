@@ -236,5 +236,18 @@ def test_python_client_adds_a_derived_layer_and_changes_its_params(serve):
             except voxcast.ServerError as e:
                 assert f"layers[{layer.index}].source.params.radius" in e.message
             assert layer.params.radius == 1
+            # Added without a display window: the server estimates one from the layer's data
+            # (the example call), as for a dataset's layers, instead of 0..1.
+            plain = v.add_layer(pipeline="gaussian", input=0, sigma=2.0)
+            await v.sync()
+            got = v.confirmed_scene["layers"][plain.index]["contrast_limits"]
+            assert got != [0, 1] and got[1] > got[0], got
+            # Percentiles of the blurred data: inside the dataset's range, far from 0..1.
+            assert 0 <= got[0] and got[1] <= limits[1] and got[1] - got[0] > 100, (got, limits)
+            # An explicit window wins.
+            mine = v.add_layer(pipeline="gaussian", input=0, sigma=3.0,
+                               layer={"contrast_limits": [5, 6]})
+            await v.sync()
+            assert v.confirmed_scene["layers"][mine.index]["contrast_limits"] == [5, 6]
 
     asyncio.run(go())
