@@ -44,6 +44,15 @@ def open_movie_section(d, s):
         click(d, "#movie-section > summary")
 
 
+def small_movie(d):
+    """12 fps at 640x360: movies the tests can afford."""
+    fps = d.find_element("css selector", "#timeline input[name=fps]")
+    fps.clear()
+    fps.send_keys("12")
+    d.execute_script("const s = document.querySelector('#timeline select[name=movie-size]');"
+                     "s.value = '640x360';")
+
+
 def angles(d):
     return js(d, "window.voxcast.timeline.keyframes.map((k) => k.scene.camera.angles[1])")
 
@@ -75,11 +84,7 @@ def test_timeline_to_movie(movie_server, browser):
     dur.send_keys("0.5")
     d.execute_script("""const s = document.querySelector('#timeline li[data-index="1"] .easing');
                         s.value = 'ease-in-out'; s.dispatchEvent(new Event('change'));""")
-    fps = d.find_element("css selector", "#timeline input[name=fps]")
-    fps.clear()
-    fps.send_keys("12")
-    d.execute_script("const s = document.querySelector('#timeline select[name=movie-size]');"
-                     "s.value = '640x360';")
+    small_movie(d)
     tl = js(d, "window.voxcast.timeline.timeline")
     assert [k["time"] for k in tl["keyframes"]] == [0, 0.5], tl
     assert tl["keyframes"][1]["easing"] == "ease-in-out"
@@ -161,11 +166,7 @@ def test_a_derived_layer_keyframed_in_the_page_blurs_in_the_movie(movie_server, 
     dur = d.find_element("css selector", '#timeline li[data-index="1"] .duration')
     dur.clear()
     dur.send_keys("0.5")
-    fps = d.find_element("css selector", "#timeline input[name=fps]")
-    fps.clear()
-    fps.send_keys("12")
-    d.execute_script("const s = document.querySelector('#timeline select[name=movie-size]');"
-                     "s.value = '640x360';")
+    small_movie(d)
     tl = js(d, "window.voxcast.timeline.timeline")
     got = [k["scene"]["layers"][n]["source"]["params"]["sigma"] for k in tl["keyframes"]]
     assert got == [0.5, 4], tl

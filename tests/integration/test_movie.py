@@ -110,14 +110,21 @@ def check_movie(path, run_ok, tmp_path, fps, w, h, frames, codec="h264"):
     assert psnr(mid, want_first) < 30 and psnr(mid, want_last) < 30
 
 
-def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
+def cli_movie(run_ok, tmp_path, name, codec, library):
+    """`voxcast movie` of TIMELINE at 24 fps, 96x64, into tmp_path/name, checked frame by
+    frame; returns its path."""
     t = tmp_path / "t.json"
     t.write_text(json.dumps(TIMELINE))
-    out = tmp_path / "m.mp4"
+    out = tmp_path / name
     res = run_ok("movie", DATA, "--timeline", t, "--fps", "24", "--size", "96x64", "-o", out)
     assert "wrote 24 frames" in res.stdout, describe(res)
-    assert "[libx264" not in res.stderr, "libav prints to stderr instead of the log"
-    check_movie(out, run_ok, tmp_path, 24, 96, 64, 24)
+    assert f"[{library}" not in res.stderr, "libav prints to stderr instead of the log"
+    check_movie(out, run_ok, tmp_path, 24, 96, 64, 24, codec=codec)
+    return out
+
+
+def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
+    out = cli_movie(run_ok, tmp_path, "m.mp4", "h264", "libx264")
     # +faststart: the index (moov) comes before the media (mdat).
     head = out.read_bytes()
     assert head.find(b"moov") < head.find(b"mdat"), "moov after mdat: not +faststart"
@@ -133,13 +140,7 @@ def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
 
 
 def test_cli_webm_is_vp9_with_bt709_signalled(run_ok, tmp_path):
-    t = tmp_path / "t.json"
-    t.write_text(json.dumps(TIMELINE))
-    out = tmp_path / "m.webm"
-    res = run_ok("movie", DATA, "--timeline", t, "--fps", "24", "--size", "96x64", "-o", out)
-    assert "wrote 24 frames" in res.stdout, describe(res)
-    assert "[libvpx" not in res.stderr, "libav prints to stderr instead of the log"
-    check_movie(out, run_ok, tmp_path, 24, 96, 64, 24, codec="vp9")
+    out = cli_movie(run_ok, tmp_path, "m.webm", "vp9", "libvpx")
     with av.open(str(out)) as c:
         assert c.format.name.startswith("matroska,webm")
         assert c.streams.video[0].codec_context.format.name == "yuv420p"
