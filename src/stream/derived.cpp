@@ -71,7 +71,7 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
                 kMaxDerived);
   // Two variants of one source: chunks as the input's (3D views), and one plane deep (2D
   // views of 3D data: a slice computes its plane and the halo, not the input chunks' depth;
-  // a parameter change reaches the final frame 3.8x sooner, docs/benchmarks.md).
+  // a parameter change reaches the final frame 3 to 5 times sooner, docs/benchmarks.md).
   // inputs_locked() gives a scene the one that fits its ndisplay. Making a source computes
   // nothing: a variant no view shows costs nothing.
   const auto made = [&](bool thin) -> Result<DerivedCatalog::Entry> {
