@@ -199,6 +199,8 @@ class ChunkCache {
  private:
   void run_read(std::shared_ptr<detail::CacheEntry> entry);
   void run_compute(std::shared_ptr<detail::CacheEntry> entry, SourceSlot* slot);
+  // True (and the entry forgotten) when every request for it was cancelled.
+  bool drop_if_unwanted(const std::shared_ptr<detail::CacheEntry>& entry);
   // Hands a read's or computation's result to the entry's waiters (caches it on success).
   void finish(const std::shared_ptr<detail::CacheEntry>& entry, SourceSlot* slot,
               Result<ReadResult> result, std::shared_ptr<std::byte[]> buffer);

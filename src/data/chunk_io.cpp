@@ -236,6 +236,29 @@ struct Gather {
 
 }  // namespace
 
+// A computation whose every request was cancelled (the view moved on, or its frame was
+// superseded) is dropped before it runs, as a queued read is: it releases its inputs' pins
+// and leaves the compute threads to the views that want chunks now. Without this, a pan
+// waited behind the last view's computations, which also kept their inputs pinned (a cache
+// of pinned chunks cannot make room for anything). Requests from other computations
+// (chains) and synchronous reads (get()) are never cancelled, so what they need still runs;
+// a view's requests, prefetches included, are cancelled when a render round no longer wants
+// them (FetchSet::end_round).
+bool ChunkCache::drop_if_unwanted(const std::shared_ptr<CacheEntry>& e) {
+  {
+    auto& shard = shard_for(e->hash);
+    std::lock_guard lock(shard.mutex);
+    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                    [](const auto& w) { return !w->cancelled.load(); });
+    if (wanted) return false;
+    e->waiters.clear();
+    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+      shard.map.erase(it);
+  }
+  stats_->cancelled++;
+  return true;  // the caller releases the inputs' pins
+}
+
 void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
   const auto* computed = static_cast<const ComputedSource*>(slot->source.get());
   auto keys = computed->inputs(e->key.level, e->key.index);
@@ -257,8 +280,16 @@ void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
       finish(e, slot, tl::unexpected(*g->error), nullptr);
       return;
     }
+    if (drop_if_unwanted(e)) {
+      g->pins.clear();
+      return;
+    }
     compute_->submit(priority, [this, e, slot, computed, g] {
       if (stopping_) return;
+      if (drop_if_unwanted(e)) {
+        g->pins.clear();
+        return;
+      }
       const std::size_t bytes = slot->source->info().chunk_bytes(e->key.level);
       std::shared_ptr<std::byte[]> buffer = pool_buffers_->take(bytes);
       Result<ReadResult> r = make_error(ErrorCode::kInternal, "not computed");

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -210,6 +211,79 @@ TEST(ChunkCache, CancelledRequestsAreNotRead) {
   EXPECT_EQ(cache.counters().cancelled, 1u);
   // A later request for the cancelled chunk reads it normally.
   EXPECT_TRUE(cache.get(id, 0, Index{1, 0, 0}));
+}
+
+// A computed source: each chunk is its input chunk plus one; counts computations.
+class PlusOne : public ComputedSource {
+ public:
+  PlusOne(ChunkCache& cache, SourceId input) : cache_(cache), input_(input) {
+    info_ = cache.source(input).info();
+    info_.location = "test:plus-one";
+  }
+  const VolumeInfo& info() const override { return info_; }
+  ChunkCache& input_cache() const override { return cache_; }
+  Result<std::vector<ChunkKey>> inputs(int level, const Index& index) const override {
+    return std::vector<ChunkKey>{{input_, level, index}};
+  }
+  Result<ReadResult> compute(int, const Index&, std::span<const ChunkPin> pins,
+                             std::span<std::byte> out) const override {
+    computes++;
+    const auto in = pins[0].bytes();
+    for (std::size_t i = 0; i + 1 < out.size(); i += 2) {
+      std::uint16_t v;
+      std::memcpy(&v, in.data() + i, 2);
+      v = std::uint16_t(v + 1);
+      std::memcpy(out.data() + i, &v, 2);
+    }
+    return ReadResult{false, out.size() / 2};
+  }
+  mutable std::atomic<int> computes{0};
+
+ private:
+  ChunkCache& cache_;
+  SourceId input_;
+  VolumeInfo info_;
+};
+
+TEST(ChunkCache, CancelledComputationsDoNotRunAndReleaseTheirInputs) {
+  // A view that moved on (every request for a computed chunk cancelled) while the chunk's
+  // inputs were being read: the computation is dropped, not run, and the input it pinned is
+  // released (the cache can evict it). A later request computes it normally.
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{16, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{1 << 20, 1, 4});
+  const auto in = cache.add_source(src);
+  auto plus = std::make_shared<PlusOne>(cache, in);
+  const auto id = cache.add_source(plus);
+  src->block();
+  std::atomic<int> calls{0};
+  auto req =
+      cache.request(id, 0, Index{1, 0, 0}, kPriorityVisible, [&](Result<ChunkPin>) { calls++; });
+  while (src->reads.load() == 0)  // the input's read has started (blocked)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  req.cancel();
+  src->unblock();
+  // The input arrives (it stays cached); its computation must not run.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!cache.try_get(in, 0, Index{1, 0, 0}) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(cache.try_get(in, 0, Index{1, 0, 0})) << "the input was never read";
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // what a computation would take
+  EXPECT_EQ(plus->computes.load(), 0);
+  EXPECT_EQ(calls.load(), 0);
+  EXPECT_GE(cache.counters().cancelled, 1u);
+  EXPECT_FALSE(cache.try_get(id, 0, Index{1, 0, 0}));
+  // Nothing holds the input any more: the cache can evict it (reclaiming all of the budget
+  // evicts every unpinned chunk).
+  cache.budget().reclaim(cache.budget().limit());
+  EXPECT_FALSE(cache.try_get(in, 0, Index{1, 0, 0})) << "the dropped computation kept its pin";
+  // Asked again, it is computed.
+  auto got = cache.get(id, 0, Index{1, 0, 0});
+  ASSERT_TRUE(got);
+  std::uint16_t v;
+  std::memcpy(&v, got->bytes().data(), 2);
+  EXPECT_EQ(v, TestSource::value(8, 0, 0) + 1);
+  EXPECT_EQ(plus->computes.load(), 1);
 }
 
 TEST(ChunkCache, ErrorsAreRetriedThenRememberedForEveryWaiter) {
