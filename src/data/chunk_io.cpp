@@ -72,18 +72,31 @@ void ChunkCache::abandon(const std::shared_ptr<CacheEntry>& e, const Error& why)
     if (!w->cancelled.load() && w->callback) w->callback(tl::unexpected(why));
 }
 
+namespace {
+
+// Under the shard's mutex: when no request for `e` is left uncancelled, forgets it (its
+// waiters, its place in the map) and says so. Queued reads, reads about to start and
+// computations about to run all end this way when nobody wants them any more.
+template <class ShardT>
+bool forget_if_unwanted_locked(ShardT& shard, const std::shared_ptr<CacheEntry>& e) {
+  const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
+                                  [](const auto& w) { return !w->cancelled.load(); });
+  if (wanted) return false;
+  e->waiters.clear();
+  if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
+    shard.map.erase(it);
+  return true;
+}
+
+}  // namespace
+
 void ChunkCache::on_cancel(const std::shared_ptr<CacheEntry>& e) {
   auto& shard = shard_for(e->hash);
   {
     std::lock_guard lock(shard.mutex);
     if (e->started || e->ready) return;
-    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
-                                    [](const auto& w) { return !w->cancelled.load(); });
-    if (wanted) return;
+    if (!forget_if_unwanted_locked(shard, e)) return;
     e->started = true;  // abandoned: an I/O thread that pops it skips it
-    e->waiters.clear();
-    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
-      shard.map.erase(it);
     std::lock_guard qlock(queue_->mutex);
     if (e->queued) {
       queue_->items.erase(e->qkey);
@@ -99,11 +112,7 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     std::lock_guard lock(shard.mutex);
     if (e->started) return;  // abandoned while queued
     e->started = true;
-    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
-                                    [](const auto& w) { return !w->cancelled.load(); });
-    if (!wanted) {
-      if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
-        shard.map.erase(it);
+    if (forget_if_unwanted_locked(shard, e)) {
       stats_->cancelled++;
       return;
     }
@@ -248,12 +257,7 @@ bool ChunkCache::drop_if_unwanted(const std::shared_ptr<CacheEntry>& e) {
   {
     auto& shard = shard_for(e->hash);
     std::lock_guard lock(shard.mutex);
-    const bool wanted = std::any_of(e->waiters.begin(), e->waiters.end(),
-                                    [](const auto& w) { return !w->cancelled.load(); });
-    if (wanted) return false;
-    e->waiters.clear();
-    if (auto it = shard.map.find(e->key); it != shard.map.end() && it->second == e)
-      shard.map.erase(it);
+    if (!forget_if_unwanted_locked(shard, e)) return false;
   }
   stats_->cancelled++;
   return true;  // the caller releases the inputs' pins
