@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -61,8 +63,10 @@ Runner add_movie(CLI::App& app, const GlobalOptions& g) {
         h > jobs::kMaxMovieSide || w % 2 || h % 2)
       return usage_error(fmt::format("--size {}: even sides of {} to {} pixels", o->size,
                                      jobs::kMinMovieSide, jobs::kMaxMovieSide));
-    // The container follows the output's extension, as a user names the file they want.
-    const auto ext = std::filesystem::path(o->out).extension().string();
+    // The container follows the output's extension, in any case (as the Python client's).
+    auto ext = std::filesystem::path(o->out).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return char(std::tolower(c)); });
     const auto container = codec::movie_format_from_string(ext.empty() ? "" : ext.substr(1));
     if (!container)
       return usage_error(fmt::format("-o {}: the movie's name must end in .mp4 or .webm", o->out));

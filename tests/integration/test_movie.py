@@ -140,7 +140,7 @@ def test_cli_movie_decodes_with_the_right_frames(run_ok, tmp_path):
 
 
 def test_cli_webm_is_vp9_with_bt709_signalled(run_ok, tmp_path):
-    out = cli_movie(run_ok, tmp_path, "m.webm", "vp9", "libvpx")
+    out = cli_movie(run_ok, tmp_path, "m.WebM", "vp9", "libvpx")  # the extension in any case
     with av.open(str(out)) as c:
         assert c.format.name.startswith("matroska,webm")
         assert c.streams.video[0].codec_context.format.name == "yuv420p"
