@@ -119,7 +119,7 @@ def test_timeline_to_movie(movie_server, browser):
         frames = list(c.decode(st))
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (640, 360)
 
-    # The same timeline as WebM (VP9): Chromium plays it in the page, whatever its H.264 support.
+    # The same timeline as WebM (VP9): Chromium plays it in the page.
     d.execute_script("const s = document.querySelector('#timeline select[name=movie-format]');"
                      "s.value = 'webm';")
     click(d, "#timeline .render-movie")
