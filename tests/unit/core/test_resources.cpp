@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/resources.hpp"
@@ -68,7 +71,8 @@ TEST(Budget, EvictsIdlePipelinesLeastRecentlyUsedFirstThenCaches) {
   ASSERT_TRUE(newcomer.charge(500));  // needs 450 more: c, then part of the cache
   EXPECT_EQ(order, (std::vector<std::string>{"a", "c", "cache"}));
   EXPECT_LE(b.used(), 1000u);
-  EXPECT_EQ(cache.bytes(), 150u);
+  // 450 plus the margin a charge evicts beyond its need (a 64th of the limit: 15).
+  EXPECT_EQ(cache.bytes(), 135u);
   EXPECT_EQ(b.snapshot().evictions, 3u);
 }
 
@@ -102,6 +106,58 @@ TEST(Budget, DestroyedHolderReleasesAndIsNeverCalledAgain) {
   ASSERT_TRUE(other.charge(100));
   EXPECT_EQ(calls, 0);
   EXPECT_TRUE(b.snapshot().holders.size() == 1);
+}
+
+// A budget kept full by a cache of evictable chunks, with computations charging scratch and
+// inserting results from several threads at once (a live view over a full cache): no charge
+// may be refused while the cache has chunks it can evict. One reclaim's room used to be taken
+// by another thread's charge before the first could use it.
+TEST(Budget, ConcurrentChargesOnAFullBudgetEvictRatherThanRefuse) {
+  constexpr std::uint64_t kChunk = 1000, kScratch = 5000, kLimit = 1000 * kChunk;
+  Budget b("host", kLimit);
+  std::mutex m;
+  std::uint64_t evictable = 0;  // chunks the cache may evict (guarded by m)
+  Budget::Holder cache;
+  auto evict = [&](std::uint64_t want) {
+    std::lock_guard lock(m);
+    std::uint64_t freed = 0;
+    while (freed < want && evictable > 0) {
+      --evictable;
+      freed += kChunk;
+    }
+    cache.release(freed);
+    return freed;
+  };
+  cache = b.add_holder("chunk_cache", kRankCache, evict);
+  for (std::uint64_t i = 0; i < kLimit / kChunk; ++i) {
+    ASSERT_TRUE(cache.charge(kChunk));
+    std::lock_guard lock(m);
+    ++evictable;
+  }
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      auto scratch = b.add_holder("scratch", kRankCache);
+      for (int i = 0; i < 3000; ++i) {
+        if (!scratch.charge(kScratch)) {
+          refused++;
+          continue;
+        }
+        // The result goes into the cache (charged whatever the budget says, then evicted
+        // back down to the limit, as ChunkCache does) while the scratch is still held.
+        cache.force_charge(kChunk);
+        {
+          std::lock_guard lock(m);
+          ++evictable;
+        }
+        if (const auto used = b.used(); used > kLimit) evict(used - kLimit);
+        scratch.release(kScratch);
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(refused.load(), 0) << b.snapshot().refusals << " refusals";
 }
 
 }  // namespace
