@@ -9,7 +9,7 @@ derived chunk of the view is cold) and times the state.update to the first final
 reflects it. A second case pans to a region never viewed (input and derived chunks cold).
 
     /usr/bin/python3 bench/live_param.py [--bin build/release/apps/voxcast/voxcast]
-        [--data 'synthetic:cells?shape=64x4096x4096&chunk=32'] [--rounds 5]
+        [--data 'synthetic:cells?shape=64x4096x4096&chunk=32'] [--rounds 5] [--prior-changes 16]
 
 Prints one JSON line per case with the times (ms), their median, the chunks read or computed
 (cache misses) and how many of the timed final frames were degraded (drawn without chunks
@@ -59,7 +59,7 @@ def cache_counters(http_url):
         return json.loads(r.read())["cache"]
 
 
-async def run(url, rounds):
+async def run(url, rounds, prior=0):
     st = await websockets.connect(f"{url}/ws/state", max_size=None)
     await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "bench"}))
     welcome = await reply(st)
@@ -87,6 +87,8 @@ async def run(url, rounds):
         await final_frame(px, seq)
         return (time.perf_counter() - t0) * 1000
 
+    for r in range(prior):  # untimed: fill the cache as a server that has run a while
+        await timed({"layers": [{}] * n + [{"source": {"params": {"sigma": 20.0 + 0.25 * r}}}]})
     http_url = url.replace("ws://", "http://")
     before = cache_counters(http_url)
     changes = []
@@ -116,6 +118,9 @@ def main():
     ap.add_argument("--data", default="synthetic:cells?shape=64x4096x4096&chunk=32")
     ap.add_argument("--cache-mb", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--prior-changes", type=int, default=0,
+                    help="untimed sigma changes first, so that the timed ones find the cache "
+                         "full (evicting, its buffers reused) as on a server that has run a while")
     args = ap.parse_args()
     proc = subprocess.Popen([args.bin, "--log-level", "warn", "--cache-mb", str(args.cache_mb),
                              "serve", args.data, "--port", "0", "--data-dir",
@@ -129,7 +134,7 @@ def main():
             m = re.search(r"at (http://\S+)", line)
             if m:
                 url = m.group(1).split("?")[0].rstrip("/").replace("http://", "ws://")
-        changes, pans, misses, degraded = asyncio.run(run(url, args.rounds))
+        changes, pans, misses, degraded = asyncio.run(run(url, args.rounds, args.prior_changes))
         med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
         print(json.dumps({"case": "sigma change, input warm", "ms": [round(x, 1) for x in changes],
                           "median_ms": round(med(changes), 1), "cache_misses": misses[0],
