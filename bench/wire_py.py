@@ -26,11 +26,47 @@ SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
 PING, PONG, DATA, ACK = 1, 2, 3, 4
 
 
-def total_bytes(size: int) -> int:
-    return max(256 << 20, size * 16)
+def counts(size: int, bw_mib: int, min_iters: int) -> tuple[int, int]:
+    """Messages per bandwidth point, untimed warm-up first: as bench/wire_bench.cpp and
+    bench/wire_zmq.py count them (max(min_iters, bw_mib MiB / size), a tenth of that first),
+    so that the three measure the same bytes and none pays first-touch costs the others do not."""
+    n = max(min_iters, (bw_mib << 20) // size)
+    return max(1, n // 10), n
 
 
-def server_main(tls, mode, spin, iters, api, port_q):
+async def receive(server, ep, ack, bufs, count, window, api):
+    """Receives `count` DATA messages into `bufs`, then sends ACK."""
+    if api == "stream":
+        # A Receiver keeps `window` receives posted into bufs (like the C++ bench: a
+        # message that finds no receive waiting is buffered by UCX and copied twice) and
+        # wakes the loop once per batch of completions.
+        rx = server.receiver(DATA, ~0, buffers=bufs)
+        done_count = 0
+        async for _msg in rx:
+            done_count += 1
+            if done_count == count:
+                break
+        await rx.aclose()
+        await ep.asend(ack, ACK)
+        return
+    # One future per message (the plain arecv API), for comparison.
+    window = min(window, count)
+    pending = {asyncio.ensure_future(server.arecv(bufs[j], DATA, ~0)): j for j in range(window)}
+    posted = window
+    done_count = 0
+    while done_count < count:
+        done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for d in done:
+            d.result()
+            j = pending.pop(d)
+            done_count += 1
+            if posted < count:
+                pending[asyncio.ensure_future(server.arecv(bufs[j], DATA, ~0))] = j
+                posted += 1
+    await ep.asend(ack, ACK)
+
+
+def server_main(tls, mode, spin, iters, api, bw_mib, min_iters, port_q):
     from voxcast import wire
 
     async def run():
@@ -43,46 +79,43 @@ def server_main(tls, mode, spin, iters, api, port_q):
             await server.arecv(buf, PING, ~0)
             await ep.asend(buf, PONG)
         for size in SIZES:
-            count = total_bytes(size) // size
-            window = min(16, count, max(2, (32 << 20) // size))
+            total = sum(counts(size, bw_mib, min_iters))
+            window = min(16, total, max(2, (32 << 20) // size))
             bufs = [np.zeros(size, np.uint8) for _ in range(window)]
             for b in bufs:
                 b.fill(1)  # fault the pages in before timing
-            if api == "stream":
-                # A Receiver keeps `window` receives posted into bufs (like the C++ bench:
-                # a message that finds no receive waiting is buffered by UCX and copied
-                # twice) and wakes the loop once per batch of completions.
-                rx = server.receiver(DATA, ~0, buffers=bufs)
-                done_count = 0
-                async for _msg in rx:
-                    done_count += 1
-                    if done_count == count:
-                        break
-                await rx.aclose()
-                await ep.asend(buf, ACK)
-                continue
-            # One future per message (the plain arecv API), for comparison.
-            pending = {asyncio.ensure_future(server.arecv(bufs[j], DATA, ~0)): j
-                       for j in range(window)}
-            posted = window
-            done_count = 0
-            while done_count < count:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for d in done:
-                    d.result()
-                    j = pending.pop(d)
-                    done_count += 1
-                    if posted < count:
-                        pending[asyncio.ensure_future(server.arecv(bufs[j], DATA, ~0))] = j
-                        posted += 1
-            await ep.asend(buf, ACK)
+            for count in counts(size, bw_mib, min_iters):  # warm-up, then timed
+                await receive(server, ep, buf, bufs, count, window, api)
+
         await asyncio.sleep(0.2)
         await server.aclose()
 
     asyncio.run(run())
 
 
-async def client_run(tls, mode, spin, port, iters, api, out):
+async def send(client, data, count, window, api, ack):
+    """Sends `count` DATA messages with `window` in flight, then waits for the ACK."""
+    if api == "stream":
+        ops = collections.deque()  # posted sends, no future unless one is awaited
+        for _ in range(count):
+            ops.append(client.post_send(data, DATA))
+            if len(ops) >= window:
+                await ops.popleft()
+        for op in ops:
+            await op
+    else:
+        pending = set()
+        for _ in range(count):
+            pending.add(asyncio.ensure_future(client.asend(data, DATA)))
+            if len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for d in done:
+                    d.result()
+        await asyncio.gather(*pending)
+    await client.arecv(ack, ACK, ~0)
+
+
+async def client_run(tls, mode, spin, port, iters, api, bw_mib, min_iters, out):
     from voxcast import wire
 
     client = wire.Client(tls=tls, mode=mode, spin_us=spin)
@@ -102,31 +135,15 @@ async def client_run(tls, mode, spin, port, iters, api, out):
              rtt_p99_us=round(p99, 2)))
     ack = np.zeros(8, np.uint8)
     for size in SIZES:
-        count = total_bytes(size) // size
-        window = min(16, count, max(2, (32 << 20) // size))
+        warm, count = counts(size, bw_mib, min_iters)
+        window = min(16, warm + count, max(2, (32 << 20) // size))
         data = np.full(size, 7, np.uint8)
+        await send(client, data, warm, window, api, ack)  # untimed warm-up
         t0 = time.perf_counter()
-        if api == "stream":
-            ops = collections.deque()  # posted sends, no future unless one is awaited
-            for i in range(count):
-                ops.append(client.post_send(data, DATA))
-                if len(ops) >= window:
-                    await ops.popleft()
-            for op in ops:
-                await op
-        else:
-            pending = set()
-            for i in range(count):
-                pending.add(asyncio.ensure_future(client.asend(data, DATA)))
-                if len(pending) >= window:
-                    done, pending = await asyncio.wait(pending,
-                                                       return_when=asyncio.FIRST_COMPLETED)
-                    for d in done:
-                        d.result()
-            await asyncio.gather(*pending)
-        await client.arecv(ack, ACK, ~0)
+        await send(client, data, count, window, api, ack)
         dt = time.perf_counter() - t0
-        out(dict(test="bw", size=size, value=round(count * size / dt / 1e6, 1), unit="MB/s"))
+        out(dict(test="bw", size=size, value=round(count * size / dt / 1e6, 1), unit="MB/s",
+                 iters=count))
     await client.aclose()
 
 
@@ -137,13 +154,18 @@ def main():
     ap.add_argument("--spin-us", type=float, default=0.0,
                     help="eventfd mode: busy-poll this long before yielding (default 0)")
     ap.add_argument("--iters", type=int, default=20000, help="ping-pong round trips")
+    ap.add_argument("--bw-mib", type=int, default=1024,
+                    help="MiB per bandwidth point: max(--bw-min-iters, this / size) messages, "
+                         "a tenth of that first untimed (as bench/wire_bench.cpp; default 1024)")
+    ap.add_argument("--bw-min-iters", type=int, default=16, help="least messages per point")
     ap.add_argument("--api", default="stream", choices=["stream", "futures"],
                     help="bandwidth: Receiver + post_send (stream, default) or one future "
                          "per message (arecv/asend)")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
-    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, args.api, port_q))
+    srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, args.api,
+                                                     args.bw_mib, args.bw_min_iters, port_q))
     srv.start()
     port = port_q.get(timeout=30)
 
@@ -153,7 +175,8 @@ def main():
         rec = dict(impl=name, tls=args.tls, mode=args.mode, spin_us=args.spin_us, **rec)
         print(json.dumps(rec), flush=True)
 
-    asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, args.api, out))
+    asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, args.api,
+                           args.bw_mib, args.bw_min_iters, out))
     srv.join(60)
     if srv.exitcode != 0:
         print(f"server exited with {srv.exitcode}", file=sys.stderr)
