@@ -143,3 +143,63 @@ def test_peak_rss_stays_within_budget_plus_slack(serve, voxcast_bin, monkeypatch
     for w in WARNINGS:
         assert w["code"] == "chunk_failed" and "budget 'host' cannot give" in w["message"], w
     assert peak <= baseline + budget + (slack_mb << 20), info
+
+
+async def final_flags(px, state_seq, timeout=180):
+    """The flags of the first final frame that reflects `state_seq` (8: drawn without chunks
+    that failed, e.g. refused by the budget)."""
+    async def loop():
+        while True:
+            m = await px.recv()
+            (_, _, _, flags, _, sseq, *_rest) = HEADER.unpack_from(m, 0)
+            if sseq >= state_seq and not flags & (2 | 4):
+                return flags
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def test_parameter_changes_over_a_full_cache_evict_instead_of_failing(serve):
+    """A user turning a knob for a while: every sigma is a new derived source, so the cache
+    fills with older parameters' results and then has to evict them. Those are idle and
+    evictable, so no computation may be refused and every final frame must be whole. (Before
+    the budget reserved its bytes ahead of evicting, two computations charging their scratch
+    at once took each other's room and chunks failed with "budget 'host' cannot give".)"""
+    # 2 channels of 64 x 256 x 256 uint16 in 32^3 chunks: the 2D view pins 2 x 64 chunks of
+    # 64 KiB (8 MiB); each sigma computes 64 one-plane float chunks (256 KiB): a 12 MiB cache
+    # is full after a few changes.
+    s = serve("synthetic:cells?shape=64x256x256&chunk=32", "--cache-mb", "12")
+    WARNINGS.clear()
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        assert welcome["type"] == "welcome", welcome
+        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                      max_size=None)
+        n = len(welcome["scene"]["layers"])
+        layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 1.0}},
+                 "channel": 0, "contrast_limits": [0, 4000], "colormap": "gray"}
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 512, "height": 512},
+            "layers": [{"visible": False}] * n + [layer]}}))
+        assert (await reply(st))["type"] == "ack"
+        flags = [await final_flags(px, 1)]
+        for seq in range(2, 26):
+            await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": {
+                "layers": [{}] * n + [{"source": {"params": {"sigma": 1.0 + 0.125 * seq}}}]}}))
+            m = await reply(st)
+            assert m["type"] == "ack", m
+            flags.append(await final_flags(px, seq))
+        await st.close()
+        await px.close()
+        return flags
+
+    flags = asyncio.run(go())
+    code, body = http_get(f"{s.http}/api/v1/resources")
+    assert code == 200, body
+    host = host_budget(json.loads(body))
+    info = (f"final frames' flags {flags}; host budget: evictions {host['evictions']}, "
+            f"refusals {host['refusals']}, peak {host['peak_bytes']} of {host['limit_bytes']}")
+    assert host["evictions"] > 0, "the cache never filled: " + info  # the premise
+    assert host["refusals"] == 0, info
+    assert not [f for f in flags if f & 8], info
