@@ -54,6 +54,7 @@ json Session::scene_json_locked() const {
 }
 
 LayerSources Session::layer_sources(const json& layers, std::span<const int> current) {
+  ++derived_epoch_;  // the sources this resolution names are not reused under it
   return LayerSources(
       engine_.pipelines->registry(), layers, current, [this] { return 1 + int(derived_.size()); },
       [this](const std::string& name, int input, const json& params, const std::string& field) {
@@ -65,10 +66,22 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
                                   const std::string& field) {
   const json canonical{{"pipeline", name}, {"input", input}, {"params", params}};
   for (std::size_t i = 0; i < derived_.size(); ++i)
-    if (derived_[i].spec == canonical) return int(i + 1);
-  if (derived_.size() >= kMaxDerived)
-    return fail(ErrorCode::kUnsupported, "field '{}': a session may name {} derived sources", field,
-                kMaxDerived);
+    if (derived_[i].spec == canonical) {
+      derived_[i].epoch = derived_epoch_;
+      return int(i + 1);
+    }
+  // Every parameter change names a new source: a knob turned for a while reuses the slots
+  // of sources the scene no longer shows (their chunks stay cached, shared by key).
+  std::size_t slot = derived_.size();
+  if (derived_.size() >= kMaxDerived) {
+    const auto free = reusable_derived_slot_locked();
+    if (!free)
+      return fail(ErrorCode::kUnsupported,
+                  "field '{}': a session may name {} derived sources, and its layers (or the "
+                  "timeline playing) use all of them",
+                  field, kMaxDerived);
+    slot = *free;
+  }
   // Two variants of one source: chunks as the input's (3D views), and one plane deep (2D
   // views of 3D data: a slice computes its plane and the halo, not the input chunks' depth;
   // a parameter change reaches the final frame 3 to 5 times sooner, docs/benchmarks.md).
@@ -102,8 +115,40 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   if (deep) {
     VX_ASSIGN(thin, made(true));
   }
-  derived_.push_back({canonical, thick.id, thin.id, thick.source->info(), thin.source->info()});
-  return int(derived_.size());
+  LayerSource made_source{canonical,           thick.id,      thin.id, thick.source->info(),
+                          thin.source->info(), derived_epoch_};
+  if (slot == derived_.size()) {
+    derived_.push_back(std::move(made_source));
+  } else {
+    derived_[slot] = std::move(made_source);
+    VX_LOG(debug, "session.derived_slot_reused", "slot={} spec={}", slot + 1,
+           log_quote(canonical.dump()));
+  }
+  return int(slot + 1);
+}
+
+std::optional<std::size_t> Session::reusable_derived_slot_locked() {
+  if (playback_) return std::nullopt;  // the timeline's keyframes name sources by index
+  std::vector<bool> used(derived_.size() + 1, false);
+  const auto mark = [&](auto&& self, int s) -> void {
+    if (s <= 0 || s > int(derived_.size()) || used[std::size_t(s)]) return;
+    used[std::size_t(s)] = true;
+    const auto& spec = derived_[std::size_t(s - 1)].spec;
+    if (spec.is_object() && spec.contains("input")) self(self, spec["input"].get<int>());
+  };
+  for (const auto& layer : scene_.layers)
+    mark(mark, layer.source);
+  for (std::size_t i = 0; i < derived_.size(); ++i)
+    if (derived_[i].epoch == derived_epoch_) mark(mark, int(i + 1));
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < derived_.size(); ++i)
+    if (!used[i + 1] && (!best || derived_[i].epoch < derived_[*best].epoch)) best = i;
+  if (!best) return std::nullopt;
+  // Sources made from the reused one name it as their input: they must never match a
+  // specification again (they are unused too, or the reused one would be).
+  for (auto& d : derived_)
+    if (d.spec.is_object() && d.spec.value("input", 0) == int(*best + 1)) d.spec = nullptr;
+  return best;
 }
 
 int Session::blend_source(int a, int b, double u) {

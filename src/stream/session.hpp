@@ -245,8 +245,13 @@ class Session : public std::enable_shared_from_this<Session> {
     data::SourceId id = 0;     // chunks as the input's: 3D views
     data::SourceId id_2d = 0;  // chunks one plane deep (3D data): 2D views; else = id
     data::VolumeInfo info, info_2d;
+    std::uint64_t epoch = 0;  // the last update (derived_epoch_) that named it
   };
   std::vector<LayerSource> derived_;
+  std::uint64_t derived_epoch_ = 0;  // bumped per resolution of layers (layer_sources)
+  // A slot of derived_ that neither the scene (its layers and their inputs) nor the update
+  // being resolved names, least recently named first; none while a preview plays.
+  std::optional<std::size_t> reusable_derived_slot_locked();
   // The layers' sources (stream/layer_sources.hpp), derived ones made by make_derived.
   LayerSources layer_sources(const json& layers, std::span<const int> current);
   // Layers the patch adds whose source is derived and that name no contrast_limits: limits

@@ -251,3 +251,47 @@ def test_python_client_adds_a_derived_layer_and_changes_its_params(serve):
             assert v.confirmed_scene["layers"][mine.index]["contrast_limits"] == [5, 6]
 
     asyncio.run(go())
+
+
+def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
+    """Each parameter change names a new derived source, and a session holds 64. Turning a
+    knob 80 times (a chain: a median of the gaussian whose sigma turns, both re-named each
+    time) must keep working, reusing the slots of sources no layer shows, and the last
+    frame must equal what a fresh session shows for the same layers."""
+    s = serve(DATA, "--cache-mb", "256")
+
+    def layers(sigma, n):  # layers n and n + 1, after the dataset's n
+        return [{"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": sigma}},
+                 "contrast_limits": [0, 4000]},
+                {"source": {"pipeline": "median", "input": {"layer": n},
+                            "params": {"radius": 1}}, "contrast_limits": [0, 4000]}]
+
+    async def session(patches):
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                      max_size=None)
+        n = len(welcome["scene"]["layers"])
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 256, "height": 256},
+            "layers": [{"visible": False}] * n}}))
+        assert (await reply(st))["type"] == "ack"
+        for seq, sigma in enumerate(patches, start=2):
+            await st.send(json.dumps({"type": "state.update", "seq": seq,
+                                      "patch": {"layers": [{}] * n + layers(sigma, n)}}))
+            ack = await reply(st)
+            assert ack["type"] == "ack", (seq, ack)
+        src = ack["changes"]["layers"][n + 1]["source"]
+        frame = await final_frame(px, seq)
+        await st.close()
+        await px.close()
+        return src, frame
+
+    sigmas = [1.0 + 0.03125 * i for i in range(80)]
+    turned, frame = asyncio.run(session(sigmas))
+    fresh, expected = asyncio.run(session(sigmas[-1:]))
+    assert turned == fresh and turned["input"]["params"]["sigma"] == sigmas[-1], (turned, fresh)
+    assert expected.std() > 1, "the fresh session's frame is blank: nothing to compare"
+    diff = np.abs(frame - expected)
+    assert diff.mean() < 0.5 and diff.max() <= 4, (diff.mean(), diff.max())
