@@ -284,13 +284,13 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
   const std::uint64_t scratch =
       std::uint64_t(bshape[0] * bshape[1] * bshape[2] + oshape[0] * oshape[1] * oshape[2]) * 4 +
       lease->scratch_bytes(params_, bshape);
-  if (auto ok = scratch_.charge(scratch); !ok)
+  if (auto ok = scratch_->charge(scratch); !ok)
     return tl::unexpected(with_context(ok.error(), fmt::format("pipeline '{}'", name_)));
   struct Release {
     Budget::Holder& h;
     std::uint64_t n;
     ~Release() { h.release(n); }
-  } release{scratch_, scratch};
+  } release{*scratch_, scratch};
 
   // Per spatial axis: for each block position, the input chunk (relative to lo) and offset.
   std::vector<std::int64_t> cidx[3], off[3];

@@ -299,8 +299,12 @@ json Manager::list() const {
   return out;
 }
 
-Budget::Holder Manager::scratch_holder(const std::string& name) {
-  return budget_.add_holder("scratch " + name, kRankPipeline);
+std::shared_ptr<Budget::Holder> Manager::scratch_holder(const std::string& name) {
+  std::lock_guard lock(scratch_mutex_);
+  auto& h = scratch_[name];
+  if (!h)
+    h = std::make_shared<Budget::Holder>(budget_.add_holder("scratch " + name, kRankPipeline));
+  return h;
 }
 
 }  // namespace vx::pipeline

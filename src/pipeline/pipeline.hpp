@@ -180,8 +180,10 @@ class Manager {
   LoadStatus status(std::string_view name) const;
   // [{name, version, description, schema, status, error?, memory_bytes, in_use}]
   json list() const;
-  // A fresh scratch-memory holder for a derived source (charged per chunk computed).
-  Budget::Holder scratch_holder(const std::string& name);
+  // The scratch-memory holder of a pipeline's computations, shared by its derived sources
+  // (charged per chunk computed): one "scratch NAME" in the budget, however many parameter
+  // values a server has seen.
+  std::shared_ptr<Budget::Holder> scratch_holder(const std::string& name);
 
   // Status changes as they happen, for /ws/events: {"name", "status", "memory_bytes",
   // "reason", "error"?}; reason is "use" (loading, loaded, error), "request" (unload),
@@ -210,6 +212,8 @@ class Manager {
   Budget& budget_;
   std::map<std::string, std::shared_ptr<Lease::Slot>, std::less<>> slots_;
   std::shared_ptr<Subscription::Listeners> listeners_;
+  std::mutex scratch_mutex_;
+  std::map<std::string, std::shared_ptr<Budget::Holder>, std::less<>> scratch_;
 };
 
 // "gaussian:sigma=2,truncate=4" -> {"pipeline": "gaussian", "params": {...}} validated.
@@ -255,7 +259,7 @@ class DerivedSource final : public data::ComputedSource {
   int first_spatial_ = 0, spatial_ = 0;  // spatial axes are the last `spatial_` ones
   std::vector<LevelContext> levels_;
   std::vector<Ext3> halos_;
-  mutable Budget::Holder scratch_;
+  std::shared_ptr<Budget::Holder> scratch_;  // its pipeline's (Manager::scratch_holder)
 };
 
 }  // namespace vx::pipeline

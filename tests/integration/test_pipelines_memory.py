@@ -203,3 +203,6 @@ def test_parameter_changes_over_a_full_cache_evict_instead_of_failing(serve):
     assert host["evictions"] > 0, "the cache never filled: " + info  # the premise
     assert host["refusals"] == 0, info
     assert not [f for f in flags if f & 8], info
+    # 25 parameter values, one pipeline: one scratch holder in the budget, not one per value.
+    names = [h["name"] for h in host["holders"]]
+    assert names.count("scratch gaussian") == 1, names
