@@ -71,6 +71,17 @@ async def final_frame(px, state_seq, timeout=180):
     await asyncio.wait_for(loop(), timeout)
 
 
+async def open_session(s):
+    """A JPEG session: its state and pixel channels and the welcome."""
+    st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+    await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+    welcome = await reply(st)
+    assert welcome["type"] == "welcome", welcome
+    px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
+                                  max_size=None)
+    return st, px, welcome
+
+
 def computed_bytes(s):
     code, body = http_get(f"{s.http}/api/v1/resources")
     assert code == 200, body
@@ -90,12 +101,7 @@ def test_peak_rss_stays_within_budget_plus_slack(serve, voxcast_bin, monkeypatch
     budget = BUDGET_MB << 20
 
     async def go():
-        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
-        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
-        welcome = await reply(st)
-        assert welcome["type"] == "welcome", welcome
-        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
-                                      max_size=None)
+        st, px, welcome = await open_session(s)
         n = len(welcome["scene"]["layers"])
         await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
             "canvas": {"width": 512, "height": 512}}}))
@@ -170,12 +176,7 @@ def test_parameter_changes_over_a_full_cache_evict_instead_of_failing(serve):
     WARNINGS.clear()
 
     async def go():
-        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
-        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
-        welcome = await reply(st)
-        assert welcome["type"] == "welcome", welcome
-        px = await websockets.connect(f"{s.ws}/ws/pixels?session={welcome['session']}",
-                                      max_size=None)
+        st, px, welcome = await open_session(s)
         n = len(welcome["scene"]["layers"])
         layer = {"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": 1.0}},
                  "channel": 0, "contrast_limits": [0, 4000], "colormap": "gray"}
