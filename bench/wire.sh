@@ -120,9 +120,10 @@ for round in $(seq "$ROUNDS"); do
       --impl cpp-polling-noerr
     if [ -f bench/wire_py.py ]; then  # the Python wire bench, when its module is built
       if PYTHONPATH=$PYPATH $PY -c 'import voxcast.wire' 2>>"$OUT/python.log"; then
-        PYTHONPATH=$PYPATH SHOW=1 run python-thread $PY bench/wire_py.py --tls "$tls" --mode thread
+        PYTHONPATH=$PYPATH SHOW=1 run python-thread $PY bench/wire_py.py --tls "$tls" --mode thread \
+          --bw-mib "$BW_MIB"
         PYTHONPATH=$PYPATH SHOW=1 run python-eventfd $PY bench/wire_py.py --tls "$tls" \
-          --mode eventfd --spin-us 50
+          --mode eventfd --spin-us 50 --bw-mib "$BW_MIB"
       else
         echo "  python: skipped, voxcast.wire does not import with PYTHONPATH=$PYPATH"
       fi
