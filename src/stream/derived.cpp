@@ -59,6 +59,10 @@ LayerSources Session::layer_sources(const json& layers, std::span<const int> cur
       engine_.pipelines->registry(), layers, current, [this] { return 1 + int(derived_.size()); },
       [this](const std::string& name, int input, const json& params, const std::string& field) {
         return make_derived(name, input, params, field);
+      },
+      [this](int index) {  // a slot named by number is in use for this update too
+        if (index > 0 && index <= int(derived_.size()))
+          derived_[std::size_t(index - 1)].epoch = derived_epoch_;
       });
 }
 
@@ -74,7 +78,7 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   // of sources the scene no longer shows (their chunks stay cached, shared by key).
   std::size_t slot = derived_.size();
   if (derived_.size() >= kMaxDerived) {
-    const auto free = reusable_derived_slot_locked();
+    const auto free = reusable_derived_slot_locked(input);
     if (!free)
       return fail(ErrorCode::kUnsupported,
                   "field '{}': a session may name {} derived sources, and its layers (or the "
@@ -127,7 +131,7 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   return int(slot + 1);
 }
 
-std::optional<std::size_t> Session::reusable_derived_slot_locked() {
+std::optional<std::size_t> Session::reusable_derived_slot_locked(int input) {
   if (playback_) return std::nullopt;  // the timeline's keyframes name sources by index
   std::vector<bool> used(derived_.size() + 1, false);
   const auto mark = [&](auto&& self, int s) -> void {
@@ -136,6 +140,7 @@ std::optional<std::size_t> Session::reusable_derived_slot_locked() {
     const auto& spec = derived_[std::size_t(s - 1)].spec;
     if (spec.is_object() && spec.contains("input")) self(self, spec["input"].get<int>());
   };
+  mark(mark, input);  // the new source's own input (and its chain)
   for (const auto& layer : scene_.layers)
     mark(mark, layer.source);
   for (std::size_t i = 0; i < derived_.size(); ++i)

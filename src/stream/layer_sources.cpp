@@ -7,12 +7,14 @@
 namespace vx::stream {
 
 LayerSources::LayerSources(const pipeline::Registry& registry, const json& layers,
-                           std::span<const int> current, std::function<int()> sources, Make make)
+                           std::span<const int> current, std::function<int()> sources, Make make,
+                           std::function<void(int)> named)
     : registry_(registry),
       layers_(layers),
       current_(current),
       sources_(std::move(sources)),
       make_(std::move(make)),
+      named_(std::move(named)),
       done_(count()) {}
 
 Status LayerSources::resolve(json& layers) {
@@ -57,6 +59,7 @@ Result<int> LayerSources::source(const json& spec, const std::string& field, int
     if (i < 0 || i >= sources)
       return fail(ErrorCode::kInvalidArgument, "field '{}': source {} is not one of 0..{}", field,
                   i, sources - 1);
+    if (named_) named_(int(i));
     return int(i);
   }
   if (!spec.is_object())

@@ -29,8 +29,9 @@ class LayerSources {
   // `layers`: the view's (or patch's) layers; `current`: the sources of the layers of the
   // scene it applies to (for layers it leaves as they are); `sources`: how many sources exist
   // now (indices below it are valid).
+  // `named`, when given, hears every source index a specification names as a plain integer.
   LayerSources(const pipeline::Registry& registry, const json& layers, std::span<const int> current,
-               std::function<int()> sources, Make make);
+               std::function<int()> sources, Make make, std::function<void(int)> named = {});
 
   // Replaces the source of each layer of `layers` that names one by an object (a derived
   // source or {"layer": N}) with its index.
@@ -48,6 +49,7 @@ class LayerSources {
   std::span<const int> current_;
   std::function<int()> sources_;
   Make make_;
+  std::function<void(int)> named_;
   std::vector<std::optional<int>> done_;
   std::vector<int> stack_;  // layers whose source is being resolved, outermost first
 };

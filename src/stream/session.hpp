@@ -249,9 +249,10 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::vector<LayerSource> derived_;
   std::uint64_t derived_epoch_ = 0;  // bumped per resolution of layers (layer_sources)
-  // A slot of derived_ that neither the scene (its layers and their inputs) nor the update
-  // being resolved names, least recently named first; none while a preview plays.
-  std::optional<std::size_t> reusable_derived_slot_locked();
+  // A slot of derived_ that neither the scene (its layers and their inputs), the update being
+  // resolved nor `input` (the new source's, and its chain) names, least recently named
+  // first; none while a preview plays.
+  std::optional<std::size_t> reusable_derived_slot_locked(int input);
   // The layers' sources (stream/layer_sources.hpp), derived ones made by make_derived.
   LayerSources layer_sources(const json& layers, std::span<const int> current);
   // Layers the patch adds whose source is derived and that name no contrast_limits: limits

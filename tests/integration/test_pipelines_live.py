@@ -295,3 +295,41 @@ def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
     assert expected.std() > 1, "the fresh session's frame is blank: nothing to compare"
     diff = np.abs(frame - expected)
     assert diff.mean() < 0.5 and diff.max() <= 4, (diff.mean(), diff.max())
+
+
+def test_a_source_named_by_number_at_the_cap_is_not_reused_under_itself(serve):
+    """At the session's cap, a new derived source whose input is an unshown slot named by
+    number (hostile or just odd) must not take that slot itself (a source that is its own
+    input), and a layer naming a slot by number keeps what that slot showed."""
+    s = serve(DATA, "--cache-mb", "256")
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        welcome = await reply(st)
+        n = len(welcome["scene"]["layers"])
+        seq = 0
+        for i in range(64):  # 64 sources named, the last shown: the cap, slot 1 the oldest
+            seq += 1
+            await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": {
+                "layers": [{}] * n + [{"source": {"pipeline": "gaussian", "input": 0,
+                                                  "params": {"sigma": 1 + 0.0625 * i}}}]}}))
+            assert (await reply(st))["type"] == "ack"
+        # Slot 1 is unshown and the least recently named: the one a new source would take.
+        # A median of it, named by number, and a layer showing it.
+        seq += 1
+        await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": {
+            "layers": [{}] * (n + 1) + [{"source": {"pipeline": "median", "input": 1,
+                                                    "params": {"radius": 1}}},
+                                        {"source": 1}]}}))
+        ack = await reply(st)
+        assert ack["type"] == "ack", ack
+        median, shown = ack["changes"]["layers"][n + 1]["source"], \
+            ack["changes"]["layers"][n + 2]["source"]
+        assert median["pipeline"] == "median" and median["input"] == shown, (median, shown)
+        assert shown["pipeline"] == "gaussian", shown
+        await st.close()
+
+    asyncio.run(go())
+    code, _ = get(f"{s.http}/api/v1/health")
+    assert code == 200
