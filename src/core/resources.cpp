@@ -140,25 +140,24 @@ void Budget::Holder::reset() {
 Status Budget::Holder::charge(std::uint64_t bytes) {
   if (!entry_) return {};
   auto& b = *budget_;
-  {
-    std::lock_guard lock(b.mutex_);
-    if (b.used_ + bytes <= b.limit_) {
-      b.used_ += bytes;
-      b.peak_ = std::max(b.peak_, b.used_);
-      entry_->bytes += bytes;
-      entry_->last_use = SteadyClock::now();
-      return {};
-    }
-    if (bytes <= b.limit_) {
-      // Reserve first, then evict down to the limit. Evicting first and taking after would
-      // let a concurrent charge (another computation's scratch, the cache's new chunks) take
-      // the room one reclaim made, and a full budget would refuse work that eviction could
-      // make room for. The reservation may pass the limit until the evictions below.
-      b.used_ += bytes;
-      entry_->bytes += bytes;
-    }
-  }
+  // Under b.mutex_: whether the bytes reserved below fit now; if so they are granted.
+  auto granted = [&] {
+    if (b.used_ > b.limit_) return false;
+    b.peak_ = std::max(b.peak_, b.used_);
+    entry_->last_use = SteadyClock::now();
+    return true;
+  };
   if (bytes <= b.limit_) {
+    // Reserve first, then evict down to the limit. Evicting first and taking after would
+    // let a concurrent charge (another computation's scratch, the cache's new chunks) take
+    // the room one reclaim made, and a full budget would refuse work that eviction could
+    // make room for. The reservation may pass the limit until the evictions below.
+    {
+      std::lock_guard lock(b.mutex_);
+      b.used_ += bytes;
+      entry_->bytes += bytes;
+      if (granted()) return {};
+    }
     // A little more than needed (a 64th of the limit, at most 64 MiB) goes at once, so that
     // a full budget does not scan its holders for every chunk.
     const std::uint64_t margin = std::min<std::uint64_t>(b.limit_ / 64, std::uint64_t(64) << 20);
@@ -170,11 +169,7 @@ Status Budget::Holder::charge(std::uint64_t bytes) {
       }
       b.reclaim(margin, entry_.get());
       std::lock_guard lock(b.mutex_);
-      if (b.used_ <= b.limit_) {
-        b.peak_ = std::max(b.peak_, b.used_);
-        entry_->last_use = SteadyClock::now();
-        return {};
-      }
+      if (granted()) return {};
       if (b.evictions_ != evictions_before) continue;  // progress: others took that room
       b.used_ -= bytes;  // nothing left to evict: give the reservation back
       entry_->bytes -= bytes;

@@ -62,13 +62,15 @@ async def reply(st, timeout=120):
 
 
 async def final_frame(px, state_seq, timeout=180):
+    """Waits for the first final frame that reflects `state_seq`; returns its flags (8:
+    drawn without chunks that failed, e.g. refused by the budget)."""
     async def loop():
         while True:
             m = await px.recv()
             (_, _, _, flags, _, sseq, *_rest) = HEADER.unpack_from(m, 0)
             if sseq >= state_seq and not flags & (2 | 4):
-                return
-    await asyncio.wait_for(loop(), timeout)
+                return flags
+    return await asyncio.wait_for(loop(), timeout)
 
 
 async def open_session(s):
@@ -151,18 +153,6 @@ def test_peak_rss_stays_within_budget_plus_slack(serve, voxcast_bin, monkeypatch
     assert peak <= baseline + budget + (slack_mb << 20), info
 
 
-async def final_flags(px, state_seq, timeout=180):
-    """The flags of the first final frame that reflects `state_seq` (8: drawn without chunks
-    that failed, e.g. refused by the budget)."""
-    async def loop():
-        while True:
-            m = await px.recv()
-            (_, _, _, flags, _, sseq, *_rest) = HEADER.unpack_from(m, 0)
-            if sseq >= state_seq and not flags & (2 | 4):
-                return flags
-    return await asyncio.wait_for(loop(), timeout)
-
-
 def test_parameter_changes_over_a_full_cache_evict_instead_of_failing(serve):
     """A user turning a knob for a while: every sigma is a new derived source, so the cache
     fills with older parameters' results and then has to evict them. Those are idle and
@@ -184,13 +174,13 @@ def test_parameter_changes_over_a_full_cache_evict_instead_of_failing(serve):
             "canvas": {"width": 512, "height": 512},
             "layers": [{"visible": False}] * n + [layer]}}))
         assert (await reply(st))["type"] == "ack"
-        flags = [await final_flags(px, 1)]
+        flags = [await final_frame(px, 1)]
         for seq in range(2, 26):
             await st.send(json.dumps({"type": "state.update", "seq": seq, "patch": {
                 "layers": [{}] * n + [{"source": {"params": {"sigma": 1.0 + 0.125 * seq}}}]}}))
             m = await reply(st)
             assert m["type"] == "ack", m
-            flags.append(await final_flags(px, seq))
+            flags.append(await final_frame(px, seq))
         await st.close()
         await px.close()
         return flags
