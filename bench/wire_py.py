@@ -34,6 +34,11 @@ def counts(size: int, bw_mib: int, min_iters: int) -> tuple[int, int]:
     return max(1, n // 10), n
 
 
+def window_for(size: int, total: int) -> int:
+    """Messages in flight (both sides must agree): at most 16 and 32 MiB, at least 2."""
+    return min(16, total, max(2, (32 << 20) // size))
+
+
 async def receive(server, ep, ack, bufs, count, window, api):
     """Receives `count` DATA messages into `bufs`, then sends ACK."""
     if api == "stream":
@@ -79,8 +84,7 @@ def server_main(tls, mode, spin, iters, api, bw_mib, min_iters, port_q):
             await server.arecv(buf, PING, ~0)
             await ep.asend(buf, PONG)
         for size in SIZES:
-            total = sum(counts(size, bw_mib, min_iters))
-            window = min(16, total, max(2, (32 << 20) // size))
+            window = window_for(size, sum(counts(size, bw_mib, min_iters)))
             bufs = [np.zeros(size, np.uint8) for _ in range(window)]
             for b in bufs:
                 b.fill(1)  # fault the pages in before timing
@@ -136,7 +140,7 @@ async def client_run(tls, mode, spin, port, iters, api, bw_mib, min_iters, out):
     ack = np.zeros(8, np.uint8)
     for size in SIZES:
         warm, count = counts(size, bw_mib, min_iters)
-        window = min(16, warm + count, max(2, (32 << 20) // size))
+        window = window_for(size, warm + count)
         data = np.full(size, 7, np.uint8)
         await send(client, data, warm, window, api, ack)  # untimed warm-up
         t0 = time.perf_counter()
