@@ -102,6 +102,32 @@ std::optional<Slicing> make_slicing(const Projection& proj, const Geom& g, const
   return s;
 }
 
+// The index in `br` of brick (ck, cb, ca) along (c, b, a); -1 outside the box.
+std::size_t brick_at(const Bricks& br, const Slicing& s, std::int64_t ck, std::int64_t cb,
+                     std::int64_t ca) {
+  I3 idx{};
+  idx[std::size_t(s.c)] = ck;
+  idx[std::size_t(s.b)] = cb;
+  idx[std::size_t(s.a)] = ca;
+  for (std::size_t d = 0; d < 3; ++d)
+    if (idx[d] < br.lo[d] || idx[d] >= br.lo[d] + br.dim[d]) return std::size_t(-1);
+  return br.flat(idx[0], idx[1], idx[2]);
+}
+
+// Whether the voxel rows b0 and b1 of slice k over [a_lo, a_hi] can change the result: some
+// brick on them is not empty (build_line's answer, without reading voxels).
+bool rows_matter(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t k, std::int64_t b0,
+                 std::int64_t b1, std::int64_t a_lo, std::int64_t a_hi) {
+  const auto C = std::size_t(s.c), A = std::size_t(s.a), B = std::size_t(s.b);
+  const std::int64_t ck = k / g.chunk[C], cb0 = b0 / g.chunk[B], cb1 = b1 / g.chunk[B];
+  for (std::int64_t ca = a_lo / g.chunk[A]; ca <= a_hi / g.chunk[A]; ++ca) {
+    const auto i0 = brick_at(br, s, ck, cb0, ca), i1 = brick_at(br, s, ck, cb1, ca);
+    if ((i0 != std::size_t(-1) && !br.empty[i0]) || (i1 != std::size_t(-1) && !br.empty[i1]))
+      return true;
+  }
+  return false;
+}
+
 // Reads the voxel line of slice k between rows b0 and b1 (weight fb) over [a_lo, a_hi] into
 // L[1 .. len], with L[0] and L[len + 1] repeating the ends (clamp to edge). False when every
 // brick on it is empty: the row cannot change the result. The voxels come from `st` when it
@@ -118,15 +144,7 @@ bool build_line(const Geom& g, const Bricks& br, const Slicing& s, std::int64_t 
   const std::int64_t off1 =
       g.base + (k % g.chunk[C]) * g.stride[C] + (b1 % g.chunk[B]) * g.stride[B];
   const std::int64_t sa = g.stride[A];
-  auto brick = [&](std::int64_t cb, std::int64_t ca) {
-    I3 idx{};
-    idx[C] = ck;
-    idx[B] = cb;
-    idx[A] = ca;
-    for (std::size_t d = 0; d < 3; ++d)
-      if (idx[d] < br.lo[d] || idx[d] >= br.lo[d] + br.dim[d]) return std::size_t(-1);
-    return br.flat(idx[0], idx[1], idx[2]);
-  };
+  auto brick = [&](std::int64_t cb, std::int64_t ca) { return brick_at(br, s, ck, cb, ca); };
   const std::int64_t kn = k + s.dir * s.kstep;
   const bool next_in_brick = !staged && kn >= 0 && kn < g.n[C] && kn / g.chunk[C] == ck;
   const std::int64_t next_delta = s.dir * s.kstep * g.stride[C];
@@ -253,11 +271,12 @@ template <class T, Mode M>
 void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& look, Planes& pl,
                 int v0, int v1) {
   const auto A = std::size_t(s.a), B = std::size_t(s.b);
-  thread_local std::vector<float> L, E;
+  thread_local std::vector<float> L, E, X[2];
   thread_local std::vector<std::int32_t> Q;
   L.resize(std::size_t(g.n[A]) + 2);
   const bool fast = s.fa_int > 0 && look.linear;
   if (fast && s.fa_int > 1) E.resize(std::size_t(s.fa_int) * (std::size_t(g.n[A]) + 1) + 1);
+  if (fast) X[0].resize(std::size_t(s.nu)), X[1].resize(std::size_t(s.nu));
   thread_local Staging<T> st;
   st.count = 0;
   st.on = s.kstep == 1 && g.stride[A] > 1 && g.stride[std::size_t(s.c)] < g.stride[A];
@@ -296,8 +315,65 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
       st.fill(g, br, s, k, s.k1, rows, clampi(std::floor(alo) - 1, g.n[A]),
               clampi(std::floor(ahi) + 2, g.n[A]));
     }
+    // The columns a row covers depend on the slice only.
     const double A0 = s.a_at(0, kd), dA = s.beta(kd) / s.fa;
-    for (int v = v0; v < v1; ++v) {
+    auto u_lo = std::int64_t(std::max(0.0, std::ceil((-0.5 - A0) / dA)));
+    auto u_hi =
+        std::int64_t(std::min(double(s.nu - 1), std::floor((double(g.n[A]) - 0.5 - A0) / dA)));
+    std::int64_t col_lo = u_lo, col_hi = u_hi;
+    if (sl) {
+      clip_columns(A0, dA, sl->lo[A], sl->hi[A], margin, u_lo, u_hi);
+      clip_columns(A0, dA, sl->lo[A], sl->hi[A], 0, col_lo, col_hi);
+    }
+    const auto a_lo =
+        std::clamp<std::int64_t>(std::int64_t(std::floor(A0 + double(u_lo) * dA)), 0, g.n[A] - 1);
+    const auto a_hi = std::clamp<std::int64_t>(std::int64_t(std::floor(A0 + double(u_hi) * dA)) + 1,
+                                               0, g.n[A] - 1);
+    const double x0 = A0 - double(a_lo - 1);  // line coordinate of column 0
+    // Fast path: the rows X[i] (voxel row xb[i] of the slice, interpolated along a at every
+    // column) are made once per slice and shared by the rows of the intermediate image
+    // between them (fb of them per voxel row), which then only interpolate along b.
+    std::int64_t xb[2] = {-1, -1};
+    auto x_row = [&](std::int64_t b, std::int64_t keep) -> const float* {
+      for (int i = 0; i < 2; ++i)
+        if (xb[i] == b) return X[i].data();
+      const int i = xb[0] == keep ? 1 : 0;
+      xb[i] = b;
+      build_line<T>(g, br, s, k, b, b, 0.f, a_lo, a_hi, L.data(), st);
+      // Column u samples the line at F * x0 + u in units of 1/F voxel, with one weight for
+      // the whole row. For F > 1 the line is first expanded to 1/F voxel spacing (exact for
+      // linear interpolation), so the loop stays contiguous.
+      const int F = s.fa_int;
+      const float* e = L.data();
+      if (F > 1) {
+        const auto len = std::size_t(a_hi - a_lo + 2);
+        if (F == 2) {  // the common case, in a form the compiler vectorizes
+          for (std::size_t j = 0; j < len; ++j) {
+            E[2 * j] = L[j];
+            E[2 * j + 1] = 0.5f * (L[j] + L[j + 1]);
+          }
+        } else {
+          const float invF = 1.f / float(F);
+          for (int r = 0; r < F; ++r) {
+            const float w = float(r) * invF;
+            float* out = E.data() + r;
+            for (std::size_t j = 0; j < len; ++j)
+              out[j * std::size_t(F)] = L[j] + w * (L[j + 1] - L[j]);
+          }
+        }
+        E[len * std::size_t(F)] = L[len];
+        e = E.data();
+      }
+      const double X0 = double(F) * x0;
+      const auto i0 = std::int64_t(std::floor(X0));
+      const float fr = float(X0 - double(i0));
+      const float* ee = e + i0;
+      float* out = X[i].data();
+      for (std::int64_t u = u_lo; u <= u_hi; ++u)
+        out[u] = ee[u] + fr * (ee[u + 1] - ee[u]);
+      return out;
+    };
+    for (int v = v0; v < v1 && u_lo <= u_hi; ++v) {
       const double bpos = s.b_at(v, kd);
       if (bpos < -0.5 || bpos > double(g.n[B]) - 0.5) continue;
       if (sl && !in_part(bpos, sl->lo[B], sl->hi[B], margin)) continue;
@@ -311,22 +387,8 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
       } else {
         b0 = b1 = std::clamp<std::int64_t>(std::int64_t(std::floor(bpos + 0.5)), 0, g.n[B] - 1);
       }
-      auto u_lo = std::int64_t(std::max(0.0, std::ceil((-0.5 - A0) / dA)));
-      auto u_hi =
-          std::int64_t(std::min(double(s.nu - 1), std::floor((double(g.n[A]) - 0.5 - A0) / dA)));
-      std::int64_t own_lo = u_lo, own_hi = u_hi;
-      if (sl) {
-        clip_columns(A0, dA, sl->lo[A], sl->hi[A], margin, u_lo, u_hi);
-        clip_columns(A0, dA, sl->lo[A], sl->hi[A], 0, own_lo, own_hi);
-        if (!own_slice || !in_part(bpos, sl->lo[B], sl->hi[B], 0)) own_lo = 1, own_hi = 0;
-      }
-      if (u_lo > u_hi) continue;
-      const auto a_lo =
-          std::clamp<std::int64_t>(std::int64_t(std::floor(A0 + double(u_lo) * dA)), 0, g.n[A] - 1);
-      const auto a_hi = std::clamp<std::int64_t>(
-          std::int64_t(std::floor(A0 + double(u_hi) * dA)) + 1, 0, g.n[A] - 1);
-      if (!build_line<T>(g, br, s, k, b0, b1, fb, a_lo, a_hi, L.data(), st)) continue;
-      const double x0 = A0 - double(a_lo - 1);  // line coordinate of column 0
+      std::int64_t own_lo = col_lo, own_hi = col_hi;
+      if (sl && (!own_slice || !in_part(bpos, sl->lo[B], sl->hi[B], 0))) own_lo = 1, own_hi = 0;
       Op<M> op{pl.p[0].empty() ? nullptr : pl.row(0, v),
                pl.p[1].empty() ? nullptr : pl.row(1, v),
                pl.c.empty() ? nullptr : pl.crow(v),
@@ -337,41 +399,16 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
                own_lo,
                own_hi};
       if (fast) {
-        // Orthographic: column u samples the line at F * x0 + u in units of 1/F voxel,
-        // with one weight for the whole row. For F > 1 the line is first expanded to 1/F
-        // voxel spacing (exact for linear interpolation), so the loop stays contiguous.
-        const int F = s.fa_int;
-        const float* e = L.data();
-        if (F > 1) {
-          const auto len = std::size_t(a_hi - a_lo + 2);
-          if (F == 2) {  // the common case, in a form the compiler vectorizes
-            for (std::size_t j = 0; j < len; ++j) {
-              E[2 * j] = L[j];
-              E[2 * j + 1] = 0.5f * (L[j] + L[j + 1]);
-            }
-          } else {
-            const float invF = 1.f / float(F);
-            for (int r = 0; r < F; ++r) {
-              const float w = float(r) * invF;
-              float* out = E.data() + r;
-              for (std::size_t j = 0; j < len; ++j)
-                out[j * std::size_t(F)] = L[j] + w * (L[j + 1] - L[j]);
-            }
-          }
-          E[len * std::size_t(F)] = L[len];
-          e = E.data();
-        }
-        const double X0 = double(F) * x0;
-        const auto i0 = std::int64_t(std::floor(X0));
-        const float fr = float(X0 - double(i0));
-        const float* ee = e + i0;
+        if (!rows_matter(g, br, s, k, b0, b1, a_lo, a_hi)) continue;
+        const float* r0 = x_row(b0, b1);
+        const float* r1 = b1 == b0 ? r0 : x_row(b1, b0);
         if constexpr (M == Mode::kTranslucent) {
           // Two loops: the table indices (vectorized), then the compositing, which skips
           // rays that are already opaque.
           Q.resize(std::size_t(s.nu));
           const float lo = look.lo, ts = look.tint_scale, top = float(kTintLut - 1);
           for (std::int64_t u = u_lo; u <= u_hi; ++u)
-            Q[std::size_t(u)] = kernels::table_index(ee[u] + fr * (ee[u + 1] - ee[u]), lo, ts, top);
+            Q[std::size_t(u)] = kernels::table_index(r0[u] + fb * (r1[u] - r0[u]), lo, ts, top);
           F4* c = op.c;
           const F4* tint = look.tint.data();
           for (std::int64_t u = u_lo; u <= u_hi; ++u) {
@@ -380,9 +417,12 @@ void slice_rows(const Geom& g, const Bricks& br, const Slicing& s, const Look& l
           }
         } else {
           for (std::int64_t u = u_lo; u <= u_hi; ++u)
-            op(u, ee[u] + fr * (ee[u + 1] - ee[u]));
+            op(u, r0[u] + fb * (r1[u] - r0[u]));
         }
-      } else if (look.linear) {
+        continue;
+      }
+      if (!build_line<T>(g, br, s, k, b0, b1, fb, a_lo, a_hi, L.data(), st)) continue;
+      if (look.linear) {
         for (std::int64_t u = u_lo; u <= u_hi; ++u) {
           const double x = x0 + double(u) * dA;
           const auto i = std::int64_t(x);
