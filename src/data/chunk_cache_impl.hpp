@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/huge_pages.hpp"
 #include "data/chunk_cache.hpp"
 
 namespace vx::data {
@@ -82,7 +83,8 @@ struct ChunkCache::SourceSlot {
 };
 
 // Buffers of evicted chunks, kept for the next reads of the same size: fresh memory costs a
-// page fault and a kernel page clear per 4 KiB, which dominates cold reads of fast codecs.
+// page fault and a kernel page clear per page, which dominates cold reads of fast codecs. New
+// buffers come from huge pages where their size fits (core/huge_pages.hpp).
 // Bounded (an eighth of the budget, at most 256 MiB); counted in CacheCounters::bytes_pooled.
 struct ChunkCache::BufferPool {
   std::mutex mutex;
@@ -101,7 +103,7 @@ struct ChunkCache::BufferPool {
         return b;
       }
     }
-    return std::shared_ptr<std::byte[]>(new std::byte[size]);  // not zeroed: fully written
+    return take_buffer(size);  // not zeroed: fully written; on huge pages where it fits
   }
   void give(std::shared_ptr<std::byte[]> b, std::size_t size) {
     std::lock_guard lock(mutex);
