@@ -18,6 +18,7 @@
 #include "render/kernels/sample.hpp"
 #include "render/kernels/transfer.hpp"
 #include "render/plan.hpp"
+#include "render/slice_sampling.hpp"
 
 namespace vx::render {
 
@@ -26,58 +27,6 @@ void rgb_to_ycbcr709(float r, float g, float b, float& y, float& cb, float& cr) 
 }
 
 namespace {
-
-// One sampled screen axis: per pixel, the chunk (column or row of the chunk grid) and the
-// element offset inside it of the sample and of its linear neighbour, and the weight.
-struct AxisSamples {
-  std::vector<std::int32_t> c0, c1;  // chunk index in the box's grid
-  std::vector<std::int64_t> o0, o1;  // element offset inside the chunk
-  std::vector<float> f;              // weight of the second sample (linear)
-  std::vector<std::int32_t> rel;     // first sample's index relative to the box's first voxel
-  std::vector<std::uint8_t> inside;
-};
-
-AxisSamples sample_axis(int pixels, double center, double zoom, double t, double s, std::int64_t n,
-                        std::int64_t chunk, std::int64_t stride, std::int64_t first_chunk,
-                        bool linear) {
-  AxisSamples a;
-  for (auto* v : {&a.c0, &a.c1})
-    v->resize(std::size_t(pixels));
-  for (auto* v : {&a.o0, &a.o1})
-    v->resize(std::size_t(pixels));
-  a.f.resize(std::size_t(pixels));
-  a.rel.resize(std::size_t(pixels));
-  a.inside.resize(std::size_t(pixels));
-  for (int p = 0; p < pixels; ++p) {
-    const double u =
-        (center + (p + 0.5 - pixels / 2.0) / zoom - t) / s;  // voxel centres at integers
-    const bool in = u > -0.5 && u < double(n) - 0.5;
-    std::int64_t i0, i1;
-    float f = 0;
-    if (linear) {
-      const double uc = std::clamp(u, 0.0, double(n - 1));
-      i0 = std::int64_t(std::floor(uc));
-      i1 = std::min<std::int64_t>(i0 + 1, n - 1);
-      f = float(uc - double(i0));
-    } else {
-      i0 = i1 = std::clamp<std::int64_t>(std::int64_t(std::floor(u + 0.5)), 0, n - 1);
-    }
-    const auto idx = std::size_t(p);
-    a.inside[idx] = in;
-    a.f[idx] = f;
-    a.c0[idx] = std::int32_t(i0 / chunk - first_chunk);
-    a.c1[idx] = std::int32_t(i1 / chunk - first_chunk);
-    a.o0[idx] = (i0 % chunk) * stride;
-    a.o1[idx] = (i1 % chunk) * stride;
-    a.rel[idx] = std::int32_t(i0 - first_chunk * chunk);
-  }
-  return a;
-}
-
-AxisSamples sample_axis(const SliceAxis& a, bool linear) {
-  return sample_axis(a.pixels, a.center, a.zoom, a.trans, a.scale, a.n, a.chunk, a.stride,
-                     a.first_chunk, linear);
-}
 
 // Everything a row pass needs to draw one planned 2D layer (render/plan.hpp): the chunks'
 // bytes (the plan keeps them pinned) and per-axis sample maps.
@@ -111,10 +60,7 @@ struct LayerPlan {
         blend(p.blend) {
     for (const auto& pin : p.pins)
       chunks.push_back(pin ? pin.bytes().data() : nullptr);
-    auto fractional = [](const std::vector<float>& f) {
-      return std::any_of(f.begin(), f.end(), [](float v) { return v > 1e-4f && v < 1 - 1e-4f; });
-    };
-    any_fraction = fractional(ys.f) || fractional(xs.f);
+    any_fraction = render::any_fraction(ys) || render::any_fraction(xs);
     if (p.fallback) fallback = std::make_unique<LayerPlan>(*p.fallback);
   }
 };

@@ -1,9 +1,12 @@
 // The CUDA backend: executes the render plan (render/plan.hpp) on the device. 3D layers
 // (mip, minip, attenuated_mip, average, translucent, iso; orthographic and perspective) are
 // ray cast through the shared device brick pool, with per-brick empty-space skipping and
-// early ray termination; the frame is composited in float on the device and stored there as
-// RGBA8, I420 or NV12 (BT.709) by the shared colour functions, then downloaded once. 2D
-// scenes are executed by the CPU backend from the same plan for now (docs/gpu.md).
+// early ray termination. 2D layers: the slice's voxels over the plan's chunks are packed on
+// the host (rows of the pinned chunks, no conversion) and uploaded, then sampled per pixel
+// through the shared axis maps (render/slice_sampling.hpp), nearest or bilinear, with the
+// coarser fallback level where chunks are missing, and blended in every mode. The frame is
+// composited in float on the device and stored there as RGBA8, I420 or NV12 (BT.709) by the
+// shared colour functions, then downloaded once.
 #include <cuda_runtime_api.h>
 
 #include <mutex>
@@ -14,6 +17,7 @@
 #include "render/cuda/device.hpp"
 #include "render/cuda/launch.hpp"
 #include "render/cuda_backend.hpp"
+#include "render/slice_pack.hpp"
 
 namespace vx::render {
 namespace {
@@ -49,6 +53,12 @@ struct LayerBuffers {
   cuda::DeviceBuffer bricks, empty, lut;
 };
 
+// A 2D layer's slice (or its fallback) on the device, and its packing on the host.
+struct SliceBuffers {
+  PackedSlice host;
+  cuda::DeviceBuffer voxels, tables;
+};
+
 class CudaRenderer final : public Renderer {
  public:
   CudaRenderer(std::shared_ptr<cuda::BrickPool> pool, cuda::Stream stream)
@@ -60,7 +70,6 @@ class CudaRenderer final : public Renderer {
 
   Result<Frame> render(const Scene& scene, const RenderInputs& in,
                        const RenderOptions& opt) override {
-    if (scene.dims.ndisplay != 3) return cpu_->render(scene, in, opt);  // 2D: docs/gpu.md
     // Sort-last compositing combines the CPU path's intermediate images (docs/cluster.md):
     // a part of an MPI render draws on the CPU.
     if (opt.compositor) return cpu_->render(scene, in, opt);
@@ -90,9 +99,14 @@ class CudaRenderer final : public Renderer {
     } unpin{*pool_, pinned};
     const Projection proj(scene.camera, W, H);
     layers_.resize(plan.layers.size());
+    slices_.resize(2 * plan.layers.size());
     for (std::size_t i = 0; i < plan.layers.size(); ++i) {
-      if (!plan.layers[i].volume) continue;
       if (opt.cancel && opt.cancel->load()) break;
+      if (const auto& slice = plan.layers[i].slice) {
+        VX_TRY(draw_slice(*slice, W, H, slices_[2 * i], slices_[2 * i + 1]));
+        continue;
+      }
+      if (!plan.layers[i].volume) continue;
       const auto& source = in.data.sources.at(std::size_t(scene.layers[i].source));
       VX_TRY(draw_volume(proj, *plan.layers[i].volume,
                          in.sources.at(std::size_t(scene.layers[i].source)),
@@ -115,6 +129,35 @@ class CudaRenderer final : public Renderer {
   }
 
  private:
+  // Packs and uploads one slice plan (the host copies stay until the next frame, after this
+  // one's stream is synchronized); its view on the device.
+  Result<kernels::SliceView> upload_slice(const SlicePlan& p, SliceBuffers& buf) {
+    const cudaStream_t s = stream_.get();
+    pack_slice(p, buf.host);
+    const auto& vox = buf.host.voxels;
+    const auto& tab = buf.host.tables;
+    VX_TRY(buf.voxels.reserve(vox.size()));
+    VX_TRY(buf.tables.reserve(tab.size()));
+    VX_TRY(
+        check(cudaMemcpyAsync(buf.voxels.get(), vox.data(), vox.size(), cudaMemcpyHostToDevice, s),
+              "cudaMemcpyAsync (slice voxels)"));
+    VX_TRY(
+        check(cudaMemcpyAsync(buf.tables.get(), tab.data(), tab.size(), cudaMemcpyHostToDevice, s),
+              "cudaMemcpyAsync (slice tables)"));
+    return buf.host.view(buf.voxels.get(), buf.tables.get());
+  }
+
+  Status draw_slice(const SlicePlan& p, int W, int H, SliceBuffers& fine, SliceBuffers& coarse) {
+    VX_ASSIGN(const kernels::SliceView a, upload_slice(p, fine));
+    kernels::SliceView b{};
+    if (p.fallback) {
+      VX_ASSIGN(b, upload_slice(*p.fallback, coarse));
+    }
+    return check(
+        cuda::launch_slice(a, p.fallback ? &b : nullptr, W, H, acc_.get<float>(), stream_.get()),
+        "slice kernel");
+  }
+
   Status draw_volume(const Projection& proj, const VolumePlan& v, data::SourceId id,
                      std::size_t chunk_bytes, int W, int H, LayerBuffers& buf,
                      std::vector<cuda::BrickKey>& pinned) {
@@ -203,6 +246,7 @@ class CudaRenderer final : public Renderer {
   FramePool frames_{2};
   cuda::DeviceBuffer acc_, out_, staging_;
   std::vector<LayerBuffers> layers_;
+  std::vector<SliceBuffers> slices_;  // per layer: its slice and its fallback's
   std::mutex mutex_;
 };
 

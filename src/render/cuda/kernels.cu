@@ -3,11 +3,13 @@
 // a chunk into a float brick. The per-sample and per-pixel arithmetic is the CPU's
 // (render/kernels/*.hpp, VX_HD).
 #include <cstdint>
+#include <type_traits>
 
 #include "render/cuda/launch.hpp"
 #include "render/kernels/color.hpp"
 #include "render/kernels/composite.hpp"
 #include "render/kernels/sample.hpp"
+#include "render/kernels/slice.hpp"
 #include "render/kernels/transfer.hpp"
 
 namespace vx::render::cuda {
@@ -218,6 +220,15 @@ __global__ void volume_kernel(VolumeArgs a, float* acc) {
   }
 }
 
+template <class T>
+__global__ void slice_kernel(k::SliceView fine, k::SliceView fallback, bool has_fallback, int width,
+                             int height, float* acc) {
+  const int x = blockIdx.x * blockDim.x + threadIdx.x;
+  const int y = blockIdx.y * blockDim.y + threadIdx.y;
+  if (x >= width || y >= height) return;
+  k::slice_pixel<T>(fine, has_fallback ? &fallback : nullptr, x, y, width, height, acc);
+}
+
 __global__ void clear_kernel(float* acc, int n, float r, float g, float b) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -279,6 +290,29 @@ __global__ void gather_kernel(const T* src, long long base, long long s0, long l
   dst[i] = float(src[base + z * s0 + y * s1 + x * s2]);
 }
 
+// Calls f with a null pointer of the element type of data::DType value `dtype`.
+template <class F>
+void with_element(int dtype, F&& f) {
+  switch (dtype) {  // data::DType's order
+    case 0:
+      return f(static_cast<const std::uint8_t*>(nullptr));
+    case 1:
+      return f(static_cast<const std::int8_t*>(nullptr));
+    case 2:
+      return f(static_cast<const std::uint16_t*>(nullptr));
+    case 3:
+      return f(static_cast<const std::int16_t*>(nullptr));
+    case 4:
+      return f(static_cast<const std::uint32_t*>(nullptr));
+    case 5:
+      return f(static_cast<const std::int32_t*>(nullptr));
+    case 6:
+      return f(static_cast<const float*>(nullptr));
+    default:
+      return f(static_cast<const double*>(nullptr));
+  }
+}
+
 }  // namespace
 
 cudaError_t launch_volume(const VolumeArgs& args, float* acc, cudaStream_t stream) {
@@ -309,36 +343,23 @@ cudaError_t launch_gather(const void* src, int dtype, long long base, const long
                           const int ext[3], float* dst, cudaStream_t stream) {
   const long long n = (long long)ext[0] * ext[1] * ext[2];
   const unsigned blocks = unsigned((n + 255) / 256);
-  auto go = [&](auto* typed) {
-    gather_kernel<<<blocks, 256, 0, stream>>>(typed, base, stride[0], stride[1], stride[2], ext[0],
-                                              ext[1], ext[2], dst);
-  };
-  switch (dtype) {  // data::DType's order
-    case 0:
-      go(static_cast<const std::uint8_t*>(src));
-      break;
-    case 1:
-      go(static_cast<const std::int8_t*>(src));
-      break;
-    case 2:
-      go(static_cast<const std::uint16_t*>(src));
-      break;
-    case 3:
-      go(static_cast<const std::int16_t*>(src));
-      break;
-    case 4:
-      go(static_cast<const std::uint32_t*>(src));
-      break;
-    case 5:
-      go(static_cast<const std::int32_t*>(src));
-      break;
-    case 6:
-      go(static_cast<const float*>(src));
-      break;
-    default:
-      go(static_cast<const double*>(src));
-      break;
-  }
+  with_element(dtype, [&](auto* type) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(type)>>;
+    gather_kernel<<<blocks, 256, 0, stream>>>(static_cast<const T*>(src), base, stride[0],
+                                              stride[1], stride[2], ext[0], ext[1], ext[2], dst);
+  });
+  return cudaGetLastError();
+}
+
+cudaError_t launch_slice(const k::SliceView& fine, const k::SliceView* fallback, int width,
+                         int height, float* acc, cudaStream_t stream) {
+  const dim3 block(32, 8);
+  const dim3 grid((width + 31) / 32, (height + 7) / 8);
+  with_element(fine.dtype, [&](auto* type) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(type)>>;
+    slice_kernel<T><<<grid, block, 0, stream>>>(fine, fallback ? *fallback : fine,
+                                                fallback != nullptr, width, height, acc);
+  });
   return cudaGetLastError();
 }
 

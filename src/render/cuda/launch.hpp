@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "render/kernels/slice.hpp"
+
 namespace vx::render::cuda {
 
 enum class RayMode : int { kMip, kMinip, kAttenuatedMip, kAverage, kTranslucent, kIso };
@@ -37,6 +39,12 @@ struct VolumeArgs {
   double eye[3];  // perspective: the eye in voxel coordinates (iso shading)
   bool perspective;
 };
+
+// Composites one 2D layer (render/kernels/slice.hpp) into the float RGB planes `acc`
+// (3 x width x height) on `stream`: each pixel from `fine`, or where that has no data from
+// `fallback` (a coarser, complete level; null: none), as the CPU's row pass does.
+cudaError_t launch_slice(const kernels::SliceView& fine, const kernels::SliceView* fallback,
+                         int width, int height, float* acc, cudaStream_t stream);
 
 // Composites one 3D layer into the float RGB planes `acc` (3 x width x height) on `stream`.
 cudaError_t launch_volume(const VolumeArgs& args, float* acc, cudaStream_t stream);
