@@ -9,6 +9,11 @@
 #include <optional>
 #include <thread>
 
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/huge_pages.hpp"
 #include "data/chunk_cache.hpp"
 #include "data/fetch_set.hpp"
 
@@ -144,6 +149,52 @@ TEST(ChunkCache, StaysWithinBudgetEvictingLeastRecentlyUsed) {
   const auto c = cache.counters();
   EXPECT_LE(c.bytes_cached, cache.budget_bytes());
   EXPECT_GE(c.evictions, 4u);
+}
+
+// Resident memory of this process (/proc/self/statm), bytes.
+std::uint64_t resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * std::uint64_t(sysconf(_SC_PAGESIZE));
+}
+
+TEST(ChunkCache, MemoryHeldFollowsTheBudgetAndGoesBackWithTheCache) {
+  // 256 chunks of 512 KiB (128 MiB) read one after another through a 16 MiB budget. Chunk
+  // buffers come from huge pages where they fit (core/huge_pages.hpp); evicted ones are
+  // reused for the next reads, and all of them go back to the system with the cache.
+  constexpr std::int64_t kChunks = 256;
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64 * kChunks, 64, 64},
+                                          std::vector<std::int64_t>{64, 64, 64});
+  const std::uint64_t budget = std::uint64_t(16) << 20;
+  const auto before = resident_bytes();
+  const auto arena_before = HugePageArena::shared().stats();
+  std::uint64_t peak = 0;
+  {
+    ChunkCache cache(CacheOptions{budget, 2, 1});
+    const auto id = cache.add_source(src);
+    for (std::int64_t z = 0; z < kChunks; ++z) {
+      ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+      if (z % 16 == 15) peak = std::max(peak, resident_bytes());
+    }
+    EXPECT_GE(cache.counters().evictions, std::uint64_t(kChunks - 32));
+    const auto live = HugePageArena::shared().stats().bytes_live - arena_before.bytes_live;
+    EXPECT_LE(live, budget + budget / 8 + (std::uint64_t(4) << 20))
+        << "the arena holds more than the cache and its pool of free buffers";
+  }
+  // The budget, the pool of free buffers (an eighth of it), the blocks a request holds
+  // while it is decoded, and slack for the allocator: far from the 128 MiB read.
+  const auto grown = peak > before ? peak - before : 0;
+  EXPECT_LT(grown, budget + (std::uint64_t(40) << 20))
+      << "resident memory grew by " << (grown >> 20) << " MiB reading through a " << (budget >> 20)
+      << " MiB cache";
+  const auto arena_after = HugePageArena::shared().stats();
+  EXPECT_EQ(arena_after.bytes_live, arena_before.bytes_live) << "the cache's buffers stay taken";
+  EXPECT_LE(arena_after.bytes_mapped, arena_before.bytes_mapped)
+      << "regions stay mapped after their buffers are gone";
+  const auto after = resident_bytes();
+  EXPECT_LT(after, before + (std::uint64_t(12) << 20))
+      << "resident memory stays " << ((after - before) >> 20) << " MiB up after the cache is gone";
 }
 
 TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
