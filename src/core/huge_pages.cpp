@@ -221,6 +221,10 @@ bool arena_on() {
 
 }  // namespace
 
+bool huge_buffers_on() {
+  return arena_on();
+}
+
 std::shared_ptr<std::byte[]> take_buffer(std::size_t size) {
   if (arena_on() && HugePageArena::fits(size))
     if (auto b = HugePageArena::shared().take(size)) return b;

@@ -71,5 +71,7 @@ class HugePageArena {
 // from new[]. Not zeroed. VOXCAST_HUGE_PAGES=0 in the environment turns the arena off; builds
 // with AddressSanitizer do not use it either (it could not see overflows between blocks).
 std::shared_ptr<std::byte[]> take_buffer(std::size_t size);
+// Whether take_buffer uses the arena in this process.
+bool huge_buffers_on();
 
 }  // namespace vx
