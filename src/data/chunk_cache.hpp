@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -247,8 +248,12 @@ struct PartialChunks {
   std::vector<ChunkPin> pins;
   std::vector<std::pair<std::size_t, Error>> failed;  // (position in `indices`, why)
 };
-PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
-                                 std::span<const Index> indices, int priority = kPriorityVisible);
+// With a deadline, chunks not there by then are given up (kBusy, "not ready within"): their
+// requests go on and land in the cache, but the caller does not wait for them.
+PartialChunks get_chunks_partial(
+    ChunkCache& cache, SourceId id, int level, std::span<const Index> indices,
+    int priority = kPriorityVisible,
+    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
 // Copies the box [start, start + shape) of `level` into `out` (C order, dtype of the
 // source, shape.size() == ndim), reading the chunks it touches concurrently through the

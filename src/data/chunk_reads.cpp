@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -11,7 +12,8 @@
 namespace vx::data {
 
 PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
-                                 std::span<const Index> indices, int priority) {
+                                 std::span<const Index> indices, int priority,
+                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
   PartialChunks out;
   out.pins.resize(indices.size());
   // Hits first, without callbacks: a warm view (every frame of an interaction) ends here.
@@ -22,20 +24,48 @@ PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
     else
       missing.push_back(i);
   }
-  std::mutex m;
-  std::condition_variable cv;
-  std::size_t pending = missing.size();
+  if (missing.empty()) return out;
+  // Shared with the callbacks: with a deadline they may run after this returns.
+  struct State {
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t pending = 0;
+    PartialChunks got;
+    std::vector<bool> done;
+  };
+  auto st = std::make_shared<State>();
+  st->pending = missing.size();
+  st->got.pins.resize(indices.size());
+  st->done.assign(indices.size(), false);
   for (const std::size_t i : missing)
-    cache.request(id, level, indices[i], priority, [&, i](Result<ChunkPin> r) {
-      std::lock_guard lock(m);
+    cache.request(id, level, indices[i], priority, [st, i](Result<ChunkPin> r) {
+      std::lock_guard lock(st->m);
       if (r)
-        out.pins[i] = std::move(*r);
+        st->got.pins[i] = std::move(*r);
       else
-        out.failed.emplace_back(i, r.error());
-      if (--pending == 0) cv.notify_all();
+        st->got.failed.emplace_back(i, r.error());
+      st->done[i] = true;
+      if (--st->pending == 0) st->cv.notify_all();
     });
-  std::unique_lock lock(m);
-  cv.wait(lock, [&] { return pending == 0; });
+  std::unique_lock lock(st->m);
+  const auto all = [&] { return st->pending == 0; };
+  if (deadline)
+    st->cv.wait_until(lock, *deadline, all);
+  else
+    st->cv.wait(lock, all);
+  for (const std::size_t i : missing) {
+    if (st->done[i]) {
+      if (st->got.pins[i]) out.pins[i] = std::move(st->got.pins[i]);
+      continue;
+    }
+    out.failed.emplace_back(
+        i, Error{ErrorCode::kBusy,
+                 fmt::format("a chunk of level {} was not ready within the time allowed (still "
+                             "on its way)",
+                             level)});
+  }
+  for (auto& f : st->got.failed)
+    out.failed.push_back(std::move(f));
   std::sort(out.failed.begin(), out.failed.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;

@@ -40,7 +40,10 @@ void append_any(data::DType t, std::span<const std::byte> b, std::vector<double>
 
 }  // namespace
 
-Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::string>* warnings) {
+Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::string>* warnings,
+                         std::chrono::milliseconds wait) {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  if (wait.count() > 0) deadline = std::chrono::steady_clock::now() + wait;
   for (auto& layer : scene.layers) {
     const auto& info = in.data.sources.at(std::size_t(layer.source));
     const bool has_window = layer.channel < int(info.channels.size()) &&
@@ -90,7 +93,8 @@ Status estimate_contrast(Scene& scene, const RenderInputs& in, std::vector<std::
       indices.push_back(idx);
     }
     const auto id = in.sources.at(std::size_t(layer.source));
-    auto got = data::get_chunks_partial(*in.cache, id, level, indices);
+    auto got =
+        data::get_chunks_partial(*in.cache, id, level, indices, data::kPriorityVisible, deadline);
     for (const auto& [i, e] : got.failed)
       if (warnings)
         warnings->push_back(

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -110,8 +111,10 @@ namespace vx::render {
 // metadata to the 0.5th and 99.5th percentiles of that channel, estimated from the coarsest
 // level (a few chunks, read through the cache). Call it on a default scene, before a view's
 // patch is applied, so that explicit contrast_limits win. Chunks that cannot be read are
-// left out of the estimate, each with a message in `warnings` (when given).
+// left out of the estimate, each with a message in `warnings` (when given). `wait`: how long
+// to wait for chunks (0: until they come); chunks still on their way are left out too.
 Status estimate_contrast(Scene& scene, const RenderInputs& inputs,
-                         std::vector<std::string>* warnings = nullptr);
+                         std::vector<std::string>* warnings = nullptr,
+                         std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
 }  // namespace vx::render

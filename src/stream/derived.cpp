@@ -21,6 +21,8 @@ namespace vx::stream {
 
 namespace {
 constexpr std::size_t kMaxDerived = 64;  // derived sources one session may name
+// The longest a new derived layer's display window may wait for its coarsest level.
+constexpr std::chrono::milliseconds kContrastWait{5000};
 // A preview moves a derived layer's parameters in this many steps per segment: each step is
 // a derived source computed anew, and a session may name kMaxDerived.
 constexpr double kPreviewSteps = 8;
@@ -184,14 +186,19 @@ void Session::display_new_derived_layers_locked(const json& patch, render::Scene
     // dataset's layers do (percentiles of the coarsest level, computed): a gaussian keeps
     // its input's range, a threshold gives labels, a model anything. The Layer default
     // (0..1) would show most data saturated.
+    // This runs while the update is applied, on the connection's thread: a pipeline that is
+    // slow (a model) or stuck must not hold the session, and every other on that thread, for
+    // long. Past kContrastWait the layer keeps the window it has, and says why.
     render::Scene one = next;
     one.layers = {layer};
     std::vector<std::string> warnings;
-    if (auto st = render::estimate_contrast(one, inputs_locked(), &warnings); !st) {
+    if (auto st = render::estimate_contrast(one, inputs_locked(), &warnings, kContrastWait); !st) {
       VX_LOG(warn, "session.derived_contrast", "layer={} error={}", i,
              log_quote(st.error().message));
       continue;
     }
+    for (const auto& w : warnings)
+      VX_LOG(warn, "session.derived_contrast", "layer={} warning={}", i, log_quote(w));
     layer.contrast_limits = one.layers[0].contrast_limits;
     if (!layers[i].contains("iso_threshold"))
       layer.iso_threshold = 0.5 * (layer.contrast_limits[0] + layer.contrast_limits[1]);

@@ -200,6 +200,38 @@ TEST(ChunkCache, MemoryHeldFollowsTheBudgetAndGoesBackWithTheCache) {
       << "resident memory stays " << ((after - before) >> 20) << " MiB up after the cache is gone";
 }
 
+TEST(ChunkCache, PartialReadsGiveUpAtTheDeadlineAndTheReadsLandLater) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{32, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{64 * kChunkBytes, 2, 1});
+  const auto id = cache.add_source(src);
+  ASSERT_TRUE(cache.get(id, 0, Index{0, 0, 0}));  // a hit: never waited for
+  src->block();                                   // the others cannot be read for now
+  const std::vector<Index> want{{0, 0, 0}, {1, 0, 0}, {2, 0, 0}};
+  const auto t0 = std::chrono::steady_clock::now();
+  auto got =
+      get_chunks_partial(cache, id, 0, want, kPriorityVisible, t0 + std::chrono::milliseconds(200));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(waited, std::chrono::seconds(5)) << "it waited for the blocked reads";
+  ASSERT_EQ(got.pins.size(), 3u);
+  EXPECT_TRUE(got.pins[0]);
+  ASSERT_EQ(got.failed.size(), 2u);
+  EXPECT_EQ(got.failed[0].first, 1u);
+  EXPECT_EQ(got.failed[1].first, 2u);
+  EXPECT_EQ(got.failed[0].second.code, ErrorCode::kBusy);
+  EXPECT_NE(got.failed[0].second.message.find("not ready within"), std::string::npos);
+  // The reads go on after the caller has gone, and land in the cache.
+  src->unblock();
+  for (int i = 0; i < 500 && !cache.try_get(id, 0, Index{2, 0, 0}); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(cache.try_get(id, 0, Index{1, 0, 0}));
+  EXPECT_TRUE(cache.try_get(id, 0, Index{2, 0, 0}));
+  // Without a deadline, it waits for every chunk.
+  auto all = get_chunks_partial(cache, id, 0, std::vector<Index>{{3, 0, 0}});
+  EXPECT_TRUE(all.pins[0]);
+  EXPECT_TRUE(all.failed.empty());
+}
+
 TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
   auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
                                           std::vector<std::int64_t>{8, 8, 8});
