@@ -222,7 +222,11 @@ TEST(ChunkCache, PartialReadsGiveUpAtTheDeadlineAndTheReadsLandLater) {
   EXPECT_NE(got.failed[0].second.message.find("not ready within"), std::string::npos);
   // The reads go on after the caller has gone, and land in the cache.
   src->unblock();
-  for (int i = 0; i < 500 && !cache.try_get(id, 0, Index{2, 0, 0}); ++i)
+  // Two reader threads: the chunks land in either order, so wait for both.
+  const auto landed = [&] {
+    return cache.try_get(id, 0, Index{1, 0, 0}) && cache.try_get(id, 0, Index{2, 0, 0});
+  };
+  for (int i = 0; i < 500 && !landed(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(cache.try_get(id, 0, Index{1, 0, 0}));
   EXPECT_TRUE(cache.try_get(id, 0, Index{2, 0, 0}));
