@@ -71,7 +71,7 @@ async def receive(server, ep, ack, bufs, count, window, api):
     await ep.asend(ack, ACK)
 
 
-def server_main(tls, mode, spin, iters, api, bw_mib, min_iters, port_q):
+def server_main(tls, mode, spin, iters, api, bw_mib, min_iters, sizes, port_q):
     from voxcast import wire
 
     async def run():
@@ -83,7 +83,7 @@ def server_main(tls, mode, spin, iters, api, bw_mib, min_iters, port_q):
         for _ in range(iters):
             await server.arecv(buf, PING, ~0)
             await ep.asend(buf, PONG)
-        for size in SIZES:
+        for size in sizes:
             window = window_for(size, sum(counts(size, bw_mib, min_iters)))
             bufs = [np.zeros(size, np.uint8) for _ in range(window)]
             for b in bufs:
@@ -119,7 +119,7 @@ async def send(client, data, count, window, api, ack):
     await client.arecv(ack, ACK, ~0)
 
 
-async def client_run(tls, mode, spin, port, iters, api, bw_mib, min_iters, out):
+async def client_run(tls, mode, spin, port, iters, api, bw_mib, min_iters, sizes, out):
     from voxcast import wire
 
     client = wire.Client(tls=tls, mode=mode, spin_us=spin)
@@ -138,7 +138,7 @@ async def client_run(tls, mode, spin, port, iters, api, bw_mib, min_iters, out):
     out(dict(test="lat", size=8, value=round(med / 2, 2), unit="us", rtt_us=round(med, 2),
              rtt_p99_us=round(p99, 2)))
     ack = np.zeros(8, np.uint8)
-    for size in SIZES:
+    for size in sizes:
         warm, count = counts(size, bw_mib, min_iters)
         window = window_for(size, warm + count)
         data = np.full(size, 7, np.uint8)
@@ -165,11 +165,15 @@ def main():
     ap.add_argument("--api", default="stream", choices=["stream", "futures"],
                     help="bandwidth: Receiver + post_send (stream, default) or one future "
                          "per message (arecv/asend)")
+    ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES),
+                    help="bandwidth message sizes in bytes, comma-separated (default: 64 KiB "
+                         "to 64 MiB, as bench/wire.sh)")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
     srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, args.api,
-                                                     args.bw_mib, args.bw_min_iters, port_q))
+                                                     args.bw_mib, args.bw_min_iters, sizes, port_q))
     srv.start()
     port = port_q.get(timeout=30)
 
@@ -180,7 +184,7 @@ def main():
         print(json.dumps(rec), flush=True)
 
     asyncio.run(client_run(args.tls, args.mode, args.spin_us, port, args.iters, args.api,
-                           args.bw_mib, args.bw_min_iters, out))
+                           args.bw_mib, args.bw_min_iters, sizes, out))
     srv.join(60)
     if srv.exitcode != 0:
         print(f"server exited with {srv.exitcode}", file=sys.stderr)

@@ -273,9 +273,12 @@ class Core {
       const auto until =
           std::chrono::steady_clock::now() + std::chrono::nanoseconds(int64_t(spin_us * 1000));
       const auto before = notifier_.pushes();
+      // Poll without arming the fd: each arm makes the peers signal (a system call per
+      // message on their side, which halved 64 KiB shm streams). Arm once at the end.
       do {
-        node_->progress();
+        node_->poll();
       } while (notifier_.pushes() == before && std::chrono::steady_clock::now() < until);
+      node_->progress();
       notifier_.set_draining_thread({});
     }
     return drain();

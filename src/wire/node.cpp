@@ -381,17 +381,14 @@ bool NodeImpl::progress() {
   if (options.progress == ProgressMode::kThread) return false;
   bool any = progress_once();
   if (options.progress == ProgressMode::kEventFd) {
-    // Arm the fd; while UCX keeps finding work (a send waiting for a full shared memory
-    // queue), give up after a few rounds and signal the fd instead, so that the owner's
-    // loop runs other work (the receiver, perhaps) before calling again.
-    for (int round = 0;; ++round) {
-      if (ucp_worker_arm(worker.get()) != UCS_ERR_BUSY) break;
-      if (round == 8) {
-        ucp_worker_signal(worker.get());
-        break;
-      }
-      any |= progress_once();
-    }
+    // Arm the fd. Busy means that work came in since the last progress (messages keep
+    // arriving) or that UCX has work queued (a send waiting for room in a shared memory
+    // queue): signal the fd rather than progressing and arming again, so that the owner's
+    // loop comes back soon and runs its other work (the receiver, perhaps) meanwhile. Each
+    // arm is system calls (an eventfd read and a socket drain per transport), and arming
+    // in a loop while a stream kept it busy cost 64 KiB shm streams two thirds of their
+    // speed (docs/benchmarks.md, "Arming once").
+    if (ucp_worker_arm(worker.get()) == UCS_ERR_BUSY) ucp_worker_signal(worker.get());
   }
   return any;
 }
@@ -481,6 +478,10 @@ int Node::event_fd() const {
 }
 bool Node::progress() {
   return impl_->progress();
+}
+bool Node::poll() {
+  if (impl_->options.progress == ProgressMode::kThread) return false;
+  return impl_->progress_once();
 }
 std::string Node::transports() const {
   return impl_->tls;

@@ -195,6 +195,10 @@ class Node {
   // Progresses the worker until idle; in kEventFd mode re-arms event_fd() first.
   // Returns whether anything happened. A no-op in kThread mode.
   bool progress();
+  // progress() without re-arming event_fd(), for a caller that polls in a loop: arming
+  // asks every peer to signal its next message (a system call on their side), so arm only
+  // before sleeping on the fd, with a last progress(). A no-op in kThread mode.
+  bool poll();
   // Transports UCX chose for this node's endpoints (UCX_TLS as applied), for logs.
   std::string transports() const;
 
