@@ -148,6 +148,15 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   data::CacheOptions copts{g.cache_bytes(), g.io_threads, 16};
   copts.budget = &budget;
   data::ChunkCache cache(copts);
+  // Destroyed first (declared after the cache): the workers stop before the cache joins
+  // the threads that compute with them, so a stuck worker does not hold the shutdown for its
+  // timeout_s.
+  struct StopWorkersFirst {
+    const std::shared_ptr<pipeline::Workers>& workers;
+    ~StopWorkersFirst() {
+      if (workers) workers->shutdown();
+    }
+  } stop_workers_first{workers};
   std::vector<data::SourceId> ids;
   for (const auto& spec : specs) {
     auto src = data::open_volume(spec, g.open_options());

@@ -247,6 +247,10 @@ External describe_one(const WorkerSpec& w, const json& p, Descriptor& d) {
 struct WorkersImpl final : Workers {
   std::shared_ptr<detail::Hub> hub;
   std::vector<std::shared_ptr<WorkerProcess>> procs;
+  void shutdown() override {
+    for (auto& p : procs)
+      p->shutdown();
+  }
 };
 
 }  // namespace

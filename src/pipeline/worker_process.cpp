@@ -157,11 +157,29 @@ void WorkerProcess::release() {
   if (c) stop(c);
 }
 
+void WorkerProcess::shutdown() {
+  std::shared_ptr<Conn> c;
+  bool busy = false;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    c = std::move(conn_);
+    busy = inflight_ > 0;
+  }
+  if (!c) return;
+  // A request in flight may be stuck (its answer up to timeout_s away): do not wait for the
+  // process to read the stop message behind it. The waiting thread sees the connection dead.
+  if (busy) ::kill(c->pid, SIGKILL);
+  stop(c);
+}
+
 Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::running() {
+  if (stopping_) return fail(ErrorCode::kCancelled, "{} stopped with the server", name_);
   std::lock_guard start_lock(start_mutex_);
   std::shared_ptr<Conn> old;
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return fail(ErrorCode::kCancelled, "{} stopped with the server", name_);
     if (conn_ && !conn_->dead && !conn_->exited()) return conn_;
     if (users_ <= 0) return fail(ErrorCode::kInternal, "{} is not loaded", name_);
     old = conn_;
@@ -245,8 +263,9 @@ Result<std::shared_ptr<WorkerProcess::Conn>> WorkerProcess::start() {
   };
   wire::Result<wire::Completion> got = tl::unexpected(wire::Error{});
   switch (wait_alive(
-      r, [&] { return c->exited(); }, t0 + spec_.start_timeout, got)) {
+      r, [&] { return c->exited() || stopping_; }, t0 + spec_.start_timeout, got)) {
     case Waited::kDied:
+      if (stopping_) return abandon(fmt::format("{} stopped with the server", name_));
       return abandon(
           fmt::format("{} (pid {}) {} before connecting (its output is in the "
                       "server's log)",

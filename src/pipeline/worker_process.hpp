@@ -111,6 +111,9 @@ class WorkerProcess {
   // of `reply_bytes` is posted when `reply_bytes` > 0. A request lost to the worker's death
   // is sent once more to the restarted worker.
   Result<Reply> call(json header, std::span<const std::byte> payload, std::size_t reply_bytes);
+  // Stops the process for good (Workers::shutdown): a request in flight fails at once (the
+  // process is killed), later ones fail without starting it again.
+  void shutdown();
   // Empty while healthy; otherwise why not (the last death, a restart pending).
   std::string health() const;
   json details() const;  // {"worker", "pid", "starts", "deaths", "last_death"?}
@@ -141,7 +144,8 @@ class WorkerProcess {
   std::string last_death_;
   int inflight_ = 0;
   bool charged_ = false;
-  Budget::Holder holder_;  // last: gone (and its evictor with it) before the rest
+  std::atomic<bool> stopping_{false};  // shutdown(): never started again
+  Budget::Holder holder_;              // last: gone (and its evictor with it) before the rest
 };
 
 // The wire server workers connect to (loopback, a free port), made on the first start, and a

@@ -39,6 +39,11 @@ Result<std::vector<WorkerSpec>> read_worker_manifest(const std::filesystem::path
 class Workers {
  public:
   virtual ~Workers() = default;
+  // Stops every worker process now (killing those with a request in flight, which may never
+  // be answered) and fails the requests waiting on them, and every later one, at once with
+  // "stopped with the server". For shutdown: the threads that compute with the workers (the
+  // chunk cache's) can then be joined without waiting out a stuck worker's timeout.
+  virtual void shutdown() = 0;
 };
 
 // Runs each worker's `--describe` and adds its pipelines to `registry`. A worker that cannot

@@ -404,3 +404,43 @@ def test_faults_in_a_session_leave_the_server_and_other_sessions_up(volume, serv
 
     asyncio.run(go())
     assert s.proc.poll() is None
+
+
+def test_a_stuck_pipeline_added_without_a_window_holds_its_update_at_most_5_s(volume, serve,
+                                                                              tmp_path):
+    """A processed layer added without contrast_limits gets its window from its coarsest
+    level, computed while the update is applied (the session locked). A worker that never
+    answers (here: 120 s before the server gives up on it) must not hold the update, and so
+    the session, for longer than the window's 5 s wait; the layer keeps the default window
+    and the server logs why. The server then stops on SIGTERM with the request still stuck."""
+    a, src = volume
+    man = manifest(tmp_path, ("faults", FAULTS, {"timeout_s": 120}))
+    s = serve(src, "--pipelines", man)
+
+    async def go():
+        st, px, _ = await _session(s)
+        t0 = time.monotonic()
+        await st.send(json.dumps({"type": "state.update", "seq": 1, "patch": {
+            "canvas": {"width": 96, "height": 96},
+            "layers": [{"visible": False}, {"source": {"pipeline": "fault_hang", "input": 0}}]}}))
+        m = await _reply(st, timeout=100)
+        while m["type"] == "warning":
+            m = await _reply(st, timeout=100)
+        waited = time.monotonic() - t0
+        assert m["type"] == "ack", m
+        # 5 s and the time to apply the rest; far from the worker's 120 s either way.
+        assert waited < 60, f"the update waited {waited:.1f} s for a worker that never answers"
+        # The session still answers.
+        await st.send(json.dumps({"type": "state.update", "seq": 2, "patch": {
+            "layers": [{"visible": True}]}}))
+        m = await _reply(st, timeout=60)
+        while m["type"] == "warning":
+            m = await _reply(st, timeout=60)
+        assert m["type"] == "ack", m
+        for w in (st, px):
+            await w.close()
+
+    asyncio.run(go())
+    code, err = s.stop()
+    assert code == 0, err[-3000:]
+    assert "session.derived_contrast" in err and "not ready within" in err, err[-3000:]
