@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -50,12 +50,6 @@ def voxcast_path() -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url: str, timeout: float = 5.0):
     """(status, body bytes, headers) of a GET, also for 4xx/5xx answers."""
     try:
@@ -68,9 +62,10 @@ def http_get(url: str, timeout: float = 5.0):
 class Server:
     """One `voxcast serve` process; stop() sends SIGTERM and checks it exits 0."""
 
-    def __init__(self, binary: Path, port: int, token: str | None = None, extra=()):
+    def __init__(self, binary: Path, port: int = 0, token: str | None = None, extra=()):
+        """`port` 0: the server binds a free one and prints it (a port chosen here and bound
+        there could be taken in between); a given port is for restarts on the same one."""
         self.binary, self.port, self.token = binary, port, token
-        self.base = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix="voxcast-serve-", suffix=".log", delete=False)
         cmd = [str(binary), "serve", DATA, "--port", str(port)]
         if token:
@@ -81,7 +76,25 @@ class Server:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
+        if not self.port:
+            self.port = self._wait_port()
+        self.base = f"http://127.0.0.1:{self.port}"
         self._wait_healthy()
+
+    def _wait_port(self) -> int:
+        """The port from the server's "serving ... at http://HOST:PORT/..." line."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            m = re.search(r" at http://[^\s:/]+:(\d+)", self.output())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                pytest.fail(f"voxcast serve exited with {self.proc.returncode} at start:\n"
+                            f"{' '.join(self.cmd)}\n{self.output()[-4000:]}", pytrace=False)
+            time.sleep(0.05)
+        self.proc.kill()
+        pytest.fail(f"voxcast serve printed no URL within {START_TIMEOUT_S} s:\n"
+                    f"{self.output()[-4000:]}", pytrace=False)
 
     def url(self, path: str = "/", **query) -> str:
         q = dict(query)
@@ -150,7 +163,7 @@ def voxcast_bin() -> Path:
 @pytest.fixture(scope="module")
 def server(voxcast_bin):
     """A server without a token, shared by a module's tests."""
-    s = Server(voxcast_bin, free_port())
+    s = Server(voxcast_bin)
     yield s
     s.check_clean_exit()
 
@@ -161,7 +174,7 @@ def start_server(voxcast_bin):
     started = []
 
     def start(token=None, port=None, extra=()):
-        s = Server(voxcast_bin, port or free_port(), token=token, extra=extra)
+        s = Server(voxcast_bin, port or 0, token=token, extra=extra)
         started.append(s)
         return s
 

@@ -14,7 +14,7 @@ import urllib.parse
 
 import numpy as np
 import pytest
-from conftest import Server, free_port
+from conftest import Server
 from selenium.webdriver.support.ui import Select
 from test_jobs_panel import call, js, wait
 
@@ -27,7 +27,7 @@ def two(voxcast_bin, tmp_path_factory):
     d = tmp_path_factory.mktemp("two-datasets")
     rng = np.random.default_rng(3)
     np.save(d / SECOND, rng.integers(0, 4000, (24, 40, 56), dtype=np.uint16))
-    s = Server(voxcast_bin, free_port(), extra=[str(d / SECOND), "--data-dir", str(d / "data")])
+    s = Server(voxcast_bin, extra=[str(d / SECOND), "--data-dir", str(d / "data")])
     yield s
     _, _, body = call(s, "GET", "/api/v1/jobs")
     for j in (body or {}).get("jobs", []):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Server, free_port, voxcast_path
+from conftest import Server, voxcast_path
 from PIL import Image
 
 FIRST_FRAME_S = 60   # an ASan server renders the first frames slowly
@@ -221,7 +221,7 @@ def render_and_wait_ready(d):
 
 @pytest.fixture(scope="module")
 def jobs_server(voxcast_bin, tmp_path_factory):
-    s = Server(voxcast_bin, free_port(), extra=["--data-dir", str(tmp_path_factory.mktemp("jobs-data"))])
+    s = Server(voxcast_bin, extra=["--data-dir", str(tmp_path_factory.mktemp("jobs-data"))])
     yield s
     # A job still running would slow the exit down: cancel whatever is left.
     _, _, body = call(s, "GET", "/api/v1/jobs")

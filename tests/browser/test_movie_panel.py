@@ -12,7 +12,7 @@ import io
 import av
 import numpy as np
 import pytest
-from conftest import Server, free_port
+from conftest import Server
 from test_jobs_panel import call, console, js, wait, wait_job
 
 FIRST_FRAME_S = 60
@@ -21,7 +21,7 @@ MOVIE_S = 180
 
 @pytest.fixture(scope="module")
 def movie_server(voxcast_bin, tmp_path_factory):
-    s = Server(voxcast_bin, free_port(), extra=["--data-dir", str(tmp_path_factory.mktemp("movie-data"))])
+    s = Server(voxcast_bin, extra=["--data-dir", str(tmp_path_factory.mktemp("movie-data"))])
     yield s
     _, _, body = call(s, "GET", "/api/v1/jobs")
     for j in (body or {}).get("jobs", []):

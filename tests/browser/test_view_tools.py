@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import conftest
-from conftest import Server, free_port
+from conftest import Server
 from test_browser import (FIRST_FRAME_S, TOLERANCE, assert_canvas_matches_render, canvas_rgb,
                           final_frame, open_client, psnr, render_reference, vx, wait)
 
@@ -24,7 +24,7 @@ def start_with(voxcast_bin, data, extra=()):
     old = conftest.DATA
     conftest.DATA = data
     try:
-        return Server(voxcast_bin, free_port(), extra=extra)
+        return Server(voxcast_bin, extra=extra)
     finally:
         conftest.DATA = old
 

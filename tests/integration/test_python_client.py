@@ -67,13 +67,17 @@ def free_port() -> int:
 class Server:
     """One `voxcast serve` process; output goes to files (a full pipe would block it)."""
 
+    started = 0
+
     def __init__(self, binary: Path, workdir: Path, *extra: str, token: str | None = None):
         self.binary = binary
-        self.port = free_port()
         self.token = token
-        self.out = workdir / f"serve-{self.port}.out"
-        self.err = workdir / f"serve-{self.port}.err"
-        self.args = [str(binary), "serve", DATA, "--port", str(self.port), *extra]
+        Server.started += 1
+        self.out = workdir / f"serve-{Server.started}.out"
+        self.err = workdir / f"serve-{Server.started}.err"
+        # --port 0: the server binds a free port and prints it. A port chosen here and bound
+        # there could be taken in between ("Address already in use", seen in CI).
+        self.args = [str(binary), "serve", DATA, "--port", "0", *extra]
         if token:
             self.args += ["--token", token]
         env = dict(os.environ)
@@ -81,9 +85,27 @@ class Server:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, env=env)
+        self.port = self._wait_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
         self._wait_healthy()
+
+    def _wait_port(self) -> int:
+        """The port from the server's "serving ... at http://HOST:PORT/..." line."""
+        import re
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self.out.read_text(errors="replace") if self.out.exists() else ""
+            m = re.search(r" at http://[^\s:/]+:(\d+)", text)
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                pytest.fail(f"`{' '.join(self.args)}` exited with {self.proc.returncode} before "
+                            f"printing its URL\n{self.output()}", pytrace=False)
+            time.sleep(0.05)
+        self.proc.kill()
+        pytest.fail(f"`{' '.join(self.args)}` printed no URL within {START_TIMEOUT_S} s\n"
+                    f"{self.output()}", pytrace=False)
 
     def output(self) -> str:
         text = ""
