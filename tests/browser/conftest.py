@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "tests"))
+from served import wait_for_port  # noqa: E402
 from skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
 DEFAULT_BIN = REPO_ROOT / "build" / "asan" / "apps" / "voxcast" / "voxcast"
 DATA = "synthetic:cells?shape=64x256x256&chunk=32"
@@ -77,24 +77,9 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         if not self.port:
-            self.port = self._wait_port()
+            self.port = wait_for_port(self.output, self.proc, " ".join(cmd), START_TIMEOUT_S)
         self.base = f"http://127.0.0.1:{self.port}"
         self._wait_healthy()
-
-    def _wait_port(self) -> int:
-        """The port from the server's "serving ... at http://HOST:PORT/..." line."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            m = re.search(r" at http://[^\s:/]+:(\d+)", self.output())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                pytest.fail(f"voxcast serve exited with {self.proc.returncode} at start:\n"
-                            f"{' '.join(self.cmd)}\n{self.output()[-4000:]}", pytrace=False)
-            time.sleep(0.05)
-        self.proc.kill()
-        pytest.fail(f"voxcast serve printed no URL within {START_TIMEOUT_S} s:\n"
-                    f"{self.output()[-4000:]}", pytrace=False)
 
     def url(self, path: str = "/", **query) -> str:
         q = dict(query)

@@ -39,6 +39,7 @@ import websockets.exceptions
 from PIL import Image
 
 from conftest import SANITIZER_MARKERS
+from served import wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT / "python") not in sys.path:
@@ -85,27 +86,12 @@ class Server:
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, env=env)
-        self.port = self._wait_port()
+        self.port = wait_for_port(
+            lambda: self.out.read_text(errors="replace") if self.out.exists() else "", self.proc,
+            " ".join(self.args), START_TIMEOUT_S)
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.port}"
         self._wait_healthy()
-
-    def _wait_port(self) -> int:
-        """The port from the server's "serving ... at http://HOST:PORT/..." line."""
-        import re
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.out.read_text(errors="replace") if self.out.exists() else ""
-            m = re.search(r" at http://[^\s:/]+:(\d+)", text)
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                pytest.fail(f"`{' '.join(self.args)}` exited with {self.proc.returncode} before "
-                            f"printing its URL\n{self.output()}", pytrace=False)
-            time.sleep(0.05)
-        self.proc.kill()
-        pytest.fail(f"`{' '.join(self.args)}` printed no URL within {START_TIMEOUT_S} s\n"
-                    f"{self.output()}", pytrace=False)
 
     def output(self) -> str:
         text = ""
