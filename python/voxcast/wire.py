@@ -189,7 +189,8 @@ class _Node:
         return self._core.closed
 
     def stats(self) -> dict:
-        """Completions, loop wake-ups (one per batch) and completions at post time."""
+        """Completions, loop wake-ups (one per batch), completions at post time and (eventfd
+        mode) arms of the worker's event fd."""
         return self._core.stats()
 
     async def arecv(self, buffer, tag: int = 0, tag_mask: int = ANY_TAG_MASK):

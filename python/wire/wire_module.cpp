@@ -320,6 +320,7 @@ class Core {
     d["wakes"] = notifier_.wakes();
     d["completions"] = notifier_.pushes();
     d["inline"] = inline_.load();
+    d["arms"] = node_->arms();
     return d;
   }
   static uint64_t address_of(py::handle buffer) { return View(buffer, false).address(); }

@@ -187,6 +187,7 @@ struct NodeImpl : std::enable_shared_from_this<NodeImpl> {
   std::atomic<bool> stop{false};
   std::atomic<bool> sleeping{false};
   std::atomic<uint64_t> posted{0};
+  std::atomic<uint64_t> arms{0};  // ucp_worker_arm calls by progress() (eventfd mode)
   std::atomic<bool> closed{false};
   std::atomic<uint64_t> rejected{0};  // server: clients refused for their settings
   std::mutex close_mutex;

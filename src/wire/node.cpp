@@ -388,6 +388,7 @@ bool NodeImpl::progress() {
     // arm is system calls (an eventfd read and a socket drain per transport), and arming
     // in a loop while a stream kept it busy cost 64 KiB shm streams two thirds of their
     // speed (docs/benchmarks.md, "Arming once").
+    arms.fetch_add(1, std::memory_order_relaxed);
     if (ucp_worker_arm(worker.get()) == UCS_ERR_BUSY) ucp_worker_signal(worker.get());
   }
   return any;
@@ -478,6 +479,9 @@ int Node::event_fd() const {
 }
 bool Node::progress() {
   return impl_->progress();
+}
+std::uint64_t Node::arms() const {
+  return impl_->arms.load(std::memory_order_relaxed);
 }
 bool Node::poll() {
   if (impl_->options.progress == ProgressMode::kThread) return false;

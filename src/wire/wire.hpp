@@ -199,6 +199,9 @@ class Node {
   // asks every peer to signal its next message (a system call on their side), so arm only
   // before sleeping on the fd, with a last progress(). A no-op in kThread mode.
   bool poll();
+  // How many times progress() has armed event_fd() (kEventFd; 0 otherwise). Each arm is
+  // system calls here and asks the peers to signal (docs/wire.md, "Progress").
+  std::uint64_t arms() const;
   // Transports UCX chose for this node's endpoints (UCX_TLS as applied), for logs.
   std::string transports() const;
 
