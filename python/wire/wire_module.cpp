@@ -273,8 +273,9 @@ class Core {
       const auto until =
           std::chrono::steady_clock::now() + std::chrono::nanoseconds(int64_t(spin_us * 1000));
       const auto before = notifier_.pushes();
-      // Poll without arming the fd: each arm makes the peers signal (a system call per
-      // message on their side, which halved 64 KiB shm streams). Arm once at the end.
+      // Poll without arming the fd: each arm is system calls here and makes the peers
+      // signal their next message (docs/benchmarks.md, "Arming once"). Arm once at the end,
+      // before the loop may sleep.
       do {
         node_->poll();
       } while (notifier_.pushes() == before && std::chrono::steady_clock::now() < until);

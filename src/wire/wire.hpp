@@ -192,8 +192,9 @@ class Node {
   ProgressMode progress_mode() const;
   // kEventFd: readable when progress() has work. -1 in other modes.
   int event_fd() const;
-  // Progresses the worker until idle; in kEventFd mode re-arms event_fd() first.
-  // Returns whether anything happened. A no-op in kThread mode.
+  // Progresses the worker until idle; in kEventFd mode then re-arms event_fd() (or signals
+  // it when work is already waiting). Returns whether anything happened. A no-op in kThread
+  // mode.
   bool progress();
   // progress() without re-arming event_fd(), for a caller that polls in a loop: arming
   // asks every peer to signal its next message (a system call on their side), so arm only
