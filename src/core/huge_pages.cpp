@@ -108,7 +108,6 @@ HugePageArena::Run* HugePageArena::new_run(std::size_t block, std::uint32_t page
     ::madvise(r->base, kRegion, MADV_HUGEPAGE);  // where THP is "madvise"; harmless elsewhere
     region = r.get();
     const auto key = reinterpret_cast<std::uintptr_t>(r->base);
-    region_bases_.insert(key);
     regions_.emplace(key, std::move(r));
     ++stats_.regions;
     stats_.bytes_mapped += kRegion;
@@ -141,7 +140,6 @@ void HugePageArena::release_run(Run* run) {
   if (region->used == 0) {
     const auto key = reinterpret_cast<std::uintptr_t>(region->base);
     ::munmap(region->base, kRegion);
-    region_bases_.erase(key);
     regions_.erase(key);
     --stats_.regions;
     stats_.bytes_mapped -= kRegion;
@@ -178,10 +176,9 @@ std::shared_ptr<std::byte[]> HugePageArena::take(std::size_t size) {
 void HugePageArena::give_back(std::byte* p) {
   std::lock_guard lock(mutex_);
   const auto addr = reinterpret_cast<std::uintptr_t>(p);
-  auto it = region_bases_.upper_bound(addr);
+  auto it = regions_.upper_bound(addr);
   --it;  // the region holding p: the last base at or below it
-  Region* region = regions_.at(*it).get();
-  Run* run = region->run[(addr - *it) / kHugePage];
+  Run* run = it->second->run[(addr - it->first) / kHugePage];
   const auto slot = std::uint32_t(std::size_t(p - run->base) / run->block);
   stats_.bytes_live -= run->block;
   --stats_.blocks_live;

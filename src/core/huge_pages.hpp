@@ -16,9 +16,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -61,8 +61,8 @@ class HugePageArena {
   void release_run(Run* run);
 
   mutable std::mutex mutex_;
-  std::set<std::uintptr_t> region_bases_;
-  std::unordered_map<std::uintptr_t, std::unique_ptr<Region>> regions_;
+  // By base address: the region holding a block is the last one at or below it.
+  std::map<std::uintptr_t, std::unique_ptr<Region>> regions_;
   std::unordered_map<std::size_t, std::unordered_set<Run*>> partial_;  // by block size
   Stats stats_;
 };
