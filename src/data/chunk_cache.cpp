@@ -132,7 +132,7 @@ ChunkCache::~ChunkCache() {
 
 SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   std::lock_guard lock(sources_mutex_);
-  auto slot = std::make_unique<SourceSlot>();
+  auto slot = std::make_shared<SourceSlot>();
   slot->source = std::move(source);
   slot->fill.resize(slot->source->info().levels.size());
   for (const auto& lv : slot->source->info().levels)
@@ -140,13 +140,46 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
   if (options_.io_threads == 0) ensure_io_threads(std::min(slot->source->io_concurrency(), 256u));
   if (!compute_ && dynamic_cast<const ComputedSource*>(slot->source.get()))
     compute_ = std::make_unique<PriorityPool>(std::max(1u, std::thread::hardware_concurrency()));
-  sources_.push_back(std::move(slot));
-  return SourceId(sources_.size() - 1);
+  const SourceId id = next_source_++;
+  sources_.emplace(id, std::move(slot));
+  return id;
+}
+
+void ChunkCache::remove_source(SourceId id) {
+  std::shared_ptr<SourceSlot> slot;  // released after the lock: may destroy the source
+  {
+    std::lock_guard lock(sources_mutex_);
+    auto it = sources_.find(id);
+    if (it == sources_.end()) return;
+    slot = std::move(it->second);
+    sources_.erase(it);
+  }
+  // Its chunks can never be asked for again: free the unpinned ones now rather than when the
+  // budget runs out (pinned ones go with the LRU; entries still reading land and go the same
+  // way).
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    for (auto it = shard->lru.begin(); it != shard->lru.end();) {
+      CacheEntry* e = *it;
+      ++it;  // evict_locked erases e's node
+      if (e->key.source == id && e->pins.load(std::memory_order_acquire) == 0)
+        evict_locked(*shard, e);
+    }
+  }
+}
+
+std::shared_ptr<ChunkCache::SourceSlot> ChunkCache::slot_of(SourceId id) const {
+  std::lock_guard lock(sources_mutex_);
+  auto it = sources_.find(id);
+  return it == sources_.end() ? nullptr : it->second;
 }
 
 const VolumeSource& ChunkCache::source(SourceId id) const {
   std::lock_guard lock(sources_mutex_);
-  return *sources_.at(id)->source;
+  auto it = sources_.find(id);
+  if (it == sources_.end())
+    throw std::out_of_range(fmt::format("chunk cache: source id {} is not registered", id));
+  return *it->second->source;
 }
 
 ChunkCache::Shard& ChunkCache::shard_for(std::size_t hash) {
@@ -168,6 +201,10 @@ CacheCounters ChunkCache::counters() const {
   c.failed_hits = stats_->failed_hits;
   c.dropped = stats_->dropped;
   c.computed = stats_->computed;
+  {
+    std::lock_guard lock(sources_mutex_);
+    c.sources = sources_.size();
+  }
   {
     std::lock_guard lock(queue_->mutex);
     c.queued = queue_->items.size();
@@ -219,14 +256,13 @@ std::optional<ChunkPin> ChunkCache::try_get(SourceId id, int level, const Index&
 
 ChunkRequest ChunkCache::request(SourceId id, int level, const Index& index, int priority,
                                  ChunkCallback callback) {
-  SourceSlot* slot = nullptr;
-  {
-    std::lock_guard lock(sources_mutex_);
-    if (id >= sources_.size()) {
-      callback(fail(ErrorCode::kInvalidArgument, "unknown source id {}", id));
-      return {};
-    }
-    slot = sources_[id].get();
+  const auto slot = slot_of(id);
+  if (!slot) {
+    callback(fail(ErrorCode::kNotFound,
+                  "chunk cache: source id {} is not registered (never added, "
+                  "or removed)",
+                  id));
+    return {};
   }
   if (auto ok = check_key(slot->source->info(), slot->grids, level, index); !ok) {
     callback(tl::unexpected(ok.error()));
@@ -341,21 +377,27 @@ std::uint64_t ChunkCache::evict_bytes(std::size_t start, std::uint64_t want) {
       if (e->pins.load(std::memory_order_acquire) != 0) continue;
       if (evicted && e->tick > second) break;  // another shard holds older ones now
       evicted = true;
-      bytes_cached_ -= e->charge;
-      holder_.release(e->charge);
-      freed += e->charge;
-      entries_--;
-      stats_->evictions++;
-      it = shard.lru.erase(it);
-      // Unpinned and out of the LRU: nobody else holds the buffer, reuse it.
-      if (!e->fill && !e->error && e->data.use_count() == 1)
-        pool_buffers_->give(std::const_pointer_cast<std::byte[]>(std::move(e->data)), e->size);
-      const Key key = e->key;  // erase() frees e: do not pass a reference into it
-      shard.map.erase(key);
+      it = std::next(it);  // evict_locked erases e's node; `it` stays valid
+      freed += evict_locked(shard, e);
     }
     if (!evicted) return freed;  // raced with a pin; try again on the next insert
   }
   return freed;
+}
+
+std::uint64_t ChunkCache::evict_locked(Shard& shard, CacheEntry* e) {
+  const std::uint64_t charge = e->charge;
+  bytes_cached_ -= charge;
+  holder_.release(charge);
+  entries_--;
+  stats_->evictions++;
+  shard.lru.erase(e->lru);
+  // Unpinned and out of the LRU: nobody else holds the buffer, reuse it.
+  if (!e->fill && !e->error && e->data.use_count() == 1)
+    pool_buffers_->give(std::const_pointer_cast<std::byte[]>(std::move(e->data)), e->size);
+  const Key key = e->key;  // erase() frees e: do not pass a reference into it
+  shard.map.erase(key);
+  return charge;
 }
 
 Result<ChunkPin> ChunkCache::get(SourceId id, int level, const Index& index, int priority) {

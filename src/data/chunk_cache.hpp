@@ -27,6 +27,7 @@
 #include <optional>
 #include <span>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.hpp"
@@ -142,6 +143,7 @@ struct CacheCounters {
   std::uint64_t entries = 0;       // resident now
   std::uint64_t bytes_pooled = 0;  // buffers of evicted chunks kept for reuse
   std::uint64_t computed = 0;      // chunks of computed sources produced
+  std::uint64_t sources = 0;       // sources registered now (add_source less remove_source)
 };
 
 class ChunkCache;
@@ -176,8 +178,16 @@ class ChunkCache {
   ChunkCache(const ChunkCache&) = delete;
   ChunkCache& operator=(const ChunkCache&) = delete;
 
-  // Registers a source; ids are never reused, so keys of a dropped source never match.
+  // Registers a source; ids are never reused, so keys of a removed source never match.
   SourceId add_source(std::shared_ptr<const VolumeSource> source);
+  // Forgets a source: new requests for it fail (kNotFound, naming the id), its resident
+  // chunks that nobody pins are freed now and pinned ones when evicted. Reads and
+  // computations already running finish on the source, which lives until they do. The owner
+  // of the id calls this when nothing will render from it again (a derived source no session
+  // or job names, stream/session.hpp); unknown ids are ignored.
+  void remove_source(SourceId id);
+  // The source registered as `id`. Throws std::out_of_range for an id never added or removed:
+  // callers hold the ids they render from (render::RenderInputs::keep).
   const VolumeSource& source(SourceId id) const;
 
   // Returns the chunk if resident (a hit), without reading.
@@ -199,13 +209,16 @@ class ChunkCache {
 
  private:
   void run_read(std::shared_ptr<detail::CacheEntry> entry);
-  void run_compute(std::shared_ptr<detail::CacheEntry> entry, SourceSlot* slot);
+  void run_compute(std::shared_ptr<detail::CacheEntry> entry, std::shared_ptr<SourceSlot> slot);
   // True (and the entry forgotten) when every request for it was cancelled.
   bool drop_if_unwanted(const std::shared_ptr<detail::CacheEntry>& entry);
   // Hands a read's or computation's result to the entry's waiters (caches it on success).
-  void finish(const std::shared_ptr<detail::CacheEntry>& entry, SourceSlot* slot,
+  void finish(const std::shared_ptr<detail::CacheEntry>& entry, const SourceSlot& slot,
               Result<ReadResult> result, std::shared_ptr<std::byte[]> buffer);
   std::uint64_t evict_bytes(std::size_t start_shard, std::uint64_t want);
+  // Frees one unpinned ready entry of shard's LRU list (the shard locked); returns its charge.
+  std::uint64_t evict_locked(Shard& shard, detail::CacheEntry* entry);
+  std::shared_ptr<SourceSlot> slot_of(SourceId id) const;  // null: unknown or removed
   void io_worker();
   void ensure_io_threads(unsigned n);
   void on_cancel(const std::shared_ptr<detail::CacheEntry>& entry);
@@ -223,7 +236,10 @@ class ChunkCache {
   std::unique_ptr<PriorityPool> compute_;  // made when the first computed source is added
   std::vector<std::unique_ptr<Shard>> shards_;
   mutable std::mutex sources_mutex_;
-  std::vector<std::unique_ptr<SourceSlot>> sources_;
+  // Running reads and computations hold their source's slot, so removal never pulls it from
+  // under them.
+  std::unordered_map<SourceId, std::shared_ptr<SourceSlot>> sources_;
+  SourceId next_source_ = 0;
   std::atomic<std::uint64_t> bytes_cached_{0};
   std::atomic<std::uint64_t> entries_{0};
   std::atomic<std::uint64_t> clock_{1};  // use counter: entries' ticks

@@ -78,8 +78,9 @@ struct ChunkCache::Shard {
 struct ChunkCache::SourceSlot {
   std::shared_ptr<const VolumeSource> source;
   std::vector<std::vector<std::int64_t>> grids;  // chunks per axis, per level
-  std::mutex mutex;
-  std::vector<std::shared_ptr<const std::byte[]>> fill;  // per level, made on first need
+  // Per level, made on first need; readers hold the slot const (a running read's own).
+  mutable std::mutex mutex;
+  mutable std::vector<std::shared_ptr<const std::byte[]>> fill;
 };
 
 // Buffers of evicted chunks, kept for the next reads of the same size: fresh memory costs a

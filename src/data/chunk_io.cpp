@@ -117,13 +117,14 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
       return;
     }
   }
-  SourceSlot* slot;
-  {
-    std::lock_guard lock(sources_mutex_);
-    slot = sources_[e->key.source].get();
+  auto slot = slot_of(e->key.source);
+  if (!slot) {  // removed while queued: nobody can ask for its chunks any more
+    abandon(e, Error{ErrorCode::kNotFound,
+                     fmt::format("chunk cache: source id {} was removed", e->key.source)});
+    return;
   }
   if (dynamic_cast<const ComputedSource*>(slot->source.get())) {
-    run_compute(std::move(e), slot);
+    run_compute(std::move(e), std::move(slot));
     return;
   }
   const auto& info = slot->source->info();
@@ -144,18 +145,18 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     stats_->retries++;
     result = slot->source->read_chunk(e->key.level, e->key.index, std::span(buffer.get(), bytes));
   }
-  finish(e, slot, std::move(result), std::move(buffer));
+  finish(e, *slot, std::move(result), std::move(buffer));
 }
 
-void ChunkCache::finish(const std::shared_ptr<CacheEntry>& e, SourceSlot* slot,
+void ChunkCache::finish(const std::shared_ptr<CacheEntry>& e, const SourceSlot& slot,
                         Result<ReadResult> result, std::shared_ptr<std::byte[]> buffer) {
   auto& shard = shard_for(e->hash);
-  const auto& info = slot->source->info();
+  const auto& info = slot.source->info();
   const std::size_t bytes = info.chunk_bytes(e->key.level);
   std::shared_ptr<const std::byte[]> fill;
   if (result && result->missing) {
-    std::lock_guard lock(slot->mutex);
-    auto& f = slot->fill[std::size_t(e->key.level)];
+    std::lock_guard lock(slot.mutex);
+    auto& f = slot.fill[std::size_t(e->key.level)];
     if (!f) {
       std::shared_ptr<std::byte[]> nf(new std::byte[bytes]);
       fill_with(std::span(nf.get(), bytes), info.dtype, info.fill_value);
@@ -263,11 +264,11 @@ bool ChunkCache::drop_if_unwanted(const std::shared_ptr<CacheEntry>& e) {
   return true;  // the caller releases the inputs' pins
 }
 
-void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
+void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, std::shared_ptr<SourceSlot> slot) {
   const auto* computed = static_cast<const ComputedSource*>(slot->source.get());
   auto keys = computed->inputs(e->key.level, e->key.index);
   if (!keys) {
-    finish(e, slot, tl::unexpected(keys.error()), nullptr);
+    finish(e, *slot, tl::unexpected(keys.error()), nullptr);
     return;
   }
   int priority;
@@ -281,7 +282,7 @@ void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
   auto done = [this, e, slot, computed, g, priority] {
     if (stopping_) return;  // the destructor cancels the entry's waiters
     if (g->error) {
-      finish(e, slot, tl::unexpected(*g->error), nullptr);
+      finish(e, *slot, tl::unexpected(*g->error), nullptr);
       return;
     }
     if (drop_if_unwanted(e)) {
@@ -304,7 +305,7 @@ void ChunkCache::run_compute(std::shared_ptr<CacheEntry> e, SourceSlot* slot) {
       }
       g->pins.clear();  // unpin the inputs before the result is counted
       if (r) stats_->computed++;
-      finish(e, slot, std::move(r), std::move(buffer));
+      finish(e, *slot, std::move(r), std::move(buffer));
     });
   };
   auto arrive = [g, done](std::size_t i, Result<ChunkPin> r) {

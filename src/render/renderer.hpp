@@ -73,6 +73,9 @@ struct RenderInputs {
   data::ChunkCache* cache = nullptr;
   std::vector<data::SourceId> sources;  // index = Layer::source
   SceneData data;
+  // Whatever keeps sources registered in the cache while a copy of these inputs renders
+  // (a server's derived sources: stream::DerivedCatalog handles); empty for datasets.
+  std::vector<std::shared_ptr<const void>> keep;
 };
 
 class Renderer {

@@ -245,7 +245,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                {"cancelled_reads", cc.cancelled},
                                {"failed_reads", cc.errors},
                                {"retries", cc.retries},
-                               {"failed_hits", cc.failed_hits}}}});
+                               {"failed_hits", cc.failed_hits},
+                               {"sources", cc.sources}}}});
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
     return send_file(req, path == "/" ? "/index.html" : path);

@@ -36,8 +36,40 @@ render::RenderInputs Session::inputs_locked() const {
   for (const auto& d : derived_) {
     in.sources.push_back(flat ? d.id_2d : d.id);
     in.data.sources.push_back(flat ? d.info_2d : d.info);
+    in.keep.push_back(flat ? d.thin : d.thick);
   }
   return in;
+}
+
+Result<DerivedCatalog::Handle> DerivedCatalog::get(const std::string& key, data::ChunkCache& cache,
+                                                   Handle input, const Make& make) {
+  std::lock_guard lock(mutex_);
+  if (auto it = by_key_.find(key); it != by_key_.end())
+    if (auto live = it->second.lock()) return live;
+  VX_ASSIGN(auto source, make());
+  auto* entry = new Entry{source, cache.add_source(source), std::move(input)};
+  VX_LOG(info, "stream.derived_source", "id={} key={}", entry->id, log_quote(key));
+  // The last holder removes the source from the cache and the entry from the catalog (unless
+  // a new entry took its key meanwhile); then the entry's input handle goes, and with it,
+  // maybe, the chain below.
+  Handle handle(entry, [self = weak_from_this(), cache = &cache, key](const Entry* e) {
+    cache->remove_source(e->id);
+    if (auto catalog = self.lock()) {
+      std::lock_guard lock(catalog->mutex_);
+      if (auto it = catalog->by_key_.find(key);
+          it != catalog->by_key_.end() && it->second.expired())
+        catalog->by_key_.erase(it);
+    }
+    VX_LOG(debug, "stream.derived_source_removed", "id={}", e->id);
+    delete e;
+  });
+  by_key_[key] = handle;
+  return handle;
+}
+
+std::size_t DerivedCatalog::size() const {
+  std::lock_guard lock(mutex_);
+  return by_key_.size();
 }
 
 json Session::source_json(int index) const {
@@ -93,36 +125,42 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   // a parameter change reaches the final frame 3 to 5 times sooner, docs/benchmarks.md).
   // inputs_locked() gives a scene the one that fits its ndisplay. Making a source computes
   // nothing: a variant no view shows costs nothing.
-  const auto made = [&](bool thin) -> Result<DerivedCatalog::Entry> {
-    const auto input_id = input == 0 ? engine_.ids[std::size_t(dataset_)]
-                          : thin     ? derived_[std::size_t(input - 1)].id_2d
-                                     : derived_[std::size_t(input - 1)].id;
+  const auto made = [&](bool thin) -> Result<DerivedCatalog::Handle> {
+    const LayerSource* in = input == 0 ? nullptr : &derived_[std::size_t(input - 1)];
+    const auto input_id = !in ? engine_.ids[std::size_t(dataset_)] : thin ? in->id_2d : in->id;
     const std::string key =
         fmt::format("{}|{}|{}{}", input_id, name, params.dump(), thin ? "|z1" : "");
-    std::lock_guard lock(engine_.derived->mutex);
-    if (auto it = engine_.derived->by_key.find(key); it != engine_.derived->by_key.end())
-      return it->second;
-    auto src = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id, name,
-                                               params, thin ? 1 : 0);
-    if (!src) return tl::unexpected(with_context(src.error(), fmt::format("field '{}'", field)));
-    DerivedCatalog::Entry entry;
-    entry.source = *src;
-    entry.id = engine_.cache->add_source(*src);
-    engine_.derived->by_key.emplace(key, entry);
-    VX_LOG(info, "stream.derived_source", "pipeline={} params={} id={} thin={}", name,
-           log_quote(params.dump()), entry.id, thin);
-    return entry;
+    return engine_.derived->get(
+        key, *engine_.cache,
+        !in    ? nullptr
+        : thin ? in->thin
+               : in->thick,
+        [&]() -> Result<std::shared_ptr<const data::VolumeSource>> {
+          auto src = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id,
+                                                     name, params, thin ? 1 : 0);
+          if (!src)
+            return tl::unexpected(with_context(src.error(), fmt::format("field '{}'", field)));
+          return std::shared_ptr<const data::VolumeSource>(std::move(*src));
+        });
   };
-  VX_ASSIGN(const auto thick, made(false));
-  const auto& lv0 = thick.source->info().levels[0];
-  const bool deep = lv0.chunks.size() >= 3 && lv0.chunks[lv0.chunks.size() - 3] > 1 &&
-                    thick.source->info().axes[lv0.chunks.size() - 3].type == data::AxisType::kSpace;
-  DerivedCatalog::Entry thin = thick;
+  VX_ASSIGN(auto thick, made(false));
+  const auto& lv0 = thick->source->info().levels[0];
+  const bool deep =
+      lv0.chunks.size() >= 3 && lv0.chunks[lv0.chunks.size() - 3] > 1 &&
+      thick->source->info().axes[lv0.chunks.size() - 3].type == data::AxisType::kSpace;
+  DerivedCatalog::Handle thin = thick;
   if (deep) {
     VX_ASSIGN(thin, made(true));
   }
-  LayerSource made_source{canonical,           thick.id,      thin.id, thick.source->info(),
-                          thin.source->info(), derived_epoch_};
+  LayerSource made_source;
+  made_source.spec = canonical;
+  made_source.id = thick->id;
+  made_source.id_2d = thin->id;
+  made_source.info = thick->source->info();
+  made_source.info_2d = thin->source->info();
+  made_source.epoch = derived_epoch_;
+  made_source.thick = std::move(thick);
+  made_source.thin = std::move(thin);
   if (slot == derived_.size()) {
     derived_.push_back(std::move(made_source));
   } else {

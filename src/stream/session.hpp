@@ -75,14 +75,30 @@ struct RenderCounters {
 
 // Derived sources (a pipeline on an input) made for scenes, shared by every session of an
 // engine: the same pipeline with the same parameters on the same input is one source, so
-// its computed chunks are cached once (docs/pipelines.md).
-struct DerivedCatalog {
+// its computed chunks are cached once (docs/pipelines.md). An entry lives while something
+// holds its handle: a session's source slot, a frame being rendered (RenderInputs::keep), a
+// derived source made from it. The last holder to let go removes the source from the cache,
+// its chunks with it, so a knob turned for days does not grow the server.
+class DerivedCatalog : public std::enable_shared_from_this<DerivedCatalog> {
+ public:
   struct Entry {
     std::shared_ptr<const data::VolumeSource> source;
     data::SourceId id = 0;
+    std::shared_ptr<const Entry> input;  // the derived source this one reads (a chain)
   };
-  std::mutex mutex;
-  std::map<std::string, Entry> by_key;  // "INPUT_ID|NAME|PARAMS"
+  using Handle = std::shared_ptr<const Entry>;
+  using Make = std::function<Result<std::shared_ptr<const data::VolumeSource>>()>;
+
+  // The live entry under `key` ("INPUT_ID|NAME|PARAMS[|z1]"), or a new one: `make()`'s
+  // source added to `cache` (which must outlive the handles), holding `input` (null when the
+  // input is a dataset). Made by make_shared only (weak_from_this).
+  Result<Handle> get(const std::string& key, data::ChunkCache& cache, Handle input,
+                     const Make& make);
+  std::size_t size() const;  // live entries
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::weak_ptr<const Entry>> by_key_;
 };
 
 // What the sessions of one server share.
@@ -241,9 +257,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
-    json spec;                 // {"pipeline", "input": session source index, "params"}
-    data::SourceId id = 0;     // chunks as the input's: 3D views
-    data::SourceId id_2d = 0;  // chunks one plane deep (3D data): 2D views; else = id
+    json spec;                           // {"pipeline", "input": session source index, "params"}
+    data::SourceId id = 0;               // chunks as the input's: 3D views
+    data::SourceId id_2d = 0;            // chunks one plane deep (3D data): 2D views; else = id
+    DerivedCatalog::Handle thick, thin;  // keep both registered while the slot names them
     data::VolumeInfo info, info_2d;
     std::uint64_t epoch = 0;  // the last update (derived_epoch_) that named it
   };

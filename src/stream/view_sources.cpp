@@ -18,7 +18,14 @@ ViewSources::ViewSources(Budget& budget)
 
 ViewSources::ViewSources(pipeline::Manager& manager) : manager_(manager) {}
 
-ViewSources::~ViewSources() = default;
+ViewSources::~ViewSources() {
+  // With a manager of its own (a CLI run), the cache is declared after this and gone by now,
+  // its sources with it. With a shared one (a server's jobs), the cache outlives this and
+  // would keep every source each job and each validation made: remove them.
+  if (owned_) return;
+  for (const auto& [cache, id] : added_)
+    cache->remove_source(id);
+}
 
 // A derived source of `inputs`, made (and added to them) when new.
 Result<int> ViewSources::make(const std::string& name, int input, const json& params,
@@ -29,6 +36,7 @@ Result<int> ViewSources::make(const std::string& name, int input, const json& pa
                                               name, params);
   if (!made) return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
   in.sources.push_back(in.cache->add_source(*made));
+  added_.emplace_back(in.cache, in.sources.back());
   in.data.sources.push_back((*made)->info());
   const int index = int(in.sources.size()) - 1;
   by_spec_.emplace(key, index);

@@ -26,7 +26,9 @@ class ViewSources {
   // of the inputs passed to resolve() must charge too (CacheOptions::budget). Declare this
   // before the cache: it must outlive none of it.
   explicit ViewSources(Budget& budget);
-  // With a manager shared with others (a server's: its pipelines, Python ones included).
+  // With a manager shared with others (a server's: its pipelines, Python ones included). The
+  // caches of the inputs passed to resolve() must outlive this: the sources it adds are
+  // removed from them when it goes (render nothing from them after that).
   explicit ViewSources(pipeline::Manager& manager);
   ~ViewSources();
 
@@ -60,6 +62,8 @@ class ViewSources {
   pipeline::Manager& manager_;
   std::map<std::string, int> by_spec_;   // canonical specification -> source index
   std::map<int, nlohmann::json> specs_;  // source index -> {"pipeline", "input": INDEX, "params"}
+  std::vector<std::pair<data::ChunkCache*, data::SourceId>>
+      added_;  // removed with a shared manager
 };
 
 }  // namespace vx::stream

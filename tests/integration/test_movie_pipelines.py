@@ -12,7 +12,7 @@ import pytest
 
 from test_jobs import call, wait_state
 from test_movie import DATA, decode, keyframe_views, psnr, render  # render() renders DATA
-from vxhelpers import describe
+from vxhelpers import cache_sources, describe, wait_cache_sources
 
 W, H = 160, 120
 
@@ -64,6 +64,7 @@ def test_sigma_ramps_between_keyframes(run_ok, tmp_path):
 
 def test_movie_job_with_a_chain_over_http(serve, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d")
+    start = cache_sources(s.http)
     # Layer 1 chains onto layer 0 ({"layer": 0}): a median of the ramping gaussian.
     chain = json.loads(json.dumps(TIMELINE))
     chain["keyframes"][0]["scene"]["layers"][1] = {
@@ -84,6 +85,9 @@ def test_movie_job_with_a_chain_over_http(serve, tmp_path):
     (tmp_path / "job.mp4").write_bytes(raw)
     _, got = decode(tmp_path / "job.mp4")
     assert len(got) == 6 and got[0].shape == (H, W, 3)
+    # The derived sources the job made (and its validation at submit) left the server's cache
+    # with the job.
+    assert wait_cache_sources(s.http, start) == start
 
 
 def test_voxcast_job_movie_takes_derived_layers(run_ok, tmp_path):

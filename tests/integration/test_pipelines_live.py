@@ -13,7 +13,7 @@ import numpy as np
 import websockets
 from PIL import Image
 
-from vxhelpers import http_get as get, host_budget
+from vxhelpers import cache_sources, http_get as get, host_budget, wait_cache_sources
 
 DATA = "synthetic:cells?shape=32x128x128&chunk=32"
 HEADER = struct.Struct("<4sHBBIIHHIIIIQI")
@@ -259,6 +259,8 @@ def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
     time) must keep working, reusing the slots of sources no layer shows, and the last
     frame must equal what a fresh session shows for the same layers."""
     s = serve(DATA, "--cache-mb", "256")
+    start = cache_sources(s.http)  # the dataset's
+    peak = [start]
 
     def layers(sigma, n):  # layers n and n + 1, after the dataset's n
         return [{"source": {"pipeline": "gaussian", "input": 0, "params": {"sigma": sigma}},
@@ -282,6 +284,7 @@ def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
                                       "patch": {"layers": [{}] * n + layers(sigma, n)}}))
             ack = await reply(st)
             assert ack["type"] == "ack", (seq, ack)
+            peak[0] = max(peak[0], cache_sources(s.http))
         src = ack["changes"]["layers"][n + 1]["source"]
         frame = await final_frame(px, seq)
         await st.close()
@@ -295,6 +298,12 @@ def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
     assert expected.std() > 1, "the fresh session's frame is blank: nothing to compare"
     diff = np.abs(frame - expected)
     assert diff.mean() < 0.5 and diff.max() <= 4, (diff.mean(), diff.max())
+    # A session holds at most 64 derived sources, each in two variants (3D chunks and one
+    # plane deep): the server's cache never held more than that, and each source went from it
+    # when the last session naming it closed (it used to keep every one ever made: 320 here).
+    # A frame still rendering holds the sources of its scene a moment longer: some slack.
+    assert peak[0] <= start + 2 * 64 + 16, peak
+    assert wait_cache_sources(s.http, start) == start
 
 
 def test_a_source_named_by_number_at_the_cap_is_not_reused_under_itself(serve):

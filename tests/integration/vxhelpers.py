@@ -167,3 +167,23 @@ def host_budget(resources: dict) -> dict:
     named = {b["name"]: b for b in resources["budgets"]}
     assert "host" in named, resources
     return named["host"]
+
+
+def cache_sources(base: str) -> int:
+    """How many sources the server's chunk cache holds now (GET /api/v1/health)."""
+    import json
+    code, body = http_get(f"{base}/api/v1/health")
+    assert code == 200, body
+    return json.loads(body)["cache"]["sources"]
+
+
+def wait_cache_sources(base: str, want: int, timeout: float = 15) -> int:
+    """Polls until the cache holds `want` sources (a frame still rendering, or a job
+    finishing, holds its sources for a moment); returns the last count seen."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        n = cache_sources(base)
+        if n == want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -374,6 +375,63 @@ TEST(ChunkCache, CancelledComputationsDoNotRunAndReleaseTheirInputs) {
   std::memcpy(&v, got->bytes().data(), 2);
   EXPECT_EQ(v, TestSource::value(8, 0, 0) + 1);
   EXPECT_EQ(plus->computes.load(), 1);
+}
+
+TEST(ChunkCache, ARemovedSourceFreesItsChunksAndRefusesNewRequests) {
+  // A server drops derived sources nobody names any more (stream::DerivedCatalog): their
+  // unpinned chunks go at once, pinned ones stay valid, new requests fail naming the id, a
+  // read already running lands safely, and the other sources are untouched.
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{32, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  auto other = std::make_shared<TestSource>(std::vector<std::int64_t>{8, 8, 8},
+                                            std::vector<std::int64_t>{8, 8, 8});
+  std::weak_ptr<TestSource> gone = src;
+  ChunkCache cache(CacheOptions{1 << 20, 2, 4});
+  const auto id = cache.add_source(src);
+  const auto keep_id = cache.add_source(other);
+  ASSERT_TRUE(cache.get(keep_id, 0, Index{0, 0, 0}));
+  for (int z = 0; z < 3; ++z)
+    ASSERT_TRUE(cache.get(id, 0, Index{z, 0, 0}));
+  auto pinned = cache.get(id, 0, Index{0, 0, 0});
+  ASSERT_TRUE(pinned);
+  // A read in flight when the source goes (blocked inside read_chunk).
+  src->block();
+  std::promise<Result<ChunkPin>> late;
+  cache.request(id, 0, Index{3, 0, 0}, kPriorityVisible,
+                [&](Result<ChunkPin> r) { late.set_value(std::move(r)); });
+  while (src->reads.load() < 4)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(cache.counters().sources, 2u);
+  EXPECT_EQ(cache.counters().entries, 4u);
+  cache.remove_source(id);
+  src.reset();  // the cache's slot and the running read hold it now
+  const auto c = cache.counters();
+  EXPECT_EQ(c.sources, 1u);
+  EXPECT_EQ(c.entries, 2u) << "the unpinned chunks of the removed source stayed";
+  EXPECT_EQ(pinned->as<std::uint16_t>()[3], TestSource::value(0, 0, 3));
+  auto again = cache.get(id, 0, Index{1, 0, 0});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(again.error().message.find(fmt::format("source id {}", id)), std::string::npos)
+      << again.error().message;
+  EXPECT_THROW((void)cache.source(id), std::out_of_range);
+  ASSERT_FALSE(gone.expired()) << "the running read lost its source";
+  gone.lock()->unblock();
+  auto r = late.get_future().get();
+  ASSERT_TRUE(r) << r.error().what();
+  EXPECT_EQ(r->as<std::uint16_t>()[0], TestSource::value(24, 0, 0));
+  EXPECT_TRUE(cache.try_get(keep_id, 0, Index{0, 0, 0}).has_value());
+  cache.remove_source(id);  // twice: ignored
+  cache.remove_source(9999);
+  // The source itself goes once the last read is done with it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!gone.expired() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(gone.expired()) << "the removed source was never freed";
+  // Ids are not reused: a new source does not see the old one's chunks.
+  const auto fresh = cache.add_source(other);
+  EXPECT_NE(fresh, id);
+  EXPECT_FALSE(cache.try_get(fresh, 0, Index{1, 0, 0}).has_value());
 }
 
 TEST(ChunkCache, ErrorsAreRetriedThenRememberedForEveryWaiter) {
