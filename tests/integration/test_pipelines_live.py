@@ -300,7 +300,7 @@ def test_a_knob_turned_past_the_sessions_source_cap_keeps_working(serve):
     assert diff.mean() < 0.5 and diff.max() <= 4, (diff.mean(), diff.max())
     # A session holds at most 64 derived sources, each in two variants (3D chunks and one
     # plane deep): the server's cache never held more than that, and each source went from it
-    # when the last session naming it closed (it used to keep every one ever made: 320 here).
+    # when the last session naming it closed (it used to keep every one ever made: 2 x 160).
     # A frame still rendering holds the sources of its scene a moment longer: some slack.
     assert peak[0] <= start + 2 * 64 + 16, peak
     assert wait_cache_sources(s.http, start) == start
