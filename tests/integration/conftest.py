@@ -36,6 +36,7 @@ if str(HERE.parent) not in sys.path:
 
 import fixtures  # noqa: E402
 from skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401
+from served import find_url, find_wire_port  # noqa: E402
 from vxhelpers import describe, load_npy_strict  # noqa: E402
 
 DEFAULT_BIN = REPO_ROOT / "build" / "asan" / "apps" / "voxcast" / "voxcast"
@@ -171,7 +172,6 @@ class Server:
 
     def __init__(self, binary: Path, args, ready_timeout=60, launcher=(), env=None):
         """`launcher`: a command the server runs under (mpirun ...); `env`: its environment."""
-        import re
         import select
         import time
         env = dict(env if env is not None else os.environ)
@@ -206,12 +206,8 @@ class Server:
             while "\n" in pending:
                 line, pending = pending.split("\n", 1)
                 out += line + "\n"
-                w = re.search(r"wire fast path on \S+:(\d+)", line)
-                if w:
-                    self.wire_port = int(w.group(1))
-                m = re.search(r"at (http://\S+)", line)
-                if m:
-                    self.url = m.group(1)
+                self.wire_port = find_wire_port(line) or self.wire_port
+                self.url = find_url(line) or self.url
         if self.url is None:
             self.proc.kill()
             self.proc.wait()
