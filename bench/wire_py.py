@@ -169,7 +169,15 @@ def main():
                     help="bandwidth message sizes in bytes, comma-separated (default: 64 KiB "
                          "to 64 MiB, as bench/wire.sh)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+    except ValueError:
+        ap.error(f"--sizes {args.sizes!r}: expected byte counts separated by commas, e.g. 65536,1048576")
+    if not sizes or min(sizes) < 1 or max(sizes) > 1 << 30:
+        ap.error(f"--sizes {args.sizes!r}: each size must be 1 byte to 1 GiB")
+    for name in ("iters", "bw_mib", "bw_min_iters"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     ctx = mp.get_context("spawn")
     port_q = ctx.Queue()
     srv = ctx.Process(target=server_main, args=(args.tls, args.mode, args.spin_us, args.iters, args.api,
