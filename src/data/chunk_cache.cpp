@@ -146,23 +146,33 @@ SourceId ChunkCache::add_source(std::shared_ptr<const VolumeSource> source) {
 }
 
 void ChunkCache::remove_source(SourceId id) {
-  std::shared_ptr<SourceSlot> slot;  // released after the lock: may destroy the source
+  remove_sources({&id, 1});
+}
+
+void ChunkCache::remove_sources(std::span<const SourceId> ids) {
+  std::vector<std::shared_ptr<SourceSlot>> slots;  // released after the lock: may free sources
+  std::vector<SourceId> gone;
   {
     std::lock_guard lock(sources_mutex_);
-    auto it = sources_.find(id);
-    if (it == sources_.end()) return;
-    slot = std::move(it->second);
-    sources_.erase(it);
+    for (const auto id : ids)
+      if (auto it = sources_.find(id); it != sources_.end()) {
+        slots.push_back(std::move(it->second));
+        sources_.erase(it);
+        gone.push_back(id);
+      }
   }
-  // Its chunks can never be asked for again: free the unpinned ones now rather than when the
-  // budget runs out (pinned ones go with the LRU; entries still reading land and go the same
-  // way).
+  if (gone.empty()) return;
+  std::sort(gone.begin(), gone.end());
+  // Their chunks can never be asked for again: free the unpinned ones now rather than when
+  // the budget runs out (pinned ones go with the LRU; entries still reading land and go the
+  // same way). One walk of the cache for the whole batch.
   for (auto& shard : shards_) {
     std::lock_guard lock(shard->mutex);
     for (auto it = shard->lru.begin(); it != shard->lru.end();) {
       CacheEntry* e = *it;
       ++it;  // evict_locked erases e's node
-      if (e->key.source == id && e->pins.load(std::memory_order_acquire) == 0)
+      if (e->pins.load(std::memory_order_acquire) == 0 &&
+          std::binary_search(gone.begin(), gone.end(), e->key.source))
         evict_locked(*shard, e);
     }
   }

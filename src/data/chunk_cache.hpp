@@ -186,6 +186,8 @@ class ChunkCache {
   // of the id calls this when nothing will render from it again (a derived source no session
   // or job names, stream/session.hpp); unknown ids are ignored.
   void remove_source(SourceId id);
+  // Several at once: one walk of the resident chunks for all of them.
+  void remove_sources(std::span<const SourceId> ids);
   // The source registered as `id`. Throws std::out_of_range for an id never added or removed:
   // callers hold the ids they render from (render::RenderInputs::keep).
   const VolumeSource& source(SourceId id) const;

@@ -118,8 +118,8 @@ void ChunkCache::run_read(std::shared_ptr<CacheEntry> e) {
     }
   }
   auto slot = slot_of(e->key.source);
-  if (!slot) {  // removed while queued: nobody can ask for its chunks any more
-    abandon(e, Error{ErrorCode::kNotFound,
+  if (!slot) {  // removed while queued: nobody wants its chunks any more (not a failure)
+    abandon(e, Error{ErrorCode::kCancelled,
                      fmt::format("chunk cache: source id {} was removed", e->key.source)});
     return;
   }

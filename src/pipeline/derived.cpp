@@ -97,7 +97,10 @@ Result<std::shared_ptr<DerivedSource>> DerivedSource::create(
   d->input_ = input;
   d->name_ = std::string(name);
   d->params_ = validated;
-  const auto& in = cache.source(input).info();
+  // Kept, not looked up by id on each computation: the cache may forget the input's id while
+  // a computation of this source is still running (ChunkCache::remove_source).
+  d->input_info_ = cache.source(input).info();
+  const auto& in = d->input_info_;
   // Spatial axes: the last 2 or 3, after any channel/time axes (OME-NGFF's order).
   int spatial = 0;
   for (int a = in.ndim() - 1; a >= 0 && in.axes[std::size_t(a)].type == data::AxisType::kSpace; --a)
@@ -245,7 +248,7 @@ Result<std::vector<data::ChunkKey>> DerivedSource::inputs(int level,
   if (level < 0 || level >= int(halos_.size()))
     return fail(ErrorCode::kInvalidArgument, "level {} does not exist", level);
   const auto& lv = info_.levels[std::size_t(level)];
-  const auto& in_chunks = cache_.source(input_).info().levels[std::size_t(level)].chunks;
+  const auto& in_chunks = input_info_.levels[std::size_t(level)].chunks;
   const auto g =
       geometry(lv, in_chunks, first_spatial_, spatial_, index, halos_[std::size_t(level)]);
   std::vector<data::ChunkKey> keys;
@@ -267,7 +270,7 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
   const auto& lv = info_.levels[std::size_t(level)];
   const auto& halo = halos_[std::size_t(level)];
   const auto& lc = levels_[std::size_t(level)];
-  const auto& in_chunks = cache_.source(input_).info().levels[std::size_t(level)].chunks;
+  const auto& in_chunks = input_info_.levels[std::size_t(level)].chunks;
   const auto g = geometry(lv, in_chunks, first_spatial_, spatial_, index, halo);
   // Strides (elements) of a full chunk of the output and of the input (they differ along z
   // for a thin source).
@@ -331,7 +334,7 @@ Result<data::ReadResult> DerivedSource::compute(int level, const data::Index& in
       in_lead += (rest % lext[std::size_t(d)]) * in_stride[std::size_t(d)];
       rest /= lext[std::size_t(d)];
     }
-    dispatch_dtype(cache_.source(input_).info().dtype, [&](auto t) {
+    dispatch_dtype(input_info_.dtype, [&](auto t) {
       gather_typed<decltype(t)>(chunks.data(), cidx, off, cn, in_sstride, in_lead, in_block.view());
     });
     VX_TRY(lease->process(params_, lc, in_block.view(), out_block.view()));

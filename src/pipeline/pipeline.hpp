@@ -253,6 +253,7 @@ class DerivedSource final : public data::ComputedSource {
   Manager& manager_;
   data::ChunkCache& cache_;
   data::SourceId input_ = 0;
+  data::VolumeInfo input_info_;  // the input's description, kept (its id may be removed)
   std::string name_;
   json params_;
   data::VolumeInfo info_;

@@ -43,19 +43,26 @@ render::RenderInputs Session::inputs_locked() const {
 
 Result<DerivedCatalog::Handle> DerivedCatalog::get(const std::string& key, data::ChunkCache& cache,
                                                    Handle input, const Make& make) {
-  std::lock_guard lock(mutex_);
-  if (auto it = by_key_.find(key); it != by_key_.end())
-    if (auto live = it->second.lock()) return live;
+  const auto live = [&]() -> Handle {
+    auto it = by_key_.find(key);
+    return it == by_key_.end() ? nullptr : it->second.lock();
+  };
+  {
+    std::lock_guard lock(mutex_);
+    if (auto h = live()) return h;
+  }
+  // Made outside the lock: a pipeline's prepare() may read a whole level or start a worker,
+  // and the last holder of any other entry (a render thread ending a frame) takes the lock
+  // to let go of it.
   VX_ASSIGN(auto source, make());
   auto* entry = new Entry{source, cache.add_source(source), std::move(input)};
-  VX_LOG(info, "stream.derived_source", "id={} key={}", entry->id, log_quote(key));
   // The last holder removes the source from the cache and the entry from the catalog (unless
   // a new entry took its key meanwhile); then the entry's input handle goes, and with it,
   // maybe, the chain below.
   Handle handle(entry, [self = weak_from_this(), cache = &cache, key](const Entry* e) {
     cache->remove_source(e->id);
     if (auto catalog = self.lock()) {
-      std::lock_guard lock(catalog->mutex_);
+      std::lock_guard l(catalog->mutex_);
       if (auto it = catalog->by_key_.find(key);
           it != catalog->by_key_.end() && it->second.expired())
         catalog->by_key_.erase(it);
@@ -63,7 +70,16 @@ Result<DerivedCatalog::Handle> DerivedCatalog::get(const std::string& key, data:
     VX_LOG(debug, "stream.derived_source_removed", "id={}", e->id);
     delete e;
   });
-  by_key_[key] = handle;
+  Handle made;  // declared before the lock: a loser of the race below lets go after it
+  {
+    std::lock_guard lock(mutex_);
+    if (auto h = live()) {  // another session made it meanwhile: use that one
+      made = std::move(handle);
+      return h;
+    }
+    by_key_[key] = handle;
+  }
+  VX_LOG(info, "stream.derived_source", "id={} key={}", entry->id, log_quote(key));
   return handle;
 }
 

@@ -22,9 +22,16 @@ ViewSources::~ViewSources() {
   // With a manager of its own (a CLI run), the cache is declared after this and gone by now,
   // its sources with it. With a shared one (a server's jobs), the cache outlives this and
   // would keep every source each job and each validation made: remove them.
-  if (owned_) return;
-  for (const auto& [cache, id] : added_)
-    cache->remove_source(id);
+  if (owned_ || added_.empty()) return;
+  std::vector<data::SourceId> ids;
+  for (const auto& [cache, id] : added_) {
+    if (cache != added_.front().first) {  // one cache in practice; another gets its own call
+      cache->remove_source(id);
+      continue;
+    }
+    ids.push_back(id);
+  }
+  added_.front().first->remove_sources(ids);  // a movie may have made one per frame
 }
 
 // A derived source of `inputs`, made (and added to them) when new.

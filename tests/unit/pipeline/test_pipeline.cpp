@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -175,6 +176,26 @@ TEST(Pipelines, ChainsCompose) {
   const auto a = chain(chunked), b = chain(whole);
   for (std::size_t i = 0; i < a.size(); ++i)
     ASSERT_NEAR(a[i], b[i], 1e-3) << i;
+}
+
+TEST(Pipelines, ADerivedSourceWhoseInputWasRemovedFailsItsChunksAndNothingElse) {
+  // A server removes a source nobody names (ChunkCache::remove_source); a derived source made
+  // from it may still be asked for a chunk (a computation already under way). It must fail
+  // that chunk, saying why, not look its input up by the forgotten id (that threw and ended
+  // the process).
+  Fixture f;
+  const auto in = f.cache.add_source(std::make_shared<MemSource>(
+      kShape, std::vector<std::int64_t>{8, 8, 8}, noise(std::size_t(19 * 21 * 23))));
+  auto g = DerivedSource::create(f.manager, f.cache, in, "gaussian", {{"sigma", 1}});
+  ASSERT_TRUE(g) << g.error().what();
+  const auto id = f.cache.add_source(*g);
+  ASSERT_TRUE(f.cache.get(id, 0, data::Index{0, 0, 0}));
+  f.cache.remove_source(in);
+  EXPECT_NO_THROW((void)(*g)->inputs(0, data::Index{1, 1, 1}));
+  auto r = f.cache.get(id, 0, data::Index{1, 1, 1});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find(fmt::format("source id {}", in)), std::string::npos)
+      << r.error().message;
 }
 
 TEST(Pipelines, LazyLoadingAndUnloading) {

@@ -1,6 +1,7 @@
 // The streaming session without a network: the frame header, latest-wins pacing (a frame
 // is rendered only once the previous one is written), keyframes, and errors that leave
 // the scene as it was.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -147,6 +148,57 @@ TEST(Session, RejectedUpdatesLeaveTheSceneAsItWas) {
   EXPECT_FALSE(Session::create(h.engine, 3, {codec::Codec::kH264}));
   EXPECT_FALSE(Session::create(h.engine, 0, {}));
   session->close();
+}
+
+TEST(DerivedCatalog, AnEntryLivesWhileHeldAndItsChainHoldsItsInput) {
+  // Entries are shared by key; the last holder removes the source from the cache and the
+  // catalog; a source made from another holds it; a key asked for again after its entry went
+  // is made anew under a new id.
+  data::ChunkCache cache{data::CacheOptions{16u << 20, 1, 2}};
+  auto catalog = std::make_shared<DerivedCatalog>();
+  std::shared_ptr<const data::VolumeSource> src =
+      *data::open_volume("synthetic:cells?shape=16x64x64&chunk=32");
+  int made = 0;
+  const auto make = [&]() -> Result<std::shared_ptr<const data::VolumeSource>> {
+    ++made;
+    return src;  // any source does: the catalog only registers and counts it
+  };
+  const auto base = cache.counters().sources;
+  auto a = catalog->get("0|gaussian|1", cache, nullptr, make);
+  ASSERT_TRUE(a);
+  auto a2 = catalog->get("0|gaussian|1", cache, nullptr, make);
+  ASSERT_TRUE(a2);
+  EXPECT_EQ(a->get(), a2->get());
+  EXPECT_EQ(made, 1);
+  const auto a_id = (*a)->id;
+  auto chained = catalog->get(fmt::format("{}|median|1", a_id), cache, *a, make);
+  ASSERT_TRUE(chained);
+  EXPECT_EQ(catalog->size(), 2u);
+  EXPECT_EQ(cache.counters().sources, base + 2);
+  a->reset();
+  a2->reset();  // the chain still reads it
+  EXPECT_EQ(cache.counters().sources, base + 2);
+  EXPECT_NO_THROW((void)cache.source(a_id));
+  chained->reset();  // the last holder of both
+  EXPECT_EQ(cache.counters().sources, base);
+  EXPECT_EQ(catalog->size(), 0u);
+  EXPECT_THROW((void)cache.source(a_id), std::out_of_range);
+  auto again = catalog->get("0|gaussian|1", cache, nullptr, make);
+  ASSERT_TRUE(again);
+  EXPECT_NE((*again)->id, a_id);
+  EXPECT_EQ(made, 3);
+  // A failing make() registers nothing and says why.
+  auto bad = catalog->get("0|gaussian|2", cache, nullptr,
+                          []() -> Result<std::shared_ptr<const data::VolumeSource>> {
+                            return fail(ErrorCode::kInvalidArgument, "field 'sigma': bad");
+                          });
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("sigma"), std::string::npos);
+  EXPECT_EQ(cache.counters().sources, base + 1);
+  // Entries outliving the catalog still leave the cache.
+  catalog.reset();
+  again->reset();
+  EXPECT_EQ(cache.counters().sources, base);
 }
 
 }  // namespace
