@@ -34,9 +34,10 @@ render::RenderInputs Session::inputs_locked() const {
                           render::SceneData{{engine_.datasets[std::size_t(dataset_)]}}};
   const bool flat = scene_.dims.ndisplay == 2;
   for (const auto& d : derived_) {
-    in.sources.push_back(flat ? d.id_2d : d.id);
-    in.data.sources.push_back(flat ? d.info_2d : d.info);
-    in.keep.push_back(flat ? d.thin : d.thick);
+    const auto& variant = flat ? d.thin : d.thick;
+    in.sources.push_back(variant->id);
+    in.data.sources.push_back(variant->source->info());
+    in.keep.push_back(variant);
   }
   return in;
 }
@@ -70,13 +71,11 @@ Result<DerivedCatalog::Handle> DerivedCatalog::get(const std::string& key, data:
     VX_LOG(debug, "stream.derived_source_removed", "id={}", e->id);
     delete e;
   });
-  Handle made;  // declared before the lock: a loser of the race below lets go after it
   {
     std::lock_guard lock(mutex_);
-    if (auto h = live()) {  // another session made it meanwhile: use that one
-      made = std::move(handle);
-      return h;
-    }
+    // Another session made it meanwhile: use that one; ours lets go once the lock is released
+    // (`handle` outlives this block).
+    if (auto h = live()) return h;
     by_key_[key] = handle;
   }
   VX_LOG(info, "stream.derived_source", "id={} key={}", entry->id, log_quote(key));
@@ -142,15 +141,14 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   // inputs_locked() gives a scene the one that fits its ndisplay. Making a source computes
   // nothing: a variant no view shows costs nothing.
   const auto made = [&](bool thin) -> Result<DerivedCatalog::Handle> {
-    const LayerSource* in = input == 0 ? nullptr : &derived_[std::size_t(input - 1)];
-    const auto input_id = !in ? engine_.ids[std::size_t(dataset_)] : thin ? in->id_2d : in->id;
+    const DerivedCatalog::Handle* in = input == 0 ? nullptr
+                                       : thin     ? &derived_[std::size_t(input - 1)].thin
+                                                  : &derived_[std::size_t(input - 1)].thick;
+    const auto input_id = in ? (*in)->id : engine_.ids[std::size_t(dataset_)];
     const std::string key =
         fmt::format("{}|{}|{}{}", input_id, name, params.dump(), thin ? "|z1" : "");
     return engine_.derived->get(
-        key, *engine_.cache,
-        !in    ? nullptr
-        : thin ? in->thin
-               : in->thick,
+        key, *engine_.cache, in ? *in : nullptr,
         [&]() -> Result<std::shared_ptr<const data::VolumeSource>> {
           auto src = pipeline::DerivedSource::create(*engine_.pipelines, *engine_.cache, input_id,
                                                      name, params, thin ? 1 : 0);
@@ -168,15 +166,7 @@ Result<int> Session::make_derived(const std::string& name, int input, const json
   if (deep) {
     VX_ASSIGN(thin, made(true));
   }
-  LayerSource made_source;
-  made_source.spec = canonical;
-  made_source.id = thick->id;
-  made_source.id_2d = thin->id;
-  made_source.info = thick->source->info();
-  made_source.info_2d = thin->source->info();
-  made_source.epoch = derived_epoch_;
-  made_source.thick = std::move(thick);
-  made_source.thin = std::move(thin);
+  LayerSource made_source{canonical, std::move(thick), std::move(thin), derived_epoch_};
   if (slot == derived_.size()) {
     derived_.push_back(std::move(made_source));
   } else {

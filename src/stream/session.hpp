@@ -257,11 +257,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // Sources of this session: 0 is the dataset, then derived ones (stream/derived.cpp). The
   // helpers below need mutex_ held.
   struct LayerSource {
-    json spec;                           // {"pipeline", "input": session source index, "params"}
-    data::SourceId id = 0;               // chunks as the input's: 3D views
-    data::SourceId id_2d = 0;            // chunks one plane deep (3D data): 2D views; else = id
-    DerivedCatalog::Handle thick, thin;  // keep both registered while the slot names them
-    data::VolumeInfo info, info_2d;
+    json spec;  // {"pipeline", "input": session source index, "params"}
+    // The source in two variants, kept registered while the slot names them: chunks as the
+    // input's (3D views), and one plane deep (3D data: 2D views; else the same).
+    DerivedCatalog::Handle thick, thin;
     std::uint64_t epoch = 0;  // the last update (derived_epoch_) that named it
   };
   std::vector<LayerSource> derived_;

@@ -21,17 +21,11 @@ ViewSources::ViewSources(pipeline::Manager& manager) : manager_(manager) {}
 ViewSources::~ViewSources() {
   // With a manager of its own (a CLI run), the cache is declared after this and gone by now,
   // its sources with it. With a shared one (a server's jobs), the cache outlives this and
-  // would keep every source each job and each validation made: remove them.
-  if (owned_ || added_.empty()) return;
-  std::vector<data::SourceId> ids;
-  for (const auto& [cache, id] : added_) {
-    if (cache != added_.front().first) {  // one cache in practice; another gets its own call
-      cache->remove_source(id);
-      continue;
-    }
-    ids.push_back(id);
-  }
-  added_.front().first->remove_sources(ids);  // a movie may have made one per frame
+  // would keep every source each job and each validation made: remove them, one walk of the
+  // cache for all (a movie may make one per frame).
+  if (owned_) return;
+  for (const auto& [cache, ids] : added_)
+    cache->remove_sources(ids);
 }
 
 // A derived source of `inputs`, made (and added to them) when new.
@@ -43,7 +37,7 @@ Result<int> ViewSources::make(const std::string& name, int input, const json& pa
                                               name, params);
   if (!made) return tl::unexpected(with_context(made.error(), fmt::format("field '{}'", field)));
   in.sources.push_back(in.cache->add_source(*made));
-  added_.emplace_back(in.cache, in.sources.back());
+  added_[in.cache].push_back(in.sources.back());
   in.data.sources.push_back((*made)->info());
   const int index = int(in.sources.size()) - 1;
   by_spec_.emplace(key, index);

@@ -62,8 +62,8 @@ class ViewSources {
   pipeline::Manager& manager_;
   std::map<std::string, int> by_spec_;   // canonical specification -> source index
   std::map<int, nlohmann::json> specs_;  // source index -> {"pipeline", "input": INDEX, "params"}
-  std::vector<std::pair<data::ChunkCache*, data::SourceId>>
-      added_;  // removed with a shared manager
+  // What make() added, per cache: removed with a shared manager.
+  std::map<data::ChunkCache*, std::vector<data::SourceId>> added_;
 };
 
 }  // namespace vx::stream
