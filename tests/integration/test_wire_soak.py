@@ -4,7 +4,8 @@ Each case runs tests/integration/wire_soak_peer.py twice (a server and a client 
 Both send 100,000 messages and receive 100,000 at the same time: sizes from 1 B to 4 MiB,
 three tag classes received three ways (a Receiver stream on a class mask, post_recv
 operations of which a third are cancelled at random, plain arecv on exact tags), and
-receives on a tag nobody sends cancelled at random. Every payload is checked byte for
+receives on a tag nobody sends cancelled at random; each sender stays within 512 messages
+of what it has received (wire_soak_peer.py, --lead). Every payload is checked byte for
 byte; a cancelled receive's buffer must stay untouched to the end. The peer-exit cases
 kill one side mid-way and check that the other gets an error naming the peer, promptly.
 
@@ -29,8 +30,8 @@ PEER = Path(__file__).with_name("wire_soak_peer.py")
 COUNT = int(os.environ.get("VOXCAST_SOAK_COUNT", "100000"))
 PARAMS = [(t, m) for t in ("tcp", "shm") for m in ("thread", "eventfd")]
 IDS = [f"{t}-{m}" for t, m in PARAMS]
-# Bounds against a hang, not timings: a soak of 100,000 messages each way takes 10 to 40 s
-# on two cores in the release build, a few times that with the sanitizers.
+# Bounds against a hang, not timings: a soak of 100,000 messages each way takes 6 to 19 s
+# on two cores in the release build, 18 to 31 s with the sanitizers (docs/benchmarks.md).
 RUN_TIMEOUT = 600
 
 

@@ -1,7 +1,7 @@
 """One side of the voxcast.wire soak test (tests/integration/test_wire_soak.py).
 
     wire_soak_peer.py server|client --tls shm --mode thread --count 100000 [--port P]
-                      [--exit-after K] [--seed S]
+                      [--exit-after K] [--seed S] [--lead N]
 
 Both sides send ``count`` messages and receive ``count`` messages at the same time. Every
 message's size, tag and bytes follow from its sequence number, so the receiver checks
@@ -13,6 +13,14 @@ each one byte for byte without any side channel:
   ``Cancelled`` with its buffer untouched (checked then and again at the end);
 - class L (1 %): 256 KiB to 4 MiB, received by plain ``arecv`` on the exact tag (full mask);
 - class X: a tag nobody sends, posted and cancelled at random (always ``Cancelled``).
+
+``--lead N`` (default 512): a side sends message ``seq`` only once it has received
+``seq - N`` messages itself. Both sides send alike, so neither gets more than about 2N
+messages ahead of the other's receives. Without the bound the sender runs far ahead over
+shm, the receiver's UCX unexpected queue grows to thousands of messages, and every receive
+posted on a mask (classes S, M and X) walks it: UCX matches masked receives by a linear
+search, so the run measured that search (8x the time; docs/wire.md, "A receiver that falls
+behind") rather than voxcast's paths. ``--lead 0`` lifts the bound.
 
 ``--exit-after K``: the process dies (``os._exit``) after receiving K messages, without
 closing anything. The side that stays reports the error it got, which must name the peer.
@@ -43,6 +51,7 @@ CLASS_MASK = 0xFF << CLASS_SHIFT
 REF_BYTES = 8 << 20
 S_MAX, M_MAX, L_MAX = 4 << 10, 256 << 10, 4 << 20
 SENTINEL = 0xA5
+SENTINELS = memoryview(bytes([SENTINEL]) * M_MAX)  # refills a used class M buffer
 
 
 def mix(i: int, salt: int) -> int:
@@ -53,12 +62,17 @@ def mix(i: int, salt: int) -> int:
     return z ^ (z >> 31)
 
 
+_EQUAL = np.empty(L_MAX, bool)  # np.equal's output: no array allocated per message
+
+
 def same(a: memoryview, b: memoryview) -> bool:
     if len(a) != len(b):
         return False
     if len(a) < (64 << 10):
         return a == b  # memoryview's compare: fast for small ones
-    return np.array_equal(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))
+    eq = _EQUAL[:len(a)]
+    np.equal(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8), out=eq)
+    return bool(eq.all())
 
 
 def klass(seq: int) -> int:
@@ -210,7 +224,7 @@ async def run(args) -> dict:
             if requested:
                 stats["delivered_after_cancel"] += 1  # the cancel came after the match
             checker.check(CLS_M, tag, nbytes, buf)
-            buf[:nbytes] = bytes([SENTINEL]) * nbytes
+            memoryview(buf)[:nbytes] = SENTINELS[:nbytes]  # bytearray[:n] = x would copy x first
             free.append(buf)
             got += 1
             received_one()
@@ -268,8 +282,10 @@ async def run(args) -> dict:
 
     async def send_all():
         window: list[wire.Operation] = []
-        order = list(range(count))
-        for seq in order:
+        for seq in range(count):
+            while args.lead and seq > checker.total() + args.lead:
+                progress.clear()
+                await progress.wait()
             size = size_of(seq, me)
             off = offset_of(seq, me, size)
             window.append(ep.post_send(refv[off:off + size], tag_of(seq, me)))
@@ -337,6 +353,7 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--exit-after", type=int, default=0)
+    p.add_argument("--lead", type=int, default=512)
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args()
     out = asyncio.run(run(args))
