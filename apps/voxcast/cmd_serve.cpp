@@ -197,6 +197,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.max_layers = o.max_layers;
   so.max_scene_cost = o.max_scene_cost;
   so.pipelines = &pipelines;
+  so.wire = wire.get();
   so.renderer = renderer->name;
   so.renderer_fallback = renderer->fallback;
   if (leader) so.split_frame = leader->as_split_frame();

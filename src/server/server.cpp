@@ -16,6 +16,7 @@
 #include "core/version.hpp"
 #include "data/info_json.hpp"
 #include "server/server_impl.hpp"
+#include "server/wire_service.hpp"
 
 namespace vx::server {
 
@@ -222,6 +223,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       const auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx_->start);
       const auto& rc = *ctx_->engine.counters;
       const auto cc = ctx_->engine.cache->counters();
+      json wire = nullptr;
+      if (const auto* w = ctx_->options.wire) {
+        const auto wc = w->counters();
+        wire = {{"port", w->port()},
+                {"requests", wc.requests},
+                {"discarded", wc.discarded},
+                {"discarded_bytes", wc.discarded_bytes}};
+      }
       return send_json(req, {{"status", "ok"},
                              {"version", kVersion},
                              {"sessions", sessions},
@@ -246,7 +255,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                {"failed_reads", cc.errors},
                                {"retries", cc.retries},
                                {"failed_hits", cc.failed_hits},
-                               {"sources", cc.sources}}}});
+                               {"sources", cc.sources}}},
+                             {"wire", std::move(wire)}});
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
     return send_file(req, path == "/" ? "/index.html" : path);

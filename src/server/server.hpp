@@ -17,6 +17,8 @@ class Manager;
 
 namespace vx::server {
 
+class WireService;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   unsigned short port = 8080;  // 0: any free port (the URL says which)
@@ -43,6 +45,8 @@ struct ServerOptions {
   std::string renderer_fallback;
   // Frames split over MPI ranks (stream::Engine::split_frame); none when empty.
   render::SplitFrame split_frame;
+  // The wire fast path (--wire), for its counters in /api/v1/health; none when null.
+  const WireService* wire = nullptr;
 };
 
 // Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every

@@ -43,6 +43,14 @@ class WireService {
   unsigned short port() const;
   std::string transports() const;
 
+  // Messages read so far: requests (kind 1, whatever their fate), and messages of any other
+  // kind, which a client has no business sending: read and dropped, so that none waits in
+  // UCX's unexpected queue (there it would hold memory for good and slow every receive).
+  struct Counters {
+    std::uint64_t requests = 0, discarded = 0, discarded_bytes = 0;
+  };
+  Counters counters() const;
+
   struct Impl;
 
  private:
