@@ -3,11 +3,14 @@
 #include <cmath>
 #include <limits>
 
+#include "core/json_text.hpp"
 #include "data/file_io.hpp"
 
 namespace vx::data {
 
 Result<json> parse_json(std::string_view text, const std::string& file) {
+  if (const int depth = json_depth(text); depth > kMaxJsonDepth)
+    return fail(ErrorCode::kFormat, "{}: JSON nested deeper than {} levels", file, kMaxJsonDepth);
   try {
     return json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {  // parse_error, and out_of_range for huge numbers

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/json_text.hpp"
 #include "core/paths.hpp"
 #include "jobs/kind.hpp"
 #include "server/server_impl.hpp"
@@ -138,10 +139,11 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
   if (method == http::verb::post || method == http::verb::put) {
     if (method == http::verb::put && id.empty())
       return json_error(req, http::status::method_not_allowed, "bad_method", "PUT needs an id");
-    const json body = json::parse(req.body(), nullptr, false);
+    const json body = parse_untrusted_json(req.body());
     if (body.is_discarded() || !body.is_object())
       return json_error(req, http::status::bad_request, "bad_json",
-                        "the body must be a JSON object: {\"kind\": KIND, \"params\": {...}}");
+                        "the body must be a JSON object, nested at most 64 levels deep: {\"kind\": "
+                        "KIND, \"params\": {...}}");
     if (!body.contains("kind") || !body["kind"].is_string())
       return json_error(req, http::status::bad_request, "bad_request",
                         fmt::format("field 'kind': expected a string ({}; GET /api/v1/job-kinds)",

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "core/json_text.hpp"
 #include "data/chunk_cache.hpp"
 #include "server/server_impl.hpp"
 
@@ -76,10 +77,11 @@ void region_route(std::shared_ptr<Context> ctx, const http::request<http::string
   if (req.method() != http::verb::post)
     return reply(json_error(req, http::status::method_not_allowed, "bad_method",
                             "/api/v1/region: POST a JSON body"));
-  const json body = json::parse(req.body(), nullptr, false);
+  const json body = parse_untrusted_json(req.body());
   if (body.is_discarded())
     return reply(json_error(req, http::status::bad_request, "bad_json",
-                            "the body must be JSON: {\"dataset\": 0, \"level\": 0, \"start\": "
+                            "the body must be JSON, nested at most 64 levels deep: {\"dataset\": "
+                            "0, \"level\": 0, \"start\": "
                             "[...], \"shape\": [...]}"));
   auto box = region_box(*ctx, body);
   if (!box)

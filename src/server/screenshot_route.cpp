@@ -7,6 +7,7 @@
 #include <set>
 
 #include "codec/png.hpp"
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "render/renderer.hpp"
 #include "server/server_impl.hpp"
@@ -112,11 +113,12 @@ void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::st
   if (req.method() != http::verb::post)
     return reply(json_error(req, http::status::method_not_allowed, "bad_method",
                             "/api/v1/screenshot: POST a JSON body"));
-  const json body = json::parse(req.body(), nullptr, false);
+  const json body = parse_untrusted_json(req.body());
   if (body.is_discarded())
-    return reply(json_error(req, http::status::bad_request, "bad_json",
-                            "the body must be JSON: {\"dataset\": 0, \"scene\": {...}, "
-                            "\"width\": W, \"height\": H}"));
+    return reply(json_error(
+        req, http::status::bad_request, "bad_json",
+        "the body must be JSON, nested at most 64 levels deep: {\"dataset\": 0, \"scene\": {...}, "
+        "\"width\": W, \"height\": H}"));
   auto shot = screenshot_scene(*ctx, body);
   if (!shot)
     return reply(json_error(req, http::status::bad_request, "bad_request", shot.error().message));

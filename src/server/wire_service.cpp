@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "core/paths.hpp"
 #include "data/info_json.hpp"
@@ -230,7 +231,7 @@ void WireService::Impl::handle(uint32_t client, uint32_t seq, const std::string&
                                render::Renderer& renderer) {
   PayloadPtr payload;
   Result<json> header = [&]() -> Result<json> {
-    json req = json::parse(text, nullptr, false);
+    json req = parse_untrusted_json(text);
     if (req.is_discarded() || !req.is_object()) {
       return fail(ErrorCode::kInvalidArgument, "request is not a JSON object");
     }
@@ -266,7 +267,7 @@ bool WireService::Impl::admit(uint32_t client, const std::string* text) {
   if (auto it = admitted.find(client); it != admitted.end()) return it->second;
   std::string given;
   if (text) {
-    const json req = json::parse(*text, nullptr, false);
+    const json req = parse_untrusted_json(*text);
     if (req.is_object() && req.contains("token") && req["token"].is_string())
       given = req["token"].get<std::string>();
   }

@@ -7,6 +7,7 @@
 #include <deque>
 #include <random>
 
+#include "core/json_text.hpp"
 #include "core/log.hpp"
 #include "pipeline/pipeline.hpp"
 #include "server/server_impl.hpp"
@@ -101,14 +102,15 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
                     {"message", fmt::format("over max_messages_per_s ({}); message not applied",
                                             ctx_->options.max_messages_per_s)}};
       // A probe or histogram's id comes back, so a client waiting for its answer hears.
-      const json m = json::parse(text, nullptr, false);
+      const json m = parse_untrusted_json(text);
       if (m.is_object() && m.contains("id")) reply["id"] = m["id"];
       return send(reply);
     }
     recent_.push_back(now);
-    const json msg = json::parse(text, nullptr, false);
+    const json msg = parse_untrusted_json(text);
     if (msg.is_discarded() || !msg.is_object())
-      return error(nullptr, "bad_json", "a message must be one JSON object");
+      return error(nullptr, "bad_json",
+                   "a message must be one JSON object, nested at most 64 levels deep");
     const json seq = msg.contains("seq") ? msg["seq"] : json(nullptr);
     if (!msg.contains("type") || !msg["type"].is_string())
       return error(seq, "bad_message", "field 'type': missing or not a string");

@@ -195,6 +195,23 @@ async def test_messages_of_other_kinds_are_read_and_dropped(serve, dataset, tls)
     assert "event=wire.discarded" in err and "kind=" in err, err[-2000:]
 
 
+async def test_requests_nested_too_deeply_get_an_error(serve, dataset):
+    # 30,000 levels overflowed a worker's stack (nlohmann copies recursively): refused.
+    s = serve(dataset.path, "--wire", "0")
+    async with voxcast.wire_client("127.0.0.1", s.wire_port) as w:
+        c = w._client
+        buf = bytearray(4096)
+        r = asyncio.ensure_future(c.arecv(buf, (c.id << 32) | (2 << 24) | 5, wire.FULL_MASK))
+        deep = "[" * 30_000 + "]" * 30_000
+        await c.asend(('{"op": "info", "x": %s}' % deep).encode(),
+                      (c.id << 32) | (1 << 24) | 5)
+        _, n = await asyncio.wait_for(r, 30)
+        h = json.loads(buf[:n])
+        assert not h["ok"] and "not a JSON object" in h["error"]["message"], h
+        assert (await w.info())[0]["dtype"]  # served as before
+    assert _wire_health(s)["requests"] >= 2
+
+
 async def _raw_request(c, seq, message: dict):
     """Sends `message` with the raw API on client `c`; returns the reply header."""
     buf = bytearray(1 << 16)

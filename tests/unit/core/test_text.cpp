@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/json_text.hpp"
 #include "core/text.hpp"
 #include "core/version.hpp"
 
@@ -29,3 +30,23 @@ TEST(Version, IsTheProjectVersion) {
 
 }  // namespace
 }  // namespace vx
+
+TEST(JsonText, DepthCountsBracketsOutsideStringsAndStopsPastTheLimit) {
+  EXPECT_EQ(vx::json_depth("1"), 0);
+  EXPECT_EQ(vx::json_depth(R"({"a": [1, {"b": []}]})"), 4);
+  EXPECT_EQ(vx::json_depth(R"({"a": "[[[[\"{{{"})"), 1);  // brackets and escaped quotes in strings
+  EXPECT_EQ(vx::json_depth(R"(["\\", [[]]])"), 3);        // an escaped backslash ends no string
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(vx::json_depth(deep, 10), 11);  // stops one past the limit
+  EXPECT_EQ(vx::json_depth(deep, 1000000), 100000);
+}
+
+TEST(JsonText, UntrustedTextNestedTooDeeplyIsRefusedAndTheRestParses) {
+  const auto at = [](int n) { return std::string(n, '[') + std::string(n, ']'); };
+  EXPECT_FALSE(vx::parse_untrusted_json(at(vx::kMaxJsonDepth)).is_discarded());
+  EXPECT_TRUE(vx::parse_untrusted_json(at(vx::kMaxJsonDepth + 1)).is_discarded());
+  // Deep enough to overflow a stack when copied or destroyed: refused before it is built.
+  EXPECT_TRUE(vx::parse_untrusted_json(at(1'000'000)).is_discarded());
+  EXPECT_TRUE(vx::parse_untrusted_json("{\"a\": ").is_discarded());
+  EXPECT_EQ(vx::parse_untrusted_json(R"({"type": "ping"})")["type"], "ping");
+}
