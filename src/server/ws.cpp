@@ -443,7 +443,8 @@ class PixelSocket : public Closable, public std::enable_shared_from_this<PixelSo
 // /ws/events: job changes pushed as they happen ({"type": "job", "job": {...}}), after a
 // first {"type": "jobs", "jobs": [...]} with the current list. Progress can come many times a
 // second per job; a client that falls 256 messages behind loses the oldest progress
-// messages of running jobs (never a state change: queued/running/succeeded/...).
+// messages of running jobs (never a state change: queued/running/succeeded/...); one that
+// stops reading is disconnected past 4096 queued messages or 8 MiB.
 class EventSocket : public Closable, public std::enable_shared_from_this<EventSocket> {
  public:
   EventSocket(std::shared_ptr<Context> ctx, tcp::socket socket)
@@ -522,12 +523,25 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
       // Drop the oldest droppable (progress) message waiting, never the one being written.
       for (auto it = std::next(queue_.begin()); it != queue_.end(); ++it)
         if (!it->second) {
+          queued_bytes_ -= it->first.size();
           queue_.erase(it);
           break;
         }
       if (queue_.size() >= 256 && !keep) return;
     }
+    // Changes of state are never dropped: a client that stopped reading is disconnected
+    // instead, as on the state channel (past 4096 messages or 8 MiB), so that it cannot make
+    // the server hold unbounded memory.
+    if (queue_.size() >= 4096 || queued_bytes_ >= kMaxQueuedBytes) {
+      closing_ = true;
+      VX_LOG(warn, "events.slow_client", "queued={} bytes={} action=disconnect", queue_.size(),
+             queued_bytes_);
+      ws_.async_close(websocket::close_code::policy_error,
+                      [self = shared_from_this()](beast::error_code) {});
+      return;
+    }
     queue_.emplace_back(j.dump(), keep);
+    queued_bytes_ += queue_.back().first.size();
     if (queue_.size() == 1) write();
   }
 
@@ -535,6 +549,7 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
     ws_.text(true);
     ws_.async_write(net::buffer(queue_.front().first),
                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->queued_bytes_ -= self->queue_.front().first.size();
                       self->queue_.pop_front();
                       if (ec) {
                         self->closing_ = true;
@@ -548,6 +563,8 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
   std::deque<std::pair<std::string, bool>> queue_;
+  std::size_t queued_bytes_ = 0;
+  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
   std::map<std::string, std::uint64_t> versions_;  // the newest snapshot sent, per job
   pipeline::Manager::Subscription pipeline_events_;
   std::uint64_t token_ = 0;

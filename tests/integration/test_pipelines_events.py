@@ -9,6 +9,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import websockets
 
@@ -99,3 +100,40 @@ def test_a_load_that_cannot_fit_is_an_error_with_its_reason(serve):
         await ws.close()
 
     asyncio.run(go())
+
+
+def test_a_subscriber_that_stops_reading_is_disconnected(serve):
+    # Changes of state are never dropped, so a subscriber that stops reading used to make
+    # the server queue them without end (RSS 47 to 251 MB in a minute of load/unload). Past
+    # 4096 waiting messages (or 8 MiB) it is now disconnected, as on the state channel.
+    import base64
+    import http.client
+    import os
+    import socket
+
+    s = serve(DATA)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little
+    sock.connect((s.host, s.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws/events HTTP/1.1\r\nHost: {s.host}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b" 101 " in sock.recv(1024).split(b"\r\n", 1)[0]
+    # From here on the socket is never read. Each load and unload is a change of state.
+    conn = http.client.HTTPConnection(s.host, s.port, timeout=60)
+    disconnected = False
+    for i in range(20_000):
+        for action in ("load", "unload"):
+            conn.request("POST", f"/api/v1/pipelines/gaussian/{action}")
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200, (action, r.status)
+        if i % 256 == 255 and "events.slow_client" in Path(s.log.name).read_text(errors="replace"):
+            disconnected = True
+            break
+    assert disconnected, "the subscriber that never reads was never disconnected"
+    assert "action=disconnect" in Path(s.log.name).read_text(errors="replace")
+    sock.close()
+    with urllib.request.urlopen(f"{s.http}/api/v1/health", timeout=10) as r:
+        assert json.loads(r.read())["status"] == "ok"
