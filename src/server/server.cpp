@@ -372,30 +372,52 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
   Listener(std::shared_ptr<Context> ctx, tcp::acceptor acceptor)
-      : ctx_(std::move(ctx)), acceptor_(std::move(acceptor)) {}
+      : ctx_(std::move(ctx)), acceptor_(std::move(acceptor)), retry_(acceptor_.get_executor()) {}
   void run() { accept(); }
   void stop() {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
       beast::error_code ec;
       self->acceptor_.close(ec);
+      self->retry_.cancel();
     });
   }
 
  private:
+  // Each connection is accepted into a socket of its own strand, kept (and reused after a
+  // failed accept) until a connection lands in it.
   void accept() {
-    acceptor_.async_accept(net::make_strand(ctx_->ioc),
+    if (!peer_) peer_.emplace(net::make_strand(ctx_->ioc));
+    acceptor_.async_accept(*peer_,
                            beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
   }
-  void on_accept(beast::error_code ec, tcp::socket socket) {
+  void on_accept(beast::error_code ec) {
     if (!acceptor_.is_open()) return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<HttpSession>(ctx_, std::move(socket))->run();
+    if (ec) {
+      // Out of file descriptors (EMFILE, ENFILE) or another failure that accepting again at
+      // once would only repeat: the connection stays in the backlog. Retrying without a pause
+      // spun a core and starved every other connection; wait, and say why (once a second).
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_error_log_ >= std::chrono::seconds(1)) {
+        last_error_log_ = now;
+        VX_LOG(warn, "serve.accept_failed", "error={} retry_ms=100", log_quote(ec.message()));
+      }
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([self = shared_from_this()](beast::error_code) {
+        if (self->acceptor_.is_open()) self->accept();
+      });
+      return;
     }
+    tcp::socket socket(std::move(*peer_));
+    peer_.reset();
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<HttpSession>(ctx_, std::move(socket))->run();
     accept();
   }
   std::shared_ptr<Context> ctx_;
   tcp::acceptor acceptor_;
+  net::steady_timer retry_;
+  std::optional<net::basic_stream_socket<tcp, net::strand<net::io_context::executor_type>>> peer_;
+  std::chrono::steady_clock::time_point last_error_log_{};
 };
 
 // Stops the io_context once every WebSocket has closed, or after 2 s.
