@@ -244,10 +244,10 @@ def test_richardson_lucy_rejects_bad_psf_files(volume, run, tmp_path):
         "missing.npy": (None, "is not a readable file"),
         "even.npy": (np.ones((4, 3, 3), np.float32), "each side odd"),
         "zero.npy": (np.zeros((3, 3, 3), np.float32), "sums to 0"),
-        "negative.npy": (-np.ones((3, 3, 3), np.float32), "finite and non-negative"),
+        "negative.npy": (-np.ones((3, 3, 3), np.float32), "not finite and non-negative"),
         "ints.npy": (np.ones((3, 3, 3), np.int32), "float32 or float64"),
-        "huge.npy": (np.ones((65, 65, 65), np.float32), "at most 1048576"),
-        "line.npy": (np.ones(5, np.float32), "has 1 axes"),
+        "huge.npy": (np.ones((65, 65, 65), np.float32), "at most 1048576 bytes"),
+        "line.npy": (np.ones(5, np.float32), "does not have 2 or 3 axes"),
     }
     for name, (arr, message) in cases.items():
         if arr is not None:
@@ -263,3 +263,11 @@ def test_richardson_lucy_rejects_bad_psf_files(volume, run, tmp_path):
     res = run("convert", src, tmp_path / "notnpy.zarr", "-q",
               "--pipeline", "richardson_lucy:psf_file=/etc/passwd")
     assert res.returncode != 0 and "is not a .npy file" in res.stderr, res.stderr
+    # What a file holds is never told: neither its size, nor its header's complaint.
+    (tmp_path / "secret.npy").write_bytes(b"x" * 3_000_000)
+    res = run("convert", src, tmp_path / "secret.zarr", "-q",
+              "--pipeline", f"richardson_lucy:psf_file={tmp_path / 'secret.npy'}")
+    assert res.returncode != 0 and "too large" in res.stderr and "3000000" not in res.stderr
+    res = run("convert", src, tmp_path / "text2.zarr", "-q",
+              "--pipeline", f"richardson_lucy:psf_file={tmp_path / 'text.npy'}")
+    assert "is not a valid .npy file" in res.stderr and "magic" not in res.stderr, res.stderr

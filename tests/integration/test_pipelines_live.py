@@ -342,3 +342,28 @@ def test_a_source_named_by_number_at_the_cap_is_not_reused_under_itself(serve):
     asyncio.run(go())
     code, _ = get(f"{s.http}/api/v1/health")
     assert code == 200
+
+
+def test_a_psf_file_name_with_a_nul_is_refused_before_anything_is_opened(serve, tmp_path):
+    # "/etc/passwd\0.npy" ends in ".npy", but the system would open "/etc/passwd": refused
+    # for its name, and no error tells what any file holds.
+    s = serve(DATA, "--cache-mb", "256")
+    (tmp_path / "secret").write_bytes(b"x" * 123_457)
+
+    async def go():
+        st = await websockets.connect(f"{s.ws}/ws/state", max_size=None)
+        await st.send(json.dumps({"type": "hello", "codecs": ["jpeg"], "client": "test"}))
+        assert (await reply(st))["type"] == "welcome"
+        for seq, path in enumerate([f"{tmp_path}/secret\u0000.npy", "/etc/passwd\u0000.npy",
+                                    f"{tmp_path}/secret\n.npy"], start=1):
+            layer = {"source": {"pipeline": "richardson_lucy", "input": 0,
+                                "params": {"psf_file": path}}}
+            await st.send(json.dumps({"type": "state.update", "seq": seq,
+                                      "patch": {"layers": [{}, layer]}}))
+            err = await reply(st)
+            assert err["type"] == "error" and err["seq"] == seq, err
+            assert "control characters" in err["message"], err
+            assert "123457" not in err["message"] and "magic" not in err["message"], err
+        await st.close()
+
+    asyncio.run(go())

@@ -117,21 +117,26 @@ struct Psf {
 };
 
 // Reads and checks a PSF file: a .npy of 2 or 3 axes, odd sides <= kMaxPsfSide, finite,
-// non-negative, sum > 0. Errors name the field and the file.
+// non-negative, sum > 0. Errors name the field, the file and the rule it breaks, never what
+// the file holds (its size, shape, type or values): a server reads files its clients name.
 Result<Psf> read_psf_file(const std::string& path) {
   constexpr std::string_view f = "params.psf_file";
   std::error_code ec;
+  // A NUL would end the name the system opens before ".npy" ("/etc/passwd\0.npy").
+  if (std::any_of(path.begin(), path.end(), [](char c) { return (unsigned char)c < 0x20; }))
+    return fail(ErrorCode::kInvalidArgument, "{}: a file name has no control characters", f);
   if (!path.ends_with(".npy"))
     return fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a .npy file", f, path);
   if (!std::filesystem::is_regular_file(path, ec))
     return fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a readable file", f, path);
   const auto size = std::filesystem::file_size(path, ec);
   if (ec || size > kMaxPsfFileBytes)
-    return fail(ErrorCode::kInvalidArgument, "{}: '{}' has {} bytes (a PSF file has at most {})", f,
-                path, ec ? 0 : size, kMaxPsfFileBytes);
+    return fail(ErrorCode::kInvalidArgument,
+                "{}: '{}' is too large (a PSF file has at most {} bytes)", f, path,
+                kMaxPsfFileBytes);
   VX_ASSIGN(auto bytes, data::read_file(path));
   auto h = data::parse_npy_header(std::span<const std::byte>(bytes.data(), bytes.size()), path);
-  if (!h) return fail(ErrorCode::kInvalidArgument, "{}: {}", f, h.error().what());
+  if (!h) return fail(ErrorCode::kInvalidArgument, "{}: '{}' is not a valid .npy file", f, path);
   const auto& lay = h->layout;
   if (lay.bytes_needed() > bytes.size())
     return fail(ErrorCode::kInvalidArgument, "{}: '{}' is truncated", f, path);
@@ -140,15 +145,14 @@ Result<Psf> read_psf_file(const std::string& path) {
                 "{}: '{}' must hold little-endian float32 or float64 values", f, path);
   const int nd = int(lay.shape.size());
   if (nd < 2 || nd > 3)
-    return fail(ErrorCode::kInvalidArgument, "{}: '{}' has {} axes (a PSF has 2 or 3)", f, path,
-                nd);
+    return fail(ErrorCode::kInvalidArgument, "{}: '{}' does not have 2 or 3 axes", f, path);
   Psf psf;
   for (int a = 0; a < nd; ++a) {
     const auto s = lay.shape[std::size_t(a)];
     if (s < 1 || s % 2 == 0 || s > kMaxPsfSide)
       return fail(ErrorCode::kInvalidArgument,
-                  "{}: '{}' has shape {} (each side odd, 1..{}, so that the PSF has a centre)", f,
-                  path, fmt::join(lay.shape, "x"), kMaxPsfSide);
+                  "{}: '{}' needs each side odd, 1..{} (so that the PSF has a centre)", f, path,
+                  kMaxPsfSide);
     psf.shape[std::size_t(3 - nd + a)] = s;
   }
   psf.w.resize(std::size_t(psf.shape[0] * psf.shape[1] * psf.shape[2]));
@@ -171,7 +175,7 @@ Result<Psf> read_psf_file(const std::string& path) {
         }
         if (!std::isfinite(v) || v < 0)
           return fail(ErrorCode::kInvalidArgument,
-                      "{}: '{}' holds {} (a PSF is finite and non-negative)", f, path, v);
+                      "{}: '{}' holds a value that is not finite and non-negative", f, path);
         psf.w[i] = float(v);
         sum += v;
       }
