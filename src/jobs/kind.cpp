@@ -62,6 +62,13 @@ Status check_one(const Param& p, const json& v) {
     case Param::Type::kNumberPair:
       if (!(v.is_array() && v.size() == 2 && v[0].is_number() && v[1].is_number()))
         return bad("[first, last]");
+      for (const auto& x : v) {
+        // Finite and in range (1e308 - -1e308 made the steps between them NaN).
+        const double d = x.get<double>();
+        if (!std::isfinite(d) || d < p.min || d > p.max)
+          return fail(ErrorCode::kInvalidArgument, "field 'params.{}': {} is not in {}..{}", p.name,
+                      x.dump(), p.min, p.max);
+      }
       return {};
   }
   return {};
@@ -102,13 +109,14 @@ json params_schema(const std::vector<Param>& spec) {
   json required = json::array();
   for (const auto& p : spec) {
     json s = {{"type", type_name(p.type)}, {"description", p.description}};
-    if (std::isfinite(p.min)) s["minimum"] = p.min;
-    if (std::isfinite(p.max)) s["maximum"] = p.max;
-    if (!p.choices.empty()) s["enum"] = p.choices;
+    json& bounded = p.type == Param::Type::kNumberPair ? s["items"] : s;  // a pair's are per item
     if (p.type == Param::Type::kNumberPair) {
-      s["items"] = {{"type", "number"}};
+      bounded = {{"type", "number"}};
       s["minItems"] = s["maxItems"] = 2;
     }
+    if (std::isfinite(p.min)) bounded["minimum"] = p.min;
+    if (std::isfinite(p.max)) bounded["maximum"] = p.max;
+    if (!p.choices.empty()) s["enum"] = p.choices;
     if (!p.fallback.is_null()) s["default"] = p.fallback;
     props[p.name] = std::move(s);
     if (p.required) required.push_back(p.name);

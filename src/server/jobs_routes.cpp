@@ -71,6 +71,16 @@ jobs::DatasetLookup dataset_lookup(std::shared_ptr<Context> ctx) {
   };
 }
 
+namespace {
+
+// A 405 names the methods the route takes (RFC 9110, section 15.5.6).
+Response with_allow(Response res, std::string_view methods) {
+  res.set(http::field::allow, methods);
+  return res;
+}
+
+}  // namespace
+
 std::optional<Response> jobs_route(Context& ctx, const http::request<http::string_body>& req,
                                    const std::string& path) {
   constexpr std::string_view base = "/api/v1/jobs";
@@ -84,15 +94,16 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
   const std::string rest = path.substr(base.size());
   const auto method = req.method();
   if (rest.empty() || rest == "/") {
-    if (method == http::verb::get) {
+    if (method_is_read(method)) {
       json list = json::array();
       for (const auto& j : ctx.jobs->list())
         list.push_back(j.to_json());
       return json_response(req, http::status::ok, {{"jobs", list}});
     }
     if (method != http::verb::post)
-      return json_error(req, http::status::method_not_allowed, "bad_method",
-                        "/api/v1/jobs: GET or POST");
+      return with_allow(json_error(req, http::status::method_not_allowed, "bad_method",
+                                   "/api/v1/jobs: GET or POST"),
+                        "GET, HEAD, POST");
   }
   // /api/v1/jobs/{id}[/files/{name}]
   std::string id, file;
@@ -108,7 +119,9 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
   }
   if (!file.empty()) {
     if (method != http::verb::get && method != http::verb::head)
-      return json_error(req, http::status::method_not_allowed, "bad_method", "files: GET only");
+      return with_allow(
+          json_error(req, http::status::method_not_allowed, "bad_method", "files: GET only"),
+          "GET, HEAD");
     const auto job = ctx.jobs->get(id);
     // Only the job's own result files, by exact name, and only inside its files folder
     // (job.json is a stored file: its list is not trusted to stay there).
@@ -136,6 +149,11 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     res.prepare_payload();
     return res;
   }
+  if (method == http::verb::post && !id.empty())  // a job of its own id is PUT
+    return with_allow(json_error(req, http::status::method_not_allowed, "bad_method",
+                                 "/api/v1/jobs/{id}: GET, PUT or DELETE (POST /api/v1/jobs makes "
+                                 "a job with a new id)"),
+                      "GET, HEAD, PUT, DELETE");
   if (method == http::verb::post || method == http::verb::put) {
     if (method == http::verb::put && id.empty())
       return json_error(req, http::status::method_not_allowed, "bad_method", "PUT needs an id");
@@ -148,6 +166,12 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
       return json_error(req, http::status::bad_request, "bad_request",
                         fmt::format("field 'kind': expected a string ({}; GET /api/v1/job-kinds)",
                                     kind_names(ctx)));
+    for (const auto& [key, value] : body.items())
+      if (key != "kind" && key != "params")
+        return json_error(req, http::status::bad_request, "bad_request",
+                          fmt::format("field '{}': unknown (a job is {{\"kind\": KIND, "
+                                      "\"params\": {{...}}}})",
+                                      key));
     const std::string kind = body["kind"];
     const json params = body.value("params", json::object());
     const std::string jid = method == http::verb::put ? id : jobs::JobQueue::new_id();
@@ -159,7 +183,7 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     res.set(http::field::location, fmt::format("/api/v1/jobs/{}", jid));
     return res;
   }
-  if (method == http::verb::get) {
+  if (method_is_read(method)) {
     const auto job = ctx.jobs->get(id);
     if (!job) return json_error(req, http::status::not_found, "not_found", "no job '" + id + "'");
     return json_response(req, http::status::ok, {{"job", job->to_json()}});
@@ -169,8 +193,9 @@ std::optional<Response> jobs_route(Context& ctx, const http::request<http::strin
     if (!info) return error_response(req, info.error());
     return json_response(req, http::status::ok, {{"job", info->to_json()}});
   }
-  return json_error(req, http::status::method_not_allowed, "bad_method",
-                    "/api/v1/jobs/{id}: GET, PUT or DELETE");
+  return with_allow(json_error(req, http::status::method_not_allowed, "bad_method",
+                               "/api/v1/jobs/{id}: GET, PUT or DELETE"),
+                    "GET, HEAD, PUT, DELETE");
 }
 
 }  // namespace vx::server

@@ -93,8 +93,12 @@ def test_submit_progress_success_files_and_idempotency(serve, tmp_path):
     ({"kind": "orbit", "params": {"dataset": 3}}, "params.dataset"),
     ({"kind": "orbit", "params": {"view": {"layers": [{"colormap": "nope"}]}}}, "params.view"),
     ({"kind": "orbit", "params": {"view": {"camera": {"zoom": "big"}}}}, "params.view"),
+    ({"kind": "orbit", "params": {"yaw": [1e308, -1e308]}}, "params.yaw"),
+    ({"kind": "orbit", "params": {"pitch": [0, 91]}}, "params.pitch"),
+    ({"kind": "orbit", "parms": {"size": 16}}, "'parms'"),
 ], ids=["kind", "size", "unknown", "yaw", "format", "view", "kind-type", "too-many-pixels",
-        "bad-dataset", "bad-view-colormap", "bad-view-zoom"])
+        "bad-dataset", "bad-view-colormap", "bad-view-zoom", "huge-yaw", "pitch-range",
+        "unknown-top-level"])
 def test_bad_submissions_name_the_field(serve, tmp_path, body, field):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     code, _, resp = call(s, "PUT", "/api/v1/jobs/x", body)
@@ -112,6 +116,16 @@ def test_bad_ids_and_bodies(serve, tmp_path):
     assert e.value.code == 400
     assert call(s, "GET", "/api/v1/jobs/none")[0] == 404
     assert call(s, "DELETE", "/api/v1/jobs/none")[0] == 404
+    # POST to an id is not a way to make a job under another id: 405, naming the methods.
+    code, headers, resp = call(s, "POST", "/api/v1/jobs/abc", {"kind": "orbit", "params": SMALL})
+    assert code == 405 and headers.get("Allow") == "GET, HEAD, PUT, DELETE", (code, headers)
+    assert json.loads(call(s, "GET", "/api/v1/jobs")[2])["jobs"] == []
+    code, headers, _ = call(s, "PATCH", "/api/v1/jobs")
+    assert code == 405 and headers.get("Allow") == "GET, HEAD, POST", (code, headers)
+    # HEAD gets what GET would, without the body.
+    req = urllib.request.Request(f"{s.http}/api/v1/jobs", method="HEAD")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and r.read() == b""
 
 
 def test_bad_dataset_or_view_is_refused_at_submit(serve, tmp_path):
