@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Optional, Tuple
@@ -93,7 +94,18 @@ def read_region(endpoint: Endpoint, dataset: int, level: int, start, shape,
     """The box ``[start, start + shape)`` of one level, every axis (``POST /api/v1/region``)."""
     body = {"dataset": int(dataset), "level": int(level), "start": [int(v) for v in start],
             "shape": [int(v) for v in shape]}
-    raw, headers = request(endpoint, "POST", "/api/v1/region", body, timeout)
+    # The server reads 2 regions at once and answers more with 429 "overloaded": wait and ask
+    # again (50 ms, doubling to 1 s) until `timeout`.
+    deadline, pause = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            raw, headers = request(endpoint, "POST", "/api/v1/region", body, timeout)
+            break
+        except ServerError as e:
+            if e.code != "overloaded" or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
     dtype = np.dtype(headers.get("X-Voxcast-Dtype", ""))
     got = tuple(int(v) for v in headers.get("X-Voxcast-Shape", "").split(","))
     if got != tuple(body["shape"]) or len(raw) != dtype.itemsize * int(np.prod(got)):

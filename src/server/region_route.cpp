@@ -86,6 +86,14 @@ void region_route(std::shared_ptr<Context> ctx, const http::request<http::string
   auto box = region_box(*ctx, body);
   if (!box)
     return reply(json_error(req, http::status::bad_request, "bad_request", box.error().message));
+  if (++ctx->regions > kMaxRegionsAtOnce) {
+    --ctx->regions;
+    auto res = json_error(
+        req, http::status::too_many_requests, "overloaded",
+        fmt::format("overloaded: {} regions are being read; retry in 1 s", kMaxRegionsAtOnce));
+    res.set(http::field::retry_after, "1");
+    return reply(std::move(res));
+  }
   const unsigned version = req.version();
   ctx->engine.pool->submit(stream::kRenderFinal, [ctx, b = std::move(*box), version, reply] {
     auto& e = ctx->engine;
@@ -95,6 +103,7 @@ void region_route(std::shared_ptr<Context> ctx, const http::request<http::string
     out.resize(b.bytes);
     auto st = data::read_region(*e.cache, e.ids[std::size_t(b.dataset)], b.level, b.start, b.shape,
                                 std::as_writable_bytes(std::span(out.data(), out.size())));
+    --ctx->regions;
     if (!st) {
       http::request<http::string_body> dummy;
       dummy.version(version);

@@ -44,6 +44,7 @@ struct Context {
   std::atomic<int> clients{0};
   jobs::JobQueue* jobs = nullptr;
   std::atomic<int> screenshots{0};  // rendering now (POST /api/v1/screenshot)
+  std::atomic<int> regions{0};      // being read now (POST /api/v1/region)
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;
@@ -94,6 +95,9 @@ void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::st
 
 // POST /api/v1/region: a raw box of one level (at most kMaxRegionBytes), like screenshot_route.
 constexpr std::uint64_t kMaxRegionBytes = 64ull << 20;
+// Regions read at once; more get 429. They run on the render pool at final-frame priority:
+// without a cap, twenty of them held other clients' first frames back by ten seconds.
+constexpr int kMaxRegionsAtOnce = 2;
 void region_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
                   std::function<void(http::response<http::string_body>)> reply);
 

@@ -217,3 +217,42 @@ def test_region_route_size_limit(serve, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=30)
     assert info.value.code == 400 and "MiB" in json.loads(info.value.read())["error"]["message"]
+
+
+def test_regions_beyond_two_at_once_are_429_and_the_client_asks_again(serve, tmp_path):
+    # Regions run on the render pool: at most 2 at once, the rest get 429 (before, twenty of
+    # them held another client's first frame back by ten seconds). voxcast's client retries.
+    import concurrent.futures
+    import urllib.error
+    import urllib.request
+
+    from voxcast import rest
+    from voxcast.connection import parse_url
+
+    # Each box its own chunks, each chunk 100 ms of storage latency: 16 boxes take at least
+    # 800 ms two at a time, far longer than sending them all.
+    s = serve("synthetic:cells?shape=1024x128x128&chunk=64&latency_ms=100", "--data-dir",
+              tmp_path / "d")
+    boxes = [([0, z, 0, 0], [1, 64, 128, 128]) for z in range(0, 1024, 64)]
+
+    def raw(box):
+        req = urllib.request.Request(f"{s.http}/api/v1/region", method="POST",
+                                     data=json.dumps({"start": box[0], "shape": box[1]}).encode())
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers)
+
+    with concurrent.futures.ThreadPoolExecutor(len(boxes)) as ex:
+        answers = list(ex.map(raw, boxes))
+    codes = sorted(c for c, _ in answers)
+    assert set(codes) == {200, 429} and codes.count(200) >= 2, codes
+    assert all(h.get("Retry-After") == "1" for c, h in answers if c == 429)
+
+    endpoint = parse_url(s.http)
+    with concurrent.futures.ThreadPoolExecutor(len(boxes)) as ex:
+        got = list(ex.map(lambda b: rest.read_region(endpoint, 0, 0, b[0], b[1]), boxes))
+    whole = rest.read_region(endpoint, 0, 0, [0, 0, 0, 0], [1, 1024, 128, 128])
+    for (start, shape), a in zip(boxes, got):
+        assert np.array_equal(a, whole[:, start[1]:start[1] + 64]), start
