@@ -60,6 +60,12 @@ void add_serve_options(CLI::App& cmd, ServeOptions& o) {
                  "requests beyond it get a busy error")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  cmd.add_option("--http-max-inflight-mb", o.http_max_inflight_mb,
+                 "Screenshot and region answers (POST /api/v1/screenshot, /api/v1/region) held "
+                 "in memory at once, from their request until their client has read them; "
+                 "requests beyond it get 429")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd.add_option("--renderer", o.renderer,
                  "Renderer backend: auto (CUDA where built with it and a GPU is here, else the "
                  "CPU; the reason is printed), cpu, or cuda (an error naming why where it is not "
@@ -198,6 +204,7 @@ int serve_datasets(const std::vector<std::string>& specs, const ServeOptions& o,
   so.max_scene_cost = o.max_scene_cost;
   so.pipelines = &pipelines;
   so.wire = wire.get();
+  so.http_max_inflight_bytes = o.http_max_inflight_mb << 20;
   so.renderer = renderer->name;
   so.renderer_fallback = renderer->fallback;
   if (leader) so.split_frame = leader->as_split_frame();

@@ -48,6 +48,7 @@ struct ServeOptions {
   int wire_port = -1;                  // -1: no wire fast path
   std::string wire_tls;                // UCX_TLS for it
   std::uint64_t wire_max_inflight_mb = 2048;
+  std::uint64_t http_max_inflight_mb = 1024;
   int max_layers = 16;
   double max_scene_cost = 128;
   int unload_idle_s = 300;     // pipelines unused this long are unloaded; 0: never

@@ -267,11 +267,14 @@ struct PartialChunks {
   std::vector<std::pair<std::size_t, Error>> failed;  // (position in `indices`, why)
 };
 // With a deadline, chunks not there by then are given up (kBusy, "not ready within"): their
-// requests go on and land in the cache, but the caller does not wait for them.
+// requests go on and land in the cache, but the caller does not wait for them. With `cancel`,
+// it looks every 50 ms; once true, the requests not served yet are cancelled (their queued
+// reads leave the queue) and fail with kCancelled.
 PartialChunks get_chunks_partial(
     ChunkCache& cache, SourceId id, int level, std::span<const Index> indices,
     int priority = kPriorityVisible,
-    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+    std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt,
+    const std::atomic<bool>* cancel = nullptr);
 
 // Copies the box [start, start + shape) of `level` into `out` (C order, dtype of the
 // source, shape.size() == ndim), reading the chunks it touches concurrently through the

@@ -13,7 +13,8 @@ namespace vx::data {
 
 PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
                                  std::span<const Index> indices, int priority,
-                                 std::optional<std::chrono::steady_clock::time_point> deadline) {
+                                 std::optional<std::chrono::steady_clock::time_point> deadline,
+                                 const std::atomic<bool>* cancel) {
   PartialChunks out;
   out.pins.resize(indices.size());
   // Hits first, without callbacks: a warm view (every frame of an interaction) ends here.
@@ -37,8 +38,10 @@ PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
   st->pending = missing.size();
   st->got.pins.resize(indices.size());
   st->done.assign(indices.size(), false);
-  for (const std::size_t i : missing)
-    cache.request(id, level, indices[i], priority, [st, i](Result<ChunkPin> r) {
+  std::vector<ChunkRequest> tickets;
+  tickets.reserve(cancel ? missing.size() : 0);
+  for (const std::size_t i : missing) {
+    auto ticket = cache.request(id, level, indices[i], priority, [st, i](Result<ChunkPin> r) {
       std::lock_guard lock(st->m);
       if (r)
         st->got.pins[i] = std::move(*r);
@@ -47,22 +50,42 @@ PartialChunks get_chunks_partial(ChunkCache& cache, SourceId id, int level,
       st->done[i] = true;
       if (--st->pending == 0) st->cv.notify_all();
     });
+    if (cancel) tickets.push_back(std::move(ticket));
+  }
   std::unique_lock lock(st->m);
   const auto all = [&] { return st->pending == 0; };
-  if (deadline)
+  if (cancel) {  // looks every 50 ms; when cancelled, what is not read yet is not wanted
+    constexpr auto kLook = std::chrono::milliseconds(50);
+    while (!st->cv.wait_for(lock, kLook, all) && !cancel->load(std::memory_order_relaxed) &&
+           (!deadline || std::chrono::steady_clock::now() < *deadline)) {
+    }
+    if (!all() && cancel->load(std::memory_order_relaxed)) {
+      lock.unlock();  // a callback may be waiting for the lock: cancel() waits for it
+      for (auto& t : tickets)
+        t.cancel();
+      lock.lock();
+    }
+  } else if (deadline) {
     st->cv.wait_until(lock, *deadline, all);
-  else
+  } else {
     st->cv.wait(lock, all);
+  }
+  const bool cancelled = cancel && cancel->load(std::memory_order_relaxed);
   for (const std::size_t i : missing) {
     if (st->done[i]) {
       if (st->got.pins[i]) out.pins[i] = std::move(st->got.pins[i]);
       continue;
     }
-    out.failed.emplace_back(
-        i, Error{ErrorCode::kBusy,
-                 fmt::format("a chunk of level {} was not ready within the time allowed (still "
-                             "on its way)",
-                             level)});
+    if (cancelled)
+      out.failed.emplace_back(
+          i, Error{ErrorCode::kCancelled,
+                   fmt::format("a chunk of level {} was not read: cancelled", level)});
+    else
+      out.failed.emplace_back(
+          i, Error{ErrorCode::kBusy,
+                   fmt::format("a chunk of level {} was not ready within the time allowed (still "
+                               "on its way)",
+                               level)});
   }
   for (auto& f : st->got.failed)
     out.failed.push_back(std::move(f));

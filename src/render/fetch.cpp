@@ -27,7 +27,8 @@ Fetched fetch_chunks(const RenderInputs& in, const RenderOptions& opt, data::Sou
     return fmt::format("{}: {}", chunk_name(info, level, indices[i]), e.message);
   };
   if (mode == Fetch::kWait) {
-    auto got = data::get_chunks_partial(*in.cache, id, level, indices);
+    auto got = data::get_chunks_partial(*in.cache, id, level, indices, data::kPriorityVisible,
+                                        std::nullopt, opt.cancel);
     out.pins = std::move(got.pins);
     for (const auto& [i, e] : got.failed)
       out.failed.push_back(why(i, e));

@@ -72,52 +72,71 @@ Result<Box> region_box(const Context& ctx, const json& body) {
 
 }  // namespace
 
-void region_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
-                  std::function<void(http::response<http::string_body>)> reply) {
+void region_route(std::shared_ptr<Context> ctx, PoolRequest r) {
+  const auto& req = r.req;
   if (req.method() != http::verb::post)
-    return reply(json_error(req, http::status::method_not_allowed, "bad_method",
-                            "/api/v1/region: POST a JSON body"));
+    return r.reply(json_error(req, http::status::method_not_allowed, "bad_method",
+                              "/api/v1/region: POST a JSON body"),
+                   nullptr);
   const json body = parse_untrusted_json(req.body());
   if (body.is_discarded())
-    return reply(json_error(req, http::status::bad_request, "bad_json",
-                            "the body must be JSON, nested at most 64 levels deep: {\"dataset\": "
-                            "0, \"level\": 0, \"start\": "
-                            "[...], \"shape\": [...]}"));
+    return r.reply(json_error(req, http::status::bad_request, "bad_json",
+                              fmt::format("the body must be JSON, nested at most {} levels deep: "
+                                          "{{\"dataset\": 0, \"level\": 0, \"start\": [...], "
+                                          "\"shape\": [...]}}",
+                                          kMaxJsonDepth)),
+                   nullptr);
   auto box = region_box(*ctx, body);
+  if (box && box->bytes > ctx->answer_bytes.capacity())
+    box = fail(ErrorCode::kInvalidArgument,
+               "field 'shape': {} bytes are over the {} MiB of answers this server holds at once "
+               "(--http-max-inflight-mb); ask in pieces",
+               box->bytes, ctx->answer_bytes.capacity() >> 20);
   if (!box)
-    return reply(json_error(req, http::status::bad_request, "bad_request", box.error().message));
-  if (++ctx->regions > kMaxRegionsAtOnce) {
-    --ctx->regions;
-    auto res = json_error(
-        req, http::status::too_many_requests, "overloaded",
-        fmt::format("overloaded: {} regions are being read; retry in 1 s", kMaxRegionsAtOnce));
-    res.set(http::field::retry_after, "1");
-    return reply(std::move(res));
-  }
+    return r.reply(json_error(req, http::status::bad_request, "bad_request", box.error().message),
+                   nullptr);
+  // The answer's bytes are held from now until the client has read them; the read slot
+  // only while reading.
+  auto held = ctx->answer_bytes.take(box->bytes);
+  if (!held)
+    return r.reply(overloaded(req, fmt::format("{} MiB of answers are waiting for their clients "
+                                               "to read them (--http-max-inflight-mb {})",
+                                               ctx->answer_bytes.used() >> 20,
+                                               ctx->answer_bytes.capacity() >> 20)),
+                   nullptr);
+  auto reading = ctx->regions.take();
+  if (!reading)
+    return r.reply(
+        overloaded(req, fmt::format("{} regions are being read", ctx->regions.capacity())),
+        nullptr);
   const unsigned version = req.version();
-  ctx->engine.pool->submit(stream::kRenderFinal, [ctx, b = std::move(*box), version, reply] {
-    auto& e = ctx->engine;
-    const auto& info = e.datasets[std::size_t(b.dataset)];
-    http::response<http::string_body> res{http::status::ok, version};
-    std::string& out = res.body();
-    out.resize(b.bytes);
-    auto st = data::read_region(*e.cache, e.ids[std::size_t(b.dataset)], b.level, b.start, b.shape,
-                                std::as_writable_bytes(std::span(out.data(), out.size())));
-    --ctx->regions;
-    if (!st) {
-      http::request<http::string_body> dummy;
-      dummy.version(version);
-      return reply(json_error(dummy, http::status::internal_server_error, "internal",
-                              "region: " + st.error().message));
-    }
-    res.set(http::field::server, "voxcast");
-    res.set(http::field::content_type, "application/octet-stream");
-    res.set(http::field::cache_control, "no-store");
-    res.set("X-Voxcast-Dtype", std::string(data::dtype_name(info.dtype)));
-    res.set("X-Voxcast-Shape", fmt::format("{}", fmt::join(b.shape, ",")));
-    res.prepare_payload();
-    reply(std::move(res));
-  });
+  ctx->engine.pool->submit(
+      stream::kRenderFinal, [ctx, b = std::move(*box), version, reply = std::move(r.reply),
+                             held = std::move(held), reading = std::move(reading)]() mutable {
+        auto& e = ctx->engine;
+        const auto& info = e.datasets[std::size_t(b.dataset)];
+        http::response<http::string_body> res{http::status::ok, version};
+        std::string& out = res.body();
+        out.resize(b.bytes);
+        auto st =
+            data::read_region(*e.cache, e.ids[std::size_t(b.dataset)], b.level, b.start, b.shape,
+                              std::as_writable_bytes(std::span(out.data(), out.size())));
+        reading.reset();
+        if (!st) {
+          http::request<http::string_body> dummy;
+          dummy.version(version);
+          return reply(json_error(dummy, http::status::internal_server_error, "internal",
+                                  "region: " + st.error().message),
+                       nullptr);
+        }
+        res.set(http::field::server, "voxcast");
+        res.set(http::field::content_type, "application/octet-stream");
+        res.set(http::field::cache_control, "no-store");
+        res.set("X-Voxcast-Dtype", std::string(data::dtype_name(info.dtype)));
+        res.set("X-Voxcast-Shape", fmt::format("{}", fmt::join(b.shape, ",")));
+        res.prepare_payload();
+        reply(std::move(res), std::move(held));
+      });
 }
 
 }  // namespace vx::server

@@ -108,57 +108,90 @@ Result<Shot> screenshot_scene(const Context& ctx, const json& body) {
 
 }  // namespace
 
-void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
-                      std::function<void(http::response<http::string_body>)> reply) {
+void screenshot_route(std::shared_ptr<Context> ctx, PoolRequest r) {
+  const auto& req = r.req;
   if (req.method() != http::verb::post)
-    return reply(json_error(req, http::status::method_not_allowed, "bad_method",
-                            "/api/v1/screenshot: POST a JSON body"));
+    return r.reply(json_error(req, http::status::method_not_allowed, "bad_method",
+                              "/api/v1/screenshot: POST a JSON body"),
+                   nullptr);
   const json body = parse_untrusted_json(req.body());
   if (body.is_discarded())
-    return reply(json_error(
-        req, http::status::bad_request, "bad_json",
-        "the body must be JSON, nested at most 64 levels deep: {\"dataset\": 0, \"scene\": {...}, "
-        "\"width\": W, \"height\": H}"));
+    return r.reply(json_error(req, http::status::bad_request, "bad_json",
+                              fmt::format("the body must be JSON, nested at most {} levels deep: "
+                                          "{{\"dataset\": 0, \"scene\": {{...}}, \"width\": W, "
+                                          "\"height\": H}}",
+                                          kMaxJsonDepth)),
+                   nullptr);
   auto shot = screenshot_scene(*ctx, body);
+  // The frame's RGBA, and then its PNG (no larger, short of noise), is held until read.
+  const std::uint64_t bytes =
+      shot ? std::uint64_t(shot->scene.canvas.width) * std::uint64_t(shot->scene.canvas.height) * 4
+           : 0;
+  if (shot && bytes > ctx->answer_bytes.capacity())
+    shot = fail(ErrorCode::kInvalidArgument,
+                "fields 'width', 'height': {}x{} needs {} MiB, over the {} MiB of answers this "
+                "server holds at once (--http-max-inflight-mb)",
+                shot->scene.canvas.width, shot->scene.canvas.height, bytes >> 20,
+                ctx->answer_bytes.capacity() >> 20);
   if (!shot)
-    return reply(json_error(req, http::status::bad_request, "bad_request", shot.error().message));
-  if (++ctx->screenshots > kMaxScreenshotsAtOnce) {
-    --ctx->screenshots;
-    auto res = json_error(req, http::status::too_many_requests, "overloaded",
-                          fmt::format("overloaded: {} screenshots are rendering; retry in 1 s",
-                                      kMaxScreenshotsAtOnce));
-    res.set(http::field::retry_after, "1");
-    return reply(std::move(res));
-  }
+    return r.reply(json_error(req, http::status::bad_request, "bad_request", shot.error().message),
+                   nullptr);
+  auto held = ctx->answer_bytes.take(bytes);
+  if (!held)
+    return r.reply(overloaded(req, fmt::format("{} MiB of answers are waiting for their clients "
+                                               "to read them (--http-max-inflight-mb {})",
+                                               ctx->answer_bytes.used() >> 20,
+                                               ctx->answer_bytes.capacity() >> 20)),
+                   nullptr);
+  auto rendering = ctx->screenshots.take();
+  if (!rendering)
+    return r.reply(
+        overloaded(req, fmt::format("{} screenshots are rendering", ctx->screenshots.capacity())),
+        nullptr);
   const unsigned version = req.version();
-  ctx->engine.pool->submit(stream::kRenderFinal, [ctx, shot = std::move(*shot), version, reply] {
-    auto& e = ctx->engine;
-    const auto d = std::size_t(shot.dataset);
-    render::RenderInputs in{e.cache, {e.ids[d]}, render::SceneData{{e.datasets[d]}}};
-    render::RenderOptions opt;
-    opt.cancel = &ctx->stopping;
-    auto frame = render::make_cpu_renderer()->render(shot.scene, in, opt);
-    Result<std::vector<std::uint8_t>> png =
-        frame ? codec::encode_png(frame->width, frame->height, frame->pixels)
-              : Result<std::vector<std::uint8_t>>(tl::unexpected(frame.error()));
-    --ctx->screenshots;
-    http::request<http::string_body> dummy;
-    dummy.version(version);
-    if (!png) {
-      VX_LOG(warn, "screenshot.failed", "message={}", log_quote(png.error().message));
-      return reply(json_error(dummy, http::status::internal_server_error, "internal",
-                              "screenshot: " + png.error().message));
-    }
-    http::response<http::string_body> res{http::status::ok, version};
-    res.set(http::field::server, "voxcast");
-    res.set(http::field::content_type, "image/png");
-    res.set(http::field::cache_control, "no-store");
-    res.body().assign(png->begin(), png->end());
-    res.prepare_payload();
-    VX_LOG(info, "screenshot.done", "dataset={} size={}x{} bytes={}", shot.dataset,
-           shot.scene.canvas.width, shot.scene.canvas.height, png->size());
-    reply(std::move(res));
-  });
+  ctx->engine.pool->submit(
+      stream::kRenderFinal,
+      [ctx, shot = std::move(*shot), version, reply = std::move(r.reply), left = std::move(r.left),
+       held = std::move(held), rendering = std::move(rendering)]() mutable {
+        auto& e = ctx->engine;
+        const auto d = std::size_t(shot.dataset);
+        render::RenderInputs in{e.cache, {e.ids[d]}, render::SceneData{{e.datasets[d]}}};
+        render::RenderOptions opt;
+        // Stops when the client leaves (or the server stops): nobody would get the picture.
+        opt.cancel = left.get();
+        auto frame = render::make_cpu_renderer()->render(shot.scene, in, opt);
+        Result<std::vector<std::uint8_t>> png =
+            frame ? codec::encode_png(frame->width, frame->height, frame->pixels)
+                  : Result<std::vector<std::uint8_t>>(tl::unexpected(frame.error()));
+        frame = {};
+        rendering.reset();
+        http::request<http::string_body> dummy;
+        dummy.version(version);
+        if (!png && *left) {
+          ++ctx->abandoned;
+          VX_LOG(info, "screenshot.abandoned", "dataset={} size={}x{}", shot.dataset,
+                 shot.scene.canvas.width, shot.scene.canvas.height);
+          return reply(json_error(dummy, http::status::service_unavailable, "cancelled",
+                                  "screenshot: cancelled"),
+                       nullptr);
+        }
+        if (!png) {
+          VX_LOG(warn, "screenshot.failed", "message={}", log_quote(png.error().message));
+          return reply(json_error(dummy, http::status::internal_server_error, "internal",
+                                  "screenshot: " + png.error().message),
+                       nullptr);
+        }
+        http::response<http::string_body> res{http::status::ok, version};
+        res.set(http::field::server, "voxcast");
+        res.set(http::field::content_type, "image/png");
+        res.set(http::field::cache_control, "no-store");
+        res.body().assign(png->begin(), png->end());
+        png = {};
+        res.prepare_payload();
+        VX_LOG(info, "screenshot.done", "dataset={} size={}x{} bytes={}", shot.dataset,
+               shot.scene.canvas.width, shot.scene.canvas.height, res.body().size());
+        reply(std::move(res), std::move(held));
+      });
 }
 
 }  // namespace vx::server

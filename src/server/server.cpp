@@ -4,6 +4,9 @@
 // timeouts set at start.
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +33,23 @@ std::shared_ptr<stream::Session> Context::find_session(const std::string& id) {
   std::lock_guard lock(mutex);
   auto it = sessions.find(id);
   return it == sessions.end() ? nullptr : it->second.lock();
+}
+
+Allowance::Lease Allowance::take(std::uint64_t n) {
+  auto used = state_->used.load();
+  do {
+    if (n > capacity_ || used > capacity_ - n) return nullptr;
+  } while (!state_->used.compare_exchange_weak(used, used + n));
+  // The lease points at the shared count (never read through it) and gives `n` back.
+  return Lease(state_.get(), [state = state_, n](void*) { state->used -= n; });
+}
+
+http::response<http::string_body> overloaded(const http::request<http::string_body>& req,
+                                             std::string_view why) {
+  auto res = json_error(req, http::status::too_many_requests, "overloaded",
+                        fmt::format("overloaded: {}; retry in 1 s", why));
+  res.set(http::field::retry_after, "1");
+  return res;
 }
 
 json Context::limits() const {
@@ -256,6 +276,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                {"retries", cc.retries},
                                {"failed_hits", cc.failed_hits},
                                {"sources", cc.sources}}},
+                             {"http",
+                              {{"screenshots", ctx_->screenshots.used()},
+                               {"regions", ctx_->regions.used()},
+                               {"answer_bytes", ctx_->answer_bytes.used()},
+                               {"answer_budget_bytes", ctx_->answer_bytes.capacity()},
+                               {"abandoned", ctx_->abandoned.load()}}},
                              {"wire", std::move(wire)}});
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});
@@ -263,15 +289,47 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   // Routes answered from the render pool: the answer comes back to this connection's strand.
-  template <class Route>
-  void on_pool(http::request<http::string_body> req, Route route) {
+  // Meanwhile the connection is watched: a client that leaves cancels the work for it.
+  void on_pool(http::request<http::string_body> req,
+               void (*route)(std::shared_ptr<Context>, PoolRequest)) {
     const bool keep = req.keep_alive();
-    route(ctx_, req, [self = shared_from_this(), keep](http::response<http::string_body> res) {
-      net::post(self->stream_.get_executor(), [self, keep, res = std::move(res)]() mutable {
-        res.keep_alive(keep);
-        self->stream_.expires_after(std::chrono::seconds(60));
-        self->send(std::move(res), keep);
-      });
+    auto watch = std::make_shared<Watch>();
+    ctx_->add_socket(watch);  // so that stopping the server cancels the work too
+    if (ctx_->stopping) watch->shutdown();
+    watch_for_leaving(watch);
+    route(ctx_, PoolRequest{req,
+                            [self = shared_from_this(), keep, watch](
+                                http::response<http::string_body> res, Allowance::Lease hold) {
+                              net::post(self->stream_.get_executor(),
+                                        [self, keep, watch, hold = std::move(hold),
+                                         res = std::move(res)]() mutable {
+                                          watch->answered = true;
+                                          res.keep_alive(keep);
+                                          self->stream_.expires_after(std::chrono::seconds(60));
+                                          self->send(std::move(res), keep, std::move(hold));
+                                        });
+                            },
+                            std::shared_ptr<const std::atomic<bool>>(watch, &watch->left)});
+  }
+
+  // Whether the client of a request on the pool is still there.
+  struct Watch : Closable {
+    std::atomic<bool> left{false};
+    bool answered = false;  // on the connection's strand
+    void shutdown() override { left = true; }
+  };
+
+  // Waits for the connection to turn readable while the answer is being made: the end of
+  // the stream or an error means the client left; bytes mean it is still there (a pipelined
+  // request, read after this answer), and the watch ends.
+  void watch_for_leaving(std::shared_ptr<Watch> watch) {
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(),
+                                                         watch](beast::error_code ec) {
+      if (ec || watch->answered) return;
+      char c;
+      const auto n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        watch->left = true;
     });
   }
 
@@ -341,7 +399,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   // Every answer goes out here: to a HEAD request, its headers alone (Content-Length as
   // a GET would have it, no body).
-  void send(http::response<http::string_body> res, bool keep_alive) {
+  // `hold` (what the answer's memory is counted against) goes once it is written.
+  void send(http::response<http::string_body> res, bool keep_alive,
+            Allowance::Lease hold = nullptr) {
     auto sp = std::make_shared<http::response<http::string_body>>(std::move(res));
     sp->keep_alive(keep_alive);
     if (head_) {
@@ -349,12 +409,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       sp->body().clear();
       sp->content_length(n);
     }
-    http::async_write(
-        stream_, *sp,
-        [self = shared_from_this(), sp, keep_alive](beast::error_code ec, std::size_t) {
-          if (ec || !keep_alive) return self->close();
-          self->read();
-        });
+    http::async_write(stream_, *sp,
+                      [self = shared_from_this(), sp, keep_alive, hold = std::move(hold)](
+                          beast::error_code ec, std::size_t) {
+                        if (ec || !keep_alive) return self->close();
+                        self->read();
+                      });
   }
 
   void close() {

@@ -47,6 +47,9 @@ struct ServerOptions {
   render::SplitFrame split_frame;
   // The wire fast path (--wire), for its counters in /api/v1/health; none when null.
   const WireService* wire = nullptr;
+  // Screenshot and region answers held in memory at once, from their request until their
+  // client has read them; requests beyond it get 429 (--http-max-inflight-mb).
+  std::uint64_t http_max_inflight_bytes = 1ull << 30;
 };
 
 // Serves `datasets` (already opened in `cache`) until SIGINT or SIGTERM, then closes every

@@ -33,8 +33,38 @@ class Closable {
   virtual void shutdown() = 0;  // thread-safe: posts to its own strand
 };
 
+// POST /api/v1/screenshot's limits.
+constexpr int kMinScreenshotSide = 16, kMaxScreenshotSide = 8192;
+constexpr std::uint64_t kMaxScreenshotPixels = 32ull << 20;
+constexpr int kMaxScreenshotsAtOnce = 2;
+// POST /api/v1/region's: one region's bytes, and regions read at once (more get 429). They run
+// on the render pool at final-frame priority: without a cap, twenty of them held other
+// clients' first frames back by ten seconds.
+constexpr std::uint64_t kMaxRegionBytes = 64ull << 20;
+constexpr int kMaxRegionsAtOnce = 2;
+
+// A bounded amount shared by requests (things at once, or bytes held): take() gives a lease
+// that gives its share back when its last copy goes, or null when the rest is too small.
+class Allowance {
+ public:
+  explicit Allowance(std::uint64_t capacity)
+      : state_(std::make_shared<State>()), capacity_(capacity) {}
+  using Lease = std::shared_ptr<void>;
+  Lease take(std::uint64_t n = 1);
+  std::uint64_t used() const { return state_->used.load(); }
+  std::uint64_t capacity() const { return capacity_; }
+
+ private:
+  struct State {
+    std::atomic<std::uint64_t> used{0};
+  };
+  std::shared_ptr<State> state_;  // the leases share it: they may outlive the allowance
+  std::uint64_t capacity_;
+};
+
 struct Context {
-  Context(ServerOptions o, net::io_context& io) : options(std::move(o)), ioc(io) {}
+  Context(ServerOptions o, net::io_context& io)
+      : options(std::move(o)), ioc(io), answer_bytes(options.http_max_inflight_bytes) {}
   ServerOptions options;
   net::io_context& ioc;
   stream::Engine engine;
@@ -43,8 +73,13 @@ struct Context {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::atomic<int> clients{0};
   jobs::JobQueue* jobs = nullptr;
-  std::atomic<int> screenshots{0};  // rendering now (POST /api/v1/screenshot)
-  std::atomic<int> regions{0};      // being read now (POST /api/v1/region)
+  Allowance screenshots{kMaxScreenshotsAtOnce};  // rendering now (POST /api/v1/screenshot)
+  Allowance regions{kMaxRegionsAtOnce};          // being read now (POST /api/v1/region)
+  // Bytes of screenshot and region answers in memory: from the request's start until the
+  // client has read its answer (--http-max-inflight-mb). Without it, clients that never
+  // read held 64 MiB each for the 60 s a write may take.
+  Allowance answer_bytes;
+  std::atomic<std::uint64_t> abandoned{0};  // screenshots stopped: their client left
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;
@@ -85,21 +120,26 @@ std::optional<http::response<http::string_body>> pipelines_route(
 // The server's datasets for job kinds (jobs::builtin_kinds), rendering through its cache.
 jobs::DatasetLookup dataset_lookup(std::shared_ptr<Context> ctx);
 
-// POST /api/v1/screenshot: limits, and the route. `reply` is called once, from this thread
-// (errors) or from a render thread (the PNG).
-constexpr int kMinScreenshotSide = 16, kMaxScreenshotSide = 8192;
-constexpr std::uint64_t kMaxScreenshotPixels = 32ull << 20;
-constexpr int kMaxScreenshotsAtOnce = 2;
-void screenshot_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
-                      std::function<void(http::response<http::string_body>)> reply);
+// A request answered from the render pool (screenshot_route, region_route). `reply` is called
+// once, from the network thread (errors) or a render thread (the answer); `hold` lives until
+// the answer is written out or the connection ends. `left` turns true when the client goes
+// away before its answer (or the server stops): work for it may stop.
+using Reply = std::function<void(http::response<http::string_body>, Allowance::Lease hold)>;
+struct PoolRequest {
+  const http::request<http::string_body>& req;
+  Reply reply;
+  std::shared_ptr<const std::atomic<bool>> left;
+};
+
+// The 429 a request gets when `what` is full: the message says why, Retry-After says when.
+http::response<http::string_body> overloaded(const http::request<http::string_body>& req,
+                                             std::string_view why);
+
+// POST /api/v1/screenshot: the route (its limits are above Context).
+void screenshot_route(std::shared_ptr<Context> ctx, PoolRequest r);
 
 // POST /api/v1/region: a raw box of one level (at most kMaxRegionBytes), like screenshot_route.
-constexpr std::uint64_t kMaxRegionBytes = 64ull << 20;
-// Regions read at once; more get 429. They run on the render pool at final-frame priority:
-// without a cap, twenty of them held other clients' first frames back by ten seconds.
-constexpr int kMaxRegionsAtOnce = 2;
-void region_route(std::shared_ptr<Context> ctx, const http::request<http::string_body>& req,
-                  std::function<void(http::response<http::string_body>)> reply);
+void region_route(std::shared_ptr<Context> ctx, PoolRequest r);
 
 // Takes over an upgraded connection.
 void start_state_socket(std::shared_ptr<Context> ctx, tcp::socket socket,

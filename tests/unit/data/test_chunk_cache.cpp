@@ -237,6 +237,50 @@ TEST(ChunkCache, PartialReadsGiveUpAtTheDeadlineAndTheReadsLandLater) {
   EXPECT_TRUE(all.failed.empty());
 }
 
+TEST(ChunkCache, PartialReadsStopWhenCancelledAndTheQueuedReadsAreDropped) {
+  auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
+                                          std::vector<std::int64_t>{8, 8, 8});
+  ChunkCache cache(CacheOptions{64 * kChunkBytes, 1, 1});  // one reader: the rest queue
+  const auto id = cache.add_source(src);
+  ASSERT_TRUE(cache.get(id, 0, Index{0, 0, 0}));
+  src->block();
+  std::vector<Index> want;
+  for (int z = 0; z < 8; ++z)
+    want.push_back(Index{z, 0, 0});
+  std::atomic<bool> cancel{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    cancel = true;
+  });
+  auto got = get_chunks_partial(cache, id, 0, want, kPriorityVisible, std::nullopt, &cancel);
+  stopper.join();
+  EXPECT_TRUE(got.pins[0]);  // the hit
+  ASSERT_EQ(got.failed.size(), 7u);
+  for (const auto& [i, e] : got.failed) {
+    EXPECT_EQ(e.code, ErrorCode::kCancelled) << i;
+    EXPECT_NE(e.message.find("cancelled"), std::string::npos) << e.message;
+  }
+  // The one read in progress finishes; the six queued behind it are never made.
+  src->unblock();
+  const auto landed = [&] {
+    int n = 0;
+    for (int z = 1; z < 8; ++z)
+      n += cache.try_get(id, 0, Index{z, 0, 0}).has_value();
+    return n;
+  };
+  for (int i = 0; i < 500 && landed() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(src->reads.load(), 2) << "queued reads nobody wants were still made";
+  EXPECT_EQ(landed(), 1);
+  EXPECT_GE(cache.counters().cancelled, 6u);
+  // Not cancelled: it waits for every chunk.
+  std::atomic<bool> never{false};
+  auto all = get_chunks_partial(cache, id, 0, want, kPriorityVisible, std::nullopt, &never);
+  EXPECT_TRUE(all.failed.empty());
+  EXPECT_EQ(src->reads.load(), 8);
+}
+
 TEST(ChunkCache, PinnedChunksAreNeverEvictedAndPinsOutliveTheCache) {
   auto src = std::make_shared<TestSource>(std::vector<std::int64_t>{64, 8, 8},
                                           std::vector<std::int64_t>{8, 8, 8});
