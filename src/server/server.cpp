@@ -335,6 +335,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void upgrade(http::request<http::string_body> req, const std::string& path) {
     if (ctx_->stopping) return;
+    // What Beast's handshake would refuse with a plain-text body, refused here in JSON
+    // naming the header (RFC 6455 4.2.1: a 16-byte key in base64; version 13, else 426).
+    const auto key = req[http::field::sec_websocket_key];
+    if (key.size() != 24 || key.substr(22) != "==")
+      return send(json_error(req, http::status::bad_request, "bad_request",
+                             "WebSocket handshake: header 'Sec-WebSocket-Key' must be 16 bytes "
+                             "in base64 (24 characters)"),
+                  false);
+    if (req[http::field::sec_websocket_version] != "13") {
+      auto res = json_error(req, http::status::upgrade_required, "bad_request",
+                            "WebSocket handshake: header 'Sec-WebSocket-Version' must be 13");
+      res.set(http::field::sec_websocket_version, "13");
+      return send(std::move(res), false);
+    }
     if (path == "/ws/state") {
       if (ctx_->clients.load() >= ctx_->options.max_clients)
         return send(json_error(req, http::status::service_unavailable, "server_busy",
@@ -359,7 +373,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return start_pixel_socket(ctx_, stream_.release_socket(), std::move(req), std::move(session));
     }
     send(json_error(req, http::status::not_found, "not_found",
-                    fmt::format("{}: no WebSocket here (/ws/state, /ws/pixels)", path)),
+                    fmt::format("{}: no WebSocket here (/ws/state, /ws/pixels, /ws/events)", path)),
          false);
   }
 

@@ -354,8 +354,14 @@ Result<json> histogram(const render::Scene& scene, const render::RenderInputs& i
   }
   std::vector<std::size_t> which;
   if (const auto it = request.find("layers"); it != request.end() && !it->is_null()) {
-    if (!it->is_array() || it->size() > 1024)
+    // A scene has at most a few dozen layers; a longer list is a mistake or an attack.
+    constexpr std::size_t kMaxListed = 1024;
+    if (!it->is_array())
       return fail(ErrorCode::kInvalidArgument, "field 'layers': expected a list of layer indices");
+    if (it->size() > kMaxListed)
+      return fail(ErrorCode::kInvalidArgument,
+                  "field 'layers': {} entries, over the {} a list may have", it->size(),
+                  kMaxListed);
     for (const auto& e : *it) {
       if (!e.is_number_integer() || e.get<std::int64_t>() < 0 ||
           e.get<std::int64_t>() >= std::int64_t(scene.layers.size()))

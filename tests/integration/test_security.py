@@ -122,6 +122,39 @@ def test_malformed_http_gets_a_400_answer(serve):
     assert get(f"{s.http}/api/v1/health")[0] == 200  # and it serves on
 
 
+def test_failed_websocket_handshakes_get_json_naming_the_header(serve):
+    s = serve(DATA)
+    key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+    def upgrade(path, headers, timeout=20):
+        resp = raw(s, (f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       f"Connection: Upgrade\r\n{headers}\r\n").encode(), timeout)
+        head, _, body = resp.partition(b"\r\n\r\n")
+        return int(head.split()[1]), head.decode(errors="replace"), body
+
+    for path in ("/ws/state", "/ws/events"):
+        for headers, status, header in (
+                ("Sec-WebSocket-Version: 13\r\n", 400, "Sec-WebSocket-Key"),
+                ("Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n", 400,
+                 "Sec-WebSocket-Key"),
+                (key, 426, "Sec-WebSocket-Version"),
+                (key + "Sec-WebSocket-Version: 8\r\n", 426, "Sec-WebSocket-Version")):
+            got, head, body = upgrade(path, headers)
+            assert got == status, (path, headers, head)
+            msg = json.loads(body)["error"]["message"]
+            assert f"'{header}'" in msg, (path, headers, msg)
+            if status == 426:
+                assert "Sec-WebSocket-Version: 13" in head, head
+    # A WebSocket path that does not exist lists the ones that do.
+    got, _, body = upgrade("/ws/nope", key + "Sec-WebSocket-Version: 13\r\n")
+    msg = json.loads(body)["error"]["message"]
+    assert got == 404 and all(p in msg for p in ("/ws/state", "/ws/pixels", "/ws/events")), msg
+    # A good handshake still upgrades.
+    got, _, _ = upgrade("/ws/events", key + "Sec-WebSocket-Version: 13\r\n", timeout=2)
+    assert got == 101
+    assert get(f"{s.http}/api/v1/health")[0] == 200
+
+
 def test_head_answers_carry_no_body(serve, tmp_path):
     s = serve(DATA, "--data-dir", tmp_path / "d")
     for target, status in (("/api/v1/health", 200), ("/api/v1/datasets", 200), ("/", 200),

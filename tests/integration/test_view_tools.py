@@ -222,6 +222,9 @@ def test_histogram_of_the_view_and_its_percentiles(serve, volume):
             r = await ask(st, dict({"type": "histogram", "id": field}, **req))
             assert r["type"] == "error" and r["code"] == "bad_message", (req, r)
             assert r["id"] == field and f"'{field}'" in r["message"], r
+        # A list over the cap says the cap.
+        r = await ask(st, {"type": "histogram", "id": 9, "layers": [0] * 1025})
+        assert r["type"] == "error" and "1025 entries, over the 1024" in r["message"], r
         await st.close()
         await px.close()
 
