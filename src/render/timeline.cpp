@@ -197,7 +197,7 @@ Result<Timeline> parse_timeline(const json& doc, const Scene& base, const SceneD
     if (!kf.is_object()) return bad(at, ": expected an object {\"time\", \"scene\" or \"patch\"}");
     for (const auto& [k, v] : kf.items())
       if (k != "time" && k != "scene" && k != "patch" && k != "easing")
-        return bad(at + ".field '" + k + "'", ": unknown (time, scene, patch, easing)");
+        return bad(at + "." + k, ": unknown field (time, scene, patch, easing)");
     Keyframe out;
     if (!kf.contains("time") || !kf["time"].is_number() || !std::isfinite(kf["time"].get<double>()))
       return bad(at + ".time", ": expected a number of seconds");
