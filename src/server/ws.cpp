@@ -20,6 +20,64 @@ std::string random_id() {
   return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
+// The text messages a channel has sent that its client has not read yet, written one at a
+// time by send_text(). A client that stops reading is disconnected (1008) past 4096 of them
+// or 8 MiB, so that it cannot make the server hold unbounded memory.
+struct Outbox {
+  static constexpr std::size_t kMaxMessages = 4096, kMaxBytes = 8u << 20;
+  std::deque<std::pair<std::string, bool>> queue;  // text, and whether it may be dropped
+  std::size_t bytes = 0;
+
+  // Drops the oldest droppable message waiting (never the one being written).
+  void drop_oldest_droppable() {
+    for (auto it = queue.size() > 1 ? std::next(queue.begin()) : queue.end(); it != queue.end();
+         ++it)
+      if (it->second) {
+        bytes -= it->first.size();
+        queue.erase(it);
+        return;
+      }
+  }
+};
+
+template <class Socket>
+void write_next(const std::shared_ptr<Socket>& self);
+
+// Queues `text` on `self` (a socket with `ws_`, `outbox_` and `closing_`) and writes it
+// when its turn comes; `channel` names it in the log when the client is disconnected.
+template <class Socket>
+void send_text(const std::shared_ptr<Socket>& self, std::string text, bool droppable,
+               const char* channel) {
+  auto& box = self->outbox_;
+  if (self->closing_) return;
+  if (box.queue.size() >= Outbox::kMaxMessages || box.bytes >= Outbox::kMaxBytes) {
+    self->closing_ = true;
+    VX_LOG(warn, "ws.slow_client", "channel={} queued={} bytes={} action=disconnect", channel,
+           box.queue.size(), box.bytes);
+    self->ws_.async_close(websocket::close_code::policy_error, [self](beast::error_code) {});
+    return;
+  }
+  box.bytes += text.size();
+  box.queue.emplace_back(std::move(text), droppable);
+  if (box.queue.size() == 1) write_next(self);
+}
+
+template <class Socket>
+void write_next(const std::shared_ptr<Socket>& self) {
+  self->ws_.text(true);
+  self->ws_.async_write(net::buffer(self->outbox_.queue.front().first),
+                        [self](beast::error_code ec, std::size_t) {
+                          auto& box = self->outbox_;
+                          box.bytes -= box.queue.front().first.size();
+                          box.queue.pop_front();
+                          if (ec) {
+                            self->closing_ = true;
+                            return;
+                          }
+                          if (!box.queue.empty()) write_next(self);
+                        });
+}
+
 class StateSocket : public Closable, public std::enable_shared_from_this<StateSocket> {
  public:
   StateSocket(std::shared_ptr<Context> ctx, tcp::socket socket)
@@ -55,6 +113,11 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
   }
 
  private:
+  template <class S>
+  friend void send_text(const std::shared_ptr<S>&, std::string, bool, const char*);
+  template <class S>
+  friend void write_next(const std::shared_ptr<S>&);
+
   void on_accept(beast::error_code ec) {
     if (ec) return;
     ctx_->add_socket(shared_from_this());
@@ -321,41 +384,14 @@ class StateSocket : public Closable, public std::enable_shared_from_this<StateSo
     });
   }
 
-  void send(const json& j) {
-    if (closing_) return;
-    // The client stopped reading: never drop, disconnect (past 4096 messages or 8 MiB).
-    if (queue_.size() >= 4096 || queued_bytes_ >= kMaxQueuedBytes) {
-      closing_ = true;
-      ws_.async_close(websocket::close_code::policy_error,
-                      [self = shared_from_this()](beast::error_code) {});
-      return;
-    }
-    queue_.push_back(j.dump());
-    queued_bytes_ += queue_.back().size();
-    if (queue_.size() == 1) write();
-  }
-
-  void write() {
-    ws_.text(true);
-    ws_.async_write(net::buffer(queue_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->queued_bytes_ -= self->queue_.front().size();
-                      self->queue_.pop_front();
-                      if (ec) {
-                        self->closing_ = true;
-                        return;
-                      }
-                      if (!self->queue_.empty()) self->write();
-                    });
-  }
+  // Never dropped: a client that stops reading is disconnected instead (Outbox).
+  void send(const json& j) { send_text(shared_from_this(), j.dump(), false, "state"); }
 
   std::shared_ptr<Context> ctx_;
   websocket::stream<beast::tcp_stream> ws_;
   net::steady_timer timer_;
   beast::flat_buffer buffer_;
-  std::deque<std::string> queue_;
-  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
-  std::size_t queued_bytes_ = 0;
+  Outbox outbox_;
   json confirmed_;  // the scene as this client last heard it (welcome, then acks)
   std::deque<std::chrono::steady_clock::time_point> recent_;
   std::shared_ptr<stream::Session> session_;
@@ -467,6 +503,11 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
   }
 
  private:
+  template <class S>
+  friend void send_text(const std::shared_ptr<S>&, std::string, bool, const char*);
+  template <class S>
+  friend void write_next(const std::shared_ptr<S>&);
+
   void on_accept(beast::error_code ec) {
     if (ec || !ctx_->jobs) return;
     ctx_->add_socket(shared_from_this());
@@ -517,54 +558,20 @@ class EventSocket : public Closable, public std::enable_shared_from_this<EventSo
     });
   }
 
+  // Past 256 waiting, the oldest progress message goes; changes of state are never dropped
+  // (a client that stops reading is disconnected instead: Outbox).
   void send(const json& j, bool keep) {
-    if (closing_) return;
-    if (queue_.size() >= 256) {
-      // Drop the oldest droppable (progress) message waiting, never the one being written.
-      for (auto it = std::next(queue_.begin()); it != queue_.end(); ++it)
-        if (!it->second) {
-          queued_bytes_ -= it->first.size();
-          queue_.erase(it);
-          break;
-        }
-      if (queue_.size() >= 256 && !keep) return;
+    if (outbox_.queue.size() >= 256) {
+      outbox_.drop_oldest_droppable();
+      if (outbox_.queue.size() >= 256 && !keep) return;
     }
-    // Changes of state are never dropped: a client that stopped reading is disconnected
-    // instead, as on the state channel (past 4096 messages or 8 MiB), so that it cannot make
-    // the server hold unbounded memory.
-    if (queue_.size() >= 4096 || queued_bytes_ >= kMaxQueuedBytes) {
-      closing_ = true;
-      VX_LOG(warn, "events.slow_client", "queued={} bytes={} action=disconnect", queue_.size(),
-             queued_bytes_);
-      ws_.async_close(websocket::close_code::policy_error,
-                      [self = shared_from_this()](beast::error_code) {});
-      return;
-    }
-    queue_.emplace_back(j.dump(), keep);
-    queued_bytes_ += queue_.back().first.size();
-    if (queue_.size() == 1) write();
-  }
-
-  void write() {
-    ws_.text(true);
-    ws_.async_write(net::buffer(queue_.front().first),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->queued_bytes_ -= self->queue_.front().first.size();
-                      self->queue_.pop_front();
-                      if (ec) {
-                        self->closing_ = true;
-                        return;
-                      }
-                      if (!self->queue_.empty()) self->write();
-                    });
+    send_text(shared_from_this(), j.dump(), !keep, "events");
   }
 
   std::shared_ptr<Context> ctx_;
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
-  std::deque<std::pair<std::string, bool>> queue_;
-  std::size_t queued_bytes_ = 0;
-  static constexpr std::size_t kMaxQueuedBytes = 8u << 20;
+  Outbox outbox_;
   std::map<std::string, std::uint64_t> versions_;  // the newest snapshot sent, per job
   pipeline::Manager::Subscription pipeline_events_;
   std::uint64_t token_ = 0;

@@ -129,7 +129,7 @@ def test_a_subscriber_that_stops_reading_is_disconnected(serve):
             r = conn.getresponse()
             r.read()
             assert r.status == 200, (action, r.status)
-        if i % 256 == 255 and "events.slow_client" in Path(s.log.name).read_text(errors="replace"):
+        if i % 256 == 255 and "ws.slow_client channel=events" in Path(s.log.name).read_text(errors="replace"):
             disconnected = True
             break
     assert disconnected, "the subscriber that never reads was never disconnected"
