@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "core/json_text.hpp"
@@ -53,7 +54,9 @@ struct WireService::Impl {
   std::atomic<std::uint64_t> requests{0}, discarded{0}, discarded_bytes{0};
   std::chrono::steady_clock::time_point last_discard_log{};
   // A message of another kind than a request: counted, logged at most once a second.
-  void discard(std::uint64_t tag, std::uint64_t bytes);
+  // Counts a message read and dropped (`tag` unknown when UCX truncated it without one) and
+  // logs at most once a second.
+  void discard(std::optional<std::uint64_t> tag, std::uint64_t bytes);
 
   // Workers, each with its own renderer, serve the queue: a slow frame does not hold up
   // other clients' reads. Bounded: beyond kMaxQueued waiting requests a request gets "busy".
@@ -285,16 +288,22 @@ bool WireService::Impl::admit(uint32_t client, const std::string* text) {
   return ok;
 }
 
-void WireService::Impl::discard(std::uint64_t tag, std::uint64_t bytes) {
+void WireService::Impl::discard(std::optional<std::uint64_t> tag, std::uint64_t bytes) {
   const auto n = ++discarded;
   discarded_bytes += bytes;
   const auto now = std::chrono::steady_clock::now();
   if (now - last_discard_log < std::chrono::seconds(1)) return;
   last_discard_log = now;
-  VX_LOG(warn, "wire.discarded",
-         "client={} kind={} bytes={} total={} why=\"only requests (kind 1) are read; other "
-         "kinds are dropped\"",
-         std::uint32_t(tag >> 32), (tag >> 24) & 0xff, bytes, n);
+  if (tag)
+    VX_LOG(warn, "wire.discarded",
+           "client={} kind={} bytes={} total={} why=\"only requests (kind 1) are read; other "
+           "kinds are dropped\"",
+           std::uint32_t(*tag >> 32), (*tag >> 24) & 0xff, bytes, n);
+  else
+    VX_LOG(warn, "wire.discarded",
+           "client=unknown kind=unknown bytes={} total={} why=\"larger than the receive buffer, "
+           "and UCX did not say its tag\"",
+           bytes, n);
 }
 
 void WireService::Impl::run() {
@@ -339,10 +348,10 @@ void WireService::Impl::run() {
         continue;
       }
       // Truncated without its tag (UCX does not report it for a rendezvous message): read
-      // and dropped, of a kind nobody knows; counted with the discarded ones.
+      // and dropped, of a kind nobody knows.
       if (got.error().code == wire::Errc::kTruncated) {
-        ++discarded;
-        discarded_bytes += buf.size();
+        discard(std::nullopt, buf.size());
+        continue;
       }
       VX_LOG(warn, "wire.bad_request", "error={}", log_quote(got.error().what()));
       continue;
