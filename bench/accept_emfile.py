@@ -8,12 +8,11 @@ seconds (/proc) and the connections are closed; prints the CPU share and whether
 """
 import argparse
 import os
-import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
+
+import serving
 
 
 def main():
@@ -25,16 +24,8 @@ def main():
     a = ap.parse_args()
     if a.nofile < 32 or a.connections <= a.nofile or a.seconds <= 0:
         ap.error("need --nofile >= 32, --connections > --nofile and --seconds > 0")
-    p = subprocess.Popen(["prlimit", f"--nofile={a.nofile}:{a.nofile}", a.bin, "serve",
-                          "synthetic:cells?shape=32x64x64&chunk=32", "--port", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    port = None
-    while port is None:
-        line = p.stdout.readline()
-        if not line:
-            sys.exit("the server exited at start")
-        if m := re.search(r"http://127.0.0.1:(\d+)/", line):
-            port = int(m.group(1))
+    p, port = serving.start(["prlimit", f"--nofile={a.nofile}:{a.nofile}", a.bin, "serve",
+                             "synthetic:cells?shape=32x64x64&chunk=32", "--port", "0"])
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
              for _ in range(a.connections)]
     time.sleep(1)

@@ -9,18 +9,14 @@ watched meanwhile. Prints its peak and how many answers were held at the end.
 """
 import argparse
 import json
-import re
 import socket
-import subprocess
-import sys
 import time
+
+import serving
 
 
 def rss_mb(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return serving.rss_kib(pid) / 1024
 
 
 def main():
@@ -32,16 +28,8 @@ def main():
     a = ap.parse_args()
     if a.connections < 1 or a.settle <= 0:
         ap.error("need --connections >= 1 and --settle > 0")
-    p = subprocess.Popen([a.bin, "serve", "synthetic:cells?shape=512x512x512&chunk=64",
-                          "--port", "0", *a.serve_args],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    port = None
-    while port is None:
-        line = p.stdout.readline()
-        if not line:
-            sys.exit("the server exited at start")
-        if m := re.search(r"http://127.0.0.1:(\d+)/", line):
-            port = int(m.group(1))
+    p, port = serving.start([a.bin, "serve", "synthetic:cells?shape=512x512x512&chunk=64",
+                             "--port", "0", *a.serve_args])
     base = rss_mb(p.pid)
     body = json.dumps({"start": [0, 0, 0, 0], "shape": [1, 128, 512, 512]}).encode()  # 64 MiB
 

@@ -9,19 +9,16 @@ servers send), then times `info` again and prints the server's RSS before and af
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import time
+
+import serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1000
-    return float("nan")
+    return serving.rss_kib(pid) / 1000
 
 
 async def info_ms(voxcast, port: int, n: int = 50) -> float:
@@ -63,17 +60,10 @@ def main():
     sys.path[:0] = [os.path.join(build, "python"), os.path.join(ROOT, "python")]
     from voxcast import wire  # noqa: E402
     import voxcast  # noqa: E402
-    p = subprocess.Popen([a.bin, "serve", "synthetic:cells?shape=256x256x256&chunk=64",
-                          "--port", "0", "--wire", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+    p, port = serving.start([a.bin, "serve", "synthetic:cells?shape=256x256x256&chunk=64",
+                             "--port", "0", "--wire", "0"],
+                            pattern=r"wire fast path on [^:]+:(\d+)")
     try:
-        port = None
-        while port is None:
-            line = p.stdout.readline()
-            if not line:
-                sys.exit("the server exited at start")
-            if m := re.search(r"wire fast path on [^:]+:(\d+)", line):
-                port = int(m.group(1))
         before = rss_mb(p.pid), asyncio.run(info_ms(voxcast, port))
         took = asyncio.run(flood(wire, port, a.count, a.size, a.kind))
         time.sleep(1)

@@ -98,12 +98,7 @@ void region_route(std::shared_ptr<Context> ctx, PoolRequest r) {
   // The answer's bytes are held from now until the client has read them; the read slot
   // only while reading.
   auto held = ctx->answer_bytes.take(box->bytes);
-  if (!held)
-    return r.reply(overloaded(req, fmt::format("{} MiB of answers are waiting for their clients "
-                                               "to read them (--http-max-inflight-mb {})",
-                                               ctx->answer_bytes.used() >> 20,
-                                               ctx->answer_bytes.capacity() >> 20)),
-                   nullptr);
+  if (!held) return r.reply(answers_full(*ctx, req), nullptr);
   auto reading = ctx->regions.take();
   if (!reading)
     return r.reply(

@@ -137,12 +137,7 @@ void screenshot_route(std::shared_ptr<Context> ctx, PoolRequest r) {
     return r.reply(json_error(req, http::status::bad_request, "bad_request", shot.error().message),
                    nullptr);
   auto held = ctx->answer_bytes.take(bytes);
-  if (!held)
-    return r.reply(overloaded(req, fmt::format("{} MiB of answers are waiting for their clients "
-                                               "to read them (--http-max-inflight-mb {})",
-                                               ctx->answer_bytes.used() >> 20,
-                                               ctx->answer_bytes.capacity() >> 20)),
-                   nullptr);
+  if (!held) return r.reply(answers_full(*ctx, req), nullptr);
   auto rendering = ctx->screenshots.take();
   if (!rendering)
     return r.reply(

@@ -52,6 +52,14 @@ http::response<http::string_body> overloaded(const http::request<http::string_bo
   return res;
 }
 
+http::response<http::string_body> answers_full(const Context& ctx,
+                                               const http::request<http::string_body>& req) {
+  return overloaded(req,
+                    fmt::format("{} MiB of answers are waiting for their clients to read "
+                                "them (--http-max-inflight-mb {})",
+                                ctx.answer_bytes.used() >> 20, ctx.answer_bytes.capacity() >> 20));
+}
+
 json Context::limits() const {
   return {{"max_clients", options.max_clients},
           {"max_message_bytes", options.max_message_bytes},

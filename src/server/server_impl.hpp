@@ -135,6 +135,10 @@ struct PoolRequest {
 http::response<http::string_body> overloaded(const http::request<http::string_body>& req,
                                              std::string_view why);
 
+// The 429 for a request whose answer does not fit in what is left of ctx.answer_bytes.
+http::response<http::string_body> answers_full(const Context& ctx,
+                                               const http::request<http::string_body>& req);
+
 // POST /api/v1/screenshot: the route (its limits are above Context).
 void screenshot_route(std::shared_ptr<Context> ctx, PoolRequest r);
 
