@@ -15,12 +15,20 @@ export async function screenshot(vx, {token, notice}, scale = 1) {
   const body = {dataset: vx.dataset, scene: clone(scene), width: Math.round(c.width * k),
                 height: Math.round(c.height * k)};
   notice(`rendering a ${body.width}×${body.height} screenshot…`, 60000);
+  // The server renders 2 screenshots at once and answers more with 429: wait and ask again
+  // (Retry-After, else 1 s) for up to a minute.
   let r;
-  try {
-    r = await fetch(withToken('/api/v1/screenshot', token), {
-      method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-  } catch (e) {
-    r = {ok: false, status: 0, json: async () => ({error: {message: e.message}})};
+  for (const until = Date.now() + 60000; ;) {
+    try {
+      r = await fetch(withToken('/api/v1/screenshot', token), {
+        method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+    } catch (e) {
+      r = {ok: false, status: 0, json: async () => ({error: {message: e.message}})};
+    }
+    const wait = 1000 * (+(r.headers && r.headers.get('Retry-After')) || 1);
+    if (r.status !== 429 || Date.now() + wait > until) break;
+    notice(`the server is busy; asking again in ${wait / 1000} s…`, wait + 1000);
+    await new Promise((done) => setTimeout(done, wait));
   }
   if (!r.ok) {
     const e = await r.json().catch(() => null);

@@ -302,8 +302,9 @@ class Viewer(FrameStream, MovieMixin):
             return (await self.final_frame(timeout))[1]
         await self.sync(timeout)
         body = {"dataset": self.dataset, "scene": self.confirmed_scene, **rest.size_fields(size)}
+        # At most 2 render at once on the server: a busy one is waited out (within timeout).
         data, _ = await rest.arequest(self.endpoint, "POST", "/api/v1/screenshot", body,
-                                      timeout if timeout is not None else 600)
+                                      timeout if timeout is not None else 600, patient=True)
         if path is not None:
             with open(path, "wb") as f:
                 f.write(data)

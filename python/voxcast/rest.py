@@ -57,10 +57,28 @@ def request(endpoint: Endpoint, method: str, path: str, body: Any = None,
         raise VoxcastConnectionError(url, f"cannot connect: {getattr(e, 'reason', e)}") from None
 
 
+def request_patiently(endpoint: Endpoint, method: str, path: str, body: Any = None,
+                      timeout: float = 30) -> Tuple[bytes, dict]:
+    """:func:`request` for routes the server bounds (screenshots and regions: a few at once,
+    and a budget of answer bytes): a ``429 overloaded`` answer is waited out, asking again
+    after 50 ms, doubling to 1 s, until ``timeout``; then it is raised."""
+    deadline, pause = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return request(endpoint, method, path, body, max(1.0, deadline - time.monotonic()))
+        except ServerError as e:
+            if e.code != "overloaded" or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
+
+
 async def arequest(endpoint: Endpoint, method: str, path: str, body: Any = None,
-                   timeout: float = 30) -> Tuple[bytes, dict]:
+                   timeout: float = 30, patient: bool = False) -> Tuple[bytes, dict]:
+    """:func:`request` (or :func:`request_patiently`) on a thread."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: request(endpoint, method, path, body, timeout))
+    call = request_patiently if patient else request
+    return await loop.run_in_executor(None, lambda: call(endpoint, method, path, body, timeout))
 
 
 async def datasets(endpoint: Endpoint, timeout: float = 30) -> list:
@@ -94,18 +112,8 @@ def read_region(endpoint: Endpoint, dataset: int, level: int, start, shape,
     """The box ``[start, start + shape)`` of one level, every axis (``POST /api/v1/region``)."""
     body = {"dataset": int(dataset), "level": int(level), "start": [int(v) for v in start],
             "shape": [int(v) for v in shape]}
-    # The server reads 2 regions at once and answers more with 429 "overloaded": wait and ask
-    # again (50 ms, doubling to 1 s) until `timeout`.
-    deadline, pause = time.monotonic() + timeout, 0.05
-    while True:
-        try:
-            raw, headers = request(endpoint, "POST", "/api/v1/region", body, timeout)
-            break
-        except ServerError as e:
-            if e.code != "overloaded" or time.monotonic() + pause > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(2 * pause, 1.0)
+    # The server reads 2 regions at once and answers more with 429 "overloaded".
+    raw, headers = request_patiently(endpoint, "POST", "/api/v1/region", body, timeout)
     dtype = np.dtype(headers.get("X-Voxcast-Dtype", ""))
     got = tuple(int(v) for v in headers.get("X-Voxcast-Shape", "").split(","))
     if got != tuple(body["shape"]) or len(raw) != dtype.itemsize * int(np.prod(got)):

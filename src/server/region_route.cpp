@@ -102,7 +102,7 @@ void region_route(std::shared_ptr<Context> ctx, PoolRequest r) {
   auto reading = ctx->regions.take();
   if (!reading)
     return r.reply(
-        overloaded(req, fmt::format("{} regions are being read", ctx->regions.capacity())),
+        overloaded(*ctx, req, fmt::format("{} regions are being read", ctx->regions.capacity())),
         nullptr);
   const unsigned version = req.version();
   ctx->engine.pool->submit(

@@ -141,7 +141,8 @@ void screenshot_route(std::shared_ptr<Context> ctx, PoolRequest r) {
   auto rendering = ctx->screenshots.take();
   if (!rendering)
     return r.reply(
-        overloaded(req, fmt::format("{} screenshots are rendering", ctx->screenshots.capacity())),
+        overloaded(*ctx, req,
+                   fmt::format("{} screenshots are rendering", ctx->screenshots.capacity())),
         nullptr);
   const unsigned version = req.version();
   ctx->engine.pool->submit(

@@ -44,17 +44,19 @@ Allowance::Lease Allowance::take(std::uint64_t n) {
   return Lease(state_.get(), [state = state_, n](void*) { state->used -= n; });
 }
 
-http::response<http::string_body> overloaded(const http::request<http::string_body>& req,
+http::response<http::string_body> overloaded(Context& ctx,
+                                             const http::request<http::string_body>& req,
                                              std::string_view why) {
+  ++ctx.answered_429;
   auto res = json_error(req, http::status::too_many_requests, "overloaded",
                         fmt::format("overloaded: {}; retry in 1 s", why));
   res.set(http::field::retry_after, "1");
   return res;
 }
 
-http::response<http::string_body> answers_full(const Context& ctx,
+http::response<http::string_body> answers_full(Context& ctx,
                                                const http::request<http::string_body>& req) {
-  return overloaded(req,
+  return overloaded(ctx, req,
                     fmt::format("{} MiB of answers are waiting for their clients to read "
                                 "them (--http-max-inflight-mb {})",
                                 ctx.answer_bytes.used() >> 20, ctx.answer_bytes.capacity() >> 20));
@@ -289,7 +291,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                {"regions", ctx_->regions.used()},
                                {"answer_bytes", ctx_->answer_bytes.used()},
                                {"answer_budget_bytes", ctx_->answer_bytes.capacity()},
-                               {"abandoned", ctx_->abandoned.load()}}},
+                               {"abandoned", ctx_->abandoned.load()},
+                               {"overloaded", ctx_->answered_429.load()}}},
                              {"wire", std::move(wire)}});
     }
     if (path == "/api/v1/datasets") return send_json(req, {{"datasets", ctx_->datasets_full}});

@@ -79,7 +79,8 @@ struct Context {
   // client has read its answer (--http-max-inflight-mb). Without it, clients that never
   // read held 64 MiB each for the 60 s a write may take.
   Allowance answer_bytes;
-  std::atomic<std::uint64_t> abandoned{0};  // screenshots stopped: their client left
+  std::atomic<std::uint64_t> abandoned{0};     // screenshots stopped: their client left
+  std::atomic<std::uint64_t> answered_429{0};  // screenshot and region requests answered 429
   std::atomic<bool> stopping{false};
 
   std::mutex mutex;
@@ -132,11 +133,13 @@ struct PoolRequest {
 };
 
 // The 429 a request gets when `what` is full: the message says why, Retry-After says when.
-http::response<http::string_body> overloaded(const http::request<http::string_body>& req,
+// Counted in ctx.answered_429.
+http::response<http::string_body> overloaded(Context& ctx,
+                                             const http::request<http::string_body>& req,
                                              std::string_view why);
 
 // The 429 for a request whose answer does not fit in what is left of ctx.answer_bytes.
-http::response<http::string_body> answers_full(const Context& ctx,
+http::response<http::string_body> answers_full(Context& ctx,
                                                const http::request<http::string_body>& req);
 
 // POST /api/v1/screenshot: the route (its limits are above Context).

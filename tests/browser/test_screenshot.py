@@ -61,6 +61,17 @@ def test_button_saves_a_larger_png_of_the_view(server, browser):
     assert "saved" in browser.find_element("css selector", "#st-msg").text
 
 
+def test_screenshots_beyond_two_at_once_are_waited_out(server, browser):
+    # The server renders 2 at once and answers more with 429; the page asks again.
+    open_page(browser, server.url("/"))
+    shots = browser.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      Promise.all([1, 2, 3, 4].map(() => window.voxcast.screenshot(2))).then(done);""")
+    assert all("error" not in s and s["bytes"] > 0 for s in shots), shots
+    with urllib.request.urlopen(server.url("/api/v1/health"), timeout=30) as r:
+        assert json.loads(r.read())["http"]["overloaded"] > 0, "no 429: nothing was waited out"
+
+
 def test_failure_is_named_in_the_status_line(server, browser):
     open_page(browser, server.url("/"))
     shot = browser.execute_async_script("""

@@ -106,6 +106,27 @@ async def test_sync_raises_at_the_assignment(serve, tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_screenshots_beyond_two_at_once_are_waited_out(serve, tmp_path):
+    # The server renders 2 screenshots at once and answers more with 429; the client waits
+    # and asks again, so six asked together all arrive, the same picture.
+    import asyncio
+    import urllib.request
+    s = serve("synthetic:cells?shape=64x128x128&chunk=32&latency_ms=50", "--data-dir",
+              tmp_path / "d")
+    async with await voxcast.connect(s.ws, codecs=["jpeg"]) as v:
+        v.dims.ndisplay = 3
+        v.camera.angles = (0, 20, 100)
+        await v.sync()
+        shots = await asyncio.gather(*(v.screenshot(size=(512, 512), timeout=300)
+                                       for _ in range(6)))
+    assert all(img.shape == (512, 512, 3) for img in shots)
+    assert all(np.array_equal(img, shots[0]) for img in shots)
+    assert (shots[0].max(axis=2) > 30).mean() > 0.02, "blank"
+    with urllib.request.urlopen(f"{s.http}/api/v1/health", timeout=30) as r:
+        assert json.loads(r.read())["http"]["overloaded"] > 0, "no 429: nothing was waited out"
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("ndisplay", [2, 3])
 async def test_screenshot_path_and_size_equals_voxcast_render(serve, voxcast_bin, tmp_path, ndisplay):
     s = serve(SYN, "--data-dir", tmp_path / "d")
